@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmod_ipi: preemption of synergy worker threads by inter-processor interrupts aimed at a CPU.
+//!
+//! Protocol (see `uapi/src/ipi.rs`): a worker thread pinned to one CPU registers as that CPU's
+//! receiver; the timer core asks for an IPI to that CPU. The IPI handler runs on the target CPU
+//! and, if the receiver is the task running there, queues a task_work. On the receiver's next
+//! return to user mode the task_work stores the interrupted user rip in the receiver's rip slot
+//! (only while the slot holds 0: one delivery at a time) and sets the user rip to the receiver's
+//! handler. Every other register is left as it was, so user space can save the complete state.
+//!
+//! Lifetimes: a `Receiver` is reference counted. The per-CPU table holds one reference, and a
+//! queued task_work holds another. Unregistering removes the table entry, waits for every IPI
+//! handler that might still see it (`synchronize_rcu`: the handlers run with interrupts off, which
+//! is an RCU read-side section), marks the receiver inactive and drops the table's reference.
+//! `task_work_cancel` is not exported to modules, so a delivery queued before that still runs; it
+//! sees the receiver inactive and does nothing, then drops its reference. A queued delivery also
+//! holds a module reference, so `rmmod` cannot remove `deliver` while a task still has it queued;
+//! open files pin the module too (the misc device's owner). A receiver keeps a counted reference to
+//! its task, so an exited thread is never a dangling pointer: it never runs on the CPU again (every
+//! IPI is a miss) until its file is closed, which unregisters everything the file registered.
+//!
+//! The misc device is created root-only (0600). A process can only send to receivers of its own
+//! thread group.
+
+use core::{
+    ffi::c_void,
+    mem::{offset_of, ManuallyDrop},
+    ptr::null_mut,
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
+};
+use kernel::{
+    bindings,
+    fs::File,
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+    sync::{aref::ARef, Arc},
+    task::Task,
+    types::Opaque,
+    uaccess::{UserPtr, UserSlice},
+};
+
+// The ABI, compiled from the same files as user space's `synergy-uapi` crate. `ipi.rs` refers to
+// `super::ioctl`, hence this module's name.
+#[path = "../uapi/src/ioctl.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod ioctl;
+#[path = "../uapi/src/ipi.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod abi;
+
+// The shared encoding must agree with the kernel's own macros.
+const _: () = assert!(abi::IOC_VERSION == kernel::ioctl::_IOR::<abi::IpiVersion>(abi::IOC_MAGIC as u32, 0x00));
+const _: () = assert!(abi::IOC_REGISTER == kernel::ioctl::_IOWR::<abi::IpiRegister>(abi::IOC_MAGIC as u32, 0x01));
+const _: () = assert!(abi::IOC_UNREGISTER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x02));
+const _: () = assert!(abi::IOC_CPU_APIC_ID == kernel::ioctl::_IOWR::<abi::IpiCpuApic>(abi::IOC_MAGIC as u32, 0x03));
+const _: () = assert!(abi::IOC_SEND == kernel::ioctl::_IOW::<abi::IpiSend>(abi::IOC_MAGIC as u32, 0x04));
+const _: () = assert!(abi::IOC_STATS == kernel::ioctl::_IOR::<abi::IpiStats>(abi::IOC_MAGIC as u32, 0x05));
+
+// SAFETY: all of these are `repr(C)` structs of `u32`/`u64` fields without padding: every byte is
+// initialised, and every bit pattern is a valid value.
+unsafe impl kernel::transmute::AsBytes for abi::IpiVersion {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::AsBytes for abi::IpiRegister {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::FromBytes for abi::IpiRegister {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::AsBytes for abi::IpiCpuApic {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::FromBytes for abi::IpiCpuApic {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::FromBytes for abi::IpiSend {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::AsBytes for abi::IpiStats {}
+
+module! {
+    type: SynergyIpi,
+    name: "kmod_ipi",
+    authors: ["synergy developers"],
+    description: "synergy: preemption of worker threads by IPI",
+    license: "GPL",
+}
+
+const MAX_CPUS: usize = abi::MAX_CPUS as usize;
+/// Highest user-space address on x86-64 with 4-level paging (TASK_SIZE_MAX - 1).
+const USER_ADDR_MAX: u64 = 0x0000_7fff_ffff_efff;
+
+/// Receivers by CPU. Written with compare-exchange by (un)registration, read by IPI handlers.
+static RECEIVERS: [AtomicPtr<Receiver>; MAX_CPUS] = [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    missed_not_running: AtomicU64,
+    missed_busy: AtomicU64,
+    missed_fault: AtomicU64,
+}
+
+struct Receiver {
+    /// The task_work queued from the IPI handler (initialised once, reused for every delivery).
+    work: Opaque<bindings::callback_head>,
+    /// Set while `work` is queued: one pending delivery at a time.
+    work_queued: AtomicBool,
+    /// Cleared by unregistration: a delivery still queued then must not redirect.
+    active: AtomicBool,
+    task: ARef<Task>,
+    tgid: i32,
+    handler: u64,
+    rip_slot: u64,
+    /// Id of the file that registered it.
+    owner: u64,
+    stats: Counters,
+}
+
+// SAFETY: `work` is only touched by the task_work machinery (a linked list updated with atomics)
+// and by this module through raw pointers under the `work_queued` protocol; every other field is
+// immutable after construction or atomic. `ARef<Task>` is Send + Sync.
+unsafe impl Send for Receiver {}
+// SAFETY: see above.
+unsafe impl Sync for Receiver {}
+
+#[pin_data]
+struct SynergyIpi {
+    #[pin]
+    _miscdev: MiscDeviceRegistration<IpiFile>,
+}
+
+impl kernel::InPlaceModule for SynergyIpi {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        pr_info!("loaded (ABI {})\n", abi::ABI_VERSION);
+        try_pin_init!(Self {
+            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"synergy_ipi" }),
+        })
+    }
+}
+
+/// Per-open-file state; receivers registered through a file die with it.
+struct IpiFile {
+    /// Identifies the file as the owner of its receivers (unique for the module's lifetime).
+    id: u64,
+}
+
+static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
+
+#[vtable]
+impl MiscDevice for IpiFile {
+    type Ptr = KBox<Self>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        Ok(KBox::new(IpiFile { id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed) }, GFP_KERNEL)?)
+    }
+
+    fn release(me: KBox<Self>, _file: &File) {
+        let owner = me.id;
+        for cpu in 0..MAX_CPUS {
+            unregister_where(cpu, |r| r.owner == owner);
+        }
+    }
+
+    fn ioctl(me: &IpiFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let owner = me.id;
+        let size = kernel::ioctl::_IOC_SIZE(cmd);
+        let user = || UserSlice::new(UserPtr::from_addr(arg), size);
+        match cmd {
+            abi::IOC_VERSION => {
+                user().writer().write(&abi::IpiVersion { abi_version: abi::ABI_VERSION, flags: 0 })?;
+                Ok(0)
+            }
+            abi::IOC_REGISTER => {
+                let (mut reader, mut writer) = user().reader_writer();
+                let mut req: abi::IpiRegister = reader.read()?;
+                req.cpu = register(owner, &req)? as u32;
+                writer.write(&req)?;
+                Ok(0)
+            }
+            abi::IOC_UNREGISTER => {
+                let me_task = Task::current_raw();
+                let found = (0..MAX_CPUS)
+                    .map(|cpu| unregister_where(cpu, |r| r.owner == owner && r.task.as_ptr() == me_task))
+                    .fold(false, |a, b| a | b);
+                if found { Ok(0) } else { Err(ENOENT) }
+            }
+            abi::IOC_CPU_APIC_ID => {
+                let (mut reader, mut writer) = user().reader_writer();
+                let mut q: abi::IpiCpuApic = reader.read()?;
+                q.apic_id = apic_id(q.cpu as usize).ok_or(EINVAL)?;
+                writer.write(&q)?;
+                Ok(0)
+            }
+            abi::IOC_SEND => {
+                let req: abi::IpiSend = user().reader().read()?;
+                send(&req)?;
+                Ok(0)
+            }
+            abi::IOC_STATS => {
+                let me_task = Task::current_raw();
+                let stats = with_receiver_of(owner, me_task, |r| abi::IpiStats {
+                    sent: r.stats.sent.load(Ordering::Relaxed),
+                    delivered: r.stats.delivered.load(Ordering::Relaxed),
+                    missed_not_running: r.stats.missed_not_running.load(Ordering::Relaxed),
+                    missed_busy: r.stats.missed_busy.load(Ordering::Relaxed),
+                    missed_fault: r.stats.missed_fault.load(Ordering::Relaxed),
+                })
+                .ok_or(ENOENT)?;
+                user().writer().write(&stats)?;
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// Thread-group id of `task` as seen from the caller's pid namespace (the same for every thread of
+/// a process), computed by the kernel's C helper.
+///
+/// Fields of `task_struct` beyond `flags` are not read from Rust in this module: with this kernel's
+/// toolchain (bindgen 0.73.2, clang 19.1.7, Linux 7.3.4) the generated binding lays `task_struct`
+/// out differently from the C compiler after the scheduler entities (e.g. `nr_cpus_allowed` at
+/// 744 instead of 792, `pid` at 1136 instead of 1184, measured), so such reads, including the
+/// kernel crate's `Task::tgid()`, return another field. `stack` (32) and `flags` (44) agree.
+fn tgid_of(task: *mut bindings::task_struct) -> i32 {
+    // SAFETY: `task` is live (current, or held by a reference); a null namespace means "the
+    // caller's active namespace".
+    unsafe { bindings::task_tgid_nr_ns(task, null_mut()) }
+}
+
+fn nr_cpus() -> usize {
+    // SAFETY: `nr_cpu_ids` is set during boot and never changes afterwards.
+    let n = unsafe { bindings::nr_cpu_ids } as usize;
+    n.min(MAX_CPUS)
+}
+
+/// APIC ID of a possible CPU.
+fn apic_id(cpu: usize) -> Option<u32> {
+    if cpu >= nr_cpus() {
+        return None;
+    }
+    // SAFETY: `x86_cpu_to_apicid` is a per-CPU variable: its address plus the CPU's per-CPU
+    // offset is that CPU's copy (what `per_cpu()` computes, in wrapping unsigned arithmetic: the
+    // offset is "negative" when the per-CPU area lies below the section); cpu < nr_cpu_ids has an
+    // offset.
+    let id = unsafe {
+        let base = &raw const bindings::x86_cpu_to_apicid as usize;
+        let off = bindings::__per_cpu_offset[cpu] as usize;
+        core::ptr::read_volatile(base.wrapping_add(off) as *const u32)
+    };
+    Some(id)
+}
+
+fn cpu_of_apic_id(id: u32) -> Option<usize> {
+    (0..nr_cpus()).find(|&c| apic_id(c) == Some(id))
+}
+
+fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
+    if req.flags != 0 || req.handler == 0 || req.handler > USER_ADDR_MAX {
+        return Err(EINVAL);
+    }
+    if req.rip_slot == 0 || req.rip_slot % 8 != 0 || req.rip_slot > USER_ADDR_MAX - 8 {
+        return Err(EINVAL);
+    }
+    // The slot must be readable and writable now (it is rewritten with its own value).
+    let slot_value: u64 = UserSlice::new(UserPtr::from_addr(req.rip_slot as usize), 8).reader().read()?;
+    UserSlice::new(UserPtr::from_addr(req.rip_slot as usize), 8).writer().write(&slot_value)?;
+
+    let task_ptr = Task::current_raw();
+    // The thread is expected to be pinned (user space's job: the runtime refuses --preempt=ipi
+    // without pinning). An unpinned receiver is harmless: IPIs to its CPU are misses while it
+    // runs elsewhere. (`nr_cpus_allowed` cannot be checked here: see `tgid_of`.)
+    // SAFETY: raw_smp_processor_id has no preconditions; the answer may be stale for unpinned tasks.
+    let cpu = unsafe { bindings::raw_smp_processor_id() } as usize;
+    if cpu >= nr_cpus() {
+        return Err(EINVAL);
+    }
+    let me_owner_task = |r: &Receiver| r.task.as_ptr() == task_ptr;
+    if (0..MAX_CPUS).any(|c| with_slot(c, |r| me_owner_task(r)).unwrap_or(false)) {
+        return Err(EBUSY);
+    }
+    let current = kernel::current!();
+    let tgid = tgid_of(task_ptr);
+    let receiver = Arc::new(
+        Receiver {
+            work: Opaque::new(bindings::callback_head { next: null_mut(), func: Some(deliver) }),
+            work_queued: AtomicBool::new(false),
+            active: AtomicBool::new(true),
+            task: ARef::from(&**current),
+            tgid,
+            handler: req.handler,
+            rip_slot: req.rip_slot,
+            owner,
+            stats: Counters::default(),
+        },
+        GFP_KERNEL,
+    )?;
+    let raw = Arc::into_raw(receiver) as *mut Receiver;
+    if RECEIVERS[cpu].compare_exchange(null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // SAFETY: `raw` came from `Arc::into_raw` just above and was never published.
+        drop(unsafe { Arc::from_raw(raw) });
+        return Err(EBUSY);
+    }
+    Ok(cpu)
+}
+
+/// Runs `f` on the receiver of `cpu`, if any. It may race with unregistration, so the table
+/// entry is read inside an RCU read-side critical section.
+fn with_slot<R>(cpu: usize, f: impl FnOnce(&Receiver) -> R) -> Option<R> {
+    let _rcu = kernel::sync::rcu::read_lock();
+    let p = RECEIVERS[cpu].load(Ordering::Acquire);
+    // SAFETY: unregistration clears the entry and then waits (synchronize_rcu) for every reader
+    // like this one before it drops the table's reference, so `p` stays valid until `_rcu` ends.
+    if p.is_null() { None } else { Some(f(unsafe { &*p })) }
+}
+
+fn with_receiver_of<R>(owner: u64, task: *mut bindings::task_struct, f: impl Fn(&Receiver) -> R) -> Option<R> {
+    (0..MAX_CPUS).find_map(|c| with_slot(c, |r| (r.owner == owner && r.task.as_ptr() == task).then(|| f(r))).flatten())
+}
+
+/// Removes `cpu`'s receiver if `pred` holds for it; true if one was removed.
+fn unregister_where(cpu: usize, pred: impl Fn(&Receiver) -> bool) -> bool {
+    let p = RECEIVERS[cpu].load(Ordering::Acquire);
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: only unregistration frees a receiver, and it first swaps the entry to null; we read
+    // through `p` only after winning that swap below, or here while it is still published (no
+    // other unregistration of the same entry can free it: they would have to win the CAS first,
+    // and (un)registration of one file is serialised by the caller's file operations).
+    if !pred(unsafe { &*p }) {
+        return false;
+    }
+    if RECEIVERS[cpu].compare_exchange(p, null_mut(), Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return false;
+    }
+    // SAFETY: no IPI handler that could still see `p` survives synchronize_rcu (they run with
+    // interrupts disabled, an RCU read-side critical section).
+    unsafe { bindings::synchronize_rcu() };
+    // SAFETY: `p` is the table's reference, from Arc::into_raw in `register`.
+    let receiver = unsafe { Arc::from_raw(p) };
+    receiver.active.store(false, Ordering::Release);
+    drop(receiver);
+    true
+}
+
+fn this_module() -> *mut bindings::module {
+    <SynergyIpi as kernel::ModuleMetadata>::THIS_MODULE.as_ptr()
+}
+
+fn send(req: &abi::IpiSend) -> Result {
+    let cpu = match req.flags {
+        0 => req.target as usize,
+        abi::SEND_BY_APIC_ID => cpu_of_apic_id(req.target).ok_or(EINVAL)?,
+        _ => return Err(EINVAL),
+    };
+    if cpu >= nr_cpus() {
+        return Err(EINVAL);
+    }
+    let tgid = tgid_of(Task::current_raw());
+    match with_slot(cpu, |r| {
+        if r.tgid != tgid {
+            return Err(EPERM);
+        }
+        r.stats.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }) {
+        None => return Err(ENOENT),
+        Some(r) => r?,
+    }
+    // SAFETY: `ipi_handler` is a valid smp_call_func_t; `info` is the CPU number, not a pointer.
+    // wait = 0: the timer core never blocks on a worker. Fails with -ENXIO for an offline CPU.
+    let rc = unsafe { bindings::smp_call_function_single(cpu as i32, Some(ipi_handler), cpu as *mut c_void, false) };
+    if rc != 0 {
+        return Err(Error::from_errno(rc));
+    }
+    Ok(())
+}
+
+/// Runs on the target CPU in interrupt context.
+unsafe extern "C" fn ipi_handler(info: *mut c_void) {
+    let cpu = info as usize;
+    let p = RECEIVERS[cpu].load(Ordering::Acquire);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: interrupts are off here, so unregistration's synchronize_rcu waits for us.
+    let r = unsafe { &*p };
+    if r.task.as_ptr() != Task::current_raw() {
+        r.stats.missed_not_running.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if r.work_queued.swap(true, Ordering::AcqRel) {
+        r.stats.missed_busy.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // A queued `deliver` keeps this module loaded until it has run.
+    // SAFETY: THIS_MODULE is this module; try_module_get is callable from any context.
+    if !unsafe { bindings::try_module_get(this_module()) } {
+        r.work_queued.store(false, Ordering::Release);
+        return;
+    }
+    // The queued work owns one reference until it runs.
+    // SAFETY: `p` is a live Arc allocation (the table holds a reference).
+    let extra = ManuallyDrop::new(unsafe { Arc::from_raw(p) });
+    let work_ref = Arc::into_raw(ManuallyDrop::into_inner(extra.clone()));
+    // SAFETY: the task is `current`; `work` is ours and not queued (work_queued was false).
+    let rc = unsafe { bindings::task_work_add(r.task.as_ptr(), r.work.get(), bindings::task_work_notify_mode_TWA_RESUME) };
+    if rc != 0 {
+        // The task is exiting: no delivery.
+        r.work_queued.store(false, Ordering::Release);
+        r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: undo the references taken for the work.
+        drop(unsafe { Arc::from_raw(work_ref) });
+        // SAFETY: pairs with the try_module_get above.
+        unsafe { bindings::module_put(this_module()) };
+    }
+}
+
+/// The user register frame of `task`, at the top of its kernel stack (x86-64 `task_pt_regs`).
+fn user_regs(task: *mut bindings::task_struct) -> *mut bindings::pt_regs {
+    const THREAD_SIZE: usize = (1 << bindings::PAGE_SHIFT) << bindings::THREAD_SIZE_ORDER;
+    #[cfg(CONFIG_X86_FRED)]
+    const PADDING: usize = 16;
+    #[cfg(not(CONFIG_X86_FRED))]
+    const PADDING: usize = 0;
+    // SAFETY: `task` is current; its stack page stays allocated while it runs.
+    let top = unsafe { (*task).stack } as usize + THREAD_SIZE - PADDING;
+    (top as *mut bindings::pt_regs).wrapping_sub(1)
+}
+
+/// The task_work: runs in the receiver's own context on its way back to user mode (or during its
+/// exit). Releases the module reference taken when it was queued as its very last action.
+unsafe extern "C" fn deliver(head: *mut bindings::callback_head) {
+    // SAFETY: `head` is the `work` field of a Receiver whose reference the work owns.
+    let r = unsafe { Arc::from_raw((head as *mut u8).sub(offset_of!(Receiver, work)) as *const Receiver) };
+    r.work_queued.store(false, Ordering::Release);
+    redirect(&r);
+    drop(r);
+    // SAFETY: pairs with try_module_get in `ipi_handler`; nothing of this module runs after the
+    // return below except the epilogue of this function.
+    unsafe { bindings::module_put(this_module()) };
+}
+
+fn redirect(r: &Receiver) {
+    let task = Task::current_raw();
+    // SAFETY: current is valid; flags is a plain field.
+    let exiting = unsafe { (*task).flags } & bindings::PF_EXITING != 0;
+    if !r.active.load(Ordering::Acquire) {
+        return;
+    }
+    if exiting || r.task.as_ptr() != task {
+        r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let regs = user_regs(task);
+    // SAFETY: `regs` is this task's saved user frame; we run in its context with no concurrent
+    // writer. Sanity-check it is a user frame before changing anything.
+    let (cs, sp, ip) = unsafe { ((*regs).__bindgen_anon_1.cs, (*regs).sp, (*regs).ip) };
+    if cs & 3 != 3 || sp as u64 > USER_ADDR_MAX || ip as u64 > USER_ADDR_MAX {
+        r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let slot = || UserSlice::new(UserPtr::from_addr(r.rip_slot as usize), 8);
+    match slot().reader().read::<u64>() {
+        Ok(0) => {}
+        Ok(_) => {
+            r.stats.missed_busy.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Err(_) => {
+            r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    if slot().writer().write(&(ip as u64)).is_err() {
+        r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: as above; the thread resumes at its own registered handler.
+    unsafe { (*regs).ip = r.handler as _ };
+    r.stats.delivered.fetch_add(1, Ordering::Relaxed);
+}

@@ -1,0 +1,3 @@
+//! Benchmarks run by the `synergy bench` command (not tests: they report, they do not assert).
+
+pub mod ctx;

@@ -1,0 +1,124 @@
+//! A fast monotonic nanosecond clock shared by workers and the timer core.
+//!
+//! With an invariant TSC (constant_tsc + nonstop_tsc) the clock is `rdtsc` scaled by a factor
+//! calibrated once against CLOCK_MONOTONIC; otherwise (e.g. some emulators) it is CLOCK_MONOTONIC.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+struct Calibration {
+    /// ns per tick as a 32.32 fixed-point number; 0 when the TSC is not used.
+    mult: u64,
+    base_tsc: u64,
+}
+
+static CAL: OnceLock<Calibration> = OnceLock::new();
+
+fn invariant_tsc() -> bool {
+    // CPUID 0x8000_0007 EDX bit 8: invariant TSC.
+    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    if max_ext < 0x8000_0007 {
+        return false;
+    }
+    let edx = core::arch::x86_64::__cpuid(0x8000_0007).edx;
+    edx & (1 << 8) != 0 && std::env::var_os("SYNERGY_NO_TSC").is_none()
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no preconditions in user mode on Linux (CR4.TSD is clear).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn calibrate() -> Calibration {
+    if !invariant_tsc() {
+        return Calibration { mult: 0, base_tsc: 0 };
+    }
+    let t0 = Instant::now();
+    let c0 = rdtsc();
+    while t0.elapsed() < Duration::from_millis(20) {
+        std::hint::spin_loop();
+    }
+    let c1 = rdtsc();
+    let ns = t0.elapsed().as_nanos() as u64;
+    let ticks = (c1 - c0).max(1);
+    Calibration { mult: ((ns as u128) << 32).checked_div(ticks as u128).unwrap_or(0) as u64, base_tsc: c0 }
+}
+
+/// Calibrates the clock (about 20 ms the first time); later calls are free.
+pub fn init() {
+    CAL.get_or_init(calibrate);
+}
+
+/// Nanoseconds since an arbitrary start, monotonic; never 0 (0 marks "disarmed" timers).
+#[inline]
+pub fn now_ns() -> u64 {
+    let cal = CAL.get_or_init(calibrate);
+    if cal.mult == 0 {
+        return mono_ns();
+    }
+    let ticks = rdtsc().wrapping_sub(cal.base_tsc);
+    (((ticks as u128 * cal.mult as u128) >> 32) as u64) + 1
+}
+
+/// Whether `now_ns` is TSC-based (for reports).
+pub fn uses_tsc() -> bool {
+    CAL.get_or_init(calibrate).mult != 0
+}
+
+/// Spins for `ns` nanoseconds of wall time (a request "of exactly this service time").
+#[inline]
+pub fn spin_for(ns: u64) {
+    let end = now_ns() + ns;
+    while now_ns() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// A gap between two clock readings longer than this means the spinning thread was not running
+/// (preempted, parked or descheduled); it does not count as work.
+pub const OFF_CPU_GAP_NS: u64 = 1_000;
+
+/// Spins until `ns` nanoseconds of *running* time were spent: time while the green thread was
+/// preempted or the OS thread descheduled is not counted, so a synthetic request costs exactly
+/// its service time however often it is interrupted.
+#[inline]
+pub fn spin_work(ns: u64) {
+    let mut done = 0u64;
+    let mut last = now_ns();
+    while done < ns {
+        std::hint::spin_loop();
+        let t = now_ns();
+        let d = t.saturating_sub(last);
+        if d < OFF_CPU_GAP_NS {
+            done += d;
+        }
+        last = t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_and_close_to_the_os_clock() {
+        init();
+        let a = now_ns();
+        let m0 = mono_ns();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = now_ns();
+        let m1 = mono_ns();
+        assert!(b > a);
+        let ours = (b - a) as f64;
+        let os = (m1 - m0) as f64;
+        assert!((ours / os - 1.0).abs() < 0.05, "tsc {ours} vs os {os}");
+    }
+}

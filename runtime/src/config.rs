@@ -1,0 +1,234 @@
+//! Runtime configuration: defaults, an optional TOML file, validation with clear errors.
+
+use crate::preempt::PreemptMode;
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+
+/// Every tunable of the runtime. TOML keys use the same names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Worker threads (one per core).
+    pub workers: usize,
+    /// CPUs for the workers, in worker order. Default: every allowed CPU except the timer core.
+    pub worker_cores: Option<Vec<usize>>,
+    /// CPU of the timer core. Default: the first allowed CPU.
+    pub timer_core: Option<usize>,
+    /// QUANTUM_FACTOR: quantum = factor × EMA of short service times.
+    pub quantum_factor: f64,
+    /// CONGESTED_QUANTUM_FACTOR: the factor while the wait queue is congested.
+    pub congested_quantum_factor: f64,
+    /// THRESH_WQD in µs: wait-queue congestion check interval; 0 = never congested.
+    pub thresh_wqd_us: u64,
+    /// STEAL_THRESHOLD: steal only from a peer holding more than this many requests.
+    pub steal_threshold: usize,
+    /// Preemption delivery.
+    pub preempt: PreemptMode,
+    /// Green-thread stack size in KiB.
+    pub stack_kib: usize,
+    /// Upper bound on green threads in existence (running, parked or pooled).
+    pub max_green_threads: usize,
+    /// Capacity of each worker's local RX ring.
+    pub rx_capacity: usize,
+    /// Pin workers and the timer core to their CPUs.
+    pub pin: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: 1,
+            worker_cores: None,
+            timer_core: None,
+            // The thesis's evaluation setting (§6.1.1): QUANTUM_FACTOR=2, THRESH_WQD=0.
+            quantum_factor: 2.0,
+            congested_quantum_factor: 2.0,
+            thresh_wqd_us: 0,
+            steal_threshold: 1,
+            preempt: PreemptMode::Signal,
+            stack_kib: 64,
+            max_green_threads: 4096,
+            rx_capacity: 4096,
+            pin: true,
+        }
+    }
+}
+
+/// A configuration error: which setting, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Where each thread runs, after defaults are filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub timer_core: usize,
+    pub worker_cores: Vec<usize>,
+    /// Human-readable notes (e.g. the timer core shares a CPU with a worker).
+    pub warnings: Vec<String>,
+}
+
+pub const MIN_STACK_KIB: usize = 32;
+pub const MAX_WORKERS: usize = 1024;
+
+impl Config {
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("invalid configuration: {e}")))
+    }
+
+    pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_toml_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Checks every value and resolves CPU placement against `allowed` CPUs.
+    pub fn validate(&self, allowed: &[usize]) -> Result<Placement, ConfigError> {
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return err(format!("workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
+        }
+        for (name, v) in [
+            ("quantum_factor", self.quantum_factor),
+            ("congested_quantum_factor", self.congested_quantum_factor),
+        ] {
+            if !v.is_finite() || v <= 0.0 || v > 1e6 {
+                return err(format!("{name} must be a positive number (at most 1e6), got {v}"));
+            }
+        }
+        if self.thresh_wqd_us > 10_000_000 {
+            return err(format!("thresh_wqd_us must be at most 10000000 (10 s), got {}", self.thresh_wqd_us));
+        }
+        if self.stack_kib < MIN_STACK_KIB || self.stack_kib > 1 << 20 {
+            return err(format!(
+                "stack_kib must be between {MIN_STACK_KIB} (room for the preemption frame) and 1048576, got {}",
+                self.stack_kib
+            ));
+        }
+        if self.max_green_threads < 2 * self.workers || self.max_green_threads > 1 << 20 {
+            return err(format!(
+                "max_green_threads must be between 2 × workers ({}) and 1048576, got {}",
+                2 * self.workers,
+                self.max_green_threads
+            ));
+        }
+        if !(64..=1 << 20).contains(&self.rx_capacity) {
+            return err(format!("rx_capacity must be between 64 and 1048576, got {}", self.rx_capacity));
+        }
+        if allowed.is_empty() {
+            return err("no CPU is available to this process");
+        }
+        let check_cpu = |what: &str, c: usize| -> Result<(), ConfigError> {
+            if allowed.contains(&c) {
+                Ok(())
+            } else {
+                err(format!("{what} CPU {c} is not available to this process (available: {allowed:?})"))
+            }
+        };
+        let timer_core = self.timer_core.unwrap_or(allowed[0]);
+        check_cpu("timer core", timer_core)?;
+        let worker_cores = match &self.worker_cores {
+            Some(cores) => {
+                if cores.len() != self.workers {
+                    return err(format!(
+                        "worker_cores lists {} CPUs but workers = {}",
+                        cores.len(),
+                        self.workers
+                    ));
+                }
+                for (i, &c) in cores.iter().enumerate() {
+                    check_cpu("worker", c)?;
+                    if cores[..i].contains(&c) {
+                        return err(format!("worker_cores lists CPU {c} twice"));
+                    }
+                }
+                cores.clone()
+            }
+            None => {
+                let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != timer_core).collect();
+                let pool = if others.is_empty() { vec![timer_core] } else { others };
+                (0..self.workers).map(|i| pool[i % pool.len()]).collect()
+            }
+        };
+        let mut warnings = Vec::new();
+        if worker_cores.contains(&timer_core) {
+            warnings.push(format!(
+                "the timer core (CPU {timer_core}) shares a CPU with a worker: preemption is delayed by CPU time-sharing"
+            ));
+        }
+        let mut distinct = worker_cores.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() < worker_cores.len() {
+            warnings.push(format!(
+                "{} workers share {} CPUs: they time-share, latencies include scheduler delays",
+                worker_cores.len(),
+                distinct.len()
+            ));
+        }
+        Ok(Placement { timer_core, worker_cores, warnings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_place_timer_first_and_workers_elsewhere() {
+        let p = Config { workers: 2, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
+        assert_eq!(p.timer_core, 0);
+        assert_eq!(p.worker_cores, vec![1, 2]);
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn oversubscription_is_allowed_but_reported() {
+        let p = Config { workers: 2, ..Config::default() }.validate(&[0, 1]).unwrap();
+        assert_eq!(p.worker_cores, vec![1, 1]);
+        assert_eq!(p.warnings.len(), 1);
+        let p = Config::default().validate(&[3]).unwrap();
+        assert_eq!((p.timer_core, p.worker_cores.clone()), (3, vec![3]));
+        assert!(p.warnings[0].contains("shares a CPU"));
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        let cases: Vec<(Config, &str)> = vec![
+            (Config { workers: 0, ..Config::default() }, "workers"),
+            (Config { quantum_factor: 0.0, ..Config::default() }, "quantum_factor"),
+            (Config { congested_quantum_factor: f64::NAN, ..Config::default() }, "congested_quantum_factor"),
+            (Config { stack_kib: 4, ..Config::default() }, "stack_kib"),
+            (Config { max_green_threads: 1, ..Config::default() }, "max_green_threads"),
+            (Config { rx_capacity: 3, ..Config::default() }, "rx_capacity"),
+            (Config { timer_core: Some(7), ..Config::default() }, "timer core CPU 7"),
+            (Config { worker_cores: Some(vec![1, 1]), workers: 2, ..Config::default() }, "twice"),
+            (Config { worker_cores: Some(vec![1]), workers: 2, ..Config::default() }, "lists 1 CPUs"),
+        ];
+        for (cfg, needle) in cases {
+            let e = cfg.validate(&[0, 1, 2]).unwrap_err();
+            assert!(e.0.contains(needle), "error {:?} should mention {needle:?}", e.0);
+        }
+    }
+
+    #[test]
+    fn toml_parses_and_rejects_unknown_or_mistyped_keys() {
+        let c = Config::from_toml_str("workers = 3\nquantum_factor = 4.5\npreempt = \"none\"\nthresh_wqd_us = 15").unwrap();
+        assert_eq!((c.workers, c.quantum_factor, c.preempt, c.thresh_wqd_us), (3, 4.5, PreemptMode::None, 15));
+        assert_eq!(c.stack_kib, Config::default().stack_kib);
+        assert!(Config::from_toml_str("wrokers = 3").unwrap_err().0.contains("unknown field"));
+        assert!(Config::from_toml_str("workers = \"many\"").is_err());
+        assert!(Config::from_toml_str("preempt = \"smoke\"").is_err());
+    }
+}

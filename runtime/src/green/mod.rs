@@ -1,0 +1,9 @@
+//! Green threads: a 64-byte context switched by hand-written asm, on pooled, guarded stacks.
+
+pub mod context;
+pub mod stack;
+pub mod thread;
+
+pub use context::Context;
+pub use stack::Stack;
+pub use thread::GreenThread;

@@ -1,0 +1,43 @@
+//! A green thread: a context, its stack, and the bookkeeping of the request it is running.
+
+use super::{Context, Stack};
+use std::io;
+
+#[repr(C)]
+pub struct GreenThread {
+    /// Saved registers while not running (first field: one aligned cache line).
+    pub ctx: Context,
+    stack: Stack,
+    /// The running request was marked long by `feedback_start()`.
+    pub long: bool,
+    /// When the current request was scheduled (runtime clock, ns).
+    pub started_ns: u64,
+    /// How often the current request was preempted or yielded.
+    pub preemptions: u32,
+}
+
+impl GreenThread {
+    pub fn new(stack_size: usize, entry: extern "C" fn() -> !) -> io::Result<Box<GreenThread>> {
+        let stack = Stack::new(stack_size)?;
+        let ctx = Context::new(stack.top(), entry);
+        Ok(Box::new(GreenThread { ctx, stack, long: false, started_ns: 0, preemptions: 0 }))
+    }
+
+    /// Makes the thread start afresh at `entry` next time it is switched to.
+    pub fn reset(&mut self, entry: extern "C" fn() -> !) {
+        self.ctx = Context::new(self.stack.top(), entry);
+        self.long = false;
+        self.preemptions = 0;
+    }
+
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+/// A green thread handed between workers through the wait queue.
+pub struct ThreadPtr(pub *mut GreenThread);
+
+// SAFETY: a parked thread is owned by whoever holds its ThreadPtr; exactly one worker dequeues
+// it and only then runs it, so ownership moves between OS threads, never sharing.
+unsafe impl Send for ThreadPtr {}

@@ -1,0 +1,250 @@
+//! The `synergy` command.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use synergy::cli::RuntimeArgs;
+use synergy::demo::{self, DemoParams};
+use synergy::plot::{bar_chart, BarGroup};
+use synergy::workload::{Workload, WorkloadName};
+
+#[derive(Parser)]
+#[command(name = "synergy", version, about = "Microsecond-scale, application-aware preemption of server requests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a synthetic workload (the thesis's High/Extreme/ZippyDB) in process and print a
+    /// latency table, for the chosen preemption mode next to `--preempt=none`. The default command;
+    /// without --config it starts from the embedded runtime/configs/demo.toml.
+    Demo(DemoArgs),
+    /// Microbenchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Validate a configuration and print where every thread would run.
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Workload.
+    #[arg(long, value_enum, default_value = "high")]
+    workload: WorkloadName,
+    /// Offered load as a fraction of the workers' capacity (0 < load ≤ 2).
+    #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
+    load: f64,
+    /// Length of the replayed trace in ms.
+    #[arg(long, default_value_t = 2000)]
+    duration_ms: u64,
+    /// Seed of the arrival process.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Alternate the modes this many times and report medians (the JSON keeps every run).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Flows the requests are hashed from onto workers.
+    #[arg(long, default_value_t = 64)]
+    flows: u32,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw p99.9 latency per request type and mode as an SVG bar chart here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Green-thread context switch vs the corosensei crate, measured side by side.
+    Ctx {
+        /// Alternating measurement rounds (the median is reported).
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Ping-pong round trips per round.
+        #[arg(long, default_value_t = 1_000_000)]
+        round_trips: u64,
+        /// CPU to run on.
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Also write the result as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Also draw the result as an SVG bar chart here.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("synergy: error: {msg}");
+    ExitCode::from(2)
+}
+
+fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let (cfg, placement) = match args.runtime.resolve_over(demo::default_config()) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if !(args.load > 0.0 && args.load <= 2.0) {
+        return fail(format!("--load must be in (0, 2], got {}", args.load));
+    }
+    if !(1..=600_000).contains(&args.duration_ms) {
+        return fail(format!("--duration-ms must be between 1 and 600000, got {}", args.duration_ms));
+    }
+    if !(1..=100).contains(&args.repeat) {
+        return fail(format!("--repeat must be between 1 and 100, got {}", args.repeat));
+    }
+    if args.flows == 0 {
+        return fail("--flows must be at least 1");
+    }
+    if let Err(e) = synergy::preempt::preempter_for(cfg.preempt) {
+        return fail(e);
+    }
+    for w in &placement.warnings {
+        eprintln!("synergy: warning: {w}");
+    }
+    let w = Workload::named(args.workload);
+    let mix: Vec<String> = w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
+    println!(
+        "synergy demo: workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
+        w.name,
+        mix.join(", "),
+        cfg.workers,
+        placement.worker_cores,
+        placement.timer_core
+    );
+    println!(
+        "offered load {:.0}% of capacity = {:.0} requests/s for {} ms, QUANTUM_FACTOR {}, THRESH_WQD {} µs, clock {}",
+        args.load * 100.0,
+        w.capacity_rps(cfg.workers) * args.load,
+        args.duration_ms,
+        cfg.quantum_factor,
+        cfg.thresh_wqd_us,
+        if synergy::clock::uses_tsc() { "tsc" } else { "clock_gettime" }
+    );
+    let params = DemoParams { workload: args.workload, load: args.load, duration_ms: args.duration_ms, seed: args.seed, flows: args.flows };
+    let runs = match demo::run_demo(&cfg, &params, args.repeat) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    println!();
+    print!("{}", demo::format_table(&runs));
+    if let Some(path) = &args.json {
+        if let Err(e) = write_json(path, &runs) {
+            return fail(e);
+        }
+        println!("results written to {}", path.display());
+    }
+    if let Some(path) = &args.svg {
+        // Per request type and percentile, one bar per mode: the median over the repeated runs.
+        let modes: Vec<String> = runs.iter().map(|r| r.preempt.clone()).fold(Vec::new(), |mut v, m| {
+            if !v.contains(&m) {
+                v.push(m);
+            }
+            v
+        });
+        type Pick = fn(&synergy::report::Summary) -> u64;
+        let percentiles: [(&str, Pick); 3] = [("p50", |s| s.p50_ns), ("p99", |s| s.p99_ns), ("p99.9", |s| s.p999_ns)];
+        let mut groups = Vec::new();
+        for (i, c) in runs[0].classes.iter().enumerate() {
+            for (pname, pick) in percentiles {
+                groups.push(BarGroup {
+                    label: format!("{} µs {pname}", c.service_ns as f64 / 1000.0),
+                    bars: modes
+                        .iter()
+                        .map(|m| {
+                            let mut v: Vec<u64> =
+                                runs.iter().filter(|r| &r.preempt == m).map(|r| pick(&r.classes[i].latency)).collect();
+                            v.sort_unstable();
+                            (format!("--preempt={m}"), v[v.len() / 2] as f64 / 1000.0)
+                        })
+                        .collect(),
+                });
+            }
+        }
+        let title = format!("synergy demo: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
+        if let Err(e) = std::fs::write(path, bar_chart(&title, "latency (µs, log scale)", &groups, true)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+        println!("plot written to {}", path.display());
+    }
+    if runs.iter().any(|r| r.answered != r.requests || r.duplicates != 0) {
+        return fail("some requests were not answered exactly once");
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Demo(DemoArgs::parse_default())) {
+        Command::Demo(args) => demo(args),
+        Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, json, svg }) => {
+            if rounds == 0 || round_trips == 0 {
+                return fail("--rounds and --round-trips must be at least 1");
+            }
+            if let Some(c) = cpu {
+                if !synergy::cpu::allowed_cpus().contains(&c) {
+                    return fail(format!("CPU {c} is not available to this process"));
+                }
+            }
+            let r = synergy::bench::ctx::run(rounds, round_trips, cpu);
+            println!("green-thread switch (median of {} rounds × {} round trips):", r.rounds, r.round_trips_per_round);
+            println!("  synergy     {:>7.2} ns/switch", r.synergy_ns_per_switch);
+            println!("  corosensei  {:>7.2} ns/switch", r.corosensei_ns_per_switch);
+            println!("  ratio       {:>7.3}× (goal ≤ 1.0)", r.ratio);
+            if let Some(path) = &json {
+                if let Err(e) = write_json(path, &r) {
+                    return fail(e);
+                }
+            }
+            if let Some(path) = &svg {
+                let groups = vec![BarGroup {
+                    label: "one context switch".into(),
+                    bars: vec![("synergy".into(), r.synergy_ns_per_switch), ("corosensei".into(), r.corosensei_ns_per_switch)],
+                }];
+                if let Err(e) = std::fs::write(path, bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false)) {
+                    return fail(format!("cannot write {}: {e}", path.display()));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Config(args) => match args.runtime.resolve() {
+            Ok((cfg, placement)) => {
+                println!("{cfg:#?}");
+                println!("timer core: CPU {}\nworkers:    CPUs {:?}", placement.timer_core, placement.worker_cores);
+                for w in placement.warnings {
+                    println!("warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+impl DemoArgs {
+    fn parse_default() -> DemoArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            d: DemoArgs,
+        }
+        Only::parse_from(["synergy"]).d
+    }
+}

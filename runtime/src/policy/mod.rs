@@ -1,0 +1,10 @@
+//! Scheduling *policy*: plain deterministic Rust, no threads, no clocks, no atomics.
+//!
+//! The runtime's mechanisms (rings, green threads, the timer core thread, preemption delivery)
+//! call into these functions, so the decisions the thesis specifies (Algorithms 5.2 and 5.3,
+//! §5.1.1.2 quantum sizing, §5.1.3.1 congestion detection) are tested here on plain data.
+
+pub mod congestion;
+pub mod quantum;
+pub mod selection;
+pub mod timer;

@@ -1,0 +1,112 @@
+//! The timer core's decisions (thesis Algorithm 5.3): job-aware conditional preemption and the
+//! switch between QUANTUM_FACTOR and CONGESTED_QUANTUM_FACTOR.
+
+use super::congestion::CongestionDetector;
+
+/// A disarmed timer (the worker runs no long request).
+pub const DISARMED: u64 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerDecision {
+    /// No long request on this worker.
+    Disarmed,
+    /// Quantum not yet expired.
+    Running,
+    /// Quantum expired and the worker's queue holds work: interrupt it. `next_deadline` is armed
+    /// too, so that a deferred or lost interrupt is retried one quantum later.
+    Preempt { next_deadline: u64 },
+    /// Quantum expired but nothing waits behind the request: let it run another quantum.
+    Renew { next_deadline: u64 },
+}
+
+/// Lines 13–18 of Algorithm 5.3 for one worker.
+pub fn decide(now_ns: u64, deadline_ns: u64, queue_nonempty: bool, quantum_ns: u64) -> TimerDecision {
+    if deadline_ns == DISARMED {
+        TimerDecision::Disarmed
+    } else if now_ns < deadline_ns {
+        TimerDecision::Running
+    } else if queue_nonempty {
+        TimerDecision::Preempt { next_deadline: now_ns + quantum_ns }
+    } else {
+        TimerDecision::Renew { next_deadline: now_ns + quantum_ns }
+    }
+}
+
+/// What changed when the wait queue's congestion state flipped (lines 5–12).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CongestionChange {
+    pub check_wait_queue: bool,
+    pub factor: f64,
+}
+
+/// Lines 1–12 of Algorithm 5.3: the quantum factor and the check_wait_queue flag.
+#[derive(Debug, Clone)]
+pub struct QuantumControl {
+    quantum_factor: f64,
+    congested_factor: f64,
+    detector: CongestionDetector,
+    last_state: bool,
+}
+
+impl QuantumControl {
+    pub fn new(quantum_factor: f64, congested_factor: f64, thresh_wqd_ns: u64, now_ns: u64, producer: u64) -> Self {
+        QuantumControl {
+            quantum_factor,
+            congested_factor,
+            detector: CongestionDetector::new(thresh_wqd_ns, now_ns, producer),
+            last_state: false,
+        }
+    }
+
+    /// The factor in force now.
+    pub fn factor(&self) -> f64 {
+        if self.last_state {
+            self.congested_factor
+        } else {
+            self.quantum_factor
+        }
+    }
+
+    /// Feeds the wait queue's indexes; returns the new settings when the state flipped.
+    pub fn tick(&mut self, now_ns: u64, producer: u64, consumer: u64) -> Option<CongestionChange> {
+        let state = self.detector.poll(now_ns, producer, consumer);
+        if state == self.last_state {
+            return None;
+        }
+        self.last_state = state;
+        Some(CongestionChange { check_wait_queue: state, factor: self.factor() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditional_preemption() {
+        assert_eq!(decide(100, DISARMED, true, 10), TimerDecision::Disarmed);
+        assert_eq!(decide(100, 150, true, 10), TimerDecision::Running);
+        assert_eq!(decide(150, 150, true, 10), TimerDecision::Preempt { next_deadline: 160 });
+        assert_eq!(decide(170, 150, false, 10), TimerDecision::Renew { next_deadline: 180 });
+    }
+
+    #[test]
+    fn factor_and_flag_follow_congestion() {
+        let mut c = QuantumControl::new(2.0, 20.0, 10, 0, 0);
+        assert_eq!(c.factor(), 2.0);
+        assert_eq!(c.tick(10, 4, 0), None, "first check only records the producer index");
+        assert_eq!(c.tick(20, 4, 1), Some(CongestionChange { check_wait_queue: true, factor: 20.0 }));
+        assert_eq!(c.factor(), 20.0);
+        assert_eq!(c.tick(25, 4, 4), None, "between checks nothing changes");
+        assert_eq!(c.tick(30, 4, 4), Some(CongestionChange { check_wait_queue: false, factor: 2.0 }));
+    }
+
+    #[test]
+    fn thresh_zero_never_raises_the_flag() {
+        let mut c = QuantumControl::new(2.0, 20.0, 0, 0, 0);
+        for t in 0..100 {
+            assert_eq!(c.tick(t * 1_000, 100, 0), None);
+        }
+        assert_eq!(c.factor(), 2.0);
+    }
+}

@@ -1,0 +1,187 @@
+//! The one preemption entry every delivery method lands in.
+//!
+//! Contract with the delivery side: the interrupted thread continues at `preempt_entry` with
+//! *every* register as it was, except
+//!   rsp = interrupted rsp − 128 (red zone) − 8, and [rsp] = interrupted rip.
+//! A delivery path that cannot write the green stack itself — the signal handler must not, since
+//! the kernel's signal frame (with the saved FPU/AVX state it restores at sigreturn) lies right
+//! below the red zone — stores the interrupted rip in the worker's `interrupted_rip` slot
+//! (gs:[16]) and resumes the thread at `preempt_stub` instead, which builds that frame with
+//! `lea` + `push gs:[16]`: no register or flag changes.
+//! The entry saves RFLAGS and all general-purpose registers on the green stack, then the whole
+//! extended state (x87/SSE/AVX/AVX-512/...) with XSAVE into a 64-byte aligned area below them,
+//! calls `worker::on_preempt` (which parks this green thread on the wait queue and switches to a
+//! fresh one), and when the thread is resumed — on any worker — restores it all in reverse and
+//! `ret 128` jumps back to the interrupted rip while popping the red-zone gap.
+
+use core::arch::naked_asm;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// ABI default MXCSR (all exceptions masked, round to nearest) and x87 control word, loaded after
+/// XSAVE so the runtime and the next green thread never inherit the interrupted code's modes.
+static DEFAULT_MXCSR: u32 = 0x1F80;
+static DEFAULT_FPUCW: u16 = 0x037F;
+
+/// Bytes of the XSAVE area (CPUID.(0DH,0).EBX), set once by `init` before any preemption.
+static XSAVE_SIZE: AtomicU64 = AtomicU64::new(0);
+
+/// Records the XSAVE area size; fails on a CPU/OS without XSAVE.
+pub fn init() -> std::io::Result<()> {
+    let size = crate::cpu::xsave_area_size().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::Unsupported, "preemption needs XSAVE (CPUID.1:ECX.OSXSAVE)")
+    })?;
+    XSAVE_SIZE.store(size as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+pub fn xsave_size() -> usize {
+    XSAVE_SIZE.load(Ordering::Relaxed) as usize
+}
+
+/// Stack bytes the entry needs below the interrupted rsp (red zone, GPRs, alignment, XSAVE area),
+/// excluding what `on_preempt` itself uses.
+pub fn frame_bytes() -> usize {
+    128 + 8 + 8 + 15 * 8 + 64 + xsave_size()
+}
+
+/// Address to redirect an interrupted thread to when its rip was stored in `interrupted_rip`.
+pub fn stub_address() -> u64 {
+    preempt_stub as *const () as u64
+}
+
+/// Address kmod_ipi resumes an interrupted worker at (with its rip in `interrupted_rip`).
+pub fn ipi_stub_address() -> u64 {
+    ipi_stub as *const () as u64
+}
+
+/// Like `preempt_stub`, but the interrupt was delivered without knowing the worker's state (the
+/// kernel module cannot read it), so the decision `worker::redirect_decision` makes in the signal
+/// handler is made here, in asm that changes nothing it does not restore:
+///   not preemptible -> return to the interrupted rip; preemption disabled -> set pending and
+///   return; too little stack -> return; otherwise clear preemptible/pending and enter
+///   `preempt_entry`. The rip slot is reset to 0 right after it is pushed, which tells the module
+///   that the next delivery may proceed.
+#[unsafe(naked)]
+unsafe extern "C" fn ipi_stub() {
+    // SAFETY: reached with the interrupted thread's exact registers (the module changed only rip)
+    // and its rip in gs:[16]. `lea`, `push m64`, `mov m, imm`, `pushfq`/`popfq`, `cmp m, imm` and
+    // `ret imm` change no general-purpose register; RFLAGS is saved before the first `cmp` and
+    // restored on every path. A second delivery can only happen once the slot is 0 again, i.e.
+    // after the rip is safely on the stack; it then nests like any interrupt of user code.
+    naked_asm!(
+        "lea rsp, [rsp - 128]",
+        "push qword ptr gs:[{rip_slot}]",
+        "mov qword ptr gs:[{rip_slot}], 0",
+        "pushfq",
+        "cmp byte ptr gs:[{preemptible}], 0",
+        "je 2f",
+        "cmp dword ptr gs:[{disable}], 0",
+        "jne 3f",
+        "cmp rsp, qword ptr gs:[{min_rsp}]",
+        "jb 2f",
+        "mov byte ptr gs:[{preemptible}], 0",
+        "mov byte ptr gs:[{pending}], 0",
+        "popfq",
+        "jmp {entry}",
+        "3:",
+        "mov byte ptr gs:[{pending}], 1",
+        "2:",
+        "popfq",
+        "ret 128",
+        rip_slot = const crate::local::OFF_INTERRUPTED_RIP,
+        preemptible = const crate::local::OFF_PREEMPTIBLE,
+        disable = const crate::local::OFF_DISABLE,
+        pending = const crate::local::OFF_PENDING,
+        min_rsp = const crate::local::OFF_MIN_PREEMPT_RSP,
+        entry = sym preempt_entry,
+    )
+}
+
+#[unsafe(naked)]
+unsafe extern "C" fn preempt_stub() {
+    // SAFETY: reached with the interrupted thread's exact registers, its rip in gs:[16] (written
+    // by the interrupt handler, which also cleared `preemptible`, so no second redirect can
+    // overwrite the slot before this push). `lea` skips the red zone without touching RFLAGS;
+    // `push m64` writes the return address below it.
+    naked_asm!(
+        "lea rsp, [rsp - 128]",
+        "push qword ptr gs:[{rip_slot}]",
+        "jmp {entry}",
+        rip_slot = const crate::local::OFF_INTERRUPTED_RIP,
+        entry = sym preempt_entry,
+    )
+}
+
+#[unsafe(naked)]
+unsafe extern "C" fn preempt_entry() {
+    // SAFETY: reached only as described in the module docs, on a green stack with room for
+    // `frame_bytes()` plus on_preempt's frame (stacks are sized for it). Every register the
+    // interrupted code could observe is saved before anything is clobbered: pushfq and the pushes
+    // change only rsp; rbx then holds the GPR block address (rbx itself was saved); the XSAVE
+    // header must be zero before XSAVE (XRSTOR faults on a non-zero XCOMP_BV/reserved field), so
+    // it is cleared with integer stores that touch no vector state. edx:eax = all ones asks for
+    // every component enabled in XCR0. After XSAVE, MXCSR and the x87 control word are reset to the
+    // ABI defaults (the saved ones come back with XRSTOR). `cld` gives the Rust callee the ABI's DF = 0; the original
+    // DF is in the saved RFLAGS. The call happens with rsp 64-byte (so 16-byte) aligned.
+    naked_asm!(
+        "pushfq",
+        "cld",
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push rbx",
+        "push rbp",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov rbx, rsp",
+        "sub rsp, qword ptr [rip + {xsize}]",
+        "and rsp, -64",
+        "mov qword ptr [rsp + 512], 0",
+        "mov qword ptr [rsp + 520], 0",
+        "mov qword ptr [rsp + 528], 0",
+        "mov qword ptr [rsp + 536], 0",
+        "mov qword ptr [rsp + 544], 0",
+        "mov qword ptr [rsp + 552], 0",
+        "mov qword ptr [rsp + 560], 0",
+        "mov qword ptr [rsp + 568], 0",
+        "mov eax, -1",
+        "mov edx, -1",
+        "xsave64 [rsp]",
+        "ldmxcsr dword ptr [rip + {mxcsr}]",
+        "fldcw word ptr [rip + {fpucw}]",
+        "call {on_preempt}",
+        "mov eax, -1",
+        "mov edx, -1",
+        "xrstor64 [rsp]",
+        "mov rsp, rbx",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbp",
+        "pop rbx",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "popfq",
+        "ret 128",
+        xsize = sym XSAVE_SIZE,
+        mxcsr = sym DEFAULT_MXCSR,
+        fpucw = sym DEFAULT_FPUCW,
+        on_preempt = sym crate::worker::on_preempt,
+    )
+}

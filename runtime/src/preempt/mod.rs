@@ -1,0 +1,132 @@
+//! Preemption: how the timer core interrupts a worker (a `Preempter` per delivery method), the
+//! single asm entry every method lands in, and the per-worker "preemption disabled" counter that
+//! defers (never drops) a preemption during allocation, locks and other TLS-dependent code.
+
+pub mod entry;
+pub mod ipi;
+pub mod signal;
+
+use crate::local;
+use std::io;
+
+/// How the timer core delivers a preemption to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PreemptMode {
+    /// Never interrupt: long requests run to completion (a baseline for comparisons).
+    None,
+    /// POSIX signal (tgkill) to the worker thread.
+    Signal,
+    /// The kmod_ipi kernel module (direct-APIC-ID IPI).
+    Ipi,
+    /// Intel user interrupts (senduipi), set up by kmod_uintr.
+    Uintr,
+}
+
+impl PreemptMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PreemptMode::None => "none",
+            PreemptMode::Signal => "signal",
+            PreemptMode::Ipi => "ipi",
+            PreemptMode::Uintr => "uintr",
+        }
+    }
+}
+
+/// The worker a preemption is aimed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Kernel thread id.
+    pub tid: i32,
+    /// CPU it is pinned to, or -1.
+    pub cpu: i32,
+}
+
+/// One delivery mechanism. `preempt` runs on the timer core; `register_worker` and
+/// `unregister_worker` on each worker thread (after its GS base is set), before it takes requests
+/// and when it stops.
+pub trait Preempter: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn register_worker(&self, _cpu: Option<usize>) -> io::Result<()> {
+        Ok(())
+    }
+    fn unregister_worker(&self) {}
+    /// Interrupts the worker `target`.
+    fn preempt(&self, target: Target) -> io::Result<()>;
+}
+
+/// The `none` mode: the timer core still renews timers but never interrupts.
+pub struct NoPreempter;
+
+impl Preempter for NoPreempter {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn preempt(&self, _target: Target) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds the preempter for `mode`, or explains why it cannot be used here.
+pub fn preempter_for(mode: PreemptMode) -> io::Result<Box<dyn Preempter>> {
+    match mode {
+        PreemptMode::None => Ok(Box::new(NoPreempter)),
+        PreemptMode::Signal => Ok(Box::new(signal::SignalPreempter::install()?)),
+        PreemptMode::Ipi => Ok(Box::new(ipi::IpiPreempter::open()?)),
+        PreemptMode::Uintr => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--preempt=uintr needs Intel user interrupts (Sapphire Rapids or newer) and the kmod_uintr \
+             kernel module (`insmod kmod_uintr.ko`); this build of the runtime does not drive it yet — \
+             use --preempt=signal",
+        )),
+    }
+}
+
+/// Disables preemption of the current green thread until the matching `enable`. Nests.
+/// A no-op off worker threads.
+#[inline(always)]
+pub fn disable() {
+    if local::on_worker() {
+        local::disable_raw();
+    }
+}
+
+/// Re-enables preemption; if the timer core asked for a preemption meanwhile, it happens now.
+#[inline(always)]
+pub fn enable() {
+    if local::on_worker() && local::enable_raw_reached_zero() && local::pending_raw() {
+        crate::worker::take_deferred_preemption();
+    }
+}
+
+/// Preemption is disabled while this guard lives.
+pub struct NoPreempt(());
+
+impl NoPreempt {
+    #[inline(always)]
+    pub fn new() -> NoPreempt {
+        disable();
+        NoPreempt(())
+    }
+}
+
+impl Default for NoPreempt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NoPreempt {
+    #[inline(always)]
+    fn drop(&mut self) {
+        enable();
+    }
+}
+
+/// Runs `f` with preemption disabled (for TLS-dependent code inside a long request).
+#[inline]
+pub fn without_preemption<R>(f: impl FnOnce() -> R) -> R {
+    let _g = NoPreempt::new();
+    f()
+}

@@ -1,0 +1,174 @@
+//! Starting and stopping a runtime: workers, the timer core, and the shared state between them.
+
+use crate::config::{Config, ConfigError, Placement};
+use crate::preempt::{self, Preempter};
+use crate::queue::Ring;
+use crate::request::Request;
+use crate::stats::{RunStats, TimerStats, WorkerSnapshot};
+use crate::timer_core::{run_timer_core, TimerParams};
+use crate::transport::Transport;
+use crate::worker::{run_worker, Shared, WorkerParams, WorkerShared};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+/// Why a runtime could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    Preemption(std::io::Error),
+    Worker(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "configuration: {e}"),
+            StartError::Preemption(e) => write!(f, "preemption: {e}"),
+            StartError::Worker(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+pub struct Runtime {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    timer: Option<JoinHandle<()>>,
+    timer_stop: Arc<AtomicBool>,
+    timer_stats: Arc<TimerStats>,
+    placement: Placement,
+}
+
+impl Runtime {
+    /// Starts workers and the timer core serving `transport` with `handler`, which runs once per
+    /// request on a green thread and uses `feedback_start`/`feedback_finished`/`send`.
+    pub fn start<H>(config: &Config, transport: Arc<dyn Transport>, handler: H) -> Result<Runtime, StartError>
+    where
+        H: Fn(Request) + Send + Sync + 'static,
+    {
+        let allowed = crate::cpu::allowed_cpus();
+        let placement = config.validate(&allowed).map_err(StartError::Config)?;
+        crate::clock::init();
+        let preempter: Arc<dyn Preempter> = Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);
+        let shared = Arc::new(Shared {
+            workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
+            wait_queue: Ring::with_capacity(config.max_green_threads),
+            check_wait_queue: AtomicBool::new(false),
+            factor_bits: AtomicU64::new(config.quantum_factor.to_bits()),
+            transport,
+            handler: Box::new(handler),
+            preempter,
+            params: WorkerParams {
+                steal_threshold: config.steal_threshold,
+                stack_size: config.stack_kib * 1024,
+                max_green_threads: config.max_green_threads,
+            },
+            shutdown: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            live_threads: AtomicUsize::new(0),
+        });
+        let (tx, rx) = mpsc::channel::<Result<(), String>>();
+        let mut workers = Vec::new();
+        for id in 0..config.workers {
+            let shared = shared.clone();
+            let tx = tx.clone();
+            let cpu = config.pin.then(|| placement.worker_cores[id]);
+            let h = std::thread::Builder::new()
+                .name(format!("synergy-w{id}"))
+                .spawn(move || run_worker(id, shared, cpu, &|r| drop(tx.send(r))))
+                .map_err(|e| StartError::Worker(format!("cannot spawn worker {id}: {e}")))?;
+            workers.push(h);
+        }
+        drop(tx);
+        let mut failure = None;
+        for _ in 0..config.workers {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some("a worker exited during start-up".into()),
+            }
+        }
+        let timer_stop = Arc::new(AtomicBool::new(false));
+        let timer_stats = Arc::new(TimerStats::default());
+        let mut rt = Runtime { shared, workers, timer: None, timer_stop, timer_stats, placement };
+        if let Some(e) = failure {
+            rt.shared.abort.store(true, Ordering::Release);
+            rt.join_workers();
+            return Err(StartError::Worker(e));
+        }
+        let params = TimerParams {
+            quantum_factor: config.quantum_factor,
+            congested_quantum_factor: config.congested_quantum_factor,
+            thresh_wqd_ns: config.thresh_wqd_us * 1_000,
+            cpu: config.pin.then_some(rt.placement.timer_core),
+        };
+        let (shared, stop, stats) = (rt.shared.clone(), rt.timer_stop.clone(), rt.timer_stats.clone());
+        rt.timer = Some(
+            std::thread::Builder::new()
+                .name("synergy-timer".into())
+                .spawn(move || run_timer_core(shared, params, stop, stats))
+                .map_err(|e| StartError::Worker(format!("cannot spawn the timer core: {e}")))?,
+        );
+        Ok(rt)
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    pub fn stats(&self) -> RunStats {
+        let workers: Vec<WorkerSnapshot> = self.shared.workers.iter().map(|w| w.stats.snapshot()).collect();
+        let mut total = WorkerSnapshot::default();
+        for w in &workers {
+            total += *w;
+        }
+        RunStats {
+            workers,
+            total,
+            timer: self.timer_stats.snapshot(),
+            green_threads_live: self.shared.live_threads.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Waits until the transport reports it is finished and every admitted request completed,
+    /// then stops all threads and returns the run's counters.
+    pub fn shutdown(mut self) -> RunStats {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.join_workers();
+        self.stop_timer();
+        self.stats()
+    }
+
+    fn join_workers(&mut self) {
+        for h in self.workers.drain(..) {
+            if h.join().is_err() {
+                eprintln!("synergy: a worker thread panicked");
+            }
+        }
+    }
+
+    fn stop_timer(&mut self) {
+        self.timer_stop.store(true, Ordering::Release);
+        if let Some(h) = self.timer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    /// A runtime dropped without `shutdown` stops at once: idle workers leave, requests still
+    /// parked are abandoned (their stacks leak rather than run again).
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            self.shared.abort.store(true, Ordering::Release);
+            self.join_workers();
+        }
+        self.stop_timer();
+    }
+}

@@ -1,0 +1,129 @@
+//! A green-thread-aware mutex (the thesis's lock shim, §5.2.2, for Rust code).
+//!
+//! While a green thread holds the lock it cannot be preempted (an interrupt is deferred to the
+//! unlock). A green thread that fails to get the lock and holds no other lock yields: it parks on
+//! the wait queue so the worker can serve other requests while the holder — which is running on
+//! some other worker, since holders are never parked — finishes. One that already holds a lock
+//! spins instead, as yielding while holding a lock could stall its waiters.
+
+use crate::local;
+use crate::preempt;
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub struct Mutex<T: ?Sized> {
+    locked: AtomicBool,
+    contended: AtomicU64,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the lock gives exclusive access to `data`; T: Send suffices as for std's Mutex.
+unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    pub const fn new(value: T) -> Mutex<T> {
+        Mutex { locked: AtomicBool::new(false), contended: AtomicU64::new(0), data: UnsafeCell::new(value) }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        preempt::disable();
+        loop {
+            if self.try_acquire() {
+                return MutexGuard { mutex: self };
+            }
+            self.contended.fetch_add(1, Ordering::Relaxed);
+            let holds_no_other_lock = local::on_worker() && local::disable_depth() == 1;
+            if holds_no_other_lock {
+                preempt::enable();
+                crate::worker::yield_now();
+                preempt::disable();
+            } else if !local::on_worker() {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        preempt::disable();
+        if self.try_acquire() {
+            Some(MutexGuard { mutex: self })
+        } else {
+            preempt::enable();
+            None
+        }
+    }
+
+    /// How many lock attempts found the lock taken.
+    pub fn contention_count(&self) -> u64 {
+        self.contended.load(Ordering::Relaxed)
+    }
+
+    fn try_acquire(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+}
+
+pub struct MutexGuard<'a, T: ?Sized> {
+    mutex: &'a Mutex<T>,
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves exclusive ownership of the lock.
+        unsafe { &*self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above.
+        unsafe { &mut *self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        self.mutex.locked.store(false, Ordering::Release);
+        // May take a preemption that was deferred while the lock was held.
+        preempt::enable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn excludes_os_threads() {
+        let m = Arc::new(Mutex::new(0u64));
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        *m.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(*m.lock(), 80_000);
+        assert!(m.try_lock().is_some());
+        let _g = m.lock();
+        assert!(m.try_lock().is_none());
+    }
+}

@@ -1,0 +1,77 @@
+//! The timer core (thesis §5.1.3, Algorithm 5.3): a dedicated thread that watches every worker's
+//! timer and queue and the wait queue's progress, and interrupts workers through a `Preempter`.
+//! The decisions themselves are `policy::timer`.
+
+use crate::clock;
+use crate::policy::quantum::quantum_ns;
+use crate::policy::timer::{decide, QuantumControl, TimerDecision};
+use crate::preempt::Target;
+use crate::stats::TimerStats;
+use crate::worker::Shared;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub struct TimerParams {
+    pub quantum_factor: f64,
+    pub congested_quantum_factor: f64,
+    pub thresh_wqd_ns: u64,
+    pub cpu: Option<usize>,
+}
+
+pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<AtomicBool>, stats: Arc<TimerStats>) {
+    if let Some(cpu) = params.cpu {
+        if let Err(e) = crate::cpu::pin_current_thread(cpu) {
+            eprintln!("synergy: timer core: cannot pin to CPU {cpu}: {e}; running unpinned");
+        }
+    }
+    let wq = &shared.wait_queue;
+    let mut control = QuantumControl::new(
+        params.quantum_factor,
+        params.congested_quantum_factor,
+        params.thresh_wqd_ns,
+        clock::now_ns(),
+        wq.producer_index(),
+    );
+    shared.factor_bits.store(control.factor().to_bits(), Ordering::Relaxed);
+    while !stop.load(Ordering::Acquire) {
+        let now = clock::now_ns();
+        if let Some(change) = control.tick(now, wq.producer_index(), wq.consumer_index()) {
+            shared.factor_bits.store(change.factor.to_bits(), Ordering::Relaxed);
+            shared.check_wait_queue.store(change.check_wait_queue, Ordering::Release);
+            if change.check_wait_queue {
+                stats.congestion_on.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let factor = control.factor();
+        for w in shared.workers.iter() {
+            let deadline = w.deadline.load(Ordering::Acquire);
+            if now < deadline || deadline == 0 {
+                continue; // cheap path: disarmed or still running its quantum
+            }
+            let queued = !w.rx.is_empty() || shared.transport.backlog(w.id) > 0;
+            let quantum = quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
+            match decide(now, deadline, queued, quantum) {
+                TimerDecision::Preempt { next_deadline } => {
+                    // Only if the worker has not disarmed/re-armed meanwhile (a new request).
+                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
+                        match shared.preempter.preempt(target) {
+                            Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => stats.interrupt_errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }
+                TimerDecision::Renew { next_deadline } => {
+                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        stats.renewals.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                TimerDecision::Running | TimerDecision::Disarmed => {}
+            }
+        }
+        stats.loops.fetch_add(1, Ordering::Relaxed);
+        // On a dedicated core this returns immediately; on an oversubscribed one (this project's
+        // 2-core CI) it lets co-scheduled threads run instead of burning a whole time slice.
+        std::thread::yield_now();
+    }
+}

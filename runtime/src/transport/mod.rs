@@ -1,0 +1,21 @@
+//! Transports: where a worker's requests come from and where its replies go. One RX/TX queue pair
+//! per worker; the runtime only sees this trait.
+
+pub mod channel;
+pub mod replay;
+
+use crate::request::{Reply, Request};
+
+pub trait Transport: Send + Sync + 'static {
+    /// Moves up to `max` requests received for `worker` into `out`, without blocking.
+    fn poll(&self, worker: usize, out: &mut Vec<Request>, max: usize);
+    /// Requests received for `worker` but not yet polled. The timer core uses it (together with
+    /// the worker's software queue) to decide whether a long request is blocking others.
+    fn backlog(&self, worker: usize) -> usize;
+    /// Sends a reply on `worker`'s TX queue.
+    fn reply(&self, worker: usize, reply: Reply);
+    /// True once no request will ever arrive again, so the runtime may drain and stop.
+    fn finished(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,123 @@
+//! Synthetic workloads of the thesis (§6.1): request types with fixed service times and mix.
+
+use crate::request::Request;
+use crate::rng::SplitMix64;
+
+/// One request type: its service time and share of requests; `long` types are the ones the
+/// application marks with feedback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestType {
+    pub service_ns: u64,
+    pub share: f64,
+    pub long: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub name: &'static str,
+    pub types: Vec<RequestType>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadName {
+    /// 1 µs / 100 µs, 50% / 50%.
+    High,
+    /// 0.5 µs / 500 µs, 99.5% / 0.5%.
+    Extreme,
+    /// 0.5 µs / 2.5 µs / 500 µs, 78% / 19% / 3% (ZippyDB-like).
+    Zippydb,
+}
+
+impl Workload {
+    pub fn named(name: WorkloadName) -> Workload {
+        let t = |us: f64, share: f64, long: bool| RequestType { service_ns: (us * 1000.0) as u64, share, long };
+        match name {
+            WorkloadName::High => Workload { name: "high", types: vec![t(1.0, 0.5, false), t(100.0, 0.5, true)] },
+            WorkloadName::Extreme => {
+                Workload { name: "extreme", types: vec![t(0.5, 0.995, false), t(500.0, 0.005, true)] }
+            }
+            WorkloadName::Zippydb => Workload {
+                name: "zippydb",
+                types: vec![t(0.5, 0.78, false), t(2.5, 0.19, false), t(500.0, 0.03, true)],
+            },
+        }
+    }
+
+    /// Mean service time in ns.
+    pub fn mean_service_ns(&self) -> f64 {
+        self.types.iter().map(|t| t.service_ns as f64 * t.share).sum()
+    }
+
+    /// Requests per second that would keep `workers` cores exactly busy.
+    pub fn capacity_rps(&self, workers: usize) -> f64 {
+        workers as f64 * 1e9 / self.mean_service_ns()
+    }
+
+    fn pick(&self, rng: &mut SplitMix64) -> usize {
+        let mut u = rng.next_f64();
+        for (i, t) in self.types.iter().enumerate() {
+            if u < t.share {
+                return i;
+            }
+            u -= t.share;
+        }
+        self.types.len() - 1
+    }
+
+    /// An open-loop Poisson schedule of `count` requests at `rps`, spread over `workers` by flow
+    /// (`flows` flows hashed onto workers, like RSS). `arrival_ns` is relative to the start;
+    /// `kind` is the request type index; ids are 0..count.
+    pub fn schedule(&self, rps: f64, count: usize, workers: usize, flows: u32, seed: u64) -> Vec<Vec<Request>> {
+        let mut rng = SplitMix64::new(seed);
+        let mut per_worker = vec![Vec::new(); workers];
+        let mean_gap = 1e9 / rps;
+        let mut t = 0.0;
+        for id in 0..count as u64 {
+            t += rng.exp(mean_gap);
+            let kind = self.pick(&mut rng);
+            let flow = (rng.next_u64() % flows.max(1) as u64) as u32;
+            let worker = (flow as usize) % workers;
+            per_worker[worker].push(Request {
+                id,
+                kind: kind as u32,
+                flow,
+                service_ns: self.types[kind].service_ns,
+                client_ts: 0,
+                arrival_ns: t as u64,
+            });
+        }
+        per_worker
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thesis_workloads() {
+        let h = Workload::named(WorkloadName::High);
+        assert_eq!(h.mean_service_ns(), 50_500.0);
+        let z = Workload::named(WorkloadName::Zippydb);
+        assert!((z.types.iter().map(|t| t.share).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!((Workload::named(WorkloadName::Extreme).mean_service_ns() - 2_997.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn schedule_has_the_mix_rate_and_ids() {
+        let h = Workload::named(WorkloadName::High);
+        let s = h.schedule(100_000.0, 50_000, 2, 64, 1);
+        let all: Vec<&Request> = s.iter().flatten().collect();
+        assert_eq!(all.len(), 50_000);
+        let mut ids: Vec<u64> = all.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        assert!(ids.iter().enumerate().all(|(i, &id)| id == i as u64));
+        let long = all.iter().filter(|r| r.kind == 1).count() as f64 / 50_000.0;
+        assert!((long - 0.5).abs() < 0.02, "{long}");
+        let last = all.iter().map(|r| r.arrival_ns).max().unwrap() as f64;
+        assert!((last / 1e9 - 0.5).abs() < 0.02, "50k requests at 100k rps take ~0.5 s: {last}");
+        for w in &s {
+            assert!(w.windows(2).all(|p| p[0].arrival_ns <= p[1].arrival_ns), "sorted per worker");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Preemption stress: at least 1,000,000 signal preemptions of green threads that do integer, SSE,
+//! AVX2 and (where present) AVX-512 work. Every result must equal the unpreempted computation,
+//! every request must be answered exactly once, and no request may start twice.
+//!
+//! SYNERGY_STRESS_PREEMPTIONS overrides the target (default 1,000,000).
+
+mod common;
+
+use common::kernels;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synergy::transport::channel::ChannelTransport;
+use synergy::{current_worker, feedback_finished, feedback_start, send, Config, Reply, Request, Runtime};
+
+/// Per request: 0 = not started, 1 = running, 2 = done.
+struct Ledger {
+    state: Vec<AtomicU8>,
+    migrated: AtomicU64,
+}
+
+fn expected(id: u64, iters: u32) -> u64 {
+    kernels::mixed(id.wrapping_mul(0x9E37_79B9), iters)
+}
+
+struct Outcome {
+    replies: Vec<Reply>,
+    stats: synergy::stats::RunStats,
+    submitted: u64,
+    ledger: Arc<Ledger>,
+    elapsed: Duration,
+}
+
+/// Runs long checksum requests, keeping the workers' queues non-empty so that every quantum
+/// expiry preempts, until `target` preemptions and `min_migrations` migrations happened (or
+/// `max_requests` were submitted).
+fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, max_requests: u64, in_flight_cap: u64) -> Outcome {
+    let _serial = common::serial();
+    let workers = cfg.workers;
+    let transport = Arc::new(ChannelTransport::new(workers, 4096, 1 << 16));
+    let ledger = Arc::new(Ledger {
+        state: (0..max_requests).map(|_| AtomicU8::new(0)).collect(),
+        migrated: AtomicU64::new(0),
+    });
+    let l = ledger.clone();
+    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
+        let was = l.state[req.id as usize].swap(1, Ordering::AcqRel);
+        assert_eq!(was, 0, "request {} started twice", req.id);
+        let first_worker = current_worker();
+        feedback_start();
+        let value = kernels::mixed(req.id.wrapping_mul(0x9E37_79B9), req.service_ns as u32);
+        feedback_finished();
+        if current_worker() != first_worker {
+            l.migrated.fetch_add(1, Ordering::Relaxed);
+        }
+        assert_eq!(l.state[req.id as usize].swap(2, Ordering::AcqRel), 1);
+        send(Reply::to(&req).with_value(value)).unwrap();
+    })
+    .expect("runtime starts");
+
+    let t0 = Instant::now();
+    let mut replies = Vec::new();
+    let mut next_id = 0u64;
+    let deadline = Duration::from_secs(600);
+    let done = |l: &Ledger, rt: &Runtime| {
+        rt.stats().total.preemptions >= target && l.migrated.load(Ordering::Relaxed) >= min_migrations
+    };
+    while !done(&ledger, &rt) && next_id < max_requests {
+        assert!(t0.elapsed() < deadline, "stress run exceeded {deadline:?}: {:?}", rt.stats());
+        replies.extend(transport.take_replies());
+        let in_flight = next_id - replies.len() as u64;
+        let w = (next_id % workers as u64) as usize;
+        if in_flight < in_flight_cap && transport.backlog_of(w) < 8 {
+            let req = Request { id: next_id, kind: 1, service_ns: iters as u64, ..Default::default() };
+            transport.submit(w, req).expect("rx ring has room");
+            next_id += 1;
+        } else if in_flight >= in_flight_cap {
+            // Nothing to do for a while: leave the CPU to the timer core and workers.
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    transport.close();
+    let stats = rt.shutdown();
+    replies.extend(transport.take_replies());
+    assert_eq!(transport.dropped_replies(), 0);
+    Outcome { replies, stats, submitted: next_id, ledger, elapsed: t0.elapsed() }
+}
+
+fn check_exact(o: &Outcome, iters: u32) {
+    assert_eq!(o.replies.len() as u64, o.submitted, "every request answered; stats {:?}", o.stats.total);
+    let mut seen = vec![false; o.submitted as usize];
+    for r in &o.replies {
+        assert!(!seen[r.id as usize], "request {} answered twice", r.id);
+        seen[r.id as usize] = true;
+        assert_eq!(r.value, expected(r.id, iters), "request {} computed a wrong checksum after {} preemptions", r.id, r.preemptions);
+    }
+    for (id, s) in o.ledger.state.iter().take(o.submitted as usize).enumerate() {
+        assert_eq!(s.load(Ordering::Acquire), 2, "request {id} did not finish exactly once");
+    }
+    let t = &o.stats.total;
+    assert_eq!(t.completed, o.submitted);
+    assert_eq!(t.resumes, t.preemptions + t.yields, "each parked thread resumed exactly once");
+    assert_eq!(t.handler_panics, 0);
+}
+
+#[test]
+fn a_million_preemptions_with_exact_checksums() {
+    let target: u64 = std::env::var("SYNERGY_STRESS_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let iters = 400; // a few µs of work per request: several quanta
+    let mut cfg = common::one_worker();
+    cfg.thresh_wqd_us = 20; // also exercise the congested wait queue (check_wait_queue + factor)
+    cfg.congested_quantum_factor = 4.0;
+    let o = run(cfg, iters, target, 0, 20_000_000, 256);
+    check_exact(&o, iters);
+    let t = &o.stats.total;
+    eprintln!(
+        "stress: {} preemptions of {} requests in {:.1?} (avx2 {}, avx512 {}), deferred {}, skipped {}, congestion episodes {}",
+        t.preemptions, o.submitted, o.elapsed, kernels::has_avx2(), kernels::has_avx512(),
+        t.preempt_deferred, t.preempt_skipped, o.stats.timer.congestion_on
+    );
+    assert!(t.preemptions >= target, "only {} preemptions", t.preemptions);
+    assert!(o.replies.iter().any(|r| r.preemptions >= 2), "some request was preempted repeatedly");
+}
+
+/// Two workers on a 2-CPU machine share a CPU with the timer core, so interrupts are rare here
+/// (the timer core runs when the scheduler lets it); the point is correctness under migration.
+#[test]
+fn preempted_threads_migrate_between_workers_intact() {
+    let iters = 3_000;
+    let allowed = synergy::cpu::allowed_cpus();
+    let mut cfg = Config { workers: 2, preempt: common::preempt_mode(), ..Config::default() };
+    cfg.timer_core = Some(allowed[0]);
+    cfg.worker_cores = Some(vec![allowed[0], *allowed.last().unwrap()]);
+    cfg.steal_threshold = 0;
+    let o = run(cfg, iters, 200, 20, 2_000_000, 64);
+    check_exact(&o, iters);
+    let t = &o.stats.total;
+    let migrated = o.ledger.migrated.load(Ordering::Relaxed);
+    eprintln!("migration: {} preemptions, {migrated} requests finished on another worker, {} requests", t.preemptions, o.submitted);
+    assert!(t.preemptions >= 200, "{t:?}");
+    assert!(migrated >= 20, "preempted requests resumed on the other worker: {migrated}, {t:?}");
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds the small Rust-enabled x86-64 test kernel the QEMU harness boots, from Debian's
+# linux-source package, and caches the build tree outside the repository:
+#   ${SYNERGY_CACHE:-$HOME/.cache/synergy}/kernel/linux-<version>-<key>/
+# keyed by the source package version, the config fragment, the toolchain and this script, so a
+# second run is a no-op. Prints the build directory (usable as KDIR) on its last line.
+#
+#   SYNERGY_KERNEL=7.3   kernel source series (7.3 default; 6.12 also supported)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+series=${SYNERGY_KERNEL:-7.3}
+cache=${SYNERGY_CACHE:-$HOME/.cache/synergy}
+jobs=${SYNERGY_JOBS:-$(nproc)}
+log() { echo "[kernel] $*" >&2; }
+
+# LLVM: 7.x needs clang >= 17 (Debian 12 has clang-19); 6.12 builds with the default clang-14.
+case "$series" in
+  6.12) llvm=1; llvm_pkgs="clang lld llvm"; suite=bookworm ;;
+  *)    llvm=-19; llvm_pkgs="clang-19 lld-19 llvm-19"; suite=trixie-backports ;;
+esac
+
+need_pkgs="$llvm_pkgs make bc bison flex libelf-dev libssl-dev cpio xz-utils gzip python3 qemu-system-x86"
+missing=$(for p in $need_pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"; done)
+if [ -n "$missing" ]; then
+  log "installing: $missing"
+  [ "$(id -u)" = 0 ] || { log "need root to apt-get install $missing"; exit 1; }
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+
+# Rust for Linux needs the standard library's source and bindgen.
+rustup component list --installed 2>/dev/null | grep -q '^rust-src' || { log "adding rust-src"; rustup component add rust-src >&2; }
+tools="$cache/tools"
+if [ ! -x "$tools/bin/bindgen" ]; then
+  log "building bindgen-cli (once)"
+  cargo install --locked --root "$tools" bindgen-cli >&2
+fi
+export PATH="$tools/bin:$PATH"
+
+# Source package: fetched with a private apt configuration, so the system's sources stay as they are.
+apt_dir="$cache/apt-$suite"
+apt_opts=(-o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+          -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache::Archives="$apt_dir/archives")
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$cache/src"
+echo "deb http://deb.debian.org/debian $suite main" > "$apt_dir/sources.list"
+pkgver=$(apt-cache "${apt_opts[@]}" policy "linux-source-$series" 2>/dev/null | awk '/Candidate:/ {print $2}')
+if [ -z "$pkgver" ] || [ "$pkgver" = "(none)" ]; then
+  apt-get "${apt_opts[@]}" update -qq >&2
+  pkgver=$(apt-cache "${apt_opts[@]}" policy "linux-source-$series" | awk '/Candidate:/ {print $2}')
+fi
+[ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || { log "linux-source-$series not found in Debian $suite"; exit 1; }
+
+toolchain="$(rustc --version) | $(bindgen --version) | $(clang${llvm#1} --version 2>/dev/null | head -1)"
+key=$( { echo "$pkgver"; cat "$here/synergy.config"; echo "$toolchain"; cat "$0"; } | sha256sum | cut -c1-16)
+kdir="$cache/kernel/linux-$series-$key"
+if [ -f "$kdir/.synergy-built" ]; then
+  log "cached: $kdir"
+  echo "$kdir"
+  exit 0
+fi
+
+tarball="$cache/src/linux-source-$series-$pkgver.tar.xz"
+if [ ! -f "$tarball" ]; then
+  log "downloading linux-source-$series $pkgver"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get "${apt_opts[@]}" download "linux-source-$series=$pkgver" >&2)
+  dpkg -x "$tmp"/linux-source-"$series"_*.deb "$tmp/x"
+  mv "$tmp/x/usr/src/linux-source-$series.tar.xz" "$tarball"
+  rm -rf "$tmp"
+fi
+
+log "unpacking into $kdir"
+rm -rf "$kdir"   # a build without the stamp is incomplete: start over
+mkdir -p "$kdir"
+tar -xf "$tarball" -C "$kdir" --strip-components=1
+mk=(make -C "$kdir" LLVM="$llvm" -j"$jobs")
+"${mk[@]}" rustavailable >&2
+"${mk[@]}" tinyconfig >/dev/null
+"$kdir/scripts/kconfig/merge_config.sh" -m -O "$kdir" "$kdir/.config" "$here/synergy.config" >/dev/null
+"${mk[@]}" olddefconfig >/dev/null
+# Every option of the fragment must have survived olddefconfig (a dropped dependency is an error).
+fail=0
+while IFS= read -r line; do
+  case "$line" in CONFIG_*=y|CONFIG_*=m)
+    grep -qx "$line" "$kdir/.config" || { log "config: $line did not take effect"; fail=1; } ;;
+  esac
+done < "$here/synergy.config"
+[ "$fail" = 0 ] || exit 1
+log "building bzImage and modules with $jobs jobs"
+"${mk[@]}" bzImage modules >&2
+touch "$kdir/.synergy-built"
+log "built: $kdir"
+echo "$kdir"

@@ -1,0 +1,14 @@
+# The runtime preempting through kmod_ipi: the same integration tests as on the host, with
+# SYNERGY_TEST_PREEMPT=ipi; then unload refused while in use, and load/unload cycles.
+insmod /modules/kmod_ipi.ko
+export SYNERGY_TEST_PREEMPT=ipi
+synergy-test-preemption --test-threads=1 short_request_overtakes
+SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million --nocapture
+synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
+synergy demo --preempt ipi --duration-ms 300
+# Unloading while a process has the device open is refused.
+exec 3</dev/synergy_ipi
+if rmmod kmod_ipi 2>/dev/null; then echo "rmmod succeeded while /dev/synergy_ipi was open"; exit 1; fi
+exec 3<&-
+rmmod kmod_ipi
+for i in 1 2 3; do insmod /modules/kmod_ipi.ko; synergy-ktest ipi-version; rmmod kmod_ipi; done
