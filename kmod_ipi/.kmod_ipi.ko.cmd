@@ -1,1 +1,0 @@
-savedcmd_kmod_ipi/kmod_ipi.ko := ld.lld-19 -r -m elf_x86_64 -z noexecstack --build-id=sha1 --force-group-allocation  -T /root/.cache/synergy/kernel/linux-7.3-408772e9b025940d/scripts/module.lds -o kmod_ipi/kmod_ipi.ko kmod_ipi/kmod_ipi.o kmod_ipi/kmod_ipi.mod.o .module-common.o
