@@ -37,6 +37,31 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// `rdtsc` fenced on both sides, so that it is not executed before earlier loads or after later
+/// ones: the stamps of the interrupt microbenchmark.
+#[inline(always)]
+pub fn rdtsc_ordered() -> u64 {
+    // SAFETY: lfence and rdtsc have no preconditions (SSE2 is part of x86-64).
+    unsafe {
+        core::arch::x86_64::_mm_lfence();
+        let t = core::arch::x86_64::_rdtsc();
+        core::arch::x86_64::_mm_lfence();
+        t
+    }
+}
+
+/// Nanoseconds per TSC tick, measured against the OS clock over `ms` milliseconds (whether or
+/// not the CPU claims an invariant TSC).
+pub fn measure_ns_per_tick(ms: u64) -> f64 {
+    let t0 = Instant::now();
+    let c0 = rdtsc_ordered();
+    while t0.elapsed() < Duration::from_millis(ms) {
+        std::hint::spin_loop();
+    }
+    let c1 = rdtsc_ordered();
+    t0.elapsed().as_nanos() as f64 / (c1 - c0).max(1) as f64
+}
+
 fn calibrate() -> Calibration {
     if !invariant_tsc() {
         return Calibration { mult: 0, base_tsc: 0 };

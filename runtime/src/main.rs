@@ -26,6 +26,71 @@ enum Command {
     Bench(BenchCommand),
     /// Validate a configuration and print where every thread would run.
     Config(ConfigArgs),
+    /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
+    /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
+    Microbench(MicrobenchArgs),
+}
+
+#[derive(clap::Args)]
+struct MicrobenchArgs {
+    /// Preemption path to measure.
+    #[arg(long, value_enum, default_value = "signal")]
+    preempt: synergy::PreemptMode,
+    /// Interrupts per method.
+    #[arg(long, default_value_t = 500_000)]
+    runs: usize,
+    /// CPU of the sending thread (the timer core's role). Default: the first allowed CPU.
+    #[arg(long)]
+    sender_cpu: Option<usize>,
+    /// CPU of the interrupted worker. Default: the second allowed CPU.
+    #[arg(long)]
+    receiver_cpu: Option<usize>,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the results as CSV here.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw the p50 of every phase, with the thesis's numbers, as an SVG bar chart here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+fn microbench(args: MicrobenchArgs) -> ExitCode {
+    use synergy::bench::{interrupt, interrupt_report};
+    if args.runs == 0 || args.runs > 100_000_000 {
+        return fail(format!("--runs must be between 1 and 100000000, got {}", args.runs));
+    }
+    let allowed = synergy::cpu::allowed_cpus();
+    if allowed.len() < 2 {
+        return fail("the microbenchmark needs two CPUs (a sender and a receiver)");
+    }
+    let sender_cpu = args.sender_cpu.unwrap_or(allowed[0]);
+    let receiver_cpu = args.receiver_cpu.unwrap_or_else(|| *allowed.iter().find(|&&c| c != sender_cpu).unwrap_or(&allowed[1]));
+    for (name, c) in [("--sender-cpu", sender_cpu), ("--receiver-cpu", receiver_cpu)] {
+        if !allowed.contains(&c) {
+            return fail(format!("{name} {c}: that CPU is not available to this process (allowed: {allowed:?})"));
+        }
+    }
+    let params = interrupt::Params { preempt: args.preempt, runs: args.runs, sender_cpu, receiver_cpu };
+    let r = match interrupt::run(&params) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    print!("{}", interrupt_report::table(&r));
+    let outputs: [(&Option<PathBuf>, String); 3] = [
+        (&args.json, serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"),
+        (&args.csv, interrupt_report::csv(&r)),
+        (&args.svg, interrupt_report::svg(&r)),
+    ];
+    for (path, text) in outputs {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                return fail(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(clap::Args)]
@@ -224,6 +289,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Microbench(args) => microbench(args),
         Command::Config(args) => match args.runtime.resolve() {
             Ok((cfg, placement)) => {
                 println!("{cfg:#?}");

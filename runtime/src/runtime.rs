@@ -48,6 +48,24 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
+        Self::start_with(config, transport, handler, true)
+    }
+
+    /// Like [`Runtime::start`], but without the timer core: nothing preempts the workers except
+    /// [`Runtime::interrupt_worker`]. For the interrupt-path microbenchmark, whose sender plays
+    /// the timer core's part.
+    #[doc(hidden)]
+    pub fn start_without_timer_core<H>(config: &Config, transport: Arc<dyn Transport>, handler: H) -> Result<Runtime, StartError>
+    where
+        H: Fn(Request) + Send + Sync + 'static,
+    {
+        Self::start_with(config, transport, handler, false)
+    }
+
+    fn start_with<H>(config: &Config, transport: Arc<dyn Transport>, handler: H, timer_core: bool) -> Result<Runtime, StartError>
+    where
+        H: Fn(Request) + Send + Sync + 'static,
+    {
         let allowed = crate::cpu::allowed_cpus();
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
@@ -98,6 +116,9 @@ impl Runtime {
             rt.join_workers();
             return Err(StartError::Worker(e));
         }
+        if !timer_core {
+            return Ok(rt);
+        }
         let params = TimerParams {
             quantum_factor: config.quantum_factor,
             congested_quantum_factor: config.congested_quantum_factor,
@@ -116,6 +137,18 @@ impl Runtime {
 
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+
+    /// Interrupts worker `id` through the runtime's preemption mechanism, as the timer core
+    /// does (whether it is then preempted is the worker's decision).
+    pub fn interrupt_worker(&self, id: usize) -> std::io::Result<()> {
+        self.shared.preempter.preempt(self.worker_target(id))
+    }
+
+    /// Thread id and CPU of worker `id`.
+    pub fn worker_target(&self, id: usize) -> crate::preempt::Target {
+        let w = &self.shared.workers[id];
+        crate::preempt::Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) }
     }
 
     pub fn workers(&self) -> usize {

@@ -468,7 +468,28 @@ fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
 
 /// Where `preempt_entry` calls in, after saving the full interrupted state.
 pub extern "C" fn on_preempt() {
+    let probe = PREEMPT_PROBE.load(Ordering::Relaxed);
+    if probe != 0 {
+        // SAFETY: only `set_preempt_probe` stores here, always a valid `fn()`.
+        let probe: fn() = unsafe { std::mem::transmute::<usize, fn()>(probe) };
+        probe();
+        // The interrupted request stays where it is and may be interrupted again.
+        local::current().preemptible.store(1, Ordering::Release);
+        return;
+    }
     preempt_or_run_to_completion();
+}
+
+/// A `fn()` the preemption entry calls *instead of* parking the interrupted green thread (0: none).
+static PREEMPT_PROBE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Makes every preemption of this process run `probe` in the interrupted green thread's context
+/// (after the entry saved its full state) and return to it, instead of parking it. The
+/// interrupt-path microbenchmark's receiver side; `None` restores normal preemption. The probe
+/// must not allocate, block or touch thread-local storage.
+#[doc(hidden)]
+pub fn set_preempt_probe(probe: Option<fn()>) {
+    PREEMPT_PROBE.store(probe.map_or(0, |f| f as usize), Ordering::Release);
 }
 
 /// Parks the current (long) request, or — if no green thread is available to take over — lets it
@@ -494,8 +515,9 @@ pub fn redirect_decision(l: &WorkerLocal, rsp: u64) -> bool {
         return false;
     }
     if l.preempt_disable.load(Ordering::Relaxed) != 0 {
+        // Counted when it is taken (`take_deferred_preemption`), like the ipi path's, whose
+        // decision is made in asm.
         l.preempt_pending.store(1, Ordering::Relaxed);
-        stats.preempt_deferred.fetch_add(1, Ordering::Relaxed);
         return false;
     }
     let hi = l.stack_hi.load(Ordering::Relaxed);
@@ -515,6 +537,7 @@ pub fn take_deferred_preemption() {
     let pending = l.preempt_pending.swap(0, Ordering::Relaxed) != 0;
     let armed = l.preemptible.load(Ordering::Relaxed) != 0;
     if pending && armed {
+        l.shared().stats.preempt_deferred.fetch_add(1, Ordering::Relaxed);
         // With preemptible clear no interrupt can redirect us, so depth may go back to 0.
         l.preemptible.store(0, Ordering::Relaxed);
         local::enable_raw_reached_zero();

@@ -51,10 +51,13 @@ chmod +x "$out/initramfs/init"
 log="$out/console.log"
 log "booting $(basename "$kdir") in QEMU (TCG, 4 CPUs); console: $log"
 set +e
+# tsc=reliable: under TCG the clocksource watchdog soon declares the TSC unstable and the kernel
+# falls back to the HPET, whose every read is an emulated MMIO exit: clock_gettime then costs
+# microseconds and the runtime's time-based spins and timer core crawl.
 timeout "${SYNERGY_QEMU_TIMEOUT:-900}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
   -device intel-iommu,intremap=on,eim=on \
   -nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
-  -append "console=ttyS0 panic=-1 loglevel=7" </dev/null 2>&1 | tee "$log"
+  -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable" </dev/null 2>&1 | tee "$log"
 qemu_rc=${PIPESTATUS[0]}
 set -e
 

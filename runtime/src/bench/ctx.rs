@@ -91,3 +91,23 @@ pub fn run(rounds: usize, round_trips: u64, cpu: Option<usize>) -> CtxResult {
         cpu,
     }
 }
+
+/// TSC ticks per batch of `per_batch` round trips of our switch, for `batches` batches: the
+/// distribution the interrupt microbenchmark reports next to the interrupt paths (one stamp pair
+/// per batch, because a stamp costs more than a switch).
+pub fn switch_batches(batches: usize, per_batch: u64) -> Vec<u64> {
+    let stack = Stack::new(64 * 1024).expect("stack");
+    let mut main = Context::default();
+    let mut green = Context::new(stack.top(), pong);
+    PING.with(|p| p.set((&mut main, &mut green)));
+    let mut out = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t0 = clock::rdtsc_ordered();
+        for _ in 0..per_batch {
+            // SAFETY: green runs `pong` on `stack`, alive for this function.
+            unsafe { switch(&mut main, &green) };
+        }
+        out.push(clock::rdtsc_ordered() - t0);
+    }
+    out
+}

@@ -1,3 +1,6 @@
 //! Benchmarks run by the `synergy bench` command (not tests: they report, they do not assert).
 
 pub mod ctx;
+pub mod interrupt;
+pub mod interrupt_report;
+pub mod phases;
