@@ -26,6 +26,10 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["demo", "--workers", "many"], "invalid value 'many'"),
         (&["demo", "--config", "/nonexistent.toml"], "cannot read config file /nonexistent.toml"),
         (&["bench", "ctx", "--rounds", "0"], "--rounds and --round-trips must be at least 1"),
+        (&["microbench", "--runs", "0"], "--runs must be between 1"),
+        (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
+        (&["microbench", "--preempt", "none"], "--preempt must be signal, ipi or uintr"),
+        (&["microbench", "--preempt", "uintr"], "kmod_uintr"),
     ];
     for (args, needle) in cases {
         let o = synergy(args);
@@ -76,4 +80,47 @@ fn bench_ctx_reports_both_switches_and_the_ratio() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.contains("synergy") && out.contains("corosensei") && out.contains("ratio"), "{out}");
+}
+
+/// The interrupt microbenchmark's plumbing, not its speed: every interrupt is measured once per
+/// method, every sample's stamps are in order (none rejected), percentiles are ordered, and the
+/// CSV/JSON/SVG outputs carry the same data and the thesis's reference rows.
+#[test]
+fn microbench_measures_every_interrupt_with_ordered_stamps() {
+    if common::cpus() < 2 {
+        panic!("this test needs 2 CPUs (a sender and a receiver); the CI machine has them");
+    }
+    let dir = std::env::temp_dir().join(format!("synergy-mb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, csv, svg) = (dir.join("mb.json"), dir.join("mb.csv"), dir.join("mb.svg"));
+    let mode = common::preempt_mode_name();
+    let o = synergy(&[
+        "microbench", "--preempt", mode, "--runs", "3000",
+        "--json", json.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--svg", svg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "microbench failed: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("tgkill+sigreturn") && out.contains("context switch") && out.contains("thesis Table 5.1"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let methods = v["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    assert_eq!(methods[0]["method"], mode);
+    for m in methods {
+        let p = &m["phases"];
+        assert_eq!(p["runs"], 3000, "every interrupt measured once: {m}");
+        assert_eq!(p["rejected"], 0, "no sample with out-of-order stamps: {m}");
+        for phase in ["send", "propagation", "receive", "return", "total"] {
+            let (p50, p999) = (p[phase]["p50_ns"].as_f64().unwrap(), p[phase]["p999_ns"].as_f64().unwrap());
+            assert!(p50 >= 0.0 && p50 <= p999, "{phase}: p50 {p50} <= p99.9 {p999}");
+        }
+        // Propagation (st2 - st0) contains the send's start, receive ends at the same stamp.
+        assert!(p["propagation"]["p50_ns"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(v["reference"].as_array().unwrap().len(), 3);
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.starts_with("measured,")).count(), 2 * 5 + 1, "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.starts_with("thesis,")).count(), 3 * 4, "{csv}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("propagation"), "an SVG chart");
+    let _ = std::fs::remove_dir_all(&dir);
 }

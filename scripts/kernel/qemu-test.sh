@@ -76,6 +76,23 @@ if ! grep -q 'x2apic enabled\|Switched APIC routing to.*x2apic\|APIC: Switched t
   log "FAIL: the guest did not run in x2APIC mode"
   exit 1
 fi
+# Files the guest printed between SYNERGY-FILE-BEGIN/END markers (benchmark results).
+python3 - "$log" "$out/results" <<'PY'
+import os, sys
+log, dest = sys.argv[1], sys.argv[2]
+os.makedirs(dest, exist_ok=True)
+name, lines = None, []
+for line in open(log, errors="replace"):
+    line = line.rstrip("\r\n")
+    if line.startswith("SYNERGY-FILE-BEGIN "):
+        name, lines = os.path.basename(line.split(" ", 1)[1]), []
+    elif line.startswith("SYNERGY-FILE-END ") and name:
+        open(os.path.join(dest, name), "w").write("\n".join(lines) + "\n")
+        print(f"[synergy] guest result: {dest}/{name}", file=sys.stderr)
+        name = None
+    elif name is not None and not line.startswith("["):
+        lines.append(line)
+PY
 passed=$(grep -c '^SYNERGY-TEST-PASS' "$log" || true)
 failed=$(grep -c '^SYNERGY-TEST-FAIL' "$log" || true)
 echo "kernel tests: $passed passed, $failed failed"

@@ -25,6 +25,16 @@ pub fn preempt_mode() -> synergy::PreemptMode {
     }
 }
 
+/// `preempt_mode()` as its command-line spelling.
+pub fn preempt_mode_name() -> &'static str {
+    preempt_mode().name()
+}
+
+/// CPUs this process may run on.
+pub fn cpus() -> usize {
+    synergy::cpu::allowed_cpus().len()
+}
+
 /// One worker and the timer core on distinct CPUs where the machine has two, preempting with
 /// `preempt_mode()`.
 pub fn one_worker() -> Config {
