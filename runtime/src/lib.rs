@@ -19,6 +19,7 @@ pub mod config;
 pub mod cpu;
 pub mod green;
 mod local;
+pub mod net;
 pub mod plot;
 pub mod policy;
 pub mod preempt;

@@ -1,5 +1,7 @@
 //! The `synergy` command.
 
+mod net_commands;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,13 @@ enum Command {
     /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
     /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
     Microbench(MicrobenchArgs),
+    /// Serve the synthetic application (a workload's request types) over kernel UDP.
+    Serve(net_commands::ServeArgs),
+    /// Open-loop load generator: Poisson arrivals over many flows, latencies in HDR histograms.
+    Loadgen(net_commands::LoadgenArgs),
+    /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
+    /// of p99.9 slowdown and latency vs throughput (like the thesis's Figure 6.1).
+    Sweep(net_commands::SweepArgs),
 }
 
 #[derive(clap::Args)]
@@ -151,12 +160,12 @@ struct ConfigArgs {
     runtime: RuntimeArgs,
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("synergy: error: {msg}");
     ExitCode::from(2)
 }
 
-fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
+pub(crate) fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -290,6 +299,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Microbench(args) => microbench(args),
+        Command::Serve(args) => net_commands::serve(args),
+        Command::Loadgen(args) => net_commands::loadgen(args),
+        Command::Sweep(args) => net_commands::sweep(args),
         Command::Config(args) => match args.runtime.resolve() {
             Ok((cfg, placement)) => {
                 println!("{cfg:#?}");

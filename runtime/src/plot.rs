@@ -144,3 +144,76 @@ mod tests {
         assert!(svg.contains("b&lt;c") && svg.contains(">x</text>") && svg.contains(">y</text>"));
     }
 }
+
+/// One line of a line chart: (x, y) points in x order.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart with a linear x axis and a linear or base-10 log y axis (log: values must be > 0).
+/// Drawn at `(ox, oy)` with size `(w, h)` so that several can share one SVG (see `svg_page`).
+pub fn line_panel(ox: f64, oy: f64, w: f64, h: f64, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> String {
+    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 50.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.05;
+    let ymax = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max).max(1e-9);
+    let ymin_pos = pts.iter().map(|p| p.1).filter(|v| *v > 0.0).fold(f64::MAX, f64::min).min(ymax);
+    let (lo, hi) = if log_y { (ymin_pos.log10().floor(), ymax.log10().ceil().max(ymin_pos.log10().floor() + 1.0)) } else { (0.0, ymax * 1.1) };
+    let x_of = |x: f64| ox + left + pw * (x / xmax);
+    let y_of = |v: f64| {
+        let t = if log_y { (v.max(10f64.powf(lo)).log10() - lo) / (hi - lo) } else { v / hi };
+        oy + top + ph * (1.0 - t.clamp(0.0, 1.0))
+    };
+    let mut s = String::new();
+    let _ = write!(s, r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#, ox + left + pw / 2.0, oy + 22.0, esc(title));
+    let yt: Vec<f64> = if log_y { (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect() } else { (0..=5).map(|i| hi * i as f64 / 5.0).collect() };
+    for t in yt {
+        let y = y_of(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            ox + left,
+            ox + left + pw,
+            ox + left - 6.0,
+            y + 4.0,
+            fmt_num(t)
+        );
+    }
+    for i in 0..=5 {
+        let xv = xmax * i as f64 / 5.0;
+        let x = x_of(xv);
+        let _ = write!(s, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, oy + top + ph + 16.0, fmt_num(xv));
+    }
+    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, ox + left + pw / 2.0, oy + h - 8.0, esc(x_label));
+    let _ = write!(s, r#"<text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"#, ox + 16.0, oy + top + ph / 2.0, esc(y_label));
+    let _ = write!(s, r#"<line x1="{0}" x2="{0}" y1="{1}" y2="{2}" stroke="black"/><line x1="{0}" x2="{3}" y1="{2}" y2="{2}" stroke="black"/>"#, ox + left, oy + top, oy + top + ph, ox + left + pw);
+    for (i, ser) in series.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let path: Vec<String> = ser.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", x_of(x), y_of(y))).collect();
+        let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, path.join(" "));
+        for p in &path {
+            let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = write!(s, r#"<circle cx="{x}" cy="{y}" r="3" fill="{c}"/>"#);
+        }
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{}" width="12" height="12" fill="{c}"/><text x="{}" y="{}">{}</text>"#,
+            ox + left + 10.0,
+            oy + top + 6.0 + 18.0 * i as f64,
+            ox + left + 28.0,
+            oy + top + 16.0 + 18.0 * i as f64,
+            esc(&ser.name)
+        );
+    }
+    s
+}
+
+/// Wraps panels into one SVG document of size `(w, h)`.
+pub fn svg_page(w: f64, h: f64, panels: &[String]) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>{}</svg>"#,
+        panels.concat()
+    )
+}

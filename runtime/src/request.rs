@@ -16,6 +16,9 @@ pub struct Request {
     pub client_ts: u64,
     /// When the request reached the server (runtime clock, ns).
     pub arrival_ns: u64,
+    /// Where the reply goes, in the transport's own encoding (the UDP transport: the client's
+    /// IPv4 address and port); copied into the reply.
+    pub origin: u64,
 }
 
 /// A reply built by the application and completed by the runtime.
@@ -36,6 +39,8 @@ pub struct Reply {
     pub worker: u32,
     /// Set by the runtime in `send`: how often the request was preempted.
     pub preemptions: u32,
+    /// The request's `origin`.
+    pub origin: u64,
 }
 
 impl Reply {
@@ -46,6 +51,7 @@ impl Reply {
             kind: req.kind,
             client_ts: req.client_ts,
             arrival_ns: req.arrival_ns,
+            origin: req.origin,
             ..Reply::default()
         }
     }

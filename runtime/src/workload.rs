@@ -84,6 +84,7 @@ impl Workload {
                 service_ns: self.types[kind].service_ns,
                 client_ts: 0,
                 arrival_ns: t as u64,
+                origin: 0,
             });
         }
         per_worker

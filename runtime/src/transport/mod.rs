@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod replay;
+pub mod udp;
 
 use crate::request::{Reply, Request};
 

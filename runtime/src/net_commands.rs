@@ -1,0 +1,265 @@
+//! The network subcommands of the `synergy` binary (part of the binary, not the library):
+//! `serve`, `loadgen` and `sweep`.
+
+use crate::{fail, write_json};
+use std::net::{SocketAddrV4, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use synergy::cli::RuntimeArgs;
+use synergy::net::{loadgen, server::UdpServer, sweep};
+use synergy::workload::{Workload, WorkloadName};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Address to serve on (IPv4).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    bind: String,
+    /// The workload whose request types the synthetic application serves (kind = type index).
+    #[arg(long, value_enum, default_value = "high")]
+    workload: WorkloadName,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration_s: Option<u64>,
+}
+
+#[derive(clap::Args)]
+pub struct LoadgenArgs {
+    /// Server address (IPv4).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    target: String,
+    #[arg(long, value_enum, default_value = "high")]
+    workload: WorkloadName,
+    /// Offered load in requests per second.
+    #[arg(long)]
+    rps: f64,
+    /// Measured time in ms (after the warm-up).
+    #[arg(long, default_value_t = 2000)]
+    duration_ms: u64,
+    /// Warm-up in ms, not recorded.
+    #[arg(long, default_value_t = 200)]
+    warmup_ms: u64,
+    /// Client flows (source ports).
+    #[arg(long, default_value_t = 64)]
+    flows: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the result as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[arg(long, value_enum, default_value = "high")]
+    workload: WorkloadName,
+    /// Offered loads as fractions of the workers' capacity, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8")]
+    loads: Vec<f64>,
+    /// Preemption modes to compare, one line each.
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "signal,none")]
+    modes: Vec<synergy::PreemptMode>,
+    /// Measured time per point in ms.
+    #[arg(long, default_value_t = 2000)]
+    duration_ms: u64,
+    #[arg(long, default_value_t = 200)]
+    warmup_ms: u64,
+    #[arg(long, default_value_t = 64)]
+    flows: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// p99.9 slowdown SLO.
+    #[arg(long, default_value_t = 50.0)]
+    slo: f64,
+    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
+    #[arg(long, default_value = "results")]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "sweep")]
+    name: String,
+}
+
+fn parse_v4(s: &str, what: &str) -> Result<SocketAddrV4, String> {
+    let addrs = s.to_socket_addrs().map_err(|e| format!("{what} {s:?}: {e}"))?;
+    addrs
+        .filter_map(|a| match a {
+            std::net::SocketAddr::V4(v) => Some(v),
+            _ => None,
+        })
+        .next()
+        .ok_or_else(|| format!("{what} {s:?}: no IPv4 address (the UDP transport is IPv4)"))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Release);
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let (cfg, placement) = match args.runtime.resolve() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let bind = match parse_v4(&args.bind, "--bind") {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let w = Workload::named(args.workload);
+    let server = match UdpServer::start(&cfg, bind, w.types.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+    }
+    println!(
+        "synergy serve: {} on udp://{} ({} worker(s) on CPUs {:?}, timer core {}, --preempt={})",
+        w.name,
+        server.local_addr(),
+        cfg.workers,
+        placement.worker_cores,
+        placement.timer_core,
+        cfg.preempt.name()
+    );
+    let t0 = Instant::now();
+    while !STOP.load(Ordering::Acquire) && args.duration_s.is_none_or(|d| t0.elapsed() < Duration::from_secs(d)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (stats, udp) = server.shutdown();
+    let sum = |f: fn(&synergy::transport::udp::UdpSnapshot) -> u64| udp.iter().map(f).sum::<u64>();
+    println!(
+        "served {} requests ({} preemptions); datagrams {} received, {} malformed (dropped), {} dropped by the kernel (receive buffer full); {} replies, {} reply errors",
+        stats.total.completed,
+        stats.total.preemptions,
+        sum(|c| c.received),
+        sum(|c| c.malformed),
+        sum(|c| c.kernel_drops),
+        sum(|c| c.replies),
+        sum(|c| c.reply_errors)
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_result(r: &loadgen::LoadgenResult) {
+    println!(
+        "offered {:.0} req/s, achieved {:.0} req/s; sent {}, answered {}, lost {}, send errors {}, bad replies {}, error replies {}, duplicates {}",
+        r.offered_rps, r.achieved_rps, r.sent, r.answered, r.lost, r.send_errors, r.bad_replies, r.error_replies, r.duplicates
+    );
+    println!("{:>10} {:>9} {:>10} {:>10} {:>10} {:>14}", "class", "count", "p50 µs", "p99 µs", "p99.9 µs", "p99.9 slowdown");
+    for c in &r.classes {
+        println!(
+            "{:>7.1} µs {:>9} {:>10.1} {:>10.1} {:>10.1} {:>14.1}",
+            c.service_ns as f64 / 1000.0,
+            c.count,
+            c.p50_ns as f64 / 1000.0,
+            c.p99_ns as f64 / 1000.0,
+            c.p999_ns as f64 / 1000.0,
+            c.slowdown_p999
+        );
+    }
+    println!("overall p99.9 slowdown {:.1}, p99.9 latency {:.1} µs", r.overall_slowdown_p999, r.overall_latency_p999_ns as f64 / 1000.0);
+}
+
+pub fn loadgen(args: LoadgenArgs) -> ExitCode {
+    let target = match parse_v4(&args.target, "--target") {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if !(1..=600_000).contains(&args.duration_ms) || args.warmup_ms > 600_000 {
+        return fail("--duration-ms must be between 1 and 600000 and --warmup-ms at most 600000");
+    }
+    let p = loadgen::LoadgenParams {
+        target,
+        workload: Workload::named(args.workload),
+        rps: args.rps,
+        duration: Duration::from_millis(args.duration_ms),
+        warmup: Duration::from_millis(args.warmup_ms),
+        grace: Duration::from_millis(500),
+        flows: args.flows,
+        seed: args.seed,
+    };
+    match loadgen::run(&p) {
+        Ok(r) => {
+            print_result(&r);
+            if let Some(path) = &args.json {
+                if let Err(e) = write_json(path, &r) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn sweep(args: SweepArgs) -> ExitCode {
+    let (cfg, _) = match args.runtime.resolve() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if args.loads.is_empty() || args.loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
+        return fail(format!("--loads must be fractions of capacity in (0, 2], got {:?}", args.loads));
+    }
+    if args.modes.is_empty() {
+        return fail("--modes needs at least one preemption mode");
+    }
+    for m in &args.modes {
+        if let Err(e) = synergy::preempt::preempter_for(*m) {
+            return fail(e);
+        }
+    }
+    if !(args.slo > 1.0) {
+        return fail(format!("--slo must be above 1, got {}", args.slo));
+    }
+    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
+        return fail(format!("cannot create {}: {e}", args.out_dir.display()));
+    }
+    let p = sweep::SweepParams {
+        workload: Workload::named(args.workload),
+        modes: args.modes.clone(),
+        loads: args.loads.clone(),
+        duration: Duration::from_millis(args.duration_ms),
+        warmup: Duration::from_millis(args.warmup_ms),
+        flows: args.flows,
+        seed: args.seed,
+        slo: args.slo,
+    };
+    let r = sweep::run(&cfg, &p, |k, n, pt| {
+        let bar: String = (0..20).map(|i| if i * n < 20 * k { '#' } else { '.' }).collect();
+        eprintln!(
+            "[{bar}] {k}/{n}  --preempt={} load {:.0}%: {:.0} req/s achieved, p99.9 slowdown {:.1}, lost {}",
+            pt.preempt,
+            pt.load * 100.0,
+            pt.result.achieved_rps,
+            pt.result.overall_slowdown_p999,
+            pt.result.lost
+        );
+    });
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let base = args.out_dir.join(&args.name);
+    let files = [
+        (base.with_extension("json"), serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"),
+        (base.with_extension("csv"), sweep::csv(&r)),
+        (base.with_extension("svg"), sweep::svg(&r)),
+    ];
+    for (path, text) in &files {
+        if let Err(e) = std::fs::write(path, text) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    for s in &r.summary {
+        println!("--preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s", s.preempt, r.slo, s.max_rps_under_slo);
+    }
+    println!("wrote {}.{{json,csv,svg}}", base.display());
+    ExitCode::SUCCESS
+}
