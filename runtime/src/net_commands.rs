@@ -24,6 +24,21 @@ pub struct ServeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<u64>,
+    /// Data plane: kernel UDP sockets, or DPDK (falls back to UDP, saying why, if DPDK cannot start).
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: TransportKind,
+    /// DPDK: EAL arguments, space-separated (e.g. "--no-huge --in-memory -l 0 --vdev=net_af_packet0,iface=veth0").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    dpdk_eal: String,
+    /// DPDK: the device to serve on.
+    #[arg(long, default_value = "net_af_packet0")]
+    dpdk_device: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportKind {
+    Udp,
+    Dpdk,
 }
 
 #[derive(clap::Args)]
@@ -100,6 +115,21 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Release);
 }
 
+fn install_stop_handlers() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn wait_for_stop(duration_s: Option<u64>) {
+    let t0 = Instant::now();
+    while !STOP.load(Ordering::Acquire) && duration_s.is_none_or(|d| t0.elapsed() < Duration::from_secs(d)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn serve(args: ServeArgs) -> ExitCode {
     let (cfg, placement) = match args.runtime.resolve() {
         Ok(v) => v,
@@ -110,15 +140,41 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let w = Workload::named(args.workload);
+    if args.transport == TransportKind::Dpdk {
+        let params = synergy::transport::dpdk::DpdkParams {
+            eal_args: args.dpdk_eal.split_whitespace().map(String::from).collect(),
+            device: args.dpdk_device.clone(),
+            ip: *bind.ip(),
+            port: bind.port(),
+            workers: cfg.workers,
+        };
+        match synergy::net::server::DpdkServer::start(&cfg, &params, w.types.clone()) {
+            Ok(server) => {
+                install_stop_handlers();
+                println!(
+                    "synergy serve: {} on DPDK device {} as {} ({} worker(s), one queue pair each, --preempt={})",
+                    w.name,
+                    args.dpdk_device,
+                    bind,
+                    cfg.workers,
+                    cfg.preempt.name()
+                );
+                wait_for_stop(args.duration_s);
+                let (stats, c) = server.shutdown();
+                println!(
+                    "served {} requests ({} preemptions); frames {} received, {} not for us, {} malformed (dropped); {} replies, {} reply errors",
+                    stats.total.completed, stats.total.preemptions, c.frames, c.not_for_us, c.malformed, c.replies, c.reply_errors
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => eprintln!("synergy: DPDK unavailable: {e}; falling back to the kernel UDP transport on {bind}"),
+        }
+    }
     let server = match UdpServer::start(&cfg, bind, w.types.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
-    }
+    install_stop_handlers();
     println!(
         "synergy serve: {} on udp://{} ({} worker(s) on CPUs {:?}, timer core {}, --preempt={})",
         w.name,
@@ -128,10 +184,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         placement.timer_core,
         cfg.preempt.name()
     );
-    let t0 = Instant::now();
-    while !STOP.load(Ordering::Acquire) && args.duration_s.is_none_or(|d| t0.elapsed() < Duration::from_secs(d)) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_stop(args.duration_s);
     let (stats, udp) = server.shutdown();
     let sum = |f: fn(&synergy::transport::udp::UdpSnapshot) -> u64| udp.iter().map(f).sum::<u64>();
     println!(

@@ -124,3 +124,15 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
     assert!(svg.starts_with("<svg") && svg.contains("propagation"), "an SVG chart");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--transport dpdk` where DPDK cannot start (no device given, or a build without DPDK) says why
+/// and serves over kernel UDP instead of failing.
+#[test]
+fn serve_falls_back_to_udp_when_dpdk_is_unavailable() {
+    let _g = common::serial();
+    let o = synergy(&["serve", "--transport", "dpdk", "--dpdk-device", "net_nonexistent0", "--dpdk-eal=--no-huge --no-shconf --no-pci -m 64 --log-level=error", "--bind", "127.0.0.1:0", "--duration-s", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {err}");
+    assert!(err.contains("DPDK unavailable") && err.contains("falling back to the kernel UDP transport"), "stderr: {err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("synergy serve: high on udp://127.0.0.1:"), "{o:?}");
+}

@@ -66,3 +66,23 @@ impl UdpServer {
         (stats, self.transport.counters())
     }
 }
+
+/// A synergy runtime serving the synthetic application over DPDK.
+pub struct DpdkServer {
+    pub runtime: Runtime,
+    pub transport: Arc<crate::transport::dpdk::DpdkTransport>,
+}
+
+impl DpdkServer {
+    pub fn start(config: &Config, params: &crate::transport::dpdk::DpdkParams, types: Vec<RequestType>) -> Result<DpdkServer, String> {
+        let transport = Arc::new(crate::transport::dpdk::DpdkTransport::open(params)?);
+        let runtime = Runtime::start(config, transport.clone(), synthetic_handler(types)).map_err(|e| e.to_string())?;
+        Ok(DpdkServer { runtime, transport })
+    }
+
+    pub fn shutdown(self) -> (crate::stats::RunStats, crate::transport::dpdk::DpdkSnapshot) {
+        self.transport.close();
+        let stats = self.runtime.shutdown();
+        (stats, self.transport.counters())
+    }
+}

@@ -2,6 +2,7 @@
 //! per worker; the runtime only sees this trait.
 
 pub mod channel;
+pub mod dpdk;
 pub mod replay;
 pub mod udp;
 
