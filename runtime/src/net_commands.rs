@@ -41,17 +41,12 @@ enum TransportKind {
     Dpdk,
 }
 
+/// What traffic the load generator offers (shared by `loadgen` and `sweep`).
 #[derive(clap::Args)]
-pub struct LoadgenArgs {
-    /// Server address (IPv4).
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    target: String,
+struct TrafficArgs {
     #[arg(long, value_enum, default_value = "high")]
     workload: WorkloadName,
-    /// Offered load in requests per second.
-    #[arg(long)]
-    rps: f64,
-    /// Measured time in ms (after the warm-up).
+    /// Measured time in ms (after the warm-up), per load level.
     #[arg(long, default_value_t = 2000)]
     duration_ms: u64,
     /// Warm-up in ms, not recorded.
@@ -60,8 +55,30 @@ pub struct LoadgenArgs {
     /// Client flows (source ports).
     #[arg(long, default_value_t = 64)]
     flows: u32,
+    /// Seed of the arrival process and request mix.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+impl TrafficArgs {
+    fn check(&self) -> Result<(), String> {
+        if !(1..=600_000).contains(&self.duration_ms) || self.warmup_ms > 600_000 {
+            return Err("--duration-ms must be between 1 and 600000 and --warmup-ms at most 600000".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+pub struct LoadgenArgs {
+    /// Server address (IPv4).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    target: String,
+    /// Offered load in requests per second.
+    #[arg(long)]
+    rps: f64,
+    #[command(flatten)]
+    traffic: TrafficArgs,
     /// Also write the result as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -71,23 +88,14 @@ pub struct LoadgenArgs {
 pub struct SweepArgs {
     #[command(flatten)]
     runtime: RuntimeArgs,
-    #[arg(long, value_enum, default_value = "high")]
-    workload: WorkloadName,
+    #[command(flatten)]
+    traffic: TrafficArgs,
     /// Offered loads as fractions of the workers' capacity, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8")]
     loads: Vec<f64>,
     /// Preemption modes to compare, one line each.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "signal,none")]
     modes: Vec<synergy::PreemptMode>,
-    /// Measured time per point in ms.
-    #[arg(long, default_value_t = 2000)]
-    duration_ms: u64,
-    #[arg(long, default_value_t = 200)]
-    warmup_ms: u64,
-    #[arg(long, default_value_t = 64)]
-    flows: u32,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
     /// p99.9 slowdown SLO.
     #[arg(long, default_value_t = 50.0)]
     slo: f64,
@@ -225,18 +233,19 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    if !(1..=600_000).contains(&args.duration_ms) || args.warmup_ms > 600_000 {
-        return fail("--duration-ms must be between 1 and 600000 and --warmup-ms at most 600000");
+    if let Err(e) = args.traffic.check() {
+        return fail(e);
     }
+    let t = &args.traffic;
     let p = loadgen::LoadgenParams {
         target,
-        workload: Workload::named(args.workload),
+        workload: Workload::named(t.workload),
         rps: args.rps,
-        duration: Duration::from_millis(args.duration_ms),
-        warmup: Duration::from_millis(args.warmup_ms),
+        duration: Duration::from_millis(t.duration_ms),
+        warmup: Duration::from_millis(t.warmup_ms),
         grace: Duration::from_millis(500),
-        flows: args.flows,
-        seed: args.seed,
+        flows: t.flows,
+        seed: t.seed,
     };
     match loadgen::run(&p) {
         Ok(r) => {
@@ -274,14 +283,18 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
         return fail(format!("cannot create {}: {e}", args.out_dir.display()));
     }
+    if let Err(e) = args.traffic.check() {
+        return fail(e);
+    }
+    let t = &args.traffic;
     let p = sweep::SweepParams {
-        workload: Workload::named(args.workload),
+        workload: Workload::named(t.workload),
         modes: args.modes.clone(),
         loads: args.loads.clone(),
-        duration: Duration::from_millis(args.duration_ms),
-        warmup: Duration::from_millis(args.warmup_ms),
-        flows: args.flows,
-        seed: args.seed,
+        duration: Duration::from_millis(t.duration_ms),
+        warmup: Duration::from_millis(t.warmup_ms),
+        flows: t.flows,
+        seed: t.seed,
         slo: args.slo,
     };
     let r = sweep::run(&cfg, &p, |k, n, pt| {
