@@ -116,7 +116,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     let start = clock::now_ns() + 2_000_000;
     let warmup_end = start + p.warmup.as_nanos() as u64;
 
-    let realtime = make_realtime();
+    let realtime = can_be_realtime();
     let receiver = {
         let flows = flows.clone();
         let state = state.clone();
@@ -134,13 +134,51 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
             .map_err(|e| format!("cannot start the receive thread: {e}"))?
     };
 
+    // The send thread: its own thread (like the receive thread), so that its real-time policy
+    // never leaks into the caller's thread (whose children — e.g. a server runtime started later
+    // in a sweep — would inherit it).
+    let sender = {
+        let flows = flows.clone();
+        let state = state.clone();
+        let target = p.target;
+        std::thread::Builder::new()
+            .name("loadgen-tx".into())
+            .spawn(move || {
+                if realtime {
+                    make_realtime();
+                }
+                send_schedule(&schedule, &flows, &state, target, start, warmup_end)
+            })
+            .map_err(|e| format!("cannot start the send thread: {e}"))?
+    };
+    let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
+    sending_done.store(true, Ordering::Release);
+    let mut rx = receiver.join().map_err(|_| "the receive thread panicked".to_string())?;
+    let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);
+    let sent = state.iter().filter(|s| s.load(Ordering::Acquire) != 0).count() as u64;
+    let answered = state.iter().filter(|s| s.load(Ordering::Acquire) == 2).count() as u64;
+    rx.result.offered_rps = p.rps;
+    rx.result.sent = sent;
+    rx.result.answered = answered;
+    rx.result.lost = sent - answered;
+    rx.result.send_errors = send_errors;
+    rx.result.max_send_lag_ns = max_lag;
+    rx.result.realtime = realtime;
+    let window = (end.saturating_sub(warmup_end)).max(1) as f64 / 1e9;
+    rx.result.achieved_rps = answered as f64 / window.max(p.duration.as_secs_f64());
+    Ok(rx.result)
+}
+
+/// Sends every request of `schedule` at its time; returns (send errors, worst lag behind the
+/// schedule in ns).
+fn send_schedule(schedule: &[Request], flows: &[Flow], state: &[AtomicU64], target: SocketAddrV4, start: u64, warmup_end: u64) -> (u64, u64) {
     let mut send_errors = 0u64;
     let mut max_lag = 0u64;
     // Sleep rather than spin until shortly before each send: on a small machine the load
     // generator shares cores with the server, and a spinning sender would steal its CPU time.
     // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack (1 ns: precise sleeps).
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
-    for r in &schedule {
+    for r in schedule {
         let due = start + r.arrival_ns;
         let mut now = clock::now_ns();
         while now < due {
@@ -158,28 +196,20 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         if measured {
             state[r.id as usize].store(1, Ordering::Release);
         }
-        if !send_to(&flows[r.flow as usize].fd, &encode_request(&req), p.target) {
+        if !send_to(&flows[r.flow as usize].fd, &encode_request(&req), target) {
             send_errors += 1;
             if measured {
                 state[r.id as usize].store(0, Ordering::Release);
             }
         }
     }
-    sending_done.store(true, Ordering::Release);
-    let mut rx = receiver.join().map_err(|_| "the receive thread panicked".to_string())?;
-    let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);
-    let sent = state.iter().filter(|s| s.load(Ordering::Acquire) != 0).count() as u64;
-    let answered = state.iter().filter(|s| s.load(Ordering::Acquire) == 2).count() as u64;
-    rx.result.offered_rps = p.rps;
-    rx.result.sent = sent;
-    rx.result.answered = answered;
-    rx.result.lost = sent - answered;
-    rx.result.send_errors = send_errors;
-    rx.result.max_send_lag_ns = max_lag;
-    rx.result.realtime = realtime;
-    let window = (end.saturating_sub(warmup_end)).max(1) as f64 / 1e9;
-    rx.result.achieved_rps = answered as f64 / window.max(p.duration.as_secs_f64());
-    Ok(rx.result)
+    (send_errors, max_lag)
+}
+
+/// Whether this process may use SCHED_FIFO (tried on a short-lived thread, so the caller's own
+/// policy is never changed).
+fn can_be_realtime() -> bool {
+    std::thread::spawn(make_realtime).join().unwrap_or(false)
 }
 
 struct Received {
