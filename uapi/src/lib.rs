@@ -5,6 +5,7 @@
 
 pub mod ioctl;
 pub mod ipi;
+pub mod uintr;
 
 #[cfg(test)]
 mod tests {

@@ -74,12 +74,20 @@ pub fn preempter_for(mode: PreemptMode) -> io::Result<Box<dyn Preempter>> {
         PreemptMode::None => Ok(Box::new(NoPreempter)),
         PreemptMode::Signal => Ok(Box::new(signal::SignalPreempter::install()?)),
         PreemptMode::Ipi => Ok(Box::new(ipi::IpiPreempter::open()?)),
-        PreemptMode::Uintr => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "--preempt=uintr needs Intel user interrupts (Sapphire Rapids or newer) and the kmod_uintr \
-             kernel module (`insmod kmod_uintr.ko`); this build of the runtime does not drive it yet — \
-             use --preempt=signal",
-        )),
+        PreemptMode::Uintr => {
+            let cpu = if core::arch::x86_64::__cpuid_count(7, 0).edx & synergy_uapi::uintr::CPUID_7_0_EDX_UINTR != 0 {
+                "this CPU has UINTR, but this version of the runtime and of kmod_uintr does not set it up yet"
+            } else {
+                "this CPU has no UINTR (CPUID.7.0:EDX[5] = 0)"
+            };
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "--preempt=uintr needs Intel user interrupts (Sapphire Rapids or newer) and the kmod_uintr kernel \
+                     module (`insmod kmod_uintr.ko`): {cpu}; use --preempt=signal or --preempt=ipi"
+                ),
+            ))
+        }
     }
 }
 

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+//! ABI of kmod_uintr (`/dev/synergy_uintr`) and the hardware encodings of Intel user interrupts
+//! (UINTR, Intel SDM Vol. 3 ch. "User Interrupts"): the UPID, UITT entries and the values of the
+//! IA32_UINTR_* MSRs, as plain `const fn`s so that user-space tests check every bit against the
+//! SDM layout and the module computes the same values from the same source.
+
+use super::ioctl::{io, ior, iowr};
+
+pub const DEVICE_PATH: &str = "/dev/synergy_uintr";
+pub const IOC_MAGIC: u8 = 0xB6;
+pub const ABI_VERSION: u32 = 1;
+
+// ---- Hardware facts -------------------------------------------------------------------------
+
+/// CPUID.(EAX=7, ECX=0):EDX bit 5: the CPU supports user interrupts.
+pub const CPUID_7_0_EDX_UINTR: u32 = 1 << 5;
+/// CR4.UINTR (bit 25) enables user interrupts.
+pub const CR4_UINTR: u64 = 1 << 25;
+
+pub const MSR_IA32_UINTR_RR: u32 = 0x985;
+pub const MSR_IA32_UINTR_HANDLER: u32 = 0x986;
+pub const MSR_IA32_UINTR_STACKADJUST: u32 = 0x987;
+pub const MSR_IA32_UINTR_MISC: u32 = 0x988;
+pub const MSR_IA32_UINTR_PD: u32 = 0x989;
+pub const MSR_IA32_UINTR_TT: u32 = 0x98A;
+
+/// User vectors are 0..63 (a bit each in UIRR and the PIR).
+pub const USER_VECTORS: u32 = 64;
+/// UITT entries this ABI allows per process.
+pub const UITT_ENTRIES: u32 = 256;
+/// The UPID is 16 bytes used, 64-byte aligned (its address's bits 5:0 are reserved).
+pub const UPID_ALIGN: u64 = 64;
+/// UITT entries are 16 bytes; the UITT is 16-byte aligned (IA32_UINTR_TT bits 3:1 reserved).
+pub const UITT_ENTRY_LEN: usize = 16;
+
+/// An encoding refused because a field does not fit or an address is misaligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    VectorOutOfRange,
+    Misaligned,
+    NotCanonical,
+}
+
+const fn canonical(a: u64) -> bool {
+    // 48-bit (4-level paging) canonical: bits 63:47 all equal.
+    let top = a >> 47;
+    top == 0 || top == 0x1_ffff
+}
+
+/// The first 8 bytes of a UPID ("notification control"): ON (bit 0), SN (bit 1), NV (bits 23:16)
+/// and NDST (bits 63:32). In xAPIC mode the 8-bit APIC ID goes into NDST bits 15:8 (UPID bits
+/// 47:40); in x2APIC mode NDST is the 32-bit x2APIC ID.
+pub const fn upid_control(on: bool, sn: bool, nv: u8, apic_id: u32, x2apic: bool) -> u64 {
+    let ndst: u64 = if x2apic { apic_id as u64 } else { ((apic_id & 0xff) as u64) << 8 };
+    (on as u64) | ((sn as u64) << 1) | ((nv as u64) << 16) | (ndst << 32)
+}
+
+pub const fn upid_on(control: u64) -> bool {
+    control & 1 != 0
+}
+pub const fn upid_sn(control: u64) -> bool {
+    control & 2 != 0
+}
+pub const fn upid_nv(control: u64) -> u8 {
+    (control >> 16) as u8
+}
+pub const fn upid_ndst(control: u64) -> u32 {
+    (control >> 32) as u32
+}
+
+/// A UITT entry: bit 0 valid, bits 13:8 the user vector (bits 15:14 zero), bytes 8..16 the UPID's
+/// address (64-byte aligned).
+pub const fn uitt_entry(user_vector: u8, upid_addr: u64) -> Result<[u64; 2], EncodeError> {
+    if user_vector as u32 >= USER_VECTORS {
+        return Err(EncodeError::VectorOutOfRange);
+    }
+    if upid_addr % UPID_ALIGN != 0 {
+        return Err(EncodeError::Misaligned);
+    }
+    Ok([1 | ((user_vector as u64) << 8), upid_addr])
+}
+
+/// IA32_UINTR_MISC: UITTSZ (bits 31:0, the highest valid UITT index) and UINV (bits 39:32, the
+/// notification vector); bits 63:40 reserved.
+pub const fn misc_msr(uitt_highest_index: u32, uinv: u8) -> u64 {
+    (uitt_highest_index as u64) | ((uinv as u64) << 32)
+}
+
+/// IA32_UINTR_TT: bit 0 enables SENDUIPI, bits 63:4 the UITT's address (16-byte aligned).
+pub const fn tt_msr(uitt_addr: u64, enabled: bool) -> Result<u64, EncodeError> {
+    if uitt_addr % 16 != 0 {
+        return Err(EncodeError::Misaligned);
+    }
+    if !canonical(uitt_addr) {
+        return Err(EncodeError::NotCanonical);
+    }
+    Ok(uitt_addr | enabled as u64)
+}
+
+/// IA32_UINTR_PD: the UPID's address (bits 5:0 reserved).
+pub const fn pd_msr(upid_addr: u64) -> Result<u64, EncodeError> {
+    if upid_addr % UPID_ALIGN != 0 {
+        return Err(EncodeError::Misaligned);
+    }
+    if !canonical(upid_addr) {
+        return Err(EncodeError::NotCanonical);
+    }
+    Ok(upid_addr)
+}
+
+/// IA32_UINTR_STACKADJUST: with bit 0 clear, delivery subtracts the value from RSP (skipping the
+/// red zone); with bit 0 set, RSP is loaded with the value (bit 0 cleared). Either way the result
+/// is then aligned down to 16 bytes.
+pub const fn stack_adjust_msr(value: u64, load: bool) -> Result<u64, EncodeError> {
+    if value & 1 != 0 {
+        return Err(EncodeError::Misaligned);
+    }
+    if load && !canonical(value) {
+        return Err(EncodeError::NotCanonical);
+    }
+    Ok(value | load as u64)
+}
+
+/// IA32_UINTR_HANDLER: the handler's linear address.
+pub const fn handler_msr(handler: u64) -> Result<u64, EncodeError> {
+    if !canonical(handler) {
+        return Err(EncodeError::NotCanonical);
+    }
+    Ok(handler)
+}
+
+// ---- The ioctl ABI --------------------------------------------------------------------------
+
+/// Answer of `IOC_VERSION`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UintrVersion {
+    pub abi_version: u32,
+    /// 1 if the CPU supports UINTR (CPUID.7.0:EDX[5]), else 0: every registration then fails
+    /// with EOPNOTSUPP.
+    pub supported: u32,
+}
+
+/// `UintrReceiver::flags`: `stack_adjust` is an RSP to load, not an amount to subtract.
+pub const RECEIVER_STACK_LOAD: u32 = 1;
+
+/// Argument of `IOC_REGISTER_RECEIVER`: registers the calling (pinned) thread.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UintrReceiver {
+    /// User address of the handler (entered with the vector, RIP, RFLAGS and RSP pushed).
+    pub handler: u64,
+    /// Bytes to skip below the interrupted RSP (even, at most `MAX_STACK_SKIP`), or with
+    /// `RECEIVER_STACK_LOAD` the user stack pointer to switch to.
+    pub stack_adjust: u64,
+    pub flags: u32,
+    /// Out: the receiver's id, for `IOC_REGISTER_SENDER`.
+    pub receiver_id: u32,
+}
+
+/// Largest subtractive stack adjustment accepted (the red zone is 128 bytes).
+pub const MAX_STACK_SKIP: u64 = 4096;
+
+/// Argument of `IOC_REGISTER_SENDER`: lets the calling thread `senduipi` to a receiver of its own
+/// process with user vector `vector`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UintrSender {
+    pub receiver_id: u32,
+    pub vector: u32,
+    /// Out: the UITT index to pass to `senduipi`.
+    pub uitt_index: u32,
+    pub flags: u32,
+}
+
+pub const IOC_VERSION: u32 = ior::<UintrVersion>(IOC_MAGIC, 0x00);
+/// EINVAL (flags, handler, stack_adjust), EFAULT, EBUSY (thread already a receiver),
+/// EOPNOTSUPP (no UINTR).
+pub const IOC_REGISTER_RECEIVER: u32 = iowr::<UintrReceiver>(IOC_MAGIC, 0x01);
+/// ENOENT (the calling thread is not a receiver through this file).
+pub const IOC_UNREGISTER_RECEIVER: u32 = io(IOC_MAGIC, 0x02);
+/// EINVAL (flags, vector >= 64), EFAULT, ENOENT (no such receiver), EPERM (another process's),
+/// ENOSPC (UITT full), EOPNOTSUPP (no UINTR).
+pub const IOC_REGISTER_SENDER: u32 = iowr::<UintrSender>(IOC_MAGIC, 0x03);
+/// ENOENT (the calling thread is not a sender through this file).
+pub const IOC_UNREGISTER_SENDER: u32 = io(IOC_MAGIC, 0x04);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn upid_control_matches_the_sdm_layout() {
+        // ON=1, SN=0, NV=0xF0, x2APIC destination 0x1234_5678.
+        let c = upid_control(true, false, 0xF0, 0x1234_5678, true);
+        assert_eq!(c, 0x1234_5678_00F0_0001);
+        assert!(upid_on(c) && !upid_sn(c));
+        assert_eq!((upid_nv(c), upid_ndst(c)), (0xF0, 0x1234_5678));
+        // SN is bit 1; reserved bits 15:2 and 31:24 stay zero.
+        let s = upid_control(false, true, 0xFF, 0, true);
+        assert_eq!(s, 0x0000_0000_00FF_0002);
+        assert_eq!(s & 0xFF00_FFFC, 0);
+        // xAPIC: an 8-bit APIC ID in bits 47:40.
+        assert_eq!(upid_control(false, false, 0, 0x7, false), 0x0000_0700_0000_0000);
+        assert_eq!(upid_control(false, false, 0, 0x1FF, false) >> 40, 0xFF, "xAPIC IDs are 8 bits");
+    }
+
+    #[test]
+    fn uitt_entries_match_the_sdm_layout() {
+        assert_eq!(uitt_entry(0, 0x1000), Ok([0x1, 0x1000]));
+        assert_eq!(uitt_entry(63, 0xffff_8880_0000_0040), Ok([0x3F01, 0xffff_8880_0000_0040]));
+        assert_eq!(uitt_entry(64, 0x1000), Err(EncodeError::VectorOutOfRange));
+        assert_eq!(uitt_entry(1, 0x1020), Err(EncodeError::Misaligned));
+        // Bits 7:1 and 15:14 of the first word are reserved and never set.
+        for v in 0..64u8 {
+            assert_eq!(uitt_entry(v, 0).unwrap()[0] & !0x3F01, 0);
+        }
+        assert_eq!(UITT_ENTRY_LEN, 16);
+    }
+
+    #[test]
+    fn msr_values() {
+        assert_eq!(misc_msr(255, 0xF0), 0x0000_00F0_0000_00FF);
+        assert_eq!(misc_msr(0, 0xEC) >> 40, 0, "bits 63:40 reserved");
+        assert_eq!(tt_msr(0xffff_8880_1234_5670, true), Ok(0xffff_8880_1234_5671));
+        assert_eq!(tt_msr(0x1000, false), Ok(0x1000));
+        assert_eq!(tt_msr(0x1008, true), Err(EncodeError::Misaligned));
+        assert_eq!(tt_msr(0x0000_8000_0000_0000, true), Err(EncodeError::NotCanonical));
+        assert_eq!(pd_msr(0xffff_8880_0000_0040), Ok(0xffff_8880_0000_0040));
+        assert_eq!(pd_msr(0xffff_8880_0000_0020), Err(EncodeError::Misaligned));
+        assert_eq!(stack_adjust_msr(128, false), Ok(128), "subtract 128 (the red zone)");
+        assert_eq!(stack_adjust_msr(0x7fff_0000_1000, true), Ok(0x7fff_0000_1001), "load mode sets bit 0");
+        assert_eq!(stack_adjust_msr(129, false), Err(EncodeError::Misaligned));
+        assert_eq!(handler_msr(0x0000_5555_0000_1000), Ok(0x0000_5555_0000_1000));
+        assert_eq!(handler_msr(0x0001_0000_0000_0000), Err(EncodeError::NotCanonical));
+        assert_eq!(
+            [MSR_IA32_UINTR_RR, MSR_IA32_UINTR_HANDLER, MSR_IA32_UINTR_STACKADJUST, MSR_IA32_UINTR_MISC, MSR_IA32_UINTR_PD, MSR_IA32_UINTR_TT],
+            [0x985, 0x986, 0x987, 0x988, 0x989, 0x98A]
+        );
+        assert_eq!(CR4_UINTR, 0x0200_0000);
+        assert_eq!(CPUID_7_0_EDX_UINTR, 0x20);
+    }
+
+    #[test]
+    fn abi_is_pinned() {
+        assert_eq!((size_of::<UintrVersion>(), align_of::<UintrVersion>()), (8, 4));
+        assert_eq!((size_of::<UintrReceiver>(), align_of::<UintrReceiver>()), (24, 8));
+        assert_eq!((size_of::<UintrSender>(), align_of::<UintrSender>()), (16, 4));
+        assert_eq!(IOC_VERSION, 0x8008_B600);
+        assert_eq!(IOC_REGISTER_RECEIVER, 0xC018_B601);
+        assert_eq!(IOC_UNREGISTER_RECEIVER, 0x0000_B602);
+        assert_eq!(IOC_REGISTER_SENDER, 0xC010_B603);
+        assert_eq!(IOC_UNREGISTER_SENDER, 0x0000_B604);
+    }
+}
