@@ -28,6 +28,7 @@ pub mod report;
 pub mod request;
 pub mod rng;
 pub mod runtime;
+pub mod sim;
 pub mod stats;
 pub mod sync;
 mod timer_core;

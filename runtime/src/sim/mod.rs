@@ -1,0 +1,254 @@
+//! A discrete-event simulator of request scheduling on many workers (issue 8, first part): the
+//! thesis's setups (14+ workers) cannot run on this project's 2-core machine, so the policies are
+//! simulated with explicit overhead parameters. Deterministic: the same parameters and seed give
+//! the same result, bit for bit.
+//!
+//! Model: Poisson arrivals of a workload's mix; each request needs its service time of CPU on one
+//! worker; a policy (`policy.rs`) decides where requests queue, what an idle worker runs next, and
+//! what happens when a running request's quantum ends. Overheads are charged as worker time
+//! (preemption, context switch, steal) or as dispatcher time (one central dispatcher core that
+//! serialises every dispatch, for the centralised policies).
+
+pub mod engine;
+pub mod policy;
+
+use crate::workload::Workload;
+use serde::Serialize;
+
+/// Costs the simulator charges, in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Overheads {
+    /// One dispatch by a central dispatcher (serialised: it bounds a centralised policy's
+    /// throughput at 1 / dispatch_ns).
+    pub dispatch_ns: u64,
+    /// Interrupting and parking a running request (the mechanism's cost on the worker).
+    pub preempt_ns: u64,
+    /// Switching to another request's green thread (resume of a preempted one).
+    pub switch_ns: u64,
+    /// Taking a request from another worker's queue.
+    pub steal_ns: u64,
+}
+
+impl Overheads {
+    /// Nothing costs anything: for checks against queueing theory.
+    pub const ZERO: Overheads = Overheads { dispatch_ns: 0, preempt_ns: 0, switch_ns: 0, steal_ns: 0 };
+}
+
+/// One simulated request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimRequest {
+    pub id: usize,
+    pub class: usize,
+    pub arrival_ns: u64,
+    pub service_ns: u64,
+    /// CPU still needed.
+    pub remaining_ns: u64,
+    /// The application marks it long (feedback / DARC classification).
+    pub long: bool,
+    /// RSS: the worker its flow hashes to.
+    pub home: usize,
+}
+
+/// Latency summary of one class.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimClass {
+    pub service_ns: u64,
+    pub count: usize,
+    pub mean_latency_ns: f64,
+    pub p50_ns: u64,
+    pub p999_ns: u64,
+    pub slowdown_p999: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimResult {
+    pub policy: String,
+    pub workers: usize,
+    pub offered_rps: f64,
+    pub completed: usize,
+    /// Mean time from arrival to first start of service (queueing delay), ns.
+    pub mean_wait_ns: f64,
+    pub overall_slowdown_p999: f64,
+    pub preemptions: u64,
+    pub steals: u64,
+    pub classes: Vec<SimClass>,
+}
+
+/// Poisson arrivals of `count` requests of `workload` at `rps` over `workers` homes (uniform flow
+/// hash), deterministic in `seed`.
+pub fn arrivals(workload: &Workload, rps: f64, count: usize, workers: usize, seed: u64) -> Vec<SimRequest> {
+    let sched = workload.schedule(rps, count, 1, 1 << 16, seed).pop().unwrap_or_default();
+    sched
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let t = &workload.types[r.kind as usize];
+            SimRequest {
+                id: i,
+                class: r.kind as usize,
+                arrival_ns: r.arrival_ns,
+                service_ns: r.service_ns,
+                remaining_ns: r.service_ns,
+                long: t.long,
+                home: (r.flow as usize) % workers.max(1),
+            }
+        })
+        .collect()
+}
+
+/// The policies by name, with the thesis's parameters (Shinjuku/Concord 5 µs, TQ 2 µs quanta;
+/// Synergy's QUANTUM_FACTOR and STEAL_THRESHOLD as given; DARC reserving enough workers for the
+/// short requests' share of the work, at least one).
+pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_factor: f64, steal_threshold: usize) -> Option<Box<dyn policy::Policy>> {
+    let short_ema = workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum::<f64>()
+        / workload.types.iter().filter(|t| !t.long).map(|t| t.share).sum::<f64>().max(1e-9);
+    Some(match name {
+        "cfcfs" => Box::new(policy::CFcfs::default()),
+        "dfcfs" => Box::new(policy::DFcfs::new(workers)),
+        "shinjuku" => Box::new(policy::Central::shinjuku(5_000)),
+        "concord" => Box::new(policy::Central::concord(workers, 5_000)),
+        "tq" => Box::new(policy::TinyQuanta::new(workers, 2_000)),
+        "darc" => {
+            let short_work: f64 = workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum();
+            let share = short_work / workload.mean_service_ns();
+            let reserved = ((workers as f64 * share).ceil() as usize).clamp(1, workers.saturating_sub(1).max(1));
+            Box::new(policy::Darc::new(reserved))
+        }
+        "synergy" => Box::new(policy::Synergy::new(workers, quantum_factor, steal_threshold, short_ema)),
+        _ => return None,
+    })
+}
+
+pub const POLICIES: [&str; 7] = ["synergy", "cfcfs", "dfcfs", "shinjuku", "concord", "tq", "darc"];
+
+/// One simulation: `count` requests of `workload` at `rps` on `workers` under `policy`.
+pub fn simulate(policy: &mut dyn policy::Policy, workload: &Workload, rps: f64, count: usize, workers: usize, overheads: Overheads, seed: u64) -> SimResult {
+    let reqs = arrivals(workload, rps, count, workers, seed);
+    let classes: Vec<u64> = workload.types.iter().map(|t| t.service_ns).collect();
+    let mut r = engine::run(policy, &reqs, workers, overheads, &classes);
+    r.offered_rps = rps;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy::*;
+    use super::*;
+    use crate::rng::SplitMix64;
+    use crate::workload::{Workload, WorkloadName};
+
+    fn req(id: usize, at_us: u64, service_us: u64, long: bool, home: usize) -> SimRequest {
+        SimRequest { id, class: usize::from(long), arrival_ns: at_us * 1000, service_ns: service_us * 1000, remaining_ns: service_us * 1000, long, home }
+    }
+
+    fn latencies_us(p: &mut dyn Policy, reqs: &[SimRequest], workers: usize) -> Vec<f64> {
+        // One class per request, so each class's mean latency is that request's latency.
+        let reqs: Vec<SimRequest> = reqs.iter().map(|r| SimRequest { class: r.id, ..*r }).collect();
+        let classes: Vec<u64> = reqs.iter().map(|r| r.service_ns).collect();
+        let res = engine::run(p, &reqs, workers, Overheads::ZERO, &classes);
+        assert_eq!(res.completed, reqs.len());
+        res.classes.iter().map(|c| c.mean_latency_ns / 1000.0).collect()
+    }
+
+    /// A long request (100 µs) and, 10 µs later, a short one (1 µs), on one worker.
+    fn hol_trace() -> Vec<SimRequest> {
+        vec![req(0, 0, 100, true, 0), req(1, 10, 1, false, 0)]
+    }
+
+    #[test]
+    fn fcfs_policies_run_to_completion_in_order() {
+        assert_eq!(latencies_us(&mut DFcfs::new(1), &hol_trace(), 1), vec![100.0, 91.0]);
+        assert_eq!(latencies_us(&mut CFcfs::default(), &hol_trace(), 1), vec![100.0, 91.0]);
+        // Two workers, both requests hashed to worker 0: d-FCFS does not use worker 1...
+        let two = vec![req(0, 0, 10, false, 0), req(1, 1, 5, false, 0)];
+        assert_eq!(latencies_us(&mut DFcfs::new(2), &two, 2), vec![10.0, 14.0]);
+        // ...c-FCFS does.
+        assert_eq!(latencies_us(&mut CFcfs::default(), &two, 2), vec![10.0, 5.0]);
+    }
+
+    #[test]
+    fn synergy_preempts_the_long_request_only_when_work_waits() {
+        // EMA 1 µs × factor 2 = 2 µs quanta: renewed at 2, 4, 6, 8 µs (queue empty), preempted at
+        // 10 µs when the short request is queued; the long one resumes from the wait queue at 11.
+        let mut s = Synergy::new(1, 2.0, 1, 1_000.0);
+        assert_eq!(latencies_us(&mut s, &hol_trace(), 1), vec![101.0, 1.0]);
+        // A short request is never preempted: two shorts back to back run to completion.
+        let shorts = vec![req(0, 0, 50, false, 0), req(1, 1, 1, false, 0)];
+        assert_eq!(latencies_us(&mut Synergy::new(1, 2.0, 1, 1_000.0), &shorts, 1), vec![50.0, 50.0]);
+    }
+
+    #[test]
+    fn synergy_steals_above_the_threshold_only() {
+        // Three requests queue on worker 0; worker 1 steals (queue of 2 > threshold 1) half.
+        let reqs = vec![req(0, 0, 10, false, 0), req(1, 0, 10, false, 0), req(2, 0, 10, false, 0)];
+        let l = latencies_us(&mut Synergy::new(2, 2.0, 1, 1_000.0), &reqs, 2);
+        assert_eq!(l, vec![10.0, 20.0, 10.0], "worker 1 stole the last request");
+        let l = latencies_us(&mut Synergy::new(2, 2.0, 5, 1_000.0), &reqs, 2);
+        assert_eq!(l, vec![10.0, 20.0, 30.0], "threshold 5: no steal");
+    }
+
+    #[test]
+    fn shinjuku_and_tq_preempt_at_their_fixed_quanta() {
+        // Shinjuku: 5 µs quanta; at 10 µs the short request waits, so the long one goes back.
+        assert_eq!(latencies_us(&mut Central::shinjuku(5_000), &hol_trace(), 1), vec![101.0, 1.0]);
+        // TQ with 2 µs quanta: the same at 10 µs.
+        assert_eq!(latencies_us(&mut TinyQuanta::new(1, 2_000), &hol_trace(), 1), vec![101.0, 1.0]);
+        // Concord's JBSQ(2): the short request is already in the worker's local queue.
+        assert_eq!(latencies_us(&mut Central::concord(1, 5_000), &hol_trace(), 1), vec![101.0, 1.0]);
+    }
+
+    #[test]
+    fn darc_keeps_long_requests_off_reserved_workers() {
+        // Two workers, worker 0 reserved for short requests: the second long request waits for
+        // worker 1 while the short one runs at once on worker 0.
+        let reqs = vec![req(0, 0, 100, true, 0), req(1, 0, 100, true, 0), req(2, 1, 1, false, 0)];
+        assert_eq!(latencies_us(&mut Darc::new(1), &reqs, 2), vec![100.0, 200.0, 1.0]);
+    }
+
+    fn single_server(service: impl Fn(&mut SplitMix64) -> u64, rho: f64, mean_ns: f64) -> f64 {
+        let mut rng = SplitMix64::new(42);
+        let gap = mean_ns / rho;
+        let mut t = 0.0;
+        let reqs: Vec<SimRequest> = (0..400_000)
+            .map(|id| {
+                t += rng.exp(gap);
+                let s = service(&mut rng).max(1);
+                SimRequest { id, class: 0, arrival_ns: t as u64, service_ns: s, remaining_ns: s, long: false, home: 0 }
+            })
+            .collect();
+        engine::run(&mut CFcfs::default(), &reqs, 1, Overheads::ZERO, &[mean_ns as u64]).mean_wait_ns
+    }
+
+    #[test]
+    fn mm1_mean_wait_matches_queueing_theory() {
+        // M/M/1: Wq = rho / (1 - rho) × E[S].
+        let (rho, s) = (0.7, 10_000.0);
+        let w = single_server(|rng| rng.exp(s) as u64, rho, s);
+        let theory = rho / (1.0 - rho) * s;
+        assert!((w / theory - 1.0).abs() < 0.04, "M/M/1 mean wait {w:.0} ns vs {theory:.0} ns");
+    }
+
+    #[test]
+    fn md1_mean_wait_matches_queueing_theory() {
+        // M/D/1: Wq = rho × E[S] / (2 (1 - rho)).
+        let (rho, s) = (0.7, 10_000.0);
+        let w = single_server(|_| s as u64, rho, s);
+        let theory = rho * s / (2.0 * (1.0 - rho));
+        assert!((w / theory - 1.0).abs() < 0.04, "M/D/1 mean wait {w:.0} ns vs {theory:.0} ns");
+    }
+
+    #[test]
+    fn simulation_is_deterministic_and_complete() {
+        let w = Workload::named(WorkloadName::High);
+        let rps = w.capacity_rps(4) * 0.7;
+        for name in POLICIES {
+            let run = || {
+                let mut p = policy_named(name, 4, &w, 2.0, 1).unwrap();
+                simulate(p.as_mut(), &w, rps, 20_000, 4, Overheads { dispatch_ns: 100, preempt_ns: 500, switch_ns: 50, steal_ns: 100 }, 9)
+            };
+            let (a, b) = (run(), run());
+            assert_eq!(a.completed, 20_000, "{name}: every request completes");
+            assert_eq!((a.overall_slowdown_p999, a.preemptions, a.mean_wait_ns), (b.overall_slowdown_p999, b.preemptions, b.mean_wait_ns), "{name}");
+        }
+    }
+}

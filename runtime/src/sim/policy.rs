@@ -1,0 +1,290 @@
+//! The scheduling policies the thesis compares, as deterministic state machines driven by the
+//! simulator's event loop (`engine.rs`).
+//!
+//! * `cfcfs`: one central FIFO; a dispatcher hands the head to an idle worker; run to completion.
+//! * `dfcfs`: a FIFO per worker, filled by flow hash (RSS); run to completion; no stealing.
+//! * `shinjuku`: central FIFO through the dispatcher (JIQ), 5 µs quantum; a request whose quantum
+//!   ends while others wait goes to the back of the central queue.
+//! * `concord`: like Shinjuku, but each worker also keeps up to 2 dispatched requests of its own
+//!   (JBSQ(2)), so it need not wait for the dispatcher; preemption by compiler-inserted yields
+//!   (cheap: pass a small `preempt_ns`).
+//! * `tq` (Tiny Quanta): join-shortest-queue at arrival, then processor sharing inside each worker
+//!   with a 2 µs quantum.
+//! * `darc` (Perséphone): the first `reserved` workers serve only short requests; the others serve
+//!   short requests first, then long ones; central queues per class, run to completion.
+//! * `synergy`: RSS to per-worker queues; an idle worker takes its local queue, then the global
+//!   wait queue of preempted requests, then steals half of the longest peer queue above
+//!   STEAL_THRESHOLD; only long requests are preemptible, with quantum QUANTUM_FACTOR × the
+//!   worker's EMA of short service times, and only if its local queue is non-empty when the quantum
+//!   ends (otherwise the quantum is renewed); preempted requests go to the wait queue.
+
+use super::engine::{Ctx, Pick};
+use super::SimRequest;
+use std::collections::VecDeque;
+
+pub enum QuantumEnd {
+    Preempt,
+    Continue(u64),
+}
+
+pub trait Policy {
+    fn name(&self) -> String;
+    fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx);
+    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick>;
+    fn quantum_end(&mut self, _w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
+        QuantumEnd::Continue(u64::MAX)
+    }
+    fn preempted(&mut self, _w: usize, _r: SimRequest, _ctx: &mut Ctx) {}
+    fn completed(&mut self, _w: usize, _r: &SimRequest, _ctx: &mut Ctx) {}
+}
+
+/// A request waiting in a queue, with the time its dispatch completes.
+#[derive(Clone, Copy)]
+struct Queued {
+    req: SimRequest,
+    ready_at: u64,
+}
+
+fn pick(q: Queued, quantum: Option<u64>, overhead_ns: u64) -> Pick {
+    Pick { req: q.req, quantum, overhead_ns, ready_at: q.ready_at }
+}
+
+#[derive(Default)]
+pub struct CFcfs {
+    q: VecDeque<Queued>,
+}
+
+impl Policy for CFcfs {
+    fn name(&self) -> String {
+        "cfcfs".into()
+    }
+    fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx) {
+        let ready_at = ctx.dispatch();
+        self.q.push_back(Queued { req: r, ready_at });
+    }
+    fn next(&mut self, _w: usize, _ctx: &mut Ctx) -> Option<Pick> {
+        self.q.pop_front().map(|q| pick(q, None, 0))
+    }
+}
+
+pub struct DFcfs {
+    qs: Vec<VecDeque<SimRequest>>,
+}
+
+impl DFcfs {
+    pub fn new(workers: usize) -> DFcfs {
+        DFcfs { qs: vec![VecDeque::new(); workers] }
+    }
+}
+
+impl Policy for DFcfs {
+    fn name(&self) -> String {
+        "dfcfs".into()
+    }
+    fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
+        self.qs[r.home].push_back(r);
+    }
+    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
+        self.qs[w].pop_front().map(|req| Pick { req, quantum: None, overhead_ns: 0, ready_at: ctx.now })
+    }
+}
+
+/// Shinjuku and Concord: a central queue through the dispatcher and a fixed quantum; Concord adds
+/// JBSQ(`local_bound`) per-worker queues.
+pub struct Central {
+    name: &'static str,
+    q: VecDeque<Queued>,
+    local: Vec<VecDeque<Queued>>,
+    local_bound: usize,
+    quantum_ns: u64,
+}
+
+impl Central {
+    pub fn shinjuku(quantum_ns: u64) -> Central {
+        Central { name: "shinjuku", q: VecDeque::new(), local: Vec::new(), local_bound: 0, quantum_ns }
+    }
+    pub fn concord(workers: usize, quantum_ns: u64) -> Central {
+        Central { name: "concord", q: VecDeque::new(), local: vec![VecDeque::new(); workers], local_bound: 2, quantum_ns }
+    }
+    fn waiting_for(&self, w: usize) -> bool {
+        !self.q.is_empty() || self.local.get(w).is_some_and(|l| !l.is_empty())
+    }
+    /// JBSQ: move central requests into local queues below the bound (shortest first).
+    fn refill(&mut self, ctx: &mut Ctx) {
+        if self.local_bound == 0 {
+            return;
+        }
+        while !self.q.is_empty() {
+            let (w, len) = self.local.iter().enumerate().map(|(i, l)| (i, l.len())).min_by_key(|&(i, l)| (l, i)).unwrap_or((0, usize::MAX));
+            if len >= self.local_bound {
+                break;
+            }
+            let mut item = self.q.pop_front().expect("non-empty");
+            item.ready_at = item.ready_at.max(ctx.dispatch());
+            self.local[w].push_back(item);
+        }
+    }
+}
+
+impl Policy for Central {
+    fn name(&self) -> String {
+        self.name.into()
+    }
+    fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx) {
+        let ready_at = if self.local_bound == 0 { ctx.dispatch() } else { ctx.now };
+        self.q.push_back(Queued { req: r, ready_at });
+        self.refill(ctx);
+    }
+    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
+        let item = if self.local_bound > 0 {
+            let i = self.local[w].pop_front();
+            self.refill(ctx);
+            i
+        } else {
+            self.q.pop_front()
+        }?;
+        let overhead = if item.req.remaining_ns < item.req.service_ns { ctx.overheads.switch_ns } else { 0 };
+        Some(pick(item, Some(self.quantum_ns), overhead))
+    }
+    fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
+        if self.waiting_for(w) { QuantumEnd::Preempt } else { QuantumEnd::Continue(self.quantum_ns) }
+    }
+    fn preempted(&mut self, _w: usize, r: SimRequest, ctx: &mut Ctx) {
+        let ready_at = if self.local_bound == 0 { ctx.dispatch() } else { ctx.now };
+        self.q.push_back(Queued { req: r, ready_at });
+        self.refill(ctx);
+    }
+}
+
+/// Tiny Quanta: JSQ at arrival, local processor sharing.
+pub struct TinyQuanta {
+    local: Vec<VecDeque<SimRequest>>,
+    busy: Vec<bool>,
+    quantum_ns: u64,
+}
+
+impl TinyQuanta {
+    pub fn new(workers: usize, quantum_ns: u64) -> TinyQuanta {
+        TinyQuanta { local: vec![VecDeque::new(); workers], busy: vec![false; workers], quantum_ns }
+    }
+}
+
+impl Policy for TinyQuanta {
+    fn name(&self) -> String {
+        "tq".into()
+    }
+    fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
+        let w = (0..self.local.len()).min_by_key(|&i| (self.local[i].len() + usize::from(self.busy[i]), i)).unwrap_or(0);
+        self.local[w].push_back(r);
+    }
+    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
+        let req = self.local[w].pop_front();
+        self.busy[w] = req.is_some();
+        let req = req?;
+        let overhead = if req.remaining_ns < req.service_ns { ctx.overheads.switch_ns } else { 0 };
+        Some(Pick { req, quantum: Some(self.quantum_ns), overhead_ns: overhead, ready_at: ctx.now })
+    }
+    fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
+        if self.local[w].is_empty() { QuantumEnd::Continue(self.quantum_ns) } else { QuantumEnd::Preempt }
+    }
+    fn preempted(&mut self, w: usize, r: SimRequest, _ctx: &mut Ctx) {
+        self.busy[w] = false;
+        self.local[w].push_back(r);
+    }
+    fn completed(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) {
+        self.busy[w] = false;
+    }
+}
+
+/// Perséphone's DARC: reserved cores for short requests.
+pub struct Darc {
+    short: VecDeque<Queued>,
+    long: VecDeque<Queued>,
+    reserved: usize,
+}
+
+impl Darc {
+    pub fn new(reserved: usize) -> Darc {
+        Darc { short: VecDeque::new(), long: VecDeque::new(), reserved }
+    }
+}
+
+impl Policy for Darc {
+    fn name(&self) -> String {
+        "darc".into()
+    }
+    fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx) {
+        let ready_at = ctx.dispatch();
+        if r.long { self.long.push_back(Queued { req: r, ready_at }) } else { self.short.push_back(Queued { req: r, ready_at }) }
+    }
+    fn next(&mut self, w: usize, _ctx: &mut Ctx) -> Option<Pick> {
+        if let Some(q) = self.short.pop_front() {
+            return Some(pick(q, None, 0));
+        }
+        if w >= self.reserved {
+            return self.long.pop_front().map(|q| pick(q, None, 0));
+        }
+        None
+    }
+}
+
+/// Synergy (thesis ch. 5).
+pub struct Synergy {
+    local: Vec<VecDeque<SimRequest>>,
+    wait: VecDeque<SimRequest>,
+    ema_ns: Vec<f64>,
+    quantum_factor: f64,
+    steal_threshold: usize,
+}
+
+impl Synergy {
+    pub fn new(workers: usize, quantum_factor: f64, steal_threshold: usize, initial_ema_ns: f64) -> Synergy {
+        Synergy { local: vec![VecDeque::new(); workers], wait: VecDeque::new(), ema_ns: vec![initial_ema_ns; workers], quantum_factor, steal_threshold }
+    }
+    fn quantum(&self, w: usize) -> u64 {
+        ((self.quantum_factor * self.ema_ns[w]) as u64).max(1_000)
+    }
+}
+
+impl Policy for Synergy {
+    fn name(&self) -> String {
+        "synergy".into()
+    }
+    fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
+        self.local[r.home].push_back(r);
+    }
+    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
+        let (req, overhead) = if let Some(r) = self.local[w].pop_front() {
+            (r, 0)
+        } else if let Some(r) = self.wait.pop_front() {
+            (r, ctx.overheads.switch_ns)
+        } else {
+            // Steal half of the longest peer queue above the threshold.
+            let victim = (0..self.local.len()).filter(|&v| v != w).max_by_key(|&v| (self.local[v].len(), usize::MAX - v))?;
+            let len = self.local[victim].len();
+            if len <= self.steal_threshold {
+                return None;
+            }
+            ctx.steals += 1;
+            let take = len.div_ceil(2);
+            let mut stolen: VecDeque<SimRequest> = (0..take).filter_map(|_| self.local[victim].pop_back()).collect();
+            stolen.make_contiguous().reverse();
+            let first = stolen.pop_front()?;
+            self.local[w].extend(stolen);
+            (first, ctx.overheads.steal_ns)
+        };
+        let quantum = req.long.then(|| self.quantum(w));
+        Some(Pick { req, quantum, overhead_ns: overhead, ready_at: ctx.now })
+    }
+    fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
+        if self.local[w].is_empty() { QuantumEnd::Continue(self.quantum(w)) } else { QuantumEnd::Preempt }
+    }
+    fn preempted(&mut self, _w: usize, r: SimRequest, _ctx: &mut Ctx) {
+        self.wait.push_back(r);
+    }
+    fn completed(&mut self, w: usize, r: &SimRequest, _ctx: &mut Ctx) {
+        if !r.long {
+            self.ema_ns[w] += (r.service_ns as f64 - self.ema_ns[w]) / 8.0;
+        }
+    }
+}
