@@ -31,6 +31,9 @@ enum Command {
     /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
     /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
     Microbench(MicrobenchArgs),
+    /// Discrete-event simulation of the thesis's setups (14+ workers) under every policy: p99.9
+    /// slowdown vs load, the highest load under the SLO, and the thesis's numbers next to it.
+    Simulate(SimulateArgs),
     /// Serve the synthetic application (a workload's request types) over kernel UDP.
     Serve(net_commands::ServeArgs),
     /// Open-loop load generator: Poisson arrivals over many flows, latencies in HDR histograms.
@@ -38,6 +41,112 @@ enum Command {
     /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
     /// of p99.9 slowdown and latency vs throughput (like the thesis's Figure 6.1).
     Sweep(net_commands::SweepArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    #[arg(long, value_enum, default_value = "high")]
+    workload: WorkloadName,
+    /// Simulated worker cores.
+    #[arg(long, default_value_t = 14)]
+    workers: usize,
+    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc).
+    #[arg(long, value_delimiter = ',', default_value = "synergy,shinjuku,concord,tq,darc,cfcfs,dfcfs")]
+    policies: Vec<String>,
+    /// Offered loads as fractions of capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95")]
+    loads: Vec<f64>,
+    /// Requests per point.
+    #[arg(long, default_value_t = 400_000)]
+    requests: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 50.0)]
+    slo: f64,
+    #[arg(long, default_value_t = 2.0)]
+    quantum_factor: f64,
+    #[arg(long, default_value_t = 1)]
+    steal_threshold: usize,
+    /// Central dispatcher cost per dispatch (ns).
+    #[arg(long, default_value_t = 50)]
+    dispatch_ns: u64,
+    /// Resuming a preempted request (ns).
+    #[arg(long, default_value_t = 50)]
+    switch_ns: u64,
+    /// Stealing from a peer (ns).
+    #[arg(long, default_value_t = 100)]
+    steal_ns: u64,
+    /// Synergy's preemption cost (ns); default: kmod_ipi's receive + return, thesis Table 5.1.
+    #[arg(long, default_value_t = 828)]
+    synergy_preempt_ns: u64,
+    /// Shinjuku's IPI preemption cost (ns).
+    #[arg(long, default_value_t = 1_000)]
+    shinjuku_preempt_ns: u64,
+    /// Concord's and Tiny Quanta's compiler-interrupt yield cost (ns).
+    #[arg(long, default_value_t = 100)]
+    ci_preempt_ns: u64,
+    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
+    #[arg(long, default_value = "results")]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "simulate")]
+    name: String,
+}
+
+fn simulate(a: SimulateArgs) -> ExitCode {
+    use synergy::sim::{self, sweep};
+    if a.workers == 0 || a.workers > 1024 {
+        return fail(format!("--workers must be between 1 and 1024, got {}", a.workers));
+    }
+    if let Some(bad) = a.policies.iter().find(|p| !sim::POLICIES.contains(&p.as_str())) {
+        return fail(format!("unknown policy {bad:?}; known: {}", sim::POLICIES.join(", ")));
+    }
+    if a.loads.is_empty() || a.loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
+        return fail(format!("--loads must be fractions of capacity in (0, 2], got {:?}", a.loads));
+    }
+    if !(1_000..=100_000_000).contains(&a.requests) {
+        return fail(format!("--requests must be between 1000 and 100000000, got {}", a.requests));
+    }
+    if !(a.quantum_factor > 0.0) || !(a.slo > 1.0) {
+        return fail("--quantum-factor must be positive and --slo above 1");
+    }
+    if let Err(e) = std::fs::create_dir_all(&a.out_dir) {
+        return fail(format!("cannot create {}: {e}", a.out_dir.display()));
+    }
+    let p = sweep::SimSweepParams {
+        workload: Workload::named(a.workload),
+        workers: a.workers,
+        policies: a.policies.clone(),
+        loads: a.loads.clone(),
+        requests: a.requests,
+        seed: a.seed,
+        slo: a.slo,
+        quantum_factor: a.quantum_factor,
+        steal_threshold: a.steal_threshold,
+        overheads: sim::Overheads { dispatch_ns: a.dispatch_ns, preempt_ns: 0, switch_ns: a.switch_ns, steal_ns: a.steal_ns },
+        preempt_ns: vec![
+            ("synergy".into(), a.synergy_preempt_ns),
+            ("shinjuku".into(), a.shinjuku_preempt_ns),
+            ("concord".into(), a.ci_preempt_ns),
+            ("tq".into(), a.ci_preempt_ns),
+        ],
+    };
+    let total = p.policies.len() * p.loads.len();
+    let mut k = 0;
+    let r = sweep::run(&p, |name, load, x| {
+        k += 1;
+        eprintln!("[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions", load * 100.0, x.overall_slowdown_p999, x.preemptions);
+    });
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    print!("{}", sweep::table(&r));
+    let base = a.out_dir.join(&a.name);
+    if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
+        return fail(e);
+    }
+    println!("wrote {}.{{json,csv,svg}}", base.display());
+    ExitCode::SUCCESS
 }
 
 #[derive(clap::Args)]
@@ -163,6 +272,16 @@ struct ConfigArgs {
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("synergy: error: {msg}");
     ExitCode::from(2)
+}
+
+/// Writes `<base>.json` (`value`), `<base>.csv` and `<base>.svg`: every benchmark's outputs.
+pub(crate) fn write_results(base: &std::path::Path, value: &impl serde::Serialize, csv: String, svg: String) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+    for (ext, text) in [("json", json), ("csv", csv), ("svg", svg)] {
+        let path = base.with_extension(ext);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
@@ -299,6 +418,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Microbench(args) => microbench(args),
+        Command::Simulate(args) => simulate(args),
         Command::Serve(args) => net_commands::serve(args),
         Command::Loadgen(args) => net_commands::loadgen(args),
         Command::Sweep(args) => net_commands::sweep(args),

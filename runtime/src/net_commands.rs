@@ -1,7 +1,7 @@
 //! The network subcommands of the `synergy` binary (part of the binary, not the library):
 //! `serve`, `loadgen` and `sweep`.
 
-use crate::{fail, write_json};
+use crate::{fail, write_json, write_results};
 use std::net::{SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -313,15 +313,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let base = args.out_dir.join(&args.name);
-    let files = [
-        (base.with_extension("json"), serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"),
-        (base.with_extension("csv"), sweep::csv(&r)),
-        (base.with_extension("svg"), sweep::svg(&r)),
-    ];
-    for (path, text) in &files {
-        if let Err(e) = std::fs::write(path, text) {
-            return fail(format!("cannot write {}: {e}", path.display()));
-        }
+    if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
+        return fail(e);
     }
     for s in &r.summary {
         println!("--preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s", s.preempt, r.slo, s.max_rps_under_slo);

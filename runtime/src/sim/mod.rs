@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod policy;
+pub mod sweep;
 
 use crate::workload::Workload;
 use serde::Serialize;
