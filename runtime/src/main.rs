@@ -50,7 +50,8 @@ struct SimulateArgs {
     /// Simulated worker cores.
     #[arg(long, default_value_t = 14)]
     workers: usize,
-    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc).
+    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc), or the
+    /// ablation's configurations (rss-ci, rss-ci+ws, rss-ci+ws+wq, rss-ci+ws+wq+cp, rss-ci+ws+wq+cp+qa).
     #[arg(long, value_delimiter = ',', default_value = "synergy,shinjuku,concord,tq,darc,cfcfs,dfcfs")]
     policies: Vec<String>,
     /// Offered loads as fractions of capacity.
@@ -97,8 +98,8 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     if a.workers == 0 || a.workers > 1024 {
         return fail(format!("--workers must be between 1 and 1024, got {}", a.workers));
     }
-    if let Some(bad) = a.policies.iter().find(|p| !sim::POLICIES.contains(&p.as_str())) {
-        return fail(format!("unknown policy {bad:?}; known: {}", sim::POLICIES.join(", ")));
+    if let Some(bad) = a.policies.iter().find(|p| !sim::is_policy(p)) {
+        return fail(format!("unknown policy {bad:?}; known: {}, and the ablation {}", sim::POLICIES.join(", "), sim::ABLATION.join(", ")));
     }
     if a.loads.is_empty() || a.loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
         return fail(format!("--loads must be fractions of capacity in (0, 2], got {:?}", a.loads));
@@ -128,7 +129,11 @@ fn simulate(a: SimulateArgs) -> ExitCode {
             ("shinjuku".into(), a.shinjuku_preempt_ns),
             ("concord".into(), a.ci_preempt_ns),
             ("tq".into(), a.ci_preempt_ns),
-        ],
+        ]
+        .into_iter()
+        // The thesis's ablation runs every configuration with compiler interrupts.
+        .chain(sim::ABLATION.iter().map(|n| (n.to_string(), a.ci_preempt_ns)))
+        .collect(),
     };
     let total = p.policies.len() * p.loads.len();
     let mut k = 0;

@@ -116,11 +116,21 @@ pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_fac
             Box::new(policy::Darc::new(reserved))
         }
         "synergy" => Box::new(policy::Synergy::new(workers, quantum_factor, steal_threshold, short_ema)),
-        _ => return None,
+        other => {
+            let (n, parts) = policy::Components::ablation().into_iter().find(|(n, _)| *n == other)?;
+            Box::new(policy::Synergy::with_components(n, parts, workers, quantum_factor, steal_threshold, short_ema))
+        }
     })
 }
 
 pub const POLICIES: [&str; 7] = ["synergy", "cfcfs", "dfcfs", "shinjuku", "concord", "tq", "darc"];
+
+/// Synergy's component ablation (thesis §6.3.1), usable as policy names.
+pub const ABLATION: [&str; 5] = ["rss-ci", "rss-ci+ws", "rss-ci+ws+wq", "rss-ci+ws+wq+cp", "rss-ci+ws+wq+cp+qa"];
+
+pub fn is_policy(name: &str) -> bool {
+    POLICIES.contains(&name) || ABLATION.contains(&name)
+}
 
 /// One simulation: `count` requests of `workload` at `rps` on `workers` under `policy`.
 pub fn simulate(policy: &mut dyn policy::Policy, workload: &Workload, rps: f64, count: usize, workers: usize, overheads: Overheads, seed: u64) -> SimResult {
@@ -186,6 +196,29 @@ mod tests {
         assert_eq!(l, vec![10.0, 20.0, 10.0], "worker 1 stole the last request");
         let l = latencies_us(&mut Synergy::new(2, 2.0, 5, 1_000.0), &reqs, 2);
         assert_eq!(l, vec![10.0, 20.0, 30.0], "threshold 5: no steal");
+    }
+
+    #[test]
+    fn ablation_components_change_exactly_their_behaviour() {
+        let parts = |name: &str| Components::ablation().into_iter().find(|(n, _)| *n == name).unwrap().1;
+        let mk = |name: &str, workers: usize| Synergy::with_components(name, parts(name), workers, 2.0, 1, 1_000.0);
+        // Without conditional preemption the long request is interrupted at every 5 µs quantum,
+        // even alone (20 preemptions for 100 µs), and the short one still waits for the quantum.
+        let classes = [100_000, 1_000];
+        let r = engine::run(&mut mk("rss-ci", 1), &hol_trace(), 1, Overheads::ZERO, &classes);
+        assert_eq!(r.preemptions, 19);
+        let r = engine::run(&mut mk("rss-ci+ws+wq+cp", 1), &hol_trace(), 1, Overheads::ZERO, &classes);
+        assert_eq!(r.preemptions, 1, "conditional: only when the short request waits");
+        // Without the wait queue a preempted request goes back into its own queue, behind the
+        // requests already there; with it, new arrivals go first.
+        // Long 0–5 µs, preempted at 5 (short 1 waiting); short 2 arrives at 6.
+        let trace = vec![req(0, 0, 10, true, 0), req(1, 1, 1, false, 0), req(2, 6, 1, false, 0)];
+        assert_eq!(latencies_us(&mut mk("rss-ci", 1), &trace, 1), vec![11.0, 5.0, 6.0], "short 2 waits behind the long one");
+        assert_eq!(latencies_us(&mut mk("rss-ci+ws+wq", 1), &trace, 1), vec![12.0, 5.0, 1.0], "short 2 goes first");
+        // Stealing is what the `ws` component adds.
+        let three = vec![req(0, 0, 10, false, 0), req(1, 0, 10, false, 0), req(2, 0, 10, false, 0)];
+        assert_eq!(latencies_us(&mut mk("rss-ci", 2), &three, 2), vec![10.0, 20.0, 30.0]);
+        assert_eq!(latencies_us(&mut mk("rss-ci+ws", 2), &three, 2), vec![10.0, 20.0, 10.0]);
     }
 
     #[test]

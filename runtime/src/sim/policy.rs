@@ -228,8 +228,43 @@ impl Policy for Darc {
     }
 }
 
+/// Which of Synergy's components are on (thesis §6.3.1's ablation; all on is Synergy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Components {
+    /// ws: idle workers steal from peers above STEAL_THRESHOLD.
+    pub work_stealing: bool,
+    /// wq: preempted requests go to the global wait queue, taken only when the local queue is
+    /// empty; without it they go to the back of their worker's own queue.
+    pub wait_queue: bool,
+    /// cp: preempt only when the worker's queue is non-empty; without it at every quantum end.
+    pub conditional: bool,
+    /// qa: quantum = QUANTUM_FACTOR × EMA of short service times; without it a fixed 5 µs.
+    pub adaptive_quantum: bool,
+}
+
+impl Components {
+    pub const ALL: Components = Components { work_stealing: true, wait_queue: true, conditional: true, adaptive_quantum: true };
+
+    /// The ablation's configurations in the thesis's order, by name.
+    pub fn ablation() -> [(&'static str, Components); 5] {
+        let c = |ws, wq, cp, qa| Components { work_stealing: ws, wait_queue: wq, conditional: cp, adaptive_quantum: qa };
+        [
+            ("rss-ci", c(false, false, false, false)),
+            ("rss-ci+ws", c(true, false, false, false)),
+            ("rss-ci+ws+wq", c(true, true, false, false)),
+            ("rss-ci+ws+wq+cp", c(true, true, true, false)),
+            ("rss-ci+ws+wq+cp+qa", Components::ALL),
+        ]
+    }
+}
+
+/// The fixed quantum of the ablation's configurations without `adaptive_quantum`.
+pub const FIXED_QUANTUM_NS: u64 = 5_000;
+
 /// Synergy (thesis ch. 5).
 pub struct Synergy {
+    name: String,
+    parts: Components,
     local: Vec<VecDeque<SimRequest>>,
     wait: VecDeque<SimRequest>,
     ema_ns: Vec<f64>,
@@ -239,16 +274,32 @@ pub struct Synergy {
 
 impl Synergy {
     pub fn new(workers: usize, quantum_factor: f64, steal_threshold: usize, initial_ema_ns: f64) -> Synergy {
-        Synergy { local: vec![VecDeque::new(); workers], wait: VecDeque::new(), ema_ns: vec![initial_ema_ns; workers], quantum_factor, steal_threshold }
+        Synergy::with_components("synergy", Components::ALL, workers, quantum_factor, steal_threshold, initial_ema_ns)
     }
+
+    pub fn with_components(name: &str, parts: Components, workers: usize, quantum_factor: f64, steal_threshold: usize, initial_ema_ns: f64) -> Synergy {
+        Synergy {
+            name: name.into(),
+            parts,
+            local: vec![VecDeque::new(); workers],
+            wait: VecDeque::new(),
+            ema_ns: vec![initial_ema_ns; workers],
+            quantum_factor,
+            steal_threshold,
+        }
+    }
+
     fn quantum(&self, w: usize) -> u64 {
+        if !self.parts.adaptive_quantum {
+            return FIXED_QUANTUM_NS;
+        }
         ((self.quantum_factor * self.ema_ns[w]) as u64).max(1_000)
     }
 }
 
 impl Policy for Synergy {
     fn name(&self) -> String {
-        "synergy".into()
+        self.name.clone()
     }
     fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
         self.local[r.home].push_back(r);
@@ -259,6 +310,9 @@ impl Policy for Synergy {
         } else if let Some(r) = self.wait.pop_front() {
             (r, ctx.overheads.switch_ns)
         } else {
+            if !self.parts.work_stealing {
+                return None;
+            }
             // Steal half of the longest peer queue above the threshold.
             let victim = (0..self.local.len()).filter(|&v| v != w).max_by_key(|&v| (self.local[v].len(), usize::MAX - v))?;
             let len = self.local[victim].len();
@@ -273,14 +327,15 @@ impl Policy for Synergy {
             self.local[w].extend(stolen);
             (first, ctx.overheads.steal_ns)
         };
+        let overhead = if req.remaining_ns < req.service_ns { overhead.max(ctx.overheads.switch_ns) } else { overhead };
         let quantum = req.long.then(|| self.quantum(w));
         Some(Pick { req, quantum, overhead_ns: overhead, ready_at: ctx.now })
     }
     fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
-        if self.local[w].is_empty() { QuantumEnd::Continue(self.quantum(w)) } else { QuantumEnd::Preempt }
+        if self.parts.conditional && self.local[w].is_empty() { QuantumEnd::Continue(self.quantum(w)) } else { QuantumEnd::Preempt }
     }
-    fn preempted(&mut self, _w: usize, r: SimRequest, _ctx: &mut Ctx) {
-        self.wait.push_back(r);
+    fn preempted(&mut self, w: usize, r: SimRequest, _ctx: &mut Ctx) {
+        if self.parts.wait_queue { self.wait.push_back(r) } else { self.local[w].push_back(r) }
     }
     fn completed(&mut self, w: usize, r: &SimRequest, _ctx: &mut Ctx) {
         if !r.long {
