@@ -60,6 +60,9 @@ struct SimulateArgs {
     /// Requests per point.
     #[arg(long, default_value_t = 400_000)]
     requests: usize,
+    /// Client flows; RSS homes flow f on worker f mod workers (the thesis's imbalance test: 8 vs 512).
+    #[arg(long, default_value_t = synergy::sim::DEFAULT_FLOWS)]
+    flows: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value_t = 50.0)]
@@ -104,6 +107,9 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     if a.loads.is_empty() || a.loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
         return fail(format!("--loads must be fractions of capacity in (0, 2], got {:?}", a.loads));
     }
+    if a.flows == 0 {
+        return fail("--flows must be at least 1");
+    }
     if !(1_000..=100_000_000).contains(&a.requests) {
         return fail(format!("--requests must be between 1000 and 100000000, got {}", a.requests));
     }
@@ -119,6 +125,7 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         policies: a.policies.clone(),
         loads: a.loads.clone(),
         requests: a.requests,
+        flows: a.flows,
         seed: a.seed,
         slo: a.slo,
         quantum_factor: a.quantum_factor,

@@ -39,6 +39,7 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["simulate", "--workers", "0"], "--workers must be between 1 and 1024"),
         (&["simulate", "--requests", "5"], "--requests must be between 1000"),
         (&["simulate", "--loads", "0"], "--loads must be fractions of capacity"),
+        (&["simulate", "--flows", "0"], "--flows must be at least 1"),
         (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
         (&["microbench", "--preempt", "none"], "--preempt must be signal, ipi or uintr"),
         (&["microbench", "--preempt", "uintr"], "kmod_uintr"),

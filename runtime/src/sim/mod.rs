@@ -75,10 +75,11 @@ pub struct SimResult {
     pub classes: Vec<SimClass>,
 }
 
-/// Poisson arrivals of `count` requests of `workload` at `rps` over `workers` homes (uniform flow
-/// hash), deterministic in `seed`.
-pub fn arrivals(workload: &Workload, rps: f64, count: usize, workers: usize, seed: u64) -> Vec<SimRequest> {
-    let sched = workload.schedule(rps, count, 1, 1 << 16, seed).pop().unwrap_or_default();
+/// Poisson arrivals of `count` requests of `workload` at `rps`, each on one of `flows` flows drawn
+/// uniformly, flow f homed on worker f mod `workers` (RSS); deterministic in `seed`. Fewer flows
+/// than workers leave queues empty: the thesis's uneven-flow experiment (8 vs 512 flows).
+pub fn arrivals(workload: &Workload, rps: f64, count: usize, workers: usize, flows: u32, seed: u64) -> Vec<SimRequest> {
+    let sched = workload.schedule(rps, count, 1, flows.max(1), seed).pop().unwrap_or_default();
     sched
         .iter()
         .enumerate()
@@ -132,9 +133,14 @@ pub fn is_policy(name: &str) -> bool {
     POLICIES.contains(&name) || ABLATION.contains(&name)
 }
 
-/// One simulation: `count` requests of `workload` at `rps` on `workers` under `policy`.
-pub fn simulate(policy: &mut dyn policy::Policy, workload: &Workload, rps: f64, count: usize, workers: usize, overheads: Overheads, seed: u64) -> SimResult {
-    let reqs = arrivals(workload, rps, count, workers, seed);
+/// Flows of the simulations unless told otherwise: many, so RSS spreads load evenly.
+pub const DEFAULT_FLOWS: u32 = 1 << 16;
+
+/// One simulation: `count` requests of `workload` at `rps` over `flows` flows on `workers` under
+/// `policy`.
+#[allow(clippy::too_many_arguments)]
+pub fn simulate(policy: &mut dyn policy::Policy, workload: &Workload, rps: f64, count: usize, workers: usize, flows: u32, overheads: Overheads, seed: u64) -> SimResult {
+    let reqs = arrivals(workload, rps, count, workers, flows, seed);
     let classes: Vec<u64> = workload.types.iter().map(|t| t.service_ns).collect();
     let mut r = engine::run(policy, &reqs, workers, overheads, &classes);
     r.offered_rps = rps;
@@ -272,13 +278,29 @@ mod tests {
     }
 
     #[test]
+    fn few_flows_leave_rss_queues_empty_and_stealing_fills_them() {
+        let w = Workload::named(WorkloadName::High);
+        let reqs = arrivals(&w, 100_000.0, 5_000, 14, 8, 1);
+        let homes: std::collections::BTreeSet<usize> = reqs.iter().map(|r| r.home).collect();
+        assert!(homes.len() <= 8 && homes.iter().all(|&h| h < 8), "8 flows reach at most 8 of 14 workers: {homes:?}");
+        // d-FCFS cannot use the idle workers; Synergy steals: far fewer requests wait.
+        let rps = w.capacity_rps(14) * 0.5;
+        let mut d = policy_named("dfcfs", 14, &w, 2.0, 1).unwrap();
+        let mut s = policy_named("synergy", 14, &w, 2.0, 1).unwrap();
+        let rd = simulate(d.as_mut(), &w, rps, 50_000, 14, 8, Overheads::ZERO, 2);
+        let rs = simulate(s.as_mut(), &w, rps, 50_000, 14, 8, Overheads::ZERO, 2);
+        assert!(rs.steals > 0);
+        assert!(rs.mean_wait_ns * 5.0 < rd.mean_wait_ns, "synergy {} ns vs d-FCFS {} ns", rs.mean_wait_ns, rd.mean_wait_ns);
+    }
+
+    #[test]
     fn simulation_is_deterministic_and_complete() {
         let w = Workload::named(WorkloadName::High);
         let rps = w.capacity_rps(4) * 0.7;
         for name in POLICIES {
             let run = || {
                 let mut p = policy_named(name, 4, &w, 2.0, 1).unwrap();
-                simulate(p.as_mut(), &w, rps, 20_000, 4, Overheads { dispatch_ns: 100, preempt_ns: 500, switch_ns: 50, steal_ns: 100 }, 9)
+                simulate(p.as_mut(), &w, rps, 20_000, 4, DEFAULT_FLOWS, Overheads { dispatch_ns: 100, preempt_ns: 500, switch_ns: 50, steal_ns: 100 }, 9)
             };
             let (a, b) = (run(), run());
             assert_eq!(a.completed, 20_000, "{name}: every request completes");

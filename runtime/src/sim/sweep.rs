@@ -14,6 +14,8 @@ pub struct SimSweepParams {
     pub policies: Vec<String>,
     pub loads: Vec<f64>,
     pub requests: usize,
+    /// Client flows (RSS hashes flow f to worker f mod workers).
+    pub flows: u32,
     pub seed: u64,
     pub slo: f64,
     pub quantum_factor: f64,
@@ -36,6 +38,7 @@ pub struct PolicySummary {
 pub struct SimSweepResult {
     pub workload: String,
     pub workers: usize,
+    pub flows: u32,
     pub capacity_rps: f64,
     pub slo: f64,
     pub requests_per_point: usize,
@@ -77,7 +80,7 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
         for &load in &p.loads {
             let mut policy = policy_named(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
                 .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
-            let r = simulate(policy.as_mut(), &p.workload, capacity * load, p.requests, p.workers, overheads, p.seed);
+            let r = simulate(policy.as_mut(), &p.workload, capacity * load, p.requests, p.workers, p.flows, overheads, p.seed);
             progress(name, load, &r);
             points.push((load, r));
         }
@@ -91,12 +94,16 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
                 .filter(|(_, r)| &r.policy == name && r.completed == p.requests && r.overall_slowdown_p999 <= p.slo)
                 .map(|(_, r)| r.offered_rps)
                 .fold(0.0, f64::max);
-            PolicySummary { policy: name.clone(), max_rps_under_slo: max, thesis_rps: thesis_max_rps(p.workload.name, name) }
+            // The thesis's numbers are for 14 workers with evenly spread flows.
+            let comparable = p.workers == 14 && p.flows >= 512;
+            let thesis_rps = if comparable { thesis_max_rps(p.workload.name, name) } else { None };
+            PolicySummary { policy: name.clone(), max_rps_under_slo: max, thesis_rps }
         })
         .collect();
     Ok(SimSweepResult {
         workload: p.workload.name.into(),
         workers: p.workers,
+        flows: p.flows,
         capacity_rps: capacity,
         slo: p.slo,
         requests_per_point: p.requests,
