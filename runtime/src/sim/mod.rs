@@ -196,10 +196,11 @@ mod tests {
 
     #[test]
     fn synergy_steals_above_the_threshold_only() {
-        // Three requests queue on worker 0; worker 1 steals (queue of 2 > threshold 1) half.
+        // Three requests queue on worker 0; worker 1 steals (queue of 2 > threshold 1) half,
+        // the oldest first, as the runtime's ring does.
         let reqs = vec![req(0, 0, 10, false, 0), req(1, 0, 10, false, 0), req(2, 0, 10, false, 0)];
         let l = latencies_us(&mut Synergy::new(2, 2.0, 1, 1_000.0), &reqs, 2);
-        assert_eq!(l, vec![10.0, 20.0, 10.0], "worker 1 stole the last request");
+        assert_eq!(l, vec![10.0, 10.0, 20.0], "worker 1 stole the oldest waiting request");
         let l = latencies_us(&mut Synergy::new(2, 2.0, 5, 1_000.0), &reqs, 2);
         assert_eq!(l, vec![10.0, 20.0, 30.0], "threshold 5: no steal");
     }
@@ -224,7 +225,7 @@ mod tests {
         // Stealing is what the `ws` component adds.
         let three = vec![req(0, 0, 10, false, 0), req(1, 0, 10, false, 0), req(2, 0, 10, false, 0)];
         assert_eq!(latencies_us(&mut mk("rss-ci", 2), &three, 2), vec![10.0, 20.0, 30.0]);
-        assert_eq!(latencies_us(&mut mk("rss-ci+ws", 2), &three, 2), vec![10.0, 20.0, 10.0]);
+        assert_eq!(latencies_us(&mut mk("rss-ci+ws", 2), &three, 2), vec![10.0, 10.0, 20.0]);
     }
 
     #[test]
@@ -291,6 +292,22 @@ mod tests {
         let rs = simulate(s.as_mut(), &w, rps, 50_000, 14, 8, Overheads::ZERO, 2);
         assert!(rs.steals > 0);
         assert!(rs.mean_wait_ns * 5.0 < rd.mean_wait_ns, "synergy {} ns vs d-FCFS {} ns", rs.mean_wait_ns, rd.mean_wait_ns);
+    }
+
+    #[test]
+    fn congestion_raises_check_wait_queue_like_the_runtime() {
+        // Long requests preempted into the wait queue while shorts keep the worker's own queue
+        // busy: with THRESH_WQD on, the congestion flag makes idle selection prefer the wait
+        // queue, so the long requests finish earlier than with it off (0 = never congested).
+        let w = Workload::named(WorkloadName::High);
+        let rps = w.capacity_rps(2) * 0.9;
+        let run = |thresh: u64| {
+            let mut p = Synergy::new(2, 2.0, 1, 1_000.0).with_congestion(2.0, 2.0, thresh);
+            simulate(&mut p, &w, rps, 30_000, 2, DEFAULT_FLOWS, Overheads::ZERO, 5)
+        };
+        let (off, on) = (run(0), run(20_000));
+        assert_eq!((off.completed, on.completed), (30_000, 30_000));
+        assert!(on.classes[1].p999_ns < off.classes[1].p999_ns, "long p99.9: {} with congestion control vs {} without", on.classes[1].p999_ns, off.classes[1].p999_ns);
     }
 
     #[test]

@@ -20,6 +20,9 @@
 
 use super::engine::{Ctx, Pick};
 use super::SimRequest;
+use crate::policy::quantum::{quantum_ns, ShortEma};
+use crate::policy::selection::{select, Selected, WorkerQueues};
+use crate::policy::timer::QuantumControl;
 use std::collections::VecDeque;
 
 pub enum QuantumEnd {
@@ -261,15 +264,55 @@ impl Components {
 /// The fixed quantum of the ablation's configurations without `adaptive_quantum`.
 pub const FIXED_QUANTUM_NS: u64 = 5_000;
 
-/// Synergy (thesis ch. 5).
+/// Synergy (thesis ch. 5), built on the runtime's own policy code (`crate::policy`): the
+/// request-selection order (`selection::select`, through the `WorkerQueues` trait the real
+/// worker also implements), the short-request EMA and quantum (`quantum`), and the wait-queue
+/// congestion control (`timer::QuantumControl`, THRESH_WQD / CONGESTED_QUANTUM_FACTOR).
 pub struct Synergy {
     name: String,
     parts: Components,
     local: Vec<VecDeque<SimRequest>>,
     wait: VecDeque<SimRequest>,
-    ema_ns: Vec<f64>,
-    quantum_factor: f64,
+    /// Wait-queue positions (pushes and pops so far), as the real ring's indexes.
+    wait_produced: u64,
+    wait_consumed: u64,
+    ema: Vec<ShortEma>,
+    control: QuantumControl,
+    check_wait_queue: bool,
     steal_threshold: usize,
+}
+
+/// The simulator's queues seen through the runtime's `WorkerQueues` interface; components that
+/// are off make the corresponding queue look empty.
+struct SimQueues<'a> {
+    me: usize,
+    s: &'a mut Synergy,
+    stole: bool,
+}
+
+impl WorkerQueues for SimQueues<'_> {
+    type Request = SimRequest;
+    type Thread = SimRequest;
+
+    fn pop_local(&mut self) -> Option<SimRequest> {
+        self.s.local[self.me].pop_front()
+    }
+    fn pop_wait(&mut self) -> Option<SimRequest> {
+        let r = self.s.wait.pop_front()?;
+        self.s.wait_consumed += 1;
+        Some(r)
+    }
+    fn peer_len(&self, victim: usize) -> usize {
+        if self.s.parts.work_stealing { self.s.local[victim].len() } else { 0 }
+    }
+    fn steal(&mut self, victim: usize, count: usize) -> Option<SimRequest> {
+        // The oldest `count` requests move; the first runs, the rest join our queue.
+        let mut taken: VecDeque<SimRequest> = (0..count).filter_map(|_| self.s.local[victim].pop_front()).collect();
+        let first = taken.pop_front()?;
+        self.s.local[self.me].extend(taken);
+        self.stole = true;
+        Some(first)
+    }
 }
 
 impl Synergy {
@@ -283,17 +326,34 @@ impl Synergy {
             parts,
             local: vec![VecDeque::new(); workers],
             wait: VecDeque::new(),
-            ema_ns: vec![initial_ema_ns; workers],
-            quantum_factor,
+            wait_produced: 0,
+            wait_consumed: 0,
+            ema: vec![ShortEma::new(initial_ema_ns as u64); workers],
+            control: QuantumControl::new(quantum_factor, quantum_factor, 0, 0, 0),
+            check_wait_queue: false,
             steal_threshold,
         }
+    }
+
+    /// Turns on wait-queue congestion detection: every `thresh_wqd_ns` without the wait queue's
+    /// consumer catching up, `check_wait_queue` is raised and the quantum factor becomes
+    /// `congested_factor` (0 = never congested, the thesis's default).
+    pub fn with_congestion(mut self, quantum_factor: f64, congested_factor: f64, thresh_wqd_ns: u64) -> Synergy {
+        self.control = QuantumControl::new(quantum_factor, congested_factor, thresh_wqd_ns, 0, 0);
+        self
     }
 
     fn quantum(&self, w: usize) -> u64 {
         if !self.parts.adaptive_quantum {
             return FIXED_QUANTUM_NS;
         }
-        ((self.quantum_factor * self.ema_ns[w]) as u64).max(1_000)
+        quantum_ns(self.ema[w].get(), self.control.factor())
+    }
+
+    fn tick(&mut self, now: u64) {
+        if let Some(change) = self.control.tick(now, self.wait_produced, self.wait_consumed) {
+            self.check_wait_queue = change.check_wait_queue;
+        }
     }
 }
 
@@ -301,45 +361,42 @@ impl Policy for Synergy {
     fn name(&self) -> String {
         self.name.clone()
     }
-    fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
+    fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx) {
+        self.tick(ctx.now);
         self.local[r.home].push_back(r);
     }
     fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
-        let (req, overhead) = if let Some(r) = self.local[w].pop_front() {
-            (r, 0)
-        } else if let Some(r) = self.wait.pop_front() {
-            (r, ctx.overheads.switch_ns)
-        } else {
-            if !self.parts.work_stealing {
-                return None;
+        self.tick(ctx.now);
+        let (workers, threshold, check) = (self.local.len(), self.steal_threshold, self.check_wait_queue);
+        let mut q = SimQueues { me: w, s: self, stole: false };
+        let picked = select(&mut q, check, w, workers, threshold)?;
+        let stole = q.stole;
+        let (req, overhead) = match picked {
+            Selected::Resume(r) => (r, ctx.overheads.switch_ns),
+            Selected::Request(r) if stole => {
+                ctx.steals += 1;
+                (r, ctx.overheads.steal_ns)
             }
-            // Steal half of the longest peer queue above the threshold.
-            let victim = (0..self.local.len()).filter(|&v| v != w).max_by_key(|&v| (self.local[v].len(), usize::MAX - v))?;
-            let len = self.local[victim].len();
-            if len <= self.steal_threshold {
-                return None;
-            }
-            ctx.steals += 1;
-            let take = len.div_ceil(2);
-            let mut stolen: VecDeque<SimRequest> = (0..take).filter_map(|_| self.local[victim].pop_back()).collect();
-            stolen.make_contiguous().reverse();
-            let first = stolen.pop_front()?;
-            self.local[w].extend(stolen);
-            (first, ctx.overheads.steal_ns)
+            Selected::Request(r) => (r, if r.remaining_ns < r.service_ns { ctx.overheads.switch_ns } else { 0 }),
         };
-        let overhead = if req.remaining_ns < req.service_ns { overhead.max(ctx.overheads.switch_ns) } else { overhead };
         let quantum = req.long.then(|| self.quantum(w));
         Some(Pick { req, quantum, overhead_ns: overhead, ready_at: ctx.now })
     }
-    fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
+    fn quantum_end(&mut self, w: usize, _r: &SimRequest, ctx: &mut Ctx) -> QuantumEnd {
+        self.tick(ctx.now);
         if self.parts.conditional && self.local[w].is_empty() { QuantumEnd::Continue(self.quantum(w)) } else { QuantumEnd::Preempt }
     }
     fn preempted(&mut self, w: usize, r: SimRequest, _ctx: &mut Ctx) {
-        if self.parts.wait_queue { self.wait.push_back(r) } else { self.local[w].push_back(r) }
+        if self.parts.wait_queue {
+            self.wait.push_back(r);
+            self.wait_produced += 1;
+        } else {
+            self.local[w].push_back(r);
+        }
     }
     fn completed(&mut self, w: usize, r: &SimRequest, _ctx: &mut Ctx) {
         if !r.long {
-            self.ema_ns[w] += (r.service_ns as f64 - self.ema_ns[w]) / 8.0;
+            self.ema[w].update(r.service_ns);
         }
     }
 }
