@@ -53,19 +53,6 @@ const USER_ADDR_MAX: u64 = 0x0000_7fff_ffff_efff;
 
 static SUPPORTED: AtomicBool = AtomicBool::new(false);
 
-/// CPUID.(EAX=7, ECX=0):EDX bit 5.
-fn cpu_has_uintr() -> bool {
-    let edx: u32;
-    // SAFETY: cpuid only writes eax/ebx/ecx/edx; rbx is reserved by LLVM, so it is saved in a
-    // scratch register and restored after the instruction.
-    unsafe {
-        core::arch::asm!("mov {tmp:r}, rbx", "cpuid", "mov rbx, {tmp:r}",
-            tmp = out(reg) _, inout("eax") 7u32 => _, inout("ecx") 0u32 => _, out("edx") edx,
-            options(nostack, preserves_flags));
-    }
-    edx & abi::CPUID_7_0_EDX_UINTR != 0
-}
-
 #[pin_data]
 struct SynergyUintr {
     #[pin]
@@ -74,7 +61,7 @@ struct SynergyUintr {
 
 impl kernel::InPlaceModule for SynergyUintr {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let supported = cpu_has_uintr();
+        let supported = abi::cpu_has_uintr();
         SUPPORTED.store(supported, Ordering::Relaxed);
         if supported {
             pr_info!("loaded (ABI {}); this CPU has UINTR, but this version does not set it up: registrations get EOPNOTSUPP\n", abi::ABI_VERSION);

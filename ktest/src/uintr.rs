@@ -12,12 +12,6 @@ fn expect_err(what: &str, got: Result<i64, i32>, errno: i32) -> Result<(), Strin
     }
 }
 
-fn cpu_has_uintr() -> bool {
-    // cpuid exists on every x86-64 CPU; leaf 7 subleaf 0 on every CPU this runs on.
-    let r = core::arch::x86_64::__cpuid_count(7, 0);
-    r.edx & uintr::CPUID_7_0_EDX_UINTR != 0
-}
-
 pub fn refusal() -> Result<(), String> {
     let dev = open_device(uintr::DEVICE_PATH, "kmod_uintr")?;
     let fd = dev.as_raw_fd();
@@ -26,8 +20,8 @@ pub fn refusal() -> Result<(), String> {
     if v.abi_version != uintr::ABI_VERSION {
         return Err(format!("ABI {} reported, {} expected", v.abi_version, uintr::ABI_VERSION));
     }
-    if (v.supported != 0) != cpu_has_uintr() {
-        return Err(format!("the module says supported = {}, CPUID says {}", v.supported, cpu_has_uintr()));
+    if (v.supported != 0) != uintr::cpu_has_uintr() {
+        return Err(format!("the module says supported = {}, CPUID says {}", v.supported, uintr::cpu_has_uintr()));
     }
     if v.supported != 0 {
         return Err("this check is for CPUs without UINTR; this one has it".into());

@@ -53,27 +53,26 @@ pub fn rdtsc_ordered() -> u64 {
 /// Nanoseconds per TSC tick, measured against the OS clock over `ms` milliseconds (whether or
 /// not the CPU claims an invariant TSC).
 pub fn measure_ns_per_tick(ms: u64) -> f64 {
+    let (_, ticks, ns) = sample_tsc(ms);
+    ns as f64 / ticks as f64
+}
+
+/// Spins for `ms` milliseconds of OS time: (TSC at the start, TSC ticks elapsed (≥ 1), ns elapsed).
+fn sample_tsc(ms: u64) -> (u64, u64, u64) {
     let t0 = Instant::now();
     let c0 = rdtsc_ordered();
     while t0.elapsed() < Duration::from_millis(ms) {
         std::hint::spin_loop();
     }
     let c1 = rdtsc_ordered();
-    t0.elapsed().as_nanos() as f64 / (c1 - c0).max(1) as f64
+    (c0, (c1 - c0).max(1), t0.elapsed().as_nanos() as u64)
 }
 
 fn calibrate() -> Calibration {
     if !invariant_tsc() {
         return Calibration { mult: 0, base_tsc: 0 };
     }
-    let t0 = Instant::now();
-    let c0 = rdtsc();
-    while t0.elapsed() < Duration::from_millis(20) {
-        std::hint::spin_loop();
-    }
-    let c1 = rdtsc();
-    let ns = t0.elapsed().as_nanos() as u64;
-    let ticks = (c1 - c0).max(1);
+    let (c0, ticks, ns) = sample_tsc(20);
     Calibration { mult: ((ns as u128) << 32).checked_div(ticks as u128).unwrap_or(0) as u64, base_tsc: c0 }
 }
 

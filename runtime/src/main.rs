@@ -104,8 +104,8 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     if let Some(bad) = a.policies.iter().find(|p| !sim::is_policy(p)) {
         return fail(format!("unknown policy {bad:?}; known: {}, and the ablation {}", sim::POLICIES.join(", "), sim::ABLATION.join(", ")));
     }
-    if a.loads.is_empty() || a.loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
-        return fail(format!("--loads must be fractions of capacity in (0, 2], got {:?}", a.loads));
+    if let Err(e) = check_loads(&a.loads) {
+        return fail(e);
     }
     if a.flows == 0 {
         return fail("--flows must be at least 1");
@@ -292,6 +292,14 @@ pub(crate) fn write_results(base: &std::path::Path, value: &impl serde::Serializ
     for (ext, text) in [("json", json), ("csv", csv), ("svg", svg)] {
         let path = base.with_extension(ext);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Offered loads given as fractions of capacity: at least one, each in (0, 2].
+pub(crate) fn check_loads(loads: &[f64]) -> Result<(), String> {
+    if loads.is_empty() || loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
+        return Err(format!("--loads must be fractions of capacity in (0, 2], got {loads:?}"));
     }
     Ok(())
 }

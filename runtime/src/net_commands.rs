@@ -1,7 +1,7 @@
 //! The network subcommands of the `synergy` binary (part of the binary, not the library):
 //! `serve`, `loadgen` and `sweep`.
 
-use crate::{fail, write_json, write_results};
+use crate::{check_loads, fail, write_json, write_results};
 use std::net::{SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -266,8 +266,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    if args.loads.is_empty() || args.loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
-        return fail(format!("--loads must be fractions of capacity in (0, 2], got {:?}", args.loads));
+    if let Err(e) = check_loads(&args.loads) {
+        return fail(e);
     }
     if args.modes.is_empty() {
         return fail("--modes needs at least one preemption mode");

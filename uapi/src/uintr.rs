@@ -14,6 +14,13 @@ pub const ABI_VERSION: u32 = 1;
 
 /// CPUID.(EAX=7, ECX=0):EDX bit 5: the CPU supports user interrupts.
 pub const CPUID_7_0_EDX_UINTR: u32 = 1 << 5;
+/// Whether this CPU supports user interrupts (CPUID.(7,0):EDX[5]). Used by the runtime, the
+/// guest tests and the kernel module alike.
+pub fn cpu_has_uintr() -> bool {
+    // cpuid exists on every x86-64 CPU, and leaf 7 on every CPU this project runs on.
+    core::arch::x86_64::__cpuid_count(7, 0).edx & CPUID_7_0_EDX_UINTR != 0
+}
+
 /// CR4.UINTR (bit 25) enables user interrupts.
 pub const CR4_UINTR: u64 = 1 << 25;
 

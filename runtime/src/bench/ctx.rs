@@ -22,19 +22,29 @@ extern "C" fn pong() -> ! {
     }
 }
 
-/// ns per switch over `round_trips` round trips of our switch.
-fn ours(round_trips: u64) -> f64 {
+/// Runs `f` with a green thread running `pong` and a function doing `n` round trips to it.
+fn with_ping_pong<R>(f: impl FnOnce(&mut dyn FnMut(u64)) -> R) -> R {
     let stack = Stack::new(64 * 1024).expect("stack");
     let mut main = Context::default();
     let mut green = Context::new(stack.top(), pong);
     PING.with(|p| p.set((&mut main, &mut green)));
-    let t0 = clock::now_ns();
-    for _ in 0..round_trips {
-        // SAFETY: green runs `pong` on `stack`, alive for this function.
-        unsafe { switch(&mut main, &green) };
-    }
-    let dt = clock::now_ns() - t0;
-    dt as f64 / (2 * round_trips) as f64
+    let mut round_trips = |n: u64| {
+        for _ in 0..n {
+            // SAFETY: green runs `pong` on `stack`, alive until `f` returns.
+            unsafe { switch(&mut main, &green) };
+        }
+    };
+    f(&mut round_trips)
+}
+
+/// ns per switch over `round_trips` round trips of our switch.
+fn ours(round_trips: u64) -> f64 {
+    with_ping_pong(|ping| {
+        let t0 = clock::now_ns();
+        ping(round_trips);
+        let dt = clock::now_ns() - t0;
+        dt as f64 / (2 * round_trips) as f64
+    })
 }
 
 /// ns per switch over `round_trips` resume/suspend pairs of a corosensei coroutine.
@@ -96,18 +106,13 @@ pub fn run(rounds: usize, round_trips: u64, cpu: Option<usize>) -> CtxResult {
 /// distribution the interrupt microbenchmark reports next to the interrupt paths (one stamp pair
 /// per batch, because a stamp costs more than a switch).
 pub fn switch_batches(batches: usize, per_batch: u64) -> Vec<u64> {
-    let stack = Stack::new(64 * 1024).expect("stack");
-    let mut main = Context::default();
-    let mut green = Context::new(stack.top(), pong);
-    PING.with(|p| p.set((&mut main, &mut green)));
-    let mut out = Vec::with_capacity(batches);
-    for _ in 0..batches {
-        let t0 = clock::rdtsc_ordered();
-        for _ in 0..per_batch {
-            // SAFETY: green runs `pong` on `stack`, alive for this function.
-            unsafe { switch(&mut main, &green) };
-        }
-        out.push(clock::rdtsc_ordered() - t0);
-    }
-    out
+    with_ping_pong(|ping| {
+        (0..batches)
+            .map(|_| {
+                let t0 = clock::rdtsc_ordered();
+                ping(per_batch);
+                clock::rdtsc_ordered() - t0
+            })
+            .collect()
+    })
 }

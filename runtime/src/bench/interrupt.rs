@@ -38,8 +38,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static SPINNING: AtomicBool = AtomicBool::new(false);
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// The receiver's side of an interrupt, for both the probe and the baseline handler: stamps
-/// only, atomics only (async-signal-safe, no allocation, no TLS).
+/// The receiver's side of an interrupt: the preemption probe itself, and the baseline's signal
+/// handler body. Stamps only, atomics only (async-signal-safe, no allocation, no TLS).
 #[inline(always)]
 fn on_interrupt() {
     let rt1 = stamp();
@@ -47,10 +47,6 @@ fn on_interrupt() {
     RT1.store(rt1, Ordering::Relaxed);
     RT2.store(stamp(), Ordering::Relaxed);
     HANDLED.store(true, Ordering::Release);
-}
-
-fn probe() {
-    on_interrupt();
 }
 
 extern "C" fn baseline_handler(_sig: libc::c_int) {
@@ -193,7 +189,7 @@ fn run_exclusive(p: &Params) -> Result<MicrobenchResult, String> {
         ..Config::default()
     };
     let transport = Arc::new(ChannelTransport::new(1, 4, 4));
-    crate::set_preempt_probe(Some(probe));
+    crate::set_preempt_probe(Some(on_interrupt));
     let rt = match Runtime::start_without_timer_core(&config, transport.clone(), receiver) {
         Ok(rt) => rt,
         Err(e) => {

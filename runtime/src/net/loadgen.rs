@@ -6,7 +6,7 @@
 //! recorded; requests never answered within the grace period after the last send are lost.
 
 use crate::clock;
-use crate::net::protocol::{decode_reply, encode_request, REPLY_LEN};
+use crate::net::protocol::{decode_reply, encode_request};
 use crate::request::Request;
 use crate::transport::udp::{bind_udp, recv_from, send_to};
 use crate::workload::Workload;
@@ -118,38 +118,16 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
 
     let realtime = can_be_realtime();
     let receiver = {
-        let flows = flows.clone();
-        let state = state.clone();
-        let done = sending_done.clone();
-        let types = p.workload.types.clone();
-        let grace = p.grace;
-        std::thread::Builder::new()
-            .name("loadgen-rx".into())
-            .spawn(move || {
-                if realtime {
-                    make_realtime();
-                }
-                receive(&flows, &state, &done, &types, grace)
-            })
-            .map_err(|e| format!("cannot start the receive thread: {e}"))?
+        let (flows, state, done) = (flows.clone(), state.clone(), sending_done.clone());
+        let (types, grace) = (p.workload.types.clone(), p.grace);
+        spawn_loadgen_thread("receive", realtime, move || receive(&flows, &state, &done, &types, grace))?
     };
-
-    // The send thread: its own thread (like the receive thread), so that its real-time policy
-    // never leaks into the caller's thread (whose children — e.g. a server runtime started later
-    // in a sweep — would inherit it).
+    // Sending runs on its own thread too, so that its real-time policy never leaks into the
+    // caller's thread (whose children — e.g. a server runtime started later in a sweep — would
+    // inherit it).
     let sender = {
-        let flows = flows.clone();
-        let state = state.clone();
-        let target = p.target;
-        std::thread::Builder::new()
-            .name("loadgen-tx".into())
-            .spawn(move || {
-                if realtime {
-                    make_realtime();
-                }
-                send_schedule(&schedule, &flows, &state, target, start, warmup_end)
-            })
-            .map_err(|e| format!("cannot start the send thread: {e}"))?
+        let (flows, state, target) = (flows.clone(), state.clone(), p.target);
+        spawn_loadgen_thread("send", realtime, move || send_schedule(&schedule, &flows, &state, target, start, warmup_end))?
     };
     let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
     sending_done.store(true, Ordering::Release);
@@ -157,16 +135,16 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);
     let sent = state.iter().filter(|s| s.load(Ordering::Acquire) != 0).count() as u64;
     let answered = state.iter().filter(|s| s.load(Ordering::Acquire) == 2).count() as u64;
-    rx.result.offered_rps = p.rps;
-    rx.result.sent = sent;
-    rx.result.answered = answered;
-    rx.result.lost = sent - answered;
-    rx.result.send_errors = send_errors;
-    rx.result.max_send_lag_ns = max_lag;
-    rx.result.realtime = realtime;
+    rx.offered_rps = p.rps;
+    rx.sent = sent;
+    rx.answered = answered;
+    rx.lost = sent - answered;
+    rx.send_errors = send_errors;
+    rx.max_send_lag_ns = max_lag;
+    rx.realtime = realtime;
     let window = (end.saturating_sub(warmup_end)).max(1) as f64 / 1e9;
-    rx.result.achieved_rps = answered as f64 / window.max(p.duration.as_secs_f64());
-    Ok(rx.result)
+    rx.achieved_rps = answered as f64 / window.max(p.duration.as_secs_f64());
+    Ok(rx)
 }
 
 /// Sends every request of `schedule` at its time; returns (send errors, worst lag behind the
@@ -206,17 +184,28 @@ fn send_schedule(schedule: &[Request], flows: &[Flow], state: &[AtomicU64], targ
     (send_errors, max_lag)
 }
 
+/// Starts a load-generator thread (`loadgen-<role>`), SCHED_FIFO if `realtime`.
+fn spawn_loadgen_thread<T: Send + 'static>(role: &str, realtime: bool, f: impl FnOnce() -> T + Send + 'static) -> Result<std::thread::JoinHandle<T>, String> {
+    std::thread::Builder::new()
+        .name(format!("loadgen-{role}"))
+        .spawn(move || {
+            if realtime {
+                make_realtime();
+            }
+            f()
+        })
+        .map_err(|e| format!("cannot start the {role} thread: {e}"))
+}
+
 /// Whether this process may use SCHED_FIFO (tried on a short-lived thread, so the caller's own
 /// policy is never changed).
 fn can_be_realtime() -> bool {
     std::thread::spawn(make_realtime).join().unwrap_or(false)
 }
 
-struct Received {
-    result: LoadgenResult,
-}
-
-fn receive(flows: &[Flow], state: &[AtomicU64], done: &AtomicBool, types: &[crate::workload::RequestType], grace: Duration) -> Received {
+/// The receive thread: records every reply until sending is done and either everything is
+/// answered or the grace period has passed; the latency part of the result.
+fn receive(flows: &[Flow], state: &[AtomicU64], done: &AtomicBool, types: &[crate::workload::RequestType], grace: Duration) -> LoadgenResult {
     let mut lat: Vec<Histogram<u64>> = types.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")).collect();
     let mut slow = Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 3).expect("histogram");
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
@@ -238,7 +227,8 @@ fn receive(flows: &[Flow], state: &[AtomicU64], done: &AtomicBool, types: &[crat
             let f = &flows[e.u64 as usize];
             while let Some((len, _)) = recv_from(&f.fd, &mut buf) {
                 let now = clock::now_ns();
-                let Ok(r) = decode_reply(&buf[..len.min(buf.len())]).map_err(|_| ()).and_then(|r| if len == REPLY_LEN { Ok(r) } else { Err(()) }) else {
+                // A longer datagram is cut to the buffer and then fails decode_reply's length check.
+                let Ok(r) = decode_reply(&buf[..len.min(buf.len())]) else {
                     res.bad_replies += 1;
                     continue;
                 };
@@ -293,5 +283,5 @@ fn receive(flows: &[Flow], state: &[AtomicU64], done: &AtomicBool, types: &[crat
         .collect();
     res.overall_slowdown_p999 = slow.value_at_quantile(0.999) as f64 / 1000.0;
     res.overall_latency_p999_ns = all.value_at_quantile(0.999);
-    Received { result: res }
+    res
 }

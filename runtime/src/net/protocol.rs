@@ -77,10 +77,15 @@ fn header(b: &[u8], len: usize, magic: u32) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Writes magic and version (flags stay 0): what `header` checks.
+fn put_header(b: &mut [u8], magic: u32) {
+    put(b, 0, &magic.to_le_bytes());
+    put(b, 4, &VERSION.to_le_bytes());
+}
+
 pub fn encode_request(r: &Request) -> [u8; REQUEST_LEN] {
     let mut b = [0u8; REQUEST_LEN];
-    put(&mut b, 0, &REQUEST_MAGIC.to_le_bytes());
-    put(&mut b, 4, &VERSION.to_le_bytes());
+    put_header(&mut b, REQUEST_MAGIC);
     put(&mut b, 8, &r.id.to_le_bytes());
     put(&mut b, 16, &r.kind.to_le_bytes());
     put(&mut b, 20, &r.flow.to_le_bytes());
@@ -107,8 +112,7 @@ pub fn decode_request(b: &[u8]) -> Result<Request, WireError> {
 
 pub fn encode_reply(r: &Reply) -> [u8; REPLY_LEN] {
     let mut b = [0u8; REPLY_LEN];
-    put(&mut b, 0, &REPLY_MAGIC.to_le_bytes());
-    put(&mut b, 4, &VERSION.to_le_bytes());
+    put_header(&mut b, REPLY_MAGIC);
     put(&mut b, 8, &r.id.to_le_bytes());
     put(&mut b, 16, &r.kind.to_le_bytes());
     put(&mut b, 20, &r.status.to_le_bytes());

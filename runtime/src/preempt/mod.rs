@@ -75,7 +75,7 @@ pub fn preempter_for(mode: PreemptMode) -> io::Result<Box<dyn Preempter>> {
         PreemptMode::Signal => Ok(Box::new(signal::SignalPreempter::install()?)),
         PreemptMode::Ipi => Ok(Box::new(ipi::IpiPreempter::open()?)),
         PreemptMode::Uintr => {
-            let cpu = if core::arch::x86_64::__cpuid_count(7, 0).edx & synergy_uapi::uintr::CPUID_7_0_EDX_UINTR != 0 {
+            let cpu = if synergy_uapi::uintr::cpu_has_uintr() {
                 "this CPU has UINTR, but this version of the runtime and of kmod_uintr does not set it up yet"
             } else {
                 "this CPU has no UINTR (CPUID.7.0:EDX[5] = 0)"

@@ -40,7 +40,6 @@ pub struct Pick {
 struct Running {
     req: SimRequest,
     slice_start: u64,
-    quantum: Option<u64>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -84,7 +83,7 @@ pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, ove
                     match policy.quantum_end(w, &r.req, &mut ctx) {
                         QuantumEnd::Continue(q) => {
                             let slice = q.min(r.req.remaining_ns);
-                            running[w] = Some(Running { req: r.req, slice_start: t, quantum: Some(q) });
+                            running[w] = Some(Running { req: r.req, slice_start: t });
                             push(&mut heap, t + slice, Event::SliceEnd(w));
                         }
                         QuantumEnd::Preempt => {
@@ -93,7 +92,6 @@ pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, ove
                             policy.preempted(w, r.req, &mut ctx);
                         }
                     }
-                    let _ = r.quantum;
                 }
             }
         }
@@ -108,7 +106,7 @@ pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, ove
                 first_start[p.req.id] = start;
             }
             let slice = p.quantum.map_or(p.req.remaining_ns, |q| q.min(p.req.remaining_ns));
-            running[w] = Some(Running { req: p.req, slice_start: start, quantum: p.quantum });
+            running[w] = Some(Running { req: p.req, slice_start: start });
             push(&mut heap, start + slice, Event::SliceEnd(w));
         }
     }

@@ -121,7 +121,6 @@ mod imp {
         queues: Box<[Queue]>,
         counters: Counters,
         closed: AtomicBool,
-        stopped: AtomicBool,
     }
 
     fn cpu_affinity() -> libc::cpu_set_t {
@@ -185,7 +184,6 @@ mod imp {
                     .collect(),
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
-                stopped: AtomicBool::new(false),
             })
         }
 
@@ -211,10 +209,8 @@ mod imp {
 
     impl Drop for DpdkTransport {
         fn drop(&mut self) {
-            if !self.stopped.swap(true, Ordering::AcqRel) {
-                // SAFETY: no worker uses the port any more (the runtime was shut down first).
-                unsafe { syn_dpdk_port_stop(self.port) };
-            }
+            // SAFETY: no worker uses the port any more (the runtime was shut down first).
+            unsafe { syn_dpdk_port_stop(self.port) };
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::Transport;
 use crate::clock;
-use crate::net::protocol::{decode_request, encode_reply, REQUEST_LEN};
+use crate::net::protocol::{decode_request, encode_reply};
 use crate::request::{Reply, Request};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -212,9 +212,9 @@ impl Transport for UdpTransport {
         while taken < max {
             let Some((n, from)) = recv_from(&self.sockets[worker], &mut buf) else { break };
             c.received.fetch_add(1, Ordering::Relaxed);
-            // MSG_TRUNC reports the real length of an oversized datagram, so it fails decoding.
-            let data = &buf[..n.min(buf.len())];
-            match decode_request(if n > buf.len() { &buf[..0] } else { data }) {
+            // MSG_TRUNC reports the real length of an oversized datagram; cut to the buffer, it is
+            // still longer than a request and fails decoding.
+            match decode_request(&buf[..n.min(buf.len())]) {
                 Ok(mut req) => {
                     req.arrival_ns = clock::now_ns();
                     req.origin = origin_of(from);
@@ -248,9 +248,6 @@ impl Transport for UdpTransport {
         self.closed.load(Ordering::Acquire)
     }
 }
-
-/// Size of a request datagram (for clients).
-pub const DATAGRAM_LEN: usize = REQUEST_LEN;
 
 #[cfg(test)]
 mod tests {
