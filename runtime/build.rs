@@ -1,11 +1,21 @@
 //! With the `dpdk` feature: compiles `dpdk/shim.c` against Debian's DPDK (pkg-config libdpdk)
 //! and links it. Without it, nothing to do.
 
+//! With the `interpose` feature: exports the C-library shims from every binary of this package
+//! (see src/interpose/mod.rs), so shared libraries bind to them.
+
 fn main() {
     println!("cargo:rerun-if-changed=dpdk/shim.c");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/interpose/exported.txt");
     #[cfg(feature = "dpdk")]
     build_dpdk_shim();
+    if std::env::var_os("CARGO_FEATURE_INTERPOSE").is_some() {
+        let list = std::fs::read_to_string("src/interpose/exported.txt").expect("src/interpose/exported.txt");
+        for sym in list.lines().filter(|l| !l.is_empty()) {
+            println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={sym}");
+        }
+    }
 }
 
 #[cfg(feature = "dpdk")]

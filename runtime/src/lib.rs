@@ -13,11 +13,14 @@
 //! [`sync::Mutex`] rather than OS mutexes. Allocation is safe (see [`alloc`]).
 
 pub mod alloc;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod cpu;
 pub mod green;
+#[cfg(feature = "interpose")]
+pub mod interpose;
 mod local;
 pub mod net;
 pub mod plot;

@@ -1,5 +1,6 @@
 //! The `synergy` command.
 
+mod app_commands;
 mod net_commands;
 
 use clap::{Parser, Subcommand};
@@ -273,6 +274,8 @@ enum BenchCommand {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// LevelDB GET and SCAN service times on this machine (Table 6.1), sequentially.
+    Leveldb(app_commands::BenchLeveldbArgs),
 }
 
 #[derive(clap::Args)]
@@ -437,6 +440,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
         Command::Microbench(args) => microbench(args),
         Command::Simulate(args) => simulate(args),
         Command::Serve(args) => net_commands::serve(args),

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use crate::app_commands::AppArgs;
+use synergy::app::AppName;
 use synergy::cli::RuntimeArgs;
 use synergy::net::{loadgen, server::UdpServer, sweep};
 use synergy::workload::{Workload, WorkloadName};
@@ -15,6 +17,8 @@ use synergy::workload::{Workload, WorkloadName};
 pub struct ServeArgs {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    app: AppArgs,
     /// Address to serve on (IPv4).
     #[arg(long, default_value = "127.0.0.1:7000")]
     bind: String,
@@ -44,6 +48,7 @@ enum TransportKind {
 /// What traffic the load generator offers (shared by `loadgen` and `sweep`).
 #[derive(clap::Args)]
 struct TrafficArgs {
+    /// The synthetic application's workload (ignored with --app leveldb).
     #[arg(long, value_enum, default_value = "high")]
     workload: WorkloadName,
     /// Measured time in ms (after the warm-up), per load level.
@@ -71,6 +76,13 @@ impl TrafficArgs {
 
 #[derive(clap::Args)]
 pub struct LoadgenArgs {
+    /// The server's application: with `leveldb`, requests are 50% GET of a random key of
+    /// `--leveldb-entries`, 50% SCAN, and slowdown is measured against the thesis's service
+    /// times (0.92 µs, 94 µs).
+    #[arg(long, value_enum, default_value = "synthetic")]
+    app: AppName,
+    #[arg(long, default_value_t = synergy::workload::LEVELDB_ENTRIES)]
+    leveldb_entries: u32,
     /// Server address (IPv4).
     #[arg(long, default_value = "127.0.0.1:7000")]
     target: String,
@@ -88,6 +100,8 @@ pub struct LoadgenArgs {
 pub struct SweepArgs {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    app: AppArgs,
     #[command(flatten)]
     traffic: TrafficArgs,
     /// Offered loads as fractions of the workers' capacity, comma-separated.
@@ -147,7 +161,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let w = Workload::named(args.workload);
+    let app = match args.app.start(args.workload, false) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let w = &app.workload;
     if args.transport == TransportKind::Dpdk {
         let params = synergy::transport::dpdk::DpdkParams {
             eal_args: args.dpdk_eal.split_whitespace().map(String::from).collect(),
@@ -156,7 +174,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             port: bind.port(),
             workers: cfg.workers,
         };
-        match synergy::net::server::DpdkServer::start(&cfg, &params, w.types.clone()) {
+        match synergy::net::server::DpdkServer::start(&cfg, &params, app.handler.clone()) {
             Ok(server) => {
                 install_stop_handlers();
                 println!(
@@ -178,7 +196,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => eprintln!("synergy: DPDK unavailable: {e}; falling back to the kernel UDP transport on {bind}"),
         }
     }
-    let server = match UdpServer::start(&cfg, bind, w.types.clone()) {
+    let server = match UdpServer::start(&cfg, bind, app.handler.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -237,9 +255,13 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         return fail(e);
     }
     let t = &args.traffic;
+    let workload = match args.app {
+        AppName::Synthetic => Workload::named(t.workload),
+        AppName::Leveldb => Workload { keys: args.leveldb_entries, ..Workload::leveldb(920, 94_000) },
+    };
     let p = loadgen::LoadgenParams {
         target,
-        workload: Workload::named(t.workload),
+        workload,
         rps: args.rps,
         duration: Duration::from_millis(t.duration_ms),
         warmup: Duration::from_millis(t.warmup_ms),
@@ -287,8 +309,13 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         return fail(e);
     }
     let t = &args.traffic;
+    let app = match args.app.start(t.workload, true) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     let p = sweep::SweepParams {
-        workload: Workload::named(t.workload),
+        workload: app.workload.clone(),
+        handler: app.handler.clone(),
         modes: args.modes.clone(),
         loads: args.loads.clone(),
         duration: Duration::from_millis(t.duration_ms),
@@ -308,10 +335,11 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
             pt.result.lost
         );
     });
-    let r = match r {
+    let mut r = match r {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    r.service_times = app.measured.clone();
     let base = args.out_dir.join(&args.name);
     if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
         return fail(e);

@@ -19,6 +19,62 @@ pub struct Request {
     /// Where the reply goes, in the transport's own encoding (the UDP transport: the client's
     /// IPv4 address and port); copied into the reply.
     pub origin: u64,
+    /// The request's key, for key-value applications (empty when the request has none).
+    pub key: Key,
+}
+
+/// A request's key: up to `Key::MAX` bytes, stored inline so a `Request` stays `Copy` and moves
+/// through the queues without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    len: u8,
+    bytes: [u8; Key::MAX],
+}
+
+impl Key {
+    /// Longest key the wire format carries.
+    pub const MAX: usize = 64;
+
+    /// The key `bytes`, or `None` if it is longer than `Key::MAX`.
+    pub fn new(bytes: &[u8]) -> Option<Key> {
+        if bytes.len() > Key::MAX {
+            return None;
+        }
+        let mut k = Key::default();
+        k.bytes[..bytes.len()].copy_from_slice(bytes);
+        k.len = bytes.len() as u8;
+        Some(k)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Default for Key {
+    fn default() -> Key {
+        Key { len: 0, bytes: [0; Key::MAX] }
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({:?})", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// Reply statuses shared by every application (applications add their own above 16).
+pub mod status {
+    pub const OK: u32 = 0;
+    /// The transport could read the request's id but not the rest of it (bad length, reserved
+    /// bits, a key longer than `Key::MAX`): answered so the client learns why, not dropped.
+    pub const MALFORMED: u32 = 1;
+    /// The request's kind is not one the application serves.
+    pub const UNKNOWN_KIND: u32 = 2;
 }
 
 /// A reply built by the application and completed by the runtime.

@@ -69,6 +69,8 @@ impl Runtime {
         let allowed = crate::cpu::allowed_cpus();
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
+        #[cfg(feature = "interpose")]
+        crate::interpose::ensure_linked();
         let preempter: Arc<dyn Preempter> = Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);
         let shared = Arc::new(Shared {
             workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),

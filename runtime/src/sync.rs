@@ -41,8 +41,7 @@ impl<T: ?Sized> Mutex<T> {
                 return MutexGuard { mutex: self };
             }
             self.contended.fetch_add(1, Ordering::Relaxed);
-            let holds_no_other_lock = local::on_worker() && local::disable_depth() == 1;
-            if holds_no_other_lock {
+            if may_yield_on_contention() {
                 preempt::enable();
                 crate::worker::yield_now();
                 preempt::disable();
@@ -73,6 +72,13 @@ impl<T: ?Sized> Mutex<T> {
         !self.locked.load(Ordering::Relaxed)
             && self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
+}
+
+/// Whether a green thread that just failed to take a lock may yield instead of waiting: it runs
+/// on a worker and holds no other lock (its only level of disabled preemption is the one the
+/// lock attempt itself took). Shared by this mutex and the C shim (`interpose::mutex`).
+pub(crate) fn may_yield_on_contention() -> bool {
+    local::on_worker() && local::disable_depth() == 1
 }
 
 pub struct MutexGuard<'a, T: ?Sized> {

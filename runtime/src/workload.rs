@@ -1,6 +1,7 @@
-//! Synthetic workloads of the thesis (§6.1): request types with fixed service times and mix.
+//! Workloads of the thesis (§6.1): request types with service times and mix — the synthetic ones,
+//! and LevelDB's GET/SCAN, whose GETs carry a random key of the preloaded store.
 
-use crate::request::Request;
+use crate::request::{Key, Request};
 use crate::rng::SplitMix64;
 
 /// One request type: its service time and share of requests; `long` types are the ones the
@@ -10,12 +11,33 @@ pub struct RequestType {
     pub service_ns: u64,
     pub share: f64,
     pub long: bool,
+    /// Requests of this type carry a key drawn uniformly from the workload's `keys`.
+    pub keyed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
     pub name: &'static str,
     pub types: Vec<RequestType>,
+    /// Size of the key space keyed types draw from (`key_name(0..keys)`); 0 if none is keyed.
+    pub keys: u32,
+}
+
+/// Number of entries the thesis preloads LevelDB with (§6.2.2).
+pub const LEVELDB_ENTRIES: u32 = 1000;
+/// LevelDB request kinds.
+pub const LEVELDB_GET: u32 = 0;
+pub const LEVELDB_SCAN: u32 = 1;
+
+/// The `i`-th key of a key-value workload: `key-000042`. Keys sort in index order.
+pub fn key_name(i: u32) -> Key {
+    let mut b = *b"key-000000";
+    let mut v = i;
+    for d in b[4..].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    Key::new(&b).expect("10 bytes")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,16 +52,31 @@ pub enum WorkloadName {
 
 impl Workload {
     pub fn named(name: WorkloadName) -> Workload {
-        let t = |us: f64, share: f64, long: bool| RequestType { service_ns: (us * 1000.0) as u64, share, long };
+        let t = |us: f64, share: f64, long: bool| RequestType { service_ns: (us * 1000.0) as u64, share, long, keyed: false };
         match name {
-            WorkloadName::High => Workload { name: "high", types: vec![t(1.0, 0.5, false), t(100.0, 0.5, true)] },
+            WorkloadName::High => Workload { name: "high", types: vec![t(1.0, 0.5, false), t(100.0, 0.5, true)], keys: 0 },
             WorkloadName::Extreme => {
-                Workload { name: "extreme", types: vec![t(0.5, 0.995, false), t(500.0, 0.005, true)] }
+                Workload { name: "extreme", types: vec![t(0.5, 0.995, false), t(500.0, 0.005, true)], keys: 0 }
             }
             WorkloadName::Zippydb => Workload {
                 name: "zippydb",
                 types: vec![t(0.5, 0.78, false), t(2.5, 0.19, false), t(500.0, 0.03, true)],
+                keys: 0,
             },
+        }
+    }
+
+    /// LevelDB (Table 6.1): 50% GET of a random key (short), 50% SCAN of all entries (long),
+    /// with the given mean service times (the thesis measured 0.92 µs and 94 µs; `synergy sweep
+    /// --app leveldb` measures this machine's). Kinds are `LEVELDB_GET` and `LEVELDB_SCAN`.
+    pub fn leveldb(get_ns: u64, scan_ns: u64) -> Workload {
+        Workload {
+            name: "leveldb",
+            types: vec![
+                RequestType { service_ns: get_ns, share: 0.5, long: false, keyed: true },
+                RequestType { service_ns: scan_ns, share: 0.5, long: true, keyed: false },
+            ],
+            keys: LEVELDB_ENTRIES,
         }
     }
 
@@ -76,6 +113,7 @@ impl Workload {
             t += rng.exp(mean_gap);
             let kind = self.pick(&mut rng);
             let flow = (rng.next_u64() % flows.max(1) as u64) as u32;
+            let key = if self.types[kind].keyed { key_name((rng.next_u64() % self.keys.max(1) as u64) as u32) } else { Key::default() };
             let worker = (flow as usize) % workers;
             per_worker[worker].push(Request {
                 id,
@@ -85,6 +123,7 @@ impl Workload {
                 client_ts: 0,
                 arrival_ns: t as u64,
                 origin: 0,
+                key,
             });
         }
         per_worker
@@ -102,6 +141,27 @@ mod tests {
         let z = Workload::named(WorkloadName::Zippydb);
         assert!((z.types.iter().map(|t| t.share).sum::<f64>() - 1.0).abs() < 1e-12);
         assert!((Workload::named(WorkloadName::Extreme).mean_service_ns() - 2_997.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn keys_sort_in_index_order_and_only_keyed_types_carry_one() {
+        assert_eq!(key_name(0).as_bytes(), b"key-000000");
+        assert_eq!(key_name(42).as_bytes(), b"key-000042");
+        assert_eq!(key_name(999_999).as_bytes(), b"key-999999");
+        assert!(key_name(9).as_bytes() < key_name(10).as_bytes());
+        let w = Workload::leveldb(920, 94_000);
+        let s = w.schedule(10_000.0, 4000, 1, 8, 3).pop().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for r in &s {
+            if r.kind == LEVELDB_GET {
+                let k = r.key.as_bytes();
+                assert!(k.starts_with(b"key-") && k.len() == 10, "{:?}", r.key);
+                seen.insert(k.to_vec());
+            } else {
+                assert!(r.key.is_empty(), "SCAN carries no key");
+            }
+        }
+        assert!(seen.len() > 800 && seen.iter().all(|k| k.as_slice() < key_name(LEVELDB_ENTRIES).as_bytes()), "{}", seen.len());
     }
 
     #[test]

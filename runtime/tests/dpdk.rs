@@ -62,7 +62,7 @@ fn dpdk_af_packet_answers_every_request_exactly_once() {
         port: 7000,
         workers: 1,
     };
-    let server = DpdkServer::start(&common::one_worker(), &params, Workload::named(WorkloadName::High).types).expect("start the DPDK server");
+    let server = DpdkServer::start(&common::one_worker(), &params, synergy::app::synthetic::handler(Workload::named(WorkloadName::High).types)).expect("start the DPDK server");
     let lp = LoadgenParams {
         target: SocketAddrV4::new(server_ip, 7000),
         workload: Workload::named(WorkloadName::High),

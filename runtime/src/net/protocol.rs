@@ -4,10 +4,13 @@
 //!
 //! Request (128 bytes):
 //! ```text
-//!  0  u32 magic "SYNQ"      4  u16 version (1)     6  u16 flags (0)
+//!  0  u32 magic "SYNQ"      4  u16 version (1)     6  u16 flags
 //!  8  u64 id               16  u32 kind           20  u32 flow
-//! 24  u64 service_ns       32  u64 client_ts      40..128 zero padding
+//! 24  u64 service_ns       32  u64 client_ts
+//! 40  u8  key length       41..41+len key bytes   rest zero padding
 //! ```
+//! Flags: bit 0 (`FLAG_KEY`) says bytes 40.. carry a key (1..=64 bytes, for key-value
+//! applications); without it bytes 40..128 are zero. Other bits are reserved (zero).
 //! Reply (64 bytes):
 //! ```text
 //!  0  u32 magic "SYNP"      4  u16 version (1)     6  u16 flags (0)
@@ -16,13 +19,18 @@
 //! 44  u32 preemptions      48  u64 server_ns (time in the server)   56..64 zero
 //! ```
 
-use crate::request::{Reply, Request};
+use crate::request::{Key, Reply, Request};
 
 pub const REQUEST_LEN: usize = 128;
 pub const REPLY_LEN: usize = 64;
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"SYNQ");
 pub const REPLY_MAGIC: u32 = u32::from_le_bytes(*b"SYNP");
 pub const VERSION: u16 = 1;
+/// Request flag: a key follows at byte 40.
+pub const FLAG_KEY: u16 = 1;
+const KEY_LEN_AT: usize = 40;
+const KEY_AT: usize = 41;
+const _: () = assert!(KEY_AT + Key::MAX <= REQUEST_LEN);
 
 /// Why a datagram was not a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +41,8 @@ pub enum WireError {
     BadVersion(u16),
     /// Flags or padding bits set that this version does not define.
     Reserved,
+    /// `FLAG_KEY` with a key length of 0 or above `Key::MAX`.
+    BadKeyLength(u8),
 }
 
 impl std::fmt::Display for WireError {
@@ -42,6 +52,7 @@ impl std::fmt::Display for WireError {
             WireError::BadMagic(m) => write!(f, "bad magic {m:#010x}"),
             WireError::BadVersion(v) => write!(f, "unsupported version {v}"),
             WireError::Reserved => f.write_str("reserved bits set"),
+            WireError::BadKeyLength(n) => write!(f, "key length {n} (must be 1..={})", Key::MAX),
         }
     }
 }
@@ -59,7 +70,8 @@ fn put(b: &mut [u8], o: usize, v: &[u8]) {
     b[o..o + v.len()].copy_from_slice(v);
 }
 
-fn header(b: &[u8], len: usize, magic: u32) -> Result<(), WireError> {
+/// Checks length, magic and version; returns the flags.
+fn header(b: &[u8], len: usize, magic: u32) -> Result<u16, WireError> {
     if b.len() != len {
         return Err(WireError::BadLength { got: b.len() });
     }
@@ -71,10 +83,7 @@ fn header(b: &[u8], len: usize, magic: u32) -> Result<(), WireError> {
     if v != VERSION {
         return Err(WireError::BadVersion(v));
     }
-    if u16_at(b, 6) != 0 {
-        return Err(WireError::Reserved);
-    }
-    Ok(())
+    Ok(u16_at(b, 6))
 }
 
 /// Writes magic and version (flags stay 0): what `header` checks.
@@ -91,16 +100,35 @@ pub fn encode_request(r: &Request) -> [u8; REQUEST_LEN] {
     put(&mut b, 20, &r.flow.to_le_bytes());
     put(&mut b, 24, &r.service_ns.to_le_bytes());
     put(&mut b, 32, &r.client_ts.to_le_bytes());
+    if !r.key.is_empty() {
+        put(&mut b, 6, &FLAG_KEY.to_le_bytes());
+        b[KEY_LEN_AT] = r.key.as_bytes().len() as u8;
+        put(&mut b, KEY_AT, r.key.as_bytes());
+    }
     b
 }
 
 /// The request in `b`; `arrival_ns` and `origin` are the transport's to fill in.
 pub fn decode_request(b: &[u8]) -> Result<Request, WireError> {
-    header(b, REQUEST_LEN, REQUEST_MAGIC)?;
-    if b[40..].iter().any(|&x| x != 0) {
+    let flags = header(b, REQUEST_LEN, REQUEST_MAGIC)?;
+    if flags & !FLAG_KEY != 0 {
+        return Err(WireError::Reserved);
+    }
+    let (key, padding_from) = if flags & FLAG_KEY != 0 {
+        let n = b[KEY_LEN_AT];
+        let key = match Key::new(&b[KEY_AT..KEY_AT + (n as usize).min(Key::MAX)]) {
+            Some(k) if n != 0 && n as usize <= Key::MAX => k,
+            _ => return Err(WireError::BadKeyLength(n)),
+        };
+        (key, KEY_AT + n as usize)
+    } else {
+        (Key::default(), KEY_LEN_AT)
+    };
+    if b[padding_from..].iter().any(|&x| x != 0) {
         return Err(WireError::Reserved);
     }
     Ok(Request {
+        key,
         id: u64_at(b, 8),
         kind: u32_at(b, 16),
         flow: u32_at(b, 20),
@@ -137,9 +165,18 @@ pub struct WireReply {
     pub server_ns: u64,
 }
 
+/// The id and kind of a datagram that is not a well-formed request but starts like one (magic and
+/// version right, at least 24 bytes): the transport answers it with `status::MALFORMED` instead
+/// of leaving the client to time out. Anything else has no one to answer and is only counted.
+pub fn salvage_request_id(b: &[u8]) -> Option<(u64, u32)> {
+    if b.len() < 24 || u32_at(b, 0) != REQUEST_MAGIC || u16_at(b, 4) != VERSION {
+        return None;
+    }
+    Some((u64_at(b, 8), u32_at(b, 16)))
+}
+
 pub fn decode_reply(b: &[u8]) -> Result<WireReply, WireError> {
-    header(b, REPLY_LEN, REPLY_MAGIC)?;
-    if b[56..].iter().any(|&x| x != 0) {
+    if header(b, REPLY_LEN, REPLY_MAGIC)? != 0 || b[56..].iter().any(|&x| x != 0) {
         return Err(WireError::Reserved);
     }
     Ok(WireReply {
@@ -210,10 +247,36 @@ mod tests {
         assert_eq!(decode_request(&bad), Err(WireError::BadVersion(2)));
         let mut bad = good;
         bad[6] = 1;
-        assert_eq!(decode_request(&bad), Err(WireError::Reserved));
+        assert_eq!(decode_request(&bad), Err(WireError::BadKeyLength(0)), "FLAG_KEY without a key");
         let mut bad = good;
         bad[100] = 1;
         assert_eq!(decode_request(&bad), Err(WireError::Reserved));
+        let mut bad = good;
+        bad[6] = 2;
+        assert_eq!(decode_request(&bad), Err(WireError::Reserved), "an undefined flag");
+        // A key-less request is a malformed one once its padding is not zero; with FLAG_KEY the
+        // key length must be 1..=64 and everything after the key zero.
+        let keyed = encode_request(&Request { key: Key::new(b"key-000042").unwrap(), ..req() });
+        assert_eq!(u16_at(&keyed, 6), FLAG_KEY);
+        assert_eq!(keyed[40], 10);
+        assert_eq!(&keyed[41..51], b"key-000042");
+        assert_eq!(decode_request(&keyed).unwrap().key.as_bytes(), b"key-000042");
+        for n in [0u8, 65, 255] {
+            let mut bad = keyed;
+            bad[40] = n;
+            assert_eq!(decode_request(&bad), Err(WireError::BadKeyLength(n)));
+        }
+        let mut bad = keyed;
+        bad[51] = b'x';
+        assert_eq!(decode_request(&bad), Err(WireError::Reserved), "a byte after the key");
+        let mut longest = keyed;
+        longest[40] = 64;
+        longest[41..105].fill(b'k');
+        assert_eq!(decode_request(&longest).unwrap().key.as_bytes(), &[b'k'; 64][..]);
+        // The id of something that starts like a request is salvaged; of anything else not.
+        assert_eq!(salvage_request_id(&good[..24]), Some((0x0102_0304_0506_0708, 7)));
+        assert_eq!(salvage_request_id(&good[..23]), None);
+        assert_eq!(salvage_request_id(&encode_reply(&Reply::default())), None);
         // A reply is not a request and vice versa.
         assert!(matches!(decode_request(&[0u8; 128]), Err(WireError::BadMagic(0))));
         assert!(matches!(decode_reply(&good[..64]), Err(WireError::BadMagic(_))));

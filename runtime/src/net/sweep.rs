@@ -14,9 +14,13 @@ use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SweepParams {
+    /// The request mix the load generator offers, with the service times slowdown is measured
+    /// against.
     pub workload: Workload,
+    /// What the server runs (e.g. `app::synthetic::handler(workload.types)`).
+    pub handler: crate::app::Handler,
     /// Preemption modes, one line each.
     pub modes: Vec<PreemptMode>,
     /// Offered loads as fractions of the workers' capacity.
@@ -53,6 +57,9 @@ pub struct SweepResult {
     pub slo: f64,
     pub points: Vec<SweepPoint>,
     pub summary: Vec<ModeSummary>,
+    /// The application's service times as measured before the sweep (LevelDB), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_times: Option<serde_json::Value>,
 }
 
 /// Whether a point meets the SLO: every measured request answered and p99.9 slowdown ≤ slo.
@@ -73,7 +80,7 @@ pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize
     for &mode in &p.modes {
         for &load in &p.loads {
             let cfg = Config { preempt: mode, ..base.clone() };
-            let server = UdpServer::start(&cfg, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), p.workload.types.clone())
+            let server = UdpServer::start(&cfg, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), p.handler.clone())
                 .map_err(|e| e.to_string())?;
             let lp = LoadgenParams {
                 target: server.local_addr(),
@@ -100,7 +107,7 @@ pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize
             ModeSummary { preempt: m.name().into(), max_rps_under_slo: max_under_slo(&of, p.slo) }
         })
         .collect();
-    Ok(SweepResult { workload: p.workload.name.into(), workers: base.workers, capacity_rps: capacity, slo: p.slo, points, summary })
+    Ok(SweepResult { workload: p.workload.name.into(), workers: base.workers, capacity_rps: capacity, slo: p.slo, points, summary, service_times: None })
 }
 
 pub fn csv(r: &SweepResult) -> String {

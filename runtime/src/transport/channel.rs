@@ -35,6 +35,11 @@ impl ChannelTransport {
         std::iter::from_fn(|| self.replies.pop()).collect()
     }
 
+    /// Replies waiting to be taken.
+    pub fn replies_len(&self) -> usize {
+        self.replies.len()
+    }
+
     /// Requests waiting in `worker`'s RX queue.
     pub fn backlog_of(&self, worker: usize) -> usize {
         self.rx[worker].len()

@@ -2,12 +2,13 @@
 //! bound to the same address with SO_REUSEPORT, so the kernel spreads client flows (by 4-tuple
 //! hash, like RSS) over the workers' sockets — each worker's RX/TX queue pair. Non-blocking: a
 //! worker polls its own socket; replies go out of the same socket to the request's origin.
-//! Datagrams that are not well-formed requests are counted and dropped.
+//! Datagrams that are not well-formed requests are counted; those that start like a request (so
+//! their id is known) are answered with `status::MALFORMED`, the rest dropped.
 
 use super::Transport;
 use crate::clock;
-use crate::net::protocol::{decode_request, encode_reply};
-use crate::request::{Reply, Request};
+use crate::net::protocol::{decode_request, encode_reply, salvage_request_id};
+use crate::request::{status, Reply, Request};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -223,6 +224,11 @@ impl Transport for UdpTransport {
                 }
                 Err(_) => {
                     c.malformed.fetch_add(1, Ordering::Relaxed);
+                    // Answer what can be answered, so a client with a bug learns it at once.
+                    if let Some((id, kind)) = salvage_request_id(&buf[..n.min(buf.len())]) {
+                        let reply = Reply { id, kind, status: status::MALFORMED, origin: origin_of(from), ..Reply::default() };
+                        self.reply(worker, reply);
+                    }
                 }
             }
         }
