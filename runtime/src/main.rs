@@ -51,8 +51,10 @@ struct SimulateArgs {
     /// Simulated worker cores.
     #[arg(long, default_value_t = 14)]
     workers: usize,
-    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc), or the
-    /// ablation's configurations (rss-ci, rss-ci+ws, rss-ci+ws+wq, rss-ci+ws+wq+cp, rss-ci+ws+wq+cp+qa).
+    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc), the
+    /// ablation's configurations (rss-ci, rss-ci+ws, rss-ci+ws+wq, rss-ci+ws+wq+cp, rss-ci+ws+wq+cp+qa),
+    /// or Synergy with knobs: synergy-q<QUANTUM_FACTOR>, synergy-d<THRESH_WQD µs>-f<CONGESTED_QUANTUM_FACTOR>
+    /// (Figure 6.6's notation), or both (synergy-q4-d10-f5).
     #[arg(long, value_delimiter = ',', default_value = "synergy,shinjuku,concord,tq,darc,cfcfs,dfcfs")]
     policies: Vec<String>,
     /// Offered loads as fractions of capacity.
@@ -103,7 +105,11 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         return fail(format!("--workers must be between 1 and 1024, got {}", a.workers));
     }
     if let Some(bad) = a.policies.iter().find(|p| !sim::is_policy(p)) {
-        return fail(format!("unknown policy {bad:?}; known: {}, and the ablation {}", sim::POLICIES.join(", "), sim::ABLATION.join(", ")));
+        return fail(format!(
+            "unknown policy {bad:?}; known: {}, the ablation {}, and synergy-q<F>, synergy-d<US>-f<F>, synergy-q<F>-d<US>-f<F>",
+            sim::POLICIES.join(", "),
+            sim::ABLATION.join(", ")
+        ));
     }
     if let Err(e) = check_loads(&a.loads) {
         return fail(e);

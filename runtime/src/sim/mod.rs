@@ -117,6 +117,14 @@ pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_fac
             Box::new(policy::Darc::new(reserved))
         }
         "synergy" => Box::new(policy::Synergy::new(workers, quantum_factor, steal_threshold, short_ema)),
+        other if other.starts_with("synergy-") => {
+            let k = SynergyKnobs::parse(other, quantum_factor)?;
+            let congested = if k.thresh_wqd_us == 0 { k.quantum_factor } else { k.congested_factor };
+            Box::new(
+                policy::Synergy::with_components(other, policy::Components::ALL, workers, k.quantum_factor, steal_threshold, short_ema)
+                    .with_congestion(k.quantum_factor, congested, k.thresh_wqd_us * 1000),
+            )
+        }
         other => {
             let (n, parts) = policy::Components::ablation().into_iter().find(|(n, _)| *n == other)?;
             Box::new(policy::Synergy::with_components(n, parts, workers, quantum_factor, steal_threshold, short_ema))
@@ -130,7 +138,40 @@ pub const POLICIES: [&str; 7] = ["synergy", "cfcfs", "dfcfs", "shinjuku", "conco
 pub const ABLATION: [&str; 5] = ["rss-ci", "rss-ci+ws", "rss-ci+ws+wq", "rss-ci+ws+wq+cp", "rss-ci+ws+wq+cp+qa"];
 
 pub fn is_policy(name: &str) -> bool {
-    POLICIES.contains(&name) || ABLATION.contains(&name)
+    POLICIES.contains(&name) || ABLATION.contains(&name) || SynergyKnobs::parse(name, 2.0).is_some()
+}
+
+/// Synergy with its knobs in the name, the thesis's Figure 6.6 notation extended by the quantum
+/// factor: `synergy-q<QUANTUM_FACTOR>`, `synergy-d<THRESH_WQD µs>-f<CONGESTED_QUANTUM_FACTOR>`, or
+/// both (`synergy-q4-d10-f5`). `d0-f0` is the thesis's default: never congested.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SynergyKnobs {
+    pub quantum_factor: f64,
+    pub thresh_wqd_us: u64,
+    pub congested_factor: f64,
+}
+
+impl SynergyKnobs {
+    /// The knobs `name` sets; those it does not set keep the defaults (`quantum_factor`, d0-f0).
+    pub fn parse(name: &str, quantum_factor: f64) -> Option<SynergyKnobs> {
+        let mut k = SynergyKnobs { quantum_factor, thresh_wqd_us: 0, congested_factor: 0.0 };
+        let rest = name.strip_prefix("synergy-")?;
+        let (mut saw_d, mut saw_f) = (false, false);
+        for part in rest.split('-') {
+            let (tag, value) = part.split_at_checked(1)?;
+            match tag {
+                "q" => k.quantum_factor = value.parse().ok().filter(|v: &f64| *v > 0.0 && v.is_finite())?,
+                "d" => (k.thresh_wqd_us, saw_d) = (value.parse().ok()?, true),
+                "f" => (k.congested_factor, saw_f) = (value.parse().ok().filter(|v: &f64| *v >= 0.0 && v.is_finite())?, true),
+                _ => return None,
+            }
+        }
+        // d and f come together; a congested factor of 0 only with d0.
+        if saw_d != saw_f || (k.thresh_wqd_us > 0 && k.congested_factor == 0.0) || rest.is_empty() {
+            return None;
+        }
+        Some(k)
+    }
 }
 
 /// Flows of the simulations unless told otherwise: many, so RSS spreads load evenly.
@@ -153,6 +194,37 @@ mod tests {
     use super::*;
     use crate::rng::SplitMix64;
     use crate::workload::{Workload, WorkloadName};
+
+    #[test]
+    fn knob_names_parse_like_the_thesis_figure() {
+        let k = |q, d, f| Some(SynergyKnobs { quantum_factor: q, thresh_wqd_us: d, congested_factor: f });
+        assert_eq!(SynergyKnobs::parse("synergy-d10-f5", 2.0), k(2.0, 10, 5.0));
+        assert_eq!(SynergyKnobs::parse("synergy-d0-f0", 2.0), k(2.0, 0, 0.0));
+        assert_eq!(SynergyKnobs::parse("synergy-q8", 2.0), k(8.0, 0, 0.0));
+        assert_eq!(SynergyKnobs::parse("synergy-q1.5-d15-f20", 2.0), k(1.5, 15, 20.0));
+        for bad in ["synergy", "synergy-", "synergy-d10", "synergy-f5", "synergy-d10-f0", "synergy-q0", "synergy-x1", "synergy-d-1-f2", "synergy-qnan", "shinjuku-d1-f1"] {
+            assert_eq!(SynergyKnobs::parse(bad, 2.0), None, "{bad}");
+        }
+        assert!(is_policy("synergy-d15-f20") && !is_policy("synergy-d15"));
+    }
+
+    #[test]
+    fn congestion_control_resumes_the_wait_queue_sooner() {
+        // Extreme at 90% load: with d10-f10 the long requests' tail is shorter than with
+        // best-effort d0-f0, which gives short requests every priority (Figure 6.6's trade-off).
+        let w = Workload::named(WorkloadName::Extreme);
+        let rps = 0.9 * w.capacity_rps(14);
+        let run = |name: &str| {
+            let mut p = policy_named(name, 14, &w, 2.0, 1).unwrap();
+            simulate(p.as_mut(), &w, rps, 200_000, 14, DEFAULT_FLOWS, Overheads { dispatch_ns: 50, preempt_ns: 828, switch_ns: 50, steal_ns: 100 }, 1)
+        };
+        let (best_effort, congested) = (run("synergy-d0-f0"), run("synergy-d10-f10"));
+        let p999 = |r: &SimResult, class: usize| r.classes[class].p999_ns;
+        assert!(p999(&congested, 1) < p999(&best_effort, 1), "long p99.9: d10-f10 {} vs d0-f0 {}", p999(&congested, 1), p999(&best_effort, 1));
+        // ... paid for by the short requests, which wait behind the resumed long ones.
+        assert!(p999(&congested, 0) > p999(&best_effort, 0), "short p99.9: d10-f10 {} vs d0-f0 {}", p999(&congested, 0), p999(&best_effort, 0));
+        assert_eq!(congested.policy, "synergy-d10-f10");
+    }
 
     fn req(id: usize, at_us: u64, service_us: u64, long: bool, home: usize) -> SimRequest {
         SimRequest { id, class: usize::from(long), arrival_ns: at_us * 1000, service_ns: service_us * 1000, remaining_ns: service_us * 1000, long, home }
