@@ -2,6 +2,7 @@
 //! an optional TOML file (`--config`), validated into a `Config`.
 
 use crate::config::{Config, ConfigError, Placement};
+use crate::policy::system::SchedPolicy;
 use crate::preempt::PreemptMode;
 use clap::Args;
 use std::path::PathBuf;
@@ -47,6 +48,16 @@ pub struct RuntimeArgs {
     /// Do not pin threads to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Scheduling policy: synergy, or a baseline of the thesis's comparison (cfcfs, dfcfs,
+    /// shinjuku, concord, tq, darc), run on synergy's workers and preemption mechanism.
+    #[arg(long, value_enum)]
+    pub policy: Option<SchedPolicy>,
+    /// DARC: request kinds classified long at arrival, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub long_kinds: Option<Vec<u32>>,
+    /// DARC: workers reserved for short requests.
+    #[arg(long, value_name = "N")]
+    pub darc_reserved: Option<usize>,
 }
 
 impl RuntimeArgs {
@@ -67,7 +78,8 @@ impl RuntimeArgs {
         set!(workers <- self.workers, quantum_factor <- self.quantum_factor,
              congested_quantum_factor <- self.congested_quantum_factor, thresh_wqd_us <- self.thresh_wqd,
              steal_threshold <- self.steal_threshold, preempt <- self.preempt, stack_kib <- self.stack_kib,
-             max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity);
+             max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
+             policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved);
         if self.worker_cores.is_some() {
             c.worker_cores = self.worker_cores.clone();
         }

@@ -1,5 +1,6 @@
 //! Runtime configuration: defaults, an optional TOML file, validation with clear errors.
 
+use crate::policy::system::SchedPolicy;
 use crate::preempt::PreemptMode;
 use serde::Deserialize;
 use std::fmt;
@@ -33,6 +34,13 @@ pub struct Config {
     pub rx_capacity: usize,
     /// Pin workers and the timer core to their CPUs.
     pub pin: bool,
+    /// The scheduling policy: Synergy, or one of the thesis's baselines (`policy::system`).
+    pub policy: SchedPolicy,
+    /// DARC: request kinds classified long at arrival (the synthetic workloads' long kind is 1,
+    /// ZippyDB's 2; `serve`/`sweep` set it from the workload).
+    pub long_kinds: Vec<u32>,
+    /// DARC: workers reserved for short requests (at least 1, fewer than `workers`).
+    pub darc_reserved_workers: usize,
 }
 
 impl Default for Config {
@@ -51,6 +59,9 @@ impl Default for Config {
             max_green_threads: 4096,
             rx_capacity: 4096,
             pin: true,
+            policy: SchedPolicy::Synergy,
+            long_kinds: vec![1],
+            darc_reserved_workers: 1,
         }
     }
 }
@@ -125,6 +136,13 @@ impl Config {
         }
         if !(64..=1 << 20).contains(&self.rx_capacity) {
             return err(format!("rx_capacity must be between 64 and 1048576, got {}", self.rx_capacity));
+        }
+        if self.policy == SchedPolicy::Darc && !(1..self.workers).contains(&self.darc_reserved_workers) {
+            return err(format!(
+                "policy darc reserves darc_reserved_workers ({}) for short requests and needs at least one more \
+                 worker for long ones: give it 2 or more workers (got {})",
+                self.darc_reserved_workers, self.workers
+            ));
         }
         if allowed.is_empty() {
             return err("no CPU is available to this process");
@@ -210,6 +228,8 @@ mod tests {
             (Config { quantum_factor: 0.0, ..Config::default() }, "quantum_factor"),
             (Config { congested_quantum_factor: f64::NAN, ..Config::default() }, "congested_quantum_factor"),
             (Config { stack_kib: 4, ..Config::default() }, "stack_kib"),
+            (Config { policy: SchedPolicy::Darc, ..Config::default() }, "policy darc"),
+            (Config { policy: SchedPolicy::Darc, workers: 2, darc_reserved_workers: 2, ..Config::default() }, "darc_reserved_workers"),
             (Config { max_green_threads: 1, ..Config::default() }, "max_green_threads"),
             (Config { rx_capacity: 3, ..Config::default() }, "rx_capacity"),
             (Config { timer_core: Some(7), ..Config::default() }, "timer core CPU 7"),

@@ -107,9 +107,13 @@ pub struct SweepArgs {
     /// Offered loads as fractions of the workers' capacity, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8")]
     loads: Vec<f64>,
-    /// Preemption modes to compare, one line each.
+    /// Preemption modes to compare; one line per (policy, mode).
     #[arg(long, value_delimiter = ',', value_enum, default_value = "signal,none")]
     modes: Vec<synergy::PreemptMode>,
+    /// Scheduling policies to compare (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc); one
+    /// line per (policy, mode). Overrides --policy.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    policies: Option<Vec<synergy::policy::system::SchedPolicy>>,
     /// p99.9 slowdown SLO.
     #[arg(long, default_value_t = 50.0)]
     slo: f64,
@@ -153,7 +157,7 @@ fn wait_for_stop(duration_s: Option<u64>) {
 }
 
 pub fn serve(args: ServeArgs) -> ExitCode {
-    let (cfg, placement) = match args.runtime.resolve() {
+    let (mut cfg, placement) = match args.runtime.resolve() {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -166,6 +170,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let w = &app.workload;
+    long_kinds_from(&args.runtime, &mut cfg, w);
     if args.transport == TransportKind::Dpdk {
         let params = synergy::transport::dpdk::DpdkParams {
             eal_args: args.dpdk_eal.split_whitespace().map(String::from).collect(),
@@ -283,8 +288,16 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
     }
 }
 
+/// DARC classifies by kind at arrival: unless `--long-kinds` was given, the kinds the workload
+/// marks long.
+fn long_kinds_from(runtime: &RuntimeArgs, cfg: &mut synergy::Config, workload: &Workload) {
+    if runtime.long_kinds.is_none() {
+        cfg.long_kinds = workload.types.iter().enumerate().filter(|(_, t)| t.long).map(|(i, _)| i as u32).collect();
+    }
+}
+
 pub fn sweep(args: SweepArgs) -> ExitCode {
-    let (cfg, _) = match args.runtime.resolve() {
+    let (mut cfg, _) = match args.runtime.resolve() {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -313,10 +326,18 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    long_kinds_from(&args.runtime, &mut cfg, &app.workload);
+    let policies = args.policies.clone().unwrap_or_else(|| vec![cfg.policy]);
+    for &policy in &policies {
+        if let Err(e) = (synergy::Config { policy, ..cfg.clone() }).validate(&synergy::cpu::allowed_cpus()) {
+            return fail(e);
+        }
+    }
     let p = sweep::SweepParams {
         workload: app.workload.clone(),
         handler: app.handler.clone(),
         modes: args.modes.clone(),
+        policies,
         loads: args.loads.clone(),
         duration: Duration::from_millis(t.duration_ms),
         warmup: Duration::from_millis(t.warmup_ms),
@@ -327,8 +348,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     let r = sweep::run(&cfg, &p, |k, n, pt| {
         let bar: String = (0..20).map(|i| if i * n < 20 * k { '#' } else { '.' }).collect();
         eprintln!(
-            "[{bar}] {k}/{n}  --preempt={} load {:.0}%: {:.0} req/s achieved, p99.9 slowdown {:.1}, lost {}",
-            pt.preempt,
+            "[{bar}] {k}/{n}  {} load {:.0}%: {:.0} req/s achieved, p99.9 slowdown {:.1}, lost {}",
+            pt.line(),
             pt.load * 100.0,
             pt.result.achieved_rps,
             pt.result.overall_slowdown_p999,
@@ -345,7 +366,10 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         return fail(e);
     }
     for s in &r.summary {
-        println!("--preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s", s.preempt, r.slo, s.max_rps_under_slo);
+        println!(
+            "--policy={} --preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s",
+            s.policy, s.preempt, r.slo, s.max_rps_under_slo
+        );
     }
     println!("wrote {}.{{json,csv,svg}}", base.display());
     ExitCode::SUCCESS

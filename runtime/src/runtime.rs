@@ -2,7 +2,7 @@
 
 use crate::config::{Config, ConfigError, Placement};
 use crate::preempt::{self, Preempter};
-use crate::queue::Ring;
+use crate::queue::{LockedFifo, Ring};
 use crate::request::Request;
 use crate::stats::{RunStats, TimerStats, WorkerSnapshot};
 use crate::timer_core::{run_timer_core, TimerParams};
@@ -88,6 +88,12 @@ impl Runtime {
             shutdown: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             live_threads: AtomicUsize::new(0),
+            policy: config.policy,
+            spec: config.policy.spec(),
+            central: LockedFifo::with_capacity(config.rx_capacity),
+            central_long: LockedFifo::with_capacity(0),
+            long_kinds: config.long_kinds.clone(),
+            darc_reserved: config.darc_reserved_workers,
         });
         let (tx, rx) = mpsc::channel::<Result<(), String>>();
         let mut workers = Vec::new();

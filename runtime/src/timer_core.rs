@@ -3,7 +3,6 @@
 //! The decisions themselves are `policy::timer`.
 
 use crate::clock;
-use crate::policy::quantum::quantum_ns;
 use crate::policy::timer::{decide, QuantumControl, TimerDecision};
 use crate::preempt::Target;
 use crate::stats::TimerStats;
@@ -48,8 +47,8 @@ pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<Atomic
             if now < deadline || deadline == 0 {
                 continue; // cheap path: disarmed or still running its quantum
             }
-            let queued = !w.rx.is_empty() || shared.transport.backlog(w.id) > 0;
-            let quantum = quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
+            let queued = crate::worker::work_waiting(&shared, w.id);
+            let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
             match decide(now, deadline, queued, quantum) {
                 TimerDecision::Preempt { next_deadline } => {
                     // Only if the worker has not disarmed/re-armed meanwhile (a new request).

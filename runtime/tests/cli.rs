@@ -13,6 +13,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// With the `leveldb` feature the LevelDB options are checked; without it the binary says it was
+/// built without LevelDB.
+const LEVELDB_ENTRIES_ERROR: &str = if cfg!(feature = "leveldb") { "--leveldb-entries must be between 1" } else { "built without LevelDB" };
+const LEVELDB_COUNT_ERROR: &str = if cfg!(feature = "leveldb") { "--gets, --scans and --leveldb-entries must be at least 1" } else { "built without LevelDB" };
+
 #[test]
 fn bad_values_are_rejected_with_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[
@@ -43,6 +48,12 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
         (&["microbench", "--preempt", "none"], "--preempt must be signal, ipi or uintr"),
         (&["microbench", "--preempt", "uintr"], "kmod_uintr"),
+        (&["serve", "--policy", "linux"], "invalid value 'linux'"),
+        (&["sweep", "--policies", "synergy,darc"], "policy darc reserves darc_reserved_workers (1)"),
+        (&["demo", "--policy", "darc", "--workers", "2", "--darc-reserved", "2", "--no-pin"], "darc_reserved_workers"),
+        (&["simulate", "--policies", "synergy-d10"], "unknown policy \"synergy-d10\""),
+        (&["serve", "--app", "leveldb", "--leveldb-entries", "0"], LEVELDB_ENTRIES_ERROR),
+        (&["bench", "leveldb", "--gets", "0"], LEVELDB_COUNT_ERROR),
     ];
     for (args, needle) in cases {
         let o = synergy(args);

@@ -10,6 +10,8 @@ pub struct GreenThread {
     stack: Stack,
     /// The running request was marked long by `feedback_start()`.
     pub long: bool,
+    /// The running request is under the timer core's watch (re-armed after each preemption).
+    pub timed: bool,
     /// When the current request was scheduled (runtime clock, ns).
     pub started_ns: u64,
     /// How often the current request was preempted or yielded.
@@ -20,13 +22,14 @@ impl GreenThread {
     pub fn new(stack_size: usize, entry: extern "C" fn() -> !) -> io::Result<Box<GreenThread>> {
         let stack = Stack::new(stack_size)?;
         let ctx = Context::new(stack.top(), entry);
-        Ok(Box::new(GreenThread { ctx, stack, long: false, started_ns: 0, preemptions: 0 }))
+        Ok(Box::new(GreenThread { ctx, stack, long: false, timed: false, started_ns: 0, preemptions: 0 }))
     }
 
     /// Makes the thread start afresh at `entry` next time it is switched to.
     pub fn reset(&mut self, entry: extern "C" fn() -> !) {
         self.ctx = Context::new(self.stack.top(), entry);
         self.long = false;
+        self.timed = false;
         self.preemptions = 0;
     }
 

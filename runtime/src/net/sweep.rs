@@ -7,6 +7,7 @@ use super::loadgen::{self, LoadgenParams, LoadgenResult};
 use super::server::UdpServer;
 use crate::config::Config;
 use crate::plot::{line_panel, svg_page, Series};
+use crate::policy::system::SchedPolicy;
 use crate::preempt::PreemptMode;
 use crate::workload::Workload;
 use serde::Serialize;
@@ -21,8 +22,10 @@ pub struct SweepParams {
     pub workload: Workload,
     /// What the server runs (e.g. `app::synthetic::handler(workload.types)`).
     pub handler: crate::app::Handler,
-    /// Preemption modes, one line each.
+    /// Preemption modes; one line per (policy, mode).
     pub modes: Vec<PreemptMode>,
+    /// Scheduling policies (`--policy`); one line per (policy, mode).
+    pub policies: Vec<SchedPolicy>,
     /// Offered loads as fractions of the workers' capacity.
     pub loads: Vec<f64>,
     pub duration: Duration,
@@ -35,6 +38,7 @@ pub struct SweepParams {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepPoint {
+    pub policy: String,
     pub preempt: String,
     pub load: f64,
     pub preemptions: u64,
@@ -44,6 +48,7 @@ pub struct SweepPoint {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeSummary {
+    pub policy: String,
     pub preempt: String,
     /// Highest offered load (requests/s) whose p99.9 slowdown met the SLO with no loss; 0 if none.
     pub max_rps_under_slo: f64,
@@ -73,13 +78,29 @@ pub fn max_under_slo(points: &[&SweepPoint], slo: f64) -> f64 {
     points.iter().filter(|p| meets_slo(&p.result, slo)).map(|p| p.result.offered_rps).fold(0.0, f64::max)
 }
 
+impl SweepPoint {
+    /// The line this point belongs to: the mode alone for Synergy, "policy/mode" otherwise.
+    pub fn line(&self) -> String {
+        line_name(&self.policy, &self.preempt)
+    }
+}
+
+fn line_name(policy: &str, preempt: &str) -> String {
+    if policy == SchedPolicy::Synergy.name() {
+        format!("--preempt={preempt}")
+    } else {
+        format!("{policy} --preempt={preempt}")
+    }
+}
+
 pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize, &SweepPoint)) -> Result<SweepResult, String> {
     let capacity = p.workload.capacity_rps(base.workers);
-    let total = p.modes.len() * p.loads.len();
+    let lines: Vec<(SchedPolicy, PreemptMode)> = p.policies.iter().flat_map(|&pol| p.modes.iter().map(move |&m| (pol, m))).collect();
+    let total = lines.len() * p.loads.len();
     let mut points = Vec::new();
-    for &mode in &p.modes {
+    for &(policy, mode) in &lines {
         for &load in &p.loads {
-            let cfg = Config { preempt: mode, ..base.clone() };
+            let cfg = Config { preempt: mode, policy, ..base.clone() };
             let server = UdpServer::start(&cfg, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), p.handler.clone())
                 .map_err(|e| e.to_string())?;
             let lp = LoadgenParams {
@@ -94,17 +115,16 @@ pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize
             };
             let result = loadgen::run(&lp);
             let (stats, _) = server.shutdown();
-            let point = SweepPoint { preempt: mode.name().into(), load, preemptions: stats.total.preemptions, result: result? };
+            let point = SweepPoint { policy: policy.name().into(), preempt: mode.name().into(), load, preemptions: stats.total.preemptions, result: result? };
             progress(points.len() + 1, total, &point);
             points.push(point);
         }
     }
-    let summary = p
-        .modes
+    let summary = lines
         .iter()
-        .map(|m| {
-            let of: Vec<&SweepPoint> = points.iter().filter(|x| x.preempt == m.name()).collect();
-            ModeSummary { preempt: m.name().into(), max_rps_under_slo: max_under_slo(&of, p.slo) }
+        .map(|(pol, m)| {
+            let of: Vec<&SweepPoint> = points.iter().filter(|x| x.preempt == m.name() && x.policy == pol.name()).collect();
+            ModeSummary { policy: pol.name().into(), preempt: m.name().into(), max_rps_under_slo: max_under_slo(&of, p.slo) }
         })
         .collect();
     Ok(SweepResult { workload: p.workload.name.into(), workers: base.workers, capacity_rps: capacity, slo: p.slo, points, summary, service_times: None })
@@ -112,14 +132,14 @@ pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize
 
 pub fn csv(r: &SweepResult) -> String {
     let mut s = String::from(
-        "preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,slowdown_p999,latency_p999_ns\n",
+        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,slowdown_p999,latency_p999_ns\n",
     );
     for p in &r.points {
         let x = &p.result;
         let _ = writeln!(
             s,
-            "{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
-            p.preempt, p.load, x.offered_rps, x.achieved_rps, x.sent, x.answered, x.lost, x.send_errors, x.bad_replies,
+            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
+            p.policy, p.preempt, p.load, x.offered_rps, x.achieved_rps, x.sent, x.answered, x.lost, x.send_errors, x.bad_replies,
             x.error_replies, x.max_send_lag_ns, p.preemptions, x.overall_slowdown_p999, x.overall_latency_p999_ns
         );
     }
@@ -129,18 +149,18 @@ pub fn csv(r: &SweepResult) -> String {
 /// Two panels like the thesis's Figure 6.1: p99.9 slowdown and p99.9 latency (µs) against
 /// achieved throughput (kRPS), one line per mode, log y.
 pub fn svg(r: &SweepResult) -> String {
-    let modes: Vec<String> = r.points.iter().fold(Vec::new(), |mut v, p| {
-        if !v.contains(&p.preempt) {
-            v.push(p.preempt.clone());
+    let lines: Vec<String> = r.points.iter().fold(Vec::new(), |mut v, p| {
+        if !v.contains(&p.line()) {
+            v.push(p.line());
         }
         v
     });
     let series = |f: &dyn Fn(&LoadgenResult) -> f64| -> Vec<Series> {
-        modes
+        lines
             .iter()
             .map(|m| Series {
-                name: format!("--preempt={m}"),
-                points: r.points.iter().filter(|p| &p.preempt == m).map(|p| (p.result.achieved_rps / 1000.0, f(&p.result).max(1e-3))).collect(),
+                name: m.clone(),
+                points: r.points.iter().filter(|p| &p.line() == m).map(|p| (p.result.achieved_rps / 1000.0, f(&p.result).max(1e-3))).collect(),
             })
             .collect()
     };
@@ -156,6 +176,7 @@ mod tests {
 
     fn point(rps: f64, slowdown: f64, lost: u64) -> SweepPoint {
         SweepPoint {
+            policy: "synergy".into(),
             preempt: "signal".into(),
             load: 0.0,
             preemptions: 0,

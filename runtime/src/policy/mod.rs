@@ -7,4 +7,5 @@
 pub mod congestion;
 pub mod quantum;
 pub mod selection;
+pub mod system;
 pub mod timer;

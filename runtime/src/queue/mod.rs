@@ -1,5 +1,8 @@
-//! Lock-free queues: the per-worker RX rings and the global wait queue share one bounded MPMC ring.
+//! Queues: the per-worker RX rings and the global wait queue share one bounded lock-free MPMC
+//! ring; the baseline policies' central queues are a locked FIFO.
 
+mod fifo;
 mod ring;
 
+pub use fifo::LockedFifo;
 pub use ring::Ring;

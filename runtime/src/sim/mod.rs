@@ -13,6 +13,7 @@ pub mod engine;
 pub mod policy;
 pub mod sweep;
 
+use crate::policy::system;
 use crate::workload::Workload;
 use serde::Serialize;
 
@@ -107,14 +108,12 @@ pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_fac
     Some(match name {
         "cfcfs" => Box::new(policy::CFcfs::default()),
         "dfcfs" => Box::new(policy::DFcfs::new(workers)),
-        "shinjuku" => Box::new(policy::Central::shinjuku(5_000)),
-        "concord" => Box::new(policy::Central::concord(workers, 5_000)),
-        "tq" => Box::new(policy::TinyQuanta::new(workers, 2_000)),
+        "shinjuku" => Box::new(policy::Central::shinjuku(system::SHINJUKU_QUANTUM_NS)),
+        "concord" => Box::new(policy::Central::concord(workers, system::SHINJUKU_QUANTUM_NS)),
+        "tq" => Box::new(policy::TinyQuanta::new(workers, system::TQ_QUANTUM_NS)),
         "darc" => {
             let short_work: f64 = workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum();
-            let share = short_work / workload.mean_service_ns();
-            let reserved = ((workers as f64 * share).ceil() as usize).clamp(1, workers.saturating_sub(1).max(1));
-            Box::new(policy::Darc::new(reserved))
+            Box::new(policy::Darc::new(system::darc_reserved(workers, short_work / workload.mean_service_ns())))
         }
         "synergy" => Box::new(policy::Synergy::new(workers, quantum_factor, steal_threshold, short_ema)),
         other if other.starts_with("synergy-") => {

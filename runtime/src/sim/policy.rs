@@ -21,6 +21,7 @@
 use super::engine::{Ctx, Pick};
 use super::SimRequest;
 use crate::policy::quantum::{quantum_ns, ShortEma};
+use crate::policy::system;
 use crate::policy::selection::{select, Selected, WorkerQueues};
 use crate::policy::timer::QuantumControl;
 use std::collections::VecDeque;
@@ -107,7 +108,7 @@ impl Central {
         Central { name: "shinjuku", q: VecDeque::new(), local: Vec::new(), local_bound: 0, quantum_ns }
     }
     pub fn concord(workers: usize, quantum_ns: u64) -> Central {
-        Central { name: "concord", q: VecDeque::new(), local: vec![VecDeque::new(); workers], local_bound: 2, quantum_ns }
+        Central { name: "concord", q: VecDeque::new(), local: vec![VecDeque::new(); workers], local_bound: system::CONCORD_LOCAL_BOUND, quantum_ns }
     }
     fn waiting_for(&self, w: usize) -> bool {
         !self.q.is_empty() || self.local.get(w).is_some_and(|l| !l.is_empty())
@@ -119,7 +120,7 @@ impl Central {
         }
         while !self.q.is_empty() {
             let (w, len) = self.local.iter().enumerate().map(|(i, l)| (i, l.len())).min_by_key(|&(i, l)| (l, i)).unwrap_or((0, usize::MAX));
-            if len >= self.local_bound {
+            if system::jbsq_room(len, self.local_bound) == 0 {
                 break;
             }
             let mut item = self.q.pop_front().expect("non-empty");
@@ -177,7 +178,7 @@ impl Policy for TinyQuanta {
         "tq".into()
     }
     fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
-        let w = (0..self.local.len()).min_by_key(|&i| (self.local[i].len() + usize::from(self.busy[i]), i)).unwrap_or(0);
+        let w = system::shortest_queue((0..self.local.len()).map(|i| self.local[i].len() + usize::from(self.busy[i]))).unwrap_or(0);
         self.local[w].push_back(r);
     }
     fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
@@ -224,7 +225,7 @@ impl Policy for Darc {
         if let Some(q) = self.short.pop_front() {
             return Some(pick(q, None, 0));
         }
-        if w >= self.reserved {
+        if system::darc_runs_long(w, self.reserved) {
             return self.long.pop_front().map(|q| pick(q, None, 0));
         }
         None

@@ -8,16 +8,21 @@
 //! so no other worker can ever run a thread whose stack is still in use. Pool surplus is unmapped
 //! in batches when the worker is idle.
 
+mod baseline;
+
+pub use baseline::{work_waiting, Work};
+
 use crate::clock;
 use crate::green::context::switch;
 use crate::green::thread::ThreadPtr;
 use crate::green::{Context, GreenThread};
 use crate::local::{self, WorkerLocal};
-use crate::policy::quantum::{quantum_ns, ShortEma};
+use crate::policy::quantum::ShortEma;
 use crate::policy::selection::{self, Selected, WorkerQueues};
+use crate::policy::system::{Preemptible, SchedPolicy, Spec};
 use crate::policy::timer::DISARMED;
 use crate::preempt::{entry, NoPreempt, Preempter};
-use crate::queue::Ring;
+use crate::queue::{LockedFifo, Ring};
 use crate::request::{Reply, Request};
 use crate::stats::WorkerStats;
 use crate::transport::Transport;
@@ -63,6 +68,16 @@ pub struct Shared {
     pub abort: AtomicBool,
     /// Green threads in existence (bounded by `max_green_threads`).
     pub live_threads: AtomicUsize,
+    /// The scheduling policy (`--policy`) and its decisions.
+    pub policy: SchedPolicy,
+    pub spec: Spec,
+    /// Baseline policies' central queue (DARC: its short class).
+    pub central: LockedFifo<Work>,
+    /// DARC's long class.
+    pub central_long: LockedFifo<Work>,
+    /// DARC: request kinds classified long at arrival, and workers reserved for short ones.
+    pub long_kinds: Vec<u32>,
+    pub darc_reserved: usize,
 }
 
 /// One worker's state that others read: its queue, its timer, its counters.
@@ -79,6 +94,12 @@ pub struct WorkerShared {
     /// CPU the worker is pinned to (for IPIs), -1 if not pinned.
     pub cpu: AtomicI32,
     pub stats: WorkerStats,
+    /// Baseline policies' per-worker queue (Concord's JBSQ, Tiny Quanta's, d-FCFS's yields).
+    pub own: LockedFifo<Work>,
+    /// Some worker is polling this worker's transport queue (baselines admit for each other).
+    pub polling: AtomicBool,
+    /// Serving a request (Tiny Quanta's JSQ counts it).
+    pub busy: AtomicBool,
 }
 
 impl WorkerShared {
@@ -91,6 +112,9 @@ impl WorkerShared {
             tid: AtomicI32::new(0),
             cpu: AtomicI32::new(-1),
             stats: WorkerStats::default(),
+            own: LockedFifo::with_capacity(0),
+            polling: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
         }
     }
 }
@@ -212,8 +236,8 @@ fn after_switch() {
     match std::mem::replace(&mut st.post_switch, PostSwitch::Nothing) {
         PostSwitch::Nothing => {}
         PostSwitch::Park(t) => {
-            // Capacity equals the green-thread budget, so there is always room.
-            if st.shared().wait_queue.push(ThreadPtr(t)).is_err() {
+            // The wait queue's capacity equals the green-thread budget, so there is always room.
+            if baseline::requeue(st.shared(), st.id, ThreadPtr(t)).is_err() {
                 eprintln!("synergy: wait queue overflow (capacity below the green-thread budget)");
                 std::process::abort();
             }
@@ -241,8 +265,15 @@ fn serve(req: Request) {
         // SAFETY: current is the live thread running this code.
         let t = unsafe { &mut *st.current };
         t.long = false;
+        t.timed = false;
         t.preemptions = 0;
         t.started_ns = clock::now_ns();
+        l.shared().busy.store(true, Ordering::Relaxed);
+        if st.shared().spec.preemptible == Preemptible::Every {
+            // The baselines preempt any request that outlives its quantum.
+            t.timed = true;
+            arm_timer(l, st);
+        }
     }
     let handler: *const (dyn Fn(Request) + Send + Sync) = &*shared_ref().handler;
     // SAFETY: the handler lives in Shared, which outlives all workers.
@@ -256,6 +287,7 @@ fn serve(req: Request) {
     // SAFETY: as above.
     let t = unsafe { &*st.current };
     let ws = l.shared();
+    ws.busy.store(false, Ordering::Relaxed);
     if t.long {
         ws.stats.long_done.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -353,9 +385,13 @@ fn recv() -> Request {
             let st = unsafe { l.state() };
             let shared = st.shared();
             let id = st.id;
-            let check = shared.check_wait_queue.load(Ordering::Relaxed);
-            let mut q = RealQueues { st, shared };
-            selection::select(&mut q, check, id, shared.workers.len(), shared.params.steal_threshold)
+            if shared.policy == SchedPolicy::Synergy {
+                let check = shared.check_wait_queue.load(Ordering::Relaxed);
+                let mut q = RealQueues { st, shared };
+                selection::select(&mut q, check, id, shared.workers.len(), shared.params.steal_threshold)
+            } else {
+                baseline::select(st, shared)
+            }
         };
         match selected {
             Some(Selected::Request(r)) => return r,
@@ -447,21 +483,22 @@ fn park_current() -> bool {
     true
 }
 
-/// After a park: a long request continues under a fresh quantum on its new worker (thesis
-/// §5.1.1.1: the handler calls feedback_start before returning to the application).
-fn rearm_if_long() {
+/// After a park: a timed request (long, or any under a baseline that preempts every request)
+/// continues under a fresh quantum on its new worker (thesis §5.1.1.1: the handler calls
+/// feedback_start before returning to the application).
+fn rearm_if_timed() {
     let l = local::current();
     // SAFETY: worker thread; short borrow.
     let st = unsafe { l.state() };
     // SAFETY: current is live.
-    if unsafe { (*st.current).long } {
+    if unsafe { (*st.current).timed } {
         arm_timer(l, st);
     }
 }
 
 fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
     let factor = f64::from_bits(st.shared().factor_bits.load(Ordering::Relaxed));
-    let q = quantum_ns(st.ema.get(), factor);
+    let q = st.shared().spec.quantum_ns(st.ema.get(), factor);
     l.shared().deadline.store(clock::now_ns() + q, Ordering::Release);
     l.preemptible.store(1, Ordering::Release);
 }
@@ -498,7 +535,7 @@ pub fn set_preempt_probe(probe: Option<fn()>) {
 fn preempt_or_run_to_completion() {
     if park_current() {
         local::current().shared().stats.preemptions.fetch_add(1, Ordering::Relaxed);
-        rearm_if_long();
+        rearm_if_timed();
     } else {
         local::current().shared().deadline.store(DISARMED, Ordering::Release);
     }
@@ -561,8 +598,16 @@ pub fn feedback_start() {
     // SAFETY: worker thread; short borrow.
     let st = unsafe { l.state() };
     // SAFETY: current is live.
-    unsafe { (*st.current).long = true };
-    arm_timer(l, st);
+    let t = unsafe { &mut *st.current };
+    t.long = true;
+    match st.shared().spec.preemptible {
+        Preemptible::MarkedLong => {
+            t.timed = true;
+            arm_timer(l, st);
+        }
+        // Every: armed since the request started; Never: nothing is preempted.
+        Preemptible::Every | Preemptible::Never => {}
+    }
 }
 
 /// Ends the long section: disarms the timer; the rest of the request runs unpreempted.
@@ -625,7 +670,7 @@ pub fn yield_now() -> bool {
     local::enable_raw_reached_zero();
     l.shared().stats.yields.fetch_add(1, Ordering::Relaxed);
     if park_current() {
-        rearm_if_long();
+        rearm_if_timed();
         true
     } else {
         if was_armed {

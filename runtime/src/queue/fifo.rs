@@ -1,0 +1,71 @@
+//! A lock-protected FIFO for the baseline policies' central and per-worker queues
+//! (`policy::system`): unbounded, with a lock-free length for the timer core's "is work waiting?"
+//! check. Synergy's own queues stay the lock-free rings; the baselines' central queues are a
+//! serialisation point by design (Shinjuku's dispatcher is one core), and a spin-free
+//! `std::sync::Mutex` held for a push or pop models that.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub struct LockedFifo<T> {
+    items: Mutex<VecDeque<T>>,
+    len: AtomicUsize,
+}
+
+impl<T> LockedFifo<T> {
+    pub fn with_capacity(capacity: usize) -> LockedFifo<T> {
+        LockedFifo { items: Mutex::new(VecDeque::with_capacity(capacity)), len: AtomicUsize::new(0) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
+        // A panic while holding this lock cannot leave the deque inconsistent (push/pop only).
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push_back(&self, value: T) {
+        let mut q = self.lock();
+        q.push_back(value);
+        self.len.store(q.len(), Ordering::Release);
+    }
+
+    pub fn pop_front(&self) -> Option<T> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut q = self.lock();
+        let v = q.pop_front();
+        self.len.store(q.len(), Ordering::Release);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn fifo_order_and_length_across_threads() {
+        let q = LockedFifo::with_capacity(4);
+        assert_eq!(q.pop_front(), None);
+        (0..10).for_each(|i| q.push_back(i));
+        assert_eq!(q.len(), 10);
+        assert_eq!((0..10).map(|_| q.pop_front().unwrap()).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        let q = Arc::new(LockedFifo::with_capacity(0));
+        let hs: Vec<_> = (0..4).map(|t| { let q = q.clone(); std::thread::spawn(move || (0..5000).for_each(|i| q.push_back(t * 5000 + i))) }).collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        let mut all: Vec<i32> = std::iter::from_fn(|| q.pop_front()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,124 @@
+//! Every scheduling policy of the thesis's comparison really runs in the runtime (`--policy`):
+//! each answers every request exactly once; the preempting ones (Synergy, Shinjuku, Concord,
+//! Tiny Quanta) let a short request overtake a long one, the run-to-completion ones (c-FCFS,
+//! d-FCFS, DARC) do not preempt; DARC keeps long requests off its reserved worker.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use synergy::policy::system::{Preemptible, SchedPolicy};
+use synergy::transport::channel::ChannelTransport;
+use synergy::{clock, feedback_finished, feedback_start, send, Config, Reply, Request, Runtime};
+
+const SHORT: u32 = 0;
+const LONG: u32 = 1;
+
+fn handler(started: Arc<AtomicBool>) -> impl Fn(Request) + Send + Sync + 'static {
+    move |req: Request| {
+        if req.kind == LONG {
+            feedback_start();
+            started.store(true, Ordering::Release);
+            clock::spin_for(req.service_ns);
+            feedback_finished();
+        } else {
+            clock::spin_for(req.service_ns);
+        }
+        send(Reply::to(&req)).unwrap();
+    }
+}
+
+fn config(policy: SchedPolicy) -> Config {
+    let mut c = Config { policy, ..common::one_worker() };
+    if policy == SchedPolicy::Darc {
+        // DARC needs a worker for long requests besides the reserved one: two workers, unpinned
+        // (this machine may have only two CPUs, one of them the timer core's).
+        c.workers = 2;
+        c.worker_cores = None;
+        c.pin = false;
+    }
+    c
+}
+
+#[test]
+fn every_policy_answers_every_request_exactly_once() {
+    for policy in SchedPolicy::ALL {
+        let _serial = common::serial();
+        let cfg = config(policy);
+        let transport = Arc::new(ChannelTransport::new(cfg.workers, 1024, 1024));
+        let rt = Runtime::start(&cfg, transport.clone(), handler(Arc::new(AtomicBool::new(false)))).expect("runtime starts");
+        let n = 400u64;
+        for id in 0..n {
+            let (kind, service_ns) = if id % 10 == 0 { (LONG, 200_000) } else { (SHORT, 1_000) };
+            transport.submit((id as usize) % cfg.workers, Request { id, kind, service_ns, ..Request::default() }).unwrap();
+        }
+        transport.close();
+        let stats = rt.shutdown();
+        let mut ids: Vec<u64> = transport.take_replies().iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..n).collect::<Vec<_>>(), "{policy:?}: every id once; {stats:?}");
+        assert_eq!(stats.total.completed, n, "{policy:?}");
+        let preempting = policy.spec().preemptible != Preemptible::Never;
+        if preempting {
+            assert!(stats.total.preemptions > 0, "{policy:?} preempts long requests with work waiting: {stats:?}");
+            assert_eq!(stats.total.resumes, stats.total.preemptions, "{policy:?}: every preempted request resumed once");
+        } else {
+            assert_eq!(stats.total.preemptions, 0, "{policy:?} runs to completion: {stats:?}");
+        }
+        eprintln!("{:>8}: {} requests, {} preemptions", policy.name(), n, stats.total.preemptions);
+    }
+}
+
+/// A 300 ms long request starts; then a short one arrives. Which finishes first?
+fn short_behind_long(policy: SchedPolicy) -> Vec<u64> {
+    let _serial = common::serial();
+    let cfg = config(policy);
+    let transport = Arc::new(ChannelTransport::new(cfg.workers, 64, 64));
+    let started = Arc::new(AtomicBool::new(false));
+    let rt = Runtime::start(&cfg, transport.clone(), handler(started.clone())).expect("runtime starts");
+    transport.submit(0, Request { id: 1, kind: LONG, service_ns: 300_000_000, ..Request::default() }).unwrap();
+    common::wait_until("the long request started", Duration::from_secs(10), || started.load(Ordering::Acquire));
+    transport.submit(0, Request { id: 2, kind: SHORT, service_ns: 1_000, ..Request::default() }).unwrap();
+    transport.close();
+    rt.shutdown();
+    transport.take_replies().iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn preempting_policies_let_a_short_request_overtake_a_long_one() {
+    for policy in [SchedPolicy::Synergy, SchedPolicy::Shinjuku, SchedPolicy::Concord, SchedPolicy::Tq] {
+        assert_eq!(short_behind_long(policy), vec![2, 1], "{policy:?}: the short request finishes first");
+    }
+    for policy in [SchedPolicy::Cfcfs, SchedPolicy::Dfcfs] {
+        assert_eq!(short_behind_long(policy), vec![1, 2], "{policy:?}: head-of-line blocking (the control)");
+    }
+}
+
+#[test]
+fn darc_keeps_long_requests_off_its_reserved_worker_and_shorts_overtake() {
+    let _serial = common::serial();
+    let cfg = config(SchedPolicy::Darc);
+    let transport = Arc::new(ChannelTransport::new(2, 1024, 1024));
+    let started = Arc::new(AtomicBool::new(false));
+    let rt = Runtime::start(&cfg, transport.clone(), handler(started.clone())).expect("runtime starts");
+    // One very long request first; the reserved worker keeps serving the shorts meanwhile.
+    transport.submit(0, Request { id: 0, kind: LONG, service_ns: 200_000_000, ..Request::default() }).unwrap();
+    common::wait_until("the long request started", Duration::from_secs(10), || started.load(Ordering::Acquire));
+    for id in 1..200u64 {
+        let (kind, service_ns) = if id % 20 == 0 { (LONG, 100_000) } else { (SHORT, 1_000) };
+        transport.submit((id % 2) as usize, Request { id, kind, service_ns, ..Request::default() }).unwrap();
+    }
+    transport.close();
+    let stats = rt.shutdown();
+    let replies = transport.take_replies();
+    assert_eq!(replies.len(), 200, "{stats:?}");
+    for r in &replies {
+        if r.kind == LONG {
+            assert_eq!(r.worker, 1, "long request {} ran on reserved worker 0", r.id);
+        }
+    }
+    let pos = |id: u64| replies.iter().position(|r| r.id == id).unwrap();
+    assert!(pos(1) < pos(0), "a short request finished while the 200 ms long one ran");
+    assert_eq!(stats.total.preemptions, 0);
+}
