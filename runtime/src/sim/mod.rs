@@ -142,18 +142,21 @@ pub fn is_policy(name: &str) -> bool {
 
 /// Synergy with its knobs in the name, the thesis's Figure 6.6 notation extended by the quantum
 /// factor: `synergy-q<QUANTUM_FACTOR>`, `synergy-d<THRESH_WQD µs>-f<CONGESTED_QUANTUM_FACTOR>`, or
-/// both (`synergy-q4-d10-f5`). `d0-f0` is the thesis's default: never congested.
+/// both (`synergy-q4-d10-f5`). `d0-f0` is the thesis's default: never congested. `p<ns>` sets the
+/// preemption mechanism's cost on the worker (Figure 6.7: signal, IPI, UINTR, CI).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SynergyKnobs {
     pub quantum_factor: f64,
     pub thresh_wqd_us: u64,
     pub congested_factor: f64,
+    /// Preemption cost on the worker (ns), if the name sets it.
+    pub preempt_ns: Option<u64>,
 }
 
 impl SynergyKnobs {
     /// The knobs `name` sets; those it does not set keep the defaults (`quantum_factor`, d0-f0).
     pub fn parse(name: &str, quantum_factor: f64) -> Option<SynergyKnobs> {
-        let mut k = SynergyKnobs { quantum_factor, thresh_wqd_us: 0, congested_factor: 0.0 };
+        let mut k = SynergyKnobs { quantum_factor, thresh_wqd_us: 0, congested_factor: 0.0, preempt_ns: None };
         let rest = name.strip_prefix("synergy-")?;
         let (mut saw_d, mut saw_f) = (false, false);
         for part in rest.split('-') {
@@ -162,6 +165,7 @@ impl SynergyKnobs {
                 "q" => k.quantum_factor = value.parse().ok().filter(|v: &f64| *v > 0.0 && v.is_finite())?,
                 "d" => (k.thresh_wqd_us, saw_d) = (value.parse().ok()?, true),
                 "f" => (k.congested_factor, saw_f) = (value.parse().ok().filter(|v: &f64| *v >= 0.0 && v.is_finite())?, true),
+                "p" => k.preempt_ns = Some(value.parse().ok().filter(|v: &u64| *v <= 1_000_000)?),
                 _ => return None,
             }
         }
@@ -196,12 +200,13 @@ mod tests {
 
     #[test]
     fn knob_names_parse_like_the_thesis_figure() {
-        let k = |q, d, f| Some(SynergyKnobs { quantum_factor: q, thresh_wqd_us: d, congested_factor: f });
+        let k = |q, d, f| Some(SynergyKnobs { quantum_factor: q, thresh_wqd_us: d, congested_factor: f, preempt_ns: None });
         assert_eq!(SynergyKnobs::parse("synergy-d10-f5", 2.0), k(2.0, 10, 5.0));
         assert_eq!(SynergyKnobs::parse("synergy-d0-f0", 2.0), k(2.0, 0, 0.0));
         assert_eq!(SynergyKnobs::parse("synergy-q8", 2.0), k(8.0, 0, 0.0));
         assert_eq!(SynergyKnobs::parse("synergy-q1.5-d15-f20", 2.0), k(1.5, 15, 20.0));
-        for bad in ["synergy", "synergy-", "synergy-d10", "synergy-f5", "synergy-d10-f0", "synergy-q0", "synergy-x1", "synergy-d-1-f2", "synergy-qnan", "shinjuku-d1-f1"] {
+        assert_eq!(SynergyKnobs::parse("synergy-p2075", 2.0).unwrap().preempt_ns, Some(2075));
+        for bad in ["synergy", "synergy-", "synergy-d10", "synergy-f5", "synergy-d10-f0", "synergy-q0", "synergy-x1", "synergy-d-1-f2", "synergy-qnan", "shinjuku-d1-f1", "synergy-p", "synergy-p-5", "synergy-p2000000"] {
             assert_eq!(SynergyKnobs::parse(bad, 2.0), None, "{bad}");
         }
         assert!(is_policy("synergy-d15-f20") && !is_policy("synergy-d15"));

@@ -22,8 +22,16 @@ pub struct SimSweepParams {
     pub steal_threshold: usize,
     /// Overheads shared by all policies (dispatch, switch, steal); preemption per policy below.
     pub overheads: Overheads,
-    /// Preemption cost per policy: (policy, ns).
+    /// Preemption cost per policy: (policy, ns). `synergy-…` knob variants take `synergy`'s.
     pub preempt_ns: Vec<(String, u64)>,
+    /// Dispatch cost per policy where it differs from `overheads.dispatch_ns`: (policy, ns).
+    pub dispatch_ns: Vec<(String, u64)>,
+}
+
+/// The value `table` gives policy `name` (a knob variant `synergy-…` counts as `synergy`).
+fn per_policy(table: &[(String, u64)], name: &str) -> Option<u64> {
+    let base = if name.starts_with("synergy-") { "synergy" } else { name };
+    table.iter().find(|(n, _)| n == name || n == base).map(|x| x.1)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +52,7 @@ pub struct SimSweepResult {
     pub requests_per_point: usize,
     pub overheads: Overheads,
     pub preempt_ns: Vec<(String, u64)>,
+    pub dispatch_ns: Vec<(String, u64)>,
     pub points: Vec<(f64, SimResult)>,
     pub summary: Vec<PolicySummary>,
 }
@@ -75,8 +84,12 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
     let capacity = p.workload.capacity_rps(p.workers);
     let mut points = Vec::new();
     for name in &p.policies {
-        let preempt = p.preempt_ns.iter().find(|(n, _)| n == name).map_or(p.overheads.preempt_ns, |x| x.1);
-        let overheads = Overheads { preempt_ns: preempt, ..p.overheads };
+        let named_cost = super::SynergyKnobs::parse(name, p.quantum_factor).and_then(|k| k.preempt_ns);
+        let overheads = Overheads {
+            preempt_ns: named_cost.or_else(|| per_policy(&p.preempt_ns, name)).unwrap_or(p.overheads.preempt_ns),
+            dispatch_ns: per_policy(&p.dispatch_ns, name).unwrap_or(p.overheads.dispatch_ns),
+            ..p.overheads
+        };
         for &load in &p.loads {
             let mut policy = policy_named(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
                 .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
@@ -109,6 +122,7 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
         requests_per_point: p.requests,
         overheads: p.overheads,
         preempt_ns: p.preempt_ns.clone(),
+        dispatch_ns: p.dispatch_ns.clone(),
         points,
         summary,
     })
