@@ -110,7 +110,9 @@ mod imp {
         lens: std::cell::UnsafeCell<[u16; BURST]>,
     }
 
-    // SAFETY: queue `w` is only touched by worker `w`'s `poll` (one thread at a time).
+    // SAFETY: queue `w` is only touched by `poll(w)`, which the `Transport` contract allows one
+    // thread at a time (worker `w`, or under a baseline policy whichever worker holds `w`'s
+    // polling flag, whose acquire/release orders the handovers).
     unsafe impl Sync for Queue {}
 
     pub struct DpdkTransport {
@@ -220,7 +222,7 @@ mod imp {
                 return;
             }
             let q = &self.queues[worker];
-            // SAFETY: only worker `worker` polls queue `worker` (see `Queue`).
+            // SAFETY: one poller of queue `worker` at a time (see `Queue` and `Transport::poll`).
             let (frames, lens) = unsafe { (&mut *q.frames.get(), &mut *q.lens.get()) };
             // SAFETY: `frames` holds BURST frames of FRAME_CAP bytes, `lens` BURST lengths.
             let n = unsafe {

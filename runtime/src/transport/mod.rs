@@ -9,7 +9,9 @@ pub mod udp;
 use crate::request::{Reply, Request};
 
 pub trait Transport: Send + Sync + 'static {
-    /// Moves up to `max` requests received for `worker` into `out`, without blocking.
+    /// Moves up to `max` requests received for `worker` into `out`, without blocking. The
+    /// runtime calls it for a given `worker` from one thread at a time (that worker's, or under a
+    /// baseline policy any worker holding that queue's `WorkerShared::polling` flag).
     fn poll(&self, worker: usize, out: &mut Vec<Request>, max: usize);
     /// Requests received for `worker` but not yet polled. The timer core uses it (together with
     /// the worker's software queue) to decide whether a long request is blocking others.
