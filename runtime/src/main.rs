@@ -326,10 +326,11 @@ pub(crate) fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Resul
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
-    let (cfg, placement) = match args.runtime.resolve_over(demo::default_config()) {
+    let (mut cfg, placement) = match args.runtime.resolve_over(demo::default_config()) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    net_commands::long_kinds_from(&args.runtime, &mut cfg, &Workload::named(args.workload));
     if !(args.load > 0.0 && args.load <= 2.0) {
         return fail(format!("--load must be in (0, 2], got {}", args.load));
     }
@@ -351,7 +352,8 @@ fn demo(args: DemoArgs) -> ExitCode {
     let w = Workload::named(args.workload);
     let mix: Vec<String> = w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
     println!(
-        "synergy demo: workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
+        "synergy demo: --policy={}, workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
+        cfg.policy.name(),
         w.name,
         mix.join(", "),
         cfg.workers,

@@ -290,7 +290,7 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
 
 /// DARC classifies by kind at arrival: unless `--long-kinds` was given, the kinds the workload
 /// marks long.
-fn long_kinds_from(runtime: &RuntimeArgs, cfg: &mut synergy::Config, workload: &Workload) {
+pub(crate) fn long_kinds_from(runtime: &RuntimeArgs, cfg: &mut synergy::Config, workload: &Workload) {
     if runtime.long_kinds.is_none() {
         cfg.long_kinds = workload.types.iter().enumerate().filter(|(_, t)| t.long).map(|(i, _)| i as u32).collect();
     }
