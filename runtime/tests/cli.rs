@@ -1,5 +1,6 @@
-//! The `synergy` binary: bad input gives a clear error and exit status 2; the demo and the
-//! context-switch benchmark run and report.
+//! The `synergy` binary: bad input gives a clear error and exit status 2; the demo, the
+//! context-switch benchmark, the microbenchmark and sweeps (of policies, of LevelDB) run and
+//! report.
 
 mod common;
 
@@ -159,4 +160,57 @@ fn serve_falls_back_to_udp_when_dpdk_is_unavailable() {
     assert_eq!(o.status.code(), Some(0), "stderr: {err}");
     assert!(err.contains("DPDK unavailable") && err.contains("falling back to the kernel UDP transport"), "stderr: {err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("synergy serve: high on udp://127.0.0.1:"), "{o:?}");
+}
+
+/// Runs `synergy sweep` with `extra` arguments at one low load and returns its JSON result.
+fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
+    let _g = common::serial();
+    let dir = std::env::temp_dir().join(format!("synergy-sweep-{name}-{}", std::process::id()));
+    let mut args = vec!["sweep", "--loads", "0.1", "--duration-ms", "300", "--warmup-ms", "50", "--modes", "signal", "--name", name];
+    args.extend_from_slice(&["--out-dir", dir.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let o = synergy(&args);
+    assert!(o.status.success(), "sweep {extra:?} failed: {}", stderr(&o));
+    let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).expect("the sweep draws its plot");
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "an SVG");
+    let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).expect("and writes its CSV");
+    assert!(csv.starts_with("policy,preempt,load"), "{csv}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+#[test]
+fn sweep_compares_policies_of_the_real_runtime() {
+    let v = short_sweep("policies", &["--policies", "synergy,shinjuku,cfcfs"]);
+    let summary = v["summary"].as_array().unwrap();
+    let policies: Vec<&str> = summary.iter().map(|s| s["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["synergy", "shinjuku", "cfcfs"]);
+    for p in v["points"].as_array().unwrap() {
+        assert_eq!(p["answered"], p["sent"], "every request answered at 10% load: {p}");
+        assert!(p["sent"].as_u64().unwrap() > 0);
+        if p["policy"] == "cfcfs" {
+            assert_eq!(p["preemptions"], 0, "c-FCFS runs to completion");
+        }
+    }
+}
+
+#[cfg(feature = "leveldb")]
+#[test]
+fn sweep_serves_leveldb_and_reports_its_service_times() {
+    let v = short_sweep("leveldb", &["--app", "leveldb"]);
+    assert_eq!(v["workload"], "leveldb");
+    let t = &v["service_times"];
+    assert_eq!(t["leveldb_version"], "1.23");
+    assert_eq!(t["entries"], 1000);
+    let (get, scan) = (t["get"]["mean_ns"].as_f64().unwrap(), t["scan"]["mean_ns"].as_f64().unwrap());
+    assert!(get > 0.0 && scan > get, "GET {get} ns, SCAN {scan} ns");
+    let p = &v["points"][0];
+    assert_eq!(p["answered"], p["sent"], "{p}");
+    assert_eq!((p["error_replies"].as_u64(), p["bad_replies"].as_u64()), (Some(0), Some(0)), "every GET found its key: {p}");
+    // The classes are GET and SCAN, with the measured means as their service times.
+    let classes = p["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 2);
+    assert_eq!(classes[1]["long"], true);
+    assert_eq!(classes[0]["service_ns"].as_u64().unwrap(), get.round() as u64);
 }
