@@ -51,6 +51,8 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     assert!(want.values().any(|&(s, _)| s == STATUS_NOT_FOUND) && want.values().any(|&(s, _)| s == status::OK));
 
     // An OS thread reads the store meanwhile, so LevelDB's mutexes are contended across threads.
+    // It pauses between reads: on a 2-CPU machine it shares a CPU with the timer core, which must
+    // still get to run to preempt anything.
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (store, stop) = (store.clone(), stop.clone());
@@ -61,6 +63,7 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
                 assert_eq!(store.scan().unwrap(), scan, "a concurrent SCAN reads the same store");
                 assert!(store.get(key_name((reads % 1000) as u32).as_bytes()).unwrap().is_some());
                 reads += 1;
+                std::thread::sleep(Duration::from_micros(200));
             }
             reads
         })
@@ -81,16 +84,19 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     for r in &replies {
         assert_eq!((r.status, r.value), want[&r.id], "request {} (kind {}) after {} preemptions", r.id, r.kind, r.preemptions);
     }
-    let preempted_scans = replies.iter().filter(|r| r.kind == LEVELDB_SCAN && r.preemptions > 0).count();
+    // A reply's `preemptions` counts preemptions and yields on a contended lock; GETs may yield.
+    let parked_scans = replies.iter().filter(|r| r.kind == LEVELDB_SCAN && r.preemptions > 0).count();
     eprintln!(
-        "{} requests, {} preemptions ({} SCANs preempted or yielded on a lock), {} concurrent reads by an OS thread",
+        "{} requests, {} preemptions and {} lock yields ({} SCANs parked at least once), {} concurrent reads by an OS thread",
         replies.len(),
         stats.total.preemptions,
-        preempted_scans,
+        stats.total.yields,
+        parked_scans,
         reads
     );
-    assert!(preempted_scans > 0, "SCANs were preempted: {stats:?}");
-    assert!(replies.iter().all(|r| r.kind == LEVELDB_SCAN || r.preemptions == 0), "GETs are short: never preempted");
+    assert!(stats.total.preemptions > 0, "SCANs were preempted: {stats:?}");
+    let parked_gets = replies.iter().filter(|r| r.kind == LEVELDB_GET && r.preemptions > 0).count() as u64;
+    assert!(parked_gets <= stats.total.yields, "a GET is parked only by yielding on a lock, never preempted: {parked_gets} parked, {stats:?}");
 }
 
 /// A C mutex (`pthread_mutex_t`) and the counter it protects.

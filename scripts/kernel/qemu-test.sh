@@ -29,10 +29,10 @@ mapfile -t tests < <(cargo test --quiet --no-run "${static[@]}" -p synergy --mes
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"] \
-       and m["target"]["name"] in ("preemption", "stress", "alloc_lock"):
+       and m["target"]["name"] in ("preemption", "stress", "alloc_lock", "policies"):
         print(m["target"]["name"], m["executable"])')
 unset RUSTFLAGS
-[ ${#tests[@]} -eq 3 ] || { log "expected 3 runtime test executables, found: ${tests[*]}"; exit 1; }
+[ ${#tests[@]} -eq 4 ] || { log "expected 4 runtime test executables, found: ${tests[*]}"; exit 1; }
 
 out=target/kernel-test
 rm -rf "$out/initramfs"

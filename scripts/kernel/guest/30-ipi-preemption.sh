@@ -5,6 +5,8 @@ export SYNERGY_TEST_PREEMPT=ipi
 synergy-test-preemption --test-threads=1 short_request_overtakes
 SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million --nocapture
 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
+# Every scheduling policy (--policy) with kmod_ipi delivering the preemptions.
+synergy-test-policies --test-threads=1
 synergy demo --preempt ipi --duration-ms 300
 # Unloading while a process has the device open is refused.
 exec 3</dev/synergy_ipi
