@@ -32,11 +32,18 @@ fn handler(started: Arc<AtomicBool>) -> impl Fn(Request) + Send + Sync + 'static
 fn config(policy: SchedPolicy) -> Config {
     let mut c = Config { policy, ..common::one_worker() };
     if policy == SchedPolicy::Darc {
-        // DARC needs a worker for long requests besides the reserved one: two workers, unpinned
-        // (this machine may have only two CPUs, one of them the timer core's).
+        // DARC needs a worker for long requests besides the reserved one: two workers, pinned
+        // beside the timer core where there are CPUs for that (the QEMU guest: --preempt=ipi needs
+        // pinned workers), else unpinned (a 2-CPU host, with signals).
         c.workers = 2;
-        c.worker_cores = None;
-        c.pin = false;
+        let allowed = synergy::cpu::allowed_cpus();
+        if allowed.len() >= 3 {
+            c.timer_core = Some(allowed[0]);
+            c.worker_cores = Some(vec![allowed[1], allowed[2]]);
+        } else {
+            c.worker_cores = None;
+            c.pin = false;
+        }
     }
     c
 }
