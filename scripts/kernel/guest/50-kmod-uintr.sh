@@ -1,4 +1,4 @@
-# kmod_uintr on a CPU without UINTR (QEMU's TCG here): it loads, reports no UINTR, answers every
+# kmod_uintr (on QEMU's TCG: a CPU without UINTR; by hand also in Bochs with UINTR): it loads, reports UINTR as CPUID does, answers every
 # bad argument with its errno and every valid registration with EOPNOTSUPP, and unloads; twice.
 for i in 1 2; do
   insmod /modules/kmod_uintr.ko
