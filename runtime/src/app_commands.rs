@@ -59,7 +59,8 @@ impl AppArgs {
             eprintln!("synergy: warning: {} is not on tmpfs; disk I/O will be part of every measurement", dir.display());
         }
         let store = std::sync::Arc::new(leveldb::Store::create(&dir, self.leveldb_entries)?);
-        let (mut get_ns, mut scan_ns) = (920, 94_000);
+        use synergy::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
+        let (mut get_ns, mut scan_ns) = (THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS);
         let mut measured = None;
         if measure {
             let t = leveldb::measure_service_times(&store, self.leveldb_entries, 200_000, 2_000, 7)?;
@@ -73,8 +74,7 @@ impl AppArgs {
             (get_ns, scan_ns) = (t.get.mean_ns.round() as u64, t.scan.mean_ns.round() as u64);
             measured = Some(serde_json::to_value(&t).map_err(|e| e.to_string())?);
         }
-        let mut workload = Workload::leveldb(get_ns.max(1), scan_ns.max(1));
-        workload.keys = self.leveldb_entries;
+        let workload = Workload::leveldb(get_ns.max(1), scan_ns.max(1), self.leveldb_entries);
         Ok(ServedApp { workload, handler: leveldb::handler(store), measured })
     }
 

@@ -262,7 +262,10 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
     let t = &args.traffic;
     let workload = match args.app {
         AppName::Synthetic => Workload::named(t.workload),
-        AppName::Leveldb => Workload { keys: args.leveldb_entries, ..Workload::leveldb(920, 94_000) },
+        AppName::Leveldb => {
+            use synergy::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
+            Workload::leveldb(THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS, args.leveldb_entries)
+        }
     };
     let p = loadgen::LoadgenParams {
         target,

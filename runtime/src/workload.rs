@@ -25,6 +25,9 @@ pub struct Workload {
 
 /// Number of entries the thesis preloads LevelDB with (§6.2.2).
 pub const LEVELDB_ENTRIES: u32 = 1000;
+/// The thesis's mean LevelDB service times (Table 6.1): GET 0.92 µs, SCAN 94 µs.
+pub const THESIS_LEVELDB_GET_NS: u64 = 920;
+pub const THESIS_LEVELDB_SCAN_NS: u64 = 94_000;
 /// LevelDB request kinds.
 pub const LEVELDB_GET: u32 = 0;
 pub const LEVELDB_SCAN: u32 = 1;
@@ -66,17 +69,18 @@ impl Workload {
         }
     }
 
-    /// LevelDB (Table 6.1): 50% GET of a random key (short), 50% SCAN of all entries (long),
-    /// with the given mean service times (the thesis measured 0.92 µs and 94 µs; `synergy sweep
-    /// --app leveldb` measures this machine's). Kinds are `LEVELDB_GET` and `LEVELDB_SCAN`.
-    pub fn leveldb(get_ns: u64, scan_ns: u64) -> Workload {
+    /// LevelDB (Table 6.1): 50% GET of a random key of `entries` (short), 50% SCAN of all entries
+    /// (long), with the given mean service times (the thesis's are `THESIS_LEVELDB_*_NS`;
+    /// `synergy sweep --app leveldb` measures this machine's). Kinds are `LEVELDB_GET` and
+    /// `LEVELDB_SCAN`.
+    pub fn leveldb(get_ns: u64, scan_ns: u64, entries: u32) -> Workload {
         Workload {
             name: "leveldb",
             types: vec![
                 RequestType { service_ns: get_ns, share: 0.5, long: false, keyed: true },
                 RequestType { service_ns: scan_ns, share: 0.5, long: true, keyed: false },
             ],
-            keys: LEVELDB_ENTRIES,
+            keys: entries,
         }
     }
 
@@ -149,7 +153,7 @@ mod tests {
         assert_eq!(key_name(42).as_bytes(), b"key-000042");
         assert_eq!(key_name(999_999).as_bytes(), b"key-999999");
         assert!(key_name(9).as_bytes() < key_name(10).as_bytes());
-        let w = Workload::leveldb(920, 94_000);
+        let w = Workload::leveldb(THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS, LEVELDB_ENTRIES);
         let s = w.schedule(10_000.0, 4000, 1, 8, 3).pop().unwrap();
         let mut seen = std::collections::HashSet::new();
         for r in &s {

@@ -10,24 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use synergy::policy::system::{Preemptible, SchedPolicy};
 use synergy::transport::channel::ChannelTransport;
-use synergy::{clock, feedback_finished, feedback_start, send, Config, Reply, Request, Runtime};
-
-const SHORT: u32 = 0;
-const LONG: u32 = 1;
-
-fn handler(started: Arc<AtomicBool>) -> impl Fn(Request) + Send + Sync + 'static {
-    move |req: Request| {
-        if req.kind == LONG {
-            feedback_start();
-            started.store(true, Ordering::Release);
-            clock::spin_for(req.service_ns);
-            feedback_finished();
-        } else {
-            clock::spin_for(req.service_ns);
-        }
-        send(Reply::to(&req)).unwrap();
-    }
-}
+use common::{spin_handler as handler, LONG, SHORT};
+use synergy::{Config, Request, Runtime};
 
 fn config(policy: SchedPolicy) -> Config {
     let mut c = Config { policy, ..common::one_worker() };

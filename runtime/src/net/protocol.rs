@@ -116,11 +116,11 @@ pub fn decode_request(b: &[u8]) -> Result<Request, WireError> {
     }
     let (key, padding_from) = if flags & FLAG_KEY != 0 {
         let n = b[KEY_LEN_AT];
-        let key = match Key::new(&b[KEY_AT..KEY_AT + (n as usize).min(Key::MAX)]) {
-            Some(k) if n != 0 && n as usize <= Key::MAX => k,
-            _ => return Err(WireError::BadKeyLength(n)),
-        };
-        (key, KEY_AT + n as usize)
+        let len = n as usize;
+        if len == 0 || len > Key::MAX {
+            return Err(WireError::BadKeyLength(n));
+        }
+        (Key::new(&b[KEY_AT..KEY_AT + len]).expect("at most Key::MAX bytes"), KEY_AT + len)
     } else {
         (Key::default(), KEY_LEN_AT)
     };

@@ -3,9 +3,30 @@
 
 pub mod kernels;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use synergy::Config;
+use synergy::{clock, feedback_finished, feedback_start, send, Config, Reply, Request};
+
+/// Request kinds of `spin_handler`.
+pub const SHORT: u32 = 0;
+pub const LONG: u32 = 1;
+
+/// A handler that spins for each request's `service_ns`, marking `LONG` ones with feedback and
+/// raising `long_started` when one begins, then replies.
+pub fn spin_handler(long_started: Arc<AtomicBool>) -> impl Fn(Request) + Send + Sync + 'static {
+    move |req: Request| {
+        if req.kind == LONG {
+            feedback_start();
+            long_started.store(true, Ordering::Release);
+            clock::spin_for(req.service_ns);
+            feedback_finished();
+        } else {
+            clock::spin_for(req.service_ns);
+        }
+        send(Reply::to(&req)).unwrap();
+    }
+}
 
 /// Runtimes pin threads and spin; on a 2-core machine two at once would starve each other, so the
 /// tests of one binary take turns.

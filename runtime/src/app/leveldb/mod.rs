@@ -18,7 +18,7 @@ use super::Handler;
 use crate::clock;
 use crate::report::Summary;
 use crate::request::{status, Reply, Request};
-use crate::workload::{key_name, LEVELDB_GET, LEVELDB_SCAN};
+use crate::workload::{key_name, LEVELDB_GET, LEVELDB_SCAN, THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,8 +120,8 @@ pub fn measure_service_times(store: &Store, entries: u32, gets: usize, scans: us
         entries,
         get: Summary::of(get_ns),
         scan: Summary::of(scan_ns),
-        thesis_get_ns: 920.0,
-        thesis_scan_ns: 94_000.0,
+        thesis_get_ns: THESIS_LEVELDB_GET_NS as f64,
+        thesis_scan_ns: THESIS_LEVELDB_SCAN_NS as f64,
     })
 }
 
