@@ -139,11 +139,16 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
     let (contended0, yielded0) = synergy::interpose::mutex::contention();
     let contended_lock = Arc::new(CLocked::new());
     let outer_lock = Arc::new(CLocked::new());
-    // An OS thread holds the contended lock most of the time (300 of every 400 µs).
+    // An OS thread holds the contended lock most of the time (300 of every 400 µs). It runs on
+    // the timer core's CPU, never the worker's: sharing the worker's CPU, it would hold the lock
+    // only while the worker is off the CPU, and the worker would never find it taken.
+    let cfg = common::one_worker();
+    let holder_cpu = cfg.timer_core.expect("this test needs 2 CPUs: the worker's and one for the lock holder");
     let stop = Arc::new(AtomicBool::new(false));
     let holder = {
         let (l, stop) = (contended_lock.clone(), stop.clone());
         std::thread::spawn(move || {
+            synergy::cpu::pin_current_thread(holder_cpu).expect("pin the lock holder");
             let mut n = 0u64;
             while !stop.load(Ordering::Acquire) {
                 l.bump(300_000);
@@ -159,7 +164,7 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
     const SHORT_REQUESTS: u64 = 150;
     let (c, o) = (contended_lock.clone(), outer_lock.clone());
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
-    let rt = Runtime::start(&common::one_worker(), transport.clone(), move |req: Request| {
+    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
         if req.kind == LONG {
             feedback_start();
             for round in 0..ROUNDS {
