@@ -2,20 +2,60 @@
 
 //! kmod_uintr: Intel user interrupts (UINTR) for synergy's `--preempt=uintr`.
 //!
-//! This version is the module's validated front end: it detects UINTR (CPUID.(7,0):EDX[5]),
-//! reports it through `IOC_VERSION`, and checks every argument of every ioctl exactly as the ABI
-//! (`uapi/src/uintr.rs`, compiled here from the same file) specifies. A registration that passes
-//! the checks is refused with EOPNOTSUPP: on CPUs without UINTR because the hardware is missing,
-//! and on CPUs with it because the hardware setup (UPID/UITT allocation, CR4.UINTR, the
-//! IA32_UINTR_* MSRs, their save/restore across context switches) is not part of this version;
-//! kmod_uintr/README.md says what it needs and why it is not done yet. Nothing here touches an
-//! MSR or CR4, so loading it is safe on any x86-64 CPU.
+//! On a CPU with UINTR (CPUID.(7,0):EDX[5]) the module sets CR4.UINTR on every online CPU through
+//! the kernel's CR4 shadow when it loads (and clears it when it unloads), and keeps per-thread
+//! state for the threads registered through `/dev/synergy_uintr` (ABI: `uapi/src/uintr.rs`,
+//! compiled here from the same file):
+//!
+//! * a **receiver** owns a UPID (64-byte aligned; notification vector `UINV`, destination = the
+//!   APIC ID of the CPU it currently runs on, ON/SN, PIR) and an image of
+//!   IA32_UINTR_{HANDLER,STACKADJUST,MISC,PD,RR} and of UIF;
+//! * a **sender** owns a UITT (256 entries of 16 bytes) whose entries point at receivers' UPIDs,
+//!   and the image of IA32_UINTR_TT and MISC.UITTSZ.
+//!
+//! The image is loaded into the MSRs only while the thread runs: a preempt notifier registered on
+//! the thread loads it in `sched_in` (re-targeting the UPID at the new CPU, so migration is
+//! handled, and clearing SN/ON) and in `sched_out` saves UIRR and UIF, sets SN (senders then only
+//! post into the PIR, without an IPI) and zeroes every UINTR MSR, so no other thread ever runs
+//! with them. Linux does not save UIF or UIRR (its XSAVE supervisor state has no UINTR
+//! component), hence the save/restore here.
+//!
+//! A notification that arrives while the receiver runs in kernel mode is processed by the CPU
+//! (the UINV match does not depend on CPL): the PIR moves into UIRR and the interrupt is delivered
+//! on the return to user mode. One that arrives after the receiver was switched out is an
+//! ordinary interrupt on `UINV` (Linux's POSTED_INTR_NESTED_VECTOR, whose handler only
+//! acknowledges it); its ON bit and PIR bits stay in the UPID, and the receiver's next `sched_in`
+//! moves the PIR into UIRR and clears ON, so ON can never stay set and block later notifications.
+//!
+//! Lifetimes. A thread's state is reference counted: the registry holds one reference, and a
+//! queued tear-down task_work another. Its preempt notifier is only ever linked and unlinked by
+//! the thread itself (`on_own_cpu`: a function call on its own CPU with interrupts off), as the
+//! scheduler walks that list without a lock on the thread's context switches. Closing the file
+//! (also on process exit) tears down every registration made through it: the calling thread's at
+//! once; a living thread's through a task_work it runs on its next return to user mode or in its
+//! exit (it is marked defunct first, so it never loads the image again); a dead thread's — its
+//! final `sched_out` saw TASK_DEAD — after an RCU grace period, once that last notifier call has
+//! returned. UPIDs are reference counted by their receiver and by every UITT entry naming them, so
+//! a sender can never post into freed memory. Queued task_works and open files hold the module.
+//!
+//! The misc device is root-only (0600); a sender can only name receivers of its own process.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::{
+    arch::asm,
+    ffi::{c_int, c_ulong, c_void},
+    mem::offset_of,
+    ptr::null_mut,
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+};
 use kernel::{
+    bindings,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    new_mutex,
     prelude::*,
+    sync::{aref::ARef, Arc, Mutex},
+    task::Task,
+    types::Opaque,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -31,6 +71,7 @@ const _: () = assert!(abi::IOC_REGISTER_RECEIVER == kernel::ioctl::_IOWR::<abi::
 const _: () = assert!(abi::IOC_UNREGISTER_RECEIVER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x02));
 const _: () = assert!(abi::IOC_REGISTER_SENDER == kernel::ioctl::_IOWR::<abi::UintrSender>(abi::IOC_MAGIC as u32, 0x03));
 const _: () = assert!(abi::IOC_UNREGISTER_SENDER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x04));
+const _: () = assert!(abi::UINV as u32 == bindings::POSTED_INTR_NESTED_VECTOR);
 
 // SAFETY: `repr(C)` structs of u32/u64 fields without padding: all bytes initialised, every bit
 // pattern valid.
@@ -38,53 +79,537 @@ unsafe impl kernel::transmute::AsBytes for abi::UintrVersion {}
 // SAFETY: see above.
 unsafe impl kernel::transmute::FromBytes for abi::UintrReceiver {}
 // SAFETY: see above.
+unsafe impl kernel::transmute::AsBytes for abi::UintrReceiver {}
+// SAFETY: see above.
 unsafe impl kernel::transmute::FromBytes for abi::UintrSender {}
+// SAFETY: see above.
+unsafe impl kernel::transmute::AsBytes for abi::UintrSender {}
 
 module! {
     type: SynergyUintr,
     name: "kmod_uintr",
     authors: ["synergy developers"],
-    description: "synergy: Intel user interrupts (UINTR) set-up front end",
+    description: "synergy: Intel user interrupts (UINTR) set-up",
     license: "GPL",
+}
+
+// The kernel's CR4 shadow accessors (arch/x86/kernel/cpu/common.c). Linux 7.3 exports them to KVM
+// only; scripts/kernel/build.sh exports them to this module as well.
+extern "C" {
+    fn cr4_update_irqsoff(set: c_ulong, clear: c_ulong);
+    fn cr4_read_shadow() -> c_ulong;
 }
 
 /// Highest user-space address with 4-level paging (TASK_SIZE_MAX - 1).
 const USER_ADDR_MAX: u64 = 0x0000_7fff_ffff_efff;
+const UITT_LEN: usize = abi::UITT_ENTRIES as usize;
+const MSR_IA32_APICBASE: u32 = 0x1B;
+const APICBASE_X2APIC: u64 = 1 << 10;
+const RFLAGS_IF: u64 = 1 << 9;
+const UPID_SN: u64 = 2;
 
 static SUPPORTED: AtomicBool = AtomicBool::new(false);
+static NEXT_RECEIVER_ID: AtomicU32 = AtomicU32::new(1);
+static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in the module initialiser, before the device exists.
+    unsafe(uninit) static REGISTRY: Mutex<KVec<Arc<ThreadState>>> = KVec::new();
+}
+
+// ---- Hardware access (only ever reached on a CPU with UINTR) ----------------------------------
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called for MSRs that exist on this CPU (the UINTR MSRs once CPUID reported
+    // UINTR, and IA32_APIC_BASE); reading has no side effects.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+/// # Safety
+/// `msr` is a UINTR MSR of this CPU and `v` a value valid for it (computed by `abi`'s encoders
+/// from checked inputs); the caller runs with interrupts off on the CPU it means to program.
+unsafe fn wrmsr(msr: u32, v: u64) {
+    // SAFETY: see the function's contract.
+    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags)) };
+}
+
+/// UIF (TESTUI copies it to CF). CR4.UINTR must be set (it is, on every CPU, while loaded).
+fn testui() -> bool {
+    let cf: u8;
+    // SAFETY: TESTUI (F3 0F 01 ED) only reads UIF; valid at any CPL with CR4.UINTR = 1.
+    unsafe { asm!(".byte 0xf3, 0x0f, 0x01, 0xed", "setc {0}", out(reg_byte) cf, options(nomem, nostack)) };
+    cf != 0
+}
+
+fn set_uif(on: bool) {
+    if on {
+        // SAFETY: STUI (F3 0F 01 EF) sets UIF only; CR4.UINTR = 1.
+        unsafe { asm!(".byte 0xf3, 0x0f, 0x01, 0xef", options(nomem, nostack, preserves_flags)) };
+    } else {
+        // SAFETY: CLUI (F3 0F 01 EE) clears UIF only; CR4.UINTR = 1.
+        unsafe { asm!(".byte 0xf3, 0x0f, 0x01, 0xee", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// Disables interrupts and returns the previous RFLAGS. Used only around sequences of MSR and
+/// UPID accesses that call no kernel function, inside callbacks already running with preemption
+/// off (so lockdep's view, restored by `irqs_restore`, is never consulted in between).
+fn irqs_save() -> u64 {
+    let flags: u64;
+    // SAFETY: pushfq/pop read RFLAGS through the stack; cli is allowed at CPL 0.
+    unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags, options(nomem)) };
+    flags
+}
+
+fn irqs_restore(flags: u64) {
+    if flags & RFLAGS_IF != 0 {
+        // SAFETY: re-enables interrupts that `irqs_save` disabled.
+        unsafe { asm!("sti", options(nomem, nostack)) };
+    }
+}
+
+/// 5-level paging (kernel addresses are then 57-bit canonical).
+fn la57() -> bool {
+    // SAFETY: reads this CPU's shadow; LA57 is the same on every CPU and never changes.
+    let cr4 = unsafe { cr4_read_shadow() } as u64;
+    cr4 & abi::CR4_LA57 != 0
+}
+
+fn cr4_has_uintr() -> bool {
+    // SAFETY: reads this CPU's shadow; a stale answer after migration only means a CPU that also
+    // has CR4.UINTR set (every online CPU does while the module is loaded).
+    let cr4 = unsafe { cr4_read_shadow() } as u64;
+    cr4 & abi::CR4_UINTR != 0
+}
+
+unsafe extern "C" fn cr4_set_uintr(_info: *mut c_void) {
+    // SAFETY: runs in on_each_cpu's callback with interrupts off, as cr4_update_irqsoff needs.
+    unsafe { cr4_update_irqsoff(abi::CR4_UINTR as c_ulong, 0) };
+}
+
+unsafe extern "C" fn cr4_clear_uintr(_info: *mut c_void) {
+    // SAFETY: as above. No thread has UINTR state left when this runs (module exit).
+    unsafe { cr4_update_irqsoff(0, abi::CR4_UINTR as c_ulong) };
+}
+
+fn on_each_online_cpu(f: unsafe extern "C" fn(*mut c_void)) {
+    // SAFETY: `f` ignores its argument; wait = true, so it has run everywhere on return; the
+    // online mask is the kernel's own.
+    unsafe { bindings::on_each_cpu_cond_mask(None, Some(f), null_mut(), true, &raw const bindings::__cpu_online_mask) };
+}
+
+fn nr_cpus() -> usize {
+    // SAFETY: set during boot, never changed afterwards.
+    unsafe { bindings::nr_cpu_ids as usize }
+}
+
+/// APIC ID of a possible CPU.
+fn apic_id(cpu: usize) -> u32 {
+    if cpu >= nr_cpus() {
+        return 0;
+    }
+    // SAFETY: `x86_cpu_to_apicid` is a per-CPU variable: its address plus the CPU's per-CPU
+    // offset (wrapping, as `per_cpu()` computes it) is that CPU's copy; cpu < nr_cpu_ids has one.
+    unsafe {
+        let base = &raw const bindings::x86_cpu_to_apicid as usize;
+        let off = bindings::__per_cpu_offset[cpu] as usize;
+        core::ptr::read_volatile(base.wrapping_add(off) as *const u32)
+    }
+}
+
+// ---- Per-thread state ------------------------------------------------------------------------
+
+/// User posted-interrupt descriptor (SDM layout; `abi::upid_control` encodes the first word).
+#[repr(C, align(64))]
+struct Upid {
+    control: AtomicU64,
+    pir: AtomicU64,
+}
+
+#[repr(C, align(16))]
+struct UittEntry {
+    word0: AtomicU64,
+    upid: AtomicU64,
+}
+
+#[repr(C, align(16))]
+struct Uitt {
+    entries: [UittEntry; UITT_LEN],
+}
+
+struct ReceiverPart {
+    id: u32,
+    upid: Arc<Upid>,
+}
+
+struct SenderPart {
+    uitt: KBox<Uitt>,
+    /// `targets[i]` is the UPID entry `i` names: the entry's reference.
+    targets: KVec<Arc<Upid>>,
+}
+
+#[derive(Default)]
+struct Parts {
+    receiver: Option<ReceiverPart>,
+    sender: Option<SenderPart>,
+}
+
+/// What the thread's UINTR MSRs and UIF hold while it runs. Written by the thread itself (with
+/// interrupts off, in `on_own_cpu`) and by its own context switches.
+#[derive(Default)]
+struct Image {
+    handler: AtomicU64,
+    stack_adjust: AtomicU64,
+    misc: AtomicU64,
+    pd: AtomicU64,
+    tt: AtomicU64,
+    uirr: AtomicU64,
+    uif: AtomicBool,
+}
+
+#[pin_data]
+struct ThreadState {
+    /// Linked into the task's preempt notifiers from `attach` until `detach`.
+    notifier: Opaque<bindings::preempt_notifier>,
+    /// The tear-down task_work queued by `release` for a thread other than the caller.
+    work: Opaque<bindings::callback_head>,
+    task: ARef<Task>,
+    tgid: i32,
+    /// Id of the file it was registered through.
+    owner: u64,
+    img: Image,
+    /// The image is in this CPU's MSRs right now (between a load and the next save).
+    loaded: AtomicBool,
+    attached: AtomicBool,
+    /// Set when the file is closed: the thread no longer loads its image.
+    defunct: AtomicBool,
+    /// Set by the thread's final `sched_out` (TASK_DEAD): no notifier call follows.
+    dead: AtomicBool,
+    #[pin]
+    parts: Mutex<Parts>,
+}
+
+// SAFETY: `notifier` and `work` are only touched through raw pointers by their owning kernel
+// lists and by this module under the protocol described in the module docs; everything else is
+// atomic, immutable after construction, or behind `parts`' mutex. `ARef<Task>` is Send + Sync.
+unsafe impl Send for ThreadState {}
+// SAFETY: see above.
+unsafe impl Sync for ThreadState {}
+
+static PREEMPT_OPS: bindings::preempt_ops = bindings::preempt_ops { sched_in: Some(sched_in), sched_out: Some(sched_out) };
+
+fn state_of_notifier<'a>(n: *mut bindings::preempt_notifier) -> &'a ThreadState {
+    // SAFETY: every notifier with PREEMPT_OPS is the `notifier` field of a ThreadState that stays
+    // allocated while it is linked (see the module docs).
+    unsafe { &*((n as *mut u8).sub(offset_of!(ThreadState, notifier)) as *const ThreadState) }
+}
+
+impl ThreadState {
+    fn upid(&self) -> Option<&Upid> {
+        let pd = self.img.pd.load(Ordering::Relaxed);
+        // SAFETY: `pd` is non-zero only while the receiver part holds the UPID: the thread clears
+        // it (in its own context, interrupts off) before dropping that part.
+        (pd != 0).then(|| unsafe { &*(pd as *const Upid) })
+    }
+
+    /// Loads the image into this CPU's MSRs and re-targets the UPID at this CPU. Interrupts off,
+    /// running as the state's thread, CR4.UINTR set.
+    fn load(&self, cpu: usize) {
+        let img = &self.img;
+        // SAFETY: interrupts are off; every value was produced by `abi`'s encoders from checked
+        // input (or is 0). PD is written before MISC, so UINV never names a stale descriptor.
+        unsafe {
+            wrmsr(abi::MSR_IA32_UINTR_HANDLER, img.handler.load(Ordering::Relaxed));
+            wrmsr(abi::MSR_IA32_UINTR_STACKADJUST, img.stack_adjust.load(Ordering::Relaxed));
+            wrmsr(abi::MSR_IA32_UINTR_PD, img.pd.load(Ordering::Relaxed));
+            wrmsr(abi::MSR_IA32_UINTR_TT, img.tt.load(Ordering::Relaxed));
+            wrmsr(abi::MSR_IA32_UINTR_MISC, img.misc.load(Ordering::Relaxed));
+        }
+        let mut uirr = img.uirr.load(Ordering::Relaxed);
+        if let Some(upid) = self.upid() {
+            let x2apic = rdmsr(MSR_IA32_APICBASE) & APICBASE_X2APIC != 0;
+            // Re-arm: destination = this CPU, SN = ON = 0. A sender that saw SN set only posted
+            // into the PIR; one that set ON and sent to our previous CPU had its notification
+            // taken there as an ordinary interrupt. Either way the request is in the PIR, taken
+            // next; a sender after this point notifies this CPU (handled once interrupts are on).
+            upid.control.swap(abi::upid_control(false, false, abi::UINV, apic_id(cpu), x2apic), Ordering::SeqCst);
+            uirr |= upid.pir.swap(0, Ordering::SeqCst);
+        }
+        // SAFETY: as above; UIRR accepts any 64-bit value.
+        unsafe { wrmsr(abi::MSR_IA32_UINTR_RR, uirr) };
+        img.uirr.store(0, Ordering::Relaxed);
+        set_uif(img.uif.load(Ordering::Relaxed));
+        self.loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// Saves UIRR and UIF, suppresses notifications and clears every UINTR MSR. Interrupts off,
+    /// running as the state's thread.
+    fn save_and_clear(&self) {
+        if let Some(upid) = self.upid() {
+            upid.control.fetch_or(UPID_SN, Ordering::SeqCst);
+        }
+        if !self.loaded.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        self.img.uif.store(testui(), Ordering::Relaxed);
+        // MISC first: from here on a late notification on UINV is an ordinary interrupt.
+        // SAFETY: interrupts are off; zero is valid for every UINTR MSR.
+        unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
+        self.img.uirr.store(rdmsr(abi::MSR_IA32_UINTR_RR), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe {
+            wrmsr(abi::MSR_IA32_UINTR_RR, 0);
+            wrmsr(abi::MSR_IA32_UINTR_PD, 0);
+            wrmsr(abi::MSR_IA32_UINTR_TT, 0);
+            wrmsr(abi::MSR_IA32_UINTR_HANDLER, 0);
+            wrmsr(abi::MSR_IA32_UINTR_STACKADJUST, 0);
+        }
+        set_uif(false);
+    }
+
+    /// Runs `f` as this thread on its CPU with interrupts off (no context switch, hence no
+    /// notifier call, can interleave). Must be called by the thread itself.
+    fn on_own_cpu(&self, f: &mut dyn FnMut(usize)) -> Result {
+        struct Call<'a> {
+            task: *mut bindings::task_struct,
+            f: &'a mut dyn FnMut(usize),
+            ran: bool,
+        }
+        unsafe extern "C" fn run(info: *mut c_void) {
+            // SAFETY: `info` is the `Call` below, alive until smp_call_function_single returns
+            // (wait = true).
+            let call = unsafe { &mut *(info as *mut Call<'_>) };
+            if Task::current_raw() == call.task {
+                // SAFETY: we run on this CPU with interrupts off.
+                let cpu = unsafe { bindings::raw_smp_processor_id() } as usize;
+                (call.f)(cpu);
+                call.ran = true;
+            }
+        }
+        let mut call = Call { task: self.task.as_ptr(), f, ran: false };
+        // The thread may migrate between reading its CPU and the call; then the function runs on
+        // the old CPU for another task, does nothing, and we try again.
+        for _ in 0..1000 {
+            // SAFETY: no preconditions; the answer may be stale (see above).
+            let cpu = unsafe { bindings::raw_smp_processor_id() } as c_int;
+            // SAFETY: `run` is a valid smp_call_func_t and `call` outlives the call (wait = 1).
+            let rc = unsafe { bindings::smp_call_function_single(cpu, Some(run), &raw mut call as *mut c_void, true) };
+            if rc != 0 {
+                return Err(Error::from_errno(rc));
+            }
+            if call.ran {
+                return Ok(());
+            }
+        }
+        Err(EAGAIN)
+    }
+
+    /// Links the notifier into the calling thread's list and loads the (empty) image.
+    fn attach(&self) -> Result {
+        let n = self.notifier.get();
+        self.on_own_cpu(&mut |cpu| {
+            // SAFETY: `n` is ours, unlinked, and lives as long as the state; we run as the
+            // thread, interrupts off, so no context switch walks its list meanwhile.
+            unsafe {
+                (*n).link = bindings::hlist_node { next: null_mut(), pprev: null_mut() };
+                (*n).ops = &raw const PREEMPT_OPS as *mut bindings::preempt_ops;
+                bindings::preempt_notifier_register(n);
+            }
+            self.attached.store(true, Ordering::Release);
+            self.load(cpu);
+        })
+    }
+
+    /// Clears the MSRs and unlinks the notifier. Must be called by the thread itself.
+    fn detach(&self) -> Result {
+        if !self.attached.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let n = self.notifier.get();
+        self.on_own_cpu(&mut |_| {
+            self.save_and_clear();
+            // SAFETY: linked by `attach` on this same thread; we run as it, interrupts off.
+            unsafe { bindings::preempt_notifier_unregister(n) };
+            self.attached.store(false, Ordering::Release);
+        })
+    }
+
+    /// Applies a change of the image (made by `change`) to this thread's MSRs. Must be called by
+    /// the thread itself.
+    fn update(&self, change: &mut dyn FnMut(&Image)) -> Result {
+        self.on_own_cpu(&mut |cpu| {
+            self.save_and_clear();
+            change(&self.img);
+            self.load(cpu);
+        })
+    }
+}
+
+unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
+    let s = state_of_notifier(n);
+    let task = s.task.as_ptr();
+    // SAFETY: `task` is current (the notifier is on its list); `flags` is a plain field.
+    let exiting = unsafe { (*task).flags } & bindings::PF_EXITING != 0;
+    // A defunct or exiting thread never returns to user mode with UINTR again; a CPU without
+    // CR4.UINTR (brought online after the module loaded) cannot take the image.
+    if s.defunct.load(Ordering::Acquire) || exiting || !cr4_has_uintr() {
+        return;
+    }
+    // Called with preemption off but interrupts on: no notification may be processed between the
+    // MSR writes and the PIR hand-over.
+    let flags = irqs_save();
+    s.load(cpu as usize);
+    irqs_restore(flags);
+}
+
+unsafe extern "C" fn sched_out(n: *mut bindings::preempt_notifier, _next: *mut bindings::task_struct) {
+    // Called with interrupts off (the runqueue lock is held).
+    let s = state_of_notifier(n);
+    s.save_and_clear();
+    // SAFETY: `task` is current; `__state` precedes `stack` in task_struct, where the binding's
+    // layout matches C's (see kmod_ipi's `tgid_of`).
+    let state = unsafe { core::ptr::read_volatile(&raw const (*s.task.as_ptr()).__state) };
+    if state == bindings::TASK_DEAD {
+        s.dead.store(true, Ordering::Release);
+    }
+}
+
+/// The task_work `release` queues on a living registered thread other than the caller: the
+/// thread detaches itself. Releases the module reference taken when it was queued, last.
+unsafe extern "C" fn teardown_work(head: *mut bindings::callback_head) {
+    // SAFETY: `head` is the `work` field of a ThreadState whose reference the work owns.
+    let s = unsafe { Arc::from_raw((head as *mut u8).sub(offset_of!(ThreadState, work)) as *const ThreadState) };
+    if s.detach().is_err() {
+        pr_err!("could not detach an exiting thread's UINTR state; leaking it\n");
+        core::mem::forget(s);
+    } else {
+        drop(s);
+    }
+    // SAFETY: pairs with try_module_get in `teardown`; only this function's epilogue follows.
+    unsafe { bindings::module_put(this_module()) };
+}
+
+fn this_module() -> *mut bindings::module {
+    <SynergyUintr as kernel::ModuleMetadata>::THIS_MODULE.as_ptr()
+}
+
+/// Tears down a state removed from the registry by `release`.
+fn teardown(s: Arc<ThreadState>) {
+    if s.task.as_ptr() == Task::current_raw() {
+        if s.detach().is_err() {
+            pr_err!("could not detach a thread's UINTR state; leaking it\n");
+            core::mem::forget(s);
+        }
+        return;
+    }
+    s.defunct.store(true, Ordering::Release);
+    if !s.attached.load(Ordering::Acquire) || s.dead.load(Ordering::Acquire) {
+        return wait_dead_and_free(s);
+    }
+    // SAFETY: THIS_MODULE is this module; the open file being released still holds it.
+    if unsafe { bindings::try_module_get(this_module()) } {
+        let raw = Arc::into_raw(s.clone()) as *mut ThreadState;
+        // SAFETY: `work` is ours and never queued before (each state is released once).
+        let rc = unsafe {
+            let w = (*raw).work.get();
+            (*w).next = null_mut();
+            (*w).func = Some(teardown_work);
+            bindings::task_work_add(s.task.as_ptr(), w, bindings::task_work_notify_mode_TWA_RESUME)
+        };
+        if rc == 0 {
+            return;
+        }
+        // SAFETY: undo the reference and module reference taken for the work.
+        drop(unsafe { Arc::from_raw(raw) });
+        // SAFETY: pairs with the try_module_get above.
+        unsafe { bindings::module_put(this_module()) };
+    }
+    // The thread is past running task_works in its exit: it is about to die.
+    wait_dead_and_free(s);
+}
+
+fn wait_dead_and_free(s: Arc<ThreadState>) {
+    if s.attached.load(Ordering::Acquire) {
+        let mut waited_ms = 0;
+        while !s.dead.load(Ordering::Acquire) {
+            if waited_ms == 10_000 {
+                pr_err!("a registered thread has not finished exiting after 10 s; leaking its UINTR state\n");
+                core::mem::forget(s);
+                return;
+            }
+            // SAFETY: process context (file release).
+            unsafe { bindings::msleep(1) };
+            waited_ms += 1;
+        }
+        // The final sched_out ran with interrupts off, a read-side critical section: after a
+        // grace period it has returned, and the dead thread never walks its notifiers again.
+        // SAFETY: process context.
+        unsafe { bindings::synchronize_rcu() };
+    }
+    drop(s);
+}
+
+// ---- The device ------------------------------------------------------------------------------
 
 #[pin_data]
 struct SynergyUintr {
     #[pin]
     _miscdev: MiscDeviceRegistration<UintrFile>,
+    _hw: HwEnable,
+}
+
+/// CR4.UINTR on every online CPU and the preempt-notifier key, while the module is loaded.
+struct HwEnable(bool);
+
+impl Drop for HwEnable {
+    fn drop(&mut self) {
+        if self.0 {
+            // Every file is closed and every queued tear-down has run (they hold the module), so
+            // no thread has UINTR state in any CPU's MSRs.
+            on_each_online_cpu(cr4_clear_uintr);
+            // SAFETY: pairs with preempt_notifier_inc in init.
+            unsafe { bindings::preempt_notifier_dec() };
+        }
+    }
 }
 
 impl kernel::InPlaceModule for SynergyUintr {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // SAFETY: called once, before anything can use the registry.
+        unsafe { REGISTRY.init() };
         let supported = abi::cpu_has_uintr();
         SUPPORTED.store(supported, Ordering::Relaxed);
         if supported {
-            pr_info!("loaded (ABI {}); this CPU has UINTR, but this version does not set it up: registrations get EOPNOTSUPP\n", abi::ABI_VERSION);
+            // SAFETY: process context; pairs with preempt_notifier_dec in HwEnable::drop.
+            unsafe { bindings::preempt_notifier_inc() };
+            on_each_online_cpu(cr4_set_uintr);
+            pr_info!("loaded (ABI {}); UINTR enabled on {} CPUs (CR4.UINTR), notification vector {:#x}\n", abi::ABI_VERSION, nr_cpus(), abi::UINV);
         } else {
             pr_info!("loaded (ABI {}); this CPU has no UINTR (CPUID.7.0:EDX[5] = 0): registrations get EOPNOTSUPP\n", abi::ABI_VERSION);
         }
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"synergy_uintr" }),
+            _hw: HwEnable(supported),
         })
     }
 }
 
-struct UintrFile;
+struct UintrFile {
+    id: u64,
+}
 
 fn user_code_addr(a: u64) -> bool {
     a != 0 && a <= USER_ADDR_MAX
 }
 
-fn check_receiver(r: &abi::UintrReceiver) -> Result {
+fn check_receiver(r: &abi::UintrReceiver) -> Result<u64> {
     if r.flags & !abi::RECEIVER_STACK_LOAD != 0 || r.receiver_id != 0 || !user_code_addr(r.handler) {
         return Err(EINVAL);
     }
-    if r.flags & abi::RECEIVER_STACK_LOAD != 0 {
+    let load = r.flags & abi::RECEIVER_STACK_LOAD != 0;
+    if load {
         // An RSP to load: a 16-byte aligned user address.
         if !user_code_addr(r.stack_adjust) || r.stack_adjust % 16 != 0 {
             return Err(EINVAL);
@@ -92,9 +617,8 @@ fn check_receiver(r: &abi::UintrReceiver) -> Result {
     } else if r.stack_adjust % 8 != 0 || r.stack_adjust > abi::MAX_STACK_SKIP {
         return Err(EINVAL);
     }
-    abi::stack_adjust_msr(r.stack_adjust, r.flags & abi::RECEIVER_STACK_LOAD != 0).map_err(|_| EINVAL)?;
     abi::handler_msr(r.handler).map_err(|_| EINVAL)?;
-    Ok(())
+    abi::stack_adjust_msr(r.stack_adjust, load).map_err(|_| EINVAL)
 }
 
 fn check_sender(s: &abi::UintrSender) -> Result {
@@ -104,15 +628,211 @@ fn check_sender(s: &abi::UintrSender) -> Result {
     Ok(())
 }
 
+fn tgid_of(task: *mut bindings::task_struct) -> i32 {
+    // SAFETY: `task` is live (current); a null namespace means the caller's (see kmod_ipi).
+    unsafe { bindings::task_tgid_nr_ns(task, null_mut()) }
+}
+
+/// The calling thread's state registered through file `owner`, created and attached if `create`.
+/// EBUSY if the thread is registered through another file.
+fn own_state(owner: u64, create: bool) -> Result<Arc<ThreadState>> {
+    let me = Task::current_raw();
+    let mut reg = REGISTRY.lock();
+    if let Some(s) = reg.iter().find(|s| s.task.as_ptr() == me && !s.dead.load(Ordering::Acquire)) {
+        return if s.owner == owner { Ok(s.clone()) } else { Err(EBUSY) };
+    }
+    if !create {
+        return Err(ENOENT);
+    }
+    let current = kernel::current!();
+    let s = Arc::pin_init(
+        try_pin_init!(ThreadState {
+            notifier: Opaque::new(bindings::preempt_notifier::default()),
+            work: Opaque::new(bindings::callback_head { next: null_mut(), func: None }),
+            task: ARef::from(&**current),
+            tgid: tgid_of(me),
+            owner,
+            img: Image::default(),
+            loaded: AtomicBool::new(false),
+            attached: AtomicBool::new(false),
+            defunct: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            parts <- new_mutex!(Parts::default()),
+        }),
+        GFP_KERNEL,
+    )?;
+    reg.push(s.clone(), GFP_KERNEL)?;
+    if let Err(e) = s.attach() {
+        reg.pop();
+        return Err(e);
+    }
+    Ok(s)
+}
+
+/// Removes the calling thread's state from the registry and detaches it once it has no part.
+/// Called without the state's `parts` lock (the registry lock comes first).
+fn drop_if_empty(s: &Arc<ThreadState>) -> Result {
+    {
+        let parts = s.parts.lock();
+        if parts.receiver.is_some() || parts.sender.is_some() {
+            return Ok(());
+        }
+    }
+    REGISTRY.lock().retain(|x| !Arc::ptr_eq(x, s));
+    let res = s.detach();
+    if res.is_err() {
+        // Still linked into the thread's notifiers: the memory must outlive it.
+        pr_err!("could not detach a thread's UINTR state; leaking it\n");
+        core::mem::forget(s.clone());
+    }
+    res
+}
+
+fn register_receiver(owner: u64, r: &abi::UintrReceiver) -> Result<u32> {
+    let stack_adjust = check_receiver(r)?;
+    let handler = abi::handler_msr(r.handler).map_err(|_| EINVAL)?;
+    let s = own_state(owner, true)?;
+    let mut parts = s.parts.lock();
+    if parts.receiver.is_some() {
+        return Err(EBUSY);
+    }
+    let upid = Arc::new(Upid { control: AtomicU64::new(UPID_SN), pir: AtomicU64::new(0) }, GFP_KERNEL)?;
+    let pd = abi::pd_msr(&*upid as *const Upid as u64, la57()).map_err(|e| {
+        pr_err!("cannot encode IA32_UINTR_PD: {:?}\n", e);
+        EINVAL
+    })?;
+    let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
+    let res = s.update(&mut |img| {
+        img.handler.store(handler, Ordering::Relaxed);
+        img.stack_adjust.store(stack_adjust, Ordering::Relaxed);
+        img.pd.store(pd, Ordering::Relaxed);
+        let uitt_size = img.misc.load(Ordering::Relaxed) as u32;
+        img.misc.store(abi::misc_msr(uitt_size, abi::UINV), Ordering::Relaxed);
+        img.uirr.store(0, Ordering::Relaxed);
+        img.uif.store(false, Ordering::Relaxed);
+    });
+    if let Err(e) = res {
+        drop(parts);
+        drop_if_empty(&s)?;
+        return Err(e);
+    }
+    parts.receiver = Some(ReceiverPart { id, upid });
+    Ok(id)
+}
+
+fn unregister_receiver(owner: u64) -> Result {
+    let s = own_state(owner, false)?;
+    let mut parts = s.parts.lock();
+    if parts.receiver.is_none() {
+        return Err(ENOENT);
+    }
+    s.update(&mut |img| {
+        // `save_and_clear` has set SN: senders holding this UPID only post into its PIR now.
+        img.handler.store(0, Ordering::Relaxed);
+        img.stack_adjust.store(0, Ordering::Relaxed);
+        img.pd.store(0, Ordering::Relaxed);
+        let uitt_size = img.misc.load(Ordering::Relaxed) as u32;
+        img.misc.store(abi::misc_msr(uitt_size, 0), Ordering::Relaxed);
+        img.uirr.store(0, Ordering::Relaxed);
+        img.uif.store(false, Ordering::Relaxed);
+    })?;
+    parts.receiver = None;
+    drop(parts);
+    drop_if_empty(&s)
+}
+
+/// The UPID of receiver `id`, which must belong to the caller's process.
+fn receiver_upid(id: u32) -> Result<Arc<Upid>> {
+    let tgid = tgid_of(Task::current_raw());
+    let reg = REGISTRY.lock();
+    for s in reg.iter() {
+        if s.dead.load(Ordering::Acquire) || s.defunct.load(Ordering::Acquire) {
+            continue;
+        }
+        let parts = s.parts.lock();
+        if let Some(r) = parts.receiver.as_ref().filter(|r| r.id == id) {
+            return if s.tgid == tgid { Ok(r.upid.clone()) } else { Err(EPERM) };
+        }
+    }
+    Err(ENOENT)
+}
+
+fn register_sender(owner: u64, req: &abi::UintrSender) -> Result<u32> {
+    check_sender(req)?;
+    let upid = receiver_upid(req.receiver_id)?;
+    let s = own_state(owner, true)?;
+    let mut parts = s.parts.lock();
+    if parts.sender.is_none() {
+        // SAFETY: all-zero bytes are a valid Uitt (atomics), i.e. every entry invalid.
+        let uitt = unsafe { KBox::<Uitt>::new_uninit(GFP_KERNEL | kernel::alloc::flags::__GFP_ZERO)?.assume_init() };
+        parts.sender = Some(SenderPart { uitt, targets: KVec::new() });
+    }
+    let Some(sender) = parts.sender.as_mut() else { return Err(EINVAL) };
+    let index = sender.targets.len();
+    if index >= UITT_LEN {
+        return Err(ENOSPC);
+    }
+    let upid_addr = &*upid as *const Upid as u64;
+    let [word0, word1] = abi::uitt_entry(req.vector as u8, upid_addr).map_err(|_| EINVAL)?;
+    sender.targets.push(upid, GFP_KERNEL)?;
+    // The address first, then the valid bit: a SENDUIPI never sees a valid entry half-written.
+    sender.uitt.entries[index].upid.store(word1, Ordering::SeqCst);
+    sender.uitt.entries[index].word0.store(word0, Ordering::SeqCst);
+    let tt = abi::tt_msr(&*sender.uitt as *const Uitt as u64, true, la57()).map_err(|e| {
+        pr_err!("cannot encode IA32_UINTR_TT: {:?}\n", e);
+        EINVAL
+    })?;
+    s.update(&mut |img| {
+        img.tt.store(tt, Ordering::Relaxed);
+        let uinv = (img.misc.load(Ordering::Relaxed) >> 32) as u8;
+        img.misc.store(abi::misc_msr(abi::UITT_ENTRIES - 1, uinv), Ordering::Relaxed);
+    })?;
+    Ok(index as u32)
+}
+
+fn unregister_sender(owner: u64) -> Result {
+    let s = own_state(owner, false)?;
+    let mut parts = s.parts.lock();
+    if parts.sender.is_none() {
+        return Err(ENOENT);
+    }
+    s.update(&mut |img| {
+        img.tt.store(0, Ordering::Relaxed);
+        let uinv = (img.misc.load(Ordering::Relaxed) >> 32) as u8;
+        img.misc.store(abi::misc_msr(0, uinv), Ordering::Relaxed);
+    })?;
+    // No CPU holds this UITT in IA32_UINTR_TT any more: only this thread ever loaded it.
+    parts.sender = None;
+    drop(parts);
+    drop_if_empty(&s)
+}
+
 #[vtable]
 impl MiscDevice for UintrFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(UintrFile, GFP_KERNEL)?)
+        Ok(KBox::new(UintrFile { id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed) }, GFP_KERNEL)?)
     }
 
-    fn ioctl(_me: &UintrFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn release(me: KBox<Self>, _file: &File) {
+        let owner = me.id;
+        loop {
+            let next = {
+                let mut reg = REGISTRY.lock();
+                match reg.iter().position(|s| s.owner == owner) {
+                    Some(i) => reg.remove(i).ok(),
+                    None => None,
+                }
+            };
+            match next {
+                Some(s) => teardown(s),
+                None => break,
+            }
+        }
+    }
+
+    fn ioctl(me: &UintrFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let size = kernel::ioctl::_IOC_SIZE(cmd);
         let user = || UserSlice::new(UserPtr::from_addr(arg), size);
         let supported = SUPPORTED.load(Ordering::Relaxed);
@@ -122,16 +842,32 @@ impl MiscDevice for UintrFile {
                 Ok(0)
             }
             abi::IOC_REGISTER_RECEIVER => {
-                let r: abi::UintrReceiver = user().reader().read()?;
+                let (mut reader, mut writer) = user().reader_writer();
+                let mut r: abi::UintrReceiver = reader.read()?;
                 check_receiver(&r)?;
-                Err(EOPNOTSUPP)
+                if !supported {
+                    return Err(EOPNOTSUPP);
+                }
+                r.receiver_id = register_receiver(me.id, &r)?;
+                if let Err(e) = writer.write(&r) {
+                    let _ = unregister_receiver(me.id);
+                    return Err(e);
+                }
+                Ok(0)
             }
             abi::IOC_REGISTER_SENDER => {
-                let s: abi::UintrSender = user().reader().read()?;
+                let (mut reader, mut writer) = user().reader_writer();
+                let mut s: abi::UintrSender = reader.read()?;
                 check_sender(&s)?;
-                // No receiver can exist in this version, so a valid request names none.
-                if supported { Err(ENOENT) } else { Err(EOPNOTSUPP) }
+                if !supported {
+                    return Err(EOPNOTSUPP);
+                }
+                s.uitt_index = register_sender(me.id, &s)?;
+                writer.write(&s)?;
+                Ok(0)
             }
+            abi::IOC_UNREGISTER_RECEIVER if supported => unregister_receiver(me.id).map(|_| 0),
+            abi::IOC_UNREGISTER_SENDER if supported => unregister_sender(me.id).map(|_| 0),
             abi::IOC_UNREGISTER_RECEIVER | abi::IOC_UNREGISTER_SENDER => Err(ENOENT),
             _ => Err(ENOTTY),
         }

@@ -74,6 +74,17 @@ log "unpacking into $kdir"
 rm -rf "$kdir"   # a build without the stamp is incomplete: start over
 mkdir -p "$kdir"
 tar -xf "$tarball" -C "$kdir" --strip-components=1
+# kmod_uintr sets CR4.UINTR through the kernel's CR4 shadow (cr4_update_irqsoff/cr4_read_shadow);
+# writing CR4 behind the shadow's back would be undone by the kernel's next CR4 update. 7.x
+# exports these to KVM only (and, with KVM built in, to no one): export them to kmod_uintr too.
+common="$kdir/arch/x86/kernel/cpu/common.c"
+for sym in cr4_update_irqsoff cr4_read_shadow; do
+  if grep -q "^EXPORT_SYMBOL_FOR_KVM($sym);" "$common"; then
+    sed -i "s/^EXPORT_SYMBOL_FOR_KVM($sym);/#if IS_MODULE(CONFIG_KVM)\nEXPORT_SYMBOL_FOR_MODULES($sym, \"kvm,kvm-amd,kvm-intel,kmod_uintr\");\n#else\nEXPORT_SYMBOL_FOR_MODULES($sym, \"kmod_uintr\");\n#endif/" "$common"
+  elif ! grep -Eq "^EXPORT_SYMBOL(_GPL)?\($sym\);" "$common"; then
+    log "cannot find how $common exports $sym: kmod_uintr needs it"; exit 1
+  fi
+done
 mk=(make -C "$kdir" LLVM="$llvm" -j"$jobs")
 "${mk[@]}" rustavailable >&2
 "${mk[@]}" tinyconfig >/dev/null

@@ -8,7 +8,8 @@ use super::ioctl::{io, ior, iowr};
 
 pub const DEVICE_PATH: &str = "/dev/synergy_uintr";
 pub const IOC_MAGIC: u8 = 0xB6;
-pub const ABI_VERSION: u32 = 1;
+/// 2: valid registrations set the hardware up (1 refused them all).
+pub const ABI_VERSION: u32 = 2;
 
 // ---- Hardware facts -------------------------------------------------------------------------
 
@@ -31,6 +32,14 @@ pub const MSR_IA32_UINTR_MISC: u32 = 0x988;
 pub const MSR_IA32_UINTR_PD: u32 = 0x989;
 pub const MSR_IA32_UINTR_TT: u32 = 0x98A;
 
+/// The notification vector (UINV) kmod_uintr gives every receiver: Linux's
+/// POSTED_INTR_NESTED_VECTOR, which exists when KVM is configured and whose kernel handler only
+/// acknowledges the interrupt. A module cannot install an IDT entry, and a notification that
+/// reaches a CPU where the receiver is not running (it was switched out after the sender read its
+/// UPID) is an ordinary interrupt on this vector there: it must be harmless. The PIR bits it
+/// carried are moved into the receiver's UIRR when it is next scheduled in.
+pub const UINV: u8 = 0xF0;
+
 /// User vectors are 0..63 (a bit each in UIRR and the PIR).
 pub const USER_VECTORS: u32 = 64;
 /// UITT entries this ABI allows per process.
@@ -48,11 +57,15 @@ pub enum EncodeError {
     NotCanonical,
 }
 
-const fn canonical(a: u64) -> bool {
-    // 48-bit (4-level paging) canonical: bits 63:47 all equal.
-    let top = a >> 47;
-    top == 0 || top == 0x1_ffff
+/// Canonical for the paging mode: bits 63:47 all equal with 4-level paging, bits 63:56 with
+/// 5-level paging (CR4.LA57; the kernel's direct map then lies at 0xff11_0000_0000_0000).
+pub const fn canonical(a: u64, la57: bool) -> bool {
+    let top = if la57 { a >> 56 } else { a >> 47 };
+    top == 0 || top == if la57 { 0xff } else { 0x1_ffff }
 }
+
+/// CR4.LA57 (bit 12): 5-level paging.
+pub const CR4_LA57: u64 = 1 << 12;
 
 /// The first 8 bytes of a UPID ("notification control"): ON (bit 0), SN (bit 1), NV (bits 23:16)
 /// and NDST (bits 63:32). In xAPIC mode the 8-bit APIC ID goes into NDST bits 15:8 (UPID bits
@@ -94,22 +107,22 @@ pub const fn misc_msr(uitt_highest_index: u32, uinv: u8) -> u64 {
 }
 
 /// IA32_UINTR_TT: bit 0 enables SENDUIPI, bits 63:4 the UITT's address (16-byte aligned).
-pub const fn tt_msr(uitt_addr: u64, enabled: bool) -> Result<u64, EncodeError> {
+pub const fn tt_msr(uitt_addr: u64, enabled: bool, la57: bool) -> Result<u64, EncodeError> {
     if uitt_addr % 16 != 0 {
         return Err(EncodeError::Misaligned);
     }
-    if !canonical(uitt_addr) {
+    if !canonical(uitt_addr, la57) {
         return Err(EncodeError::NotCanonical);
     }
     Ok(uitt_addr | enabled as u64)
 }
 
 /// IA32_UINTR_PD: the UPID's address (bits 5:0 reserved).
-pub const fn pd_msr(upid_addr: u64) -> Result<u64, EncodeError> {
+pub const fn pd_msr(upid_addr: u64, la57: bool) -> Result<u64, EncodeError> {
     if upid_addr % UPID_ALIGN != 0 {
         return Err(EncodeError::Misaligned);
     }
-    if !canonical(upid_addr) {
+    if !canonical(upid_addr, la57) {
         return Err(EncodeError::NotCanonical);
     }
     Ok(upid_addr)
@@ -122,7 +135,7 @@ pub const fn stack_adjust_msr(value: u64, load: bool) -> Result<u64, EncodeError
     if value & 1 != 0 {
         return Err(EncodeError::Misaligned);
     }
-    if load && !canonical(value) {
+    if load && !canonical(value, false) {
         return Err(EncodeError::NotCanonical);
     }
     Ok(value | load as u64)
@@ -130,7 +143,7 @@ pub const fn stack_adjust_msr(value: u64, load: bool) -> Result<u64, EncodeError
 
 /// IA32_UINTR_HANDLER: the handler's linear address.
 pub const fn handler_msr(handler: u64) -> Result<u64, EncodeError> {
-    if !canonical(handler) {
+    if !canonical(handler, false) {
         return Err(EncodeError::NotCanonical);
     }
     Ok(handler)
@@ -181,8 +194,11 @@ pub struct UintrSender {
 }
 
 pub const IOC_VERSION: u32 = ior::<UintrVersion>(IOC_MAGIC, 0x00);
-/// EINVAL (flags, handler, stack_adjust), EFAULT, EBUSY (thread already a receiver),
-/// EOPNOTSUPP (no UINTR).
+/// Registers the calling thread as a receiver: its UPID is allocated and its
+/// IA32_UINTR_{HANDLER,STACKADJUST,MISC,PD,RR} are loaded whenever it runs (and cleared when it
+/// does not). UIF starts at 0: the thread executes `stui` when it is ready for interrupts.
+/// EINVAL (flags, handler, stack_adjust), EFAULT, EBUSY (thread already a receiver, or
+/// registered through another file), EOPNOTSUPP (no UINTR).
 pub const IOC_REGISTER_RECEIVER: u32 = iowr::<UintrReceiver>(IOC_MAGIC, 0x01);
 /// ENOENT (the calling thread is not a receiver through this file).
 pub const IOC_UNREGISTER_RECEIVER: u32 = io(IOC_MAGIC, 0x02);
@@ -230,12 +246,19 @@ mod tests {
     fn msr_values() {
         assert_eq!(misc_msr(255, 0xF0), 0x0000_00F0_0000_00FF);
         assert_eq!(misc_msr(0, 0xEC) >> 40, 0, "bits 63:40 reserved");
-        assert_eq!(tt_msr(0xffff_8880_1234_5670, true), Ok(0xffff_8880_1234_5671));
-        assert_eq!(tt_msr(0x1000, false), Ok(0x1000));
-        assert_eq!(tt_msr(0x1008, true), Err(EncodeError::Misaligned));
-        assert_eq!(tt_msr(0x0000_8000_0000_0000, true), Err(EncodeError::NotCanonical));
-        assert_eq!(pd_msr(0xffff_8880_0000_0040), Ok(0xffff_8880_0000_0040));
-        assert_eq!(pd_msr(0xffff_8880_0000_0020), Err(EncodeError::Misaligned));
+        assert_eq!(tt_msr(0xffff_8880_1234_5670, true, false), Ok(0xffff_8880_1234_5671));
+        assert_eq!(tt_msr(0x1000, false, false), Ok(0x1000));
+        assert_eq!(tt_msr(0x1008, true, false), Err(EncodeError::Misaligned));
+        assert_eq!(tt_msr(0x0000_8000_0000_0000, true, false), Err(EncodeError::NotCanonical));
+        // 5-level paging: the direct map's addresses, canonical only there.
+        assert_eq!(tt_msr(0xff11_0000_0000_1000, true, true), Ok(0xff11_0000_0000_1001));
+        assert_eq!(tt_msr(0xff11_0000_0000_1000, true, false), Err(EncodeError::NotCanonical));
+        assert_eq!(tt_msr(0xfe00_0000_0000_0000, true, true), Err(EncodeError::NotCanonical));
+        assert_eq!(pd_msr(0xff11_0000_0000_0040, true), Ok(0xff11_0000_0000_0040));
+        assert_eq!(pd_msr(0xff11_0000_0000_0040, false), Err(EncodeError::NotCanonical));
+        assert_eq!(CR4_LA57, 0x1000);
+        assert_eq!(pd_msr(0xffff_8880_0000_0040, false), Ok(0xffff_8880_0000_0040));
+        assert_eq!(pd_msr(0xffff_8880_0000_0020, false), Err(EncodeError::Misaligned));
         assert_eq!(stack_adjust_msr(128, false), Ok(128), "subtract 128 (the red zone)");
         assert_eq!(stack_adjust_msr(0x7fff_0000_1000, true), Ok(0x7fff_0000_1001), "load mode sets bit 0");
         assert_eq!(stack_adjust_msr(129, false), Err(EncodeError::Misaligned));
@@ -247,6 +270,9 @@ mod tests {
         );
         assert_eq!(CR4_UINTR, 0x0200_0000);
         assert_eq!(CPUID_7_0_EDX_UINTR, 0x20);
+        // A system vector (>= FIRST_SYSTEM_VECTOR 0xEB on Linux 7.3), not a device vector.
+        assert_eq!(UINV, 0xF0);
+        assert_eq!(misc_msr(UITT_ENTRIES - 1, UINV), 0xF0_0000_00FF);
     }
 
     #[test]

@@ -97,6 +97,61 @@ unsafe extern "C" fn ipi_stub() {
     )
 }
 
+/// Handler kmod_uintr delivers user interrupts to (registered with a 128-byte stack adjustment).
+pub fn uintr_stub_address() -> u64 {
+    uintr_stub as *const () as u64
+}
+
+/// The user-interrupt handler. The CPU entered it with UIF = 0, rsp = (interrupted rsp − 128)
+/// aligned down to 16, and pushed (from high to low) the interrupted rsp, RFLAGS, rip and the user
+/// vector. It makes `ipi_stub`'s decision; to preempt, it stores the interrupted rip in the rip
+/// slot, rewrites the frame's rip to `preempt_stub` and leaves with `uiret`, which restores RFLAGS
+/// and rsp exactly and sets UIF again, so the interrupted thread continues in `preempt_stub` with
+/// every register as it was and can be parked with user interrupts enabled. Every other path
+/// `uiret`s straight back.
+#[unsafe(naked)]
+unsafe extern "C" fn uintr_stub() {
+    // SAFETY: the frame layout is the SDM's (see above); `lea` drops the vector so [rsp] is the
+    // rip UIRET pops. The comparisons clobber RFLAGS, which UIRET reloads from the frame; rax is
+    // saved around its use and restored by `pop` (which changes no flag). The stack check uses
+    // the interrupted rsp minus the entry's 136-byte frame, as `ipi_stub` does. `preemptible` is
+    // cleared before the slot is written, so a nested user interrupt (possible once UIRET sets
+    // UIF) returns at once and cannot overwrite the slot before `preempt_stub` pushes it.
+    // UIRET is F3 0F 01 EC.
+    naked_asm!(
+        "lea rsp, [rsp + 8]",
+        "cmp byte ptr gs:[{preemptible}], 0",
+        "je 2f",
+        "cmp dword ptr gs:[{disable}], 0",
+        "jne 3f",
+        "push rax",
+        "mov rax, qword ptr [rsp + 24]",
+        "sub rax, 136",
+        "cmp rax, qword ptr gs:[{min_rsp}]",
+        "pop rax",
+        "jb 2f",
+        "mov byte ptr gs:[{preemptible}], 0",
+        "mov byte ptr gs:[{pending}], 0",
+        "push rax",
+        "mov rax, qword ptr [rsp + 8]",
+        "mov qword ptr gs:[{rip_slot}], rax",
+        "lea rax, [rip + {stub}]",
+        "mov qword ptr [rsp + 8], rax",
+        "pop rax",
+        ".byte 0xf3, 0x0f, 0x01, 0xec",
+        "3:",
+        "mov byte ptr gs:[{pending}], 1",
+        "2:",
+        ".byte 0xf3, 0x0f, 0x01, 0xec",
+        rip_slot = const crate::local::OFF_INTERRUPTED_RIP,
+        preemptible = const crate::local::OFF_PREEMPTIBLE,
+        disable = const crate::local::OFF_DISABLE,
+        pending = const crate::local::OFF_PENDING,
+        min_rsp = const crate::local::OFF_MIN_PREEMPT_RSP,
+        stub = sym preempt_stub,
+    )
+}
+
 #[unsafe(naked)]
 unsafe extern "C" fn preempt_stub() {
     // SAFETY: reached with the interrupted thread's exact registers, its rip in gs:[16] (written

@@ -5,6 +5,7 @@
 pub mod entry;
 pub mod ipi;
 pub mod signal;
+pub mod uintr;
 
 use crate::local;
 use std::io;
@@ -74,20 +75,7 @@ pub fn preempter_for(mode: PreemptMode) -> io::Result<Box<dyn Preempter>> {
         PreemptMode::None => Ok(Box::new(NoPreempter)),
         PreemptMode::Signal => Ok(Box::new(signal::SignalPreempter::install()?)),
         PreemptMode::Ipi => Ok(Box::new(ipi::IpiPreempter::open()?)),
-        PreemptMode::Uintr => {
-            let cpu = if synergy_uapi::uintr::cpu_has_uintr() {
-                "this CPU has UINTR, but this version of the runtime and of kmod_uintr does not set it up yet"
-            } else {
-                "this CPU has no UINTR (CPUID.7.0:EDX[5] = 0)"
-            };
-            Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "--preempt=uintr needs Intel user interrupts (Sapphire Rapids or newer) and the kmod_uintr kernel \
-                     module (`insmod kmod_uintr.ko`): {cpu}; use --preempt=signal or --preempt=ipi"
-                ),
-            ))
-        }
+        PreemptMode::Uintr => Ok(Box::new(uintr::UintrPreempter::open()?)),
     }
 }
 
