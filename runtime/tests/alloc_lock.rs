@@ -40,6 +40,12 @@ fn work(id: u64, shards: &[Mutex<HashMap<u64, u64>>], log: &Mutex<Vec<u64>>) -> 
     h ^ lens as u64 ^ tree_sum.rotate_left(7)
 }
 
+/// Requests per run: 30000, or SYNERGY_ALLOC_LOCK_REQUESTS (the emulated UINTR run uses fewer:
+/// Bochs executes about 100x slower than hardware).
+fn requests() -> u64 {
+    std::env::var("SYNERGY_ALLOC_LOCK_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000)
+}
+
 fn run(cfg: Config, requests: u64) {
     let _serial = common::serial();
     let workers = cfg.workers;
@@ -106,7 +112,7 @@ fn run(cfg: Config, requests: u64) {
 
 #[test]
 fn allocation_and_locks_under_preemption_one_worker() {
-    run(common::one_worker(), 30_000);
+    run(common::one_worker(), requests());
 }
 
 #[test]
@@ -115,5 +121,5 @@ fn allocation_and_contended_locks_under_preemption_two_workers() {
     let mut cfg = Config { workers: 2, preempt: common::preempt_mode(), ..Config::default() };
     cfg.timer_core = Some(allowed[0]);
     cfg.worker_cores = Some(vec![allowed[0], *allowed.last().unwrap()]);
-    run(cfg, 30_000);
+    run(cfg, requests());
 }

@@ -26,8 +26,10 @@ out=target/kernel-test/bochs
 rm -rf "$out"
 mkdir -p "$out/rd" "$out/iso/isolinux"
 cp -a "$initramfs/." "$out/rd/"
-# Only the kmod_uintr test: Bochs emulates about 100x slower than the host runs.
-find "$out/rd/tests" -name '*.sh' ! -name '50-kmod-uintr.sh' -delete
+# Only the kmod_uintr test, from this checkout: Bochs emulates about 100x slower than the host.
+rm -f "$out/rd/tests/"*.sh
+cp scripts/kernel/guest/50-kmod-uintr.sh "$out/rd/tests/"
+cp scripts/kernel/guest/init "$out/rd/init"
 # The module, the binaries and the runtime's preemption test, rebuilt from this checkout.
 mapfile -t modules < <(KDIR="$kdir" scripts/kernel/modules.sh)
 cp "${modules[@]}" "$out/rd/modules/"
@@ -35,14 +37,18 @@ static=(--release --target x86_64-unknown-linux-gnu --target-dir target/static)
 export RUSTFLAGS="-C target-feature=+crt-static"
 cargo build --quiet "${static[@]}" -p synergy -p synergy-ktest
 cp target/static/x86_64-unknown-linux-gnu/release/{synergy,synergy-ktest} "$out/rd/bin/"
-test_exe=$(cargo test --quiet --no-run "${static[@]}" -p synergy --test preemption --message-format=json 2>/dev/null |
+mapfile -t tests < <(cargo test --quiet --no-run "${static[@]}" -p synergy --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "preemption":
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"] \
+       and m["target"]["name"] in ("preemption", "stress", "alloc_lock", "policies"):
+        print(m["target"]["name"], m["executable"])')
 unset RUSTFLAGS
-cp "$test_exe" "$out/rd/bin/synergy-test-preemption"
+[ ${#tests[@]} -eq 4 ] || { log "expected 4 runtime test executables, found: ${tests[*]}"; exit 1; }
+for t in "${tests[@]}"; do
+  cp "${t#* }" "$out/rd/bin/synergy-test-${t%% *}"
+done
 (cd "$out/rd" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/iso/isolinux/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/iso/isolinux/"
 cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$out/iso/isolinux/"
@@ -86,5 +92,22 @@ if grep -Eq "$splat" "$log"; then
 fi
 grep -q 'kmod_uintr: loaded.*UINTR enabled' "$log" || { log "FAIL: kmod_uintr did not enable UINTR (is the CPU model sapphire_rapids?)"; exit 1; }
 grep -q '^SYNERGY-GUEST-EXIT=0' "$log" || { log "FAIL: the guest test failed or did not finish; see $log"; exit 1; }
-grep -E 'ktest|SYNERGY-TEST' "$log" >&2
+grep -E 'ktest|SYNERGY-TEST|^test |stress:' "$log" >&2
+# Files the guest printed between SYNERGY-FILE-BEGIN/END markers (the microbenchmark's results).
+python3 - "$log" "$out/results" <<'PY'
+import os, sys
+log, dest = sys.argv[1], sys.argv[2]
+os.makedirs(dest, exist_ok=True)
+name, buf = None, []
+for line in open(log, errors="replace"):
+    line = line.rstrip("\r\n")
+    if line.startswith("SYNERGY-FILE-BEGIN "):
+        name, buf = line.split(" ", 1)[1], []
+    elif line.startswith("SYNERGY-FILE-END ") and name:
+        open(os.path.join(dest, name), "w").write("\n".join(buf) + "\n")
+        print(f"[synergy] guest result: {dest}/{name}", file=sys.stderr)
+        name = None
+    elif name is not None:
+        buf.append(line)
+PY
 log "PASS: kmod_uintr and --preempt=uintr on an emulated CPU with UINTR"

@@ -14,10 +14,26 @@ done
 insmod /modules/kmod_uintr.ko
 if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   synergy-ktest uintr-deliver
+  # The runtime's own tests with user interrupts delivering the preemptions: overtaking, exact
+  # results (and intact x87/SSE/AVX/AVX-512 state) across 20000 preemptions, locks and
+  # allocation, every scheduling policy; then the demo and the interrupt-path microbenchmark.
   export SYNERGY_TEST_PREEMPT=uintr
   synergy-test-preemption --test-threads=1 short_request_overtakes
-  synergy demo --preempt uintr --duration-ms 300
+  SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million --nocapture
+  SYNERGY_ALLOC_LOCK_REQUESTS=3000 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
+  synergy-test-policies --test-threads=1
   unset SYNERGY_TEST_PREEMPT
+  synergy demo --preempt uintr --duration-ms 300
+  synergy microbench --preempt uintr --runs 20000 --json /tmp/microbench-uintr.json --csv /tmp/microbench-uintr.csv --svg /tmp/microbench-uintr.svg
+  for f in microbench-uintr.json microbench-uintr.csv microbench-uintr.svg; do
+    echo "SYNERGY-FILE-BEGIN $f"
+    cat "/tmp/$f"
+    echo "SYNERGY-FILE-END $f"
+  done
+  # Unloading while a process has the device open is refused.
+  exec 3</dev/synergy_uintr
+  if rmmod kmod_uintr 2>/dev/null; then echo "rmmod succeeded while /dev/synergy_uintr was open"; exit 1; fi
+  exec 3<&-
 else
   # The runtime names what is missing.
   if synergy demo --preempt uintr --duration-ms 10 2>/tmp/err; then echo "--preempt uintr must fail here"; exit 1; fi
