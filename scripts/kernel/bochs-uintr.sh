@@ -58,7 +58,7 @@ PROMPT 0
 TIMEOUT 0
 LABEL linux
   KERNEL bzImage
-  APPEND initrd=initrd.gz console=ttyS0,115200 panic=-1 tsc=reliable
+  APPEND initrd=initrd.gz console=ttyS0,115200 panic=-1 tsc=reliable synergy.emulator=bochs
 CFG
 xorriso -as mkisofs -quiet -o "$out/boot.iso" -b isolinux/isolinux.bin -c isolinux/boot.cat \
   -no-emul-boot -boot-load-size 4 -boot-info-table "$out/iso"

@@ -25,7 +25,7 @@ pub fn table(r: &MicrobenchResult) -> String {
         r.platform
     );
     if r.emulated {
-        let _ = writeln!(s, "NOTE: running under software emulation (QEMU TCG): these numbers only show that the path works; they say nothing about hardware speed");
+        let _ = writeln!(s, "NOTE: running under software emulation ({}): these numbers only show that the path works; they say nothing about hardware speed (an emulator's clocks need not even agree between its CPUs)", r.platform);
     }
     let _ = writeln!(s, "{:<22} {:>15} {:>15} {:>15} {:>15} {:>15} {:>7}", "method", "send", "propagation", "receive", "return", "total rt3-rt0", "resent");
     for m in &r.methods {
@@ -86,7 +86,7 @@ pub fn svg(r: &MicrobenchResult) -> String {
         })
         .collect();
     let title = if r.emulated {
-        "Interrupt path phases, p50 (measured under QEMU TCG: functional check only)".to_string()
+        format!("Interrupt path phases, p50 (measured under software emulation, {}: functional check only)", r.platform)
     } else {
         format!("Interrupt path phases, p50 ({})", r.platform)
     };

@@ -24,6 +24,8 @@ if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   synergy-test-policies --test-threads=1
   unset SYNERGY_TEST_PREEMPT
   synergy demo --preempt uintr --duration-ms 300
+  # Bochs sets no CPUID hypervisor bit; bochs-uintr.sh names the emulator on the command line.
+  SYNERGY_EMULATOR=$(sed -n 's/.*synergy\.emulator=\([^ ]*\).*/\1/p' /proc/cmdline) \
   synergy microbench --preempt uintr --runs 20000 --json /tmp/microbench-uintr.json --csv /tmp/microbench-uintr.csv --svg /tmp/microbench-uintr.svg
   for f in microbench-uintr.json microbench-uintr.csv microbench-uintr.svg; do
     echo "SYNERGY-FILE-BEGIN $f"
