@@ -61,8 +61,8 @@ impl UintrPreempter {
         if !uintr::cpu_has_uintr() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "--preempt=uintr needs Intel user interrupts (Sapphire Rapids or newer): this CPU has no UINTR \
-                 (CPUID.7.0:EDX[5] = 0); use --preempt=signal or --preempt=ipi",
+                "--preempt=uintr needs Intel user interrupts (Sapphire Rapids or newer) and the kmod_uintr kernel \
+                 module: this CPU has no UINTR (CPUID.7.0:EDX[5] = 0); use --preempt=signal or --preempt=ipi",
             ));
         }
         entry::init()?;
