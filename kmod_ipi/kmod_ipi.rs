@@ -42,6 +42,10 @@ use kernel::{
 
 // The ABI, compiled from the same files as user space's `synergy-uapi` crate. `ipi.rs` refers to
 // `super::ioctl`, hence this module's name.
+#[path = "../kmod_common/cpu_task.rs"]
+mod cpu_task;
+use cpu_task::{apic_id, nr_cpu_ids, tgid_of, USER_ADDR_MAX};
+
 #[path = "../uapi/src/ioctl.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod ioctl;
@@ -82,8 +86,6 @@ module! {
 }
 
 const MAX_CPUS: usize = abi::MAX_CPUS as usize;
-/// Highest user-space address on x86-64 with 4-level paging (TASK_SIZE_MAX - 1).
-const USER_ADDR_MAX: u64 = 0x0000_7fff_ffff_efff;
 
 /// Receivers by CPU. Written with compare-exchange by (un)registration, read by IPI handlers.
 static RECEIVERS: [AtomicPtr<Receiver>; MAX_CPUS] = [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
@@ -184,7 +186,8 @@ impl MiscDevice for IpiFile {
             abi::IOC_CPU_APIC_ID => {
                 let (mut reader, mut writer) = user().reader_writer();
                 let mut q: abi::IpiCpuApic = reader.read()?;
-                q.apic_id = apic_id(q.cpu as usize).ok_or(EINVAL)?;
+                let cpu = q.cpu as usize;
+                q.apic_id = if cpu < nr_cpus() { apic_id(cpu) } else { None }.ok_or(EINVAL)?;
                 writer.write(&q)?;
                 Ok(0)
             }
@@ -211,41 +214,9 @@ impl MiscDevice for IpiFile {
     }
 }
 
-/// Thread-group id of `task` as seen from the caller's pid namespace (the same for every thread of
-/// a process), computed by the kernel's C helper.
-///
-/// Fields of `task_struct` beyond `flags` are not read from Rust in this module: with this kernel's
-/// toolchain (bindgen 0.73.2, clang 19.1.7, Linux 7.3.4) the generated binding lays `task_struct`
-/// out differently from the C compiler after the scheduler entities (e.g. `nr_cpus_allowed` at
-/// 744 instead of 792, `pid` at 1136 instead of 1184, measured), so such reads, including the
-/// kernel crate's `Task::tgid()`, return another field. `stack` (32) and `flags` (44) agree.
-fn tgid_of(task: *mut bindings::task_struct) -> i32 {
-    // SAFETY: `task` is live (current, or held by a reference); a null namespace means "the
-    // caller's active namespace".
-    unsafe { bindings::task_tgid_nr_ns(task, null_mut()) }
-}
-
+/// CPUs this module serves: the possible ones, up to its table's size.
 fn nr_cpus() -> usize {
-    // SAFETY: `nr_cpu_ids` is set during boot and never changes afterwards.
-    let n = unsafe { bindings::nr_cpu_ids } as usize;
-    n.min(MAX_CPUS)
-}
-
-/// APIC ID of a possible CPU.
-fn apic_id(cpu: usize) -> Option<u32> {
-    if cpu >= nr_cpus() {
-        return None;
-    }
-    // SAFETY: `x86_cpu_to_apicid` is a per-CPU variable: its address plus the CPU's per-CPU
-    // offset is that CPU's copy (what `per_cpu()` computes, in wrapping unsigned arithmetic: the
-    // offset is "negative" when the per-CPU area lies below the section); cpu < nr_cpu_ids has an
-    // offset.
-    let id = unsafe {
-        let base = &raw const bindings::x86_cpu_to_apicid as usize;
-        let off = bindings::__per_cpu_offset[cpu] as usize;
-        core::ptr::read_volatile(base.wrapping_add(off) as *const u32)
-    };
-    Some(id)
+    nr_cpu_ids().min(MAX_CPUS)
 }
 
 fn cpu_of_apic_id(id: u32) -> Option<usize> {

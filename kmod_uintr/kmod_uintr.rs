@@ -59,6 +59,10 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+#[path = "../kmod_common/cpu_task.rs"]
+mod cpu_task;
+use cpu_task::{apic_id, nr_cpu_ids, tgid_of, USER_ADDR_MAX};
+
 #[path = "../uapi/src/ioctl.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod ioctl;
@@ -100,8 +104,6 @@ extern "C" {
     fn cr4_read_shadow() -> c_ulong;
 }
 
-/// Highest user-space address with 4-level paging (TASK_SIZE_MAX - 1).
-const USER_ADDR_MAX: u64 = 0x0000_7fff_ffff_efff;
 const UITT_LEN: usize = abi::UITT_ENTRIES as usize;
 const MSR_IA32_APICBASE: u32 = 0x1B;
 const APICBASE_X2APIC: u64 = 1 << 10;
@@ -133,24 +135,6 @@ fn rdmsr(msr: u32) -> u64 {
 unsafe fn wrmsr(msr: u32, v: u64) {
     // SAFETY: see the function's contract.
     unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags)) };
-}
-
-/// UIF (TESTUI copies it to CF). CR4.UINTR must be set (it is, on every CPU, while loaded).
-fn testui() -> bool {
-    let cf: u8;
-    // SAFETY: TESTUI (F3 0F 01 ED) only reads UIF; valid at any CPL with CR4.UINTR = 1.
-    unsafe { asm!(".byte 0xf3, 0x0f, 0x01, 0xed", "setc {0}", out(reg_byte) cf, options(nomem, nostack)) };
-    cf != 0
-}
-
-fn set_uif(on: bool) {
-    if on {
-        // SAFETY: STUI (F3 0F 01 EF) sets UIF only; CR4.UINTR = 1.
-        unsafe { asm!(".byte 0xf3, 0x0f, 0x01, 0xef", options(nomem, nostack, preserves_flags)) };
-    } else {
-        // SAFETY: CLUI (F3 0F 01 EE) clears UIF only; CR4.UINTR = 1.
-        unsafe { asm!(".byte 0xf3, 0x0f, 0x01, 0xee", options(nomem, nostack, preserves_flags)) };
-    }
 }
 
 /// Disables interrupts and returns the previous RFLAGS. Used only around sequences of MSR and
@@ -198,25 +182,6 @@ fn on_each_online_cpu(f: unsafe extern "C" fn(*mut c_void)) {
     // SAFETY: `f` ignores its argument; wait = true, so it has run everywhere on return; the
     // online mask is the kernel's own.
     unsafe { bindings::on_each_cpu_cond_mask(None, Some(f), null_mut(), true, &raw const bindings::__cpu_online_mask) };
-}
-
-fn nr_cpus() -> usize {
-    // SAFETY: set during boot, never changed afterwards.
-    unsafe { bindings::nr_cpu_ids as usize }
-}
-
-/// APIC ID of a possible CPU.
-fn apic_id(cpu: usize) -> u32 {
-    if cpu >= nr_cpus() {
-        return 0;
-    }
-    // SAFETY: `x86_cpu_to_apicid` is a per-CPU variable: its address plus the CPU's per-CPU
-    // offset (wrapping, as `per_cpu()` computes it) is that CPU's copy; cpu < nr_cpu_ids has one.
-    unsafe {
-        let base = &raw const bindings::x86_cpu_to_apicid as usize;
-        let off = bindings::__per_cpu_offset[cpu] as usize;
-        core::ptr::read_volatile(base.wrapping_add(off) as *const u32)
-    }
 }
 
 // ---- Per-thread state ------------------------------------------------------------------------
@@ -334,13 +299,14 @@ impl ThreadState {
             // into the PIR; one that set ON and sent to our previous CPU had its notification
             // taken there as an ordinary interrupt. Either way the request is in the PIR, taken
             // next; a sender after this point notifies this CPU (handled once interrupts are on).
-            upid.control.swap(abi::upid_control(false, false, abi::UINV, apic_id(cpu), x2apic), Ordering::SeqCst);
+            upid.control.swap(abi::upid_control(false, false, abi::UINV, apic_id(cpu).unwrap_or(0), x2apic), Ordering::SeqCst);
             uirr |= upid.pir.swap(0, Ordering::SeqCst);
         }
         // SAFETY: as above; UIRR accepts any 64-bit value.
         unsafe { wrmsr(abi::MSR_IA32_UINTR_RR, uirr) };
         img.uirr.store(0, Ordering::Relaxed);
-        set_uif(img.uif.load(Ordering::Relaxed));
+        // CR4.UINTR is set on every CPU while the module is loaded.
+        if img.uif.load(Ordering::Relaxed) { abi::stui() } else { abi::clui() }
         self.loaded.store(true, Ordering::Relaxed);
     }
 
@@ -353,7 +319,7 @@ impl ThreadState {
         if !self.loaded.swap(false, Ordering::Relaxed) {
             return;
         }
-        self.img.uif.store(testui(), Ordering::Relaxed);
+        self.img.uif.store(abi::testui(), Ordering::Relaxed);
         // MISC first: from here on a late notification on UINV is an ordinary interrupt.
         // SAFETY: interrupts are off; zero is valid for every UINTR MSR.
         unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
@@ -366,7 +332,7 @@ impl ThreadState {
             wrmsr(abi::MSR_IA32_UINTR_HANDLER, 0);
             wrmsr(abi::MSR_IA32_UINTR_STACKADJUST, 0);
         }
-        set_uif(false);
+        abi::clui();
     }
 
     /// Runs `f` as this thread on its CPU with interrupts off (no context switch, hence no
@@ -469,7 +435,7 @@ unsafe extern "C" fn sched_out(n: *mut bindings::preempt_notifier, _next: *mut b
     let s = state_of_notifier(n);
     s.save_and_clear();
     // SAFETY: `task` is current; `__state` precedes `stack` in task_struct, where the binding's
-    // layout matches C's (see kmod_ipi's `tgid_of`).
+    // layout matches C's (see `cpu_task::tgid_of`).
     let state = unsafe { core::ptr::read_volatile(&raw const (*s.task.as_ptr()).__state) };
     if state == bindings::TASK_DEAD {
         s.dead.store(true, Ordering::Release);
@@ -585,7 +551,7 @@ impl kernel::InPlaceModule for SynergyUintr {
             // SAFETY: process context; pairs with preempt_notifier_dec in HwEnable::drop.
             unsafe { bindings::preempt_notifier_inc() };
             on_each_online_cpu(cr4_set_uintr);
-            pr_info!("loaded (ABI {}); UINTR enabled on {} CPUs (CR4.UINTR), notification vector {:#x}\n", abi::ABI_VERSION, nr_cpus(), abi::UINV);
+            pr_info!("loaded (ABI {}); UINTR enabled on {} CPUs (CR4.UINTR), notification vector {:#x}\n", abi::ABI_VERSION, nr_cpu_ids(), abi::UINV);
         } else {
             pr_info!("loaded (ABI {}); this CPU has no UINTR (CPUID.7.0:EDX[5] = 0): registrations get EOPNOTSUPP\n", abi::ABI_VERSION);
         }
@@ -626,11 +592,6 @@ fn check_sender(s: &abi::UintrSender) -> Result {
         return Err(EINVAL);
     }
     Ok(())
-}
-
-fn tgid_of(task: *mut bindings::task_struct) -> i32 {
-    // SAFETY: `task` is live (current); a null namespace means the caller's (see kmod_ipi).
-    unsafe { bindings::task_tgid_nr_ns(task, null_mut()) }
 }
 
 /// The calling thread's state registered through file `owner`, created and attached if `create`.

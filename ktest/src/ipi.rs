@@ -1,28 +1,9 @@
 //! Checks of kmod_ipi's ioctls: the round trips and every bad-input case of the ABI, ownership
 //! between processes, and clean-up when a registered process is killed.
 
-use crate::{ioctl, open_device};
+use crate::{expect_err, ioctl, open_device, pin_to};
 use std::os::fd::AsRawFd;
 use synergy_uapi::ipi;
-
-fn expect_err(what: &str, got: Result<i64, i32>, errno: i32) -> Result<(), String> {
-    match got {
-        Err(e) if e == errno => Ok(()),
-        other => Err(format!("{what}: expected errno {errno}, got {other:?}")),
-    }
-}
-
-fn pin_to(cpu: usize) -> Result<(), String> {
-    // SAFETY: cpu_set_t is plain data.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!("cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
-}
 
 static SLOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

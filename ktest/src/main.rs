@@ -49,6 +49,27 @@ pub fn ioctl(fd: i32, cmd: u32, arg: usize) -> Result<i64, i32> {
     }
 }
 
+/// Ok if `got` failed with exactly `errno`.
+pub fn expect_err(what: &str, got: Result<i64, i32>, errno: i32) -> Result<(), String> {
+    match got {
+        Err(e) if e == errno => Ok(()),
+        other => Err(format!("{what}: expected errno {errno}, got {other:?}")),
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to(cpu: usize) -> Result<(), String> {
+    // SAFETY: cpu_set_t is plain data.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!("cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path` read-write, or explains what is missing.
 pub fn open_device(path: &str, module: &str) -> Result<std::fs::File, String> {
     std::fs::OpenOptions::new()

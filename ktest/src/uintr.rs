@@ -3,19 +3,12 @@
 //! refused with EOPNOTSUPP; on one with it (Bochs's Sapphire Rapids model, by hand) `deliver`
 //! checks real user interrupts end to end.
 
-use crate::{ioctl, open_device};
+use crate::{expect_err, ioctl, open_device, pin_to};
 use std::arch::naked_asm;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use synergy_uapi::uintr;
-
-fn expect_err(what: &str, got: Result<i64, i32>, errno: i32) -> Result<(), String> {
-    match got {
-        Err(e) if e == errno => Ok(()),
-        other => Err(format!("{what}: expected errno {errno}, got {other:?}")),
-    }
-}
+use synergy_uapi::uintr::{self, clui, senduipi, stui};
 
 pub fn refusal() -> Result<(), String> {
     let dev = open_device(uintr::DEVICE_PATH, "kmod_uintr")?;
@@ -100,33 +93,6 @@ unsafe extern "C" fn counting_handler() {
         count = sym DELIVERED,
         last = sym LAST_VECTOR,
     )
-}
-
-fn senduipi(index: u64) {
-    // SAFETY: SENDUIPI (F3 0F C7 /6, rax) with an index of this thread's UITT, registered before.
-    unsafe { std::arch::asm!(".byte 0xf3, 0x0f, 0xc7, 0xf0", in("rax") index, options(nostack, preserves_flags)) };
-}
-
-fn stui() {
-    // SAFETY: STUI (F3 0F 01 EF); CR4.UINTR is set while kmod_uintr is loaded.
-    unsafe { std::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xef", options(nomem, nostack, preserves_flags)) };
-}
-
-fn clui() {
-    // SAFETY: CLUI (F3 0F 01 EE); as above.
-    unsafe { std::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xee", options(nomem, nostack, preserves_flags)) };
-}
-
-fn pin_to(cpu: usize) -> Result<(), String> {
-    // SAFETY: cpu_set_t is plain data.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!("cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }
 
 fn register_receiver(fd: i32) -> Result<u32, String> {

@@ -22,6 +22,45 @@ pub fn cpu_has_uintr() -> bool {
     core::arch::x86_64::__cpuid_count(7, 0).edx & CPUID_7_0_EDX_UINTR != 0
 }
 
+// ---- The user-interrupt instructions ---------------------------------------------------------
+//
+// Written as bytes (the SDM's encodings) so no assembler support is needed. Each raises #UD
+// without CR4.UINTR (SIGILL in user space); SENDUIPI also raises #UD without a valid
+// IA32_UINTR_TT and #GP for an index past UITTSZ or an invalid entry (SIGSEGV). None can corrupt
+// memory: the UITT and the UPIDs it names belong to the kernel module, which validated them.
+
+/// SENDUIPI with UITT index `index` (F3 0F C7 /6, register form with rax): posts the entry's
+/// vector into its receiver's UPID and notifies it. Changes no register or flag.
+#[inline(always)]
+pub fn senduipi(index: u64) {
+    // SAFETY: see the section comment: at worst a fault, never a memory effect outside the
+    // module's UITT/UPID.
+    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0xc7, 0xf0", in("rax") index, options(nostack, preserves_flags)) };
+}
+
+/// STUI (F3 0F 01 EF): sets UIF, letting user interrupts be delivered.
+#[inline(always)]
+pub fn stui() {
+    // SAFETY: changes UIF only (see the section comment).
+    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xef", options(nomem, nostack, preserves_flags)) };
+}
+
+/// CLUI (F3 0F 01 EE): clears UIF, holding user interrupts back.
+#[inline(always)]
+pub fn clui() {
+    // SAFETY: changes UIF only (see the section comment).
+    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xee", options(nomem, nostack, preserves_flags)) };
+}
+
+/// TESTUI (F3 0F 01 ED): UIF, which the instruction copies into CF.
+#[inline(always)]
+pub fn testui() -> bool {
+    let cf: u8;
+    // SAFETY: reads UIF only (see the section comment); `setc` writes the output register.
+    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xed", "setc {0}", out(reg_byte) cf, options(nomem, nostack)) };
+    cf != 0
+}
+
 /// CR4.UINTR (bit 25) enables user interrupts.
 pub const CR4_UINTR: u64 = 1 << 25;
 

@@ -3,7 +3,7 @@
 //! `interrupted_rip` slot; the module redirects the interrupted thread there, and the stub decides
 //! like the signal handler does before entering the common preemption entry.
 
-use super::{entry, Preempter, Target};
+use super::{check_module_abi, entry, ioctl, open_module_device, Preempter, Target};
 use crate::local;
 use std::fs::File;
 use std::io;
@@ -14,35 +14,14 @@ pub struct IpiPreempter {
     dev: File,
 }
 
-fn ioctl(fd: i32, cmd: u32, arg: usize) -> io::Result<()> {
-    // SAFETY: plain ioctl; `arg` points at a live value of the size encoded in `cmd` (or is unused).
-    if unsafe { libc::ioctl(fd, cmd as _, arg) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 impl IpiPreempter {
     /// Opens `/dev/synergy_ipi` and checks the module speaks our ABI.
     pub fn open() -> io::Result<IpiPreempter> {
         entry::init()?;
-        let dev = std::fs::OpenOptions::new().read(true).write(true).open(ipi::DEVICE_PATH).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "--preempt=ipi needs the kmod_ipi kernel module: cannot open {}: {e} (load it with `insmod kmod_ipi.ko`; the device is root-only)",
-                    ipi::DEVICE_PATH
-                ),
-            )
-        })?;
+        let dev = open_module_device("ipi", "kmod_ipi", ipi::DEVICE_PATH)?;
         let mut v = ipi::IpiVersion::default();
         ioctl(dev.as_raw_fd(), ipi::IOC_VERSION, &mut v as *mut _ as usize)?;
-        if v.abi_version != ipi::ABI_VERSION {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("kmod_ipi speaks ABI {}, this runtime needs {}: rebuild/reload the module", v.abi_version, ipi::ABI_VERSION),
-            ));
-        }
+        check_module_abi("kmod_ipi", v.abi_version, ipi::ABI_VERSION)?;
         Ok(IpiPreempter { dev })
     }
 }

@@ -79,6 +79,39 @@ pub fn preempter_for(mode: PreemptMode) -> io::Result<Box<dyn Preempter>> {
     }
 }
 
+/// `ioctl(fd, cmd, arg)` on a kernel module's device, failing with errno.
+pub(crate) fn ioctl(fd: i32, cmd: u32, arg: usize) -> io::Result<()> {
+    // SAFETY: plain ioctl; `arg` points at a live value of the size encoded in `cmd` (or is unused).
+    if unsafe { libc::ioctl(fd, cmd as _, arg) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens the device `path` of kernel module `module` for `--preempt=<mode>`, saying what to load
+/// when it is missing.
+pub(crate) fn open_module_device(mode: &str, module: &str, path: &str) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "--preempt={mode} needs the {module} kernel module: cannot open {path}: {e} (load it with `insmod {module}.ko`; the device is root-only)"
+            ),
+        )
+    })
+}
+
+/// Fails unless the module speaks the ABI version this runtime was built with.
+pub(crate) fn check_module_abi(module: &str, got: u32, want: u32) -> io::Result<()> {
+    if got != want {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{module} speaks ABI {got}, this runtime needs {want}: rebuild/reload the module"),
+        ));
+    }
+    Ok(())
+}
+
 /// Disables preemption of the current green thread until the matching `enable`. Nests.
 /// A no-op off worker threads.
 #[inline(always)]

@@ -5,13 +5,13 @@
 //! core) registers as a sender of each worker the first time it interrupts it, getting a UITT
 //! index, and from then on a preemption is one `senduipi` instruction: no system call.
 
-use super::{entry, Preempter, Target};
+use super::{check_module_abi, entry, ioctl, open_module_device, Preempter, Target};
 use crate::cpu::gettid;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
-use synergy_uapi::uintr;
+use synergy_uapi::uintr::{self, clui, senduipi, stui};
 
 /// User vector of every preemption (any of 0..63 would do: the handler ignores it).
 const PREEMPT_VECTOR: u32 = 0;
@@ -25,36 +25,6 @@ pub struct UintrPreempter {
     indices: Mutex<Vec<((i32, i32), u64)>>,
 }
 
-fn ioctl(fd: i32, cmd: u32, arg: usize) -> io::Result<()> {
-    // SAFETY: plain ioctl; `arg` points at a live value of the size encoded in `cmd` (or is unused).
-    if unsafe { libc::ioctl(fd, cmd as _, arg) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// SENDUIPI with UITT index `index` (F3 0F C7 /6, register form, rax).
-#[inline(always)]
-pub fn senduipi(index: u64) {
-    // SAFETY: only reached after kmod_uintr registered this thread as a sender with a UITT
-    // holding `index` (IA32_UINTR_TT valid), so the instruction posts into a live UPID; it
-    // changes no register or flag.
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0xc7, 0xf0", in("rax") index, options(nostack, preserves_flags)) };
-}
-
-/// STUI: lets user interrupts be delivered to this thread.
-pub fn stui() {
-    // SAFETY: STUI (F3 0F 01 EF) sets UIF; CR4.UINTR is set on every CPU while kmod_uintr is
-    // loaded, which `UintrPreempter::open` checked.
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xef", options(nomem, nostack, preserves_flags)) };
-}
-
-/// CLUI: blocks user interrupts for this thread.
-pub fn clui() {
-    // SAFETY: CLUI (F3 0F 01 EE) clears UIF; as for `stui`.
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xee", options(nomem, nostack, preserves_flags)) };
-}
-
 impl UintrPreempter {
     /// Opens `/dev/synergy_uintr`, checks the module speaks our ABI and that the CPU has UINTR.
     pub fn open() -> io::Result<UintrPreempter> {
@@ -66,23 +36,10 @@ impl UintrPreempter {
             ));
         }
         entry::init()?;
-        let dev = std::fs::OpenOptions::new().read(true).write(true).open(uintr::DEVICE_PATH).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "--preempt=uintr needs the kmod_uintr kernel module: cannot open {}: {e} (load it with `insmod kmod_uintr.ko`; the device is root-only)",
-                    uintr::DEVICE_PATH
-                ),
-            )
-        })?;
+        let dev = open_module_device("uintr", "kmod_uintr", uintr::DEVICE_PATH)?;
         let mut v = uintr::UintrVersion::default();
         ioctl(dev.as_raw_fd(), uintr::IOC_VERSION, &mut v as *mut _ as usize)?;
-        if v.abi_version != uintr::ABI_VERSION {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("kmod_uintr speaks ABI {}, this runtime needs {}: rebuild/reload the module", v.abi_version, uintr::ABI_VERSION),
-            ));
-        }
+        check_module_abi("kmod_uintr", v.abi_version, uintr::ABI_VERSION)?;
         if v.supported == 0 {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "kmod_uintr reports no UINTR support on this CPU"));
         }

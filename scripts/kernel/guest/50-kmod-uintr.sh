@@ -26,12 +26,7 @@ if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   synergy demo --preempt uintr --duration-ms 300
   # Bochs sets no CPUID hypervisor bit; bochs-uintr.sh names the emulator on the command line.
   SYNERGY_EMULATOR=$(sed -n 's/.*synergy\.emulator=\([^ ]*\).*/\1/p' /proc/cmdline) \
-  synergy microbench --preempt uintr --runs 20000 --json /tmp/microbench-uintr.json --csv /tmp/microbench-uintr.csv --svg /tmp/microbench-uintr.svg
-  for f in microbench-uintr.json microbench-uintr.csv microbench-uintr.svg; do
-    echo "SYNERGY-FILE-BEGIN $f"
-    cat "/tmp/$f"
-    echo "SYNERGY-FILE-END $f"
-  done
+  synergy-microbench-emit uintr
   # Unloading while a process has the device open is refused.
   exec 3</dev/synergy_uintr
   if rmmod kmod_uintr 2>/dev/null; then echo "rmmod succeeded while /dev/synergy_uintr was open"; exit 1; fi
