@@ -40,6 +40,9 @@ pub struct WorkerLocal {
     /// Usable stack range of the running green thread, for the interrupt path's sanity check.
     pub stack_lo: AtomicU64,
     pub stack_hi: AtomicU64,
+    /// Preemption disables taken by the runtime's panic hook for the panic now unwinding on this
+    /// worker, given back when its request ends (`worker::panic`).
+    pub panic_holds: AtomicU32,
     /// Everything else, touched only by this worker's own OS thread (never by signal handlers).
     state: UnsafeCell<WorkerState>,
 }
@@ -67,6 +70,7 @@ impl WorkerLocal {
             shared,
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
+            panic_holds: AtomicU32::new(0),
             state: UnsafeCell::new(state),
         });
         b.self_ptr = &*b;

@@ -69,6 +69,7 @@ impl Runtime {
         let allowed = crate::cpu::allowed_cpus();
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
+        crate::worker::panic::install_hook();
         #[cfg(feature = "interpose")]
         crate::interpose::ensure_linked();
         let preempter: Arc<dyn Preempter> = Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);

@@ -9,6 +9,7 @@
 //! in batches when the worker is idle.
 
 mod baseline;
+pub(crate) mod panic;
 
 pub use baseline::{work_waiting, Work};
 
@@ -278,8 +279,10 @@ fn serve(req: Request) {
     let handler: *const (dyn Fn(Request) + Send + Sync) = &*shared_ref().handler;
     // SAFETY: the handler lives in Shared, which outlives all workers.
     let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { (*handler)(req) }));
-    // The request is over; this may be a different worker than the one that started it.
+    // The request is over; this may be a different worker than the one that started it (never
+    // one other than where a panic ran: see `panic`).
     feedback_finished();
+    panic::release_holds(outcome.is_err());
     let _np = NoPreempt::new();
     let l = local::current();
     // SAFETY: as above.
@@ -533,6 +536,13 @@ pub fn set_preempt_probe(probe: Option<fn()>) {
 /// run to completion: its timer is disarmed rather than re-armed, so the timer core does not keep
 /// interrupting a request it cannot preempt (an interrupt storm that would starve the worker).
 fn preempt_or_run_to_completion() {
+    if panic::refuse_while_panicking() {
+        // Inside std's panic path: let it finish here; the timer core retries a quantum later.
+        let l = local::current();
+        l.shared().stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
+        l.preemptible.store(1, Ordering::Release);
+        return;
+    }
     if park_current() {
         local::current().shared().stats.preemptions.fetch_add(1, Ordering::Relaxed);
         rearm_if_timed();
