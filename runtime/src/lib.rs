@@ -46,6 +46,6 @@ pub use preempt::PreemptMode;
 pub use request::{Reply, Request};
 pub use runtime::{Runtime, StartError};
 pub use worker::{
-    current_worker, feedback_finished, set_preempt_probe, feedback_start, on_worker, send, yield_now, NotOnWorker,
+    current_worker, feedback_finished, set_preempt_probe, feedback_start, on_worker, send, stack_remaining, yield_now, NotOnWorker,
     STATUS_HANDLER_PANICKED,
 };

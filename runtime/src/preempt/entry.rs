@@ -3,11 +3,11 @@
 //! Contract with the delivery side: the interrupted thread continues at `preempt_entry` with
 //! *every* register as it was, except
 //!   rsp = interrupted rsp − 128 (red zone) − 8, and [rsp] = interrupted rip.
-//! A delivery path that cannot write the green stack itself — the signal handler must not, since
-//! the kernel's signal frame (with the saved FPU/AVX state it restores at sigreturn) lies right
-//! below the red zone — stores the interrupted rip in the worker's `interrupted_rip` slot
-//! (gs:[16]) and resumes the thread at `preempt_stub` instead, which builds that frame with
-//! `lea` + `push gs:[16]`: no register or flag changes.
+//! A delivery path that does not write the green stack itself — the signal handler (running on
+//! the worker's alternate signal stack) and kmod_ipi (which only rewrites the saved rip) — stores
+//! the interrupted rip in the worker's `interrupted_rip` slot (gs:[16]) and resumes the thread at
+//! `preempt_stub` instead, which builds that frame with `lea` + `push gs:[16]`: no register or
+//! flag changes.
 //! The entry saves RFLAGS and all general-purpose registers on the green stack, then the whole
 //! extended state (x87/SSE/AVX/AVX-512/...) with XSAVE into a 64-byte aligned area below them,
 //! calls `worker::on_preempt` (which parks this green thread on the wait queue and switches to a

@@ -691,6 +691,20 @@ pub fn yield_now() -> bool {
     }
 }
 
+/// Bytes of green-thread stack left below the caller's frame (the guard page lies beyond them),
+/// or `None` off worker threads. For handlers that recurse deeply and want to stop in time.
+pub fn stack_remaining() -> Option<usize> {
+    if !local::on_worker() {
+        return None;
+    }
+    let _np = NoPreempt::new();
+    let lo = local::current().stack_lo.load(Ordering::Relaxed) as usize;
+    let sp: usize;
+    // SAFETY: reads the stack pointer; no memory access.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    Some(sp.saturating_sub(lo))
+}
+
 /// Whether the caller runs on a synergy worker.
 pub fn on_worker() -> bool {
     local::on_worker()
