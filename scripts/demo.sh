@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_cargo
 apt_install gcc libc6-dev
-cargo build --release --quiet -p synergy
+cargo build --release --quiet -p synergy-cli
 exec ./target/release/synergy demo "$@"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_cargo
-cargo build --release --quiet -p synergy
+cargo build --release --quiet -p synergy-cli
 out=docs/results
 mkdir -p "$out"
 ./target/release/synergy microbench --preempt signal \

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_cargo
 apt_install gcc libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev
-log "cargo test --workspace --features synergy/dpdk,synergy/leveldb"
-cargo test --workspace --features synergy/dpdk,synergy/leveldb
+features=synergy-cli/dpdk,synergy-cli/leveldb,synergy-net/dpdk,synergy-apps/leveldb
+log "cargo test --workspace --features $features"
+cargo test --workspace --features "$features"
 log "kernel test bench (QEMU)"
 bash scripts/kernel/qemu-test.sh

@@ -1,18 +1,38 @@
-//! The global allocator: the system allocator with preemption disabled around every call.
+//! The allocator an application installs: the system allocator with preemption disabled around
+//! every call.
 //!
 //! glibc's malloc keeps per-thread caches in TLS; a green thread preempted inside it and resumed
 //! on another worker would corrupt both threads' caches. Disabling preemption is two gs-relative
 //! instructions; an interrupt arriving meanwhile is deferred to the end of the call, not lost.
+//!
+//! A library cannot choose the process's allocator for its users, so the application installs
+//! it (`#[global_allocator] static A: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;`) and
+//! `Runtime::start` checks that it did (`is_installed`) before it starts a preempting runtime.
 
 use crate::preempt;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+/// The system allocator, never preempted half-way (see the module docs).
 pub struct PreemptSafeAlloc;
+
+/// Set by the first allocation through `PreemptSafeAlloc`.
+static USED: AtomicBool = AtomicBool::new(false);
+
+/// True if `PreemptSafeAlloc` is the process's global allocator: allocates a box and checks
+/// that it went through it.
+pub fn is_installed() -> bool {
+    std::hint::black_box(Box::new(0u64));
+    USED.load(Ordering::Relaxed)
+}
 
 // SAFETY: delegates every operation to System unchanged; the preemption guard has no effect on
 // the memory returned.
 unsafe impl GlobalAlloc for PreemptSafeAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !USED.load(Ordering::Relaxed) {
+            USED.store(true, Ordering::Relaxed);
+        }
         preempt::disable();
         // SAFETY: forwarded contract.
         let p = unsafe { System.alloc(layout) };
@@ -43,6 +63,3 @@ unsafe impl GlobalAlloc for PreemptSafeAlloc {
         p
     }
 }
-
-#[global_allocator]
-static GLOBAL: PreemptSafeAlloc = PreemptSafeAlloc;

@@ -2,13 +2,11 @@
 
 use crate::policy::system::SchedPolicy;
 use crate::preempt::PreemptMode;
-use serde::Deserialize;
 use std::fmt;
-use std::path::Path;
 
 /// Every tunable of the runtime. TOML keys use the same names.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(default, deny_unknown_fields))]
 pub struct Config {
     /// Worker threads (one per core).
     pub workers: usize,
@@ -95,16 +93,6 @@ pub const MIN_STACK_KIB: usize = 32;
 pub const MAX_WORKERS: usize = 1024;
 
 impl Config {
-    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(format!("invalid configuration: {e}")))
-    }
-
-    pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-        Self::from_toml_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
-    }
-
     /// Checks every value and resolves CPU placement against `allowed` CPUs.
     pub fn validate(&self, allowed: &[usize]) -> Result<Placement, ConfigError> {
         if self.workers == 0 || self.workers > MAX_WORKERS {
@@ -240,15 +228,5 @@ mod tests {
             let e = cfg.validate(&[0, 1, 2]).unwrap_err();
             assert!(e.0.contains(needle), "error {:?} should mention {needle:?}", e.0);
         }
-    }
-
-    #[test]
-    fn toml_parses_and_rejects_unknown_or_mistyped_keys() {
-        let c = Config::from_toml_str("workers = 3\nquantum_factor = 4.5\npreempt = \"none\"\nthresh_wqd_us = 15").unwrap();
-        assert_eq!((c.workers, c.quantum_factor, c.preempt, c.thresh_wqd_us), (3, 4.5, PreemptMode::None, 15));
-        assert_eq!(c.stack_kib, Config::default().stack_kib);
-        assert!(Config::from_toml_str("wrokers = 3").unwrap_err().0.contains("unknown field"));
-        assert!(Config::from_toml_str("workers = \"many\"").is_err());
-        assert!(Config::from_toml_str("preempt = \"smoke\"").is_err());
     }
 }

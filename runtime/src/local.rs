@@ -1,17 +1,22 @@
-//! Per-worker state reached through the GS segment base.
+//! The per-worker preemption state, reached through the GS segment base: the lowest layer of the
+//! runtime, below `preempt` (which delivers, defers and decides) and `worker` (which embeds it).
 //!
 //! Why not a `thread_local!`: a green thread can be preempted on one worker and resumed on
 //! another, so any TLS address the compiler computed (and may have kept in a register) before the
 //! preemption would point into the *old* worker's TLS. Each worker instead sets its GS base to its
-//! `WorkerLocal` (arch_prctl(ARCH_SET_GS); glibc leaves GS unused on x86-64) and every access is a
-//! single `gs:`-relative instruction, which is atomic with respect to preemption and can never be
-//! cached by the compiler (`asm!` without `pure`). The preemption counter in particular is
-//! incremented by ONE instruction, so an interrupt can never split the read-modify-write and
-//! migrate the thread in between.
+//! state (arch_prctl(ARCH_SET_GS); glibc leaves GS unused on x86-64) and every access is a single
+//! `gs:`-relative instruction, which is atomic with respect to preemption and can never be cached
+//! by the compiler (`asm!` without `pure`). The preemption counter in particular is incremented
+//! by ONE instruction, so an interrupt can never split the read-modify-write and migrate the
+//! thread in between.
+//!
+//! A reference obtained from [`current`] names the worker the code runs on *now*; after any point
+//! where the green thread may have migrated it names a worker the code may no longer run on. So
+//! code that reads the state and then acts on it disables preemption first ([`disable_then_current`]).
 
-use crate::worker::{WorkerShared, WorkerState};
+use crate::stats::WorkerStats;
 use core::arch::asm;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 thread_local! {
@@ -20,10 +25,12 @@ thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
+/// What every preemption delivery path reads and writes on the interrupted worker. The asm stubs
+/// use the fields at the `OFF_*` offsets directly.
 #[repr(C)]
-pub struct WorkerLocal {
-    /// gs:[0] — points to itself, so `gs:[0]` yields the struct's address.
-    self_ptr: *const WorkerLocal,
+pub struct PreemptState {
+    /// gs:[0] — the address of this struct (written by `install`).
+    self_ptr: AtomicU64,
     /// gs:[8] — preemption is disabled while nonzero.
     pub preempt_disable: AtomicU32,
     /// gs:[12] — the running green thread executes a long request and may be interrupted.
@@ -33,18 +40,16 @@ pub struct WorkerLocal {
     /// gs:[16] — interrupted rip, handed from an interrupt handler to `preempt::entry`'s stub.
     pub interrupted_rip: AtomicU64,
     /// gs:[24] — lowest stack pointer at which the running green thread can still take the
-    /// preemption frame (stack bottom + frame + reserve); checked by the asm IPI stub.
+    /// preemption frame (stack bottom + frame + reserve); checked by the asm stubs.
     pub min_preempt_rsp: AtomicU64,
-    /// This worker's shared half (queues, timer deadline, counters); lives as long as the runtime.
-    pub shared: *const WorkerShared,
     /// Usable stack range of the running green thread, for the interrupt path's sanity check.
     pub stack_lo: AtomicU64,
     pub stack_hi: AtomicU64,
     /// Preemption disables taken by the runtime's panic hook for the panic now unwinding on this
     /// worker, given back when its request ends (`worker::panic`).
     pub panic_holds: AtomicU32,
-    /// Everything else, touched only by this worker's own OS thread (never by signal handlers).
-    state: UnsafeCell<WorkerState>,
+    /// This worker's counters (they live as long as the runtime).
+    stats: *const WorkerStats,
 }
 
 pub const OFF_DISABLE: usize = 8;
@@ -52,55 +57,48 @@ pub const OFF_PREEMPTIBLE: usize = 12;
 pub const OFF_PENDING: usize = 13;
 pub const OFF_INTERRUPTED_RIP: usize = 16;
 pub const OFF_MIN_PREEMPT_RSP: usize = 24;
-const _: () = assert!(core::mem::offset_of!(WorkerLocal, preempt_disable) == OFF_DISABLE);
-const _: () = assert!(core::mem::offset_of!(WorkerLocal, preemptible) == OFF_PREEMPTIBLE);
-const _: () = assert!(core::mem::offset_of!(WorkerLocal, preempt_pending) == OFF_PENDING);
-const _: () = assert!(core::mem::offset_of!(WorkerLocal, interrupted_rip) == OFF_INTERRUPTED_RIP);
-const _: () = assert!(core::mem::offset_of!(WorkerLocal, min_preempt_rsp) == OFF_MIN_PREEMPT_RSP);
+const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_disable) == OFF_DISABLE);
+const _: () = assert!(core::mem::offset_of!(PreemptState, preemptible) == OFF_PREEMPTIBLE);
+const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_pending) == OFF_PENDING);
+const _: () = assert!(core::mem::offset_of!(PreemptState, interrupted_rip) == OFF_INTERRUPTED_RIP);
+const _: () = assert!(core::mem::offset_of!(PreemptState, min_preempt_rsp) == OFF_MIN_PREEMPT_RSP);
 
-impl WorkerLocal {
-    pub fn new(state: WorkerState, shared: *const WorkerShared) -> Box<WorkerLocal> {
-        let mut b = Box::new(WorkerLocal {
-            self_ptr: std::ptr::null(),
+impl PreemptState {
+    /// A worker's state, counting into `stats`, which must outlive it.
+    pub fn new(stats: *const WorkerStats) -> PreemptState {
+        PreemptState {
+            self_ptr: AtomicU64::new(0),
             preempt_disable: AtomicU32::new(0),
             preemptible: AtomicU8::new(0),
             preempt_pending: AtomicU8::new(0),
             interrupted_rip: AtomicU64::new(0),
             min_preempt_rsp: AtomicU64::new(u64::MAX),
-            shared,
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
             panic_holds: AtomicU32::new(0),
-            state: UnsafeCell::new(state),
-        });
-        b.self_ptr = &*b;
-        b
+            stats,
+        }
     }
 
-    /// This worker's shared half.
-    pub fn shared(&self) -> &WorkerShared {
-        // SAFETY: set at creation to an element of the runtime's worker array, which outlives
-        // every worker thread.
-        unsafe { &*self.shared }
-    }
-
-    /// The worker-private part.
-    ///
-    /// # Safety
-    /// Only the owning worker's OS thread may call this, and the returned reference must not be
-    /// held across a green-thread switch (the thread may continue on another worker).
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn state(&self) -> &mut WorkerState {
-        // SAFETY: per the contract, only this worker's thread accesses `state`, one borrow at a time.
-        unsafe { &mut *self.state.get() }
+    /// The worker's counters.
+    pub fn stats(&self) -> &WorkerStats {
+        // SAFETY: `new`'s contract: the counters outlive this state.
+        unsafe { &*self.stats }
     }
 }
 
-/// Installs `local` as the calling thread's worker state. It must outlive the thread's use of it.
-pub fn install(local: &WorkerLocal) -> std::io::Result<()> {
+/// Installs `state` as the calling thread's worker state.
+///
+/// # Safety
+/// `state` must stay at its address until `uninstall` is called on this thread, and code that
+/// reads more than a `PreemptState` through gs:[0] (the worker's `WorkerLocal`) relies on
+/// `state` being the first field of that larger `repr(C)` struct.
+pub unsafe fn install(state: &PreemptState) -> std::io::Result<()> {
     const ARCH_SET_GS: libc::c_long = 0x1001;
-    // SAFETY: sets this thread's GS base to a live WorkerLocal; nothing else in the process uses GS.
-    let r = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, local as *const WorkerLocal as usize) };
+    let addr = state as *const PreemptState as u64;
+    state.self_ptr.store(addr, Ordering::Relaxed);
+    // SAFETY: sets this thread's GS base to a live PreemptState; nothing else in the process uses GS.
+    let r = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, addr) };
     if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -121,15 +119,30 @@ pub fn on_worker() -> bool {
     ON_WORKER.with(|w| w.get())
 }
 
-/// The current worker's state. Must only be called where `on_worker()` is true.
+/// The address gs:[0] holds: the current worker's state. Must only be called where `on_worker()`.
 #[inline(always)]
-pub fn current() -> &'static WorkerLocal {
-    let p: *const WorkerLocal;
-    // SAFETY: on a worker thread gs:[0] holds the WorkerLocal's address (see `install`), which
-    // lives until the worker thread exits. Not `pure`: must be re-read after every possible switch.
+pub fn current_ptr() -> *const PreemptState {
+    let p: *const PreemptState;
+    // SAFETY: on a worker thread gs:[0] holds the state's address (see `install`). Not `pure`:
+    // must be re-read after every possible switch.
     unsafe { asm!("mov {}, qword ptr gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags)) };
-    // SAFETY: see above.
-    unsafe { &*p }
+    p
+}
+
+/// The current worker's state. Must only be called where `on_worker()` is true; see the module
+/// docs for how long the answer stays true.
+#[inline(always)]
+pub fn current() -> &'static PreemptState {
+    // SAFETY: the state lives until the worker thread uninstalls it, after its last green thread.
+    unsafe { &*current_ptr() }
+}
+
+/// Disables preemption, *then* reads the current worker: the one primitive for code that acts on
+/// the state it reads (the answer cannot go stale until the matching enable).
+#[inline(always)]
+pub fn disable_then_current() -> &'static PreemptState {
+    disable_raw();
+    current()
 }
 
 #[inline(always)]
@@ -157,5 +170,8 @@ pub fn pending_raw() -> bool {
 
 /// Current depth of `preempt::disable` on this worker.
 pub fn disable_depth() -> u32 {
-    current().preempt_disable.load(Ordering::Relaxed)
+    let d: u32;
+    // SAFETY: reads this worker's counter with one instruction.
+    unsafe { asm!("mov {d:e}, dword ptr gs:[{o}]", o = const OFF_DISABLE, d = out(reg) d, options(nostack, readonly, preserves_flags)) };
+    d
 }

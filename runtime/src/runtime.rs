@@ -17,6 +17,8 @@ use std::thread::JoinHandle;
 pub enum StartError {
     Config(ConfigError),
     Preemption(std::io::Error),
+    /// A preempting runtime needs `PreemptSafeAlloc` as the global allocator.
+    Allocator,
     Worker(String),
 }
 
@@ -25,12 +27,20 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Config(e) => write!(f, "configuration: {e}"),
             StartError::Preemption(e) => write!(f, "preemption: {e}"),
+            StartError::Allocator => f.write_str(
+                "preemption needs the runtime's allocator (a green thread must not be preempted inside malloc): \
+                 add `#[global_allocator] static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;` \
+                 to the application, or run with --preempt=none",
+            ),
             StartError::Worker(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
+
+/// A request handler that can be shared (between a server's restarts, say) and cloned.
+pub type SharedHandler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 
 pub struct Runtime {
     shared: Arc<Shared>,
@@ -70,8 +80,10 @@ impl Runtime {
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
         crate::worker::panic::install_hook();
-        #[cfg(feature = "interpose")]
-        crate::interpose::ensure_linked();
+        preempt::decide::set_handler(crate::worker::on_preempt);
+        if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
+            return Err(StartError::Allocator);
+        }
         let preempter: Arc<dyn Preempter> = Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);
         let shared = Arc::new(Shared {
             workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),

@@ -1,13 +1,13 @@
 //! Counters, updated with relaxed atomics on the hot path and snapshotted for reports.
 
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
     ($live:ident, $snap:ident { $($(#[$doc:meta])* $field:ident),* $(,)? }) => {
         #[derive(Default, Debug)]
         pub struct $live { $($(#[$doc])* pub $field: AtomicU64,)* }
-        #[derive(Default, Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+        #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
         pub struct $snap { $($(#[$doc])* pub $field: u64,)* }
         impl $live {
             pub fn snapshot(&self) -> $snap {
@@ -60,7 +60,8 @@ counters!(TimerStats, TimerSnapshot {
 });
 
 /// Counters of a whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RunStats {
     pub workers: Vec<WorkerSnapshot>,
     pub total: WorkerSnapshot,

@@ -77,7 +77,7 @@ impl<T: ?Sized> Mutex<T> {
 /// Whether a green thread that just failed to take a lock may yield instead of waiting: it runs
 /// on a worker and holds no other lock (its only level of disabled preemption is the one the
 /// lock attempt itself took). Shared by this mutex and the C shim (`interpose::mutex`).
-pub(crate) fn may_yield_on_contention() -> bool {
+pub fn may_yield_on_contention() -> bool {
     local::on_worker() && local::disable_depth() == 1
 }
 

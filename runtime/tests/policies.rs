@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use synergy::policy::system::{Preemptible, SchedPolicy};
+use synergy_policy::system::{Preemptible, SchedPolicy};
 use synergy::transport::channel::ChannelTransport;
 use common::{spin_handler as handler, LONG, SHORT};
 use synergy::{Config, Request, Runtime};

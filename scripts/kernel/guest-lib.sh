@@ -17,7 +17,7 @@ build_initramfs() {
   log "building static guest binaries"
   local static=(--release --target x86_64-unknown-linux-gnu --target-dir target/static)
   local bindir=target/static/x86_64-unknown-linux-gnu/release
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet "${static[@]}" -p synergy -p synergy-ktest
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet "${static[@]}" -p synergy-cli -p synergy-ktest
   mapfile -t tests < <(RUSTFLAGS="-C target-feature=+crt-static" \
     cargo test --quiet --no-run "${static[@]}" -p synergy --message-format=json 2>/dev/null |
     python3 -c 'import json,sys

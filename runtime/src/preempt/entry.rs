@@ -10,7 +10,7 @@
 //! flag changes.
 //! The entry saves RFLAGS and all general-purpose registers on the green stack, then the whole
 //! extended state (x87/SSE/AVX/AVX-512/...) with XSAVE into a 64-byte aligned area below them,
-//! calls `worker::on_preempt` (which parks this green thread on the wait queue and switches to a
+//! calls the scheduler's handler through `decide::run_handler` (which parks this green thread on the wait queue and switches to a
 //! fresh one), and when the thread is resumed — on any worker — restores it all in reverse and
 //! `ret 128` jumps back to the interrupted rip while popping the red-zone gap.
 
@@ -55,7 +55,7 @@ pub fn ipi_stub_address() -> u64 {
 }
 
 /// Like `preempt_stub`, but the interrupt was delivered without knowing the worker's state (the
-/// kernel module cannot read it), so the decision `worker::redirect_decision` makes in the signal
+/// kernel module cannot read it), so the decision `decide::redirect_decision` makes in the signal
 /// handler is made here, in asm that changes nothing it does not restore:
 ///   not preemptible -> return to the interrupted rip; preemption disabled -> set pending and
 ///   return; too little stack -> return; otherwise clear preemptible/pending and enter
@@ -237,6 +237,6 @@ unsafe extern "C" fn preempt_entry() {
         xsize = sym XSAVE_SIZE,
         mxcsr = sym DEFAULT_MXCSR,
         fpucw = sym DEFAULT_FPUCW,
-        on_preempt = sym crate::worker::on_preempt,
+        on_preempt = sym super::decide::run_handler,
     )
 }

@@ -2,6 +2,7 @@
 //! single asm entry every method lands in, and the per-worker "preemption disabled" counter that
 //! defers (never drops) a preemption during allocation, locks and other TLS-dependent code.
 
+pub mod decide;
 pub mod entry;
 pub mod ipi;
 pub mod signal;
@@ -11,8 +12,8 @@ use crate::local;
 use std::io;
 
 /// How the timer core delivers a preemption to a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum PreemptMode {
     /// Never interrupt: long requests run to completion (a baseline for comparisons).
     None,
@@ -25,6 +26,13 @@ pub enum PreemptMode {
 }
 
 impl PreemptMode {
+    pub const ALL: [PreemptMode; 4] = [PreemptMode::None, PreemptMode::Signal, PreemptMode::Ipi, PreemptMode::Uintr];
+
+    /// The mode spelled `name` (as `--preempt` takes it).
+    pub fn named(name: &str) -> Option<PreemptMode> {
+        PreemptMode::ALL.into_iter().find(|m| m.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PreemptMode::None => "none",
@@ -125,7 +133,7 @@ pub fn disable() {
 #[inline(always)]
 pub fn enable() {
     if local::on_worker() && local::enable_raw_reached_zero() && local::pending_raw() {
-        crate::worker::take_deferred_preemption();
+        decide::take_deferred();
     }
 }
 

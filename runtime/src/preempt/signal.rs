@@ -143,7 +143,7 @@ extern "C" fn on_signal(_sig: libc::c_int, _info: *mut libc::siginfo_t, uctx: *m
     let gregs = unsafe { &mut (*(uctx as *mut libc::ucontext_t)).uc_mcontext.gregs };
     let rsp = gregs[libc::REG_RSP as usize] as u64;
     let rip = gregs[libc::REG_RIP as usize] as u64;
-    if crate::worker::redirect_decision(l, rsp) {
+    if super::decide::redirect_decision(l, rsp) {
         // The stack below the red zone holds this very signal frame: hand the rip over in the
         // worker's slot and let `preempt_stub` push it after sigreturn.
         l.interrupted_rip.store(rip, Ordering::Relaxed);

@@ -2,9 +2,6 @@
 //! per worker; the runtime only sees this trait.
 
 pub mod channel;
-pub mod dpdk;
-pub mod replay;
-pub mod udp;
 
 use crate::request::{Reply, Request};
 

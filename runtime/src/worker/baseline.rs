@@ -3,7 +3,8 @@
 //! back where its policy says. Synergy's own path (Algorithm 5.2) is `selection::select` in
 //! `worker/mod.rs`; this file is only used with `--policy` other than `synergy`.
 
-use super::{RealQueues, Shared, WorkerState, RX_BATCH};
+use super::sched::RealQueues;
+use super::{Shared, WorkerState, RX_BATCH};
 use crate::green::thread::ThreadPtr;
 use crate::policy::selection::{Selected, WorkerQueues};
 use crate::policy::system::{darc_runs_long, jbsq_room, shortest_queue, Arrival, Requeue};

@@ -3,6 +3,9 @@
 
 pub mod kernels;
 
+#[global_allocator]
+static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -1,0 +1,185 @@
+//! LevelDB served by synergy (the thesis's real application, §6.2.2): GET of one key (short) and
+//! SCAN over every entry (long, marked with feedback so only it is ever preempted).
+//!
+//! Why Debian's libleveldb 1.23 through its C API rather than a pure-Rust LevelDB: it is the
+//! version and code the thesis ran, and being C++ it exercises what the thesis's design must
+//! handle in real applications — `std::mutex` (pthread) locks taken inside preemptible requests
+//! and `malloc` from C++ — through the interposition shims (crate `synergy-interpose`), which a Rust
+//! port would bypass.
+//!
+//! Requests: kind `LEVELDB_GET` with a key, kind `LEVELDB_SCAN` without one. Replies: status 0
+//! with the digest (`store::digest`) of the value (GET) or of every key and value in order (SCAN); or an
+//! error status: unknown kind, GET without a key or SCAN with one, key absent, LevelDB error.
+
+mod ffi;
+pub mod store;
+
+use super::Handler;
+use synergy::clock;
+use synergy_eval::report::Summary;
+use synergy::request::{status, Reply, Request};
+use synergy_eval::workload::{key_name, LEVELDB_GET, LEVELDB_SCAN, THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+pub use store::{version, ScanDigest, Store};
+
+/// Reply status: the key is not in the store.
+pub const STATUS_NOT_FOUND: u32 = 17;
+/// Reply status: a GET without a key, or a SCAN with one.
+pub const STATUS_BAD_KEY: u32 = 18;
+/// Reply status: LevelDB reported an error.
+pub const STATUS_STORE_ERROR: u32 = 19;
+
+/// The outcome of one request, as the handler would reply it: (status, value).
+pub fn serve(store: &Store, req: &Request) -> (u32, u64) {
+    let result = match req.kind {
+        LEVELDB_GET if req.key.is_empty() => return (STATUS_BAD_KEY, 0),
+        LEVELDB_GET => store.get(req.key.as_bytes()).map(|v| v.ok_or(STATUS_NOT_FOUND)),
+        LEVELDB_SCAN if !req.key.is_empty() => return (STATUS_BAD_KEY, 0),
+        LEVELDB_SCAN => {
+            synergy::feedback_start();
+            let r = store.scan();
+            synergy::feedback_finished();
+            r.map(|d| Ok(d.digest))
+        }
+        _ => return (status::UNKNOWN_KIND, 0),
+    };
+    match result {
+        Ok(Ok(value)) => (status::OK, value),
+        Ok(Err(st)) => (st, 0),
+        Err(_) => (STATUS_STORE_ERROR, 0),
+    }
+}
+
+/// The request handler serving `store`.
+pub fn handler(store: Arc<Store>) -> Handler {
+    Arc::new(move |req: Request| {
+        let (st, value) = serve(&store, &req);
+        let _ = synergy::send(Reply::to(&req).with_status(st).with_value(value));
+    })
+}
+
+/// Where the store goes by default: tmpfs, one directory per process.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from(format!("/dev/shm/synergy-leveldb-{}", std::process::id()))
+}
+
+/// Whether `dir`'s parent is a tmpfs (so no disk I/O is measured); `None` if it cannot tell.
+pub fn on_tmpfs(dir: &std::path::Path) -> Option<bool> {
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let c = std::ffi::CString::new(parent.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statfs fills the zeroed struct for a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st.f_type == TMPFS_MAGIC)
+}
+
+/// Service times of GET and SCAN on this machine, as Table 6.1 reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceTimes {
+    pub leveldb_version: String,
+    pub entries: u32,
+    pub get: Summary,
+    pub scan: Summary,
+    /// The thesis's means (Table 6.1), for comparison.
+    pub thesis_get_ns: f64,
+    pub thesis_scan_ns: f64,
+}
+
+/// Times `gets` GETs of uniformly random keys and `scans` SCANs, one at a time on this thread
+/// (each timed on its own, so the mean is the service time a worker sees). `entries` is the
+/// store's size.
+pub fn measure_service_times(store: &Store, entries: u32, gets: usize, scans: usize, seed: u64) -> Result<ServiceTimes, String> {
+    let mut rng = synergy_eval::rng::SplitMix64::new(seed);
+    let mut get_ns = Vec::with_capacity(gets);
+    for _ in 0..gets {
+        let k = key_name((rng.next_u64() % u64::from(entries.max(1))) as u32);
+        let t = clock::now_ns();
+        let v = store.get(k.as_bytes())?;
+        get_ns.push(clock::now_ns() - t);
+        if v.is_none() {
+            return Err(format!("{:?} missing from the store", k));
+        }
+    }
+    let mut scan_ns = Vec::with_capacity(scans);
+    for _ in 0..scans {
+        let t = clock::now_ns();
+        let d = store.scan()?;
+        scan_ns.push(clock::now_ns() - t);
+        if d.entries != u64::from(entries) {
+            return Err(format!("SCAN read {} entries, the store has {entries}", d.entries));
+        }
+    }
+    if get_ns.is_empty() || scan_ns.is_empty() {
+        return Err("need at least one GET and one SCAN to time".into());
+    }
+    Ok(ServiceTimes {
+        leveldb_version: version(),
+        entries,
+        get: Summary::of(get_ns),
+        scan: Summary::of(scan_ns),
+        thesis_get_ns: THESIS_LEVELDB_GET_NS as f64,
+        thesis_scan_ns: THESIS_LEVELDB_SCAN_NS as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synergy::request::Key;
+    use synergy_eval::workload::LEVELDB_ENTRIES;
+
+    fn temp_store(test: &str, entries: u32) -> Store {
+        let dir = std::env::temp_dir().join(format!("synergy-leveldb-{test}-{}", std::process::id()));
+        Store::create(&dir, entries).expect("create a LevelDB store")
+    }
+
+    #[test]
+    fn store_holds_what_was_loaded_and_scans_in_order() {
+        let s = temp_store("contents", LEVELDB_ENTRIES);
+        assert_eq!(version(), "1.23");
+        for i in [0, 1, 500, LEVELDB_ENTRIES - 1] {
+            let want = store::digest(store::DIGEST_SEED, &store::value_for(i));
+            assert_eq!(s.get(key_name(i).as_bytes()).unwrap(), Some(want), "key {i}");
+        }
+        assert_eq!(s.get(key_name(LEVELDB_ENTRIES).as_bytes()).unwrap(), None);
+        assert_eq!(s.get(b"").unwrap(), None);
+        // The SCAN digest is the digest of every entry in index order (keys sort that way).
+        let mut want = store::DIGEST_SEED;
+        for i in 0..LEVELDB_ENTRIES {
+            want = store::digest(store::digest(want, key_name(i).as_bytes()), &store::value_for(i));
+        }
+        assert_eq!(s.scan().unwrap(), ScanDigest { entries: u64::from(LEVELDB_ENTRIES), digest: want });
+        let path = s.path().to_path_buf();
+        drop(s);
+        assert!(!path.exists(), "the store removes its directory");
+    }
+
+    #[test]
+    fn bad_requests_get_error_statuses() {
+        let s = temp_store("statuses", 10);
+        let get = |key: &[u8]| Request { kind: LEVELDB_GET, key: Key::new(key).unwrap(), ..Request::default() };
+        assert_eq!(serve(&s, &get(b"key-000003")).0, status::OK);
+        assert_eq!(serve(&s, &get(b"key-000010")), (STATUS_NOT_FOUND, 0));
+        assert_eq!(serve(&s, &get(b"no such key")), (STATUS_NOT_FOUND, 0));
+        assert_eq!(serve(&s, &get(&[0xff; 64])), (STATUS_NOT_FOUND, 0));
+        assert_eq!(serve(&s, &get(b"")), (STATUS_BAD_KEY, 0), "GET without a key");
+        let scan_with_key = Request { kind: LEVELDB_SCAN, key: Key::new(b"k").unwrap(), ..Request::default() };
+        assert_eq!(serve(&s, &scan_with_key), (STATUS_BAD_KEY, 0));
+        assert_eq!(serve(&s, &Request { kind: 2, ..Request::default() }), (status::UNKNOWN_KIND, 0));
+        let (st, v) = serve(&s, &Request { kind: LEVELDB_SCAN, ..Request::default() });
+        assert_eq!((st, v), (status::OK, s.scan().unwrap().digest));
+    }
+
+    #[test]
+    fn service_times_are_measured_and_checked() {
+        let s = temp_store("timing", LEVELDB_ENTRIES);
+        let t = measure_service_times(&s, LEVELDB_ENTRIES, 2000, 20, 1).unwrap();
+        assert_eq!((t.get.count, t.scan.count), (2000, 20));
+        assert!(t.get.mean_ns > 0.0 && t.scan.mean_ns > t.get.mean_ns);
+        // A store smaller than claimed is caught.
+        assert!(measure_service_times(&s, LEVELDB_ENTRIES + 1, 10, 1, 1).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! The synthetic server application of the thesis's experiments: a request of type `kind` spins
+//! for exactly its `service_ns` of running time; the application classifies the workload's long
+//! types with `feedback_start()`/`feedback_finished()`. Requests the application cannot serve are
+//! answered with an error status, never dropped silently.
+
+use super::Handler;
+use synergy::clock;
+use synergy::request::{status, Reply, Request};
+use synergy_eval::workload::RequestType;
+use std::sync::Arc;
+
+/// Reply status: the request's kind is not a type of the served workload.
+pub const STATUS_UNKNOWN_KIND: u32 = status::UNKNOWN_KIND;
+/// Reply status: the requested service time is above `MAX_SERVICE_NS`.
+pub const STATUS_SERVICE_TOO_LONG: u32 = 3;
+/// Longest spin a client may ask for (1 s): a bound on what one datagram can cost the server.
+pub const MAX_SERVICE_NS: u64 = 1_000_000_000;
+
+/// The request handler of the synthetic application serving `types`.
+pub fn handler(types: Vec<RequestType>) -> Handler {
+    Arc::new(move |req: Request| {
+        let status = match types.get(req.kind as usize) {
+            None => STATUS_UNKNOWN_KIND,
+            Some(_) if req.service_ns > MAX_SERVICE_NS => STATUS_SERVICE_TOO_LONG,
+            Some(t) if t.long => {
+                synergy::feedback_start();
+                clock::spin_work(req.service_ns);
+                synergy::feedback_finished();
+                status::OK
+            }
+            Some(_) => {
+                clock::spin_work(req.service_ns);
+                status::OK
+            }
+        };
+        let _ = synergy::send(Reply::to(&req).with_status(status));
+    })
+}

@@ -1,0 +1,261 @@
+//! LevelDB served by synergy (cargo feature `leveldb`): results under constant preemption equal a
+//! sequential run's, C locks contended by green threads and an OS thread never deadlock (the
+//! pthread shim yields or blocks, as the thesis prescribes), and bad keys and malformed requests
+//! are answered with an error status.
+#![cfg(feature = "leveldb")]
+
+#[path = "../../runtime/tests/common/mod.rs"]
+mod common;
+
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use synergy_apps::leveldb::{self, Store, STATUS_BAD_KEY, STATUS_NOT_FOUND};
+use synergy_net::protocol::{decode_reply, encode_request, REPLY_LEN};
+use synergy_net::server::UdpServer;
+use synergy::request::{status, Key};
+use synergy_eval::rng::SplitMix64;
+use synergy::transport::channel::ChannelTransport;
+use synergy_eval::workload::{key_name, LEVELDB_ENTRIES, LEVELDB_GET, LEVELDB_SCAN};
+use synergy::{clock, feedback_finished, feedback_start, send, Reply, Request, Runtime};
+
+fn store(test: &str) -> Arc<Store> {
+    let dir = std::path::PathBuf::from(format!("/dev/shm/synergy-test-{test}-{}", std::process::id()));
+    Arc::new(Store::create(&dir, LEVELDB_ENTRIES).expect("create the LevelDB store"))
+}
+
+/// A 50/50 GET/SCAN mix; one GET in ten asks for a key the store does not have.
+fn requests(n: u64, seed: u64) -> Vec<Request> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|id| {
+            if rng.next_u64() % 2 == 0 {
+                let i = (rng.next_u64() % u64::from(LEVELDB_ENTRIES + LEVELDB_ENTRIES / 9)) as u32;
+                Request { id, kind: LEVELDB_GET, key: key_name(i), ..Request::default() }
+            } else {
+                Request { id, kind: LEVELDB_SCAN, ..Request::default() }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn results_under_constant_preemption_equal_a_sequential_run() {
+    let _serial = common::serial();
+    let store = store("preempted");
+    let reqs = requests(600, 11);
+    // The reference: every request served one after another on this (non-worker) thread.
+    let want: HashMap<u64, (u32, u64)> = reqs.iter().map(|r| (r.id, leveldb::serve(&store, r))).collect();
+    assert!(want.values().any(|&(s, _)| s == STATUS_NOT_FOUND) && want.values().any(|&(s, _)| s == status::OK));
+
+    // An OS thread reads the store meanwhile, so LevelDB's mutexes are contended across threads.
+    // It pauses between reads: on a 2-CPU machine it shares a CPU with the timer core, which must
+    // still get to run to preempt anything.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        let scan = store.scan().unwrap();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                assert_eq!(store.scan().unwrap(), scan, "a concurrent SCAN reads the same store");
+                assert!(store.get(key_name((reads % 1000) as u32).as_bytes()).unwrap().is_some());
+                reads += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            reads
+        })
+    };
+    let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
+    let handler = leveldb::handler(store);
+    let rt = Runtime::start(&common::one_worker(), transport.clone(), move |r| handler(r)).expect("runtime starts");
+    // All at once: the worker's queue is never empty, so every SCAN past its quantum is preempted.
+    for r in &reqs {
+        transport.submit(0, *r).unwrap();
+    }
+    transport.close();
+    let stats = rt.shutdown();
+    stop.store(true, Ordering::Release);
+    let reads = reader.join().expect("the concurrent reader saw consistent results");
+    let replies = transport.take_replies();
+    assert_eq!(replies.len(), reqs.len(), "{stats:?}");
+    for r in &replies {
+        assert_eq!((r.status, r.value), want[&r.id], "request {} (kind {}) after {} preemptions", r.id, r.kind, r.preemptions);
+    }
+    // A reply's `preemptions` counts preemptions and yields on a contended lock; GETs may yield.
+    let parked_scans = replies.iter().filter(|r| r.kind == LEVELDB_SCAN && r.preemptions > 0).count();
+    eprintln!(
+        "{} requests, {} preemptions and {} lock yields ({} SCANs parked at least once), {} concurrent reads by an OS thread",
+        replies.len(),
+        stats.total.preemptions,
+        stats.total.yields,
+        parked_scans,
+        reads
+    );
+    assert!(stats.total.preemptions > 0, "SCANs were preempted: {stats:?}");
+    let parked_gets = replies.iter().filter(|r| r.kind == LEVELDB_GET && r.preemptions > 0).count() as u64;
+    assert!(parked_gets <= stats.total.yields, "a GET is parked only by yielding on a lock, never preempted: {parked_gets} parked, {stats:?}");
+}
+
+/// A C mutex (`pthread_mutex_t`) and the counter it protects.
+struct CLocked {
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
+    count: UnsafeCell<u64>,
+}
+// SAFETY: `count` is only touched with `mutex` held; the mutex is made for sharing.
+unsafe impl Sync for CLocked {}
+
+impl CLocked {
+    fn new() -> CLocked {
+        CLocked { mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER), count: UnsafeCell::new(0) }
+    }
+    /// Locks (through the shim: this test binary's `pthread_mutex_lock` is synergy's), adds one,
+    /// holds the lock for `hold_ns`, unlocks.
+    fn bump(&self, hold_ns: u64) {
+        // SAFETY: an initialised mutex; the counter is accessed only while it is held.
+        unsafe {
+            assert_eq!(libc::pthread_mutex_lock(self.mutex.get()), 0);
+            *self.count.get() += 1;
+            clock::spin_for(hold_ns);
+            assert_eq!(libc::pthread_mutex_unlock(self.mutex.get()), 0);
+        }
+    }
+    fn count(&self) -> u64 {
+        // SAFETY: as in `bump`.
+        unsafe {
+            libc::pthread_mutex_lock(self.mutex.get());
+            let c = *self.count.get();
+            libc::pthread_mutex_unlock(self.mutex.get());
+            c
+        }
+    }
+}
+
+#[test]
+fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
+    let _serial = common::serial();
+    let (contended0, yielded0) = synergy_interpose::mutex::contention();
+    let contended_lock = Arc::new(CLocked::new());
+    let outer_lock = Arc::new(CLocked::new());
+    // An OS thread holds the contended lock most of the time (300 of every 400 µs). It runs on
+    // the timer core's CPU, never the worker's: sharing the worker's CPU, it would hold the lock
+    // only while the worker is off the CPU, and the worker would never find it taken.
+    let cfg = common::one_worker();
+    let holder_cpu = cfg.timer_core.expect("this test needs 2 CPUs: the worker's and one for the lock holder");
+    let stop = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let (l, stop) = (contended_lock.clone(), stop.clone());
+        std::thread::spawn(move || {
+            synergy::cpu::pin_current_thread(holder_cpu).expect("pin the lock holder");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                l.bump(300_000);
+                n += 1;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            n
+        })
+    };
+    const LONG: u32 = 1;
+    const LONG_REQUESTS: u64 = 12;
+    const ROUNDS: u64 = 40;
+    const SHORT_REQUESTS: u64 = 150;
+    let (c, o) = (contended_lock.clone(), outer_lock.clone());
+    let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
+    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
+        if req.kind == LONG {
+            feedback_start();
+            for round in 0..ROUNDS {
+                if round % 4 == 0 {
+                    // Nested: holding `outer`, a failed attempt on `contended` must block in the
+                    // real lock, not yield (yielding while holding would stall outer's waiters).
+                    // SAFETY: initialised mutex, released below.
+                    unsafe { libc::pthread_mutex_lock(o.mutex.get()) };
+                    c.bump(1_000);
+                    // SAFETY: held since just above.
+                    unsafe { libc::pthread_mutex_unlock(o.mutex.get()) };
+                } else {
+                    c.bump(1_000);
+                }
+                clock::spin_for(20_000);
+            }
+            feedback_finished();
+        } else {
+            c.bump(200);
+        }
+        send(Reply::to(&req)).unwrap();
+    })
+    .expect("runtime starts");
+    for id in 0..LONG_REQUESTS + SHORT_REQUESTS {
+        let kind = if id % 13 == 0 { LONG } else { 0 };
+        transport.submit(0, Request { id, kind, ..Request::default() }).unwrap();
+    }
+    let long_sent = (0..LONG_REQUESTS + SHORT_REQUESTS).filter(|id| id % 13 == 0).count() as u64;
+    common::wait_until("every request answered (a hang here is a deadlock)", Duration::from_secs(120), || {
+        transport.replies_len() as u64 == LONG_REQUESTS + SHORT_REQUESTS
+    });
+    transport.close();
+    let stats = rt.shutdown();
+    stop.store(true, Ordering::Release);
+    let held = holder.join().unwrap();
+    let (contended, yielded) = synergy_interpose::mutex::contention();
+    let (contended, yielded) = (contended - contended0, yielded - yielded0);
+    eprintln!("lock contention on the worker: {contended} failed attempts, {yielded} yields; {} preemptions; the OS thread held the lock {held} times", stats.total.preemptions);
+    let bumps = long_sent * ROUNDS + (LONG_REQUESTS + SHORT_REQUESTS - long_sent) + held;
+    assert_eq!(contended_lock.count(), bumps, "mutual exclusion: no update lost");
+    assert!(yielded > 0, "a green thread that found the lock taken yielded ({contended} failed attempts)");
+    assert!(contended > yielded, "nested attempts blocked instead of yielding");
+}
+
+#[test]
+fn bad_keys_and_malformed_requests_are_answered_with_an_error_status() {
+    let _serial = common::serial();
+    let store = store("udp");
+    let digest_of_7 = store.get(key_name(7).as_bytes()).unwrap().unwrap();
+    let server = UdpServer::start(&common::one_worker(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), leveldb::handler(store))
+        .expect("start the UDP server");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let to = server.local_addr();
+    let get = |id, key: &[u8]| encode_request(&Request { id, kind: LEVELDB_GET, key: Key::new(key).unwrap(), ..Request::default() });
+    let mut bad_key_len = get(6, b"key-000001");
+    bad_key_len[40] = 200;
+    let mut garbage = get(99, b"key-000001");
+    garbage[0] = b'X';
+    let sends: Vec<[u8; 128]> = vec![
+        get(1, b"key-000007"),
+        get(2, b"key-001000"),
+        get(3, b"\xff\x00 not a key"),
+        encode_request(&Request { id: 4, kind: LEVELDB_GET, ..Request::default() }),
+        encode_request(&Request { id: 5, kind: LEVELDB_SCAN, key: Key::new(b"key-000001").unwrap(), ..Request::default() }),
+        bad_key_len,
+        encode_request(&Request { id: 7, kind: 9, ..Request::default() }),
+        garbage,
+    ];
+    for d in &sends {
+        client.send_to(d, to).unwrap();
+    }
+    client.send_to(&[1, 2, 3], to).unwrap();
+    let mut got = HashMap::new();
+    let mut buf = [0u8; 256];
+    while got.len() < 7 {
+        let (n, _) = client.recv_from(&mut buf).expect("a reply within 5 s");
+        assert_eq!(n, REPLY_LEN);
+        let r = decode_reply(&buf[..n]).unwrap();
+        assert!(got.insert(r.id, (r.status, r.value)).is_none(), "one reply per id");
+    }
+    assert_eq!(got[&1], (status::OK, digest_of_7));
+    assert_eq!(got[&2], (STATUS_NOT_FOUND, 0));
+    assert_eq!(got[&3], (STATUS_NOT_FOUND, 0));
+    assert_eq!(got[&4], (STATUS_BAD_KEY, 0), "GET without a key");
+    assert_eq!(got[&5], (STATUS_BAD_KEY, 0), "SCAN with a key");
+    assert_eq!(got[&6].0, status::MALFORMED, "key length 200");
+    assert_eq!(got[&7], (status::UNKNOWN_KIND, 0));
+    client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(client.recv_from(&mut buf).is_err(), "nothing answers a datagram without a request header");
+    let (_, udp) = server.shutdown();
+    assert_eq!(udp.iter().map(|c| c.malformed).sum::<u64>(), 3, "{udp:?}");
+}

@@ -1,0 +1,95 @@
+//! Command-line options shared by the `synergy` subcommands: every runtime tunable, layered over
+//! an optional TOML file (`--config`), validated into a `Config`.
+
+use synergy::config::{Config, ConfigError, Placement};
+use synergy_policy::system::SchedPolicy;
+use synergy::preempt::PreemptMode;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct RuntimeArgs {
+    /// TOML file with runtime settings (same names as the options, with underscores).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Worker threads, one per core.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// CPUs for the workers, comma-separated, in worker order.
+    #[arg(long, value_delimiter = ',', value_name = "CPU,...")]
+    pub worker_cores: Option<Vec<usize>>,
+    /// CPU of the timer core.
+    #[arg(long, value_name = "CPU")]
+    pub timer_core: Option<usize>,
+    /// QUANTUM_FACTOR: quantum = factor × EMA of short service times.
+    #[arg(long, allow_negative_numbers = true)]
+    pub quantum_factor: Option<f64>,
+    /// CONGESTED_QUANTUM_FACTOR: the factor while the wait queue is congested.
+    #[arg(long, allow_negative_numbers = true)]
+    pub congested_quantum_factor: Option<f64>,
+    /// THRESH_WQD in µs: wait-queue congestion check interval; 0 = never congested.
+    #[arg(long, value_name = "US")]
+    pub thresh_wqd: Option<u64>,
+    /// STEAL_THRESHOLD: steal only from peers with more queued requests than this.
+    #[arg(long)]
+    pub steal_threshold: Option<usize>,
+    /// How the timer core interrupts a worker.
+    #[arg(long, value_parser = crate::choices::preempt())]
+    pub preempt: Option<PreemptMode>,
+    /// Green-thread stack size in KiB.
+    #[arg(long, value_name = "KIB")]
+    pub stack_kib: Option<usize>,
+    /// Upper bound on green threads in existence.
+    #[arg(long)]
+    pub max_green_threads: Option<usize>,
+    /// Capacity of each worker's local RX ring.
+    #[arg(long)]
+    pub rx_capacity: Option<usize>,
+    /// Do not pin threads to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Scheduling policy: synergy, or a baseline of the thesis's comparison (cfcfs, dfcfs,
+    /// shinjuku, concord, tq, darc), run on synergy's workers and preemption mechanism.
+    #[arg(long, value_parser = crate::choices::policy())]
+    pub policy: Option<SchedPolicy>,
+    /// DARC: request kinds classified long at arrival, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub long_kinds: Option<Vec<u32>>,
+    /// DARC: workers reserved for short requests.
+    #[arg(long, value_name = "N")]
+    pub darc_reserved: Option<usize>,
+}
+
+impl RuntimeArgs {
+    /// File (or defaults), then command-line overrides, then validation.
+    pub fn resolve(&self) -> Result<(Config, Placement), ConfigError> {
+        self.resolve_over(Config::default())
+    }
+
+    /// Like `resolve`, with `base` standing in for the defaults when no `--config` is given.
+    pub fn resolve_over(&self, base: Config) -> Result<(Config, Placement), ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => crate::config_file::from_toml_file(path)?,
+            None => base,
+        };
+        macro_rules! set {
+            ($($field:ident <- $arg:expr),*) => { $(if let Some(v) = $arg.clone() { c.$field = v; })* };
+        }
+        set!(workers <- self.workers, quantum_factor <- self.quantum_factor,
+             congested_quantum_factor <- self.congested_quantum_factor, thresh_wqd_us <- self.thresh_wqd,
+             steal_threshold <- self.steal_threshold, preempt <- self.preempt, stack_kib <- self.stack_kib,
+             max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
+             policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved);
+        if self.worker_cores.is_some() {
+            c.worker_cores = self.worker_cores.clone();
+        }
+        if self.timer_core.is_some() {
+            c.timer_core = self.timer_core;
+        }
+        if self.no_pin {
+            c.pin = false;
+        }
+        let placement = c.validate(&synergy::cpu::allowed_cpus())?;
+        Ok((c, placement))
+    }
+}

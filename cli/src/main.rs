@@ -1,0 +1,497 @@
+//! The `synergy` command.
+
+mod app_commands;
+mod bench;
+mod choices;
+mod cli;
+mod config_file;
+mod demo;
+mod net_commands;
+mod sweep;
+
+/// Workers preempt green threads anywhere but inside the allocator (synergy::alloc).
+#[global_allocator]
+static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use crate::cli::RuntimeArgs;
+use crate::demo::DemoParams;
+use synergy_eval::plot::{bar_chart, BarGroup};
+use synergy_eval::workload::{Workload, WorkloadName};
+
+#[derive(Parser)]
+#[command(name = "synergy", version, about = "Microsecond-scale, application-aware preemption of server requests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a synthetic workload (the thesis's High/Extreme/ZippyDB) in process and print a
+    /// latency table, for the chosen preemption mode next to `--preempt=none`. The default command;
+    /// without --config it starts from the embedded cli/configs/demo.toml.
+    Demo(DemoArgs),
+    /// Microbenchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Validate a configuration and print where every thread would run.
+    Config(ConfigArgs),
+    /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
+    /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
+    Microbench(MicrobenchArgs),
+    /// Discrete-event simulation of the thesis's setups (14+ workers) under every policy: p99.9
+    /// slowdown vs load, the highest load under the SLO, and the thesis's numbers next to it.
+    Simulate(SimulateArgs),
+    /// Serve the synthetic application (a workload's request types) over kernel UDP.
+    Serve(net_commands::ServeArgs),
+    /// Open-loop load generator: Poisson arrivals over many flows, latencies in HDR histograms.
+    Loadgen(net_commands::LoadgenArgs),
+    /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
+    /// of p99.9 slowdown and latency vs throughput (like the thesis's Figure 6.1).
+    Sweep(net_commands::SweepArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+    workload: WorkloadName,
+    /// Simulated worker cores.
+    #[arg(long, default_value_t = 14)]
+    workers: usize,
+    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc), the
+    /// ablation's configurations (rss-ci, rss-ci+ws, rss-ci+ws+wq, rss-ci+ws+wq+cp, rss-ci+ws+wq+cp+qa),
+    /// or Synergy with knobs: synergy-q<QUANTUM_FACTOR>, synergy-d<THRESH_WQD µs>-f<CONGESTED_QUANTUM_FACTOR>
+    /// (Figure 6.6's notation), or both (synergy-q4-d10-f5).
+    #[arg(long, value_delimiter = ',', default_value = "synergy,shinjuku,concord,tq,darc,cfcfs,dfcfs")]
+    policies: Vec<String>,
+    /// Offered loads as fractions of capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95")]
+    loads: Vec<f64>,
+    /// Requests per point.
+    #[arg(long, default_value_t = 400_000)]
+    requests: usize,
+    /// Client flows; RSS homes flow f on worker f mod workers (the thesis's imbalance test: 8 vs 512).
+    #[arg(long, default_value_t = synergy_sim::DEFAULT_FLOWS)]
+    flows: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 50.0)]
+    slo: f64,
+    #[arg(long, default_value_t = 2.0)]
+    quantum_factor: f64,
+    #[arg(long, default_value_t = 1)]
+    steal_threshold: usize,
+    /// Central dispatcher cost per dispatch (ns).
+    #[arg(long, default_value_t = 50)]
+    dispatch_ns: u64,
+    /// Resuming a preempted request (ns).
+    #[arg(long, default_value_t = 50)]
+    switch_ns: u64,
+    /// Stealing from a peer (ns).
+    #[arg(long, default_value_t = 100)]
+    steal_ns: u64,
+    /// Synergy's preemption cost (ns). Default: a compiler-interrupt yield, as in the thesis's
+    /// comparisons (§6.3.3: "the Compiler Interrupts technique used in all previous
+    /// experiments"); kmod_ipi's receive + return from Table 5.1 is 828, a signal's 2075.
+    #[arg(long, default_value_t = 100)]
+    synergy_preempt_ns: u64,
+    /// Shinjuku's IPI preemption cost (ns).
+    #[arg(long, default_value_t = 1_000)]
+    shinjuku_preempt_ns: u64,
+    /// Shinjuku's dispatcher cost per scheduling action (ns): its paper measured one dispatcher
+    /// thread at 5M requests/s, i.e. 200 ns per dispatch.
+    #[arg(long, default_value_t = 200)]
+    shinjuku_dispatch_ns: u64,
+    /// Concord's and Tiny Quanta's compiler-interrupt yield cost (ns).
+    #[arg(long, default_value_t = 100)]
+    ci_preempt_ns: u64,
+    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
+    #[arg(long, default_value = "results")]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "simulate")]
+    name: String,
+}
+
+fn simulate(a: SimulateArgs) -> ExitCode {
+    use synergy_sim::{self as sim, sweep};
+    if a.workers == 0 || a.workers > 1024 {
+        return fail(format!("--workers must be between 1 and 1024, got {}", a.workers));
+    }
+    if let Some(bad) = a.policies.iter().find(|p| !sim::is_policy(p)) {
+        return fail(format!(
+            "unknown policy {bad:?}; known: {}, the ablation {}, and synergy-q<F>, synergy-d<US>-f<F>, synergy-q<F>-d<US>-f<F>",
+            sim::POLICIES.join(", "),
+            sim::ABLATION.join(", ")
+        ));
+    }
+    if let Err(e) = check_loads(&a.loads) {
+        return fail(e);
+    }
+    if a.flows == 0 {
+        return fail("--flows must be at least 1");
+    }
+    if !(1_000..=100_000_000).contains(&a.requests) {
+        return fail(format!("--requests must be between 1000 and 100000000, got {}", a.requests));
+    }
+    if !(a.quantum_factor > 0.0) || !(a.slo > 1.0) {
+        return fail("--quantum-factor must be positive and --slo above 1");
+    }
+    if let Err(e) = std::fs::create_dir_all(&a.out_dir) {
+        return fail(format!("cannot create {}: {e}", a.out_dir.display()));
+    }
+    let p = sweep::SimSweepParams {
+        workload: Workload::named(a.workload),
+        workers: a.workers,
+        policies: a.policies.clone(),
+        loads: a.loads.clone(),
+        requests: a.requests,
+        flows: a.flows,
+        seed: a.seed,
+        slo: a.slo,
+        quantum_factor: a.quantum_factor,
+        steal_threshold: a.steal_threshold,
+        overheads: sim::Overheads { dispatch_ns: a.dispatch_ns, preempt_ns: 0, switch_ns: a.switch_ns, steal_ns: a.steal_ns },
+        preempt_ns: vec![
+            ("synergy".into(), a.synergy_preempt_ns),
+            ("shinjuku".into(), a.shinjuku_preempt_ns),
+            ("concord".into(), a.ci_preempt_ns),
+            ("tq".into(), a.ci_preempt_ns),
+        ]
+        .into_iter()
+        // The thesis's ablation runs every configuration with compiler interrupts.
+        .chain(sim::ABLATION.iter().map(|n| (n.to_string(), a.ci_preempt_ns)))
+        .collect(),
+        dispatch_ns: vec![("shinjuku".into(), a.shinjuku_dispatch_ns)],
+    };
+    let total = p.policies.len() * p.loads.len();
+    let mut k = 0;
+    let r = sweep::run(&p, |name, load, x| {
+        k += 1;
+        eprintln!("[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions", load * 100.0, x.overall_slowdown_p999, x.preemptions);
+    });
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    print!("{}", sweep::table(&r));
+    let base = a.out_dir.join(&a.name);
+    if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
+        return fail(e);
+    }
+    println!("wrote {}.{{json,csv,svg}}", base.display());
+    ExitCode::SUCCESS
+}
+
+#[derive(clap::Args)]
+struct MicrobenchArgs {
+    /// Preemption path to measure.
+    #[arg(long, value_parser = crate::choices::preempt(), default_value = "signal")]
+    preempt: synergy::PreemptMode,
+    /// Interrupts per method.
+    #[arg(long, default_value_t = 500_000)]
+    runs: usize,
+    /// CPU of the sending thread (the timer core's role). Default: the first allowed CPU.
+    #[arg(long)]
+    sender_cpu: Option<usize>,
+    /// CPU of the interrupted worker. Default: the second allowed CPU.
+    #[arg(long)]
+    receiver_cpu: Option<usize>,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the results as CSV here.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw the p50 of every phase, with the thesis's numbers, as an SVG bar chart here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+fn microbench(args: MicrobenchArgs) -> ExitCode {
+    use crate::bench::{interrupt, interrupt_report};
+    if args.runs == 0 || args.runs > 100_000_000 {
+        return fail(format!("--runs must be between 1 and 100000000, got {}", args.runs));
+    }
+    let allowed = synergy::cpu::allowed_cpus();
+    if allowed.len() < 2 {
+        return fail("the microbenchmark needs two CPUs (a sender and a receiver)");
+    }
+    let sender_cpu = args.sender_cpu.unwrap_or(allowed[0]);
+    let receiver_cpu = args.receiver_cpu.unwrap_or_else(|| *allowed.iter().find(|&&c| c != sender_cpu).unwrap_or(&allowed[1]));
+    for (name, c) in [("--sender-cpu", sender_cpu), ("--receiver-cpu", receiver_cpu)] {
+        if !allowed.contains(&c) {
+            return fail(format!("{name} {c}: that CPU is not available to this process (allowed: {allowed:?})"));
+        }
+    }
+    let params = interrupt::Params { preempt: args.preempt, runs: args.runs, sender_cpu, receiver_cpu };
+    let r = match interrupt::run(&params) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    print!("{}", interrupt_report::table(&r));
+    let outputs: [(&Option<PathBuf>, String); 3] = [
+        (&args.json, serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"),
+        (&args.csv, interrupt_report::csv(&r)),
+        (&args.svg, interrupt_report::svg(&r)),
+    ];
+    for (path, text) in outputs {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                return fail(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Workload.
+    #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+    workload: WorkloadName,
+    /// Offered load as a fraction of the workers' capacity (0 < load ≤ 2).
+    #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
+    load: f64,
+    /// Length of the replayed trace in ms.
+    #[arg(long, default_value_t = 2000)]
+    duration_ms: u64,
+    /// Seed of the arrival process.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Alternate the modes this many times and report medians (the JSON keeps every run).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Flows the requests are hashed from onto workers.
+    #[arg(long, default_value_t = 64)]
+    flows: u32,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw p99.9 latency per request type and mode as an SVG bar chart here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Green-thread context switch vs the corosensei crate, measured side by side.
+    Ctx {
+        /// Alternating measurement rounds (the median is reported).
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Ping-pong round trips per round.
+        #[arg(long, default_value_t = 1_000_000)]
+        round_trips: u64,
+        /// CPU to run on.
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Also write the result as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Also draw the result as an SVG bar chart here.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// LevelDB GET and SCAN service times on this machine (Table 6.1), sequentially.
+    Leveldb(app_commands::BenchLeveldbArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("synergy: error: {msg}");
+    ExitCode::from(2)
+}
+
+/// Writes `<base>.json` (`value`), `<base>.csv` and `<base>.svg`: every benchmark's outputs.
+pub(crate) fn write_results(base: &std::path::Path, value: &impl serde::Serialize, csv: String, svg: String) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+    for (ext, text) in [("json", json), ("csv", csv), ("svg", svg)] {
+        let path = base.with_extension(ext);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Offered loads given as fractions of capacity: at least one, each in (0, 2].
+pub(crate) fn check_loads(loads: &[f64]) -> Result<(), String> {
+    if loads.is_empty() || loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
+        return Err(format!("--loads must be fractions of capacity in (0, 2], got {loads:?}"));
+    }
+    Ok(())
+}
+
+pub(crate) fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let (mut cfg, placement) = match args.runtime.resolve_over(demo::default_config()) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    net_commands::long_kinds_from(&args.runtime, &mut cfg, &Workload::named(args.workload));
+    if !(args.load > 0.0 && args.load <= 2.0) {
+        return fail(format!("--load must be in (0, 2], got {}", args.load));
+    }
+    if !(1..=600_000).contains(&args.duration_ms) {
+        return fail(format!("--duration-ms must be between 1 and 600000, got {}", args.duration_ms));
+    }
+    if !(1..=100).contains(&args.repeat) {
+        return fail(format!("--repeat must be between 1 and 100, got {}", args.repeat));
+    }
+    if args.flows == 0 {
+        return fail("--flows must be at least 1");
+    }
+    if let Err(e) = synergy::preempt::preempter_for(cfg.preempt) {
+        return fail(e);
+    }
+    for w in &placement.warnings {
+        eprintln!("synergy: warning: {w}");
+    }
+    let w = Workload::named(args.workload);
+    let mix: Vec<String> = w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
+    println!(
+        "synergy demo: --policy={}, workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
+        cfg.policy.name(),
+        w.name,
+        mix.join(", "),
+        cfg.workers,
+        placement.worker_cores,
+        placement.timer_core
+    );
+    println!(
+        "offered load {:.0}% of capacity = {:.0} requests/s for {} ms, QUANTUM_FACTOR {}, THRESH_WQD {} µs, clock {}",
+        args.load * 100.0,
+        w.capacity_rps(cfg.workers) * args.load,
+        args.duration_ms,
+        cfg.quantum_factor,
+        cfg.thresh_wqd_us,
+        if synergy::clock::uses_tsc() { "tsc" } else { "clock_gettime" }
+    );
+    let params = DemoParams { workload: args.workload, load: args.load, duration_ms: args.duration_ms, seed: args.seed, flows: args.flows };
+    let runs = match demo::run_demo(&cfg, &params, args.repeat) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    println!();
+    print!("{}", demo::format_table(&runs));
+    if let Some(path) = &args.json {
+        if let Err(e) = write_json(path, &runs) {
+            return fail(e);
+        }
+        println!("results written to {}", path.display());
+    }
+    if let Some(path) = &args.svg {
+        // Per request type and percentile, one bar per mode: the median over the repeated runs.
+        let modes: Vec<String> = runs.iter().map(|r| r.preempt.clone()).fold(Vec::new(), |mut v, m| {
+            if !v.contains(&m) {
+                v.push(m);
+            }
+            v
+        });
+        type Pick = fn(&synergy_eval::report::Summary) -> u64;
+        let percentiles: [(&str, Pick); 3] = [("p50", |s| s.p50_ns), ("p99", |s| s.p99_ns), ("p99.9", |s| s.p999_ns)];
+        let mut groups = Vec::new();
+        for (i, c) in runs[0].classes.iter().enumerate() {
+            for (pname, pick) in percentiles {
+                groups.push(BarGroup {
+                    label: format!("{} µs {pname}", c.service_ns as f64 / 1000.0),
+                    bars: modes
+                        .iter()
+                        .map(|m| {
+                            let mut v: Vec<u64> =
+                                runs.iter().filter(|r| &r.preempt == m).map(|r| pick(&r.classes[i].latency)).collect();
+                            v.sort_unstable();
+                            (format!("--preempt={m}"), v[v.len() / 2] as f64 / 1000.0)
+                        })
+                        .collect(),
+                });
+            }
+        }
+        let title = format!("synergy demo: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
+        if let Err(e) = std::fs::write(path, bar_chart(&title, "latency (µs, log scale)", &groups, true)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+        println!("plot written to {}", path.display());
+    }
+    if runs.iter().any(|r| r.answered != r.requests || r.duplicates != 0) {
+        return fail("some requests were not answered exactly once");
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Demo(DemoArgs::parse_default())) {
+        Command::Demo(args) => demo(args),
+        Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, json, svg }) => {
+            if rounds == 0 || round_trips == 0 {
+                return fail("--rounds and --round-trips must be at least 1");
+            }
+            if let Some(c) = cpu {
+                if !synergy::cpu::allowed_cpus().contains(&c) {
+                    return fail(format!("CPU {c} is not available to this process"));
+                }
+            }
+            let r = crate::bench::ctx::run(rounds, round_trips, cpu);
+            println!("green-thread switch (median of {} rounds × {} round trips):", r.rounds, r.round_trips_per_round);
+            println!("  synergy     {:>7.2} ns/switch", r.synergy_ns_per_switch);
+            println!("  corosensei  {:>7.2} ns/switch", r.corosensei_ns_per_switch);
+            println!("  ratio       {:>7.3}× (goal ≤ 1.0)", r.ratio);
+            if let Some(path) = &json {
+                if let Err(e) = write_json(path, &r) {
+                    return fail(e);
+                }
+            }
+            if let Some(path) = &svg {
+                let groups = vec![BarGroup {
+                    label: "one context switch".into(),
+                    bars: vec![("synergy".into(), r.synergy_ns_per_switch), ("corosensei".into(), r.corosensei_ns_per_switch)],
+                }];
+                if let Err(e) = std::fs::write(path, bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false)) {
+                    return fail(format!("cannot write {}: {e}", path.display()));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
+        Command::Microbench(args) => microbench(args),
+        Command::Simulate(args) => simulate(args),
+        Command::Serve(args) => net_commands::serve(args),
+        Command::Loadgen(args) => net_commands::loadgen(args),
+        Command::Sweep(args) => net_commands::sweep(args),
+        Command::Config(args) => match args.runtime.resolve() {
+            Ok((cfg, placement)) => {
+                println!("{cfg:#?}");
+                println!("timer core: CPU {}\nworkers:    CPUs {:?}", placement.timer_core, placement.worker_cores);
+                for w in placement.warnings {
+                    println!("warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+impl DemoArgs {
+    fn parse_default() -> DemoArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            d: DemoArgs,
+        }
+        Only::parse_from(["synergy"]).d
+    }
+}

@@ -1,0 +1,380 @@
+//! The network subcommands of the `synergy` binary (part of the binary, not the library):
+//! `serve`, `loadgen` and `sweep`.
+
+use crate::{check_loads, fail, write_json, write_results};
+use std::net::{SocketAddrV4, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use crate::app_commands::AppArgs;
+use crate::app_commands::AppName;
+use crate::cli::RuntimeArgs;
+use crate::sweep;
+use synergy_net::{loadgen, server::UdpServer};
+use synergy_eval::workload::{Workload, WorkloadName};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
+    app: AppArgs,
+    /// Address to serve on (IPv4).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    bind: String,
+    /// The workload whose request types the synthetic application serves (kind = type index).
+    #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+    workload: WorkloadName,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// Data plane: kernel UDP sockets, or DPDK (falls back to UDP, saying why, if DPDK cannot start).
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: TransportKind,
+    /// DPDK: EAL arguments, space-separated (e.g. "--no-huge --in-memory -l 0 --vdev=net_af_packet0,iface=veth0").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    dpdk_eal: String,
+    /// DPDK: the device to serve on.
+    #[arg(long, default_value = "net_af_packet0")]
+    dpdk_device: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportKind {
+    Udp,
+    Dpdk,
+}
+
+/// What traffic the load generator offers (shared by `loadgen` and `sweep`).
+#[derive(clap::Args)]
+struct TrafficArgs {
+    /// The synthetic application's workload (ignored with --app leveldb).
+    #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+    workload: WorkloadName,
+    /// Measured time in ms (after the warm-up), per load level.
+    #[arg(long, default_value_t = 2000)]
+    duration_ms: u64,
+    /// Warm-up in ms, not recorded.
+    #[arg(long, default_value_t = 200)]
+    warmup_ms: u64,
+    /// Client flows (source ports).
+    #[arg(long, default_value_t = 64)]
+    flows: u32,
+    /// Seed of the arrival process and request mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl TrafficArgs {
+    fn check(&self) -> Result<(), String> {
+        if !(1..=600_000).contains(&self.duration_ms) || self.warmup_ms > 600_000 {
+            return Err("--duration-ms must be between 1 and 600000 and --warmup-ms at most 600000".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+pub struct LoadgenArgs {
+    /// The server's application: with `leveldb`, requests are 50% GET of a random key of
+    /// `--leveldb-entries`, 50% SCAN, and slowdown is measured against the thesis's service
+    /// times (0.92 µs, 94 µs).
+    #[arg(long, value_enum, default_value = "synthetic")]
+    app: AppName,
+    #[arg(long, default_value_t = synergy_eval::workload::LEVELDB_ENTRIES)]
+    leveldb_entries: u32,
+    /// Server address (IPv4).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    target: String,
+    /// Offered load in requests per second.
+    #[arg(long)]
+    rps: f64,
+    #[command(flatten)]
+    traffic: TrafficArgs,
+    /// Also write the result as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
+    app: AppArgs,
+    #[command(flatten)]
+    traffic: TrafficArgs,
+    /// Offered loads as fractions of the workers' capacity, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8")]
+    loads: Vec<f64>,
+    /// Preemption modes to compare; one line per (policy, mode).
+    #[arg(long, value_delimiter = ',', value_parser = crate::choices::preempt(), default_value = "signal,none")]
+    modes: Vec<synergy::PreemptMode>,
+    /// Scheduling policies to compare (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc); one
+    /// line per (policy, mode). Overrides --policy.
+    #[arg(long, value_delimiter = ',', value_parser = crate::choices::policy())]
+    policies: Option<Vec<synergy_policy::system::SchedPolicy>>,
+    /// p99.9 slowdown SLO.
+    #[arg(long, default_value_t = 50.0)]
+    slo: f64,
+    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
+    #[arg(long, default_value = "results")]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "sweep")]
+    name: String,
+}
+
+fn parse_v4(s: &str, what: &str) -> Result<SocketAddrV4, String> {
+    let addrs = s.to_socket_addrs().map_err(|e| format!("{what} {s:?}: {e}"))?;
+    addrs
+        .filter_map(|a| match a {
+            std::net::SocketAddr::V4(v) => Some(v),
+            _ => None,
+        })
+        .next()
+        .ok_or_else(|| format!("{what} {s:?}: no IPv4 address (the UDP transport is IPv4)"))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Release);
+}
+
+fn install_stop_handlers() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn wait_for_stop(duration_s: Option<u64>) {
+    let t0 = Instant::now();
+    while !STOP.load(Ordering::Acquire) && duration_s.is_none_or(|d| t0.elapsed() < Duration::from_secs(d)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let (mut cfg, placement) = match args.runtime.resolve() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let bind = match parse_v4(&args.bind, "--bind") {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let app = match args.app.start(args.workload, false) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let w = &app.workload;
+    long_kinds_from(&args.runtime, &mut cfg, w);
+    if args.transport == TransportKind::Dpdk {
+        let params = synergy_net::dpdk::DpdkParams {
+            eal_args: args.dpdk_eal.split_whitespace().map(String::from).collect(),
+            device: args.dpdk_device.clone(),
+            ip: *bind.ip(),
+            port: bind.port(),
+            workers: cfg.workers,
+        };
+        match synergy_net::server::DpdkServer::start(&cfg, &params, app.handler.clone()) {
+            Ok(server) => {
+                install_stop_handlers();
+                println!(
+                    "synergy serve: {} on DPDK device {} as {} ({} worker(s), one queue pair each, --preempt={})",
+                    w.name,
+                    args.dpdk_device,
+                    bind,
+                    cfg.workers,
+                    cfg.preempt.name()
+                );
+                wait_for_stop(args.duration_s);
+                let (stats, c) = server.shutdown();
+                println!(
+                    "served {} requests ({} preemptions); frames {} received, {} not for us, {} malformed (dropped); {} replies, {} reply errors",
+                    stats.total.completed, stats.total.preemptions, c.frames, c.not_for_us, c.malformed, c.replies, c.reply_errors
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => eprintln!("synergy: DPDK unavailable: {e}; falling back to the kernel UDP transport on {bind}"),
+        }
+    }
+    let server = match UdpServer::start(&cfg, bind, app.handler.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    install_stop_handlers();
+    println!(
+        "synergy serve: {} on udp://{} ({} worker(s) on CPUs {:?}, timer core {}, --preempt={})",
+        w.name,
+        server.local_addr(),
+        cfg.workers,
+        placement.worker_cores,
+        placement.timer_core,
+        cfg.preempt.name()
+    );
+    wait_for_stop(args.duration_s);
+    let (stats, udp) = server.shutdown();
+    let sum = |f: fn(&synergy_net::udp::UdpSnapshot) -> u64| udp.iter().map(f).sum::<u64>();
+    println!(
+        "served {} requests ({} preemptions); datagrams {} received, {} malformed (dropped), {} dropped by the kernel (receive buffer full); {} replies, {} reply errors",
+        stats.total.completed,
+        stats.total.preemptions,
+        sum(|c| c.received),
+        sum(|c| c.malformed),
+        sum(|c| c.kernel_drops),
+        sum(|c| c.replies),
+        sum(|c| c.reply_errors)
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_result(r: &loadgen::LoadgenResult) {
+    println!(
+        "offered {:.0} req/s, achieved {:.0} req/s; sent {}, answered {}, lost {}, send errors {}, bad replies {}, error replies {}, duplicates {}",
+        r.offered_rps, r.achieved_rps, r.sent, r.answered, r.lost, r.send_errors, r.bad_replies, r.error_replies, r.duplicates
+    );
+    println!("{:>10} {:>9} {:>10} {:>10} {:>10} {:>14}", "class", "count", "p50 µs", "p99 µs", "p99.9 µs", "p99.9 slowdown");
+    for c in &r.classes {
+        println!(
+            "{:>7.1} µs {:>9} {:>10.1} {:>10.1} {:>10.1} {:>14.1}",
+            c.service_ns as f64 / 1000.0,
+            c.count,
+            c.p50_ns as f64 / 1000.0,
+            c.p99_ns as f64 / 1000.0,
+            c.p999_ns as f64 / 1000.0,
+            c.slowdown_p999
+        );
+    }
+    println!("overall p99.9 slowdown {:.1}, p99.9 latency {:.1} µs", r.overall_slowdown_p999, r.overall_latency_p999_ns as f64 / 1000.0);
+}
+
+pub fn loadgen(args: LoadgenArgs) -> ExitCode {
+    let target = match parse_v4(&args.target, "--target") {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = args.traffic.check() {
+        return fail(e);
+    }
+    let t = &args.traffic;
+    let workload = match args.app {
+        AppName::Synthetic => Workload::named(t.workload),
+        AppName::Leveldb => {
+            use synergy_eval::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
+            Workload::leveldb(THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS, args.leveldb_entries)
+        }
+    };
+    let p = loadgen::LoadgenParams {
+        target,
+        workload,
+        rps: args.rps,
+        duration: Duration::from_millis(t.duration_ms),
+        warmup: Duration::from_millis(t.warmup_ms),
+        grace: Duration::from_millis(500),
+        flows: t.flows,
+        seed: t.seed,
+    };
+    match loadgen::run(&p) {
+        Ok(r) => {
+            print_result(&r);
+            if let Some(path) = &args.json {
+                if let Err(e) = write_json(path, &r) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// DARC classifies by kind at arrival: unless `--long-kinds` was given, the kinds the workload
+/// marks long.
+pub(crate) fn long_kinds_from(runtime: &RuntimeArgs, cfg: &mut synergy::Config, workload: &Workload) {
+    if runtime.long_kinds.is_none() {
+        cfg.long_kinds = workload.types.iter().enumerate().filter(|(_, t)| t.long).map(|(i, _)| i as u32).collect();
+    }
+}
+
+pub fn sweep(args: SweepArgs) -> ExitCode {
+    let (mut cfg, _) = match args.runtime.resolve() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = check_loads(&args.loads) {
+        return fail(e);
+    }
+    if args.modes.is_empty() {
+        return fail("--modes needs at least one preemption mode");
+    }
+    for m in &args.modes {
+        if let Err(e) = synergy::preempt::preempter_for(*m) {
+            return fail(e);
+        }
+    }
+    if !(args.slo > 1.0) {
+        return fail(format!("--slo must be above 1, got {}", args.slo));
+    }
+    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
+        return fail(format!("cannot create {}: {e}", args.out_dir.display()));
+    }
+    if let Err(e) = args.traffic.check() {
+        return fail(e);
+    }
+    let t = &args.traffic;
+    let app = match args.app.start(t.workload, true) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    long_kinds_from(&args.runtime, &mut cfg, &app.workload);
+    let policies = args.policies.clone().unwrap_or_else(|| vec![cfg.policy]);
+    for &policy in &policies {
+        if let Err(e) = (synergy::Config { policy, ..cfg.clone() }).validate(&synergy::cpu::allowed_cpus()) {
+            return fail(e);
+        }
+    }
+    let p = sweep::SweepParams {
+        workload: app.workload.clone(),
+        handler: app.handler.clone(),
+        modes: args.modes.clone(),
+        policies,
+        loads: args.loads.clone(),
+        duration: Duration::from_millis(t.duration_ms),
+        warmup: Duration::from_millis(t.warmup_ms),
+        flows: t.flows,
+        seed: t.seed,
+        slo: args.slo,
+    };
+    let r = sweep::run(&cfg, &p, |k, n, pt| {
+        let bar: String = (0..20).map(|i| if i * n < 20 * k { '#' } else { '.' }).collect();
+        eprintln!(
+            "[{bar}] {k}/{n}  {} load {:.0}%: {:.0} req/s achieved, p99.9 slowdown {:.1}, lost {}",
+            pt.line(),
+            pt.load * 100.0,
+            pt.result.achieved_rps,
+            pt.result.overall_slowdown_p999,
+            pt.result.lost
+        );
+    });
+    let mut r = match r {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    r.service_times = app.measured.clone();
+    let base = args.out_dir.join(&args.name);
+    if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
+        return fail(e);
+    }
+    for s in &r.summary {
+        println!(
+            "--policy={} --preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s",
+            s.policy, s.preempt, r.slo, s.max_rps_under_slo
+        );
+    }
+    println!("wrote {}.{{json,csv,svg}}", base.display());
+    ExitCode::SUCCESS
+}

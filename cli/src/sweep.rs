@@ -1,0 +1,195 @@
+//! `synergy sweep`: the thesis's Figure 6.1 measurement on one machine — for each preemption mode
+//! and each offered load, start a UDP server, drive it with the open-loop load generator, stop it,
+//! and record p99.9 slowdown and latency against achieved throughput. Writes JSON, CSV and an SVG
+//! with both panels (one line per mode), and reports the highest load meeting the slowdown SLO.
+
+use synergy_net::loadgen::{self, LoadgenParams, LoadgenResult};
+use synergy_net::server::UdpServer;
+use synergy::config::Config;
+use synergy_eval::plot::{line_panel, svg_page, Series};
+use synergy_policy::system::SchedPolicy;
+use synergy::preempt::PreemptMode;
+use synergy_eval::workload::Workload;
+use serde::Serialize;
+use std::fmt::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct SweepParams {
+    /// The request mix the load generator offers, with the service times slowdown is measured
+    /// against.
+    pub workload: Workload,
+    /// What the server runs (e.g. `app::synthetic::handler(workload.types)`).
+    pub handler: synergy_apps::Handler,
+    /// Preemption modes; one line per (policy, mode).
+    pub modes: Vec<PreemptMode>,
+    /// Scheduling policies (`--policy`); one line per (policy, mode).
+    pub policies: Vec<SchedPolicy>,
+    /// Offered loads as fractions of the workers' capacity.
+    pub loads: Vec<f64>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub flows: u32,
+    pub seed: u64,
+    /// Slowdown SLO (p99.9), e.g. 50.
+    pub slo: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub policy: String,
+    pub preempt: String,
+    pub load: f64,
+    pub preemptions: u64,
+    #[serde(flatten)]
+    pub result: LoadgenResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeSummary {
+    pub policy: String,
+    pub preempt: String,
+    /// Highest offered load (requests/s) whose p99.9 slowdown met the SLO with no loss; 0 if none.
+    pub max_rps_under_slo: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepResult {
+    pub workload: String,
+    pub workers: usize,
+    pub capacity_rps: f64,
+    pub slo: f64,
+    pub points: Vec<SweepPoint>,
+    pub summary: Vec<ModeSummary>,
+    /// The application's service times as measured before the sweep (LevelDB), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_times: Option<serde_json::Value>,
+}
+
+/// Whether a point meets the SLO: every measured request answered and p99.9 slowdown ≤ slo.
+pub fn meets_slo(r: &LoadgenResult, slo: f64) -> bool {
+    r.sent > 0 && r.lost == 0 && r.overall_slowdown_p999 <= slo
+}
+
+/// Highest offered load meeting the SLO, among points of increasing load (a later point that
+/// meets it after one that did not still counts: noise is reported as measured).
+pub fn max_under_slo(points: &[&SweepPoint], slo: f64) -> f64 {
+    points.iter().filter(|p| meets_slo(&p.result, slo)).map(|p| p.result.offered_rps).fold(0.0, f64::max)
+}
+
+impl SweepPoint {
+    /// The line this point belongs to: the mode alone for Synergy, "policy/mode" otherwise.
+    pub fn line(&self) -> String {
+        line_name(&self.policy, &self.preempt)
+    }
+}
+
+fn line_name(policy: &str, preempt: &str) -> String {
+    if policy == SchedPolicy::Synergy.name() {
+        format!("--preempt={preempt}")
+    } else {
+        format!("{policy} --preempt={preempt}")
+    }
+}
+
+pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize, &SweepPoint)) -> Result<SweepResult, String> {
+    let capacity = p.workload.capacity_rps(base.workers);
+    let lines: Vec<(SchedPolicy, PreemptMode)> = p.policies.iter().flat_map(|&pol| p.modes.iter().map(move |&m| (pol, m))).collect();
+    let total = lines.len() * p.loads.len();
+    let mut points = Vec::new();
+    for &(policy, mode) in &lines {
+        for &load in &p.loads {
+            let cfg = Config { preempt: mode, policy, ..base.clone() };
+            let server = UdpServer::start(&cfg, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), p.handler.clone())
+                .map_err(|e| e.to_string())?;
+            let lp = LoadgenParams {
+                target: server.local_addr(),
+                workload: p.workload.clone(),
+                rps: capacity * load,
+                duration: p.duration,
+                warmup: p.warmup,
+                grace: Duration::from_millis(500),
+                flows: p.flows,
+                seed: p.seed,
+            };
+            let result = loadgen::run(&lp);
+            let (stats, _) = server.shutdown();
+            let point = SweepPoint { policy: policy.name().into(), preempt: mode.name().into(), load, preemptions: stats.total.preemptions, result: result? };
+            progress(points.len() + 1, total, &point);
+            points.push(point);
+        }
+    }
+    let summary = lines
+        .iter()
+        .map(|(pol, m)| {
+            let of: Vec<&SweepPoint> = points.iter().filter(|x| x.preempt == m.name() && x.policy == pol.name()).collect();
+            ModeSummary { policy: pol.name().into(), preempt: m.name().into(), max_rps_under_slo: max_under_slo(&of, p.slo) }
+        })
+        .collect();
+    Ok(SweepResult { workload: p.workload.name.into(), workers: base.workers, capacity_rps: capacity, slo: p.slo, points, summary, service_times: None })
+}
+
+pub fn csv(r: &SweepResult) -> String {
+    let mut s = String::from(
+        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,slowdown_p999,latency_p999_ns\n",
+    );
+    for p in &r.points {
+        let x = &p.result;
+        let _ = writeln!(
+            s,
+            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
+            p.policy, p.preempt, p.load, x.offered_rps, x.achieved_rps, x.sent, x.answered, x.lost, x.send_errors, x.bad_replies,
+            x.error_replies, x.max_send_lag_ns, p.preemptions, x.overall_slowdown_p999, x.overall_latency_p999_ns
+        );
+    }
+    s
+}
+
+/// Two panels like the thesis's Figure 6.1: p99.9 slowdown and p99.9 latency (µs) against
+/// achieved throughput (kRPS), one line per mode, log y.
+pub fn svg(r: &SweepResult) -> String {
+    let lines: Vec<String> = r.points.iter().fold(Vec::new(), |mut v, p| {
+        if !v.contains(&p.line()) {
+            v.push(p.line());
+        }
+        v
+    });
+    let series = |f: &dyn Fn(&LoadgenResult) -> f64| -> Vec<Series> {
+        lines
+            .iter()
+            .map(|m| Series {
+                name: m.clone(),
+                points: r.points.iter().filter(|p| &p.line() == m).map(|p| (p.result.achieved_rps / 1000.0, f(&p.result).max(1e-3))).collect(),
+            })
+            .collect()
+    };
+    let title = format!("{} workload, {} worker(s): p99.9 slowdown", r.workload, r.workers);
+    let a = line_panel(0.0, 0.0, 520.0, 380.0, &title, "throughput (kRPS)", "p99.9 slowdown", &series(&|x| x.overall_slowdown_p999), true);
+    let b = line_panel(520.0, 0.0, 520.0, 380.0, "p99.9 latency", "throughput (kRPS)", "p99.9 latency (µs)", &series(&|x| x.overall_latency_p999_ns as f64 / 1000.0), true);
+    svg_page(1040.0, 380.0, &[a, b])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(rps: f64, slowdown: f64, lost: u64) -> SweepPoint {
+        SweepPoint {
+            policy: "synergy".into(),
+            preempt: "signal".into(),
+            load: 0.0,
+            preemptions: 0,
+            result: LoadgenResult { offered_rps: rps, sent: 100, answered: 100 - lost, lost, overall_slowdown_p999: slowdown, ..LoadgenResult::default() },
+        }
+    }
+
+    #[test]
+    fn slo_needs_no_loss_and_the_slowdown_bound() {
+        let ps = [point(1000.0, 3.0, 0), point(2000.0, 49.9, 0), point(3000.0, 50.1, 0), point(4000.0, 10.0, 1)];
+        let refs: Vec<&SweepPoint> = ps.iter().collect();
+        assert_eq!(max_under_slo(&refs, 50.0), 2000.0);
+        assert_eq!(max_under_slo(&refs[2..], 50.0), 0.0);
+        assert!(!meets_slo(&LoadgenResult::default(), 50.0), "nothing sent is not a pass");
+    }
+}

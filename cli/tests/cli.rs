@@ -1,0 +1,217 @@
+//! The `synergy` binary: bad input gives a clear error and exit status 2; the demo, the
+//! context-switch benchmark, the microbenchmark and sweeps (of policies, of LevelDB) run and
+//! report.
+
+#[path = "../../runtime/tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Output};
+
+fn synergy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synergy")).args(args).output().expect("run synergy")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// With the `leveldb` feature the LevelDB options are checked; without it the binary says it was
+/// built without LevelDB.
+const LEVELDB_ENTRIES_ERROR: &str = if cfg!(feature = "leveldb") { "--leveldb-entries must be between 1" } else { "built without LevelDB" };
+const LEVELDB_COUNT_ERROR: &str = if cfg!(feature = "leveldb") { "--gets, --scans and --leveldb-entries must be at least 1" } else { "built without LevelDB" };
+
+#[test]
+fn bad_values_are_rejected_with_a_clear_error() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["demo", "--workers", "0"], "workers must be between 1"),
+        (&["demo", "--quantum-factor", "-1"], "quantum_factor must be a positive number"),
+        (&["demo", "--load", "0"], "--load must be in (0, 2]"),
+        (&["demo", "--timer-core", "4096"], "timer core CPU 4096 is not available"),
+        (&["demo", "--preempt", "smoke"], "invalid value 'smoke'"),
+        (&["demo", "--preempt", "ipi"], "insmod kmod_ipi.ko"),
+        (&["demo", "--preempt", "uintr"], "kmod_uintr"),
+        (&["demo", "--workers", "many"], "invalid value 'many'"),
+        (&["demo", "--config", "/nonexistent.toml"], "cannot read config file /nonexistent.toml"),
+        (&["bench", "ctx", "--rounds", "0"], "--rounds and --round-trips must be at least 1"),
+        (&["microbench", "--runs", "0"], "--runs must be between 1"),
+        (&["loadgen", "--rps", "0"], "the offered load must be a positive number"),
+        (&["loadgen", "--rps", "100", "--target", "nonsense"], "--target \"nonsense\""),
+        (&["loadgen", "--rps", "100", "--flows", "0"], "--flows must be between 1 and 4096"),
+        (&["loadgen", "--rps", "100", "--duration-ms", "0"], "--duration-ms must be between 1"),
+        (&["sweep", "--loads", "3"], "--loads must be fractions of capacity"),
+        (&["sweep", "--slo", "0.5"], "--slo must be above 1"),
+        (&["serve", "--bind", "999.1.1.1:7"], "--bind \"999.1.1.1:7\""),
+        (&["serve", "--transport", "carrier-pigeon"], "invalid value 'carrier-pigeon'"),
+        (&["simulate", "--policies", "fifo"], "unknown policy \"fifo\""),
+        (&["simulate", "--workers", "0"], "--workers must be between 1 and 1024"),
+        (&["simulate", "--requests", "5"], "--requests must be between 1000"),
+        (&["simulate", "--loads", "0"], "--loads must be fractions of capacity"),
+        (&["simulate", "--flows", "0"], "--flows must be at least 1"),
+        (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
+        (&["microbench", "--preempt", "none"], "--preempt must be signal, ipi or uintr"),
+        (&["microbench", "--preempt", "uintr"], "kmod_uintr"),
+        (&["serve", "--policy", "linux"], "invalid value 'linux'"),
+        (&["sweep", "--policies", "synergy,darc"], "policy darc reserves darc_reserved_workers (1)"),
+        (&["demo", "--policy", "darc", "--workers", "2", "--darc-reserved", "2", "--no-pin"], "darc_reserved_workers"),
+        (&["simulate", "--policies", "synergy-d10"], "unknown policy \"synergy-d10\""),
+        (&["serve", "--app", "leveldb", "--leveldb-entries", "0"], LEVELDB_ENTRIES_ERROR),
+        (&["bench", "leveldb", "--gets", "0"], LEVELDB_COUNT_ERROR),
+    ];
+    for (args, needle) in cases {
+        let o = synergy(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?} must fail with status 2");
+        assert!(stderr(&o).contains(needle), "{args:?}: stderr {:?} should contain {needle:?}", stderr(&o));
+    }
+}
+
+#[test]
+fn config_file_errors_name_the_file_and_key() {
+    let dir = std::env::temp_dir().join(format!("synergy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "workers = 1\nquantum_factr = 3.0\n").unwrap();
+    let o = synergy(&["config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.toml") && stderr(&o).contains("unknown field `quantum_factr`"), "{}", stderr(&o));
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "workers = 1\nquantum_factor = 3.5\nthresh_wqd_us = 15\n").unwrap();
+    let o = synergy(&["config", "--config", good.to_str().unwrap(), "--steal-threshold", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("quantum_factor: 3.5") && out.contains("thresh_wqd_us: 15") && out.contains("steal_threshold: 4"), "{out}");
+}
+
+#[test]
+fn demo_prints_a_latency_table_and_answers_everything() {
+    let _serial = common::serial();
+    let json = std::env::temp_dir().join(format!("synergy-demo-{}.json", std::process::id()));
+    let o = synergy(&["demo", "--duration-ms", "300", "--json", json.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("p99.9 µs") && out.contains("signal") && out.contains("none"), "{out}");
+    let runs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["answered"], r["requests"], "every request answered: {r}");
+        assert_eq!(r["duplicates"], 0);
+        assert!(r["classes"].as_array().unwrap().iter().all(|c| c["latency"]["count"].as_u64().unwrap() > 0));
+    }
+}
+
+#[test]
+fn bench_ctx_reports_both_switches_and_the_ratio() {
+    let _serial = common::serial();
+    let o = synergy(&["bench", "ctx", "--rounds", "3", "--round-trips", "20000"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("synergy") && out.contains("corosensei") && out.contains("ratio"), "{out}");
+}
+
+/// The interrupt microbenchmark's plumbing, not its speed: every interrupt is measured once per
+/// method, every sample's stamps are in order (none rejected), percentiles are ordered, and the
+/// CSV/JSON/SVG outputs carry the same data and the thesis's reference rows.
+#[test]
+fn microbench_measures_every_interrupt_with_ordered_stamps() {
+    if common::cpus() < 2 {
+        panic!("this test needs 2 CPUs (a sender and a receiver); the CI machine has them");
+    }
+    let dir = std::env::temp_dir().join(format!("synergy-mb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, csv, svg) = (dir.join("mb.json"), dir.join("mb.csv"), dir.join("mb.svg"));
+    let mode = common::preempt_mode_name();
+    let o = synergy(&[
+        "microbench", "--preempt", mode, "--runs", "3000",
+        "--json", json.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--svg", svg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "microbench failed: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("tgkill+sigreturn") && out.contains("context switch") && out.contains("thesis Table 5.1"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let methods = v["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    assert_eq!(methods[0]["method"], mode);
+    for m in methods {
+        let p = &m["phases"];
+        assert_eq!(p["runs"], 3000, "every interrupt measured once: {m}");
+        assert_eq!(p["rejected"], 0, "no sample with out-of-order stamps: {m}");
+        for phase in ["send", "propagation", "receive", "return", "total"] {
+            let (p50, p999) = (p[phase]["p50_ns"].as_f64().unwrap(), p[phase]["p999_ns"].as_f64().unwrap());
+            assert!(p50 >= 0.0 && p50 <= p999, "{phase}: p50 {p50} <= p99.9 {p999}");
+        }
+        // Propagation (st2 - st0) contains the send's start, receive ends at the same stamp.
+        assert!(p["propagation"]["p50_ns"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(v["reference"].as_array().unwrap().len(), 3);
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.starts_with("measured,")).count(), 2 * 5 + 1, "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.starts_with("thesis,")).count(), 3 * 4, "{csv}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("propagation"), "an SVG chart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--transport dpdk` where DPDK cannot start (no device given, or a build without DPDK) says why
+/// and serves over kernel UDP instead of failing.
+#[test]
+fn serve_falls_back_to_udp_when_dpdk_is_unavailable() {
+    let _g = common::serial();
+    let o = synergy(&["serve", "--transport", "dpdk", "--dpdk-device", "net_nonexistent0", "--dpdk-eal=--no-huge --no-shconf --no-pci -m 64 --log-level=error", "--bind", "127.0.0.1:0", "--duration-s", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {err}");
+    assert!(err.contains("DPDK unavailable") && err.contains("falling back to the kernel UDP transport"), "stderr: {err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("synergy serve: high on udp://127.0.0.1:"), "{o:?}");
+}
+
+/// Runs `synergy sweep` with `extra` arguments at one low load and returns its JSON result.
+fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
+    let _g = common::serial();
+    let dir = std::env::temp_dir().join(format!("synergy-sweep-{name}-{}", std::process::id()));
+    let mut args = vec!["sweep", "--loads", "0.1", "--duration-ms", "300", "--warmup-ms", "50", "--modes", "signal", "--name", name];
+    args.extend_from_slice(&["--out-dir", dir.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let o = synergy(&args);
+    assert!(o.status.success(), "sweep {extra:?} failed: {}", stderr(&o));
+    let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).expect("the sweep draws its plot");
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "an SVG");
+    let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).expect("and writes its CSV");
+    assert!(csv.starts_with("policy,preempt,load"), "{csv}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+#[test]
+fn sweep_compares_policies_of_the_real_runtime() {
+    let v = short_sweep("policies", &["--policies", "synergy,shinjuku,cfcfs"]);
+    let summary = v["summary"].as_array().unwrap();
+    let policies: Vec<&str> = summary.iter().map(|s| s["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["synergy", "shinjuku", "cfcfs"]);
+    for p in v["points"].as_array().unwrap() {
+        assert_eq!(p["answered"], p["sent"], "every request answered at 10% load: {p}");
+        assert!(p["sent"].as_u64().unwrap() > 0);
+        if p["policy"] == "cfcfs" {
+            assert_eq!(p["preemptions"], 0, "c-FCFS runs to completion");
+        }
+    }
+}
+
+#[cfg(feature = "leveldb")]
+#[test]
+fn sweep_serves_leveldb_and_reports_its_service_times() {
+    let v = short_sweep("leveldb", &["--app", "leveldb"]);
+    assert_eq!(v["workload"], "leveldb");
+    let t = &v["service_times"];
+    assert_eq!(t["leveldb_version"], "1.23");
+    assert_eq!(t["entries"], 1000);
+    let (get, scan) = (t["get"]["mean_ns"].as_f64().unwrap(), t["scan"]["mean_ns"].as_f64().unwrap());
+    assert!(get > 0.0 && scan > get, "GET {get} ns, SCAN {scan} ns");
+    let p = &v["points"][0];
+    assert_eq!(p["answered"], p["sent"], "{p}");
+    assert_eq!((p["error_replies"].as_u64(), p["bad_replies"].as_u64()), (Some(0), Some(0)), "every GET found its key: {p}");
+    // The classes are GET and SCAN, with the measured means as their service times.
+    let classes = p["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 2);
+    assert_eq!(classes[1]["long"], true);
+    assert_eq!(classes[0]["service_ns"].as_u64().unwrap(), get.round() as u64);
+}

@@ -1,0 +1,15 @@
+//! synergy's data plane: how requests reach a runtime and replies leave it.
+//!
+//! - [`frame`], [`protocol`]: the Ethernet/IPv4/UDP framing and the request/reply wire format;
+//! - [`udp`] (kernel sockets), [`dpdk`] (cargo feature `dpdk`), [`replay`] (an in-process
+//!   open-loop schedule): implementations of the runtime's `Transport` trait;
+//! - [`server`]: a runtime behind a UDP or DPDK transport;
+//! - [`loadgen`]: the open-loop load generator and its latency histograms.
+
+pub mod dpdk;
+pub mod frame;
+pub mod loadgen;
+pub mod protocol;
+pub mod replay;
+pub mod server;
+pub mod udp;

@@ -1,0 +1,287 @@
+//! `synergy loadgen`: an open-loop load generator. Requests of a workload's mix leave at Poisson
+//! arrival times over `flows` UDP sockets (one source port per flow, so SO_REUSEPORT spreads them
+//! over the server's workers), from a send thread that never waits for replies; a receive thread
+//! collects replies with epoll and records latency (now − the request's send timestamp) and
+//! slowdown (latency / service time) in HDR histograms. Requests sent during the warm-up are not
+//! recorded; requests never answered within the grace period after the last send are lost.
+
+use synergy::clock;
+use crate::protocol::{decode_reply, encode_request};
+use synergy::request::Request;
+use crate::udp::{bind_udp, recv_from, send_to};
+use synergy_eval::workload::Workload;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct LoadgenParams {
+    pub target: SocketAddrV4,
+    pub workload: Workload,
+    /// Offered load, requests per second.
+    pub rps: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Time to wait for stragglers after the last send.
+    pub grace: Duration,
+    pub flows: u32,
+    pub seed: u64,
+}
+
+/// Latency summary of one request type (ns) or of all (slowdown, ×1).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassLatency {
+    pub service_ns: u64,
+    pub long: bool,
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub slowdown_p999: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadgenResult {
+    pub offered_rps: f64,
+    /// Replies recorded per second of the measured window.
+    pub achieved_rps: f64,
+    /// Requests sent after the warm-up.
+    pub sent: u64,
+    /// Of those, answered.
+    pub answered: u64,
+    pub lost: u64,
+    /// Sends the kernel refused (our socket buffer full).
+    pub send_errors: u64,
+    /// Datagrams that were not well-formed replies, or answered an unknown request.
+    pub bad_replies: u64,
+    /// Replies with a non-zero status.
+    pub error_replies: u64,
+    /// Replies for an id already answered.
+    pub duplicates: u64,
+    /// How late the sender fell behind the schedule at worst (ns): a sender that cannot keep up
+    /// would make the load closed-loop; this says whether it did.
+    pub max_send_lag_ns: u64,
+    /// Whether the load generator's threads ran SCHED_FIFO (see `make_realtime`).
+    pub realtime: bool,
+    pub classes: Vec<ClassLatency>,
+    pub overall_slowdown_p999: f64,
+    pub overall_latency_p999_ns: u64,
+}
+
+/// Puts the calling thread in SCHED_FIFO (priority 1) if allowed. The load generator's threads
+/// sleep almost all the time; when a send is due or a reply arrives they must run at once, not
+/// after the scheduler's time slice of a server thread spinning on the same core (on a 2-core
+/// machine server and load generator share cores; with CFS/EEVDF a woken thread can wait
+/// milliseconds, which would be measured as server latency).
+fn make_realtime() -> bool {
+    let p = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sets the calling thread's policy; fails harmlessly without CAP_SYS_NICE.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0 }
+}
+
+struct Flow {
+    fd: OwnedFd,
+}
+
+fn connect_flows(target: SocketAddrV4, flows: u32) -> Result<Vec<Flow>, String> {
+    let any = SocketAddrV4::new(if target.ip().is_loopback() { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED }, 0);
+    (0..flows).map(|_| bind_udp(any, false).map(|fd| Flow { fd }).map_err(|e| format!("loadgen socket: {e}"))).collect()
+}
+
+/// Runs one load level against a server at `p.target`.
+pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
+    if !(p.rps > 0.0 && p.rps.is_finite()) {
+        return Err(format!("the offered load must be a positive number of requests/s, got {}", p.rps));
+    }
+    if p.flows == 0 || p.flows > 4096 {
+        return Err(format!("--flows must be between 1 and 4096, got {}", p.flows));
+    }
+    if p.workload.types.is_empty() {
+        return Err("empty workload".into());
+    }
+    clock::init();
+    let flows = Arc::new(connect_flows(p.target, p.flows)?);
+    let total_ns = (p.warmup + p.duration).as_nanos() as u64;
+    let count = ((p.rps * total_ns as f64 / 1e9) as usize).max(1);
+    // The schedule: arrival offsets, kinds and flows, drawn in advance (one "worker" here).
+    let schedule: Vec<Request> = p.workload.schedule(p.rps, count, 1, p.flows, p.seed).pop().unwrap_or_default();
+    let n = schedule.len();
+    // Per id: 0 = not sent or warm-up, 1 = sent (measured), 2 = answered.
+    let state: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let sending_done = Arc::new(AtomicBool::new(false));
+    let start = clock::now_ns() + 2_000_000;
+    let warmup_end = start + p.warmup.as_nanos() as u64;
+
+    let realtime = can_be_realtime();
+    let receiver = {
+        let (flows, state, done) = (flows.clone(), state.clone(), sending_done.clone());
+        let (types, grace) = (p.workload.types.clone(), p.grace);
+        spawn_loadgen_thread("receive", realtime, move || receive(&flows, &state, &done, &types, grace))?
+    };
+    // Sending runs on its own thread too, so that its real-time policy never leaks into the
+    // caller's thread (whose children — e.g. a server runtime started later in a sweep — would
+    // inherit it).
+    let sender = {
+        let (flows, state, target) = (flows.clone(), state.clone(), p.target);
+        spawn_loadgen_thread("send", realtime, move || send_schedule(&schedule, &flows, &state, target, start, warmup_end))?
+    };
+    let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
+    sending_done.store(true, Ordering::Release);
+    let mut rx = receiver.join().map_err(|_| "the receive thread panicked".to_string())?;
+    let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);
+    let sent = state.iter().filter(|s| s.load(Ordering::Acquire) != 0).count() as u64;
+    let answered = state.iter().filter(|s| s.load(Ordering::Acquire) == 2).count() as u64;
+    rx.offered_rps = p.rps;
+    rx.sent = sent;
+    rx.answered = answered;
+    rx.lost = sent - answered;
+    rx.send_errors = send_errors;
+    rx.max_send_lag_ns = max_lag;
+    rx.realtime = realtime;
+    let window = (end.saturating_sub(warmup_end)).max(1) as f64 / 1e9;
+    rx.achieved_rps = answered as f64 / window.max(p.duration.as_secs_f64());
+    Ok(rx)
+}
+
+/// Sends every request of `schedule` at its time; returns (send errors, worst lag behind the
+/// schedule in ns).
+fn send_schedule(schedule: &[Request], flows: &[Flow], state: &[AtomicU64], target: SocketAddrV4, start: u64, warmup_end: u64) -> (u64, u64) {
+    let mut send_errors = 0u64;
+    let mut max_lag = 0u64;
+    // Sleep rather than spin until shortly before each send: on a small machine the load
+    // generator shares cores with the server, and a spinning sender would steal its CPU time.
+    // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack (1 ns: precise sleeps).
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    for r in schedule {
+        let due = start + r.arrival_ns;
+        let mut now = clock::now_ns();
+        while now < due {
+            if due - now > 20_000 {
+                std::thread::sleep(Duration::from_nanos(due - now - 10_000));
+            } else {
+                std::hint::spin_loop();
+            }
+            now = clock::now_ns();
+        }
+        max_lag = max_lag.max(now - due);
+        let measured = due >= warmup_end;
+        let mut req = *r;
+        req.client_ts = now;
+        if measured {
+            state[r.id as usize].store(1, Ordering::Release);
+        }
+        if !send_to(&flows[r.flow as usize].fd, &encode_request(&req), target) {
+            send_errors += 1;
+            if measured {
+                state[r.id as usize].store(0, Ordering::Release);
+            }
+        }
+    }
+    (send_errors, max_lag)
+}
+
+/// Starts a load-generator thread (`loadgen-<role>`), SCHED_FIFO if `realtime`.
+fn spawn_loadgen_thread<T: Send + 'static>(role: &str, realtime: bool, f: impl FnOnce() -> T + Send + 'static) -> Result<std::thread::JoinHandle<T>, String> {
+    std::thread::Builder::new()
+        .name(format!("loadgen-{role}"))
+        .spawn(move || {
+            if realtime {
+                make_realtime();
+            }
+            f()
+        })
+        .map_err(|e| format!("cannot start the {role} thread: {e}"))
+}
+
+/// Whether this process may use SCHED_FIFO (tried on a short-lived thread, so the caller's own
+/// policy is never changed).
+fn can_be_realtime() -> bool {
+    std::thread::spawn(make_realtime).join().unwrap_or(false)
+}
+
+/// The receive thread: records every reply until sending is done and either everything is
+/// answered or the grace period has passed; the latency part of the result.
+fn receive(flows: &[Flow], state: &[AtomicU64], done: &AtomicBool, types: &[synergy_eval::workload::RequestType], grace: Duration) -> LoadgenResult {
+    let mut lat: Vec<Histogram<u64>> = types.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")).collect();
+    let mut slow = Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 3).expect("histogram");
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut res = LoadgenResult::default();
+    // SAFETY: epoll over descriptors that outlive this function (owned by `flows`).
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    for (i, f) in flows.iter().enumerate() {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
+        // SAFETY: valid epoll fd, socket fd and event.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f.fd.as_raw_fd(), &mut ev) };
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+    let mut buf = [0u8; 256];
+    let mut outstanding_since: Option<u64> = None;
+    loop {
+        // SAFETY: `events` has room for its length.
+        let k = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 10) };
+        for e in events.iter().take(k.max(0) as usize) {
+            let f = &flows[e.u64 as usize];
+            while let Some((len, _)) = recv_from(&f.fd, &mut buf) {
+                let now = clock::now_ns();
+                // A longer datagram is cut to the buffer and then fails decode_reply's length check.
+                let Ok(r) = decode_reply(&buf[..len.min(buf.len())]) else {
+                    res.bad_replies += 1;
+                    continue;
+                };
+                let Some(s) = state.get(r.id as usize) else {
+                    res.bad_replies += 1;
+                    continue;
+                };
+                match s.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {}
+                    Err(2) => {
+                        res.duplicates += 1;
+                        continue;
+                    }
+                    Err(_) => continue, // warm-up request
+                }
+                if r.status != 0 {
+                    res.error_replies += 1;
+                }
+                let l = now.saturating_sub(r.client_ts).max(1);
+                if let Some(t) = types.get(r.kind as usize) {
+                    let _ = lat[r.kind as usize].record(l);
+                    let _ = slow.record(((l as f64 / t.service_ns.max(1) as f64) * 1000.0) as u64 + 1);
+                    let _ = all.record(l);
+                } else {
+                    res.bad_replies += 1;
+                }
+            }
+        }
+        if done.load(Ordering::Acquire) {
+            let now = clock::now_ns();
+            let since = *outstanding_since.get_or_insert(now);
+            let pending = state.iter().any(|s| s.load(Ordering::Relaxed) == 1);
+            if !pending || now - since > grace.as_nanos() as u64 {
+                break;
+            }
+        }
+    }
+    // SAFETY: closing the epoll descriptor we created.
+    unsafe { libc::close(ep) };
+    res.classes = types
+        .iter()
+        .zip(&lat)
+        .map(|(t, h)| ClassLatency {
+            service_ns: t.service_ns,
+            long: t.long,
+            count: h.len(),
+            p50_ns: h.value_at_quantile(0.5),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            slowdown_p999: h.value_at_quantile(0.999) as f64 / t.service_ns.max(1) as f64,
+        })
+        .collect();
+    res.overall_slowdown_p999 = slow.value_at_quantile(0.999) as f64 / 1000.0;
+    res.overall_latency_p999_ns = all.value_at_quantile(0.999);
+    res
+}

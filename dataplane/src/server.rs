@@ -1,0 +1,56 @@
+//! A synergy runtime behind a network transport: the servers `synergy serve` and `sweep` start.
+//! What they serve is a handler from `synergy_apps`.
+
+use crate::udp::UdpTransport;
+use synergy::config::Config;
+use synergy::SharedHandler as Handler;
+use synergy::{Runtime, StartError};
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+/// A synergy runtime serving `handler` over kernel UDP.
+pub struct UdpServer {
+    pub runtime: Runtime,
+    pub transport: Arc<UdpTransport>,
+}
+
+impl UdpServer {
+    pub fn start(config: &Config, bind: SocketAddrV4, handler: Handler) -> Result<UdpServer, StartError> {
+        let transport = Arc::new(
+            UdpTransport::bind(bind, config.workers).map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
+        );
+        let runtime = Runtime::start(config, transport.clone(), move |r| handler(r))?;
+        Ok(UdpServer { runtime, transport })
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.transport.local_addr()
+    }
+
+    /// Stops receiving, finishes every admitted request, and returns the run's counters.
+    pub fn shutdown(self) -> (synergy::stats::RunStats, Vec<crate::udp::UdpSnapshot>) {
+        self.transport.close();
+        let stats = self.runtime.shutdown();
+        (stats, self.transport.counters())
+    }
+}
+
+/// A synergy runtime serving `handler` over DPDK.
+pub struct DpdkServer {
+    pub runtime: Runtime,
+    pub transport: Arc<crate::dpdk::DpdkTransport>,
+}
+
+impl DpdkServer {
+    pub fn start(config: &Config, params: &crate::dpdk::DpdkParams, handler: Handler) -> Result<DpdkServer, String> {
+        let transport = Arc::new(crate::dpdk::DpdkTransport::open(params)?);
+        let runtime = Runtime::start(config, transport.clone(), move |r| handler(r)).map_err(|e| e.to_string())?;
+        Ok(DpdkServer { runtime, transport })
+    }
+
+    pub fn shutdown(self) -> (synergy::stats::RunStats, crate::dpdk::DpdkSnapshot) {
+        self.transport.close();
+        let stats = self.runtime.shutdown();
+        (stats, self.transport.counters())
+    }
+}

@@ -1,0 +1,267 @@
+//! Kernel UDP transport, the embedded default that works anywhere: one socket per worker, all
+//! bound to the same address with SO_REUSEPORT, so the kernel spreads client flows (by 4-tuple
+//! hash, like RSS) over the workers' sockets — each worker's RX/TX queue pair. Non-blocking: a
+//! worker polls its own socket; replies go out of the same socket to the request's origin.
+//! Datagrams that are not well-formed requests are counted; those that start like a request (so
+//! their id is known) are answered with `status::MALFORMED`, the rest dropped.
+
+use synergy::transport::Transport;
+use synergy::clock;
+use crate::protocol::{decode_request, encode_reply, salvage_request_id};
+use synergy::request::{status, Reply, Request};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Counters of one worker's socket.
+#[derive(Default)]
+pub struct UdpCounters {
+    pub received: AtomicU64,
+    pub malformed: AtomicU64,
+    pub replies: AtomicU64,
+    pub reply_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UdpSnapshot {
+    pub received: u64,
+    pub malformed: u64,
+    pub replies: u64,
+    pub reply_errors: u64,
+    /// Datagrams the kernel dropped because the socket's receive buffer was full (overload).
+    pub kernel_drops: u64,
+}
+
+/// Datagrams the kernel dropped on `fd` (SO_MEMINFO's SK_MEMINFO_DROPS).
+pub fn kernel_drops(fd: &OwnedFd) -> u64 {
+    const SO_MEMINFO: libc::c_int = 55;
+    const SK_MEMINFO_DROPS: usize = 8;
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt into a buffer of the size passed.
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr() as *mut _, &mut len) };
+    if r != 0 || (len as usize) <= SK_MEMINFO_DROPS * 4 {
+        return 0;
+    }
+    u64::from(info[SK_MEMINFO_DROPS])
+}
+
+pub struct UdpTransport {
+    sockets: Box<[OwnedFd]>,
+    counters: Box<[UdpCounters]>,
+    local: SocketAddrV4,
+    closed: AtomicBool,
+}
+
+/// The origin of a request from `addr` (IPv4 address and port packed into a u64).
+pub fn origin_of(addr: SocketAddrV4) -> u64 {
+    (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
+}
+
+pub fn addr_of(origin: u64) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from((origin >> 16) as u32), origin as u16)
+}
+
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+fn check(r: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(r)
+}
+
+/// A non-blocking UDP socket bound to `addr`, with SO_REUSEPORT if `reuse_port`.
+pub fn bind_udp(addr: SocketAddrV4, reuse_port: bool) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket calls on a descriptor we own; option values are live i32s and the
+    // address a live sockaddr_in of the size passed.
+    unsafe {
+        let fd = check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0), "socket")?;
+        let fd = OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        if reuse_port {
+            check(
+                libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, &one as *const _ as *const _, 4),
+                "setsockopt(SO_REUSEPORT)",
+            )?;
+        }
+        let buf: libc::c_int = 4 << 20;
+        // Larger buffers absorb bursts; the kernel caps them at rmem_max/wmem_max (not an error).
+        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &buf as *const _ as *const _, 4);
+        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &buf as *const _ as *const _, 4);
+        let sa = sockaddr(addr);
+        check(
+            libc::bind(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32),
+            &format!("bind {addr}"),
+        )?;
+        Ok(fd)
+    }
+}
+
+/// The address `fd` is bound to.
+pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
+    // SAFETY: getsockname into a sockaddr_in of the size passed.
+    unsafe {
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        check(libc::getsockname(fd.as_raw_fd(), &mut sa as *mut _ as *mut libc::sockaddr, &mut len), "getsockname")?;
+        Ok(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port)))
+    }
+}
+
+/// Receives one datagram into `buf` without blocking: its length and sender, or None.
+pub fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, SocketAddrV4)> {
+    // SAFETY: recvfrom into `buf` (its length passed) and a sockaddr_in of the size passed.
+    unsafe {
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let n = libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            &mut sa as *mut _ as *mut libc::sockaddr,
+            &mut len,
+        );
+        if n < 0 {
+            return None;
+        }
+        let from = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port));
+        Some((n as usize, from))
+    }
+}
+
+/// Sends `data` to `to` without blocking; false if the kernel refused (buffer full, no route).
+pub fn send_to(fd: &OwnedFd, data: &[u8], to: SocketAddrV4) -> bool {
+    let sa = sockaddr(to);
+    // SAFETY: sendto from `data` (its length passed) to a live sockaddr_in.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr() as *const _,
+            data.len(),
+            libc::MSG_DONTWAIT,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    n == data.len() as isize
+}
+
+impl UdpTransport {
+    /// Binds `workers` sockets to `addr` (port 0: the kernel picks one port for all of them).
+    pub fn bind(addr: SocketAddrV4, workers: usize) -> io::Result<UdpTransport> {
+        if workers == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the UDP transport needs at least one worker"));
+        }
+        let first = bind_udp(addr, true)?;
+        let local = local_addr(&first)?;
+        let mut sockets = vec![first];
+        for _ in 1..workers {
+            sockets.push(bind_udp(local, true)?);
+        }
+        Ok(UdpTransport {
+            sockets: sockets.into_boxed_slice(),
+            counters: (0..workers).map(|_| UdpCounters::default()).collect(),
+            local,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The bound address (with the port the kernel chose).
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// Stop accepting: the runtime drains what it has and `shutdown` returns.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub fn counters(&self) -> Vec<UdpSnapshot> {
+        self.counters
+            .iter()
+            .zip(self.sockets.iter())
+            .map(|(c, fd)| UdpSnapshot {
+                kernel_drops: kernel_drops(fd),
+                received: c.received.load(Ordering::Relaxed),
+                malformed: c.malformed.load(Ordering::Relaxed),
+                replies: c.replies.load(Ordering::Relaxed),
+                reply_errors: c.reply_errors.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+impl Transport for UdpTransport {
+    fn poll(&self, worker: usize, out: &mut Vec<Request>, max: usize) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut buf = [0u8; 2048];
+        let c = &self.counters[worker];
+        let mut taken = 0;
+        while taken < max {
+            let Some((n, from)) = recv_from(&self.sockets[worker], &mut buf) else { break };
+            c.received.fetch_add(1, Ordering::Relaxed);
+            // MSG_TRUNC reports the real length of an oversized datagram; cut to the buffer, it is
+            // still longer than a request and fails decoding.
+            match decode_request(&buf[..n.min(buf.len())]) {
+                Ok(mut req) => {
+                    req.arrival_ns = clock::now_ns();
+                    req.origin = origin_of(from);
+                    out.push(req);
+                    taken += 1;
+                }
+                Err(_) => {
+                    c.malformed.fetch_add(1, Ordering::Relaxed);
+                    // Answer what can be answered, so a client with a bug learns it at once.
+                    if let Some((id, kind)) = salvage_request_id(&buf[..n.min(buf.len())]) {
+                        let reply = Reply { id, kind, status: status::MALFORMED, origin: origin_of(from), ..Reply::default() };
+                        self.reply(worker, reply);
+                    }
+                }
+            }
+        }
+    }
+
+    fn backlog(&self, worker: usize) -> usize {
+        let mut pending: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int (for UDP: the size of the next datagram, 0 if none).
+        unsafe { libc::ioctl(self.sockets[worker].as_raw_fd(), libc::FIONREAD, &mut pending) };
+        usize::from(pending > 0)
+    }
+
+    fn reply(&self, worker: usize, reply: Reply) {
+        let c = &self.counters[worker];
+        if send_to(&self.sockets[worker], &encode_reply(&reply), addr_of(reply.origin)) {
+            c.replies.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.reply_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_packs_address_and_port() {
+        let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 54321);
+        assert_eq!(addr_of(origin_of(a)), a);
+    }
+}

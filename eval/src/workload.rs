@@ -1,0 +1,206 @@
+//! Workloads of the thesis (§6.1): request types with service times and mix — the synthetic ones,
+//! and LevelDB's GET/SCAN, whose GETs carry a random key of the preloaded store.
+
+use synergy::request::{Key, Request};
+use crate::rng::SplitMix64;
+
+/// One request type: its service time and share of requests; `long` types are the ones the
+/// application marks with feedback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestType {
+    pub service_ns: u64,
+    pub share: f64,
+    pub long: bool,
+    /// Requests of this type carry a key drawn uniformly from the workload's `keys`.
+    pub keyed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub name: &'static str,
+    pub types: Vec<RequestType>,
+    /// Size of the key space keyed types draw from (`key_name(0..keys)`); 0 if none is keyed.
+    pub keys: u32,
+}
+
+/// Number of entries the thesis preloads LevelDB with (§6.2.2).
+pub const LEVELDB_ENTRIES: u32 = 1000;
+/// The thesis's mean LevelDB service times (Table 6.1): GET 0.92 µs, SCAN 94 µs.
+pub const THESIS_LEVELDB_GET_NS: u64 = 920;
+pub const THESIS_LEVELDB_SCAN_NS: u64 = 94_000;
+/// LevelDB request kinds.
+pub const LEVELDB_GET: u32 = 0;
+pub const LEVELDB_SCAN: u32 = 1;
+
+/// The `i`-th key of a key-value workload: `key-000042`. Keys sort in index order.
+pub fn key_name(i: u32) -> Key {
+    let mut b = *b"key-000000";
+    let mut v = i;
+    for d in b[4..].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    Key::new(&b).expect("10 bytes")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadName {
+    /// 1 µs / 100 µs, 50% / 50%.
+    High,
+    /// 0.5 µs / 500 µs, 99.5% / 0.5%.
+    Extreme,
+    /// 0.5 µs / 2.5 µs / 500 µs, 78% / 19% / 3% (ZippyDB-like).
+    Zippydb,
+}
+
+impl WorkloadName {
+    pub const ALL: [WorkloadName; 3] = [WorkloadName::High, WorkloadName::Extreme, WorkloadName::Zippydb];
+
+    /// Its name on the command line (`--workload`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadName::High => "high",
+            WorkloadName::Extreme => "extreme",
+            WorkloadName::Zippydb => "zippydb",
+        }
+    }
+
+    /// The workload spelled `name`.
+    pub fn named(name: &str) -> Option<WorkloadName> {
+        WorkloadName::ALL.into_iter().find(|w| w.name() == name)
+    }
+}
+
+impl Workload {
+    pub fn named(name: WorkloadName) -> Workload {
+        let t = |us: f64, share: f64, long: bool| RequestType { service_ns: (us * 1000.0) as u64, share, long, keyed: false };
+        match name {
+            WorkloadName::High => Workload { name: "high", types: vec![t(1.0, 0.5, false), t(100.0, 0.5, true)], keys: 0 },
+            WorkloadName::Extreme => {
+                Workload { name: "extreme", types: vec![t(0.5, 0.995, false), t(500.0, 0.005, true)], keys: 0 }
+            }
+            WorkloadName::Zippydb => Workload {
+                name: "zippydb",
+                types: vec![t(0.5, 0.78, false), t(2.5, 0.19, false), t(500.0, 0.03, true)],
+                keys: 0,
+            },
+        }
+    }
+
+    /// LevelDB (Table 6.1): 50% GET of a random key of `entries` (short), 50% SCAN of all entries
+    /// (long), with the given mean service times (the thesis's are `THESIS_LEVELDB_*_NS`;
+    /// `synergy sweep --app leveldb` measures this machine's). Kinds are `LEVELDB_GET` and
+    /// `LEVELDB_SCAN`.
+    pub fn leveldb(get_ns: u64, scan_ns: u64, entries: u32) -> Workload {
+        Workload {
+            name: "leveldb",
+            types: vec![
+                RequestType { service_ns: get_ns, share: 0.5, long: false, keyed: true },
+                RequestType { service_ns: scan_ns, share: 0.5, long: true, keyed: false },
+            ],
+            keys: entries,
+        }
+    }
+
+    /// Mean service time in ns.
+    pub fn mean_service_ns(&self) -> f64 {
+        self.types.iter().map(|t| t.service_ns as f64 * t.share).sum()
+    }
+
+    /// Requests per second that would keep `workers` cores exactly busy.
+    pub fn capacity_rps(&self, workers: usize) -> f64 {
+        workers as f64 * 1e9 / self.mean_service_ns()
+    }
+
+    fn pick(&self, rng: &mut SplitMix64) -> usize {
+        let mut u = rng.next_f64();
+        for (i, t) in self.types.iter().enumerate() {
+            if u < t.share {
+                return i;
+            }
+            u -= t.share;
+        }
+        self.types.len() - 1
+    }
+
+    /// An open-loop Poisson schedule of `count` requests at `rps`, spread over `workers` by flow
+    /// (`flows` flows hashed onto workers, like RSS). `arrival_ns` is relative to the start;
+    /// `kind` is the request type index; ids are 0..count.
+    pub fn schedule(&self, rps: f64, count: usize, workers: usize, flows: u32, seed: u64) -> Vec<Vec<Request>> {
+        let mut rng = SplitMix64::new(seed);
+        let mut per_worker = vec![Vec::new(); workers];
+        let mean_gap = 1e9 / rps;
+        let mut t = 0.0;
+        for id in 0..count as u64 {
+            t += rng.exp(mean_gap);
+            let kind = self.pick(&mut rng);
+            let flow = (rng.next_u64() % flows.max(1) as u64) as u32;
+            let key = if self.types[kind].keyed { key_name((rng.next_u64() % self.keys.max(1) as u64) as u32) } else { Key::default() };
+            let worker = (flow as usize) % workers;
+            per_worker[worker].push(Request {
+                id,
+                kind: kind as u32,
+                flow,
+                service_ns: self.types[kind].service_ns,
+                client_ts: 0,
+                arrival_ns: t as u64,
+                origin: 0,
+                key,
+            });
+        }
+        per_worker
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thesis_workloads() {
+        let h = Workload::named(WorkloadName::High);
+        assert_eq!(h.mean_service_ns(), 50_500.0);
+        let z = Workload::named(WorkloadName::Zippydb);
+        assert!((z.types.iter().map(|t| t.share).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!((Workload::named(WorkloadName::Extreme).mean_service_ns() - 2_997.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn keys_sort_in_index_order_and_only_keyed_types_carry_one() {
+        assert_eq!(key_name(0).as_bytes(), b"key-000000");
+        assert_eq!(key_name(42).as_bytes(), b"key-000042");
+        assert_eq!(key_name(999_999).as_bytes(), b"key-999999");
+        assert!(key_name(9).as_bytes() < key_name(10).as_bytes());
+        let w = Workload::leveldb(THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS, LEVELDB_ENTRIES);
+        let s = w.schedule(10_000.0, 4000, 1, 8, 3).pop().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for r in &s {
+            if r.kind == LEVELDB_GET {
+                let k = r.key.as_bytes();
+                assert!(k.starts_with(b"key-") && k.len() == 10, "{:?}", r.key);
+                seen.insert(k.to_vec());
+            } else {
+                assert!(r.key.is_empty(), "SCAN carries no key");
+            }
+        }
+        assert!(seen.len() > 800 && seen.iter().all(|k| k.as_slice() < key_name(LEVELDB_ENTRIES).as_bytes()), "{}", seen.len());
+    }
+
+    #[test]
+    fn schedule_has_the_mix_rate_and_ids() {
+        let h = Workload::named(WorkloadName::High);
+        let s = h.schedule(100_000.0, 50_000, 2, 64, 1);
+        let all: Vec<&Request> = s.iter().flatten().collect();
+        assert_eq!(all.len(), 50_000);
+        let mut ids: Vec<u64> = all.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        assert!(ids.iter().enumerate().all(|(i, &id)| id == i as u64));
+        let long = all.iter().filter(|r| r.kind == 1).count() as f64 / 50_000.0;
+        assert!((long - 0.5).abs() < 0.02, "{long}");
+        let last = all.iter().map(|r| r.arrival_ns).max().unwrap() as f64;
+        assert!((last / 1e9 - 0.5).abs() < 0.02, "50k requests at 100k rps take ~0.5 s: {last}");
+        for w in &s {
+            assert!(w.windows(2).all(|p| p[0].arrival_ns <= p[1].arrival_ns), "sorted per worker");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The scheduling systems the thesis compares (§6.1.2), as policies of this runtime
+//! (`--policy=synergy|cfcfs|dfcfs|shinjuku|concord|tq|darc`) and of the simulator.
+//!
+//! Each system is a combination of a few orthogonal decisions — where an arriving request waits,
+//! whether idle workers steal, which requests may be preempted and after what quantum, and where
+//! a preempted request goes — so one table (`SchedPolicy::spec`) describes all seven, and the
+//! worker loop, the timer core and the simulator read the same table. The decisions that need
+//! code (JSQ, JBSQ refills, DARC's reservation) are plain functions here, tested on plain data.
+//!
+//! What the real runtime cannot copy is each system's *mechanism*: Shinjuku's dedicated
+//! dispatcher core, Concord's compiler-inserted yields, Perséphone's classifier on the NIC path.
+//! Here every policy runs on synergy's workers with the `--preempt` mechanism chosen; a central
+//! queue is a lock-protected FIFO that workers serve themselves (docs/policies.md).
+
+/// A scheduling system of the thesis's comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum SchedPolicy {
+    /// Synergy (thesis ch. 5): per-worker queues, stealing, a global wait queue, job-aware
+    /// preemption of application-classified long requests with an adaptive quantum.
+    Synergy,
+    /// Centralised first-come-first-served, run to completion.
+    Cfcfs,
+    /// Distributed FCFS: each worker serves its own (RSS) queue to completion; no stealing.
+    Dfcfs,
+    /// Shinjuku: one central queue, every request preemptible after a fixed 5 µs quantum,
+    /// preempted requests to the back of the central queue.
+    Shinjuku,
+    /// Concord: Shinjuku's central queue feeding bounded per-worker queues (JBSQ(2)), 5 µs.
+    Concord,
+    /// Tiny Quanta: join-the-shortest-queue at arrival, local processor sharing with 2 µs.
+    Tq,
+    /// Perséphone's DARC: requests classified by kind at arrival; some workers reserved for short
+    /// requests; run to completion.
+    Darc,
+}
+
+/// Where arriving requests wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Each worker's own queue, fed by its RSS flows.
+    PerWorker,
+    /// One central FIFO every worker takes from (DARC: one per class).
+    Central,
+    /// The currently shortest worker queue (Tiny Quanta's JSQ).
+    ShortestQueue,
+}
+
+/// Which requests the timer core may preempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preemptible {
+    /// None: run to completion.
+    Never,
+    /// Those the application marks with `feedback_start()` (Synergy).
+    MarkedLong,
+    /// Every request (the baselines do not ask the application).
+    Every,
+}
+
+/// Where a preempted request waits to be resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Synergy's global wait queue, resumed by any worker with nothing local to do.
+    WaitQueue,
+    /// The back of the central queue (Shinjuku, Concord).
+    CentralTail,
+    /// The back of the preempting worker's own queue (Tiny Quanta).
+    OwnTail,
+}
+
+/// The decisions that make up one system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub arrival: Arrival,
+    /// Idle workers steal from peers above STEAL_THRESHOLD.
+    pub steal: bool,
+    pub preemptible: Preemptible,
+    /// A fixed quantum; `None`: QUANTUM_FACTOR × EMA of short service times.
+    pub fixed_quantum_ns: Option<u64>,
+    pub requeue: Requeue,
+    /// JBSQ: a worker holds at most this many requests taken from the central queue (0: it takes
+    /// one at a time when idle).
+    pub local_bound: usize,
+    /// DARC: the first workers serve short requests only.
+    pub reserves_workers: bool,
+}
+
+/// Shinjuku's and Concord's quantum (thesis §6.1.2, from the Shinjuku paper).
+pub const SHINJUKU_QUANTUM_NS: u64 = 5_000;
+/// Tiny Quanta's quantum, which its authors report as optimal.
+pub const TQ_QUANTUM_NS: u64 = 2_000;
+/// Concord's JBSQ bound.
+pub const CONCORD_LOCAL_BOUND: usize = 2;
+
+impl SchedPolicy {
+    pub const ALL: [SchedPolicy; 7] = [
+        SchedPolicy::Synergy,
+        SchedPolicy::Cfcfs,
+        SchedPolicy::Dfcfs,
+        SchedPolicy::Shinjuku,
+        SchedPolicy::Concord,
+        SchedPolicy::Tq,
+        SchedPolicy::Darc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedPolicy::Synergy => "synergy",
+            SchedPolicy::Cfcfs => "cfcfs",
+            SchedPolicy::Dfcfs => "dfcfs",
+            SchedPolicy::Shinjuku => "shinjuku",
+            SchedPolicy::Concord => "concord",
+            SchedPolicy::Tq => "tq",
+            SchedPolicy::Darc => "darc",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<SchedPolicy> {
+        SchedPolicy::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn spec(self) -> Spec {
+        let base = Spec {
+            arrival: Arrival::Central,
+            steal: false,
+            preemptible: Preemptible::Never,
+            fixed_quantum_ns: None,
+            requeue: Requeue::CentralTail,
+            local_bound: 0,
+            reserves_workers: false,
+        };
+        match self {
+            SchedPolicy::Synergy => Spec {
+                arrival: Arrival::PerWorker,
+                steal: true,
+                preemptible: Preemptible::MarkedLong,
+                requeue: Requeue::WaitQueue,
+                ..base
+            },
+            SchedPolicy::Cfcfs => base,
+            SchedPolicy::Dfcfs => Spec { arrival: Arrival::PerWorker, ..base },
+            SchedPolicy::Shinjuku => Spec { preemptible: Preemptible::Every, fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS), ..base },
+            SchedPolicy::Concord => Spec {
+                preemptible: Preemptible::Every,
+                fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS),
+                local_bound: CONCORD_LOCAL_BOUND,
+                ..base
+            },
+            SchedPolicy::Tq => Spec {
+                arrival: Arrival::ShortestQueue,
+                preemptible: Preemptible::Every,
+                fixed_quantum_ns: Some(TQ_QUANTUM_NS),
+                requeue: Requeue::OwnTail,
+                ..base
+            },
+            SchedPolicy::Darc => Spec { reserves_workers: true, ..base },
+        }
+    }
+}
+
+impl Spec {
+    /// The quantum of the next slice: fixed, or `factor` × the short-request EMA.
+    pub fn quantum_ns(&self, short_ema_ns: u64, factor: f64) -> u64 {
+        self.fixed_quantum_ns.unwrap_or_else(|| super::quantum::quantum_ns(short_ema_ns, factor))
+    }
+}
+
+/// Tiny Quanta's JSQ: the worker with the fewest queued requests (`lens`, busy ones counted as
+/// one more); ties go to the lowest index. `None` for no workers.
+pub fn shortest_queue(lens: impl IntoIterator<Item = usize>) -> Option<usize> {
+    lens.into_iter().enumerate().min_by_key(|&(i, len)| (len, i)).map(|(i, _)| i)
+}
+
+/// JBSQ refill: how many requests a worker holding `held` may take from the central queue.
+pub fn jbsq_room(held: usize, bound: usize) -> usize {
+    bound.saturating_sub(held)
+}
+
+/// DARC's reservation: enough workers for the short requests' share of the work, at least one,
+/// and at least one left for long requests.
+pub fn darc_reserved(workers: usize, short_work_share: f64) -> usize {
+    let want = (workers as f64 * short_work_share.clamp(0.0, 1.0)).ceil() as usize;
+    want.clamp(1, workers.saturating_sub(1).max(1))
+}
+
+/// DARC: may worker `w` run long requests, with `reserved` workers kept for short ones?
+pub fn darc_runs_long(w: usize, reserved: usize) -> bool {
+    w >= reserved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_system_has_a_name_and_a_spec() {
+        for p in SchedPolicy::ALL {
+            assert_eq!(SchedPolicy::named(p.name()), Some(p));
+        }
+        assert_eq!(SchedPolicy::named("linux"), None);
+        let s = SchedPolicy::Synergy.spec();
+        assert_eq!((s.arrival, s.steal, s.preemptible, s.requeue), (Arrival::PerWorker, true, Preemptible::MarkedLong, Requeue::WaitQueue));
+        assert_eq!(s.quantum_ns(1_000, 2.0), 2_000, "adaptive: factor × EMA");
+        let sj = SchedPolicy::Shinjuku.spec();
+        assert_eq!((sj.arrival, sj.preemptible, sj.requeue, sj.quantum_ns(1_000, 2.0)), (Arrival::Central, Preemptible::Every, Requeue::CentralTail, 5_000));
+        assert_eq!(SchedPolicy::Concord.spec().local_bound, 2);
+        let tq = SchedPolicy::Tq.spec();
+        assert_eq!((tq.arrival, tq.requeue, tq.quantum_ns(0, 2.0)), (Arrival::ShortestQueue, Requeue::OwnTail, 2_000));
+        for p in [SchedPolicy::Cfcfs, SchedPolicy::Dfcfs, SchedPolicy::Darc] {
+            assert_eq!(p.spec().preemptible, Preemptible::Never, "{p:?} runs to completion");
+        }
+        assert!(SchedPolicy::Darc.spec().reserves_workers);
+        assert!(!SchedPolicy::Dfcfs.spec().steal && SchedPolicy::Dfcfs.spec().arrival == Arrival::PerWorker);
+    }
+
+    #[test]
+    fn jsq_jbsq_and_darc_decisions() {
+        assert_eq!(shortest_queue([3, 1, 1, 2]), Some(1), "ties to the lowest index");
+        assert_eq!(shortest_queue([0]), Some(0));
+        assert_eq!(shortest_queue(std::iter::empty()), None);
+        assert_eq!((jbsq_room(0, 2), jbsq_room(1, 2), jbsq_room(2, 2), jbsq_room(5, 2)), (2, 1, 0, 0));
+        // High: shorts are ~1% of the work → one of 14 workers; Extreme: 16.6% → 3.
+        assert_eq!(darc_reserved(14, 0.0099), 1);
+        assert_eq!(darc_reserved(14, 0.166), 3);
+        assert_eq!(darc_reserved(2, 0.9), 1, "one worker is always left for long requests");
+        assert_eq!(darc_reserved(1, 0.5), 1);
+        assert!(!darc_runs_long(0, 1) && darc_runs_long(1, 1));
+    }
+}

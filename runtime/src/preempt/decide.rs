@@ -1,0 +1,76 @@
+//! What an interrupt does when it reaches a worker: the decision every delivery path makes
+//! (redirect into the preemption entry, defer until preemption is re-enabled, or ignore), and the
+//! one hook through which a taken preemption reaches the scheduler.
+//!
+//! The scheduler (`worker`) sits above this module: it registers what a preemption does
+//! (`set_handler`: park the green thread and continue on a fresh one) instead of this module
+//! calling into it, so the layers stay `local` → `preempt` → `worker`.
+
+use crate::local::{self, PreemptState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The scheduler's handler (an `extern "C" fn()`), 0 until one is registered.
+static HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers what a taken preemption does; called before any worker starts. Process-wide: every
+/// runtime of the process registers the same function.
+pub fn set_handler(handler: extern "C" fn()) {
+    HANDLER.store(handler as usize, Ordering::Release);
+}
+
+/// Called by the preemption entry (after it saved the full interrupted state) and by deferred
+/// preemptions, on the interrupted green thread.
+pub(crate) extern "C" fn run_handler() {
+    let h = HANDLER.load(Ordering::Acquire);
+    if h == 0 {
+        // No scheduler: the interrupted code just continues (and stays preemptible).
+        local::current().preemptible.store(1, Ordering::Release);
+        return;
+    }
+    // SAFETY: only `set_handler` stores here, always an `extern "C" fn()`.
+    let handler = unsafe { std::mem::transmute::<usize, extern "C" fn()>(h) };
+    handler();
+}
+
+/// Decides, on the interrupted worker thread itself, whether an interrupt that hit stack pointer
+/// `rsp` may redirect the thread into the preemption entry (and if so clears `preemptible`, so
+/// that no second interrupt redirects it again). Async-signal-safe: touches only this worker's
+/// atomics. The asm stubs of the ipi and uintr paths make the same decision.
+pub fn redirect_decision(p: &PreemptState, rsp: u64) -> bool {
+    let stats = p.stats();
+    if p.preemptible.load(Ordering::Relaxed) == 0 {
+        stats.interrupts_ignored.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    if p.preempt_disable.load(Ordering::Relaxed) != 0 {
+        // Counted when it is taken (`take_deferred`), like the asm paths' deferrals.
+        p.preempt_pending.store(1, Ordering::Relaxed);
+        return false;
+    }
+    let hi = p.stack_hi.load(Ordering::Relaxed);
+    if rsp > hi || rsp < p.min_preempt_rsp.load(Ordering::Relaxed) {
+        stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    p.preemptible.store(0, Ordering::Relaxed);
+    p.preempt_pending.store(0, Ordering::Relaxed);
+    true
+}
+
+/// Called by `preempt::enable` when the depth returned to 0 with an interrupt pending: takes the
+/// preemption now if the request is still preemptible.
+pub(crate) fn take_deferred() {
+    // Disable first, so the state read below is the one of the worker this code stays on.
+    let p = local::disable_then_current();
+    let pending = p.preempt_pending.swap(0, Ordering::Relaxed) != 0;
+    let armed = p.preemptible.load(Ordering::Relaxed) != 0;
+    if pending && armed {
+        p.stats().preempt_deferred.fetch_add(1, Ordering::Relaxed);
+        // With preemptible clear no interrupt can redirect us, so depth may go back to 0.
+        p.preemptible.store(0, Ordering::Relaxed);
+        local::enable_raw_reached_zero();
+        run_handler();
+    } else {
+        local::enable_raw_reached_zero();
+    }
+}

@@ -1,0 +1,55 @@
+//! The worker's side of a preemption: what the preemption entry's handler does on the
+//! interrupted green thread (park it and continue on a fresh one, or let it run to completion
+//! when that is impossible), registered with `preempt::decide::set_handler` by `Runtime::start`.
+
+use super::switch::{park_current, rearm_if_timed};
+use super::{current, panic};
+use crate::policy::timer::DISARMED;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+
+/// What a taken preemption does (registered with `preempt::decide::set_handler`): runs on the
+/// interrupted green thread after the entry saved its full state, or from a deferred preemption.
+pub extern "C" fn on_preempt() {
+    let probe = PREEMPT_PROBE.load(Ordering::Relaxed);
+    if probe != 0 {
+        // SAFETY: only `set_preempt_probe` stores here, always a valid `fn()`.
+        let probe: fn() = unsafe { std::mem::transmute::<usize, fn()>(probe) };
+        probe();
+        // The interrupted request stays where it is and may be interrupted again.
+        current().preemptible.store(1, Ordering::Release);
+        return;
+    }
+    preempt_or_run_to_completion();
+}
+
+/// A `fn()` the preemption entry calls *instead of* parking the interrupted green thread (0: none).
+static PREEMPT_PROBE: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes every preemption of this process run `probe` in the interrupted green thread's context
+/// (after the entry saved its full state) and return to it, instead of parking it. The
+/// interrupt-path microbenchmark's receiver side; `None` restores normal preemption. The probe
+/// must not allocate, block or touch thread-local storage.
+#[doc(hidden)]
+pub fn set_preempt_probe(probe: Option<fn()>) {
+    PREEMPT_PROBE.store(probe.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Parks the current (long) request, or — if no green thread is available to take over — lets it
+/// run to completion: its timer is disarmed rather than re-armed, so the timer core does not keep
+/// interrupting a request it cannot preempt (an interrupt storm that would starve the worker).
+fn preempt_or_run_to_completion() {
+    if panic::refuse_while_panicking() {
+        // Inside std's panic path: let it finish here; the timer core retries a quantum later.
+        let l = current();
+        l.shared().stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
+        l.preemptible.store(1, Ordering::Release);
+        return;
+    }
+    if park_current() {
+        current().shared().stats.preemptions.fetch_add(1, Ordering::Relaxed);
+        rearm_if_timed();
+    } else {
+        current().shared().deadline.store(DISARMED, Ordering::Release);
+    }
+}

@@ -1,0 +1,216 @@
+//! The scheduling loop a green thread runs: `recv` selects the next request (Algorithm 5.2, or a
+//! baseline's selection) or resumes a parked thread, `serve` runs the handler around it.
+
+use super::switch::{after_switch, arm_timer, resume};
+use super::api::{feedback_finished, send};
+use super::{baseline, current, panic, PostSwitch, Shared, WorkerState, POOL_KEEP, RX_BATCH, STATUS_HANDLER_PANICKED};
+use crate::clock;
+use crate::green::context::switch;
+use crate::green::Context;
+use crate::policy::selection::{self, Selected, WorkerQueues};
+use crate::policy::system::{Preemptible, SchedPolicy};
+use crate::preempt::NoPreempt;
+use crate::queue::Ring;
+use crate::request::{Reply, Request};
+use crate::green::thread::ThreadPtr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+/// Entry point of every fresh green thread.
+pub(super) extern "C" fn green_main() -> ! {
+    after_switch();
+    loop {
+        let req = recv();
+        serve(req);
+    }
+}
+
+/// Runs one request through the application handler.
+pub(super) fn serve(req: Request) {
+    {
+        let l = current();
+        // SAFETY: worker thread; the borrow ends before the handler runs.
+        let st = unsafe { l.state() };
+        // SAFETY: current is the live thread running this code.
+        let t = unsafe { &mut *st.current };
+        t.long = false;
+        t.timed = false;
+        t.preemptions = 0;
+        t.started_ns = clock::now_ns();
+        l.shared().busy.store(true, Ordering::Relaxed);
+        if st.shared().spec.preemptible == Preemptible::Every {
+            // The baselines preempt any request that outlives its quantum.
+            t.timed = true;
+            arm_timer(l, st);
+        }
+    }
+    let handler: *const (dyn Fn(Request) + Send + Sync) = &*shared_ref().handler;
+    // SAFETY: the handler lives in Shared, which outlives all workers.
+    let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { (*handler)(req) }));
+    // The request is over; this may be a different worker than the one that started it (never
+    // one other than where a panic ran: see `panic`).
+    feedback_finished();
+    panic::release_holds(outcome.is_err());
+    let _np = NoPreempt::new();
+    let l = current();
+    // SAFETY: as above.
+    let st = unsafe { l.state() };
+    // SAFETY: as above.
+    let t = unsafe { &*st.current };
+    let ws = l.shared();
+    ws.busy.store(false, Ordering::Relaxed);
+    if t.long {
+        ws.stats.long_done.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // Short requests are never preempted, so they started and ended on this worker.
+        st.ema.update(clock::now_ns().saturating_sub(t.started_ns));
+        ws.short_ema.store(st.ema.get(), Ordering::Relaxed);
+        ws.stats.short_done.fetch_add(1, Ordering::Relaxed);
+    }
+    if outcome.is_err() {
+        ws.stats.handler_panics.fetch_add(1, Ordering::Relaxed);
+        drop(_np);
+        let _ = send(Reply::to(&req).with_status(STATUS_HANDLER_PANICKED));
+        current().shared().stats.completed.fetch_add(1, Ordering::Release);
+    } else {
+        ws.stats.completed.fetch_add(1, Ordering::Release);
+    }
+}
+
+fn shared_ref() -> &'static Shared {
+    // SAFETY: worker thread; short borrow.
+    unsafe { current().state() }.shared()
+}
+
+/// The real queues behind Algorithm 5.2.
+pub(super) struct RealQueues<'a> {
+    pub(super) st: &'a mut WorkerState,
+    pub(super) shared: &'static Shared,
+}
+
+impl WorkerQueues for RealQueues<'_> {
+    type Request = Request;
+    type Thread = ThreadPtr;
+
+    fn pop_local(&mut self) -> Option<Request> {
+        let me = &self.shared.workers[self.st.id];
+        if let Some(r) = me.rx.pop() {
+            return Some(r);
+        }
+        let buf = &mut self.st.poll_buf;
+        buf.clear();
+        self.shared.transport.poll(self.st.id, buf, RX_BATCH.min(me.rx.capacity()));
+        if buf.is_empty() {
+            return None;
+        }
+        me.stats.admitted.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        for r in &buf[1..] {
+            push_until_room(&me.rx, *r);
+        }
+        Some(buf[0])
+    }
+
+    fn pop_wait(&mut self) -> Option<ThreadPtr> {
+        self.shared.wait_queue.pop()
+    }
+
+    fn peer_len(&self, victim: usize) -> usize {
+        self.shared.workers[victim].rx.len()
+    }
+
+    fn steal(&mut self, victim: usize, count: usize) -> Option<Request> {
+        let me = &self.shared.workers[self.st.id];
+        let from = &self.shared.workers[victim].rx;
+        let first = from.pop()?;
+        let mut taken = 1;
+        while taken < count {
+            match from.pop() {
+                Some(r) => push_until_room(&me.rx, r),
+                None => break,
+            }
+            taken += 1;
+        }
+        me.stats.steals.fetch_add(1, Ordering::Relaxed);
+        me.stats.stolen.fetch_add(taken as u64, Ordering::Relaxed);
+        Some(first)
+    }
+}
+
+/// Only this worker fills its own ring and it was empty a moment ago, so room appears at once
+/// (the loop only guards against a misconfigured capacity).
+pub(super) fn push_until_room(ring: &Ring<Request>, mut r: Request) {
+    while let Err(back) = ring.push(r) {
+        r = back;
+        std::hint::spin_loop();
+    }
+}
+
+/// Selects the next request (Algorithm 5.2); resumes a preempted thread directly if that is what
+/// comes next, in which case this call never returns to its caller.
+pub(super) fn recv() -> Request {
+    let mut idle_rounds = 0u32;
+    loop {
+        let selected = {
+            let l = current();
+            // SAFETY: worker thread; the borrow ends at the end of this block.
+            let st = unsafe { l.state() };
+            let shared = st.shared();
+            let id = st.id;
+            if shared.policy == SchedPolicy::Synergy {
+                let check = shared.check_wait_queue.load(Ordering::Relaxed);
+                let mut q = RealQueues { st, shared };
+                selection::select(&mut q, check, id, shared.workers.len(), shared.params.steal_threshold)
+            } else {
+                baseline::select(st, shared)
+            }
+        };
+        match selected {
+            Some(Selected::Request(r)) => return r,
+            Some(Selected::Resume(t)) => resume(t.0),
+            None => {
+                idle_rounds += 1;
+                if idle_rounds % 64 == 0 {
+                    idle_maintenance();
+                    // Lets a co-scheduled thread run on an oversubscribed CPU; returns at once on
+                    // a dedicated core.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+/// Unmaps pool surplus in one batch, and leaves for the worker's main context when stopping.
+fn idle_maintenance() {
+    let l = current();
+    // SAFETY: worker thread; short borrow.
+    let st = unsafe { l.state() };
+    if st.pool.len() > POOL_KEEP {
+        let surplus = st.pool.len() - POOL_KEEP;
+        st.pool.truncate(POOL_KEEP);
+        st.shared().live_threads.fetch_sub(surplus, Ordering::AcqRel);
+    }
+    let shared = st.shared();
+    let stop = shared.abort.load(Ordering::Acquire) || (shared.shutdown.load(Ordering::Acquire) && drained(shared));
+    if stop {
+        let cur = st.current;
+        st.post_switch = PostSwitch::Recycle(cur);
+        let main_ctx: *const Context = &st.main_ctx;
+        // SAFETY: main_ctx was saved by run_worker's switch on this worker's own stack.
+        unsafe { switch(&mut (*cur).ctx, main_ctx) };
+        unreachable!("a recycled green thread is only ever restarted from green_main");
+    }
+}
+
+/// True when no request will arrive and none is in flight. Reads completions before admissions
+/// (both only grow), so equal sums mean nothing was in flight at one instant.
+fn drained(shared: &Shared) -> bool {
+    if !shared.transport.finished() {
+        return false;
+    }
+    let done: u64 = shared.workers.iter().map(|w| w.stats.completed.load(Ordering::Acquire)).sum();
+    let admitted: u64 = shared.workers.iter().map(|w| w.stats.admitted.load(Ordering::Acquire)).sum();
+    done >= admitted
+}

@@ -1,0 +1,128 @@
+//! Green-thread switches on a worker: taking a thread from the pool, parking the running one on
+//! the wait queue, resuming a parked one, and the bookkeeping every switch finishes with
+//! (`after_switch`), which is what lets no other worker run a thread whose stack is still in use.
+
+use super::baseline;
+use super::sched::green_main;
+use super::{current, PostSwitch, WorkerLocal, WorkerState, PREEMPT_STACK_RESERVE};
+use crate::clock;
+use crate::green::context::switch;
+use crate::green::thread::ThreadPtr;
+use crate::green::GreenThread;
+use crate::local;
+use crate::policy::timer::DISARMED;
+use crate::preempt::entry;
+use std::sync::atomic::Ordering;
+
+pub(super) fn set_current(l: &WorkerLocal, st: &mut WorkerState, t: *mut GreenThread) {
+    st.current = t;
+    // SAFETY: t is a live green thread owned by this worker while current.
+    let stack = unsafe { (*t).stack() };
+    l.stack_lo.store(stack.bottom() as u64, Ordering::Relaxed);
+    l.stack_hi.store(stack.top() as u64, Ordering::Relaxed);
+    let need = (entry::frame_bytes() + PREEMPT_STACK_RESERVE) as u64;
+    l.min_preempt_rsp.store(stack.bottom() as u64 + need, Ordering::Relaxed);
+}
+
+/// A green thread from the pool, or a new one within the global budget.
+pub(super) fn take_thread(st: &mut WorkerState) -> Option<*mut GreenThread> {
+    if let Some(mut t) = st.pool.pop() {
+        t.reset(green_main);
+        return Some(Box::into_raw(t));
+    }
+    let shared = st.shared();
+    if shared.live_threads.fetch_add(1, Ordering::AcqRel) >= shared.params.max_green_threads {
+        shared.live_threads.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    match GreenThread::new(shared.params.stack_size, green_main) {
+        Ok(t) => Some(Box::into_raw(t)),
+        Err(_) => {
+            shared.live_threads.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+/// Finishes the bookkeeping of the switch that just landed here (see module docs).
+pub(super) fn after_switch() {
+    let l = current();
+    // SAFETY: runs on this worker's thread; the borrow ends before any switch.
+    let st = unsafe { l.state() };
+    match std::mem::replace(&mut st.post_switch, PostSwitch::Nothing) {
+        PostSwitch::Nothing => {}
+        PostSwitch::Park(t) => {
+            // The wait queue's capacity equals the green-thread budget, so there is always room.
+            if baseline::requeue(st.shared(), st.id, ThreadPtr(t)).is_err() {
+                eprintln!("synergy: wait queue overflow (capacity below the green-thread budget)");
+                std::process::abort();
+            }
+        }
+        // SAFETY: t came from Box::into_raw and nothing runs on it any more.
+        PostSwitch::Recycle(t) => st.pool.push(unsafe { Box::from_raw(t) }),
+    }
+}
+
+/// Switches from the current (idle) thread straight to preempted thread `t`.
+pub(super) fn resume(t: *mut GreenThread) -> ! {
+    let l = current();
+    // SAFETY: worker thread; the borrow ends with the switch.
+    let st = unsafe { l.state() };
+    let cur = st.current;
+    st.post_switch = PostSwitch::Recycle(cur);
+    set_current(l, st, t);
+    l.shared().stats.resumes.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: t was parked by a completed switch (it is not running anywhere) and we own it now.
+    unsafe { switch(&mut (*cur).ctx, &(*t).ctx) };
+    unreachable!("a recycled green thread is only ever restarted from green_main");
+}
+
+/// Parks the running green thread on the wait queue and continues on a fresh one. Returns (on
+/// whatever worker resumes the thread) true, or false at once if no green thread was available.
+/// Preemption must be enabled (depth 0) and `preemptible` clear.
+pub(super) fn park_current() -> bool {
+    let l = current();
+    // Preemption is enabled (a switch with it disabled would carry the depth to another thread)
+    // and this thread cannot be redirected meanwhile (`preemptible` is clear), so `l` is the
+    // worker this code runs on until the switch.
+    debug_assert_eq!(local::disable_depth(), 0, "park_current with preemption disabled");
+    debug_assert_eq!(l.preemptible.load(Ordering::Relaxed), 0, "park_current while preemptible");
+    // SAFETY: worker thread; not used after the switch.
+    let st = unsafe { l.state() };
+    let Some(fresh) = take_thread(st) else {
+        l.shared().stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    let cur = st.current;
+    // SAFETY: cur is the live thread running this code.
+    unsafe { (*cur).preemptions += 1 };
+    l.shared().deadline.store(DISARMED, Ordering::Release);
+    st.post_switch = PostSwitch::Park(cur);
+    set_current(l, st, fresh);
+    // SAFETY: fresh is a reset thread on its own stack; cur's context is saved by this call and it
+    // is published on the wait queue only after the switch (after_switch on the fresh thread).
+    unsafe { switch(&mut (*cur).ctx, &(*fresh).ctx) };
+    // Resumed, possibly on another worker: everything must be re-read through gs.
+    after_switch();
+    true
+}
+
+/// After a park: a timed request (long, or any under a baseline that preempts every request)
+/// continues under a fresh quantum on its new worker (thesis §5.1.1.1: the handler calls
+/// feedback_start before returning to the application).
+pub(super) fn rearm_if_timed() {
+    let l = current();
+    // SAFETY: worker thread; short borrow.
+    let st = unsafe { l.state() };
+    // SAFETY: current is live.
+    if unsafe { (*st.current).timed } {
+        arm_timer(l, st);
+    }
+}
+
+pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
+    let factor = f64::from_bits(st.shared().factor_bits.load(Ordering::Relaxed));
+    let q = st.shared().spec.quantum_ns(st.ema.get(), factor);
+    l.shared().deadline.store(clock::now_ns() + q, Ordering::Release);
+    l.preemptible.store(1, Ordering::Release);
+}

@@ -1,0 +1,149 @@
+//! The event loop: arrivals and slice ends in time order (ties broken by insertion order, so runs
+//! are deterministic); after every event each idle worker asks the policy for work.
+
+use super::policy::{Policy, QuantumEnd};
+use super::{Overheads, SimClass, SimRequest, SimResult};
+use synergy_eval::report::percentile;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// What the policy may use of the simulated machine.
+pub struct Ctx {
+    pub now: u64,
+    pub workers: usize,
+    pub overheads: Overheads,
+    dispatcher_free_at: u64,
+    pub steals: u64,
+}
+
+impl Ctx {
+    /// The central dispatcher handles one request now: returns when that dispatch is done
+    /// (dispatches are serialised on the dispatcher core).
+    pub fn dispatch(&mut self) -> u64 {
+        let start = self.now.max(self.dispatcher_free_at);
+        self.dispatcher_free_at = start + self.overheads.dispatch_ns;
+        self.dispatcher_free_at
+    }
+}
+
+/// What an idle worker runs next.
+pub struct Pick {
+    pub req: SimRequest,
+    /// Run at most this long before `quantum_end` (None: to completion).
+    pub quantum: Option<u64>,
+    /// Worker time spent before the request runs (switch, steal).
+    pub overhead_ns: u64,
+    /// Not before this time (a dispatch still in flight).
+    pub ready_at: u64,
+}
+
+struct Running {
+    req: SimRequest,
+    slice_start: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Arrival(usize),
+    SliceEnd(usize),
+}
+
+pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, overheads: Overheads, classes: &[u64]) -> SimResult {
+    let mut ctx = Ctx { now: 0, workers, overheads, dispatcher_free_at: 0, steals: 0 };
+    let mut heap: BinaryHeap<Reverse<(u64, u64, Event)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut push = |heap: &mut BinaryHeap<Reverse<(u64, u64, Event)>>, t: u64, e: Event| {
+        heap.push(Reverse((t, seq, e)));
+        seq += 1;
+    };
+    for (i, r) in requests.iter().enumerate() {
+        push(&mut heap, r.arrival_ns, Event::Arrival(i));
+    }
+    let mut running: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
+    // A worker that just preempted is busy until this time (the preemption's cost).
+    let mut free_at = vec![0u64; workers];
+    let mut first_start = vec![u64::MAX; requests.len()];
+    let mut latency = vec![0u64; requests.len()];
+    let mut done = vec![false; requests.len()];
+    let mut preemptions = 0u64;
+
+    while let Some(Reverse((t, _, ev))) = heap.pop() {
+        ctx.now = t;
+        match ev {
+            Event::Arrival(i) => policy.arrive(requests[i], &mut ctx),
+            Event::SliceEnd(w) => {
+                let Some(mut r) = running[w].take() else { continue };
+                let ran = t - r.slice_start;
+                r.req.remaining_ns -= ran.min(r.req.remaining_ns);
+                if r.req.remaining_ns == 0 {
+                    latency[r.req.id] = t - r.req.arrival_ns;
+                    done[r.req.id] = true;
+                    policy.completed(w, &r.req, &mut ctx);
+                } else {
+                    match policy.quantum_end(w, &r.req, &mut ctx) {
+                        QuantumEnd::Continue(q) => {
+                            let slice = q.min(r.req.remaining_ns);
+                            running[w] = Some(Running { req: r.req, slice_start: t });
+                            push(&mut heap, t + slice, Event::SliceEnd(w));
+                        }
+                        QuantumEnd::Preempt => {
+                            preemptions += 1;
+                            free_at[w] = t + ctx.overheads.preempt_ns;
+                            policy.preempted(w, r.req, &mut ctx);
+                        }
+                    }
+                }
+            }
+        }
+        // Idle workers take work (in index order: deterministic).
+        for w in 0..workers {
+            if running[w].is_some() {
+                continue;
+            }
+            let Some(p) = policy.next(w, &mut ctx) else { continue };
+            let start = t.max(free_at[w]).max(p.ready_at) + p.overhead_ns;
+            if first_start[p.req.id] == u64::MAX {
+                first_start[p.req.id] = start;
+            }
+            let slice = p.quantum.map_or(p.req.remaining_ns, |q| q.min(p.req.remaining_ns));
+            running[w] = Some(Running { req: p.req, slice_start: start });
+            push(&mut heap, start + slice, Event::SliceEnd(w));
+        }
+    }
+
+    let completed = done.iter().filter(|d| **d).count();
+    let waits: Vec<f64> = (0..requests.len()).filter(|&i| done[i]).map(|i| (first_start[i] - requests[i].arrival_ns) as f64).collect();
+    let mut slow: Vec<u64> = (0..requests.len())
+        .filter(|&i| done[i])
+        .map(|i| (latency[i] as f64 / requests[i].service_ns.max(1) as f64 * 1000.0) as u64)
+        .collect();
+    slow.sort_unstable();
+    let classes = classes
+        .iter()
+        .enumerate()
+        .map(|(c, &service_ns)| {
+            let mut l: Vec<u64> = (0..requests.len()).filter(|&i| done[i] && requests[i].class == c).map(|i| latency[i]).collect();
+            l.sort_unstable();
+            let p999 = percentile(&l, 99.9);
+            SimClass {
+                service_ns,
+                count: l.len(),
+                mean_latency_ns: if l.is_empty() { 0.0 } else { l.iter().sum::<u64>() as f64 / l.len() as f64 },
+                p50_ns: percentile(&l, 50.0),
+                p999_ns: p999,
+                slowdown_p999: p999 as f64 / service_ns.max(1) as f64,
+            }
+        })
+        .collect();
+    SimResult {
+        policy: policy.name(),
+        workers,
+        offered_rps: 0.0,
+        completed,
+        mean_wait_ns: if waits.is_empty() { 0.0 } else { waits.iter().sum::<f64>() / waits.len() as f64 },
+        overall_slowdown_p999: percentile(&slow, 99.9) as f64 / 1000.0,
+        preemptions,
+        steals: ctx.steals,
+        classes,
+    }
+}
