@@ -4,10 +4,10 @@
 //! answered with an error status, never dropped silently.
 
 use super::Handler;
+use std::sync::Arc;
 use synergy::clock;
 use synergy::request::{status, Reply, Request};
 use synergy_eval::workload::RequestType;
-use std::sync::Arc;
 
 /// Reply status: the request's kind is not a type of the served workload.
 pub const STATUS_UNKNOWN_KIND: u32 = status::UNKNOWN_KIND;

@@ -13,14 +13,14 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use synergy::request::{status, Key};
+use synergy::transport::channel::ChannelTransport;
+use synergy::{clock, feedback_finished, feedback_start, send, Reply, Request, Runtime};
 use synergy_apps::leveldb::{self, Store, STATUS_BAD_KEY, STATUS_NOT_FOUND};
+use synergy_eval::rng::SplitMix64;
+use synergy_eval::workload::{key_name, LEVELDB_ENTRIES, LEVELDB_GET, LEVELDB_SCAN};
 use synergy_net::protocol::{decode_reply, encode_request, REPLY_LEN};
 use synergy_net::server::UdpServer;
-use synergy::request::{status, Key};
-use synergy_eval::rng::SplitMix64;
-use synergy::transport::channel::ChannelTransport;
-use synergy_eval::workload::{key_name, LEVELDB_ENTRIES, LEVELDB_GET, LEVELDB_SCAN};
-use synergy::{clock, feedback_finished, feedback_start, send, Reply, Request, Runtime};
 
 fn store(test: &str) -> Arc<Store> {
     let dir = std::path::PathBuf::from(format!("/dev/shm/synergy-test-{test}-{}", std::process::id()));
@@ -83,7 +83,14 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     let replies = transport.take_replies();
     assert_eq!(replies.len(), reqs.len(), "{stats:?}");
     for r in &replies {
-        assert_eq!((r.status, r.value), want[&r.id], "request {} (kind {}) after {} preemptions", r.id, r.kind, r.preemptions);
+        assert_eq!(
+            (r.status, r.value),
+            want[&r.id],
+            "request {} (kind {}) after {} preemptions",
+            r.id,
+            r.kind,
+            r.preemptions
+        );
     }
     // A reply's `preemptions` counts preemptions and yields on a contended lock; GETs may yield.
     let parked_scans = replies.iter().filter(|r| r.kind == LEVELDB_SCAN && r.preemptions > 0).count();
@@ -97,7 +104,10 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     );
     assert!(stats.total.preemptions > 0, "SCANs were preempted: {stats:?}");
     let parked_gets = replies.iter().filter(|r| r.kind == LEVELDB_GET && r.preemptions > 0).count() as u64;
-    assert!(parked_gets <= stats.total.yields, "a GET is parked only by yielding on a lock, never preempted: {parked_gets} parked, {stats:?}");
+    assert!(
+        parked_gets <= stats.total.yields,
+        "a GET is parked only by yielding on a lock, never preempted: {parked_gets} parked, {stats:?}"
+    );
 }
 
 /// A C mutex (`pthread_mutex_t`) and the counter it protects.
@@ -215,12 +225,15 @@ fn bad_keys_and_malformed_requests_are_answered_with_an_error_status() {
     let _serial = common::serial();
     let store = store("udp");
     let digest_of_7 = store.get(key_name(7).as_bytes()).unwrap().unwrap();
-    let server = UdpServer::start(&common::one_worker(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), leveldb::handler(store))
-        .expect("start the UDP server");
+    let server =
+        UdpServer::start(&common::one_worker(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), leveldb::handler(store))
+            .expect("start the UDP server");
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let to = server.local_addr();
-    let get = |id, key: &[u8]| encode_request(&Request { id, kind: LEVELDB_GET, key: Key::new(key).unwrap(), ..Request::default() });
+    let get = |id, key: &[u8]| {
+        encode_request(&Request { id, kind: LEVELDB_GET, key: Key::new(key).unwrap(), ..Request::default() })
+    };
     let mut bad_key_len = get(6, b"key-000001");
     bad_key_len[40] = 200;
     let mut garbage = get(99, b"key-000001");
@@ -230,7 +243,12 @@ fn bad_keys_and_malformed_requests_are_answered_with_an_error_status() {
         get(2, b"key-001000"),
         get(3, b"\xff\x00 not a key"),
         encode_request(&Request { id: 4, kind: LEVELDB_GET, ..Request::default() }),
-        encode_request(&Request { id: 5, kind: LEVELDB_SCAN, key: Key::new(b"key-000001").unwrap(), ..Request::default() }),
+        encode_request(&Request {
+            id: 5,
+            kind: LEVELDB_SCAN,
+            key: Key::new(b"key-000001").unwrap(),
+            ..Request::default()
+        }),
         bad_key_len,
         encode_request(&Request { id: 7, kind: 9, ..Request::default() }),
         garbage,

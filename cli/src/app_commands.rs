@@ -51,7 +51,11 @@ impl AppArgs {
         match self.app {
             AppName::Synthetic => {
                 let workload = Workload::named(synthetic);
-                Ok(ServedApp { handler: synergy_apps::synthetic::handler(workload.types.clone()), workload, measured: None })
+                Ok(ServedApp {
+                    handler: synergy_apps::synthetic::handler(workload.types.clone()),
+                    workload,
+                    measured: None,
+                })
             }
             AppName::Leveldb => self.start_leveldb(measure),
         }
@@ -65,7 +69,10 @@ impl AppArgs {
         }
         let dir = self.leveldb_dir.clone().unwrap_or_else(leveldb::default_dir);
         if leveldb::on_tmpfs(&dir) == Some(false) {
-            eprintln!("synergy: warning: {} is not on tmpfs; disk I/O will be part of every measurement", dir.display());
+            eprintln!(
+                "synergy: warning: {} is not on tmpfs; disk I/O will be part of every measurement",
+                dir.display()
+            );
         }
         let store = std::sync::Arc::new(leveldb::Store::create(&dir, self.leveldb_entries)?);
         use synergy_eval::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
@@ -92,7 +99,6 @@ impl AppArgs {
         Err(format!("--app leveldb: {NO_LEVELDB}"))
     }
 }
-
 
 #[derive(clap::Args)]
 pub(crate) struct BenchLeveldbArgs {
@@ -130,24 +136,58 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     drop(store);
-    println!("LevelDB {} on {} ({} entries, {} on tmpfs):", t.leveldb_version, dir.display(), t.entries,
-        match leveldb::on_tmpfs(&dir) { Some(true) => "is", Some(false) => "NOT", None => "unknown if" });
+    println!(
+        "LevelDB {} on {} ({} entries, {} on tmpfs):",
+        t.leveldb_version,
+        dir.display(),
+        t.entries,
+        match leveldb::on_tmpfs(&dir) {
+            Some(true) => "is",
+            Some(false) => "NOT",
+            None => "unknown if",
+        }
+    );
     println!("{:>6} {:>9} {:>10} {:>10} {:>10} {:>12}", "type", "count", "mean µs", "p50 µs", "p99 µs", "thesis µs");
     for (name, s, thesis) in [("GET", &t.get, t.thesis_get_ns), ("SCAN", &t.scan, t.thesis_scan_ns)] {
-        println!("{name:>6} {:>9} {:>10.3} {:>10.3} {:>10.3} {:>12.2}", s.count, s.mean_ns / 1e3, s.p50_ns as f64 / 1e3, s.p99_ns as f64 / 1e3, thesis / 1e3);
+        println!(
+            "{name:>6} {:>9} {:>10.3} {:>10.3} {:>10.3} {:>12.2}",
+            s.count,
+            s.mean_ns / 1e3,
+            s.p50_ns as f64 / 1e3,
+            s.p99_ns as f64 / 1e3,
+            thesis / 1e3
+        );
     }
-    println!("SCAN/GET ratio: {:.0} here, {:.0} in the thesis", t.scan.mean_ns / t.get.mean_ns, t.thesis_scan_ns / t.thesis_get_ns);
+    println!(
+        "SCAN/GET ratio: {:.0} here, {:.0} in the thesis",
+        t.scan.mean_ns / t.get.mean_ns,
+        t.thesis_scan_ns / t.thesis_get_ns
+    );
     if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
         return fail(format!("cannot create {}: {e}", args.out_dir.display()));
     }
     let csv = format!(
         "type,count,mean_ns,p50_ns,p99_ns,thesis_mean_ns\nGET,{},{:.1},{},{},{}\nSCAN,{},{:.1},{},{},{}\n",
-        t.get.count, t.get.mean_ns, t.get.p50_ns, t.get.p99_ns, t.thesis_get_ns,
-        t.scan.count, t.scan.mean_ns, t.scan.p50_ns, t.scan.p99_ns, t.thesis_scan_ns
+        t.get.count,
+        t.get.mean_ns,
+        t.get.p50_ns,
+        t.get.p99_ns,
+        t.thesis_get_ns,
+        t.scan.count,
+        t.scan.mean_ns,
+        t.scan.p50_ns,
+        t.scan.p99_ns,
+        t.thesis_scan_ns
     );
     let groups = vec![
-        BarGroup { label: "GET".into(), bars: vec![("this machine".into(), t.get.mean_ns / 1e3), ("thesis".into(), t.thesis_get_ns / 1e3)] },
-        BarGroup { label: "SCAN".into(), bars: vec![("this machine".into(), t.scan.mean_ns / 1e3), ("thesis".into(), t.thesis_scan_ns / 1e3)] },
+        BarGroup {
+            label: "GET".into(),
+            bars: vec![("this machine".into(), t.get.mean_ns / 1e3), ("thesis".into(), t.thesis_get_ns / 1e3)],
+        },
+        BarGroup {
+            label: "SCAN".into(),
+            bars: vec![("this machine".into(), t.scan.mean_ns / 1e3), ("thesis".into(), t.thesis_scan_ns / 1e3)],
+        },
     ];
     let svg = bar_chart("LevelDB mean service time (log scale)", "µs", &groups, true);
     let base = args.out_dir.join(&args.name);

@@ -13,7 +13,8 @@ pub fn preempt() -> impl TypedValueParser<Value = PreemptMode> {
 }
 
 pub fn policy() -> impl TypedValueParser<Value = SchedPolicy> {
-    PossibleValuesParser::new(SchedPolicy::ALL.map(SchedPolicy::name)).map(|s| SchedPolicy::named(&s).expect("a listed name"))
+    PossibleValuesParser::new(SchedPolicy::ALL.map(SchedPolicy::name))
+        .map(|s| SchedPolicy::named(&s).expect("a listed name"))
 }
 
 pub fn workload() -> impl TypedValueParser<Value = WorkloadName> {

@@ -1,11 +1,11 @@
 //! Command-line options shared by the `synergy` subcommands: every runtime tunable, layered over
 //! an optional TOML file (`--config`), validated into a `Config`.
 
-use synergy::config::{Config, ConfigError, Placement};
-use synergy_policy::system::SchedPolicy;
-use synergy::preempt::PreemptMode;
 use clap::Args;
 use std::path::PathBuf;
+use synergy::config::{Config, ConfigError, Placement};
+use synergy::preempt::PreemptMode;
+use synergy_policy::system::SchedPolicy;
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct RuntimeArgs {

@@ -2,17 +2,17 @@
 //! summarised per request type. `synergy demo` runs it for the configured preemption mode and
 //! for `none` side by side, so the effect of preemption is measured in one run on one machine.
 
+use serde::Serialize;
+use std::sync::Arc;
 use synergy::clock;
 use synergy::config::Config;
 use synergy::preempt::PreemptMode;
-use synergy_eval::report::Summary;
 use synergy::request::Reply;
 use synergy::runtime::{Runtime, StartError};
 use synergy::stats::RunStats;
-use synergy_net::replay::ReplayTransport;
+use synergy_eval::report::Summary;
 use synergy_eval::workload::{Workload, WorkloadName};
-use serde::Serialize;
-use std::sync::Arc;
+use synergy_net::replay::ReplayTransport;
 
 /// The demo's embedded default configuration (`cli/configs/demo.toml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/demo.toml");

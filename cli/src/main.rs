@@ -13,11 +13,11 @@ mod sweep;
 #[global_allocator]
 static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
 
+use crate::cli::RuntimeArgs;
+use crate::demo::DemoParams;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use crate::cli::RuntimeArgs;
-use crate::demo::DemoParams;
 use synergy_eval::plot::{bar_chart, BarGroup};
 use synergy_eval::workload::{Workload, WorkloadName};
 
@@ -153,7 +153,12 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         slo: a.slo,
         quantum_factor: a.quantum_factor,
         steal_threshold: a.steal_threshold,
-        overheads: sim::Overheads { dispatch_ns: a.dispatch_ns, preempt_ns: 0, switch_ns: a.switch_ns, steal_ns: a.steal_ns },
+        overheads: sim::Overheads {
+            dispatch_ns: a.dispatch_ns,
+            preempt_ns: 0,
+            switch_ns: a.switch_ns,
+            steal_ns: a.steal_ns,
+        },
         preempt_ns: vec![
             ("synergy".into(), a.synergy_preempt_ns),
             ("shinjuku".into(), a.shinjuku_preempt_ns),
@@ -170,7 +175,12 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     let mut k = 0;
     let r = sweep::run(&p, |name, load, x| {
         k += 1;
-        eprintln!("[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions", load * 100.0, x.overall_slowdown_p999, x.preemptions);
+        eprintln!(
+            "[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions",
+            load * 100.0,
+            x.overall_slowdown_p999,
+            x.preemptions
+        );
     });
     let r = match r {
         Ok(r) => r,
@@ -220,7 +230,8 @@ fn microbench(args: MicrobenchArgs) -> ExitCode {
         return fail("the microbenchmark needs two CPUs (a sender and a receiver)");
     }
     let sender_cpu = args.sender_cpu.unwrap_or(allowed[0]);
-    let receiver_cpu = args.receiver_cpu.unwrap_or_else(|| *allowed.iter().find(|&&c| c != sender_cpu).unwrap_or(&allowed[1]));
+    let receiver_cpu =
+        args.receiver_cpu.unwrap_or_else(|| *allowed.iter().find(|&&c| c != sender_cpu).unwrap_or(&allowed[1]));
     for (name, c) in [("--sender-cpu", sender_cpu), ("--receiver-cpu", receiver_cpu)] {
         if !allowed.contains(&c) {
             return fail(format!("{name} {c}: that CPU is not available to this process (allowed: {allowed:?})"));
@@ -313,7 +324,12 @@ pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Writes `<base>.json` (`value`), `<base>.csv` and `<base>.svg`: every benchmark's outputs.
-pub(crate) fn write_results(base: &std::path::Path, value: &impl serde::Serialize, csv: String, svg: String) -> Result<(), String> {
+pub(crate) fn write_results(
+    base: &std::path::Path,
+    value: &impl serde::Serialize,
+    csv: String,
+    svg: String,
+) -> Result<(), String> {
     let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
     for (ext, text) in [("json", json), ("csv", csv), ("svg", svg)] {
         let path = base.with_extension(ext);
@@ -360,7 +376,8 @@ fn demo(args: DemoArgs) -> ExitCode {
         eprintln!("synergy: warning: {w}");
     }
     let w = Workload::named(args.workload);
-    let mix: Vec<String> = w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
+    let mix: Vec<String> =
+        w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
     println!(
         "synergy demo: --policy={}, workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
         cfg.policy.name(),
@@ -379,7 +396,13 @@ fn demo(args: DemoArgs) -> ExitCode {
         cfg.thresh_wqd_us,
         if synergy::clock::uses_tsc() { "tsc" } else { "clock_gettime" }
     );
-    let params = DemoParams { workload: args.workload, load: args.load, duration_ms: args.duration_ms, seed: args.seed, flows: args.flows };
+    let params = DemoParams {
+        workload: args.workload,
+        load: args.load,
+        duration_ms: args.duration_ms,
+        seed: args.seed,
+        flows: args.flows,
+    };
     let runs = match demo::run_demo(&cfg, &params, args.repeat) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -419,7 +442,8 @@ fn demo(args: DemoArgs) -> ExitCode {
                 });
             }
         }
-        let title = format!("synergy demo: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
+        let title =
+            format!("synergy demo: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
         if let Err(e) = std::fs::write(path, bar_chart(&title, "latency (µs, log scale)", &groups, true)) {
             return fail(format!("cannot write {}: {e}", path.display()));
         }
@@ -457,9 +481,15 @@ fn main() -> ExitCode {
             if let Some(path) = &svg {
                 let groups = vec![BarGroup {
                     label: "one context switch".into(),
-                    bars: vec![("synergy".into(), r.synergy_ns_per_switch), ("corosensei".into(), r.corosensei_ns_per_switch)],
+                    bars: vec![
+                        ("synergy".into(), r.synergy_ns_per_switch),
+                        ("corosensei".into(), r.corosensei_ns_per_switch),
+                    ],
                 }];
-                if let Err(e) = std::fs::write(path, bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false)) {
+                if let Err(e) = std::fs::write(
+                    path,
+                    bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false),
+                ) {
                     return fail(format!("cannot write {}: {e}", path.display()));
                 }
             }

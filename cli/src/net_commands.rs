@@ -1,18 +1,18 @@
 //! The network subcommands of the `synergy` binary (part of the binary, not the library):
 //! `serve`, `loadgen` and `sweep`.
 
+use crate::app_commands::AppArgs;
+use crate::app_commands::AppName;
+use crate::cli::RuntimeArgs;
+use crate::sweep;
 use crate::{check_loads, fail, write_json, write_results};
 use std::net::{SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use crate::app_commands::AppArgs;
-use crate::app_commands::AppName;
-use crate::cli::RuntimeArgs;
-use crate::sweep;
-use synergy_net::{loadgen, server::UdpServer};
 use synergy_eval::workload::{Workload, WorkloadName};
+use synergy_net::{loadgen, server::UdpServer};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -237,7 +237,10 @@ fn print_result(r: &loadgen::LoadgenResult) {
         "offered {:.0} req/s, achieved {:.0} req/s; sent {}, answered {}, lost {}, send errors {}, bad replies {}, error replies {}, duplicates {}",
         r.offered_rps, r.achieved_rps, r.sent, r.answered, r.lost, r.send_errors, r.bad_replies, r.error_replies, r.duplicates
     );
-    println!("{:>10} {:>9} {:>10} {:>10} {:>10} {:>14}", "class", "count", "p50 µs", "p99 µs", "p99.9 µs", "p99.9 slowdown");
+    println!(
+        "{:>10} {:>9} {:>10} {:>10} {:>10} {:>14}",
+        "class", "count", "p50 µs", "p99 µs", "p99.9 µs", "p99.9 slowdown"
+    );
     for c in &r.classes {
         println!(
             "{:>7.1} µs {:>9} {:>10.1} {:>10.1} {:>10.1} {:>14.1}",
@@ -249,7 +252,11 @@ fn print_result(r: &loadgen::LoadgenResult) {
             c.slowdown_p999
         );
     }
-    println!("overall p99.9 slowdown {:.1}, p99.9 latency {:.1} µs", r.overall_slowdown_p999, r.overall_latency_p999_ns as f64 / 1000.0);
+    println!(
+        "overall p99.9 slowdown {:.1}, p99.9 latency {:.1} µs",
+        r.overall_slowdown_p999,
+        r.overall_latency_p999_ns as f64 / 1000.0
+    );
 }
 
 pub fn loadgen(args: LoadgenArgs) -> ExitCode {

@@ -3,17 +3,17 @@
 //! and record p99.9 slowdown and latency against achieved throughput. Writes JSON, CSV and an SVG
 //! with both panels (one line per mode), and reports the highest load meeting the slowdown SLO.
 
-use synergy_net::loadgen::{self, LoadgenParams, LoadgenResult};
-use synergy_net::server::UdpServer;
-use synergy::config::Config;
-use synergy_eval::plot::{line_panel, svg_page, Series};
-use synergy_policy::system::SchedPolicy;
-use synergy::preempt::PreemptMode;
-use synergy_eval::workload::Workload;
 use serde::Serialize;
 use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
+use synergy::config::Config;
+use synergy::preempt::PreemptMode;
+use synergy_eval::plot::{line_panel, svg_page, Series};
+use synergy_eval::workload::Workload;
+use synergy_net::loadgen::{self, LoadgenParams, LoadgenResult};
+use synergy_net::server::UdpServer;
+use synergy_policy::system::SchedPolicy;
 
 #[derive(Clone)]
 pub struct SweepParams {
@@ -93,9 +93,14 @@ fn line_name(policy: &str, preempt: &str) -> String {
     }
 }
 
-pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize, &SweepPoint)) -> Result<SweepResult, String> {
+pub fn run(
+    base: &Config,
+    p: &SweepParams,
+    mut progress: impl FnMut(usize, usize, &SweepPoint),
+) -> Result<SweepResult, String> {
     let capacity = p.workload.capacity_rps(base.workers);
-    let lines: Vec<(SchedPolicy, PreemptMode)> = p.policies.iter().flat_map(|&pol| p.modes.iter().map(move |&m| (pol, m))).collect();
+    let lines: Vec<(SchedPolicy, PreemptMode)> =
+        p.policies.iter().flat_map(|&pol| p.modes.iter().map(move |&m| (pol, m))).collect();
     let total = lines.len() * p.loads.len();
     let mut points = Vec::new();
     for &(policy, mode) in &lines {
@@ -115,7 +120,13 @@ pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize
             };
             let result = loadgen::run(&lp);
             let (stats, _) = server.shutdown();
-            let point = SweepPoint { policy: policy.name().into(), preempt: mode.name().into(), load, preemptions: stats.total.preemptions, result: result? };
+            let point = SweepPoint {
+                policy: policy.name().into(),
+                preempt: mode.name().into(),
+                load,
+                preemptions: stats.total.preemptions,
+                result: result?,
+            };
             progress(points.len() + 1, total, &point);
             points.push(point);
         }
@@ -123,11 +134,24 @@ pub fn run(base: &Config, p: &SweepParams, mut progress: impl FnMut(usize, usize
     let summary = lines
         .iter()
         .map(|(pol, m)| {
-            let of: Vec<&SweepPoint> = points.iter().filter(|x| x.preempt == m.name() && x.policy == pol.name()).collect();
-            ModeSummary { policy: pol.name().into(), preempt: m.name().into(), max_rps_under_slo: max_under_slo(&of, p.slo) }
+            let of: Vec<&SweepPoint> =
+                points.iter().filter(|x| x.preempt == m.name() && x.policy == pol.name()).collect();
+            ModeSummary {
+                policy: pol.name().into(),
+                preempt: m.name().into(),
+                max_rps_under_slo: max_under_slo(&of, p.slo),
+            }
         })
         .collect();
-    Ok(SweepResult { workload: p.workload.name.into(), workers: base.workers, capacity_rps: capacity, slo: p.slo, points, summary, service_times: None })
+    Ok(SweepResult {
+        workload: p.workload.name.into(),
+        workers: base.workers,
+        capacity_rps: capacity,
+        slo: p.slo,
+        points,
+        summary,
+        service_times: None,
+    })
 }
 
 pub fn csv(r: &SweepResult) -> String {
@@ -139,8 +163,21 @@ pub fn csv(r: &SweepResult) -> String {
         let _ = writeln!(
             s,
             "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
-            p.policy, p.preempt, p.load, x.offered_rps, x.achieved_rps, x.sent, x.answered, x.lost, x.send_errors, x.bad_replies,
-            x.error_replies, x.max_send_lag_ns, p.preemptions, x.overall_slowdown_p999, x.overall_latency_p999_ns
+            p.policy,
+            p.preempt,
+            p.load,
+            x.offered_rps,
+            x.achieved_rps,
+            x.sent,
+            x.answered,
+            x.lost,
+            x.send_errors,
+            x.bad_replies,
+            x.error_replies,
+            x.max_send_lag_ns,
+            p.preemptions,
+            x.overall_slowdown_p999,
+            x.overall_latency_p999_ns
         );
     }
     s
@@ -160,13 +197,38 @@ pub fn svg(r: &SweepResult) -> String {
             .iter()
             .map(|m| Series {
                 name: m.clone(),
-                points: r.points.iter().filter(|p| &p.line() == m).map(|p| (p.result.achieved_rps / 1000.0, f(&p.result).max(1e-3))).collect(),
+                points: r
+                    .points
+                    .iter()
+                    .filter(|p| &p.line() == m)
+                    .map(|p| (p.result.achieved_rps / 1000.0, f(&p.result).max(1e-3)))
+                    .collect(),
             })
             .collect()
     };
     let title = format!("{} workload, {} worker(s): p99.9 slowdown", r.workload, r.workers);
-    let a = line_panel(0.0, 0.0, 520.0, 380.0, &title, "throughput (kRPS)", "p99.9 slowdown", &series(&|x| x.overall_slowdown_p999), true);
-    let b = line_panel(520.0, 0.0, 520.0, 380.0, "p99.9 latency", "throughput (kRPS)", "p99.9 latency (µs)", &series(&|x| x.overall_latency_p999_ns as f64 / 1000.0), true);
+    let a = line_panel(
+        0.0,
+        0.0,
+        520.0,
+        380.0,
+        &title,
+        "throughput (kRPS)",
+        "p99.9 slowdown",
+        &series(&|x| x.overall_slowdown_p999),
+        true,
+    );
+    let b = line_panel(
+        520.0,
+        0.0,
+        520.0,
+        380.0,
+        "p99.9 latency",
+        "throughput (kRPS)",
+        "p99.9 latency (µs)",
+        &series(&|x| x.overall_latency_p999_ns as f64 / 1000.0),
+        true,
+    );
     svg_page(1040.0, 380.0, &[a, b])
 }
 
@@ -180,7 +242,14 @@ mod tests {
             preempt: "signal".into(),
             load: 0.0,
             preemptions: 0,
-            result: LoadgenResult { offered_rps: rps, sent: 100, answered: 100 - lost, lost, overall_slowdown_p999: slowdown, ..LoadgenResult::default() },
+            result: LoadgenResult {
+                offered_rps: rps,
+                sent: 100,
+                answered: 100 - lost,
+                lost,
+                overall_slowdown_p999: slowdown,
+                ..LoadgenResult::default()
+            },
         }
     }
 

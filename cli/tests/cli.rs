@@ -17,8 +17,13 @@ fn stderr(o: &Output) -> String {
 
 /// With the `leveldb` feature the LevelDB options are checked; without it the binary says it was
 /// built without LevelDB.
-const LEVELDB_ENTRIES_ERROR: &str = if cfg!(feature = "leveldb") { "--leveldb-entries must be between 1" } else { "built without LevelDB" };
-const LEVELDB_COUNT_ERROR: &str = if cfg!(feature = "leveldb") { "--gets, --scans and --leveldb-entries must be at least 1" } else { "built without LevelDB" };
+const LEVELDB_ENTRIES_ERROR: &str =
+    if cfg!(feature = "leveldb") { "--leveldb-entries must be between 1" } else { "built without LevelDB" };
+const LEVELDB_COUNT_ERROR: &str = if cfg!(feature = "leveldb") {
+    "--gets, --scans and --leveldb-entries must be at least 1"
+} else {
+    "built without LevelDB"
+};
 
 #[test]
 fn bad_values_are_rejected_with_a_clear_error() {
@@ -78,7 +83,10 @@ fn config_file_errors_name_the_file_and_key() {
     let o = synergy(&["config", "--config", good.to_str().unwrap(), "--steal-threshold", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("quantum_factor: 3.5") && out.contains("thresh_wqd_us: 15") && out.contains("steal_threshold: 4"), "{out}");
+    assert!(
+        out.contains("quantum_factor: 3.5") && out.contains("thresh_wqd_us: 15") && out.contains("steal_threshold: 4"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -121,12 +129,24 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
     let (json, csv, svg) = (dir.join("mb.json"), dir.join("mb.csv"), dir.join("mb.svg"));
     let mode = common::preempt_mode_name();
     let o = synergy(&[
-        "microbench", "--preempt", mode, "--runs", "3000",
-        "--json", json.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--svg", svg.to_str().unwrap(),
+        "microbench",
+        "--preempt",
+        mode,
+        "--runs",
+        "3000",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "microbench failed: {}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("tgkill+sigreturn") && out.contains("context switch") && out.contains("thesis Table 5.1"), "{out}");
+    assert!(
+        out.contains("tgkill+sigreturn") && out.contains("context switch") && out.contains("thesis Table 5.1"),
+        "{out}"
+    );
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let methods = v["methods"].as_array().unwrap();
     assert_eq!(methods.len(), 2);
@@ -156,10 +176,24 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
 #[test]
 fn serve_falls_back_to_udp_when_dpdk_is_unavailable() {
     let _g = common::serial();
-    let o = synergy(&["serve", "--transport", "dpdk", "--dpdk-device", "net_nonexistent0", "--dpdk-eal=--no-huge --no-shconf --no-pci -m 64 --log-level=error", "--bind", "127.0.0.1:0", "--duration-s", "1"]);
+    let o = synergy(&[
+        "serve",
+        "--transport",
+        "dpdk",
+        "--dpdk-device",
+        "net_nonexistent0",
+        "--dpdk-eal=--no-huge --no-shconf --no-pci -m 64 --log-level=error",
+        "--bind",
+        "127.0.0.1:0",
+        "--duration-s",
+        "1",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "stderr: {err}");
-    assert!(err.contains("DPDK unavailable") && err.contains("falling back to the kernel UDP transport"), "stderr: {err}");
+    assert!(
+        err.contains("DPDK unavailable") && err.contains("falling back to the kernel UDP transport"),
+        "stderr: {err}"
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("synergy serve: high on udp://127.0.0.1:"), "{o:?}");
 }
 
@@ -167,7 +201,19 @@ fn serve_falls_back_to_udp_when_dpdk_is_unavailable() {
 fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
     let _g = common::serial();
     let dir = std::env::temp_dir().join(format!("synergy-sweep-{name}-{}", std::process::id()));
-    let mut args = vec!["sweep", "--loads", "0.1", "--duration-ms", "300", "--warmup-ms", "50", "--modes", "signal", "--name", name];
+    let mut args = vec![
+        "sweep",
+        "--loads",
+        "0.1",
+        "--duration-ms",
+        "300",
+        "--warmup-ms",
+        "50",
+        "--modes",
+        "signal",
+        "--name",
+        name,
+    ];
     args.extend_from_slice(&["--out-dir", dir.to_str().unwrap()]);
     args.extend_from_slice(extra);
     let o = synergy(&args);
@@ -176,7 +222,8 @@ fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
     assert!(svg.starts_with("<svg") || svg.contains("<svg"), "an SVG");
     let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).expect("and writes its CSV");
     assert!(csv.starts_with("policy,preempt,load"), "{csv}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     v
 }
@@ -208,7 +255,11 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     assert!(get > 0.0 && scan > get, "GET {get} ns, SCAN {scan} ns");
     let p = &v["points"][0];
     assert_eq!(p["answered"], p["sent"], "{p}");
-    assert_eq!((p["error_replies"].as_u64(), p["bad_replies"].as_u64()), (Some(0), Some(0)), "every GET found its key: {p}");
+    assert_eq!(
+        (p["error_replies"].as_u64(), p["bad_replies"].as_u64()),
+        (Some(0), Some(0)),
+        "every GET found its key: {p}"
+    );
     // The classes are GET and SCAN, with the measured means as their service times.
     let classes = p["classes"].as_array().unwrap();
     assert_eq!(classes.len(), 2);

@@ -13,9 +13,9 @@
 //! Without the `dpdk` feature, `DpdkTransport::open` explains that and the server falls back to
 //! kernel UDP.
 
-use synergy::transport::Transport;
-use synergy::request::{Reply, Request};
 use std::net::Ipv4Addr;
+use synergy::request::{Reply, Request};
+use synergy::transport::Transport;
 
 /// What the DPDK transport needs: EAL arguments, the port (device name) and the address it serves.
 #[derive(Debug, Clone)]
@@ -72,12 +72,12 @@ pub struct DpdkSnapshot {
 #[cfg(feature = "dpdk")]
 mod imp {
     use super::*;
-    use synergy::clock;
     use crate::frame::{self, Peer};
     use crate::protocol::{decode_request, encode_reply, REPLY_LEN};
     use std::ffi::{c_char, c_int, CString};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Mutex;
+    use synergy::clock;
 
     extern "C" {
         fn syn_dpdk_init(argc: c_int, argv: *mut *mut c_char) -> c_int;
@@ -156,7 +156,10 @@ mod imp {
                     // SAFETY: restores this thread's previous affinity mask.
                     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved) };
                     if r != 0 {
-                        return Err(format!("DPDK EAL initialisation failed (rte_errno {}): check the EAL arguments {:?}", -r, p.eal_args));
+                        return Err(format!(
+                            "DPDK EAL initialisation failed (rte_errno {}): check the EAL arguments {:?}",
+                            -r, p.eal_args
+                        ));
                     }
                     std::mem::forget(args);
                     *up = true;
@@ -166,12 +169,18 @@ mod imp {
             let mut port = 0u16;
             // SAFETY: valid C string and out-pointer.
             if unsafe { syn_dpdk_port_by_name(name.as_ptr(), &mut port) } != 0 {
-                return Err(format!("DPDK has no device {:?} (give it with --vdev or a PCI address in the EAL arguments)", p.device));
+                return Err(format!(
+                    "DPDK has no device {:?} (give it with --vdev or a PCI address in the EAL arguments)",
+                    p.device
+                ));
             }
             // SAFETY: plain calls on a port DPDK reported.
             let r = unsafe { syn_dpdk_port_setup(port, p.workers as u16, 8191) };
             if r != 0 {
-                return Err(format!("cannot set up DPDK port {} with {} queue pairs: error {}", p.device, p.workers, r));
+                return Err(format!(
+                    "cannot set up DPDK port {} with {} queue pairs: error {}",
+                    p.device, p.workers, r
+                ));
             }
             let mut mac = [0u8; 6];
             // SAFETY: `mac` has 6 bytes.
@@ -182,7 +191,10 @@ mod imp {
                 ip: p.ip,
                 udp_port: p.port,
                 queues: (0..p.workers)
-                    .map(|_| Queue { frames: std::cell::UnsafeCell::new(vec![0u8; FRAME_CAP * BURST]), lens: std::cell::UnsafeCell::new([0; BURST]) })
+                    .map(|_| Queue {
+                        frames: std::cell::UnsafeCell::new(vec![0u8; FRAME_CAP * BURST]),
+                        lens: std::cell::UnsafeCell::new([0; BURST]),
+                    })
                     .collect(),
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
@@ -226,7 +238,14 @@ mod imp {
             let (frames, lens) = unsafe { (&mut *q.frames.get(), &mut *q.lens.get()) };
             // SAFETY: `frames` holds BURST frames of FRAME_CAP bytes, `lens` BURST lengths.
             let n = unsafe {
-                syn_dpdk_rx(self.port, worker as u16, frames.as_mut_ptr(), lens.as_mut_ptr(), max.min(BURST) as u16, FRAME_CAP as u16)
+                syn_dpdk_rx(
+                    self.port,
+                    worker as u16,
+                    frames.as_mut_ptr(),
+                    lens.as_mut_ptr(),
+                    max.min(BURST) as u16,
+                    FRAME_CAP as u16,
+                )
             } as usize;
             let c = &self.counters;
             c.frames.fetch_add(n as u64, Ordering::Relaxed);
@@ -262,7 +281,8 @@ mod imp {
                 return;
             };
             let mut buf = [0u8; frame::HEADERS_LEN + REPLY_LEN];
-            let Some(len) = frame::build(&mut buf, self.mac, self.ip, self.udp_port, &peer, &encode_reply(&reply)) else {
+            let Some(len) = frame::build(&mut buf, self.mac, self.ip, self.udp_port, &peer, &encode_reply(&reply))
+            else {
                 self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
                 return;
             };

@@ -82,7 +82,14 @@ pub fn parse<'a>(frame: &'a [u8], ip: Ipv4Addr, port: u16) -> Result<(&'a [u8], 
 
 /// Writes an Ethernet/IPv4/UDP frame from `(src_mac, src_ip, src_port)` to `to` carrying
 /// `payload` into `out`; returns its length (None if `out` is too small or the payload too big).
-pub fn build(out: &mut [u8], src_mac: [u8; 6], src_ip: Ipv4Addr, src_port: u16, to: &Peer, payload: &[u8]) -> Option<usize> {
+pub fn build(
+    out: &mut [u8],
+    src_mac: [u8; 6],
+    src_ip: Ipv4Addr,
+    src_port: u16,
+    to: &Peer,
+    payload: &[u8],
+) -> Option<usize> {
     let len = HEADERS_LEN + payload.len();
     if out.len() < len || IPV4_LEN + UDP_LEN + payload.len() > usize::from(u16::MAX) {
         return None;
@@ -143,7 +150,10 @@ mod tests {
     #[test]
     fn known_header_checksum() {
         // The classic example header (checksum field zeroed): checksum 0xb861.
-        let h = [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7];
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
+        ];
         assert_eq!(ipv4_checksum(&h), 0xb861);
     }
 
@@ -167,7 +177,12 @@ mod tests {
         assert_eq!(parse(&short_total, ME, 7000), Err(FrameError::BadLength));
         let mut x = 12345u64;
         for len in 0..200 {
-            let buf: Vec<u8> = (0..len).map(|_| { x = x.wrapping_mul(6364136223846793005).wrapping_add(1); (x >> 33) as u8 }).collect();
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 33) as u8
+                })
+                .collect();
             let _ = parse(&buf, ME, 7000);
         }
     }

@@ -5,11 +5,8 @@
 //! slowdown (latency / service time) in HDR histograms. Requests sent during the warm-up are not
 //! recorded; requests never answered within the grace period after the last send are lost.
 
-use synergy::clock;
 use crate::protocol::{decode_reply, encode_request};
-use synergy::request::Request;
 use crate::udp::{bind_udp, recv_from, send_to};
-use synergy_eval::workload::Workload;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,6 +14,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use synergy::clock;
+use synergy::request::Request;
+use synergy_eval::workload::Workload;
 
 #[derive(Debug, Clone)]
 pub struct LoadgenParams {
@@ -127,7 +127,9 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     // inherit it).
     let sender = {
         let (flows, state, target) = (flows.clone(), state.clone(), p.target);
-        spawn_loadgen_thread("send", realtime, move || send_schedule(&schedule, &flows, &state, target, start, warmup_end))?
+        spawn_loadgen_thread("send", realtime, move || {
+            send_schedule(&schedule, &flows, &state, target, start, warmup_end)
+        })?
     };
     let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
     sending_done.store(true, Ordering::Release);
@@ -149,7 +151,14 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
 
 /// Sends every request of `schedule` at its time; returns (send errors, worst lag behind the
 /// schedule in ns).
-fn send_schedule(schedule: &[Request], flows: &[Flow], state: &[AtomicU64], target: SocketAddrV4, start: u64, warmup_end: u64) -> (u64, u64) {
+fn send_schedule(
+    schedule: &[Request],
+    flows: &[Flow],
+    state: &[AtomicU64],
+    target: SocketAddrV4,
+    start: u64,
+    warmup_end: u64,
+) -> (u64, u64) {
     let mut send_errors = 0u64;
     let mut max_lag = 0u64;
     // Sleep rather than spin until shortly before each send: on a small machine the load
@@ -185,7 +194,11 @@ fn send_schedule(schedule: &[Request], flows: &[Flow], state: &[AtomicU64], targ
 }
 
 /// Starts a load-generator thread (`loadgen-<role>`), SCHED_FIFO if `realtime`.
-fn spawn_loadgen_thread<T: Send + 'static>(role: &str, realtime: bool, f: impl FnOnce() -> T + Send + 'static) -> Result<std::thread::JoinHandle<T>, String> {
+fn spawn_loadgen_thread<T: Send + 'static>(
+    role: &str,
+    realtime: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, String> {
     std::thread::Builder::new()
         .name(format!("loadgen-{role}"))
         .spawn(move || {
@@ -205,8 +218,15 @@ fn can_be_realtime() -> bool {
 
 /// The receive thread: records every reply until sending is done and either everything is
 /// answered or the grace period has passed; the latency part of the result.
-fn receive(flows: &[Flow], state: &[AtomicU64], done: &AtomicBool, types: &[synergy_eval::workload::RequestType], grace: Duration) -> LoadgenResult {
-    let mut lat: Vec<Histogram<u64>> = types.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")).collect();
+fn receive(
+    flows: &[Flow],
+    state: &[AtomicU64],
+    done: &AtomicBool,
+    types: &[synergy_eval::workload::RequestType],
+    grace: Duration,
+) -> LoadgenResult {
+    let mut lat: Vec<Histogram<u64>> =
+        types.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")).collect();
     let mut slow = Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 3).expect("histogram");
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut res = LoadgenResult::default();

@@ -36,7 +36,9 @@ const _: () = assert!(KEY_AT + Key::MAX <= REQUEST_LEN);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {
     /// Not the message's exact length (`got` bytes).
-    BadLength { got: usize },
+    BadLength {
+        got: usize,
+    },
     BadMagic(u32),
     BadVersion(u16),
     /// Flags or padding bits set that this version does not define.
@@ -196,7 +198,14 @@ mod tests {
     use super::*;
 
     fn req() -> Request {
-        Request { id: 0x0102_0304_0506_0708, kind: 7, flow: 513, service_ns: 100_000, client_ts: u64::MAX - 3, ..Request::default() }
+        Request {
+            id: 0x0102_0304_0506_0708,
+            kind: 7,
+            flow: 513,
+            service_ns: 100_000,
+            client_ts: u64::MAX - 3,
+            ..Request::default()
+        }
     }
 
     #[test]
@@ -227,7 +236,16 @@ mod tests {
         let w = decode_reply(&b).unwrap();
         assert_eq!(
             w,
-            WireReply { id: 9, kind: 2, status: 3, value: 0xdead_beef, client_ts: 77, worker: 1, preemptions: 4, server_ns: 750 }
+            WireReply {
+                id: 9,
+                kind: 2,
+                status: 3,
+                value: 0xdead_beef,
+                client_ts: 77,
+                worker: 1,
+                preemptions: 4,
+                server_ns: 750
+            }
         );
     }
 
@@ -283,7 +301,14 @@ mod tests {
         // Every length and random content: never a panic.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for len in 0..300 {
-            let buf: Vec<u8> = (0..len).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
             let _ = decode_request(&buf);
             let _ = decode_reply(&buf);
         }

@@ -3,10 +3,10 @@
 //! generator thread (this machine has two cores: one worker, one timer core), and because the
 //! arrival time is the *scheduled* time, queueing delay is measured even while the worker is busy.
 
-use synergy::transport::Transport;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use synergy::clock;
 use synergy::request::{Reply, Request};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use synergy::transport::Transport;
 
 pub struct ReplayTransport {
     /// Per worker: requests sorted by `arrival_ns` offset from start.

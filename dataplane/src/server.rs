@@ -2,11 +2,11 @@
 //! What they serve is a handler from `synergy_apps`.
 
 use crate::udp::UdpTransport;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
 use synergy::config::Config;
 use synergy::SharedHandler as Handler;
 use synergy::{Runtime, StartError};
-use std::net::SocketAddrV4;
-use std::sync::Arc;
 
 /// A synergy runtime serving `handler` over kernel UDP.
 pub struct UdpServer {

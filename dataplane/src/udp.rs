@@ -5,14 +5,14 @@
 //! Datagrams that are not well-formed requests are counted; those that start like a request (so
 //! their id is known) are answered with `status::MALFORMED`, the rest dropped.
 
-use synergy::transport::Transport;
-use synergy::clock;
 use crate::protocol::{decode_request, encode_reply, salvage_request_id};
-use synergy::request::{status, Reply, Request};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use synergy::clock;
+use synergy::request::{status, Reply, Request};
+use synergy::transport::Transport;
 
 /// Counters of one worker's socket.
 #[derive(Default)]
@@ -40,7 +40,9 @@ pub fn kernel_drops(fd: &OwnedFd) -> u64 {
     let mut info = [0u32; 16];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
     // SAFETY: getsockopt into a buffer of the size passed.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr() as *mut _, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr() as *mut _, &mut len)
+    };
     if r != 0 || (len as usize) <= SK_MEMINFO_DROPS * 4 {
         return 0;
     }
@@ -85,7 +87,10 @@ pub fn bind_udp(addr: SocketAddrV4, reuse_port: bool) -> io::Result<OwnedFd> {
     // SAFETY: plain socket calls on a descriptor we own; option values are live i32s and the
     // address a live sockaddr_in of the size passed.
     unsafe {
-        let fd = check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0), "socket")?;
+        let fd = check(
+            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0),
+            "socket",
+        )?;
         let fd = OwnedFd::from_raw_fd(fd);
         let one: libc::c_int = 1;
         if reuse_port {
@@ -100,7 +105,11 @@ pub fn bind_udp(addr: SocketAddrV4, reuse_port: bool) -> io::Result<OwnedFd> {
         libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &buf as *const _ as *const _, 4);
         let sa = sockaddr(addr);
         check(
-            libc::bind(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32),
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            ),
             &format!("bind {addr}"),
         )?;
         Ok(fd)
@@ -226,7 +235,8 @@ impl Transport for UdpTransport {
                     c.malformed.fetch_add(1, Ordering::Relaxed);
                     // Answer what can be answered, so a client with a bug learns it at once.
                     if let Some((id, kind)) = salvage_request_id(&buf[..n.min(buf.len())]) {
-                        let reply = Reply { id, kind, status: status::MALFORMED, origin: origin_of(from), ..Reply::default() };
+                        let reply =
+                            Reply { id, kind, status: status::MALFORMED, origin: origin_of(from), ..Reply::default() };
                         self.reply(worker, reply);
                     }
                 }

@@ -11,10 +11,10 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::Duration;
+use synergy_eval::workload::{Workload, WorkloadName};
+use synergy_net::dpdk::DpdkParams;
 use synergy_net::loadgen::{self, LoadgenParams};
 use synergy_net::server::DpdkServer;
-use synergy_net::dpdk::DpdkParams;
-use synergy_eval::workload::{Workload, WorkloadName};
 
 fn ip(args: &[&str]) {
     let o = Command::new("ip").args(args).output().expect("run ip (iproute2)");
@@ -54,16 +54,29 @@ fn dpdk_af_packet_answers_every_request_exactly_once() {
     ip(&["neigh", "replace", &server_ip.to_string(), "lladdr", mac.trim(), "dev", &b, "nud", "permanent"]);
 
     let params = DpdkParams {
-        eal_args: ["--no-huge", "--no-shconf", "--no-pci", "-m", "256", "--log-level=error", &format!("--vdev=net_af_packet0,iface={a},qpairs=1")]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        eal_args: [
+            "--no-huge",
+            "--no-shconf",
+            "--no-pci",
+            "-m",
+            "256",
+            "--log-level=error",
+            &format!("--vdev=net_af_packet0,iface={a},qpairs=1"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         device: "net_af_packet0".into(),
         ip: server_ip,
         port: 7000,
         workers: 1,
     };
-    let server = DpdkServer::start(&common::one_worker(), &params, synergy_apps::synthetic::handler(Workload::named(WorkloadName::High).types)).expect("start the DPDK server");
+    let server = DpdkServer::start(
+        &common::one_worker(),
+        &params,
+        synergy_apps::synthetic::handler(Workload::named(WorkloadName::High).types),
+    )
+    .expect("start the DPDK server");
     let lp = LoadgenParams {
         target: SocketAddrV4::new(server_ip, 7000),
         workload: Workload::named(WorkloadName::High),

@@ -8,17 +8,21 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
+use synergy::request::status;
+use synergy::Request;
+use synergy_apps::synthetic::{self, STATUS_SERVICE_TOO_LONG, STATUS_UNKNOWN_KIND};
+use synergy_eval::workload::{Workload, WorkloadName};
 use synergy_net::loadgen::{self, LoadgenParams};
 use synergy_net::protocol::{decode_reply, encode_request, REPLY_LEN};
-use synergy_apps::synthetic::{self, STATUS_SERVICE_TOO_LONG, STATUS_UNKNOWN_KIND};
 use synergy_net::server::UdpServer;
-use synergy::request::status;
-use synergy_eval::workload::{Workload, WorkloadName};
-use synergy::Request;
 
 fn server() -> UdpServer {
-    UdpServer::start(&common::one_worker(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), synthetic::handler(Workload::named(WorkloadName::High).types))
-        .expect("start the UDP server")
+    UdpServer::start(
+        &common::one_worker(),
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        synthetic::handler(Workload::named(WorkloadName::High).types),
+    )
+    .expect("start the UDP server")
 }
 
 fn params(target: SocketAddrV4, rps: f64, ms: u64) -> LoadgenParams {
@@ -64,13 +68,23 @@ fn malformed_datagrams_are_counted_and_dropped_and_bad_requests_get_an_error_sta
     bad_version[4] = 9;
     let mut long = good.to_vec();
     long.push(0);
-    let garbage: Vec<Vec<u8>> = vec![vec![], vec![1, 2, 3], good[..127].to_vec(), long, vec![0xAB; 4000], bad_magic.to_vec(), bad_version.to_vec()];
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1, 2, 3],
+        good[..127].to_vec(),
+        long,
+        vec![0xAB; 4000],
+        bad_magic.to_vec(),
+        bad_version.to_vec(),
+    ];
     for g in &garbage {
         client.send_to(g, to).unwrap();
     }
     // Then requests the application refuses, and a good one.
     client.send_to(&encode_request(&Request { id: 2, kind: 99, service_ns: 1_000, ..Request::default() }), to).unwrap();
-    client.send_to(&encode_request(&Request { id: 3, kind: 1, service_ns: u64::MAX, ..Request::default() }), to).unwrap();
+    client
+        .send_to(&encode_request(&Request { id: 3, kind: 1, service_ns: u64::MAX, ..Request::default() }), to)
+        .unwrap();
     client.send_to(&good, to).unwrap();
     // The two datagrams of the wrong length that start like request 1 (127 and 129 bytes) are
     // answered MALFORMED; the rest of the garbage has no id to answer.

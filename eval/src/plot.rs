@@ -153,22 +153,47 @@ pub struct Series {
 
 /// A line chart with a linear x axis and a linear or base-10 log y axis (log: values must be > 0).
 /// Drawn at `(ox, oy)` with size `(w, h)` so that several can share one SVG (see `svg_page`).
-pub fn line_panel(ox: f64, oy: f64, w: f64, h: f64, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> String {
+pub fn line_panel(
+    ox: f64,
+    oy: f64,
+    w: f64,
+    h: f64,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+) -> String {
     let (left, right, top, bottom) = (70.0, 20.0, 40.0, 50.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let pts: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
     let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.05;
     let ymax = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max).max(1e-9);
     let ymin_pos = pts.iter().map(|p| p.1).filter(|v| *v > 0.0).fold(f64::MAX, f64::min).min(ymax);
-    let (lo, hi) = if log_y { (ymin_pos.log10().floor(), ymax.log10().ceil().max(ymin_pos.log10().floor() + 1.0)) } else { (0.0, ymax * 1.1) };
+    let (lo, hi) = if log_y {
+        (ymin_pos.log10().floor(), ymax.log10().ceil().max(ymin_pos.log10().floor() + 1.0))
+    } else {
+        (0.0, ymax * 1.1)
+    };
     let x_of = |x: f64| ox + left + pw * (x / xmax);
     let y_of = |v: f64| {
         let t = if log_y { (v.max(10f64.powf(lo)).log10() - lo) / (hi - lo) } else { v / hi };
         oy + top + ph * (1.0 - t.clamp(0.0, 1.0))
     };
     let mut s = String::new();
-    let _ = write!(s, r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#, ox + left + pw / 2.0, oy + 22.0, esc(title));
-    let yt: Vec<f64> = if log_y { (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect() } else { (0..=5).map(|i| hi * i as f64 / 5.0).collect() };
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#,
+        ox + left + pw / 2.0,
+        oy + 22.0,
+        esc(title)
+    );
+    let yt: Vec<f64> = if log_y {
+        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
+    } else {
+        (0..=5).map(|i| hi * i as f64 / 5.0).collect()
+    };
     for t in yt {
         let y = y_of(t);
         let _ = write!(
@@ -184,14 +209,39 @@ pub fn line_panel(ox: f64, oy: f64, w: f64, h: f64, title: &str, x_label: &str, 
     for i in 0..=5 {
         let xv = xmax * i as f64 / 5.0;
         let x = x_of(xv);
-        let _ = write!(s, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, oy + top + ph + 16.0, fmt_num(xv));
+        let _ =
+            write!(s, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, oy + top + ph + 16.0, fmt_num(xv));
     }
-    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, ox + left + pw / 2.0, oy + h - 8.0, esc(x_label));
-    let _ = write!(s, r#"<text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"#, ox + 16.0, oy + top + ph / 2.0, esc(y_label));
-    let _ = write!(s, r#"<line x1="{0}" x2="{0}" y1="{1}" y2="{2}" stroke="black"/><line x1="{0}" x2="{3}" y1="{2}" y2="{2}" stroke="black"/>"#, ox + left, oy + top, oy + top + ph, ox + left + pw);
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        ox + left + pw / 2.0,
+        oy + h - 8.0,
+        esc(x_label)
+    );
+    let _ = write!(
+        s,
+        r#"<text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        ox + 16.0,
+        oy + top + ph / 2.0,
+        esc(y_label)
+    );
+    let _ = write!(
+        s,
+        r#"<line x1="{0}" x2="{0}" y1="{1}" y2="{2}" stroke="black"/><line x1="{0}" x2="{3}" y1="{2}" y2="{2}" stroke="black"/>"#,
+        ox + left,
+        oy + top,
+        oy + top + ph,
+        ox + left + pw
+    );
     for (i, ser) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
-        let path: Vec<String> = ser.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", x_of(x), y_of(y))).collect();
+        let path: Vec<String> = ser
+            .points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|&(x, y)| format!("{:.1},{:.1}", x_of(x), y_of(y)))
+            .collect();
         let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, path.join(" "));
         for p in &path {
             let (x, y) = p.split_once(',').unwrap_or(("0", "0"));

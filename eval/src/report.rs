@@ -25,7 +25,8 @@ pub struct Summary {
 impl Summary {
     pub fn of(mut values: Vec<u64>) -> Summary {
         values.sort_unstable();
-        let mean = if values.is_empty() { 0.0 } else { values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64 };
+        let mean =
+            if values.is_empty() { 0.0 } else { values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64 };
         Summary {
             count: values.len(),
             p50_ns: percentile(&values, 50.0),

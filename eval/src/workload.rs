@@ -1,8 +1,8 @@
 //! Workloads of the thesis (§6.1): request types with service times and mix — the synthetic ones,
 //! and LevelDB's GET/SCAN, whose GETs carry a random key of the preloaded store.
 
-use synergy::request::{Key, Request};
 use crate::rng::SplitMix64;
+use synergy::request::{Key, Request};
 
 /// One request type: its service time and share of requests; `long` types are the ones the
 /// application marks with feedback.
@@ -73,9 +73,16 @@ impl WorkloadName {
 
 impl Workload {
     pub fn named(name: WorkloadName) -> Workload {
-        let t = |us: f64, share: f64, long: bool| RequestType { service_ns: (us * 1000.0) as u64, share, long, keyed: false };
+        let t = |us: f64, share: f64, long: bool| RequestType {
+            service_ns: (us * 1000.0) as u64,
+            share,
+            long,
+            keyed: false,
+        };
         match name {
-            WorkloadName::High => Workload { name: "high", types: vec![t(1.0, 0.5, false), t(100.0, 0.5, true)], keys: 0 },
+            WorkloadName::High => {
+                Workload { name: "high", types: vec![t(1.0, 0.5, false), t(100.0, 0.5, true)], keys: 0 }
+            }
             WorkloadName::Extreme => {
                 Workload { name: "extreme", types: vec![t(0.5, 0.995, false), t(500.0, 0.005, true)], keys: 0 }
             }
@@ -135,7 +142,11 @@ impl Workload {
             t += rng.exp(mean_gap);
             let kind = self.pick(&mut rng);
             let flow = (rng.next_u64() % flows.max(1) as u64) as u32;
-            let key = if self.types[kind].keyed { key_name((rng.next_u64() % self.keys.max(1) as u64) as u32) } else { Key::default() };
+            let key = if self.types[kind].keyed {
+                key_name((rng.next_u64() % self.keys.max(1) as u64) as u32)
+            } else {
+                Key::default()
+            };
             let worker = (flow as usize) % workers;
             per_worker[worker].push(Request {
                 id,
@@ -183,7 +194,11 @@ mod tests {
                 assert!(r.key.is_empty(), "SCAN carries no key");
             }
         }
-        assert!(seen.len() > 800 && seen.iter().all(|k| k.as_slice() < key_name(LEVELDB_ENTRIES).as_bytes()), "{}", seen.len());
+        assert!(
+            seen.len() > 800 && seen.iter().all(|k| k.as_slice() < key_name(LEVELDB_ENTRIES).as_bytes()),
+            "{}",
+            seen.len()
+        );
     }
 
     #[test]

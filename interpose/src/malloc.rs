@@ -1,8 +1,8 @@
 //! The allocator entry points, with preemption disabled around glibc's (see the module above).
 //! `preempt::disable` is a TLS flag test plus one gs-relative add: cheap enough for every call.
 
-use synergy::preempt;
 use libc::{c_int, c_void, size_t};
+use synergy::preempt;
 
 extern "C" {
     fn __libc_malloc(size: size_t) -> *mut c_void;

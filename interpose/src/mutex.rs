@@ -8,9 +8,9 @@
 //! lock would stall that lock's waiters. Blocking rather than spinning also lets glibc answer
 //! `EDEADLK` for an error-checking mutex the caller already holds.
 
-use synergy::{preempt, sync};
 use libc::{c_int, pthread_mutex_t};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use synergy::{preempt, sync};
 
 type MutexFn = unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int;
 

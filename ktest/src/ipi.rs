@@ -59,7 +59,8 @@ pub fn bad_input() -> Result<(), String> {
     let mut ids = Vec::new();
     for cpu in 0..ncpu as u32 {
         let mut q = ipi::IpiCpuApic { cpu, apic_id: u32::MAX };
-        ioctl(fd, ipi::IOC_CPU_APIC_ID, &mut q as *mut _ as usize).map_err(|e| format!("apic id of CPU {cpu}: errno {e}"))?;
+        ioctl(fd, ipi::IOC_CPU_APIC_ID, &mut q as *mut _ as usize)
+            .map_err(|e| format!("apic id of CPU {cpu}: errno {e}"))?;
         if ids.contains(&q.apic_id) {
             return Err(format!("APIC ID {} reported for two CPUs", q.apic_id));
         }

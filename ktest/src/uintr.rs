@@ -36,24 +36,43 @@ pub fn refusal() -> Result<(), String> {
     expect_err("receiver: kernel handler", recv(0xffff_ffff_8100_0000, 128, 0, 0), libc::EINVAL)?;
     expect_err("receiver: odd stack adjust", recv(handler, 129, 0, 0), libc::EINVAL)?;
     expect_err("receiver: huge stack skip", recv(handler, 1 << 20, 0, 0), libc::EINVAL)?;
-    expect_err("receiver: load mode, kernel RSP", recv(handler, 0xffff_8880_0000_0000, uintr::RECEIVER_STACK_LOAD, 0), libc::EINVAL)?;
-    expect_err("receiver: load mode, misaligned RSP", recv(handler, 0x7fff_0000_0008, uintr::RECEIVER_STACK_LOAD, 0), libc::EINVAL)?;
+    expect_err(
+        "receiver: load mode, kernel RSP",
+        recv(handler, 0xffff_8880_0000_0000, uintr::RECEIVER_STACK_LOAD, 0),
+        libc::EINVAL,
+    )?;
+    expect_err(
+        "receiver: load mode, misaligned RSP",
+        recv(handler, 0x7fff_0000_0008, uintr::RECEIVER_STACK_LOAD, 0),
+        libc::EINVAL,
+    )?;
     expect_err("receiver: argument unmapped", ioctl(fd, uintr::IOC_REGISTER_RECEIVER, 0x10), libc::EFAULT)?;
     if supported {
         // A valid registration succeeds, gets an id, and can be undone exactly once.
         let mut r = uintr::UintrReceiver { handler, stack_adjust: 128, flags: 0, receiver_id: 0 };
-        ioctl(fd, uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize).map_err(|e| format!("receiver: valid: errno {e}"))?;
+        ioctl(fd, uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize)
+            .map_err(|e| format!("receiver: valid: errno {e}"))?;
         if r.receiver_id == 0 {
             return Err("receiver: valid registration returned id 0".into());
         }
         expect_err("receiver: registered twice", recv(handler, 128, 0, 0), libc::EBUSY)?;
         ioctl(fd, uintr::IOC_UNREGISTER_RECEIVER, 0).map_err(|e| format!("unregister receiver: errno {e}"))?;
-        let mut r = uintr::UintrReceiver { handler, stack_adjust: 0x7fff_0000_0000, flags: uintr::RECEIVER_STACK_LOAD, receiver_id: 0 };
-        ioctl(fd, uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize).map_err(|e| format!("receiver: valid load mode: errno {e}"))?;
+        let mut r = uintr::UintrReceiver {
+            handler,
+            stack_adjust: 0x7fff_0000_0000,
+            flags: uintr::RECEIVER_STACK_LOAD,
+            receiver_id: 0,
+        };
+        ioctl(fd, uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize)
+            .map_err(|e| format!("receiver: valid load mode: errno {e}"))?;
         ioctl(fd, uintr::IOC_UNREGISTER_RECEIVER, 0).map_err(|e| format!("unregister receiver: errno {e}"))?;
     } else {
         expect_err("receiver: valid", recv(handler, 128, 0, 0), libc::EOPNOTSUPP)?;
-        expect_err("receiver: valid load mode", recv(handler, 0x7fff_0000_0000, uintr::RECEIVER_STACK_LOAD, 0), libc::EOPNOTSUPP)?;
+        expect_err(
+            "receiver: valid load mode",
+            recv(handler, 0x7fff_0000_0000, uintr::RECEIVER_STACK_LOAD, 0),
+            libc::EOPNOTSUPP,
+        )?;
     }
 
     let send = |receiver_id: u32, vector: u32, uitt_index: u32, flags: u32| {
@@ -96,8 +115,14 @@ unsafe extern "C" fn counting_handler() {
 }
 
 fn register_receiver(fd: i32) -> Result<u32, String> {
-    let mut r = uintr::UintrReceiver { handler: counting_handler as *const () as u64, stack_adjust: 128, flags: 0, receiver_id: 0 };
-    ioctl(fd, uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize).map_err(|e| format!("register receiver: errno {e}"))?;
+    let mut r = uintr::UintrReceiver {
+        handler: counting_handler as *const () as u64,
+        stack_adjust: 128,
+        flags: 0,
+        receiver_id: 0,
+    };
+    ioctl(fd, uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize)
+        .map_err(|e| format!("register receiver: errno {e}"))?;
     Ok(r.receiver_id)
 }
 

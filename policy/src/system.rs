@@ -139,7 +139,9 @@ impl SchedPolicy {
             },
             SchedPolicy::Cfcfs => base,
             SchedPolicy::Dfcfs => Spec { arrival: Arrival::PerWorker, ..base },
-            SchedPolicy::Shinjuku => Spec { preemptible: Preemptible::Every, fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS), ..base },
+            SchedPolicy::Shinjuku => {
+                Spec { preemptible: Preemptible::Every, fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS), ..base }
+            }
             SchedPolicy::Concord => Spec {
                 preemptible: Preemptible::Every,
                 fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS),
@@ -199,10 +201,16 @@ mod tests {
         }
         assert_eq!(SchedPolicy::named("linux"), None);
         let s = SchedPolicy::Synergy.spec();
-        assert_eq!((s.arrival, s.steal, s.preemptible, s.requeue), (Arrival::PerWorker, true, Preemptible::MarkedLong, Requeue::WaitQueue));
+        assert_eq!(
+            (s.arrival, s.steal, s.preemptible, s.requeue),
+            (Arrival::PerWorker, true, Preemptible::MarkedLong, Requeue::WaitQueue)
+        );
         assert_eq!(s.quantum_ns(1_000, 2.0), 2_000, "adaptive: factor × EMA");
         let sj = SchedPolicy::Shinjuku.spec();
-        assert_eq!((sj.arrival, sj.preemptible, sj.requeue, sj.quantum_ns(1_000, 2.0)), (Arrival::Central, Preemptible::Every, Requeue::CentralTail, 5_000));
+        assert_eq!(
+            (sj.arrival, sj.preemptible, sj.requeue, sj.quantum_ns(1_000, 2.0)),
+            (Arrival::Central, Preemptible::Every, Requeue::CentralTail, 5_000)
+        );
         assert_eq!(SchedPolicy::Concord.spec().local_bound, 2);
         let tq = SchedPolicy::Tq.spec();
         assert_eq!((tq.arrival, tq.requeue, tq.quantum_ns(0, 2.0)), (Arrival::ShortestQueue, Requeue::OwnTail, 2_000));

@@ -98,10 +98,9 @@ impl Config {
         if self.workers == 0 || self.workers > MAX_WORKERS {
             return err(format!("workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
         }
-        for (name, v) in [
-            ("quantum_factor", self.quantum_factor),
-            ("congested_quantum_factor", self.congested_quantum_factor),
-        ] {
+        for (name, v) in
+            [("quantum_factor", self.quantum_factor), ("congested_quantum_factor", self.congested_quantum_factor)]
+        {
             if !v.is_finite() || v <= 0.0 || v > 1e6 {
                 return err(format!("{name} must be a positive number (at most 1e6), got {v}"));
             }
@@ -147,11 +146,7 @@ impl Config {
         let worker_cores = match &self.worker_cores {
             Some(cores) => {
                 if cores.len() != self.workers {
-                    return err(format!(
-                        "worker_cores lists {} CPUs but workers = {}",
-                        cores.len(),
-                        self.workers
-                    ));
+                    return err(format!("worker_cores lists {} CPUs but workers = {}", cores.len(), self.workers));
                 }
                 for (i, &c) in cores.iter().enumerate() {
                     check_cpu("worker", c)?;
@@ -217,7 +212,10 @@ mod tests {
             (Config { congested_quantum_factor: f64::NAN, ..Config::default() }, "congested_quantum_factor"),
             (Config { stack_kib: 4, ..Config::default() }, "stack_kib"),
             (Config { policy: SchedPolicy::Darc, ..Config::default() }, "policy darc"),
-            (Config { policy: SchedPolicy::Darc, workers: 2, darc_reserved_workers: 2, ..Config::default() }, "darc_reserved_workers"),
+            (
+                Config { policy: SchedPolicy::Darc, workers: 2, darc_reserved_workers: 2, ..Config::default() },
+                "darc_reserved_workers",
+            ),
             (Config { max_green_threads: 1, ..Config::default() }, "max_green_threads"),
             (Config { rx_capacity: 3, ..Config::default() }, "rx_capacity"),
             (Config { timer_core: Some(7), ..Config::default() }, "timer core CPU 7"),

@@ -156,7 +156,9 @@ pub fn disable_raw() {
 pub fn enable_raw_reached_zero() -> bool {
     let zero: u8;
     // SAFETY: as in `disable_raw`.
-    unsafe { asm!("sub dword ptr gs:[{o}], 1", "setz {z}", o = const OFF_DISABLE, z = out(reg_byte) zero, options(nostack)) };
+    unsafe {
+        asm!("sub dword ptr gs:[{o}], 1", "setz {z}", o = const OFF_DISABLE, z = out(reg_byte) zero, options(nostack))
+    };
     zero != 0
 }
 
@@ -164,7 +166,9 @@ pub fn enable_raw_reached_zero() -> bool {
 pub fn pending_raw() -> bool {
     let p: u8;
     // SAFETY: reads this worker's pending flag.
-    unsafe { asm!("mov {p}, byte ptr gs:[{o}]", o = const OFF_PENDING, p = out(reg_byte) p, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        asm!("mov {p}, byte ptr gs:[{o}]", o = const OFF_PENDING, p = out(reg_byte) p, options(nostack, readonly, preserves_flags))
+    };
     p != 0
 }
 
@@ -172,6 +176,8 @@ pub fn pending_raw() -> bool {
 pub fn disable_depth() -> u32 {
     let d: u32;
     // SAFETY: reads this worker's counter with one instruction.
-    unsafe { asm!("mov {d:e}, dword ptr gs:[{o}]", o = const OFF_DISABLE, d = out(reg) d, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        asm!("mov {d:e}, dword ptr gs:[{o}]", o = const OFF_DISABLE, d = out(reg) d, options(nostack, readonly, preserves_flags))
+    };
     d
 }

@@ -65,14 +65,23 @@ impl Runtime {
     /// [`Runtime::interrupt_worker`]. For the interrupt-path microbenchmark, whose sender plays
     /// the timer core's part.
     #[doc(hidden)]
-    pub fn start_without_timer_core<H>(config: &Config, transport: Arc<dyn Transport>, handler: H) -> Result<Runtime, StartError>
+    pub fn start_without_timer_core<H>(
+        config: &Config,
+        transport: Arc<dyn Transport>,
+        handler: H,
+    ) -> Result<Runtime, StartError>
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
         Self::start_with(config, transport, handler, false)
     }
 
-    fn start_with<H>(config: &Config, transport: Arc<dyn Transport>, handler: H, timer_core: bool) -> Result<Runtime, StartError>
+    fn start_with<H>(
+        config: &Config,
+        transport: Arc<dyn Transport>,
+        handler: H,
+        timer_core: bool,
+    ) -> Result<Runtime, StartError>
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
@@ -84,7 +93,8 @@ impl Runtime {
         if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
             return Err(StartError::Allocator);
         }
-        let preempter: Arc<dyn Preempter> = Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);
+        let preempter: Arc<dyn Preempter> =
+            Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);
         let shared = Arc::new(Shared {
             workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
             wait_queue: Ring::with_capacity(config.max_green_threads),

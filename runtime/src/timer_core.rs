@@ -52,7 +52,8 @@ pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<Atomic
             match decide(now, deadline, queued, quantum) {
                 TimerDecision::Preempt { next_deadline } => {
                     // Only if the worker has not disarmed/re-armed meanwhile (a new request).
-                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                    {
                         let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
                         match shared.preempter.preempt(target) {
                             Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),
@@ -61,7 +62,8 @@ pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<Atomic
                     }
                 }
                 TimerDecision::Renew { next_deadline } => {
-                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                    {
                         stats.renewals.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -49,7 +49,8 @@ fn requests() -> u64 {
 fn run(cfg: Config, requests: u64) {
     let _serial = common::serial();
     let workers = cfg.workers;
-    let shards: Arc<Vec<Mutex<HashMap<u64, u64>>>> = Arc::new((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect());
+    let shards: Arc<Vec<Mutex<HashMap<u64, u64>>>> =
+        Arc::new((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect());
     let log = Arc::new(Mutex::new(Vec::new()));
     let transport = Arc::new(ChannelTransport::new(workers, 8192, 1 << 16));
     let (s, l) = (shards.clone(), log.clone());

@@ -118,18 +118,31 @@ fn deep_requests_survive_interrupts_with_exact_results() {
     let t = &stats.total;
     eprintln!(
         "deep stacks: {} requests, {} preemptions, {} interrupts too deep to preempt, {} ignored",
-        replies.len(), t.preemptions, t.preempt_skipped, t.interrupts_ignored
+        replies.len(),
+        t.preemptions,
+        t.preempt_skipped,
+        t.interrupts_ignored
     );
     assert_eq!(replies.len() as u64, next_id, "every request answered: {t:?}");
     let mut seen = vec![false; next_id as usize];
     for r in &replies {
         assert!(!std::mem::replace(&mut seen[r.id as usize], true), "request {} answered twice", r.id);
         let deepest = depths[r.id as usize].load(Ordering::Relaxed);
-        assert_eq!(r.value, expected(seed_of(r.id), deepest), "request {} (depth {deepest}, {} preemptions)", r.id, r.preemptions);
+        assert_eq!(
+            r.value,
+            expected(seed_of(r.id), deepest),
+            "request {} (depth {deepest}, {} preemptions)",
+            r.id,
+            r.preemptions
+        );
     }
     // The deepest requests really were deep: levels of at most 1 KiB (a 512-byte array and the
     // call's own words) down to 2 KiB of headroom, below the ~2 KiB the request starts at.
-    let deepest = (0..next_id).filter(|id| id % HEADROOM_KIB.len() as u64 == 5).map(|id| depths[id as usize].load(Ordering::Relaxed)).min().unwrap();
+    let deepest = (0..next_id)
+        .filter(|id| id % HEADROOM_KIB.len() as u64 == 5)
+        .map(|id| depths[id as usize].load(Ordering::Relaxed))
+        .min()
+        .unwrap();
     eprintln!("deep stacks: the 2 KiB-headroom requests recursed {deepest} levels");
     assert!(deepest as usize >= STACK_KIB - 2 - 4, "recursion reached level {deepest} only");
     assert!(t.preemptions >= MIN_PREEMPTIONS && t.preempt_skipped >= MIN_DEEP_INTERRUPTS, "{t:?}");

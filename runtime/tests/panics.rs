@@ -83,7 +83,13 @@ impl Checker {
             self.panicked_after_preemption += (r.preemptions > 0) as u64;
         } else {
             assert_eq!(r.status, 0, "request {} did not panic: {r:?}", r.id);
-            assert_eq!(r.value, checksum(r.id, chunks), "request {} checksum after {} preemptions", r.id, r.preemptions);
+            assert_eq!(
+                r.value,
+                checksum(r.id, chunks),
+                "request {} checksum after {} preemptions",
+                r.id,
+                r.preemptions
+            );
         }
     }
 }

@@ -5,13 +5,13 @@
 
 mod common;
 
+use common::{spin_handler as handler, LONG, SHORT};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use synergy_policy::system::{Preemptible, SchedPolicy};
 use synergy::transport::channel::ChannelTransport;
-use common::{spin_handler as handler, LONG, SHORT};
 use synergy::{Config, Request, Runtime};
+use synergy_policy::system::{Preemptible, SchedPolicy};
 
 fn config(policy: SchedPolicy) -> Config {
     let mut c = Config { policy, ..common::one_worker() };
@@ -38,11 +38,14 @@ fn every_policy_answers_every_request_exactly_once() {
         let _serial = common::serial();
         let cfg = config(policy);
         let transport = Arc::new(ChannelTransport::new(cfg.workers, 1024, 1024));
-        let rt = Runtime::start(&cfg, transport.clone(), handler(Arc::new(AtomicBool::new(false)))).expect("runtime starts");
+        let rt =
+            Runtime::start(&cfg, transport.clone(), handler(Arc::new(AtomicBool::new(false)))).expect("runtime starts");
         let n = 400u64;
         for id in 0..n {
             let (kind, service_ns) = if id % 10 == 0 { (LONG, 200_000) } else { (SHORT, 1_000) };
-            transport.submit((id as usize) % cfg.workers, Request { id, kind, service_ns, ..Request::default() }).unwrap();
+            transport
+                .submit((id as usize) % cfg.workers, Request { id, kind, service_ns, ..Request::default() })
+                .unwrap();
         }
         transport.close();
         let stats = rt.shutdown();
@@ -53,7 +56,10 @@ fn every_policy_answers_every_request_exactly_once() {
         let preempting = policy.spec().preemptible != Preemptible::Never;
         if preempting {
             assert!(stats.total.preemptions > 0, "{policy:?} preempts long requests with work waiting: {stats:?}");
-            assert_eq!(stats.total.resumes, stats.total.preemptions, "{policy:?}: every preempted request resumed once");
+            assert_eq!(
+                stats.total.resumes, stats.total.preemptions,
+                "{policy:?}: every preempted request resumed once"
+            );
         } else {
             assert_eq!(stats.total.preemptions, 0, "{policy:?} runs to completion: {stats:?}");
         }

@@ -3,11 +3,11 @@
 
 mod common;
 
+use common::{LONG, SHORT};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use synergy::transport::channel::ChannelTransport;
-use common::{LONG, SHORT};
 use synergy::{PreemptMode, Reply, Request, Runtime};
 
 fn run(mode: PreemptMode) -> (Vec<Reply>, synergy::stats::RunStats) {
@@ -16,7 +16,8 @@ fn run(mode: PreemptMode) -> (Vec<Reply>, synergy::stats::RunStats) {
     cfg.preempt = mode;
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
     let long_started = Arc::new(AtomicBool::new(false));
-    let rt = Runtime::start(&cfg, transport.clone(), common::spin_handler(long_started.clone())).expect("runtime starts");
+    let rt =
+        Runtime::start(&cfg, transport.clone(), common::spin_handler(long_started.clone())).expect("runtime starts");
     transport.submit(0, Request { id: 1, kind: LONG, service_ns: 300_000_000, ..Default::default() }).unwrap();
     common::wait_until("long request started", Duration::from_secs(10), || long_started.load(Ordering::Acquire));
     transport.submit(0, Request { id: 2, kind: SHORT, service_ns: 1_000, ..Default::default() }).unwrap();

@@ -38,10 +38,8 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, max_requests: 
     let _serial = common::serial();
     let workers = cfg.workers;
     let transport = Arc::new(ChannelTransport::new(workers, 4096, 1 << 16));
-    let ledger = Arc::new(Ledger {
-        state: (0..max_requests).map(|_| AtomicU8::new(0)).collect(),
-        migrated: AtomicU64::new(0),
-    });
+    let ledger =
+        Arc::new(Ledger { state: (0..max_requests).map(|_| AtomicU8::new(0)).collect(), migrated: AtomicU64::new(0) });
     let l = ledger.clone();
     let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
         let was = l.state[req.id as usize].swap(1, Ordering::AcqRel);
@@ -94,7 +92,13 @@ fn check_exact(o: &Outcome, iters: u32) {
     for r in &o.replies {
         assert!(!seen[r.id as usize], "request {} answered twice", r.id);
         seen[r.id as usize] = true;
-        assert_eq!(r.value, expected(r.id, iters), "request {} computed a wrong checksum after {} preemptions", r.id, r.preemptions);
+        assert_eq!(
+            r.value,
+            expected(r.id, iters),
+            "request {} computed a wrong checksum after {} preemptions",
+            r.id,
+            r.preemptions
+        );
     }
     for (id, s) in o.ledger.state.iter().take(o.submitted as usize).enumerate() {
         assert_eq!(s.load(Ordering::Acquire), 2, "request {id} did not finish exactly once");
@@ -107,7 +111,8 @@ fn check_exact(o: &Outcome, iters: u32) {
 
 #[test]
 fn a_million_preemptions_with_exact_checksums() {
-    let target: u64 = std::env::var("SYNERGY_STRESS_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let target: u64 =
+        std::env::var("SYNERGY_STRESS_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let iters = 400; // a few µs of work per request: several quanta
     let mut cfg = common::one_worker();
     cfg.thresh_wqd_us = 20; // also exercise the congested wait queue (check_wait_queue + factor)
@@ -138,7 +143,10 @@ fn preempted_threads_migrate_between_workers_intact() {
     check_exact(&o, iters);
     let t = &o.stats.total;
     let migrated = o.ledger.migrated.load(Ordering::Relaxed);
-    eprintln!("migration: {} preemptions, {migrated} requests finished on another worker, {} requests", t.preemptions, o.submitted);
+    eprintln!(
+        "migration: {} preemptions, {migrated} requests finished on another worker, {} requests",
+        t.preemptions, o.submitted
+    );
     assert!(t.preemptions >= 200, "{t:?}");
     assert!(migrated >= 20, "preempted requests resumed on the other worker: {migrated}, {t:?}");
 }

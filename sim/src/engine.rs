@@ -3,9 +3,9 @@
 
 use super::policy::{Policy, QuantumEnd};
 use super::{Overheads, SimClass, SimRequest, SimResult};
-use synergy_eval::report::percentile;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use synergy_eval::report::percentile;
 
 /// What the policy may use of the simulated machine.
 pub struct Ctx {
@@ -48,7 +48,13 @@ enum Event {
     SliceEnd(usize),
 }
 
-pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, overheads: Overheads, classes: &[u64]) -> SimResult {
+pub fn run(
+    policy: &mut dyn Policy,
+    requests: &[SimRequest],
+    workers: usize,
+    overheads: Overheads,
+    classes: &[u64],
+) -> SimResult {
     let mut ctx = Ctx { now: 0, workers, overheads, dispatcher_free_at: 0, steals: 0 };
     let mut heap: BinaryHeap<Reverse<(u64, u64, Event)>> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -112,7 +118,8 @@ pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, ove
     }
 
     let completed = done.iter().filter(|d| **d).count();
-    let waits: Vec<f64> = (0..requests.len()).filter(|&i| done[i]).map(|i| (first_start[i] - requests[i].arrival_ns) as f64).collect();
+    let waits: Vec<f64> =
+        (0..requests.len()).filter(|&i| done[i]).map(|i| (first_start[i] - requests[i].arrival_ns) as f64).collect();
     let mut slow: Vec<u64> = (0..requests.len())
         .filter(|&i| done[i])
         .map(|i| (latency[i] as f64 / requests[i].service_ns.max(1) as f64 * 1000.0) as u64)
@@ -122,7 +129,8 @@ pub fn run(policy: &mut dyn Policy, requests: &[SimRequest], workers: usize, ove
         .iter()
         .enumerate()
         .map(|(c, &service_ns)| {
-            let mut l: Vec<u64> = (0..requests.len()).filter(|&i| done[i] && requests[i].class == c).map(|i| latency[i]).collect();
+            let mut l: Vec<u64> =
+                (0..requests.len()).filter(|&i| done[i] && requests[i].class == c).map(|i| latency[i]).collect();
             l.sort_unstable();
             let p999 = percentile(&l, 99.9);
             SimClass {

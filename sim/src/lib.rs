@@ -13,9 +13,9 @@ pub mod engine;
 pub mod policy;
 pub mod sweep;
 
-use synergy_policy::system;
-use synergy_eval::workload::Workload;
 use serde::Serialize;
+use synergy_eval::workload::Workload;
+use synergy_policy::system;
 
 /// Costs the simulator charges, in ns.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -102,7 +102,13 @@ pub fn arrivals(workload: &Workload, rps: f64, count: usize, workers: usize, flo
 /// The policies by name, with the thesis's parameters (Shinjuku/Concord 5 µs, TQ 2 µs quanta;
 /// Synergy's QUANTUM_FACTOR and STEAL_THRESHOLD as given; DARC reserving enough workers for the
 /// short requests' share of the work, at least one).
-pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_factor: f64, steal_threshold: usize) -> Option<Box<dyn policy::Policy>> {
+pub fn policy_named(
+    name: &str,
+    workers: usize,
+    workload: &Workload,
+    quantum_factor: f64,
+    steal_threshold: usize,
+) -> Option<Box<dyn policy::Policy>> {
     let short_ema = workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum::<f64>()
         / workload.types.iter().filter(|t| !t.long).map(|t| t.share).sum::<f64>().max(1e-9);
     Some(match name {
@@ -112,7 +118,8 @@ pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_fac
         "concord" => Box::new(policy::Central::concord(workers, system::SHINJUKU_QUANTUM_NS)),
         "tq" => Box::new(policy::TinyQuanta::new(workers, system::TQ_QUANTUM_NS)),
         "darc" => {
-            let short_work: f64 = workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum();
+            let short_work: f64 =
+                workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum();
             Box::new(policy::Darc::new(system::darc_reserved(workers, short_work / workload.mean_service_ns())))
         }
         "synergy" => Box::new(policy::Synergy::new(workers, quantum_factor, steal_threshold, short_ema)),
@@ -120,8 +127,15 @@ pub fn policy_named(name: &str, workers: usize, workload: &Workload, quantum_fac
             let k = SynergyKnobs::parse(other, quantum_factor)?;
             let congested = if k.thresh_wqd_us == 0 { k.quantum_factor } else { k.congested_factor };
             Box::new(
-                policy::Synergy::with_components(other, policy::Components::ALL, workers, k.quantum_factor, steal_threshold, short_ema)
-                    .with_congestion(k.quantum_factor, congested, k.thresh_wqd_us * 1000),
+                policy::Synergy::with_components(
+                    other,
+                    policy::Components::ALL,
+                    workers,
+                    k.quantum_factor,
+                    steal_threshold,
+                    short_ema,
+                )
+                .with_congestion(k.quantum_factor, congested, k.thresh_wqd_us * 1000),
             )
         }
         other => {
@@ -164,7 +178,10 @@ impl SynergyKnobs {
             match tag {
                 "q" => k.quantum_factor = value.parse().ok().filter(|v: &f64| *v > 0.0 && v.is_finite())?,
                 "d" => (k.thresh_wqd_us, saw_d) = (value.parse().ok()?, true),
-                "f" => (k.congested_factor, saw_f) = (value.parse().ok().filter(|v: &f64| *v >= 0.0 && v.is_finite())?, true),
+                "f" => {
+                    (k.congested_factor, saw_f) =
+                        (value.parse().ok().filter(|v: &f64| *v >= 0.0 && v.is_finite())?, true)
+                }
                 "p" => k.preempt_ns = Some(value.parse().ok().filter(|v: &u64| *v <= 1_000_000)?),
                 _ => return None,
             }
@@ -183,7 +200,16 @@ pub const DEFAULT_FLOWS: u32 = 1 << 16;
 /// One simulation: `count` requests of `workload` at `rps` over `flows` flows on `workers` under
 /// `policy`.
 #[allow(clippy::too_many_arguments)]
-pub fn simulate(policy: &mut dyn policy::Policy, workload: &Workload, rps: f64, count: usize, workers: usize, flows: u32, overheads: Overheads, seed: u64) -> SimResult {
+pub fn simulate(
+    policy: &mut dyn policy::Policy,
+    workload: &Workload,
+    rps: f64,
+    count: usize,
+    workers: usize,
+    flows: u32,
+    overheads: Overheads,
+    seed: u64,
+) -> SimResult {
     let reqs = arrivals(workload, rps, count, workers, flows, seed);
     let classes: Vec<u64> = workload.types.iter().map(|t| t.service_ns).collect();
     let mut r = engine::run(policy, &reqs, workers, overheads, &classes);
@@ -200,13 +226,28 @@ mod tests {
 
     #[test]
     fn knob_names_parse_like_the_thesis_figure() {
-        let k = |q, d, f| Some(SynergyKnobs { quantum_factor: q, thresh_wqd_us: d, congested_factor: f, preempt_ns: None });
+        let k =
+            |q, d, f| Some(SynergyKnobs { quantum_factor: q, thresh_wqd_us: d, congested_factor: f, preempt_ns: None });
         assert_eq!(SynergyKnobs::parse("synergy-d10-f5", 2.0), k(2.0, 10, 5.0));
         assert_eq!(SynergyKnobs::parse("synergy-d0-f0", 2.0), k(2.0, 0, 0.0));
         assert_eq!(SynergyKnobs::parse("synergy-q8", 2.0), k(8.0, 0, 0.0));
         assert_eq!(SynergyKnobs::parse("synergy-q1.5-d15-f20", 2.0), k(1.5, 15, 20.0));
         assert_eq!(SynergyKnobs::parse("synergy-p2075", 2.0).unwrap().preempt_ns, Some(2075));
-        for bad in ["synergy", "synergy-", "synergy-d10", "synergy-f5", "synergy-d10-f0", "synergy-q0", "synergy-x1", "synergy-d-1-f2", "synergy-qnan", "shinjuku-d1-f1", "synergy-p", "synergy-p-5", "synergy-p2000000"] {
+        for bad in [
+            "synergy",
+            "synergy-",
+            "synergy-d10",
+            "synergy-f5",
+            "synergy-d10-f0",
+            "synergy-q0",
+            "synergy-x1",
+            "synergy-d-1-f2",
+            "synergy-qnan",
+            "shinjuku-d1-f1",
+            "synergy-p",
+            "synergy-p-5",
+            "synergy-p2000000",
+        ] {
             assert_eq!(SynergyKnobs::parse(bad, 2.0), None, "{bad}");
         }
         assert!(is_policy("synergy-d15-f20") && !is_policy("synergy-d15"));
@@ -220,18 +261,45 @@ mod tests {
         let rps = 0.9 * w.capacity_rps(14);
         let run = |name: &str| {
             let mut p = policy_named(name, 14, &w, 2.0, 1).unwrap();
-            simulate(p.as_mut(), &w, rps, 200_000, 14, DEFAULT_FLOWS, Overheads { dispatch_ns: 50, preempt_ns: 828, switch_ns: 50, steal_ns: 100 }, 1)
+            simulate(
+                p.as_mut(),
+                &w,
+                rps,
+                200_000,
+                14,
+                DEFAULT_FLOWS,
+                Overheads { dispatch_ns: 50, preempt_ns: 828, switch_ns: 50, steal_ns: 100 },
+                1,
+            )
         };
         let (best_effort, congested) = (run("synergy-d0-f0"), run("synergy-d10-f10"));
         let p999 = |r: &SimResult, class: usize| r.classes[class].p999_ns;
-        assert!(p999(&congested, 1) < p999(&best_effort, 1), "long p99.9: d10-f10 {} vs d0-f0 {}", p999(&congested, 1), p999(&best_effort, 1));
+        assert!(
+            p999(&congested, 1) < p999(&best_effort, 1),
+            "long p99.9: d10-f10 {} vs d0-f0 {}",
+            p999(&congested, 1),
+            p999(&best_effort, 1)
+        );
         // ... paid for by the short requests, which wait behind the resumed long ones.
-        assert!(p999(&congested, 0) > p999(&best_effort, 0), "short p99.9: d10-f10 {} vs d0-f0 {}", p999(&congested, 0), p999(&best_effort, 0));
+        assert!(
+            p999(&congested, 0) > p999(&best_effort, 0),
+            "short p99.9: d10-f10 {} vs d0-f0 {}",
+            p999(&congested, 0),
+            p999(&best_effort, 0)
+        );
         assert_eq!(congested.policy, "synergy-d10-f10");
     }
 
     fn req(id: usize, at_us: u64, service_us: u64, long: bool, home: usize) -> SimRequest {
-        SimRequest { id, class: usize::from(long), arrival_ns: at_us * 1000, service_ns: service_us * 1000, remaining_ns: service_us * 1000, long, home }
+        SimRequest {
+            id,
+            class: usize::from(long),
+            arrival_ns: at_us * 1000,
+            service_ns: service_us * 1000,
+            remaining_ns: service_us * 1000,
+            long,
+            home,
+        }
     }
 
     fn latencies_us(p: &mut dyn Policy, reqs: &[SimRequest], workers: usize) -> Vec<f64> {
@@ -296,7 +364,11 @@ mod tests {
         // requests already there; with it, new arrivals go first.
         // Long 0–5 µs, preempted at 5 (short 1 waiting); short 2 arrives at 6.
         let trace = vec![req(0, 0, 10, true, 0), req(1, 1, 1, false, 0), req(2, 6, 1, false, 0)];
-        assert_eq!(latencies_us(&mut mk("rss-ci", 1), &trace, 1), vec![11.0, 5.0, 6.0], "short 2 waits behind the long one");
+        assert_eq!(
+            latencies_us(&mut mk("rss-ci", 1), &trace, 1),
+            vec![11.0, 5.0, 6.0],
+            "short 2 waits behind the long one"
+        );
         assert_eq!(latencies_us(&mut mk("rss-ci+ws+wq", 1), &trace, 1), vec![12.0, 5.0, 1.0], "short 2 goes first");
         // Stealing is what the `ws` component adds.
         let three = vec![req(0, 0, 10, false, 0), req(1, 0, 10, false, 0), req(2, 0, 10, false, 0)];
@@ -367,7 +439,12 @@ mod tests {
         let rd = simulate(d.as_mut(), &w, rps, 50_000, 14, 8, Overheads::ZERO, 2);
         let rs = simulate(s.as_mut(), &w, rps, 50_000, 14, 8, Overheads::ZERO, 2);
         assert!(rs.steals > 0);
-        assert!(rs.mean_wait_ns * 5.0 < rd.mean_wait_ns, "synergy {} ns vs d-FCFS {} ns", rs.mean_wait_ns, rd.mean_wait_ns);
+        assert!(
+            rs.mean_wait_ns * 5.0 < rd.mean_wait_ns,
+            "synergy {} ns vs d-FCFS {} ns",
+            rs.mean_wait_ns,
+            rd.mean_wait_ns
+        );
     }
 
     #[test]
@@ -383,7 +460,12 @@ mod tests {
         };
         let (off, on) = (run(0), run(20_000));
         assert_eq!((off.completed, on.completed), (30_000, 30_000));
-        assert!(on.classes[1].p999_ns < off.classes[1].p999_ns, "long p99.9: {} with congestion control vs {} without", on.classes[1].p999_ns, off.classes[1].p999_ns);
+        assert!(
+            on.classes[1].p999_ns < off.classes[1].p999_ns,
+            "long p99.9: {} with congestion control vs {} without",
+            on.classes[1].p999_ns,
+            off.classes[1].p999_ns
+        );
     }
 
     #[test]
@@ -393,11 +475,24 @@ mod tests {
         for name in POLICIES {
             let run = || {
                 let mut p = policy_named(name, 4, &w, 2.0, 1).unwrap();
-                simulate(p.as_mut(), &w, rps, 20_000, 4, DEFAULT_FLOWS, Overheads { dispatch_ns: 100, preempt_ns: 500, switch_ns: 50, steal_ns: 100 }, 9)
+                simulate(
+                    p.as_mut(),
+                    &w,
+                    rps,
+                    20_000,
+                    4,
+                    DEFAULT_FLOWS,
+                    Overheads { dispatch_ns: 100, preempt_ns: 500, switch_ns: 50, steal_ns: 100 },
+                    9,
+                )
             };
             let (a, b) = (run(), run());
             assert_eq!(a.completed, 20_000, "{name}: every request completes");
-            assert_eq!((a.overall_slowdown_p999, a.preemptions, a.mean_wait_ns), (b.overall_slowdown_p999, b.preemptions, b.mean_wait_ns), "{name}");
+            assert_eq!(
+                (a.overall_slowdown_p999, a.preemptions, a.mean_wait_ns),
+                (b.overall_slowdown_p999, b.preemptions, b.mean_wait_ns),
+                "{name}"
+            );
         }
     }
 }

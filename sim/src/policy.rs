@@ -20,11 +20,11 @@
 
 use super::engine::{Ctx, Pick};
 use super::SimRequest;
-use synergy_policy::quantum::{quantum_ns, ShortEma};
-use synergy_policy::system;
-use synergy_policy::selection::{select, Selected, WorkerQueues};
-use synergy_policy::timer::QuantumControl;
 use std::collections::VecDeque;
+use synergy_policy::quantum::{quantum_ns, ShortEma};
+use synergy_policy::selection::{select, Selected, WorkerQueues};
+use synergy_policy::system;
+use synergy_policy::timer::QuantumControl;
 
 pub enum QuantumEnd {
     Preempt,
@@ -108,7 +108,13 @@ impl Central {
         Central { name: "shinjuku", q: VecDeque::new(), local: Vec::new(), local_bound: 0, quantum_ns }
     }
     pub fn concord(workers: usize, quantum_ns: u64) -> Central {
-        Central { name: "concord", q: VecDeque::new(), local: vec![VecDeque::new(); workers], local_bound: system::CONCORD_LOCAL_BOUND, quantum_ns }
+        Central {
+            name: "concord",
+            q: VecDeque::new(),
+            local: vec![VecDeque::new(); workers],
+            local_bound: system::CONCORD_LOCAL_BOUND,
+            quantum_ns,
+        }
     }
     fn waiting_for(&self, w: usize) -> bool {
         !self.q.is_empty() || self.local.get(w).is_some_and(|l| !l.is_empty())
@@ -119,7 +125,13 @@ impl Central {
             return;
         }
         while !self.q.is_empty() {
-            let (w, len) = self.local.iter().enumerate().map(|(i, l)| (i, l.len())).min_by_key(|&(i, l)| (l, i)).unwrap_or((0, usize::MAX));
+            let (w, len) = self
+                .local
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i, l.len()))
+                .min_by_key(|&(i, l)| (l, i))
+                .unwrap_or((0, usize::MAX));
             if system::jbsq_room(len, self.local_bound) == 0 {
                 break;
             }
@@ -151,7 +163,11 @@ impl Policy for Central {
         Some(pick(item, Some(self.quantum_ns), overhead))
     }
     fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
-        if self.waiting_for(w) { QuantumEnd::Preempt } else { QuantumEnd::Continue(self.quantum_ns) }
+        if self.waiting_for(w) {
+            QuantumEnd::Preempt
+        } else {
+            QuantumEnd::Continue(self.quantum_ns)
+        }
     }
     fn preempted(&mut self, _w: usize, r: SimRequest, ctx: &mut Ctx) {
         let ready_at = if self.local_bound == 0 { ctx.dispatch() } else { ctx.now };
@@ -178,7 +194,8 @@ impl Policy for TinyQuanta {
         "tq".into()
     }
     fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
-        let w = system::shortest_queue((0..self.local.len()).map(|i| self.local[i].len() + usize::from(self.busy[i]))).unwrap_or(0);
+        let w = system::shortest_queue((0..self.local.len()).map(|i| self.local[i].len() + usize::from(self.busy[i])))
+            .unwrap_or(0);
         self.local[w].push_back(r);
     }
     fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
@@ -189,7 +206,11 @@ impl Policy for TinyQuanta {
         Some(Pick { req, quantum: Some(self.quantum_ns), overhead_ns: overhead, ready_at: ctx.now })
     }
     fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
-        if self.local[w].is_empty() { QuantumEnd::Continue(self.quantum_ns) } else { QuantumEnd::Preempt }
+        if self.local[w].is_empty() {
+            QuantumEnd::Continue(self.quantum_ns)
+        } else {
+            QuantumEnd::Preempt
+        }
     }
     fn preempted(&mut self, w: usize, r: SimRequest, _ctx: &mut Ctx) {
         self.busy[w] = false;
@@ -219,7 +240,11 @@ impl Policy for Darc {
     }
     fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx) {
         let ready_at = ctx.dispatch();
-        if r.long { self.long.push_back(Queued { req: r, ready_at }) } else { self.short.push_back(Queued { req: r, ready_at }) }
+        if r.long {
+            self.long.push_back(Queued { req: r, ready_at })
+        } else {
+            self.short.push_back(Queued { req: r, ready_at })
+        }
     }
     fn next(&mut self, w: usize, _ctx: &mut Ctx) -> Option<Pick> {
         if let Some(q) = self.short.pop_front() {
@@ -247,11 +272,13 @@ pub struct Components {
 }
 
 impl Components {
-    pub const ALL: Components = Components { work_stealing: true, wait_queue: true, conditional: true, adaptive_quantum: true };
+    pub const ALL: Components =
+        Components { work_stealing: true, wait_queue: true, conditional: true, adaptive_quantum: true };
 
     /// The ablation's configurations in the thesis's order, by name.
     pub fn ablation() -> [(&'static str, Components); 5] {
-        let c = |ws, wq, cp, qa| Components { work_stealing: ws, wait_queue: wq, conditional: cp, adaptive_quantum: qa };
+        let c =
+            |ws, wq, cp, qa| Components { work_stealing: ws, wait_queue: wq, conditional: cp, adaptive_quantum: qa };
         [
             ("rss-ci", c(false, false, false, false)),
             ("rss-ci+ws", c(true, false, false, false)),
@@ -304,7 +331,11 @@ impl WorkerQueues for SimQueues<'_> {
         Some(r)
     }
     fn peer_len(&self, victim: usize) -> usize {
-        if self.s.parts.work_stealing { self.s.local[victim].len() } else { 0 }
+        if self.s.parts.work_stealing {
+            self.s.local[victim].len()
+        } else {
+            0
+        }
     }
     fn steal(&mut self, victim: usize, count: usize) -> Option<SimRequest> {
         // The oldest `count` requests move; the first runs, the rest join our queue.
@@ -321,7 +352,14 @@ impl Synergy {
         Synergy::with_components("synergy", Components::ALL, workers, quantum_factor, steal_threshold, initial_ema_ns)
     }
 
-    pub fn with_components(name: &str, parts: Components, workers: usize, quantum_factor: f64, steal_threshold: usize, initial_ema_ns: f64) -> Synergy {
+    pub fn with_components(
+        name: &str,
+        parts: Components,
+        workers: usize,
+        quantum_factor: f64,
+        steal_threshold: usize,
+        initial_ema_ns: f64,
+    ) -> Synergy {
         Synergy {
             name: name.into(),
             parts,
@@ -385,7 +423,11 @@ impl Policy for Synergy {
     }
     fn quantum_end(&mut self, w: usize, _r: &SimRequest, ctx: &mut Ctx) -> QuantumEnd {
         self.tick(ctx.now);
-        if self.parts.conditional && self.local[w].is_empty() { QuantumEnd::Continue(self.quantum(w)) } else { QuantumEnd::Preempt }
+        if self.parts.conditional && self.local[w].is_empty() {
+            QuantumEnd::Continue(self.quantum(w))
+        } else {
+            QuantumEnd::Preempt
+        }
     }
     fn preempted(&mut self, w: usize, r: SimRequest, _ctx: &mut Ctx) {
         if self.parts.wait_queue {

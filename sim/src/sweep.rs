@@ -2,10 +2,10 @@
 //! load each sustains under the p99.9 slowdown SLO, and the thesis's numbers next to them.
 
 use super::{policy_named, simulate, Overheads, SimResult};
-use synergy_eval::plot::{line_panel, svg_page, Series};
-use synergy_eval::workload::Workload;
 use serde::Serialize;
 use std::fmt::Write;
+use synergy_eval::plot::{line_panel, svg_page, Series};
+use synergy_eval::workload::Workload;
 
 #[derive(Debug, Clone)]
 pub struct SimSweepParams {
@@ -93,7 +93,16 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
         for &load in &p.loads {
             let mut policy = policy_named(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
                 .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
-            let r = simulate(policy.as_mut(), &p.workload, capacity * load, p.requests, p.workers, p.flows, overheads, p.seed);
+            let r = simulate(
+                policy.as_mut(),
+                &p.workload,
+                capacity * load,
+                p.requests,
+                p.workers,
+                p.flows,
+                overheads,
+                p.seed,
+            );
             progress(name, load, &r);
             points.push((load, r));
         }
@@ -129,14 +138,24 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
 }
 
 pub fn csv(r: &SimSweepResult) -> String {
-    let mut s = String::from("policy,load,offered_rps,slowdown_p999,short_p999_ns,long_p999_ns,mean_wait_ns,preemptions,steals\n");
+    let mut s = String::from(
+        "policy,load,offered_rps,slowdown_p999,short_p999_ns,long_p999_ns,mean_wait_ns,preemptions,steals\n",
+    );
     for (load, x) in &r.points {
         let short = x.classes.first().map_or(0, |c| c.p999_ns);
         let long = x.classes.last().map_or(0, |c| c.p999_ns);
         let _ = writeln!(
             s,
             "{},{:.3},{:.0},{:.2},{},{},{:.0},{},{}",
-            x.policy, load, x.offered_rps, x.overall_slowdown_p999, short, long, x.mean_wait_ns, x.preemptions, x.steals
+            x.policy,
+            load,
+            x.offered_rps,
+            x.overall_slowdown_p999,
+            short,
+            long,
+            x.mean_wait_ns,
+            x.preemptions,
+            x.steals
         );
     }
     s
@@ -150,13 +169,38 @@ pub fn svg(r: &SimSweepResult) -> String {
             .iter()
             .map(|n| Series {
                 name: n.clone(),
-                points: r.points.iter().filter(|(_, x)| &x.policy == n).map(|(_, x)| (x.offered_rps / 1000.0, f(x).max(1e-3))).collect(),
+                points: r
+                    .points
+                    .iter()
+                    .filter(|(_, x)| &x.policy == n)
+                    .map(|(_, x)| (x.offered_rps / 1000.0, f(x).max(1e-3)))
+                    .collect(),
             })
             .collect()
     };
     let title = format!("simulated {} workload, {} workers: p99.9 slowdown", r.workload, r.workers);
-    let a = line_panel(0.0, 0.0, 560.0, 400.0, &title, "offered load (kRPS)", "p99.9 slowdown", &series(&|x| x.overall_slowdown_p999), true);
-    let b = line_panel(560.0, 0.0, 560.0, 400.0, "p99.9 latency, all requests", "offered load (kRPS)", "µs", &series(&|x| x.classes.iter().map(|c| c.p999_ns).max().unwrap_or(0) as f64 / 1000.0), true);
+    let a = line_panel(
+        0.0,
+        0.0,
+        560.0,
+        400.0,
+        &title,
+        "offered load (kRPS)",
+        "p99.9 slowdown",
+        &series(&|x| x.overall_slowdown_p999),
+        true,
+    );
+    let b = line_panel(
+        560.0,
+        0.0,
+        560.0,
+        400.0,
+        "p99.9 latency, all requests",
+        "offered load (kRPS)",
+        "µs",
+        &series(&|x| x.classes.iter().map(|c| c.p999_ns).max().unwrap_or(0) as f64 / 1000.0),
+        true,
+    );
     svg_page(1120.0, 400.0, &[a, b])
 }
 
@@ -165,7 +209,11 @@ pub fn svg(r: &SimSweepResult) -> String {
 pub fn table(r: &SimSweepResult) -> String {
     let mut s = String::new();
     let syn = r.summary.iter().find(|x| x.policy == "synergy");
-    let _ = writeln!(s, "{:<20} {:>14} {:>14} {:>16} {:>16}", "policy", "sim max req/s", "thesis req/s", "synergy/x (sim)", "synergy/x (thesis)");
+    let _ = writeln!(
+        s,
+        "{:<20} {:>14} {:>14} {:>16} {:>16}",
+        "policy", "sim max req/s", "thesis req/s", "synergy/x (sim)", "synergy/x (thesis)"
+    );
     for x in &r.summary {
         let ratio_sim = syn.map(|y| y.max_rps_under_slo / x.max_rps_under_slo).filter(|v| v.is_finite());
         let ratio_thesis = match (syn.and_then(|y| y.thesis_rps), x.thesis_rps) {

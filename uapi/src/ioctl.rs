@@ -19,7 +19,10 @@ pub const IOC_READ: u32 = 2;
 /// Encodes an ioctl number; `size` must fit in 14 bits (checked at compile time for constants).
 pub const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
     assert!(size < (1 << IOC_SIZEBITS), "ioctl argument too large");
-    (dir << IOC_DIRSHIFT) | ((size as u32) << IOC_SIZESHIFT) | ((ty as u32) << IOC_TYPESHIFT) | ((nr as u32) << IOC_NRSHIFT)
+    (dir << IOC_DIRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
+        | ((ty as u32) << IOC_TYPESHIFT)
+        | ((nr as u32) << IOC_NRSHIFT)
 }
 
 pub const fn io(ty: u8, nr: u8) -> u32 {

@@ -304,7 +304,14 @@ mod tests {
         assert_eq!(handler_msr(0x0000_5555_0000_1000), Ok(0x0000_5555_0000_1000));
         assert_eq!(handler_msr(0x0001_0000_0000_0000), Err(EncodeError::NotCanonical));
         assert_eq!(
-            [MSR_IA32_UINTR_RR, MSR_IA32_UINTR_HANDLER, MSR_IA32_UINTR_STACKADJUST, MSR_IA32_UINTR_MISC, MSR_IA32_UINTR_PD, MSR_IA32_UINTR_TT],
+            [
+                MSR_IA32_UINTR_RR,
+                MSR_IA32_UINTR_HANDLER,
+                MSR_IA32_UINTR_STACKADJUST,
+                MSR_IA32_UINTR_MISC,
+                MSR_IA32_UINTR_PD,
+                MSR_IA32_UINTR_TT
+            ],
             [0x985, 0x986, 0x987, 0x988, 0x989, 0x98A]
         );
         assert_eq!(CR4_UINTR, 0x0200_0000);

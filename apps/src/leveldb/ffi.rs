@@ -26,7 +26,11 @@ pub struct leveldb_iterator_t {
 
 #[link(name = "leveldb")]
 extern "C" {
-    pub fn leveldb_open(options: *const leveldb_options_t, name: *const c_char, errptr: *mut *mut c_char) -> *mut leveldb_t;
+    pub fn leveldb_open(
+        options: *const leveldb_options_t,
+        name: *const c_char,
+        errptr: *mut *mut c_char,
+    ) -> *mut leveldb_t;
     pub fn leveldb_close(db: *mut leveldb_t);
     pub fn leveldb_put(
         db: *mut leveldb_t,
@@ -45,9 +49,18 @@ extern "C" {
         vallen: *mut size_t,
         errptr: *mut *mut c_char,
     ) -> *mut c_char;
-    pub fn leveldb_compact_range(db: *mut leveldb_t, start: *const c_char, start_len: size_t, limit: *const c_char, limit_len: size_t);
+    pub fn leveldb_compact_range(
+        db: *mut leveldb_t,
+        start: *const c_char,
+        start_len: size_t,
+        limit: *const c_char,
+        limit_len: size_t,
+    );
     pub fn leveldb_destroy_db(options: *const leveldb_options_t, name: *const c_char, errptr: *mut *mut c_char);
-    pub fn leveldb_create_iterator(db: *mut leveldb_t, options: *const leveldb_readoptions_t) -> *mut leveldb_iterator_t;
+    pub fn leveldb_create_iterator(
+        db: *mut leveldb_t,
+        options: *const leveldb_readoptions_t,
+    ) -> *mut leveldb_iterator_t;
     pub fn leveldb_iter_destroy(it: *mut leveldb_iterator_t);
     pub fn leveldb_iter_valid(it: *const leveldb_iterator_t) -> c_uchar;
     pub fn leveldb_iter_seek_to_first(it: *mut leveldb_iterator_t);

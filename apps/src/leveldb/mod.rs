@@ -15,14 +15,14 @@ mod ffi;
 pub mod store;
 
 use super::Handler;
-use synergy::clock;
-use synergy_eval::report::Summary;
-use synergy::request::{status, Reply, Request};
-use synergy_eval::workload::{key_name, LEVELDB_GET, LEVELDB_SCAN, THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 pub use store::{version, ScanDigest, Store};
+use synergy::clock;
+use synergy::request::{status, Reply, Request};
+use synergy_eval::report::Summary;
+use synergy_eval::workload::{key_name, LEVELDB_GET, LEVELDB_SCAN, THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
 
 /// Reply status: the key is not in the store.
 pub const STATUS_NOT_FOUND: u32 = 17;
@@ -91,7 +91,13 @@ pub struct ServiceTimes {
 /// Times `gets` GETs of uniformly random keys and `scans` SCANs, one at a time on this thread
 /// (each timed on its own, so the mean is the service time a worker sees). `entries` is the
 /// store's size.
-pub fn measure_service_times(store: &Store, entries: u32, gets: usize, scans: usize, seed: u64) -> Result<ServiceTimes, String> {
+pub fn measure_service_times(
+    store: &Store,
+    entries: u32,
+    gets: usize,
+    scans: usize,
+    seed: u64,
+) -> Result<ServiceTimes, String> {
     let mut rng = synergy_eval::rng::SplitMix64::new(seed);
     let mut get_ns = Vec::with_capacity(gets);
     for _ in 0..gets {

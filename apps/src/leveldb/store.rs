@@ -5,10 +5,10 @@
 //! can check against a sequential run.
 
 use super::ffi::*;
-use synergy_eval::workload::key_name;
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr;
+use synergy_eval::workload::key_name;
 
 /// Bytes per value: what a small-object key-value store holds (the thesis does not say).
 pub const VALUE_LEN: usize = 100;
@@ -84,7 +84,8 @@ impl Store {
     pub fn create(dir: &Path, entries: u32) -> Result<Store, String> {
         // LevelDB's locks and allocations must go through the shims from here on.
         synergy_interpose::ensure_linked()?;
-        let cdir = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: NUL in path", dir.display()))?;
+        let cdir =
+            CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: NUL in path", dir.display()))?;
         // SAFETY: creating and configuring option objects; freed in Drop.
         let (options, read, write) = unsafe {
             let o = leveldb_options_create();
@@ -112,7 +113,15 @@ impl Store {
             let mut err = ptr::null_mut();
             // SAFETY: open db, valid buffers of the given lengths.
             unsafe {
-                leveldb_put(self.db, write, k.as_bytes().as_ptr().cast(), k.as_bytes().len(), v.as_ptr().cast(), v.len(), &mut err)
+                leveldb_put(
+                    self.db,
+                    write,
+                    k.as_bytes().as_ptr().cast(),
+                    k.as_bytes().len(),
+                    v.as_ptr().cast(),
+                    v.len(),
+                    &mut err,
+                )
             };
             take_error(err)?;
         }
@@ -155,7 +164,10 @@ impl Store {
                 let (mut kl, mut vl) = (0usize, 0usize);
                 let k = leveldb_iter_key(it, &mut kl);
                 let v = leveldb_iter_value(it, &mut vl);
-                d.digest = digest(digest(d.digest, std::slice::from_raw_parts(k.cast::<u8>(), kl)), std::slice::from_raw_parts(v.cast::<u8>(), vl));
+                d.digest = digest(
+                    digest(d.digest, std::slice::from_raw_parts(k.cast::<u8>(), kl)),
+                    std::slice::from_raw_parts(v.cast::<u8>(), vl),
+                );
                 d.entries += 1;
                 leveldb_iter_next(it);
             }

@@ -3,11 +3,11 @@
 //! trips (two switches each) and reported per switch; rounds alternate between the two so that
 //! frequency changes and noise hit both alike, and the median round is reported.
 
+use serde::Serialize;
+use std::cell::Cell;
 use synergy::clock;
 use synergy::green::context::switch;
 use synergy::green::{Context, Stack};
-use serde::Serialize;
-use std::cell::Cell;
 
 thread_local! {
     // Single OS thread, no preemption: TLS is fine in the benchmark.

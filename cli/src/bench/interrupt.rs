@@ -7,17 +7,17 @@
 //! handler + `sigreturn` is measured in the same run, alternating run by run, as the baseline.
 //! The stamps and their meaning are in `phases.rs`.
 
-use super::phases::{summarize, PhaseSummary, Percentiles, Sample};
+use super::phases::{summarize, Percentiles, PhaseSummary, Sample};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use synergy::clock::rdtsc_ordered as stamp;
 use synergy::config::Config;
 use synergy::preempt::PreemptMode;
 use synergy::request::{Reply, Request};
 use synergy::transport::channel::ChannelTransport;
 use synergy::Runtime;
-use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The baseline's signal (the runtime preempts with SIGURG).
 const BASELINE_SIGNAL: libc::c_int = libc::SIGUSR1;
@@ -95,7 +95,13 @@ pub struct ReferenceRow {
 
 /// Thesis Table 5.1, [p50, p99.9] per phase.
 pub const THESIS_TABLE_5_1: [ReferenceRow; 3] = [
-    ReferenceRow { method: "signal", send: [746, 929], propagation: [2216, 2533], receive: [1434, 3185], ret: [641, 677] },
+    ReferenceRow {
+        method: "signal",
+        send: [746, 929],
+        propagation: [2216, 2533],
+        receive: [1434, 3185],
+        ret: [641, 677],
+    },
     ReferenceRow { method: "ipi", send: [490, 549], propagation: [1225, 1659], receive: [728, 2516], ret: [100, 138] },
     ReferenceRow { method: "uintr", send: [171, 236], propagation: [671, 1354], receive: [464, 1534], ret: [45, 105] },
 ];
@@ -308,7 +314,11 @@ fn measure(rt: &Runtime, transport: &ChannelTransport, p: &Params) -> Result<Mea
                 rt3: RT3.load(Ordering::Relaxed),
             };
             if i >= warmup {
-                if which == 0 { ours.push(s) } else { base.push(s) }
+                if which == 0 {
+                    ours.push(s)
+                } else {
+                    base.push(s)
+                }
             }
         }
     }

@@ -2,8 +2,8 @@
 
 use super::interrupt::{MicrobenchResult, THESIS_TABLE_5_1};
 use super::phases::Percentiles;
-use synergy_eval::plot::{bar_chart, BarGroup};
 use std::fmt::Write;
+use synergy_eval::plot::{bar_chart, BarGroup};
 
 const PHASES: [&str; 4] = ["send", "propagation", "receive", "return"];
 
@@ -27,11 +27,20 @@ pub fn table(r: &MicrobenchResult) -> String {
     if r.emulated {
         let _ = writeln!(s, "NOTE: running under software emulation ({}): these numbers only show that the path works; they say nothing about hardware speed (an emulator's clocks need not even agree between its CPUs)", r.platform);
     }
-    let _ = writeln!(s, "{:<22} {:>15} {:>15} {:>15} {:>15} {:>15} {:>7}", "method", "send", "propagation", "receive", "return", "total rt3-rt0", "resent");
+    let _ = writeln!(
+        s,
+        "{:<22} {:>15} {:>15} {:>15} {:>15} {:>15} {:>7}",
+        "method", "send", "propagation", "receive", "return", "total rt3-rt0", "resent"
+    );
     for m in &r.methods {
-        let cells: Vec<String> = phase_values(m).iter().map(|p| format!("{:.0} / {:.0}", p.p50_ns, p.p999_ns)).collect();
+        let cells: Vec<String> =
+            phase_values(m).iter().map(|p| format!("{:.0} / {:.0}", p.p50_ns, p.p999_ns)).collect();
         let total = format!("{:.0} / {:.0}", m.phases.total.p50_ns, m.phases.total.p999_ns);
-        let _ = writeln!(s, "{:<22} {:>15} {:>15} {:>15} {:>15} {:>15} {:>7}", m.method, cells[0], cells[1], cells[2], cells[3], total, m.resent);
+        let _ = writeln!(
+            s,
+            "{:<22} {:>15} {:>15} {:>15} {:>15} {:>15} {:>7}",
+            m.method, cells[0], cells[1], cells[2], cells[3], total, m.resent
+        );
     }
     let _ = writeln!(
         s,
@@ -46,7 +55,8 @@ pub fn table(r: &MicrobenchResult) -> String {
     );
     let _ = writeln!(s, "reference, thesis Table 5.1 (Xeon Gold 6438Y+, Linux 5.15):");
     for t in THESIS_TABLE_5_1.iter() {
-        let cells: Vec<String> = [t.send, t.propagation, t.receive, t.ret].iter().map(|v| format!("{} / {}", v[0], v[1])).collect();
+        let cells: Vec<String> =
+            [t.send, t.propagation, t.receive, t.ret].iter().map(|v| format!("{} / {}", v[0], v[1])).collect();
         let _ = writeln!(s, "  {:<20} {:>15} {:>15} {:>15} {:>15}", t.method, cells[0], cells[1], cells[2], cells[3]);
     }
     s
@@ -59,9 +69,14 @@ pub fn csv(r: &MicrobenchResult) -> String {
         for (name, p) in PHASES.iter().zip(phase_values(m)) {
             let _ = writeln!(s, "measured,{},{},{:.1},{:.1},{}", m.method, name, p.p50_ns, p.p999_ns, m.phases.runs);
         }
-        let _ = writeln!(s, "measured,{},total,{:.1},{:.1},{}", m.method, m.phases.total.p50_ns, m.phases.total.p999_ns, m.phases.runs);
+        let _ = writeln!(
+            s,
+            "measured,{},total,{:.1},{:.1},{}",
+            m.method, m.phases.total.p50_ns, m.phases.total.p999_ns, m.phases.runs
+        );
     }
-    let _ = writeln!(s, "measured,context-switch,switch,{:.2},{:.2},", r.context_switch.p50_ns, r.context_switch.p999_ns);
+    let _ =
+        writeln!(s, "measured,context-switch,switch,{:.2},{:.2},", r.context_switch.p50_ns, r.context_switch.p999_ns);
     for t in THESIS_TABLE_5_1.iter() {
         for (name, v) in PHASES.iter().zip([t.send, t.propagation, t.receive, t.ret]) {
             let _ = writeln!(s, "thesis,{},{},{},{},500000", t.method, name, v[0], v[1]);
@@ -76,8 +91,11 @@ pub fn svg(r: &MicrobenchResult) -> String {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let mut bars: Vec<(String, f64)> =
-                r.methods.iter().map(|m| (format!("{} (here)", m.method), phase_values(m)[i].p50_ns.max(1.0))).collect();
+            let mut bars: Vec<(String, f64)> = r
+                .methods
+                .iter()
+                .map(|m| (format!("{} (here)", m.method), phase_values(m)[i].p50_ns.max(1.0)))
+                .collect();
             for t in THESIS_TABLE_5_1.iter() {
                 let v = [t.send, t.propagation, t.receive, t.ret][i][0];
                 bars.push((format!("{} (thesis)", t.method), f64::from(v)));

@@ -13,8 +13,8 @@
 //!   entry restores the state and returns; the baseline handler's last line, then sigreturn);
 //! * `rt3`: receiver, the first stamp of the interrupted loop once it runs again.
 
-use synergy_eval::report::percentile;
 use serde::Serialize;
+use synergy_eval::report::percentile;
 
 /// TSC stamps of one interrupt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -178,7 +178,9 @@ mod tests {
 
     #[test]
     fn summary_counts_and_excludes_bad_samples() {
-        let mut samples: Vec<Sample> = (0..999u64).map(|i| sample(1000 * i, 1000 * i + 10, 1000 * i + 5, 1000 * i + 40 + i % 7, 1000 * i + 60, 1000 * i + 70)).collect();
+        let mut samples: Vec<Sample> = (0..999u64)
+            .map(|i| sample(1000 * i, 1000 * i + 10, 1000 * i + 5, 1000 * i + 40 + i % 7, 1000 * i + 60, 1000 * i + 70))
+            .collect();
         samples.push(sample(10, 5, 0, 0, 0, 0));
         let s = summarize(&samples, 1.0);
         assert_eq!((s.runs, s.rejected), (999, 1));

@@ -33,7 +33,10 @@ impl Preempter for IpiPreempter {
 
     fn register_worker(&self, cpu: Option<usize>) -> io::Result<()> {
         if cpu.is_none() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "--preempt=ipi needs pinned workers (drop --no-pin)"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--preempt=ipi needs pinned workers (drop --no-pin)",
+            ));
         }
         let l = local::current();
         let mut req = ipi::IpiRegister {

@@ -12,8 +12,8 @@
 //! stack-overflow stack, or none) in `unregister_worker`.
 
 use super::{entry, Preempter, Target};
-use crate::local;
 use crate::green::Stack;
+use crate::local;
 use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::Ordering;

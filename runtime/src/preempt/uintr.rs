@@ -54,7 +54,10 @@ impl UintrPreempter {
         }
         let receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
         let Some(&(_, receiver_id)) = receivers.iter().find(|(t, _)| *t == worker_tid) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("worker thread {worker_tid} is not a UINTR receiver")));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("worker thread {worker_tid} is not a UINTR receiver"),
+            ));
         };
         let mut s = uintr::UintrSender { receiver_id, vector: PREEMPT_VECTOR, uitt_index: 0, flags: 0 };
         ioctl(self.dev.as_raw_fd(), uintr::IOC_REGISTER_SENDER, &mut s as *mut _ as usize)?;
@@ -70,7 +73,8 @@ impl Preempter for UintrPreempter {
 
     /// Registers the calling worker (pinned or not: the module follows migrations) and sets UIF.
     fn register_worker(&self, _cpu: Option<usize>) -> io::Result<()> {
-        let mut r = uintr::UintrReceiver { handler: entry::uintr_stub_address(), stack_adjust: 128, flags: 0, receiver_id: 0 };
+        let mut r =
+            uintr::UintrReceiver { handler: entry::uintr_stub_address(), stack_adjust: 128, flags: 0, receiver_id: 0 };
         ioctl(self.dev.as_raw_fd(), uintr::IOC_REGISTER_RECEIVER, &mut r as *mut _ as usize)?;
         self.receivers.lock().unwrap_or_else(|e| e.into_inner()).push((gettid(), r.receiver_id));
         stui();

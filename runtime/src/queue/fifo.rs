@@ -61,7 +61,12 @@ mod tests {
         assert_eq!(q.len(), 10);
         assert_eq!((0..10).map(|_| q.pop_front().unwrap()).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
         let q = Arc::new(LockedFifo::with_capacity(0));
-        let hs: Vec<_> = (0..4).map(|t| { let q = q.clone(); std::thread::spawn(move || (0..5000).for_each(|i| q.push_back(t * 5000 + i))) }).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|t| {
+                let q = q.clone();
+                std::thread::spawn(move || (0..5000).for_each(|i| q.push_back(t * 5000 + i)))
+            })
+            .collect();
         hs.into_iter().for_each(|h| h.join().unwrap());
         let mut all: Vec<i32> = std::iter::from_fn(|| q.pop_front()).collect();
         all.sort_unstable();

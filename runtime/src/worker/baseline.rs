@@ -88,11 +88,15 @@ fn admit(st: &mut WorkerState, shared: &'static Shared) {
         for r in buf.drain(..) {
             match shared.spec.arrival {
                 Arrival::ShortestQueue => {
-                    let w = shortest_queue(shared.workers.iter().map(|w| w.own.len() + usize::from(w.busy.load(Ordering::Relaxed))))
-                        .unwrap_or(st.id);
+                    let w = shortest_queue(
+                        shared.workers.iter().map(|w| w.own.len() + usize::from(w.busy.load(Ordering::Relaxed))),
+                    )
+                    .unwrap_or(st.id);
                     shared.workers[w].own.push_back(Work::New(r));
                 }
-                _ if shared.spec.reserves_workers && shared.long_kinds.contains(&r.kind) => shared.central_long.push_back(Work::New(r)),
+                _ if shared.spec.reserves_workers && shared.long_kinds.contains(&r.kind) => {
+                    shared.central_long.push_back(Work::New(r))
+                }
                 _ => shared.central.push_back(Work::New(r)),
             }
         }

@@ -15,7 +15,9 @@ mod preemption;
 mod sched;
 mod switch;
 
-pub use api::{current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, NotOnWorker};
+pub use api::{
+    current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, NotOnWorker,
+};
 pub use baseline::{work_waiting, Work};
 pub use preemption::{on_preempt, set_preempt_probe};
 use switch::{after_switch, set_current, take_thread};
@@ -24,8 +26,6 @@ use crate::green::context::switch;
 use crate::green::thread::ThreadPtr;
 use crate::green::{Context, GreenThread};
 use crate::local::{self, PreemptState};
-use std::cell::UnsafeCell;
-use std::ops::Deref;
 use crate::policy::quantum::ShortEma;
 use crate::policy::system::{SchedPolicy, Spec};
 use crate::policy::timer::DISARMED;
@@ -34,6 +34,8 @@ use crate::queue::{LockedFifo, Ring};
 use crate::request::Request;
 use crate::stats::WorkerStats;
 use crate::transport::Transport;
+use std::cell::UnsafeCell;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -7,7 +7,6 @@ use super::{current, panic};
 use crate::policy::timer::DISARMED;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-
 /// What a taken preemption does (registered with `preempt::decide::set_handler`): runs on the
 /// interrupted green thread after the entry saved its full state, or from a deferred preemption.
 pub extern "C" fn on_preempt() {

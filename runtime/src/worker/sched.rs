@@ -1,18 +1,18 @@
 //! The scheduling loop a green thread runs: `recv` selects the next request (Algorithm 5.2, or a
 //! baseline's selection) or resumes a parked thread, `serve` runs the handler around it.
 
-use super::switch::{after_switch, arm_timer, resume};
 use super::api::{feedback_finished, send};
+use super::switch::{after_switch, arm_timer, resume};
 use super::{baseline, current, panic, PostSwitch, Shared, WorkerState, POOL_KEEP, RX_BATCH, STATUS_HANDLER_PANICKED};
 use crate::clock;
 use crate::green::context::switch;
+use crate::green::thread::ThreadPtr;
 use crate::green::Context;
 use crate::policy::selection::{self, Selected, WorkerQueues};
 use crate::policy::system::{Preemptible, SchedPolicy};
 use crate::preempt::NoPreempt;
 use crate::queue::Ring;
 use crate::request::{Reply, Request};
-use crate::green::thread::ThreadPtr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
