@@ -32,7 +32,7 @@ fn requests(n: u64, seed: u64) -> Vec<Request> {
     let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|id| {
-            if rng.next_u64() % 2 == 0 {
+            if rng.next_u64().is_multiple_of(2) {
                 let i = (rng.next_u64() % u64::from(LEVELDB_ENTRIES + LEVELDB_ENTRIES / 9)) as u32;
                 Request { id, kind: LEVELDB_GET, key: key_name(i), ..Request::default() }
             } else {

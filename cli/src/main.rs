@@ -136,7 +136,7 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     if !(1_000..=100_000_000).contains(&a.requests) {
         return fail(format!("--requests must be between 1000 and 100000000, got {}", a.requests));
     }
-    if !(a.quantum_factor > 0.0) || !(a.slo > 1.0) {
+    if a.quantum_factor.is_nan() || a.quantum_factor <= 0.0 || a.slo.is_nan() || a.slo <= 1.0 {
         return fail("--quantum-factor must be positive and --slo above 1");
     }
     if let Err(e) = std::fs::create_dir_all(&a.out_dir) {

@@ -323,7 +323,7 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
             return fail(e);
         }
     }
-    if !(args.slo > 1.0) {
+    if args.slo.is_nan() || args.slo <= 1.0 {
         return fail(format!("--slo must be above 1, got {}", args.slo));
     }
     if let Err(e) = std::fs::create_dir_all(&args.out_dir) {

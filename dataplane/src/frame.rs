@@ -50,7 +50,7 @@ pub fn ipv4_checksum(b: &[u8]) -> u16 {
 }
 
 /// The UDP payload of `frame` and its sender, if it is an IPv4/UDP datagram to `ip:port`.
-pub fn parse<'a>(frame: &'a [u8], ip: Ipv4Addr, port: u16) -> Result<(&'a [u8], Peer), FrameError> {
+pub fn parse(frame: &[u8], ip: Ipv4Addr, port: u16) -> Result<(&[u8], Peer), FrameError> {
     if frame.len() < HEADERS_LEN {
         return Err(FrameError::Truncated);
     }

@@ -29,7 +29,7 @@ const CHUNK: u32 = 300;
 fn plan(id: u64) -> (u32, Option<u32>) {
     let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
     let chunks = 2 + (h % 14) as u32;
-    let panics = (h >> 8) % 2 == 0;
+    let panics = (h >> 8).is_multiple_of(2);
     (chunks, panics.then_some(((h >> 16) % chunks as u64) as u32))
 }
 

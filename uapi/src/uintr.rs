@@ -133,7 +133,7 @@ pub const fn uitt_entry(user_vector: u8, upid_addr: u64) -> Result<[u64; 2], Enc
     if user_vector as u32 >= USER_VECTORS {
         return Err(EncodeError::VectorOutOfRange);
     }
-    if upid_addr % UPID_ALIGN != 0 {
+    if !upid_addr.is_multiple_of(UPID_ALIGN) {
         return Err(EncodeError::Misaligned);
     }
     Ok([1 | ((user_vector as u64) << 8), upid_addr])
@@ -147,7 +147,7 @@ pub const fn misc_msr(uitt_highest_index: u32, uinv: u8) -> u64 {
 
 /// IA32_UINTR_TT: bit 0 enables SENDUIPI, bits 63:4 the UITT's address (16-byte aligned).
 pub const fn tt_msr(uitt_addr: u64, enabled: bool, la57: bool) -> Result<u64, EncodeError> {
-    if uitt_addr % 16 != 0 {
+    if !uitt_addr.is_multiple_of(16) {
         return Err(EncodeError::Misaligned);
     }
     if !canonical(uitt_addr, la57) {
@@ -158,7 +158,7 @@ pub const fn tt_msr(uitt_addr: u64, enabled: bool, la57: bool) -> Result<u64, En
 
 /// IA32_UINTR_PD: the UPID's address (bits 5:0 reserved).
 pub const fn pd_msr(upid_addr: u64, la57: bool) -> Result<u64, EncodeError> {
-    if upid_addr % UPID_ALIGN != 0 {
+    if !upid_addr.is_multiple_of(UPID_ALIGN) {
         return Err(EncodeError::Misaligned);
     }
     if !canonical(upid_addr, la57) {

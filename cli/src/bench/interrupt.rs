@@ -269,7 +269,7 @@ fn measure(rt: &Runtime, transport: &ChannelTransport, p: &Params) -> Result<Mea
     let mut resent = [0u64; 2];
     let warmup = (p.runs / 100).clamp(10, 1000);
     for i in 0..warmup + p.runs {
-        for which in 0..2 {
+        for (which, resent) in resent.iter_mut().enumerate() {
             let send = || -> Result<(), String> {
                 if which == 0 {
                     rt.interrupt_worker(0).map_err(|e| format!("{} send failed: {e}", p.preempt.name()))
@@ -294,9 +294,9 @@ fn measure(rt: &Runtime, transport: &ChannelTransport, p: &Params) -> Result<Mea
             let mut sent_at = Instant::now();
             while DONE.load(Ordering::Acquire) == done {
                 if sent_at.elapsed() > RESEND_AFTER {
-                    resent[which] += 1;
-                    if resent[which] > 100 + p.runs as u64 / 10 {
-                        return Err(format!("more than {} interrupts were never delivered", resent[which] - 1));
+                    *resent += 1;
+                    if *resent > 100 + p.runs as u64 / 10 {
+                        return Err(format!("more than {} interrupts were never delivered", *resent - 1));
                     }
                     st0 = stamp();
                     send()?;

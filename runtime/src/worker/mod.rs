@@ -143,6 +143,9 @@ pub struct WorkerState {
     current: *mut GreenThread,
     main_ctx: Context,
     post_switch: PostSwitch,
+    // Boxed on purpose: threads leave the pool as raw pointers (`Box::into_raw`) that the wait
+    // queue and other workers hold, so each needs an address that no Vec growth moves.
+    #[allow(clippy::vec_box)]
     pool: Vec<Box<GreenThread>>,
     poll_buf: Vec<Request>,
     ema: ShortEma,

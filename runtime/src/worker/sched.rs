@@ -169,7 +169,7 @@ pub(super) fn recv() -> Request {
             Some(Selected::Resume(t)) => resume(t.0),
             None => {
                 idle_rounds += 1;
-                if idle_rounds % 64 == 0 {
+                if idle_rounds.is_multiple_of(64) {
                     idle_maintenance();
                     // Lets a co-scheduled thread run on an oversubscribed CPU; returns at once on
                     // a dedicated core.
