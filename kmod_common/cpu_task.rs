@@ -27,7 +27,7 @@ pub(crate) fn apic_id(cpu: usize) -> Option<u32> {
     // offset.
     let id = unsafe {
         let base = &raw const bindings::x86_cpu_to_apicid as usize;
-        let off = bindings::__per_cpu_offset[cpu] as usize;
+        let off = bindings::__per_cpu_offset[cpu];
         core::ptr::read_volatile(base.wrapping_add(off) as *const u32)
     };
     Some(id)

@@ -46,20 +46,28 @@ use kernel::{
 mod cpu_task;
 use cpu_task::{apic_id, nr_cpu_ids, tgid_of, USER_ADDR_MAX};
 
-#[path = "../uapi/src/ioctl.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod ioctl;
 #[path = "../uapi/src/ipi.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod abi;
+#[path = "../uapi/src/ioctl.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod ioctl;
 
 // The shared encoding must agree with the kernel's own macros.
-const _: () = assert!(abi::IOC_VERSION == kernel::ioctl::_IOR::<abi::IpiVersion>(abi::IOC_MAGIC as u32, 0x00));
-const _: () = assert!(abi::IOC_REGISTER == kernel::ioctl::_IOWR::<abi::IpiRegister>(abi::IOC_MAGIC as u32, 0x01));
+const _: () = assert!(
+    abi::IOC_VERSION == kernel::ioctl::_IOR::<abi::IpiVersion>(abi::IOC_MAGIC as u32, 0x00)
+);
+const _: () = assert!(
+    abi::IOC_REGISTER == kernel::ioctl::_IOWR::<abi::IpiRegister>(abi::IOC_MAGIC as u32, 0x01)
+);
 const _: () = assert!(abi::IOC_UNREGISTER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x02));
-const _: () = assert!(abi::IOC_CPU_APIC_ID == kernel::ioctl::_IOWR::<abi::IpiCpuApic>(abi::IOC_MAGIC as u32, 0x03));
-const _: () = assert!(abi::IOC_SEND == kernel::ioctl::_IOW::<abi::IpiSend>(abi::IOC_MAGIC as u32, 0x04));
-const _: () = assert!(abi::IOC_STATS == kernel::ioctl::_IOR::<abi::IpiStats>(abi::IOC_MAGIC as u32, 0x05));
+const _: () = assert!(
+    abi::IOC_CPU_APIC_ID == kernel::ioctl::_IOWR::<abi::IpiCpuApic>(abi::IOC_MAGIC as u32, 0x03)
+);
+const _: () =
+    assert!(abi::IOC_SEND == kernel::ioctl::_IOW::<abi::IpiSend>(abi::IOC_MAGIC as u32, 0x04));
+const _: () =
+    assert!(abi::IOC_STATS == kernel::ioctl::_IOR::<abi::IpiStats>(abi::IOC_MAGIC as u32, 0x05));
 
 // SAFETY: all of these are `repr(C)` structs of `u32`/`u64` fields without padding: every byte is
 // initialised, and every bit pattern is a valid value.
@@ -88,7 +96,8 @@ module! {
 const MAX_CPUS: usize = abi::MAX_CPUS as usize;
 
 /// Receivers by CPU. Written with compare-exchange by (un)registration, read by IPI handlers.
-static RECEIVERS: [AtomicPtr<Receiver>; MAX_CPUS] = [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
+static RECEIVERS: [AtomicPtr<Receiver>; MAX_CPUS] =
+    [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
 
 #[derive(Default)]
 struct Counters {
@@ -150,7 +159,12 @@ impl MiscDevice for IpiFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(IpiFile { id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed) }, GFP_KERNEL)?)
+        Ok(KBox::new(
+            IpiFile {
+                id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed),
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     fn release(me: KBox<Self>, _file: &File) {
@@ -166,7 +180,10 @@ impl MiscDevice for IpiFile {
         let user = || UserSlice::new(UserPtr::from_addr(arg), size);
         match cmd {
             abi::IOC_VERSION => {
-                user().writer().write(&abi::IpiVersion { abi_version: abi::ABI_VERSION, flags: 0 })?;
+                user().writer().write(&abi::IpiVersion {
+                    abi_version: abi::ABI_VERSION,
+                    flags: 0,
+                })?;
                 Ok(0)
             }
             abi::IOC_REGISTER => {
@@ -179,9 +196,15 @@ impl MiscDevice for IpiFile {
             abi::IOC_UNREGISTER => {
                 let me_task = Task::current_raw();
                 let found = (0..MAX_CPUS)
-                    .map(|cpu| unregister_where(cpu, |r| r.owner == owner && r.task.as_ptr() == me_task))
+                    .map(|cpu| {
+                        unregister_where(cpu, |r| r.owner == owner && r.task.as_ptr() == me_task)
+                    })
                     .fold(false, |a, b| a | b);
-                if found { Ok(0) } else { Err(ENOENT) }
+                if found {
+                    Ok(0)
+                } else {
+                    Err(ENOENT)
+                }
             }
             abi::IOC_CPU_APIC_ID => {
                 let (mut reader, mut writer) = user().reader_writer();
@@ -231,8 +254,12 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
         return Err(EINVAL);
     }
     // The slot must be readable and writable now (it is rewritten with its own value).
-    let slot_value: u64 = UserSlice::new(UserPtr::from_addr(req.rip_slot as usize), 8).reader().read()?;
-    UserSlice::new(UserPtr::from_addr(req.rip_slot as usize), 8).writer().write(&slot_value)?;
+    let slot_value: u64 = UserSlice::new(UserPtr::from_addr(req.rip_slot as usize), 8)
+        .reader()
+        .read()?;
+    UserSlice::new(UserPtr::from_addr(req.rip_slot as usize), 8)
+        .writer()
+        .write(&slot_value)?;
 
     let task_ptr = Task::current_raw();
     // The thread is expected to be pinned (user space's job: the runtime refuses --preempt=ipi
@@ -251,7 +278,10 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
     let tgid = tgid_of(task_ptr);
     let receiver = Arc::new(
         Receiver {
-            work: Opaque::new(bindings::callback_head { next: null_mut(), func: Some(deliver) }),
+            work: Opaque::new(bindings::callback_head {
+                next: null_mut(),
+                func: Some(deliver),
+            }),
             work_queued: AtomicBool::new(false),
             active: AtomicBool::new(true),
             task: ARef::from(&**current),
@@ -263,8 +293,11 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
         },
         GFP_KERNEL,
     )?;
-    let raw = Arc::into_raw(receiver) as *mut Receiver;
-    if RECEIVERS[cpu].compare_exchange(null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    let raw = Arc::into_raw(receiver).cast_mut();
+    if RECEIVERS[cpu]
+        .compare_exchange(null_mut(), raw, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         // SAFETY: `raw` came from `Arc::into_raw` just above and was never published.
         drop(unsafe { Arc::from_raw(raw) });
         return Err(EBUSY);
@@ -277,13 +310,27 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
 fn with_slot<R>(cpu: usize, f: impl FnOnce(&Receiver) -> R) -> Option<R> {
     let _rcu = kernel::sync::rcu::read_lock();
     let p = RECEIVERS[cpu].load(Ordering::Acquire);
-    // SAFETY: unregistration clears the entry and then waits (synchronize_rcu) for every reader
-    // like this one before it drops the table's reference, so `p` stays valid until `_rcu` ends.
-    if p.is_null() { None } else { Some(f(unsafe { &*p })) }
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: unregistration clears the entry and then waits (synchronize_rcu) for every
+        // reader like this one before it drops the table's reference, so `p` stays valid until
+        // `_rcu` ends.
+        Some(f(unsafe { &*p }))
+    }
 }
 
-fn with_receiver_of<R>(owner: u64, task: *mut bindings::task_struct, f: impl Fn(&Receiver) -> R) -> Option<R> {
-    (0..MAX_CPUS).find_map(|c| with_slot(c, |r| (r.owner == owner && r.task.as_ptr() == task).then(|| f(r))).flatten())
+fn with_receiver_of<R>(
+    owner: u64,
+    task: *mut bindings::task_struct,
+    f: impl Fn(&Receiver) -> R,
+) -> Option<R> {
+    (0..MAX_CPUS).find_map(|c| {
+        with_slot(c, |r| {
+            (r.owner == owner && r.task.as_ptr() == task).then(|| f(r))
+        })
+        .flatten()
+    })
 }
 
 /// Removes `cpu`'s receiver if `pred` holds for it; true if one was removed.
@@ -299,7 +346,10 @@ fn unregister_where(cpu: usize, pred: impl Fn(&Receiver) -> bool) -> bool {
     if !pred(unsafe { &*p }) {
         return false;
     }
-    if RECEIVERS[cpu].compare_exchange(p, null_mut(), Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if RECEIVERS[cpu]
+        .compare_exchange(p, null_mut(), Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         return false;
     }
     // SAFETY: no IPI handler that could still see `p` survives synchronize_rcu (they run with
@@ -338,7 +388,9 @@ fn send(req: &abi::IpiSend) -> Result {
     }
     // SAFETY: `ipi_handler` is a valid smp_call_func_t; `info` is the CPU number, not a pointer.
     // wait = 0: the timer core never blocks on a worker. Fails with -ENXIO for an offline CPU.
-    let rc = unsafe { bindings::smp_call_function_single(cpu as i32, Some(ipi_handler), cpu as *mut c_void, false) };
+    let rc = unsafe {
+        bindings::smp_call_function_single(cpu as i32, Some(ipi_handler), cpu as *mut c_void, false)
+    };
     if rc != 0 {
         return Err(Error::from_errno(rc));
     }
@@ -346,6 +398,9 @@ fn send(req: &abi::IpiSend) -> Result {
 }
 
 /// Runs on the target CPU in interrupt context.
+///
+/// # Safety
+/// Called only by `smp_call_function_single` with `info` holding the target CPU number.
 unsafe extern "C" fn ipi_handler(info: *mut c_void) {
     let cpu = info as usize;
     let p = RECEIVERS[cpu].load(Ordering::Acquire);
@@ -373,7 +428,13 @@ unsafe extern "C" fn ipi_handler(info: *mut c_void) {
     let extra = ManuallyDrop::new(unsafe { Arc::from_raw(p) });
     let work_ref = Arc::into_raw(ManuallyDrop::into_inner(extra.clone()));
     // SAFETY: the task is `current`; `work` is ours and not queued (work_queued was false).
-    let rc = unsafe { bindings::task_work_add(r.task.as_ptr(), r.work.get(), bindings::task_work_notify_mode_TWA_RESUME) };
+    let rc = unsafe {
+        bindings::task_work_add(
+            r.task.as_ptr(),
+            r.work.get(),
+            bindings::task_work_notify_mode_TWA_RESUME,
+        )
+    };
     if rc != 0 {
         // The task is exiting: no delivery.
         r.work_queued.store(false, Ordering::Release);
@@ -399,9 +460,20 @@ fn user_regs(task: *mut bindings::task_struct) -> *mut bindings::pt_regs {
 
 /// The task_work: runs in the receiver's own context on its way back to user mode (or during its
 /// exit). Releases the module reference taken when it was queued as its very last action.
+///
+/// # Safety
+/// Called only by the task_work machinery with the `work` field of a Receiver whose reference
+/// the queued work owns.
 unsafe extern "C" fn deliver(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a Receiver whose reference the work owns.
-    let r = unsafe { Arc::from_raw((head as *mut u8).sub(offset_of!(Receiver, work)) as *const Receiver) };
+    let r = unsafe {
+        Arc::from_raw(
+            head.cast::<u8>()
+                .sub(offset_of!(Receiver, work))
+                .cast::<Receiver>()
+                .cast_const(),
+        )
+    };
     r.work_queued.store(false, Ordering::Release);
     redirect(&r);
     drop(r);
@@ -446,6 +518,6 @@ fn redirect(r: &Receiver) {
         return;
     }
     // SAFETY: as above; the thread resumes at its own registered handler.
-    unsafe { (*regs).ip = r.handler as _ };
+    unsafe { (*regs).ip = r.handler as usize };
     r.stats.delivered.fetch_add(1, Ordering::Relaxed);
 }

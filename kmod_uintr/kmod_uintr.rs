@@ -63,18 +63,28 @@ use kernel::{
 mod cpu_task;
 use cpu_task::{apic_id, nr_cpu_ids, tgid_of, USER_ADDR_MAX};
 
-#[path = "../uapi/src/ioctl.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod ioctl;
 #[path = "../uapi/src/uintr.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod abi;
+#[path = "../uapi/src/ioctl.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod ioctl;
 
-const _: () = assert!(abi::IOC_VERSION == kernel::ioctl::_IOR::<abi::UintrVersion>(abi::IOC_MAGIC as u32, 0x00));
-const _: () = assert!(abi::IOC_REGISTER_RECEIVER == kernel::ioctl::_IOWR::<abi::UintrReceiver>(abi::IOC_MAGIC as u32, 0x01));
-const _: () = assert!(abi::IOC_UNREGISTER_RECEIVER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x02));
-const _: () = assert!(abi::IOC_REGISTER_SENDER == kernel::ioctl::_IOWR::<abi::UintrSender>(abi::IOC_MAGIC as u32, 0x03));
-const _: () = assert!(abi::IOC_UNREGISTER_SENDER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x04));
+const _: () = assert!(
+    abi::IOC_VERSION == kernel::ioctl::_IOR::<abi::UintrVersion>(abi::IOC_MAGIC as u32, 0x00)
+);
+const _: () = assert!(
+    abi::IOC_REGISTER_RECEIVER
+        == kernel::ioctl::_IOWR::<abi::UintrReceiver>(abi::IOC_MAGIC as u32, 0x01)
+);
+const _: () =
+    assert!(abi::IOC_UNREGISTER_RECEIVER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x02));
+const _: () = assert!(
+    abi::IOC_REGISTER_SENDER
+        == kernel::ioctl::_IOWR::<abi::UintrSender>(abi::IOC_MAGIC as u32, 0x03)
+);
+const _: () =
+    assert!(abi::IOC_UNREGISTER_SENDER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x04));
 const _: () = assert!(abi::UINV as u32 == bindings::POSTED_INTR_NESTED_VECTOR);
 
 // SAFETY: `repr(C)` structs of u32/u64 fields without padding: all bytes initialised, every bit
@@ -125,8 +135,10 @@ fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: only called for MSRs that exist on this CPU (the UINTR MSRs once CPUID reported
     // UINTR, and IA32_APIC_BASE); reading has no side effects.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
-    (hi as u64) << 32 | lo as u64
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
 }
 
 /// # Safety
@@ -134,7 +146,9 @@ fn rdmsr(msr: u32) -> u64 {
 /// from checked inputs); the caller runs with interrupts off on the CPU it means to program.
 unsafe fn wrmsr(msr: u32, v: u64) {
     // SAFETY: see the function's contract.
-    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags))
+    };
 }
 
 /// Disables interrupts and returns the previous RFLAGS. Used only around sequences of MSR and
@@ -168,11 +182,15 @@ fn cr4_has_uintr() -> bool {
     cr4 & abi::CR4_UINTR != 0
 }
 
+/// # Safety
+/// Called only by `on_each_cpu`, with interrupts off.
 unsafe extern "C" fn cr4_set_uintr(_info: *mut c_void) {
     // SAFETY: runs in on_each_cpu's callback with interrupts off, as cr4_update_irqsoff needs.
     unsafe { cr4_update_irqsoff(abi::CR4_UINTR as c_ulong, 0) };
 }
 
+/// # Safety
+/// Called only by `on_each_cpu`, with interrupts off, at module exit.
 unsafe extern "C" fn cr4_clear_uintr(_info: *mut c_void) {
     // SAFETY: as above. No thread has UINTR state left when this runs (module exit).
     unsafe { cr4_update_irqsoff(0, abi::CR4_UINTR as c_ulong) };
@@ -181,7 +199,15 @@ unsafe extern "C" fn cr4_clear_uintr(_info: *mut c_void) {
 fn on_each_online_cpu(f: unsafe extern "C" fn(*mut c_void)) {
     // SAFETY: `f` ignores its argument; wait = true, so it has run everywhere on return; the
     // online mask is the kernel's own.
-    unsafe { bindings::on_each_cpu_cond_mask(None, Some(f), null_mut(), true, &raw const bindings::__cpu_online_mask) };
+    unsafe {
+        bindings::on_each_cpu_cond_mask(
+            None,
+            Some(f),
+            null_mut(),
+            true,
+            &raw const bindings::__cpu_online_mask,
+        )
+    };
 }
 
 // ---- Per-thread state ------------------------------------------------------------------------
@@ -263,12 +289,19 @@ unsafe impl Send for ThreadState {}
 // SAFETY: see above.
 unsafe impl Sync for ThreadState {}
 
-static PREEMPT_OPS: bindings::preempt_ops = bindings::preempt_ops { sched_in: Some(sched_in), sched_out: Some(sched_out) };
+static PREEMPT_OPS: bindings::preempt_ops = bindings::preempt_ops {
+    sched_in: Some(sched_in),
+    sched_out: Some(sched_out),
+};
 
 fn state_of_notifier<'a>(n: *mut bindings::preempt_notifier) -> &'a ThreadState {
     // SAFETY: every notifier with PREEMPT_OPS is the `notifier` field of a ThreadState that stays
     // allocated while it is linked (see the module docs).
-    unsafe { &*((n as *mut u8).sub(offset_of!(ThreadState, notifier)) as *const ThreadState) }
+    unsafe {
+        &*n.cast::<u8>()
+            .sub(offset_of!(ThreadState, notifier))
+            .cast::<ThreadState>()
+    }
 }
 
 impl ThreadState {
@@ -286,8 +319,14 @@ impl ThreadState {
         // SAFETY: interrupts are off; every value was produced by `abi`'s encoders from checked
         // input (or is 0). PD is written before MISC, so UINV never names a stale descriptor.
         unsafe {
-            wrmsr(abi::MSR_IA32_UINTR_HANDLER, img.handler.load(Ordering::Relaxed));
-            wrmsr(abi::MSR_IA32_UINTR_STACKADJUST, img.stack_adjust.load(Ordering::Relaxed));
+            wrmsr(
+                abi::MSR_IA32_UINTR_HANDLER,
+                img.handler.load(Ordering::Relaxed),
+            );
+            wrmsr(
+                abi::MSR_IA32_UINTR_STACKADJUST,
+                img.stack_adjust.load(Ordering::Relaxed),
+            );
             wrmsr(abi::MSR_IA32_UINTR_PD, img.pd.load(Ordering::Relaxed));
             wrmsr(abi::MSR_IA32_UINTR_TT, img.tt.load(Ordering::Relaxed));
             wrmsr(abi::MSR_IA32_UINTR_MISC, img.misc.load(Ordering::Relaxed));
@@ -299,14 +338,21 @@ impl ThreadState {
             // into the PIR; one that set ON and sent to our previous CPU had its notification
             // taken there as an ordinary interrupt. Either way the request is in the PIR, taken
             // next; a sender after this point notifies this CPU (handled once interrupts are on).
-            upid.control.swap(abi::upid_control(false, false, abi::UINV, apic_id(cpu).unwrap_or(0), x2apic), Ordering::SeqCst);
+            upid.control.swap(
+                abi::upid_control(false, false, abi::UINV, apic_id(cpu).unwrap_or(0), x2apic),
+                Ordering::SeqCst,
+            );
             uirr |= upid.pir.swap(0, Ordering::SeqCst);
         }
         // SAFETY: as above; UIRR accepts any 64-bit value.
         unsafe { wrmsr(abi::MSR_IA32_UINTR_RR, uirr) };
         img.uirr.store(0, Ordering::Relaxed);
         // CR4.UINTR is set on every CPU while the module is loaded.
-        if img.uif.load(Ordering::Relaxed) { abi::stui() } else { abi::clui() }
+        if img.uif.load(Ordering::Relaxed) {
+            abi::stui()
+        } else {
+            abi::clui()
+        }
         self.loaded.store(true, Ordering::Relaxed);
     }
 
@@ -323,7 +369,9 @@ impl ThreadState {
         // MISC first: from here on a late notification on UINV is an ordinary interrupt.
         // SAFETY: interrupts are off; zero is valid for every UINTR MSR.
         unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
-        self.img.uirr.store(rdmsr(abi::MSR_IA32_UINTR_RR), Ordering::Relaxed);
+        self.img
+            .uirr
+            .store(rdmsr(abi::MSR_IA32_UINTR_RR), Ordering::Relaxed);
         // SAFETY: as above.
         unsafe {
             wrmsr(abi::MSR_IA32_UINTR_RR, 0);
@@ -343,10 +391,12 @@ impl ThreadState {
             f: &'a mut dyn FnMut(usize),
             ran: bool,
         }
+        /// # Safety
+        /// Called only by `smp_call_function_single` with `info` pointing at a live `Call`.
         unsafe extern "C" fn run(info: *mut c_void) {
             // SAFETY: `info` is the `Call` below, alive until smp_call_function_single returns
             // (wait = true).
-            let call = unsafe { &mut *(info as *mut Call<'_>) };
+            let call = unsafe { &mut *info.cast::<Call<'_>>() };
             if Task::current_raw() == call.task {
                 // SAFETY: we run on this CPU with interrupts off.
                 let cpu = unsafe { bindings::raw_smp_processor_id() } as usize;
@@ -354,14 +404,25 @@ impl ThreadState {
                 call.ran = true;
             }
         }
-        let mut call = Call { task: self.task.as_ptr(), f, ran: false };
+        let mut call = Call {
+            task: self.task.as_ptr(),
+            f,
+            ran: false,
+        };
         // The thread may migrate between reading its CPU and the call; then the function runs on
         // the old CPU for another task, does nothing, and we try again.
         for _ in 0..1000 {
             // SAFETY: no preconditions; the answer may be stale (see above).
             let cpu = unsafe { bindings::raw_smp_processor_id() } as c_int;
             // SAFETY: `run` is a valid smp_call_func_t and `call` outlives the call (wait = 1).
-            let rc = unsafe { bindings::smp_call_function_single(cpu, Some(run), &raw mut call as *mut c_void, true) };
+            let rc = unsafe {
+                bindings::smp_call_function_single(
+                    cpu,
+                    Some(run),
+                    (&raw mut call).cast::<c_void>(),
+                    true,
+                )
+            };
             if rc != 0 {
                 return Err(Error::from_errno(rc));
             }
@@ -379,8 +440,11 @@ impl ThreadState {
             // SAFETY: `n` is ours, unlinked, and lives as long as the state; we run as the
             // thread, interrupts off, so no context switch walks its list meanwhile.
             unsafe {
-                (*n).link = bindings::hlist_node { next: null_mut(), pprev: null_mut() };
-                (*n).ops = &raw const PREEMPT_OPS as *mut bindings::preempt_ops;
+                (*n).link = bindings::hlist_node {
+                    next: null_mut(),
+                    pprev: null_mut(),
+                };
+                (*n).ops = (&raw const PREEMPT_OPS).cast_mut();
                 bindings::preempt_notifier_register(n);
             }
             self.attached.store(true, Ordering::Release);
@@ -413,6 +477,8 @@ impl ThreadState {
     }
 }
 
+/// # Safety
+/// Called only by the scheduler, for a notifier linked by `link_notifier`.
 unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
     let s = state_of_notifier(n);
     let task = s.task.as_ptr();
@@ -430,7 +496,12 @@ unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
     irqs_restore(flags);
 }
 
-unsafe extern "C" fn sched_out(n: *mut bindings::preempt_notifier, _next: *mut bindings::task_struct) {
+/// # Safety
+/// Called only by the scheduler, for a notifier linked by `link_notifier`.
+unsafe extern "C" fn sched_out(
+    n: *mut bindings::preempt_notifier,
+    _next: *mut bindings::task_struct,
+) {
     // Called with interrupts off (the runqueue lock is held).
     let s = state_of_notifier(n);
     s.save_and_clear();
@@ -444,9 +515,20 @@ unsafe extern "C" fn sched_out(n: *mut bindings::preempt_notifier, _next: *mut b
 
 /// The task_work `release` queues on a living registered thread other than the caller: the
 /// thread detaches itself. Releases the module reference taken when it was queued, last.
+///
+/// # Safety
+/// Called only by the task_work machinery with the `work` field of a ThreadState whose reference
+/// the queued work owns.
 unsafe extern "C" fn teardown_work(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a ThreadState whose reference the work owns.
-    let s = unsafe { Arc::from_raw((head as *mut u8).sub(offset_of!(ThreadState, work)) as *const ThreadState) };
+    let s = unsafe {
+        Arc::from_raw(
+            head.cast::<u8>()
+                .sub(offset_of!(ThreadState, work))
+                .cast::<ThreadState>()
+                .cast_const(),
+        )
+    };
     if s.detach().is_err() {
         pr_err!("could not detach an exiting thread's UINTR state; leaking it\n");
         core::mem::forget(s);
@@ -476,13 +558,17 @@ fn teardown(s: Arc<ThreadState>) {
     }
     // SAFETY: THIS_MODULE is this module; the open file being released still holds it.
     if unsafe { bindings::try_module_get(this_module()) } {
-        let raw = Arc::into_raw(s.clone()) as *mut ThreadState;
+        let raw = Arc::into_raw(s.clone()).cast_mut();
         // SAFETY: `work` is ours and never queued before (each state is released once).
         let rc = unsafe {
             let w = (*raw).work.get();
             (*w).next = null_mut();
             (*w).func = Some(teardown_work);
-            bindings::task_work_add(s.task.as_ptr(), w, bindings::task_work_notify_mode_TWA_RESUME)
+            bindings::task_work_add(
+                s.task.as_ptr(),
+                w,
+                bindings::task_work_notify_mode_TWA_RESUME,
+            )
         };
         if rc == 0 {
             return;
@@ -571,7 +657,8 @@ fn user_code_addr(a: u64) -> bool {
 }
 
 fn check_receiver(r: &abi::UintrReceiver) -> Result<u64> {
-    if r.flags & !abi::RECEIVER_STACK_LOAD != 0 || r.receiver_id != 0 || !user_code_addr(r.handler) {
+    if r.flags & !abi::RECEIVER_STACK_LOAD != 0 || r.receiver_id != 0 || !user_code_addr(r.handler)
+    {
         return Err(EINVAL);
     }
     let load = r.flags & abi::RECEIVER_STACK_LOAD != 0;
@@ -599,8 +686,15 @@ fn check_sender(s: &abi::UintrSender) -> Result {
 fn own_state(owner: u64, create: bool) -> Result<Arc<ThreadState>> {
     let me = Task::current_raw();
     let mut reg = REGISTRY.lock();
-    if let Some(s) = reg.iter().find(|s| s.task.as_ptr() == me && !s.dead.load(Ordering::Acquire)) {
-        return if s.owner == owner { Ok(s.clone()) } else { Err(EBUSY) };
+    if let Some(s) = reg
+        .iter()
+        .find(|s| s.task.as_ptr() == me && !s.dead.load(Ordering::Acquire))
+    {
+        return if s.owner == owner {
+            Ok(s.clone())
+        } else {
+            Err(EBUSY)
+        };
     }
     if !create {
         return Err(ENOENT);
@@ -657,8 +751,14 @@ fn register_receiver(owner: u64, r: &abi::UintrReceiver) -> Result<u32> {
     if parts.receiver.is_some() {
         return Err(EBUSY);
     }
-    let upid = Arc::new(Upid { control: AtomicU64::new(UPID_SN), pir: AtomicU64::new(0) }, GFP_KERNEL)?;
-    let pd = abi::pd_msr(&*upid as *const Upid as u64, la57()).map_err(|e| {
+    let upid = Arc::new(
+        Upid {
+            control: AtomicU64::new(UPID_SN),
+            pir: AtomicU64::new(0),
+        },
+        GFP_KERNEL,
+    )?;
+    let pd = abi::pd_msr(core::ptr::from_ref::<Upid>(&*upid) as u64, la57()).map_err(|e| {
         pr_err!("cannot encode IA32_UINTR_PD: {:?}\n", e);
         EINVAL
     })?;
@@ -668,7 +768,8 @@ fn register_receiver(owner: u64, r: &abi::UintrReceiver) -> Result<u32> {
         img.stack_adjust.store(stack_adjust, Ordering::Relaxed);
         img.pd.store(pd, Ordering::Relaxed);
         let uitt_size = img.misc.load(Ordering::Relaxed) as u32;
-        img.misc.store(abi::misc_msr(uitt_size, abi::UINV), Ordering::Relaxed);
+        img.misc
+            .store(abi::misc_msr(uitt_size, abi::UINV), Ordering::Relaxed);
         img.uirr.store(0, Ordering::Relaxed);
         img.uif.store(false, Ordering::Relaxed);
     });
@@ -693,7 +794,8 @@ fn unregister_receiver(owner: u64) -> Result {
         img.stack_adjust.store(0, Ordering::Relaxed);
         img.pd.store(0, Ordering::Relaxed);
         let uitt_size = img.misc.load(Ordering::Relaxed) as u32;
-        img.misc.store(abi::misc_msr(uitt_size, 0), Ordering::Relaxed);
+        img.misc
+            .store(abi::misc_msr(uitt_size, 0), Ordering::Relaxed);
         img.uirr.store(0, Ordering::Relaxed);
         img.uif.store(false, Ordering::Relaxed);
     })?;
@@ -712,7 +814,11 @@ fn receiver_upid(id: u32) -> Result<Arc<Upid>> {
         }
         let parts = s.parts.lock();
         if let Some(r) = parts.receiver.as_ref().filter(|r| r.id == id) {
-            return if s.tgid == tgid { Ok(r.upid.clone()) } else { Err(EPERM) };
+            return if s.tgid == tgid {
+                Ok(r.upid.clone())
+            } else {
+                Err(EPERM)
+            };
         }
     }
     Err(ENOENT)
@@ -725,28 +831,47 @@ fn register_sender(owner: u64, req: &abi::UintrSender) -> Result<u32> {
     let mut parts = s.parts.lock();
     if parts.sender.is_none() {
         // SAFETY: all-zero bytes are a valid Uitt (atomics), i.e. every entry invalid.
-        let uitt = unsafe { KBox::<Uitt>::new_uninit(GFP_KERNEL | kernel::alloc::flags::__GFP_ZERO)?.assume_init() };
-        parts.sender = Some(SenderPart { uitt, targets: KVec::new() });
+        let uitt = unsafe {
+            KBox::<Uitt>::new_uninit(GFP_KERNEL | kernel::alloc::flags::__GFP_ZERO)?.assume_init()
+        };
+        parts.sender = Some(SenderPart {
+            uitt,
+            targets: KVec::new(),
+        });
     }
-    let Some(sender) = parts.sender.as_mut() else { return Err(EINVAL) };
+    let Some(sender) = parts.sender.as_mut() else {
+        return Err(EINVAL);
+    };
     let index = sender.targets.len();
     if index >= UITT_LEN {
         return Err(ENOSPC);
     }
-    let upid_addr = &*upid as *const Upid as u64;
+    let upid_addr = core::ptr::from_ref::<Upid>(&*upid) as u64;
     let [word0, word1] = abi::uitt_entry(req.vector as u8, upid_addr).map_err(|_| EINVAL)?;
     sender.targets.push(upid, GFP_KERNEL)?;
     // The address first, then the valid bit: a SENDUIPI never sees a valid entry half-written.
-    sender.uitt.entries[index].upid.store(word1, Ordering::SeqCst);
-    sender.uitt.entries[index].word0.store(word0, Ordering::SeqCst);
-    let tt = abi::tt_msr(&*sender.uitt as *const Uitt as u64, true, la57()).map_err(|e| {
+    sender.uitt.entries[index]
+        .upid
+        .store(word1, Ordering::SeqCst);
+    sender.uitt.entries[index]
+        .word0
+        .store(word0, Ordering::SeqCst);
+    let tt = abi::tt_msr(
+        core::ptr::from_ref::<Uitt>(&*sender.uitt) as u64,
+        true,
+        la57(),
+    )
+    .map_err(|e| {
         pr_err!("cannot encode IA32_UINTR_TT: {:?}\n", e);
         EINVAL
     })?;
     s.update(&mut |img| {
         img.tt.store(tt, Ordering::Relaxed);
         let uinv = (img.misc.load(Ordering::Relaxed) >> 32) as u8;
-        img.misc.store(abi::misc_msr(abi::UITT_ENTRIES - 1, uinv), Ordering::Relaxed);
+        img.misc.store(
+            abi::misc_msr(abi::UITT_ENTRIES - 1, uinv),
+            Ordering::Relaxed,
+        );
     })?;
     Ok(index as u32)
 }
@@ -773,7 +898,12 @@ impl MiscDevice for UintrFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(UintrFile { id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed) }, GFP_KERNEL)?)
+        Ok(KBox::new(
+            UintrFile {
+                id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed),
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     fn release(me: KBox<Self>, _file: &File) {
@@ -799,7 +929,10 @@ impl MiscDevice for UintrFile {
         let supported = SUPPORTED.load(Ordering::Relaxed);
         match cmd {
             abi::IOC_VERSION => {
-                user().writer().write(&abi::UintrVersion { abi_version: abi::ABI_VERSION, supported: supported as u32 })?;
+                user().writer().write(&abi::UintrVersion {
+                    abi_version: abi::ABI_VERSION,
+                    supported: u32::from(supported),
+                })?;
                 Ok(0)
             }
             abi::IOC_REGISTER_RECEIVER => {
@@ -827,8 +960,8 @@ impl MiscDevice for UintrFile {
                 writer.write(&s)?;
                 Ok(0)
             }
-            abi::IOC_UNREGISTER_RECEIVER if supported => unregister_receiver(me.id).map(|_| 0),
-            abi::IOC_UNREGISTER_SENDER if supported => unregister_sender(me.id).map(|_| 0),
+            abi::IOC_UNREGISTER_RECEIVER if supported => unregister_receiver(me.id).map(|()| 0),
+            abi::IOC_UNREGISTER_SENDER if supported => unregister_sender(me.id).map(|()| 0),
             abi::IOC_UNREGISTER_RECEIVER | abi::IOC_UNREGISTER_SENDER => Err(ENOENT),
             _ => Err(ENOTTY),
         }

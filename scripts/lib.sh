@@ -13,6 +13,14 @@ require_cargo() {
   }
 }
 
+# require_cargo_tool SUBCOMMAND COMPONENT: fails loudly unless `cargo SUBCOMMAND` works.
+require_cargo_tool() {
+  cargo "$1" --version >/dev/null 2>&1 || {
+    log "cargo $1 not found: install it with \`rustup component add $2\` and re-run"
+    exit 1
+  }
+}
+
 # apt_install PKG...: installs the packages that are missing (root only).
 apt_install() {
   local missing=()

@@ -24,11 +24,29 @@ mod tests {
 
     #[test]
     fn ipi_abi_is_pinned() {
-        assert_eq!((size_of::<ipi::IpiVersion>(), align_of::<ipi::IpiVersion>()), (8, 4));
-        assert_eq!((size_of::<ipi::IpiRegister>(), align_of::<ipi::IpiRegister>()), (24, 8));
-        assert_eq!((size_of::<ipi::IpiCpuApic>(), align_of::<ipi::IpiCpuApic>()), (8, 4));
-        assert_eq!((size_of::<ipi::IpiSend>(), align_of::<ipi::IpiSend>()), (8, 4));
-        assert_eq!((size_of::<ipi::IpiStats>(), align_of::<ipi::IpiStats>()), (40, 8));
+        assert_eq!(
+            (size_of::<ipi::IpiVersion>(), align_of::<ipi::IpiVersion>()),
+            (8, 4)
+        );
+        assert_eq!(
+            (
+                size_of::<ipi::IpiRegister>(),
+                align_of::<ipi::IpiRegister>()
+            ),
+            (24, 8)
+        );
+        assert_eq!(
+            (size_of::<ipi::IpiCpuApic>(), align_of::<ipi::IpiCpuApic>()),
+            (8, 4)
+        );
+        assert_eq!(
+            (size_of::<ipi::IpiSend>(), align_of::<ipi::IpiSend>()),
+            (8, 4)
+        );
+        assert_eq!(
+            (size_of::<ipi::IpiStats>(), align_of::<ipi::IpiStats>()),
+            (40, 8)
+        );
         assert_eq!(ipi::IOC_VERSION, 0x8008_B500);
         assert_eq!(ipi::IOC_REGISTER, 0xC018_B501);
         assert_eq!(ipi::IOC_UNREGISTER, 0x0000_B502);

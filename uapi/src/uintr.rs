@@ -35,21 +35,33 @@ pub fn cpu_has_uintr() -> bool {
 pub fn senduipi(index: u64) {
     // SAFETY: see the section comment: at worst a fault, never a memory effect outside the
     // module's UITT/UPID.
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0xc7, 0xf0", in("rax") index, options(nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!(".byte 0xf3, 0x0f, 0xc7, 0xf0", in("rax") index, options(nostack, preserves_flags))
+    };
 }
 
 /// STUI (F3 0F 01 EF): sets UIF, letting user interrupts be delivered.
 #[inline(always)]
 pub fn stui() {
     // SAFETY: changes UIF only (see the section comment).
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xef", options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!(
+            ".byte 0xf3, 0x0f, 0x01, 0xef",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
 }
 
 /// CLUI (F3 0F 01 EE): clears UIF, holding user interrupts back.
 #[inline(always)]
 pub fn clui() {
     // SAFETY: changes UIF only (see the section comment).
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xee", options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!(
+            ".byte 0xf3, 0x0f, 0x01, 0xee",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
 }
 
 /// TESTUI (F3 0F 01 ED): UIF, which the instruction copies into CF.
@@ -57,7 +69,9 @@ pub fn clui() {
 pub fn testui() -> bool {
     let cf: u8;
     // SAFETY: reads UIF only (see the section comment); `setc` writes the output register.
-    unsafe { core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xed", "setc {0}", out(reg_byte) cf, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!(".byte 0xf3, 0x0f, 0x01, 0xed", "setc {0}", out(reg_byte) cf, options(nomem, nostack))
+    };
     cf != 0
 }
 
@@ -110,7 +124,11 @@ pub const CR4_LA57: u64 = 1 << 12;
 /// and NDST (bits 63:32). In xAPIC mode the 8-bit APIC ID goes into NDST bits 15:8 (UPID bits
 /// 47:40); in x2APIC mode NDST is the 32-bit x2APIC ID.
 pub const fn upid_control(on: bool, sn: bool, nv: u8, apic_id: u32, x2apic: bool) -> u64 {
-    let ndst: u64 = if x2apic { apic_id as u64 } else { ((apic_id & 0xff) as u64) << 8 };
+    let ndst: u64 = if x2apic {
+        apic_id as u64
+    } else {
+        ((apic_id & 0xff) as u64) << 8
+    };
     (on as u64) | ((sn as u64) << 1) | ((nv as u64) << 16) | (ndst << 32)
 }
 
@@ -264,14 +282,24 @@ mod tests {
         assert_eq!(s, 0x0000_0000_00FF_0002);
         assert_eq!(s & 0xFF00_FFFC, 0);
         // xAPIC: an 8-bit APIC ID in bits 47:40.
-        assert_eq!(upid_control(false, false, 0, 0x7, false), 0x0000_0700_0000_0000);
-        assert_eq!(upid_control(false, false, 0, 0x1FF, false) >> 40, 0xFF, "xAPIC IDs are 8 bits");
+        assert_eq!(
+            upid_control(false, false, 0, 0x7, false),
+            0x0000_0700_0000_0000
+        );
+        assert_eq!(
+            upid_control(false, false, 0, 0x1FF, false) >> 40,
+            0xFF,
+            "xAPIC IDs are 8 bits"
+        );
     }
 
     #[test]
     fn uitt_entries_match_the_sdm_layout() {
         assert_eq!(uitt_entry(0, 0x1000), Ok([0x1, 0x1000]));
-        assert_eq!(uitt_entry(63, 0xffff_8880_0000_0040), Ok([0x3F01, 0xffff_8880_0000_0040]));
+        assert_eq!(
+            uitt_entry(63, 0xffff_8880_0000_0040),
+            Ok([0x3F01, 0xffff_8880_0000_0040])
+        );
         assert_eq!(uitt_entry(64, 0x1000), Err(EncodeError::VectorOutOfRange));
         assert_eq!(uitt_entry(1, 0x1020), Err(EncodeError::Misaligned));
         // Bits 7:1 and 15:14 of the first word are reserved and never set.
@@ -285,24 +313,65 @@ mod tests {
     fn msr_values() {
         assert_eq!(misc_msr(255, 0xF0), 0x0000_00F0_0000_00FF);
         assert_eq!(misc_msr(0, 0xEC) >> 40, 0, "bits 63:40 reserved");
-        assert_eq!(tt_msr(0xffff_8880_1234_5670, true, false), Ok(0xffff_8880_1234_5671));
+        assert_eq!(
+            tt_msr(0xffff_8880_1234_5670, true, false),
+            Ok(0xffff_8880_1234_5671)
+        );
         assert_eq!(tt_msr(0x1000, false, false), Ok(0x1000));
         assert_eq!(tt_msr(0x1008, true, false), Err(EncodeError::Misaligned));
-        assert_eq!(tt_msr(0x0000_8000_0000_0000, true, false), Err(EncodeError::NotCanonical));
+        assert_eq!(
+            tt_msr(0x0000_8000_0000_0000, true, false),
+            Err(EncodeError::NotCanonical)
+        );
         // 5-level paging: the direct map's addresses, canonical only there.
-        assert_eq!(tt_msr(0xff11_0000_0000_1000, true, true), Ok(0xff11_0000_0000_1001));
-        assert_eq!(tt_msr(0xff11_0000_0000_1000, true, false), Err(EncodeError::NotCanonical));
-        assert_eq!(tt_msr(0xfe00_0000_0000_0000, true, true), Err(EncodeError::NotCanonical));
-        assert_eq!(pd_msr(0xff11_0000_0000_0040, true), Ok(0xff11_0000_0000_0040));
-        assert_eq!(pd_msr(0xff11_0000_0000_0040, false), Err(EncodeError::NotCanonical));
+        assert_eq!(
+            tt_msr(0xff11_0000_0000_1000, true, true),
+            Ok(0xff11_0000_0000_1001)
+        );
+        assert_eq!(
+            tt_msr(0xff11_0000_0000_1000, true, false),
+            Err(EncodeError::NotCanonical)
+        );
+        assert_eq!(
+            tt_msr(0xfe00_0000_0000_0000, true, true),
+            Err(EncodeError::NotCanonical)
+        );
+        assert_eq!(
+            pd_msr(0xff11_0000_0000_0040, true),
+            Ok(0xff11_0000_0000_0040)
+        );
+        assert_eq!(
+            pd_msr(0xff11_0000_0000_0040, false),
+            Err(EncodeError::NotCanonical)
+        );
         assert_eq!(CR4_LA57, 0x1000);
-        assert_eq!(pd_msr(0xffff_8880_0000_0040, false), Ok(0xffff_8880_0000_0040));
-        assert_eq!(pd_msr(0xffff_8880_0000_0020, false), Err(EncodeError::Misaligned));
-        assert_eq!(stack_adjust_msr(128, false), Ok(128), "subtract 128 (the red zone)");
-        assert_eq!(stack_adjust_msr(0x7fff_0000_1000, true), Ok(0x7fff_0000_1001), "load mode sets bit 0");
+        assert_eq!(
+            pd_msr(0xffff_8880_0000_0040, false),
+            Ok(0xffff_8880_0000_0040)
+        );
+        assert_eq!(
+            pd_msr(0xffff_8880_0000_0020, false),
+            Err(EncodeError::Misaligned)
+        );
+        assert_eq!(
+            stack_adjust_msr(128, false),
+            Ok(128),
+            "subtract 128 (the red zone)"
+        );
+        assert_eq!(
+            stack_adjust_msr(0x7fff_0000_1000, true),
+            Ok(0x7fff_0000_1001),
+            "load mode sets bit 0"
+        );
         assert_eq!(stack_adjust_msr(129, false), Err(EncodeError::Misaligned));
-        assert_eq!(handler_msr(0x0000_5555_0000_1000), Ok(0x0000_5555_0000_1000));
-        assert_eq!(handler_msr(0x0001_0000_0000_0000), Err(EncodeError::NotCanonical));
+        assert_eq!(
+            handler_msr(0x0000_5555_0000_1000),
+            Ok(0x0000_5555_0000_1000)
+        );
+        assert_eq!(
+            handler_msr(0x0001_0000_0000_0000),
+            Err(EncodeError::NotCanonical)
+        );
         assert_eq!(
             [
                 MSR_IA32_UINTR_RR,
@@ -323,9 +392,18 @@ mod tests {
 
     #[test]
     fn abi_is_pinned() {
-        assert_eq!((size_of::<UintrVersion>(), align_of::<UintrVersion>()), (8, 4));
-        assert_eq!((size_of::<UintrReceiver>(), align_of::<UintrReceiver>()), (24, 8));
-        assert_eq!((size_of::<UintrSender>(), align_of::<UintrSender>()), (16, 4));
+        assert_eq!(
+            (size_of::<UintrVersion>(), align_of::<UintrVersion>()),
+            (8, 4)
+        );
+        assert_eq!(
+            (size_of::<UintrReceiver>(), align_of::<UintrReceiver>()),
+            (24, 8)
+        );
+        assert_eq!(
+            (size_of::<UintrSender>(), align_of::<UintrSender>()),
+            (16, 4)
+        );
         assert_eq!(IOC_VERSION, 0x8008_B600);
         assert_eq!(IOC_REGISTER_RECEIVER, 0xC018_B601);
         assert_eq!(IOC_UNREGISTER_RECEIVER, 0x0000_B602);

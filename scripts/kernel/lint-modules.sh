@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The kernel's own checks on synergy's modules (kmod_ipi, kmod_uintr, kmod_common and the uapi
+# files they include), run by the kernel test bench:
+#  1. rustfmt --check with the kernel tree's .rustfmt.toml (the kernel's `make rustfmtcheck`
+#     covers only its own tree, not external modules);
+#  2. a CLIPPY=1 build (clippy-driver with the kernel's lint set), failing on any warning.
+# The .ko files it leaves are ordinary builds (clippy-driver compiles as rustc does).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+. scripts/lib.sh
+KDIR=${KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
+case "$(basename "$KDIR")" in linux-6.*) llvm=1 ;; *) llvm=-19 ;; esac
+
+log "rustfmt --check (kernel style) on the modules"
+rustfmt --check --edition 2021 --config-path "$KDIR/.rustfmt.toml" kmod_ipi/kmod_ipi.rs kmod_uintr/kmod_uintr.rs
+
+log "CLIPPY=1 build of the modules"
+make -C "$KDIR" M="$root" LLVM="${LLVM:-$llvm}" clean >/dev/null
+out=$(make -C "$KDIR" M="$root" LLVM="${LLVM:-$llvm}" CLIPPY=1 -j"$(nproc)" modules 2>&1) || {
+  echo "$out" >&2
+  log "FAIL: the CLIPPY=1 module build failed"
+  exit 1
+}
+if echo "$out" | grep -q 'warning'; then
+  echo "$out" | grep -A12 'warning' >&2
+  log "FAIL: clippy warnings in the kernel modules"
+  exit 1
+fi
+log "kernel modules: rustfmt and clippy clean"
