@@ -26,6 +26,8 @@ log "cargo clippy --workspace --all-targets --features $features -- -D warnings"
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings
 log "cargo test --workspace --features $features"
 cargo test --workspace --features "$features"
+log "loom model checks of the lock-free ring (--cfg loom)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p synergy --release --lib loom_tests
 log "kernel modules: the kernel's rustfmt and clippy"
 bash scripts/kernel/lint-modules.sh
 log "kernel test bench (QEMU)"

@@ -52,7 +52,9 @@ pub(super) fn after_switch() {
     match std::mem::replace(&mut st.post_switch, PostSwitch::Nothing) {
         PostSwitch::Nothing => {}
         PostSwitch::Park(t) => {
-            // The wait queue's capacity equals the green-thread budget, so there is always room.
+            // The wait queue's capacity equals the green-thread budget and each thread is in it at
+            // most once, so there is always room: `Ring::push` fails only when really full (it
+            // waits out a consumer that claimed the oldest slot but has not released it yet).
             if baseline::requeue(st.shared(), st.id, ThreadPtr(t)).is_err() {
                 eprintln!("synergy: wait queue overflow (capacity below the green-thread budget)");
                 std::process::abort();
