@@ -1,41 +1,67 @@
 //! The 64-byte green-thread context and the switch between two of them.
 //!
-//! A voluntary switch is a point in ordinary compiled code, so by the System V AMD64 ABI only the
-//! callee-saved registers (rbx, rbp, r12–r15), the stack pointer and the resume address matter:
-//! eight words, one cache line. (MXCSR and the x87 control word are callee-saved too; the runtime
-//! never changes them, and the preemption entry resets them to the ABI defaults, so they cannot
-//! differ between the two sides of a switch.) Everything else an *asynchronous* interruption could
-//! clobber is saved by the preemption entry (`preempt::entry`) before it reaches a switch.
+//! A voluntary switch is a point in ordinary compiled code, so by the System V AMD64 ABI only what
+//! a call preserves matters: the callee-saved registers (rbx, rbp, r12–r15), the stack pointer,
+//! the resume address, and the floating-point *control* state (MXCSR's control bits and the x87
+//! control word, which the ABI also makes callee-saved). Everything else an *asynchronous*
+//! interruption could clobber is saved by the preemption entry (`preempt::entry`) before it
+//! reaches a switch.
 //!
 //! `switch` is inline asm rather than a called function: it declares r12–r15 and every
 //! caller-saved register clobbered, so the compiler spills only what is live at that switch
-//! point; it stores rbx, rbp (which asm cannot declare clobbered), rsp and its resume address
-//! into the context. Resuming always loads all six callee-saved slots, so a context saved here and
-//! one built by `Context::new` are interchangeable. Each switch site has its own indirect jump,
-//! which branch predictors learn per site.
+//! point; it stores rbx, rbp (which asm cannot declare clobbered), rsp, its resume address and the
+//! FP control state into the context. It loads rbx, rbp, rsp and rip of the target, and its FP
+//! control state only where it differs from the current one (`ldmxcsr` and `fldcw` cost several
+//! cycles each; nearly every switch is between threads with the default modes). r12–r15 need no
+//! slot: they are clobbered at every switch site and ignored by a fresh thread's entry. Each
+//! switch site has its own indirect jump, which branch predictors learn per site.
+
+/// MXCSR after reset and as the ABI expects it at a call: all exceptions masked, round to nearest.
+pub const DEFAULT_MXCSR: u32 = 0x1F80;
+/// The x87 control word as the ABI expects it: all exceptions masked, extended precision, nearest.
+pub const DEFAULT_FPUCW: u16 = 0x037F;
 
 #[repr(C, align(64))]
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Context {
     pub rbx: u64,
     pub rbp: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
     pub rsp: u64,
     pub rip: u64,
+    /// MXCSR (bytes 0..4) and the x87 control word (bytes 4..6); bytes 6..8 stay zero.
+    pub mxcsr: u32,
+    pub fpucw: u16,
+    _pad: [u8; 2],
+    _reserved: [u64; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<Context>() == 64);
 const _: () = assert!(core::mem::offset_of!(Context, rbp) == 0x08);
-const _: () = assert!(core::mem::offset_of!(Context, r12) == 0x10);
-const _: () = assert!(core::mem::offset_of!(Context, rsp) == 0x30);
-const _: () = assert!(core::mem::offset_of!(Context, rip) == 0x38);
+const _: () = assert!(core::mem::offset_of!(Context, rsp) == 0x10);
+const _: () = assert!(core::mem::offset_of!(Context, rip) == 0x18);
+const _: () = assert!(core::mem::offset_of!(Context, mxcsr) == 0x20);
+const _: () = assert!(core::mem::offset_of!(Context, fpucw) == 0x24);
+
+impl Default for Context {
+    /// An empty context with the ABI's default FP control state (it is only ever switched to
+    /// after a `switch` saved into it).
+    fn default() -> Context {
+        Context {
+            rbx: 0,
+            rbp: 0,
+            rsp: 0,
+            rip: 0,
+            mxcsr: DEFAULT_MXCSR,
+            fpucw: DEFAULT_FPUCW,
+            _pad: [0; 2],
+            _reserved: [0; 3],
+        }
+    }
+}
 
 impl Context {
-    /// A context that starts `entry` on the stack whose (exclusive) top is `stack_top`.
-    /// `entry` must never return.
+    /// A context that starts `entry` on the stack whose (exclusive) top is `stack_top`, with the
+    /// ABI's default FP control state. `entry` must never return.
     pub fn new(stack_top: usize, entry: extern "C" fn() -> !) -> Context {
         let top = stack_top & !15;
         // Enter as if called: rsp ≡ 8 (mod 16), pointing at a zero "return address" so that
@@ -56,25 +82,36 @@ impl Context {
 /// `Context::new`) whose stack is alive and not running on any CPU.
 #[inline(always)]
 pub unsafe fn switch(from: *mut Context, to: *const Context) {
-    // SAFETY: stores this point's rbx, rbp, rsp and resume address (label 2) into `from`, loads
-    // all callee-saved slots, rsp and rip from `to` and jumps. When someone switches back, control
-    // arrives at label 2 with rbx/rbp/rsp restored; everything else is declared clobbered, so the
-    // compiler holds nothing else live across the asm. No stack memory is touched.
+    // SAFETY: stores this point's rbx, rbp, rsp, resume address (label 2), MXCSR and x87 control
+    // word into `from`; loads the target's FP control state if it differs (compared as stored:
+    // a 4-byte and a 2-byte compare, each forwarded from the store of the same size), then its
+    // rbx, rbp and rsp, and jumps to its rip. When someone switches back, control arrives at label
+    // 2 with rbx/rbp/rsp and the FP control state restored; everything else is declared clobbered,
+    // so the compiler holds nothing else live across the asm. rax is a declared clobber (through
+    // clobber_abi). No stack memory is touched.
     unsafe {
         core::arch::asm!(
             "lea rax, [rip + 2f]",
-            "mov [rdi + 0x38], rax",
-            "mov [rdi + 0x30], rsp",
+            "mov [rdi + 0x18], rax",
+            "mov [rdi + 0x10], rsp",
             "mov [rdi + 0x08], rbp",
             "mov [rdi + 0x00], rbx",
+            "stmxcsr [rdi + 0x20]",
+            "fnstcw [rdi + 0x24]",
+            "mov eax, [rdi + 0x20]",
+            "cmp eax, [rsi + 0x20]",
+            "jne 3f",
+            "movzx eax, word ptr [rdi + 0x24]",
+            "cmp ax, [rsi + 0x24]",
+            "je 4f",
+            "3:",
+            "ldmxcsr [rsi + 0x20]",
+            "fldcw [rsi + 0x24]",
+            "4:",
             "mov rbx, [rsi + 0x00]",
             "mov rbp, [rsi + 0x08]",
-            "mov r12, [rsi + 0x10]",
-            "mov r13, [rsi + 0x18]",
-            "mov r14, [rsi + 0x20]",
-            "mov r15, [rsi + 0x28]",
-            "mov rsp, [rsi + 0x30]",
-            "jmp qword ptr [rsi + 0x38]",
+            "mov rsp, [rsi + 0x10]",
+            "jmp qword ptr [rsi + 0x18]",
             "2:",
             inout("rdi") from => _,
             inout("rsi") to => _,

@@ -15,12 +15,18 @@
 //! `ret 128` jumps back to the interrupted rip while popping the red-zone gap.
 
 use core::arch::naked_asm;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// ABI default MXCSR (all exceptions masked, round to nearest) and x87 control word, loaded after
 /// XSAVE so the runtime and the next green thread never inherit the interrupted code's modes.
-static DEFAULT_MXCSR: u32 = 0x1F80;
-static DEFAULT_FPUCW: u16 = 0x037F;
+static DEFAULT_MXCSR: u32 = crate::green::context::DEFAULT_MXCSR;
+static DEFAULT_FPUCW: u16 = crate::green::context::DEFAULT_FPUCW;
+
+/// 1 if the CPU has AVX: the entry then clears the upper halves of the vector registers after
+/// saving them (`vzeroupper`), so the runtime's SSE code does not run with the interrupted code's
+/// dirty upper state (a false dependency on every SSE instruction, or a state-transition penalty
+/// on older cores). XRSTOR brings them back. `vzeroupper` faults without AVX, hence the flag.
+static HAS_AVX: AtomicU8 = AtomicU8::new(0);
 
 /// Bytes of the XSAVE area (CPUID.(0DH,0).EBX), set once by `init` before any preemption.
 static XSAVE_SIZE: AtomicU64 = AtomicU64::new(0);
@@ -31,6 +37,7 @@ pub fn init() -> std::io::Result<()> {
         std::io::Error::new(std::io::ErrorKind::Unsupported, "preemption needs XSAVE (CPUID.1:ECX.OSXSAVE)")
     })?;
     XSAVE_SIZE.store(size as u64, Ordering::Relaxed);
+    HAS_AVX.store(std::arch::is_x86_feature_detected!("avx") as u8, Ordering::Relaxed);
     Ok(())
 }
 
@@ -176,7 +183,7 @@ unsafe extern "C" fn preempt_entry() {
     // header must be zero before XSAVE (XRSTOR faults on a non-zero XCOMP_BV/reserved field), so
     // it is cleared with integer stores that touch no vector state. edx:eax = all ones asks for
     // every component enabled in XCR0. After XSAVE, MXCSR and the x87 control word are reset to the
-    // ABI defaults (the saved ones come back with XRSTOR). `cld` gives the Rust callee the ABI's DF = 0; the original
+    // ABI defaults and, with AVX, vzeroupper clears the saved upper vector state (all of it comes back with XRSTOR); the flags it tests were saved by pushfq. `cld` gives the Rust callee the ABI's DF = 0; the original
     // DF is in the saved RFLAGS. The call happens with rsp 64-byte (so 16-byte) aligned.
     naked_asm!(
         "pushfq",
@@ -212,6 +219,10 @@ unsafe extern "C" fn preempt_entry() {
         "xsave64 [rsp]",
         "ldmxcsr dword ptr [rip + {mxcsr}]",
         "fldcw word ptr [rip + {fpucw}]",
+        "cmp byte ptr [rip + {has_avx}], 0",
+        "je 5f",
+        "vzeroupper",
+        "5:",
         "call {on_preempt}",
         "mov eax, -1",
         "mov edx, -1",
@@ -237,6 +248,7 @@ unsafe extern "C" fn preempt_entry() {
         xsize = sym XSAVE_SIZE,
         mxcsr = sym DEFAULT_MXCSR,
         fpucw = sym DEFAULT_FPUCW,
+        has_avx = sym HAS_AVX,
         on_preempt = sym super::decide::run_handler,
     )
 }
