@@ -310,6 +310,17 @@ enum BenchCommand {
     },
     /// LevelDB GET and SCAN service times on this machine (Table 6.1), sequentially.
     Leveldb(app_commands::BenchLeveldbArgs),
+    /// The timer core's loop period with a sched_yield per loop and without, side by side.
+    Timer {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Length of each of the two measurements, in ms.
+        #[arg(long, default_value_t = 1000)]
+        duration_ms: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/timer-loop).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -472,7 +483,10 @@ fn main() -> ExitCode {
             println!("green-thread switch (median of {} rounds × {} round trips):", r.rounds, r.round_trips_per_round);
             println!("  synergy     {:>7.2} ns/switch", r.synergy_ns_per_switch);
             println!("  corosensei  {:>7.2} ns/switch", r.corosensei_ns_per_switch);
-            println!("  ratio       {:>7.3}× (goal ≤ 1.0)", r.ratio);
+            println!(
+                "  ratio       {:>7.3}× (ours also keeps MXCSR and the x87 control word; corosensei does not)",
+                r.ratio
+            );
             if let Some(path) = &json {
                 if let Err(e) = write_json(path, &r) {
                     return fail(e);
@@ -496,6 +510,31 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
+        Command::Bench(BenchCommand::Timer { runtime, duration_ms, out }) => {
+            if duration_ms == 0 {
+                return fail("--duration-ms must be at least 1");
+            }
+            let (cfg, _) = match runtime.resolve() {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let b = match crate::bench::timer::run(&cfg, duration_ms) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            println!("timer-core loop period on CPU {} ({}), {duration_ms} ms each:", b.timer_core, b.cpu_model);
+            for r in &b.runs {
+                let q: Vec<String> = r.period_upper_ns.iter().map(|(l, ns)| format!("{l} < {ns} ns")).collect();
+                println!("  sched_yield {:<6} {:>10.0} loops/s   {}", r.timer_yield, r.loops_per_s, q.join(", "));
+            }
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::timer::csv(&b), crate::bench::timer::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Microbench(args) => microbench(args),
         Command::Simulate(args) => simulate(args),
         Command::Serve(args) => net_commands::serve(args),
@@ -504,7 +543,15 @@ fn main() -> ExitCode {
         Command::Config(args) => match args.runtime.resolve() {
             Ok((cfg, placement)) => {
                 println!("{cfg:#?}");
-                println!("timer core: CPU {}\nworkers:    CPUs {:?}", placement.timer_core, placement.worker_cores);
+                let timer_mode = if placement.timer_yields {
+                    "yields its CPU after every loop (time-shared with a worker, not pinned, or --timer-yield always)"
+                } else {
+                    "spins on its CPU (sched_yield only where it time-shares one)"
+                };
+                println!(
+                    "timer core: CPU {}, {timer_mode}\nworkers:    CPUs {:?}",
+                    placement.timer_core, placement.worker_cores
+                );
                 for w in placement.warnings {
                     println!("warning: {w}");
                 }

@@ -69,9 +69,11 @@ pub struct CtxResult {
     pub round_trips_per_round: u64,
     pub synergy_ns_per_switch: f64,
     pub corosensei_ns_per_switch: f64,
-    /// synergy / corosensei (goal ≤ 1.0).
+    /// synergy / corosensei (ours also carries the FP control state, see docs/benchmarks.md).
     pub ratio: f64,
     pub cpu: Option<usize>,
+    /// The processor (`model name`): timings compare only within one machine.
+    pub cpu_model: String,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -99,6 +101,7 @@ pub fn run(rounds: usize, round_trips: u64, cpu: Option<usize>) -> CtxResult {
         corosensei_ns_per_switch: sb,
         ratio: sa / sb,
         cpu,
+        cpu_model: synergy::cpu::model_name(),
     }
 }
 
