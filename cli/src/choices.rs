@@ -3,6 +3,7 @@
 //! the error for a bad value.
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use synergy::config::TimerYield;
 use synergy::PreemptMode;
 use synergy_eval::workload::WorkloadName;
 use synergy_policy::system::SchedPolicy;
@@ -15,6 +16,11 @@ pub fn preempt() -> impl TypedValueParser<Value = PreemptMode> {
 pub fn policy() -> impl TypedValueParser<Value = SchedPolicy> {
     PossibleValuesParser::new(SchedPolicy::ALL.map(SchedPolicy::name))
         .map(|s| SchedPolicy::named(&s).expect("a listed name"))
+}
+
+pub fn timer_yield() -> impl TypedValueParser<Value = TimerYield> {
+    PossibleValuesParser::new(TimerYield::ALL.map(TimerYield::name))
+        .map(|s| TimerYield::named(&s).expect("a listed name"))
 }
 
 pub fn workload() -> impl TypedValueParser<Value = WorkloadName> {
@@ -36,6 +42,9 @@ mod tests {
         }
         for w in WorkloadName::ALL {
             assert_eq!(WorkloadName::named(w.name()), Some(w));
+        }
+        for t in TimerYield::ALL {
+            assert_eq!(TimerYield::named(t.name()), Some(t));
         }
         assert_eq!(PreemptMode::named("smoke"), None);
     }

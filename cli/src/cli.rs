@@ -3,7 +3,7 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use synergy::config::{Config, ConfigError, Placement};
+use synergy::config::{Config, ConfigError, Placement, TimerYield};
 use synergy::preempt::PreemptMode;
 use synergy_policy::system::SchedPolicy;
 
@@ -58,6 +58,10 @@ pub struct RuntimeArgs {
     /// DARC: workers reserved for short requests.
     #[arg(long, value_name = "N")]
     pub darc_reserved: Option<usize>,
+    /// Whether the timer core yields its CPU after every loop: auto (only where it time-shares
+    /// its CPU with a worker or is not pinned), always, never.
+    #[arg(long, value_parser = crate::choices::timer_yield())]
+    pub timer_yield: Option<TimerYield>,
 }
 
 impl RuntimeArgs {
@@ -79,7 +83,8 @@ impl RuntimeArgs {
              congested_quantum_factor <- self.congested_quantum_factor, thresh_wqd_us <- self.thresh_wqd,
              steal_threshold <- self.steal_threshold, preempt <- self.preempt, stack_kib <- self.stack_kib,
              max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
-             policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved);
+             policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
+             timer_yield <- self.timer_yield);
         if self.worker_cores.is_some() {
             c.worker_cores = self.worker_cores.clone();
         }

@@ -39,6 +39,37 @@ pub struct Config {
     pub long_kinds: Vec<u32>,
     /// DARC: workers reserved for short requests (at least 1, fewer than `workers`).
     pub darc_reserved_workers: usize,
+    /// Whether the timer core gives its CPU away (`sched_yield`) after every loop.
+    pub timer_yield: TimerYield,
+}
+
+/// Whether the timer core calls `sched_yield` after every loop. A system call per loop adds
+/// jitter to a microsecond timer, so a timer core with a CPU to itself spins; one that
+/// time-shares its CPU with a worker (or is not pinned) yields, or the worker it shares with
+/// would wait for the scheduler's time slice (milliseconds) to run at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum TimerYield {
+    /// Yield only where the placement time-shares the timer core (see `Placement::timer_yields`).
+    Auto,
+    Always,
+    Never,
+}
+
+impl TimerYield {
+    pub const ALL: [TimerYield; 3] = [TimerYield::Auto, TimerYield::Always, TimerYield::Never];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TimerYield::Auto => "auto",
+            TimerYield::Always => "always",
+            TimerYield::Never => "never",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<TimerYield> {
+        TimerYield::ALL.into_iter().find(|t| t.name() == name)
+    }
 }
 
 impl Default for Config {
@@ -60,6 +91,7 @@ impl Default for Config {
             policy: SchedPolicy::Synergy,
             long_kinds: vec![1],
             darc_reserved_workers: 1,
+            timer_yield: TimerYield::Auto,
         }
     }
 }
@@ -87,6 +119,9 @@ pub struct Placement {
     pub worker_cores: Vec<usize>,
     /// Human-readable notes (e.g. the timer core shares a CPU with a worker).
     pub warnings: Vec<String>,
+    /// The timer core yields its CPU after every loop: `timer_yield` says so, or (`auto`) it is
+    /// not pinned or shares its CPU with a worker.
+    pub timer_yields: bool,
 }
 
 pub const MIN_STACK_KIB: usize = 32;
@@ -178,7 +213,12 @@ impl Config {
                 distinct.len()
             ));
         }
-        Ok(Placement { timer_core, worker_cores, warnings })
+        let timer_yields = match self.timer_yield {
+            TimerYield::Always => true,
+            TimerYield::Never => false,
+            TimerYield::Auto => !self.pin || worker_cores.contains(&timer_core),
+        };
+        Ok(Placement { timer_core, worker_cores, warnings, timer_yields })
     }
 }
 
@@ -192,6 +232,7 @@ mod tests {
         assert_eq!(p.timer_core, 0);
         assert_eq!(p.worker_cores, vec![1, 2]);
         assert!(p.warnings.is_empty());
+        assert!(!p.timer_yields, "a timer core with a CPU of its own spins");
     }
 
     #[test]
@@ -202,6 +243,13 @@ mod tests {
         let p = Config::default().validate(&[3]).unwrap();
         assert_eq!((p.timer_core, p.worker_cores.clone()), (3, vec![3]));
         assert!(p.warnings[0].contains("shares a CPU"));
+        assert!(p.timer_yields, "a timer core sharing a worker's CPU yields");
+        let never = Config { timer_yield: TimerYield::Never, ..Config::default() }.validate(&[3]).unwrap();
+        assert!(!never.timer_yields);
+        let unpinned = Config { pin: false, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
+        assert!(unpinned.timer_yields, "an unpinned timer core may share any CPU");
+        let always = Config { timer_yield: TimerYield::Always, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
+        assert!(always.timer_yields);
     }
 
     #[test]

@@ -46,3 +46,17 @@ pub fn xsave_area_size() -> Option<usize> {
     let leaf = core::arch::x86_64::__cpuid_count(0xD, 0);
     Some(leaf.ebx as usize)
 }
+
+/// The processor's model as the kernel reports it (`model name` in /proc/cpuinfo, what `lscpu`
+/// prints), recorded with every benchmark result: timings compare only within one machine.
+pub fn model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().into())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -4,7 +4,7 @@ use crate::config::{Config, ConfigError, Placement};
 use crate::preempt::{self, Preempter};
 use crate::queue::{LockedFifo, Ring};
 use crate::request::Request;
-use crate::stats::{RunStats, TimerStats, WorkerSnapshot};
+use crate::stats::{PeriodHistogram, RunStats, TimerStats, WorkerSnapshot};
 use crate::timer_core::{run_timer_core, TimerParams};
 use crate::transport::Transport;
 use crate::worker::{run_worker, Shared, WorkerParams, WorkerShared};
@@ -48,6 +48,7 @@ pub struct Runtime {
     timer: Option<JoinHandle<()>>,
     timer_stop: Arc<AtomicBool>,
     timer_stats: Arc<TimerStats>,
+    timer_periods: Arc<PeriodHistogram>,
     placement: Placement,
 }
 
@@ -141,7 +142,8 @@ impl Runtime {
         }
         let timer_stop = Arc::new(AtomicBool::new(false));
         let timer_stats = Arc::new(TimerStats::default());
-        let mut rt = Runtime { shared, workers, timer: None, timer_stop, timer_stats, placement };
+        let timer_periods = Arc::new(PeriodHistogram::default());
+        let mut rt = Runtime { shared, workers, timer: None, timer_stop, timer_stats, timer_periods, placement };
         if let Some(e) = failure {
             rt.shared.abort.store(true, Ordering::Release);
             rt.join_workers();
@@ -155,12 +157,14 @@ impl Runtime {
             congested_quantum_factor: config.congested_quantum_factor,
             thresh_wqd_ns: config.thresh_wqd_us * 1_000,
             cpu: config.pin.then_some(rt.placement.timer_core),
+            yield_each_loop: rt.placement.timer_yields,
         };
-        let (shared, stop, stats) = (rt.shared.clone(), rt.timer_stop.clone(), rt.timer_stats.clone());
+        let (shared, stop) = (rt.shared.clone(), rt.timer_stop.clone());
+        let (stats, periods) = (rt.timer_stats.clone(), rt.timer_periods.clone());
         rt.timer = Some(
             std::thread::Builder::new()
                 .name("synergy-timer".into())
-                .spawn(move || run_timer_core(shared, params, stop, stats))
+                .spawn(move || run_timer_core(shared, params, stop, stats, periods))
                 .map_err(|e| StartError::Worker(format!("cannot spawn the timer core: {e}")))?,
         );
         Ok(rt)
@@ -196,6 +200,7 @@ impl Runtime {
             workers,
             total,
             timer: self.timer_stats.snapshot(),
+            timer_periods: self.timer_periods.snapshot(),
             green_threads_live: self.shared.live_threads.load(Ordering::Relaxed) as u64,
         }
     }

@@ -65,6 +65,74 @@ counters!(
     }
 );
 
+/// Timer-core loop periods (time from one loop's clock read to the next's) in power-of-two
+/// buckets: bucket `i` counts periods in [2^i, 2^(i+1)) ns, bucket 0 also those under 1 ns. The
+/// timer core counts into a local array and publishes it every `PERIOD_FLUSH` loops and at exit.
+pub const PERIOD_BUCKETS: usize = 40;
+pub const PERIOD_FLUSH: u64 = 4096;
+
+#[derive(Debug)]
+pub struct PeriodHistogram {
+    buckets: [AtomicU64; PERIOD_BUCKETS],
+}
+
+impl Default for PeriodHistogram {
+    fn default() -> Self {
+        PeriodHistogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+/// The bucket of a period of `ns`.
+pub fn period_bucket(ns: u64) -> usize {
+    (63 - ns.max(1).leading_zeros() as usize).min(PERIOD_BUCKETS - 1)
+}
+
+impl PeriodHistogram {
+    /// Adds a local histogram's counts and clears it.
+    pub fn add(&self, local: &mut [u64; PERIOD_BUCKETS]) {
+        for (b, n) in self.buckets.iter().zip(local.iter_mut()) {
+            if *n != 0 {
+                b.fetch_add(std::mem::take(n), Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> PeriodSnapshot {
+        PeriodSnapshot { buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect() }
+    }
+}
+
+/// A snapshot of `PeriodHistogram`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct PeriodSnapshot {
+    pub buckets: Vec<u64>,
+}
+
+impl PeriodSnapshot {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Upper bound (ns, exclusive) of the bucket holding quantile `q` (0..=1) of the periods, or
+    /// 0 without any.
+    pub fn quantile_upper_ns(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return 1u64 << (i + 1);
+            }
+        }
+        1u64 << PERIOD_BUCKETS
+    }
+}
+
 /// Counters of a whole run.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -72,5 +140,33 @@ pub struct RunStats {
     pub workers: Vec<WorkerSnapshot>,
     pub total: WorkerSnapshot,
     pub timer: TimerSnapshot,
+    /// The timer core's loop periods.
+    pub timer_periods: PeriodSnapshot,
     pub green_threads_live: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_land_in_power_of_two_buckets_and_quantiles_bound_them() {
+        assert_eq!((period_bucket(0), period_bucket(1), period_bucket(2), period_bucket(3)), (0, 0, 1, 1));
+        assert_eq!(period_bucket(1023), 9);
+        assert_eq!(period_bucket(1024), 10);
+        assert_eq!(period_bucket(u64::MAX), PERIOD_BUCKETS - 1);
+        let h = PeriodHistogram::default();
+        let mut local = [0u64; PERIOD_BUCKETS];
+        for ns in [100u64, 100, 100, 100, 100, 100, 100, 100, 100, 5_000] {
+            local[period_bucket(ns)] += 1;
+        }
+        h.add(&mut local);
+        assert!(local.iter().all(|&n| n == 0), "add clears the local counts");
+        let s = h.snapshot();
+        assert_eq!(s.count(), 10);
+        assert_eq!(s.quantile_upper_ns(0.5), 128, "100 ns lies in [64, 128)");
+        assert_eq!(s.quantile_upper_ns(0.9), 128);
+        assert_eq!(s.quantile_upper_ns(0.99), 8192, "5 µs lies in [4096, 8192)");
+        assert_eq!(PeriodSnapshot::default().quantile_upper_ns(0.5), 0);
+    }
 }

@@ -5,7 +5,7 @@
 use crate::clock;
 use crate::policy::timer::{decide, QuantumControl, TimerDecision};
 use crate::preempt::Target;
-use crate::stats::TimerStats;
+use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
 use crate::worker::Shared;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,9 +15,18 @@ pub struct TimerParams {
     pub congested_quantum_factor: f64,
     pub thresh_wqd_ns: u64,
     pub cpu: Option<usize>,
+    /// `sched_yield` after every loop (`Placement::timer_yields`): only where the timer core
+    /// time-shares its CPU; a system call per loop is jitter on a microsecond timer.
+    pub yield_each_loop: bool,
 }
 
-pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<AtomicBool>, stats: Arc<TimerStats>) {
+pub fn run_timer_core(
+    shared: Arc<Shared>,
+    params: TimerParams,
+    stop: Arc<AtomicBool>,
+    stats: Arc<TimerStats>,
+    periods: Arc<PeriodHistogram>,
+) {
     if let Some(cpu) = params.cpu {
         if let Err(e) = crate::cpu::pin_current_thread(cpu) {
             eprintln!("synergy: timer core: cannot pin to CPU {cpu}: {e}; running unpinned");
@@ -32,8 +41,16 @@ pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<Atomic
         wq.producer_index(),
     );
     shared.factor_bits.store(control.factor().to_bits(), Ordering::Relaxed);
+    let mut local_periods = [0u64; PERIOD_BUCKETS];
+    let (mut last, mut loops) = (clock::now_ns(), 0u64);
     while !stop.load(Ordering::Acquire) {
         let now = clock::now_ns();
+        local_periods[period_bucket(now.saturating_sub(last))] += 1;
+        last = now;
+        loops += 1;
+        if loops % PERIOD_FLUSH == 0 {
+            periods.add(&mut local_periods);
+        }
         if let Some(change) = control.tick(now, wq.producer_index(), wq.consumer_index()) {
             shared.factor_bits.store(change.factor.to_bits(), Ordering::Relaxed);
             shared.check_wait_queue.store(change.check_wait_queue, Ordering::Release);
@@ -71,8 +88,12 @@ pub fn run_timer_core(shared: Arc<Shared>, params: TimerParams, stop: Arc<Atomic
             }
         }
         stats.loops.fetch_add(1, Ordering::Relaxed);
-        // On a dedicated core this returns immediately; on an oversubscribed one (this project's
-        // 2-core CI) it lets co-scheduled threads run instead of burning a whole time slice.
-        std::thread::yield_now();
+        if params.yield_each_loop {
+            // Time-shared with a worker: let it run instead of burning a whole time slice.
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
     }
+    periods.add(&mut local_periods);
 }

@@ -4,3 +4,4 @@ pub mod ctx;
 pub mod interrupt;
 pub mod interrupt_report;
 pub mod phases;
+pub mod timer;
