@@ -155,9 +155,17 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
         let p = &m["phases"];
         assert_eq!(p["runs"], 3000, "every interrupt measured once: {m}");
         assert_eq!(p["rejected"], 0, "no sample with out-of-order stamps: {m}");
+        let pct = |phase: &str, q: &str| p[phase][q].as_f64().unwrap();
         for phase in ["send", "propagation", "receive", "return", "total"] {
-            let (p50, p999) = (p[phase]["p50_ns"].as_f64().unwrap(), p[phase]["p999_ns"].as_f64().unwrap());
-            assert!(p50 >= 0.0 && p50 <= p999, "{phase}: p50 {p50} <= p99.9 {p999}");
+            assert!(pct(phase, "p50_ns") <= pct(phase, "p999_ns"), "{phase}: p50 <= p99.9: {m}");
+        }
+        // Per sample, total (rt3 - rt0, the receiver's whole interruption) contains receive
+        // (rt1 - rt0) and return (rt3 - rt2): the accepted stamps are ordered rt0 <= rt1 <= rt2
+        // <= rt3. So its percentiles are at least theirs.
+        for phase in ["receive", "return"] {
+            for q in ["p50_ns", "p999_ns"] {
+                assert!(pct("total", q) >= pct(phase, q), "total contains {phase} ({q}): {m}");
+            }
         }
         // Propagation (st2 - st0) contains the send's start, receive ends at the same stamp.
         assert!(p["propagation"]["p50_ns"].as_f64().unwrap() > 0.0);
@@ -219,13 +227,75 @@ fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
     let o = synergy(&args);
     assert!(o.status.success(), "sweep {extra:?} failed: {}", stderr(&o));
     let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).expect("the sweep draws its plot");
-    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "an SVG");
     let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).expect("and writes its CSV");
     assert!(csv.starts_with("policy,preempt,load"), "{csv}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    check_sweep_svg(&svg, &v);
+    check_sweep_percentiles(&v);
     let _ = std::fs::remove_dir_all(&dir);
     v
+}
+
+/// The sweep's SVG plots what its JSON says: one complete document, two panels (slowdown and
+/// latency), each with one polyline per (policy, mode) line holding one point per load level,
+/// inside the drawing, and a legend entry naming the line.
+fn check_sweep_svg(svg: &str, v: &serde_json::Value) {
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "one complete SVG document");
+    let points = v["points"].as_array().unwrap();
+    let mut lines: Vec<String> = points
+        .iter()
+        .map(|p| {
+            let (policy, mode) = (p["policy"].as_str().unwrap(), p["preempt"].as_str().unwrap());
+            if policy == "synergy" {
+                format!("--preempt={mode}")
+            } else {
+                format!("{policy} --preempt={mode}")
+            }
+        })
+        .collect();
+    lines.dedup();
+    let loads = points.len() / lines.len();
+    let polylines: Vec<&str> = svg.split("<polyline").skip(1).collect();
+    assert_eq!(polylines.len(), 2 * lines.len(), "one polyline per line and panel: {svg}");
+    for pl in polylines {
+        let coords = pl.split("points=\"").nth(1).and_then(|r| r.split('"').next()).expect("a points attribute");
+        let pairs: Vec<(f64, f64)> = coords
+            .split_whitespace()
+            .map(|xy| {
+                let (x, y) = xy.split_once(',').expect("x,y");
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(pairs.len(), loads, "one point per load level: {coords}");
+        assert!(pairs.iter().all(|&(x, y)| (0.0..=1040.0).contains(&x) && (0.0..=380.0).contains(&y)), "{coords}");
+    }
+    for line in &lines {
+        assert_eq!(svg.matches(&format!(">{line}</text>")).count(), 2, "legend entry {line:?} in both panels");
+    }
+}
+
+/// The reported percentiles are consistent with what they summarize: per class ordered
+/// (p50 <= p99 <= p99.9), the classes' counts add up to the answered requests, and the overall
+/// p99.9 latency lies within the classes' range (a mixture's quantile cannot leave it; 1%
+/// allowance for the histograms' bucket rounding).
+fn check_sweep_percentiles(v: &serde_json::Value) {
+    for p in v["points"].as_array().unwrap() {
+        let answered = p["answered"].as_u64().unwrap();
+        assert!(answered > 0, "{p}");
+        let classes = p["classes"].as_array().unwrap();
+        let q = |c: &serde_json::Value, name: &str| c[name].as_u64().unwrap();
+        let mut counted = 0;
+        for c in classes {
+            assert!(q(c, "p50_ns") <= q(c, "p99_ns") && q(c, "p99_ns") <= q(c, "p999_ns"), "ordered: {c}");
+            counted += q(c, "count");
+        }
+        assert_eq!(counted, answered, "the classes' counts add up to the answered requests: {p}");
+        let overall = p["overall_latency_p999_ns"].as_u64().unwrap() as f64;
+        let lo = classes.iter().filter(|c| q(c, "count") > 0).map(|c| q(c, "p50_ns")).min().unwrap() as f64;
+        let hi = classes.iter().map(|c| q(c, "p999_ns")).max().unwrap() as f64;
+        assert!(overall >= lo * 0.99 && overall <= hi * 1.01, "overall p99.9 {overall} within [{lo}, {hi}]: {p}");
+    }
 }
 
 #[test]
@@ -249,7 +319,14 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     let v = short_sweep("leveldb", &["--app", "leveldb"]);
     assert_eq!(v["workload"], "leveldb");
     let t = &v["service_times"];
-    assert_eq!(t["leveldb_version"], "1.23");
+    // The version of the library really linked, as Debian's package states it (1.23-4 -> 1.23).
+    let dpkg = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "libleveldb-dev"])
+        .output()
+        .expect("dpkg-query (the LevelDB test runs on Debian, where libleveldb-dev is installed)");
+    let installed = String::from_utf8_lossy(&dpkg.stdout).split('-').next().unwrap_or_default().to_string();
+    assert!(!installed.is_empty(), "libleveldb-dev is installed: {dpkg:?}");
+    assert_eq!(t["leveldb_version"], installed.as_str());
     assert_eq!(t["entries"], 1000);
     let (get, scan) = (t["get"]["mean_ns"].as_f64().unwrap(), t["scan"]["mean_ns"].as_f64().unwrap());
     assert!(get > 0.0 && scan > get, "GET {get} ns, SCAN {scan} ns");

@@ -61,21 +61,32 @@ fn run(cfg: Config, requests: u64) {
         send(Reply::to(&req).with_value(value)).unwrap();
     })
     .expect("runtime starts");
-    // Feed in bursts so queues stay non-empty and long requests keep getting preempted.
+    // Feed in bursts so queues stay non-empty and long requests keep getting preempted: at least
+    // `requests`, and more until preemptions and deferred preemptions were both seen (how soon
+    // depends on how much CPU a busy machine leaves the timer core, issue 21).
     let mut next = 0u64;
     let mut got = Vec::new();
     let t0 = Instant::now();
-    while next < requests {
+    let seen_both = |rt: &Runtime| {
+        let t = rt.stats().total;
+        t.preemptions > 0 && t.preempt_deferred > 0
+    };
+    while next < requests || !seen_both(&rt) {
         for w in 0..workers {
-            while transport.backlog_of(w) < 16 && next < requests {
+            while transport.backlog_of(w) < 16 {
                 transport.submit(w, Request { id: next, ..Default::default() }).unwrap();
                 next += 1;
             }
         }
         got.extend(transport.take_replies());
         std::thread::yield_now();
-        assert!(t0.elapsed() < Duration::from_secs(300), "no progress (deadlock?): {:?}", rt.stats().total);
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "after {next} requests: no progress (deadlock?) or the machine starved the timer core: {:?}",
+            rt.stats().total
+        );
     }
+    let requests = next;
     transport.close();
     let stats = rt.shutdown();
     got.extend(transport.take_replies());

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{LONG, SHORT};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use synergy::transport::channel::ChannelTransport;
@@ -15,11 +15,13 @@ fn run(mode: PreemptMode) -> (Vec<Reply>, synergy::stats::RunStats) {
     let mut cfg = common::one_worker();
     cfg.preempt = mode;
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
-    let long_started = Arc::new(AtomicBool::new(false));
-    let rt =
-        Runtime::start(&cfg, transport.clone(), common::spin_handler(long_started.clone())).expect("runtime starts");
-    transport.submit(0, Request { id: 1, kind: LONG, service_ns: 300_000_000, ..Default::default() }).unwrap();
-    common::wait_until("long request started", Duration::from_secs(10), || long_started.load(Ordering::Acquire));
+    let gate = Arc::new(common::Gate::default());
+    let rt = Runtime::start(&cfg, transport.clone(), common::spin_handler(gate.clone())).expect("runtime starts");
+    // Preempted: the long request runs until the short one was answered. The control (no
+    // preemption) must finish on its own: 300 ms.
+    let long_ns = if mode == PreemptMode::None { 300_000_000 } else { common::UNTIL_SHORT_DONE };
+    transport.submit(0, Request { id: 1, kind: LONG, service_ns: long_ns, ..Default::default() }).unwrap();
+    common::wait_until("long request started", Duration::from_secs(10), || gate.long_started.load(Ordering::Acquire));
     transport.submit(0, Request { id: 2, kind: SHORT, service_ns: 1_000, ..Default::default() }).unwrap();
     transport.close();
     let stats = rt.shutdown();

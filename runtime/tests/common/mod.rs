@@ -15,19 +15,42 @@ use synergy::{clock, feedback_finished, feedback_start, send, Config, Reply, Req
 pub const SHORT: u32 = 0;
 pub const LONG: u32 = 1;
 
-/// A handler that spins for each request's `service_ns`, marking `LONG` ones with feedback and
-/// raising `long_started` when one begins, then replies.
-pub fn spin_handler(long_started: Arc<AtomicBool>) -> impl Fn(Request) + Send + Sync + 'static {
+/// `service_ns` of a `LONG` request that runs until a `SHORT` request has been answered (at most
+/// `UNTIL_SHORT_DONE_BOUND`): a test that a short request overtakes a long one then does not
+/// depend on how soon a busy machine lets the timer core run; if preemption never comes, the long
+/// request finishes first after the bound and the test fails.
+pub const UNTIL_SHORT_DONE: u64 = u64::MAX;
+pub const UNTIL_SHORT_DONE_BOUND: Duration = Duration::from_secs(30);
+
+/// What `spin_handler` reports: a long request began; a short one was answered.
+#[derive(Default)]
+pub struct Gate {
+    pub long_started: AtomicBool,
+    pub short_done: AtomicBool,
+}
+
+/// A handler that spins for each request's `service_ns` (see `UNTIL_SHORT_DONE`), marking `LONG`
+/// ones with feedback, and replies; it reports to `gate`.
+pub fn spin_handler(gate: Arc<Gate>) -> impl Fn(Request) + Send + Sync + 'static {
     move |req: Request| {
         if req.kind == LONG {
             feedback_start();
-            long_started.store(true, Ordering::Release);
-            clock::spin_for(req.service_ns);
+            gate.long_started.store(true, Ordering::Release);
+            if req.service_ns == UNTIL_SHORT_DONE {
+                let t0 = Instant::now();
+                while !gate.short_done.load(Ordering::Acquire) && t0.elapsed() < UNTIL_SHORT_DONE_BOUND {
+                    clock::spin_for(1_000);
+                }
+            } else {
+                clock::spin_for(req.service_ns);
+            }
             feedback_finished();
+            send(Reply::to(&req)).unwrap();
         } else {
             clock::spin_for(req.service_ns);
+            send(Reply::to(&req)).unwrap();
+            gate.short_done.store(true, Ordering::Release);
         }
-        send(Reply::to(&req)).unwrap();
     }
 }
 
