@@ -45,8 +45,9 @@ pub struct Config {
 
 /// Whether the timer core calls `sched_yield` after every loop. A system call per loop adds
 /// jitter to a microsecond timer, so a timer core with a CPU to itself spins; one that
-/// time-shares its CPU with a worker (or is not pinned) yields, or the worker it shares with
-/// would wait for the scheduler's time slice (milliseconds) to run at all.
+/// time-shares its CPU (with a worker, or, where the workers and it use every allowed CPU, with
+/// the process's other threads), or is not pinned, yields: otherwise what it shares with waits
+/// for the scheduler's time slice (milliseconds) to run at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum TimerYield {
@@ -120,7 +121,8 @@ pub struct Placement {
     /// Human-readable notes (e.g. the timer core shares a CPU with a worker).
     pub warnings: Vec<String>,
     /// The timer core yields its CPU after every loop: `timer_yield` says so, or (`auto`) it is
-    /// not pinned or shares its CPU with a worker.
+    /// not pinned, shares its CPU with a worker, or the allowed CPUs leave none beyond the
+    /// workers' and its own.
     pub timer_yields: bool,
 }
 
@@ -216,7 +218,10 @@ impl Config {
         let timer_yields = match self.timer_yield {
             TimerYield::Always => true,
             TimerYield::Never => false,
-            TimerYield::Auto => !self.pin || worker_cores.contains(&timer_core),
+            // Spin only with a CPU to spare for everything else the process runs (its load
+            // generator, application threads): with none, those threads would wait for the
+            // spinning timer core's time slice on its CPU.
+            TimerYield::Auto => !self.pin || worker_cores.contains(&timer_core) || allowed.len() <= distinct.len() + 1,
         };
         Ok(Placement { timer_core, worker_cores, warnings, timer_yields })
     }
@@ -228,11 +233,13 @@ mod tests {
 
     #[test]
     fn defaults_place_timer_first_and_workers_elsewhere() {
-        let p = Config { workers: 2, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
+        let p = Config { workers: 2, ..Config::default() }.validate(&[0, 1, 2, 3]).unwrap();
         assert_eq!(p.timer_core, 0);
         assert_eq!(p.worker_cores, vec![1, 2]);
         assert!(p.warnings.is_empty());
-        assert!(!p.timer_yields, "a timer core with a CPU of its own spins");
+        assert!(!p.timer_yields, "a timer core with a CPU of its own, and one to spare, spins");
+        let p = Config { workers: 2, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
+        assert!(p.timer_yields, "no CPU left for the process's other threads: the timer core yields");
     }
 
     #[test]
@@ -248,7 +255,7 @@ mod tests {
         assert!(!never.timer_yields);
         let unpinned = Config { pin: false, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
         assert!(unpinned.timer_yields, "an unpinned timer core may share any CPU");
-        let always = Config { timer_yield: TimerYield::Always, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
+        let always = Config { timer_yield: TimerYield::Always, ..Config::default() }.validate(&[0, 1, 2, 3]).unwrap();
         assert!(always.timer_yields);
     }
 
