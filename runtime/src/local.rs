@@ -25,6 +25,28 @@ thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Identifies the arming of a worker's timer that an interrupt is meant for (issue 15, item 6).
+/// The worker increments `armed` each time it arms its timer (a long request starts, or resumes
+/// after a preemption); the timer core copies the value it decided on into `target` before it
+/// sends. A delivery acts only while the two are equal: an interrupt delayed past the end of the
+/// request it was sent for (a signal queued behind a descheduled worker, an IPI's task_work run
+/// at a later return to user mode) finds a newer `armed` and is ignored instead of preempting
+/// whatever runs then. In the worker's shared half (the timer core outlives the worker thread),
+/// reached from `PreemptState::gens`.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct ArmGenerations {
+    pub armed: AtomicU64,
+    pub target: AtomicU64,
+}
+
+impl ArmGenerations {
+    /// True if an interrupt arriving now was sent for the current arming.
+    pub fn current(&self) -> bool {
+        self.armed.load(Ordering::Acquire) == self.target.load(Ordering::Acquire)
+    }
+}
+
 /// What every preemption delivery path reads and writes on the interrupted worker. The asm stubs
 /// use the fields at the `OFF_*` offsets directly.
 #[repr(C)]
@@ -42,6 +64,8 @@ pub struct PreemptState {
     /// gs:[24] — lowest stack pointer at which the running green thread can still take the
     /// preemption frame (stack bottom + frame + reserve); checked by the asm stubs.
     pub min_preempt_rsp: AtomicU64,
+    /// gs:[32] — this worker's arm generations (`ArmGenerations`; lives as long as the runtime).
+    gens: *const ArmGenerations,
     /// Usable stack range of the running green thread, for the interrupt path's sanity check.
     pub stack_lo: AtomicU64,
     pub stack_hi: AtomicU64,
@@ -57,15 +81,20 @@ pub const OFF_PREEMPTIBLE: usize = 12;
 pub const OFF_PENDING: usize = 13;
 pub const OFF_INTERRUPTED_RIP: usize = 16;
 pub const OFF_MIN_PREEMPT_RSP: usize = 24;
+pub const OFF_GENS: usize = 32;
 const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_disable) == OFF_DISABLE);
 const _: () = assert!(core::mem::offset_of!(PreemptState, preemptible) == OFF_PREEMPTIBLE);
 const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_pending) == OFF_PENDING);
 const _: () = assert!(core::mem::offset_of!(PreemptState, interrupted_rip) == OFF_INTERRUPTED_RIP);
 const _: () = assert!(core::mem::offset_of!(PreemptState, min_preempt_rsp) == OFF_MIN_PREEMPT_RSP);
+const _: () = assert!(core::mem::offset_of!(PreemptState, gens) == OFF_GENS);
+const _: () = assert!(core::mem::offset_of!(ArmGenerations, armed) == 0);
+const _: () = assert!(core::mem::offset_of!(ArmGenerations, target) == 8);
 
 impl PreemptState {
-    /// A worker's state, counting into `stats`, which must outlive it.
-    pub fn new(stats: *const WorkerStats) -> PreemptState {
+    /// A worker's state, counting into `stats`, with its arm generations in `gens`; both must
+    /// outlive it.
+    pub fn new(stats: *const WorkerStats, gens: *const ArmGenerations) -> PreemptState {
         PreemptState {
             self_ptr: AtomicU64::new(0),
             preempt_disable: AtomicU32::new(0),
@@ -73,11 +102,18 @@ impl PreemptState {
             preempt_pending: AtomicU8::new(0),
             interrupted_rip: AtomicU64::new(0),
             min_preempt_rsp: AtomicU64::new(u64::MAX),
+            gens,
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
             panic_holds: AtomicU32::new(0),
             stats,
         }
+    }
+
+    /// The worker's arm generations.
+    pub fn gens(&self) -> &ArmGenerations {
+        // SAFETY: `new`'s contract: they outlive this state.
+        unsafe { &*self.gens }
     }
 
     /// The worker's counters.

@@ -59,7 +59,23 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, true)
+        Self::start_with(config, transport, handler, true, None)
+    }
+
+    /// Like [`Runtime::start`], delivering preemptions through `preempter` instead of the one
+    /// `config.preempt` names (which must still be a preempting mode, for the allocator check).
+    /// For tests that interpose on delivery, e.g. to delay it.
+    #[doc(hidden)]
+    pub fn start_with_preempter<H>(
+        config: &Config,
+        transport: Arc<dyn Transport>,
+        handler: H,
+        preempter: Arc<dyn Preempter>,
+    ) -> Result<Runtime, StartError>
+    where
+        H: Fn(Request) + Send + Sync + 'static,
+    {
+        Self::start_with(config, transport, handler, true, Some(preempter))
     }
 
     /// Like [`Runtime::start`], but without the timer core: nothing preempts the workers except
@@ -74,7 +90,7 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, false)
+        Self::start_with(config, transport, handler, false, None)
     }
 
     fn start_with<H>(
@@ -82,6 +98,7 @@ impl Runtime {
         transport: Arc<dyn Transport>,
         handler: H,
         timer_core: bool,
+        preempter: Option<Arc<dyn Preempter>>,
     ) -> Result<Runtime, StartError>
     where
         H: Fn(Request) + Send + Sync + 'static,
@@ -94,8 +111,10 @@ impl Runtime {
         if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
             return Err(StartError::Allocator);
         }
-        let preempter: Arc<dyn Preempter> =
-            Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?);
+        let preempter: Arc<dyn Preempter> = match preempter {
+            Some(p) => p,
+            None => Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?),
+        };
         let shared = Arc::new(Shared {
             workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
             wait_queue: Ring::with_capacity(config.max_green_threads),
@@ -177,6 +196,9 @@ impl Runtime {
     /// Interrupts worker `id` through the runtime's preemption mechanism, as the timer core
     /// does (whether it is then preempted is the worker's decision).
     pub fn interrupt_worker(&self, id: usize) -> std::io::Result<()> {
+        // Aimed at whatever arming is current (the microbenchmark's sender plays the timer core).
+        let gens = &self.shared.workers[id].gens;
+        gens.target.store(gens.armed.load(Ordering::Acquire), Ordering::Release);
         self.shared.preempter.preempt(self.worker_target(id))
     }
 

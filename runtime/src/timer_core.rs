@@ -64,6 +64,9 @@ pub fn run_timer_core(
             if now < deadline || deadline == 0 {
                 continue; // cheap path: disarmed or still running its quantum
             }
+            // Read after the deadline (the worker publishes the generation first): if the CAS
+            // below succeeds, this is the arming whose deadline expired.
+            let armed = w.gens.armed.load(Ordering::Acquire);
             let queued = crate::worker::work_waiting(&shared, w.id);
             let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
             match decide(now, deadline, queued, quantum) {
@@ -71,6 +74,7 @@ pub fn run_timer_core(
                     // Only if the worker has not disarmed/re-armed meanwhile (a new request).
                     if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok()
                     {
+                        w.gens.target.store(armed, Ordering::Release);
                         let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
                         match shared.preempter.preempt(target) {
                             Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),

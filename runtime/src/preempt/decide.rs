@@ -38,7 +38,8 @@ pub(crate) extern "C" fn run_handler() {
 /// atomics. The asm stubs of the ipi and uintr paths make the same decision.
 pub fn redirect_decision(p: &PreemptState, rsp: u64) -> bool {
     let stats = p.stats();
-    if p.preemptible.load(Ordering::Relaxed) == 0 {
+    if p.preemptible.load(Ordering::Relaxed) == 0 || !p.gens().current() {
+        // No long request, or one other than the arming this interrupt was sent for.
         stats.interrupts_ignored.fetch_add(1, Ordering::Relaxed);
         return false;
     }

@@ -64,7 +64,8 @@ pub fn ipi_stub_address() -> u64 {
 /// Like `preempt_stub`, but the interrupt was delivered without knowing the worker's state (the
 /// kernel module cannot read it), so the decision `decide::redirect_decision` makes in the signal
 /// handler is made here, in asm that changes nothing it does not restore:
-///   not preemptible -> return to the interrupted rip; preemption disabled -> set pending and
+///   not preemptible, or sent for an earlier arming of the timer (`local::ArmGenerations`) ->
+///   return to the interrupted rip; preemption disabled -> set pending and
 ///   return; too little stack -> return; otherwise clear preemptible/pending and enter
 ///   `preempt_entry`. The rip slot is reset to 0 right after it is pushed, which tells the module
 ///   that the next delivery may proceed.
@@ -72,8 +73,9 @@ pub fn ipi_stub_address() -> u64 {
 unsafe extern "C" fn ipi_stub() {
     // SAFETY: reached with the interrupted thread's exact registers (the module changed only rip)
     // and its rip in gs:[16]. `lea`, `push m64`, `mov m, imm`, `pushfq`/`popfq`, `cmp m, imm` and
-    // `ret imm` change no general-purpose register; RFLAGS is saved before the first `cmp` and
-    // restored on every path. A second delivery can only happen once the slot is 0 again, i.e.
+    // `ret imm` change no general-purpose register; rax and rcx, used to compare the arm
+    // generations, are pushed first and popped after (`pop` leaves the flags of the `cmp`);
+    // RFLAGS is saved before the first `cmp` and restored on every path. A second delivery can only happen once the slot is 0 again, i.e.
     // after the rip is safely on the stack; it then nests like any interrupt of user code.
     naked_asm!(
         "lea rsp, [rsp - 128]",
@@ -82,6 +84,14 @@ unsafe extern "C" fn ipi_stub() {
         "pushfq",
         "cmp byte ptr gs:[{preemptible}], 0",
         "je 2f",
+        "push rax",
+        "push rcx",
+        "mov rax, qword ptr gs:[{gens}]",
+        "mov rcx, qword ptr [rax]",
+        "cmp rcx, qword ptr [rax + 8]",
+        "pop rcx",
+        "pop rax",
+        "jne 2f",
         "cmp dword ptr gs:[{disable}], 0",
         "jne 3f",
         "cmp rsp, qword ptr gs:[{min_rsp}]",
@@ -100,6 +110,7 @@ unsafe extern "C" fn ipi_stub() {
         disable = const crate::local::OFF_DISABLE,
         pending = const crate::local::OFF_PENDING,
         min_rsp = const crate::local::OFF_MIN_PREEMPT_RSP,
+        gens = const crate::local::OFF_GENS,
         entry = sym preempt_entry,
     )
 }
@@ -119,8 +130,8 @@ pub fn uintr_stub_address() -> u64 {
 #[unsafe(naked)]
 unsafe extern "C" fn uintr_stub() {
     // SAFETY: the frame layout is the SDM's (see above); `lea` drops the vector so [rsp] is the
-    // rip UIRET pops. The comparisons clobber RFLAGS, which UIRET reloads from the frame; rax is
-    // saved around its use and restored by `pop` (which changes no flag). The stack check uses
+    // rip UIRET pops. The comparisons clobber RFLAGS, which UIRET reloads from the frame; rax and
+    // rcx are saved around their use and restored by `pop` (which changes no flag). The stack check uses
     // the interrupted rsp minus the entry's 136-byte frame, as `ipi_stub` does. `preemptible` is
     // cleared before the slot is written, so a nested user interrupt (possible once UIRET sets
     // UIF) returns at once and cannot overwrite the slot before `preempt_stub` pushes it.
@@ -129,6 +140,14 @@ unsafe extern "C" fn uintr_stub() {
         "lea rsp, [rsp + 8]",
         "cmp byte ptr gs:[{preemptible}], 0",
         "je 2f",
+        "push rax",
+        "push rcx",
+        "mov rax, qword ptr gs:[{gens}]",
+        "mov rcx, qword ptr [rax]",
+        "cmp rcx, qword ptr [rax + 8]",
+        "pop rcx",
+        "pop rax",
+        "jne 2f",
         "cmp dword ptr gs:[{disable}], 0",
         "jne 3f",
         "push rax",
@@ -155,6 +174,7 @@ unsafe extern "C" fn uintr_stub() {
         disable = const crate::local::OFF_DISABLE,
         pending = const crate::local::OFF_PENDING,
         min_rsp = const crate::local::OFF_MIN_PREEMPT_RSP,
+        gens = const crate::local::OFF_GENS,
         stub = sym preempt_stub,
     )
 }

@@ -25,7 +25,7 @@ use switch::{after_switch, set_current, take_thread};
 use crate::green::context::switch;
 use crate::green::thread::ThreadPtr;
 use crate::green::{Context, GreenThread};
-use crate::local::{self, PreemptState};
+use crate::local::{self, ArmGenerations, PreemptState};
 use crate::policy::quantum::ShortEma;
 use crate::policy::system::{SchedPolicy, Spec};
 use crate::policy::timer::DISARMED;
@@ -103,6 +103,8 @@ pub struct WorkerShared {
     /// CPU the worker is pinned to (for IPIs), -1 if not pinned.
     pub cpu: AtomicI32,
     pub stats: WorkerStats,
+    /// Which arming of the timer an interrupt is for (see `local::ArmGenerations`).
+    pub gens: ArmGenerations,
     /// Baseline policies' per-worker queue (Concord's JBSQ, Tiny Quanta's, d-FCFS's yields).
     pub own: LockedFifo<Work>,
     /// Some worker is polling this worker's transport queue (baselines admit for each other).
@@ -121,6 +123,7 @@ impl WorkerShared {
             tid: AtomicI32::new(0),
             cpu: AtomicI32::new(-1),
             stats: WorkerStats::default(),
+            gens: ArmGenerations::default(),
             own: LockedFifo::with_capacity(0),
             polling: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -175,7 +178,11 @@ const _: () = assert!(core::mem::offset_of!(WorkerLocal, preempt) == 0);
 
 impl WorkerLocal {
     fn new(state: WorkerState, shared: &WorkerShared) -> Box<WorkerLocal> {
-        Box::new(WorkerLocal { preempt: PreemptState::new(&shared.stats), shared, state: UnsafeCell::new(state) })
+        Box::new(WorkerLocal {
+            preempt: PreemptState::new(&shared.stats, &shared.gens),
+            shared,
+            state: UnsafeCell::new(state),
+        })
     }
 
     /// This worker's shared half.

@@ -125,6 +125,11 @@ pub(super) fn rearm_if_timed() {
 pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
     let factor = f64::from_bits(st.shared().factor_bits.load(Ordering::Relaxed));
     let q = st.shared().spec.quantum_ns(st.ema.get(), factor);
+    // A new arming: interrupts sent for an earlier one (still on their way) no longer apply, and
+    // neither does one deferred for it. The generation is published before the deadline that
+    // the timer core reads first (Release/Acquire), so it decides on a consistent pair.
+    l.gens().armed.fetch_add(1, Ordering::AcqRel);
+    l.preempt_pending.store(0, Ordering::Relaxed);
     l.shared().deadline.store(clock::now_ns() + q, Ordering::Release);
     l.preemptible.store(1, Ordering::Release);
 }
