@@ -310,6 +310,18 @@ enum BenchCommand {
     },
     /// LevelDB GET and SCAN service times on this machine (Table 6.1), sequentially.
     Leveldb(app_commands::BenchLeveldbArgs),
+    /// The runtime's ring next to crossbeam's ArrayQueue and work-stealing deque, side by side.
+    Ring {
+        /// Alternating measurement rounds (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// Items per pattern and round.
+        #[arg(long, default_value_t = 2_000_000)]
+        items: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/bench-ring).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// The timer core's loop period with a sched_yield per loop and without, side by side.
     Timer {
         #[command(flatten)]
@@ -510,6 +522,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
+        Command::Bench(BenchCommand::Ring { rounds, items, out }) => {
+            if rounds == 0 || items == 0 {
+                return fail("--rounds and --items must be at least 1");
+            }
+            let b = crate::bench::ring::run(rounds, items);
+            println!("bounded queues ({}), median of {rounds} rounds × {items} items:", b.cpu_model);
+            for (p, i, v) in &b.results {
+                println!("  {p:<17} {i:<24} {v:>7.2} ns/item");
+            }
+            if let Some(base) = &out {
+                if let Err(e) = write_results(base, &b, crate::bench::ring::csv(&b), crate::bench::ring::svg(&b)) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Bench(BenchCommand::Timer { runtime, duration_ms, out }) => {
             if duration_ms == 0 {
                 return fail("--duration-ms must be at least 1");

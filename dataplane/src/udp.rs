@@ -8,7 +8,7 @@
 use crate::protocol::{decode_request, encode_reply, salvage_request_id};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use synergy::clock;
 use synergy::request::{status, Reply, Request};
@@ -65,66 +65,28 @@ pub fn addr_of(origin: u64) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from((origin >> 16) as u32), origin as u16)
 }
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-        sin_zero: [0; 8],
-    }
-}
-
-fn check(r: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-    }
-    Ok(r)
-}
-
 /// A non-blocking UDP socket bound to `addr`, with SO_REUSEPORT if `reuse_port`.
 pub fn bind_udp(addr: SocketAddrV4, reuse_port: bool) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket calls on a descriptor we own; option values are live i32s and the
-    // address a live sockaddr_in of the size passed.
-    unsafe {
-        let fd = check(
-            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0),
-            "socket",
-        )?;
-        let fd = OwnedFd::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        if reuse_port {
-            check(
-                libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, &one as *const _ as *const _, 4),
-                "setsockopt(SO_REUSEPORT)",
-            )?;
-        }
-        let buf: libc::c_int = 4 << 20;
-        // Larger buffers absorb bursts; the kernel caps them at rmem_max/wmem_max (not an error).
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &buf as *const _ as *const _, 4);
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &buf as *const _ as *const _, 4);
-        let sa = sockaddr(addr);
-        check(
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            ),
-            &format!("bind {addr}"),
-        )?;
-        Ok(fd)
+    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    fn with(what: String) -> impl Fn(nix::Error) -> io::Error {
+        move |e| io::Error::new(io::Error::from(e).kind(), format!("{what}: {e}"))
     }
+    let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+        .map_err(with("socket".into()))?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true).map_err(with("setsockopt(SO_REUSEPORT)".into()))?;
+    }
+    // Larger buffers absorb bursts; the kernel caps them at rmem_max/wmem_max (not an error).
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
+    let _ = setsockopt(&fd, sockopt::SndBuf, &(4 << 20));
+    bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(with(format!("bind {addr}")))?;
+    Ok(fd)
 }
 
 /// The address `fd` is bound to.
 pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
-    // SAFETY: getsockname into a sockaddr_in of the size passed.
-    unsafe {
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        check(libc::getsockname(fd.as_raw_fd(), &mut sa as *mut _ as *mut libc::sockaddr, &mut len), "getsockname")?;
-        Ok(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port)))
-    }
+    let sa: nix::sys::socket::SockaddrIn = nix::sys::socket::getsockname(fd.as_raw_fd()).map_err(io::Error::from)?;
+    Ok(SocketAddrV4::new(sa.ip(), sa.port()))
 }
 
 /// Receives one datagram into `buf` without blocking: its length and sender, or None.
@@ -151,19 +113,8 @@ pub fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, SocketAddrV4)> 
 
 /// Sends `data` to `to` without blocking; false if the kernel refused (buffer full, no route).
 pub fn send_to(fd: &OwnedFd, data: &[u8], to: SocketAddrV4) -> bool {
-    let sa = sockaddr(to);
-    // SAFETY: sendto from `data` (its length passed) to a live sockaddr_in.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            data.as_ptr() as *const _,
-            data.len(),
-            libc::MSG_DONTWAIT,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        )
-    };
-    n == data.len() as isize
+    use nix::sys::socket::{sendto, MsgFlags, SockaddrIn};
+    sendto(fd.as_raw_fd(), data, &SockaddrIn::from(to), MsgFlags::MSG_DONTWAIT) == Ok(data.len())
 }
 
 impl UdpTransport {

@@ -4,4 +4,5 @@ pub mod ctx;
 pub mod interrupt;
 pub mod interrupt_report;
 pub mod phases;
+pub mod ring;
 pub mod timer;
