@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Kernel facts both synergy modules need (compiled into each with `#[path]`, as the uapi files
-//! are): the user-address bound, CPU numbers and APIC IDs, and a task's thread-group id.
+//! are): the user-address bound, CPU numbers and APIC IDs, and a process's identity.
 
-use core::ptr::null_mut;
 use kernel::bindings;
 
 /// Highest user-space address on x86-64 with 4-level paging (TASK_SIZE_MAX - 1). User addresses
@@ -33,17 +32,51 @@ pub(crate) fn apic_id(cpu: usize) -> Option<u32> {
     Some(id)
 }
 
-/// Thread-group id of `task` as seen from the caller's pid namespace (the same for every thread of
-/// a process), computed by the kernel's C helper.
+/// The identity of a process: a counted reference to its thread-group `struct pid`. Numbers from
+/// `task_tgid_nr_ns` depend on the pid namespace that reads them (two containers' servers can
+/// both be pid 1), so permission checks compare these identities instead, which are the same
+/// object whichever namespace looks. Holding the reference keeps the `struct pid` from being
+/// freed and reused for another process while it is compared against.
 ///
-/// Fields of `task_struct` beyond `flags` are not read from Rust in these modules: with this
-/// kernel's toolchain (bindgen 0.73.2, clang 19.1.7, Linux 7.3.4) the generated binding lays
-/// `task_struct` out differently from the C compiler after the scheduler entities (e.g.
-/// `nr_cpus_allowed` at 744 instead of 792, `pid` at 1136 instead of 1184, measured), so such
-/// reads, including the kernel crate's `Task::tgid()`, return another field. `__state` (24),
-/// `stack` (32) and `flags` (44) agree.
-pub(crate) fn tgid_of(task: *mut bindings::task_struct) -> i32 {
-    // SAFETY: `task` is live (current, or held by a reference); a null namespace means "the
-    // caller's active namespace".
-    unsafe { bindings::task_tgid_nr_ns(task, null_mut()) }
+/// Fields of `task_struct` beyond `flags` are not read from Rust in these modules (so not
+/// `current->signal` or `group_leader` either): with this kernel's toolchain (bindgen 0.73.2,
+/// clang 19.1.7, Linux 7.3.4) the generated binding lays `task_struct` out differently from the C
+/// compiler after the scheduler entities (e.g. `nr_cpus_allowed` at 744 instead of 792, `pid` at
+/// 1136 instead of 1184, measured), so such reads, including the kernel crate's `Task::tgid()`,
+/// return another field. `__state` (24), `stack` (32) and `flags` (44) agree. The kernel's
+/// exported C functions (`get_task_pid`, `put_pid`) do the reading here.
+pub(crate) struct ThreadGroup(core::ptr::NonNull<bindings::pid>);
+
+// SAFETY: a counted `struct pid` reference may be used and released from any thread.
+unsafe impl Send for ThreadGroup {}
+// SAFETY: only the pointer value is read through a shared reference.
+unsafe impl Sync for ThreadGroup {}
+
+impl ThreadGroup {
+    /// The calling task's process.
+    pub(crate) fn of_current() -> Result<ThreadGroup, kernel::error::Error> {
+        // SAFETY: `current` is a live task; get_task_pid takes a reference (or returns NULL if
+        // the task is being reaped, which `current` in an ioctl is not).
+        let p = unsafe {
+            bindings::get_task_pid(
+                kernel::task::Task::current_raw(),
+                bindings::pid_type_PIDTYPE_TGID,
+            )
+        };
+        core::ptr::NonNull::new(p)
+            .map(ThreadGroup)
+            .ok_or(kernel::error::code::ESRCH)
+    }
+
+    /// Whether both are the same process.
+    pub(crate) fn same_as(&self, other: &ThreadGroup) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Drop for ThreadGroup {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference taken by `of_current`.
+        unsafe { bindings::put_pid(self.0.as_ptr()) };
+    }
 }

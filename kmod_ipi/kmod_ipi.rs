@@ -9,10 +9,13 @@
 //! (only while the slot holds 0: one delivery at a time) and sets the user rip to the receiver's
 //! handler. Every other register is left as it was, so user space can save the complete state.
 //!
-//! Lifetimes: a `Receiver` is reference counted. The per-CPU table holds one reference, and a
-//! queued task_work holds another. Unregistering removes the table entry, waits for every IPI
-//! handler that might still see it (`synchronize_rcu`: the handlers run with interrupts off, which
-//! is an RCU read-side section), marks the receiver inactive and drops the table's reference.
+//! Lifetimes: a `Receiver` is reference counted. The per-CPU table holds one reference; a send
+//! takes another, checked against the sender's process, and hands it to the IPI handler; a queued
+//! task_work holds the handler's. Readers of the table (`with_slot`, `receiver_ref`, and the
+//! predicate of unregistration) run inside RCU read-side critical sections. Unregistering
+//! removes the table entry and marks the receiver inactive (a delivery on its way then does
+//! nothing); after one `synchronize_rcu` for everything a call unregistered it drops the table's
+//! references.
 //! `task_work_cancel` is not exported to modules, so a delivery queued before that still runs; it
 //! sees the receiver inactive and does nothing, then drops its reference. A queued delivery also
 //! holds a module reference, so `rmmod` cannot remove `deliver` while a task still has it queued;
@@ -44,7 +47,7 @@ use kernel::{
 // `super::ioctl`, hence this module's name.
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
-use cpu_task::{apic_id, nr_cpu_ids, tgid_of, USER_ADDR_MAX};
+use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
 
 #[path = "../uapi/src/ipi.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -116,7 +119,8 @@ struct Receiver {
     /// Cleared by unregistration: a delivery still queued then must not redirect.
     active: AtomicBool,
     task: ARef<Task>,
-    tgid: i32,
+    /// The registering process, compared by identity (not by a namespace's pid number).
+    group: ThreadGroup,
     handler: u64,
     rip_slot: u64,
     /// Id of the file that registered it.
@@ -169,9 +173,7 @@ impl MiscDevice for IpiFile {
 
     fn release(me: KBox<Self>, _file: &File) {
         let owner = me.id;
-        for cpu in 0..MAX_CPUS {
-            unregister_where(cpu, |r| r.owner == owner);
-        }
+        unregister_all(|r| r.owner == owner);
     }
 
     fn ioctl(me: &IpiFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -195,12 +197,7 @@ impl MiscDevice for IpiFile {
             }
             abi::IOC_UNREGISTER => {
                 let me_task = Task::current_raw();
-                let found = (0..MAX_CPUS)
-                    .map(|cpu| {
-                        unregister_where(cpu, |r| r.owner == owner && r.task.as_ptr() == me_task)
-                    })
-                    .fold(false, |a, b| a | b);
-                if found {
+                if unregister_all(|r| r.owner == owner && r.task.as_ptr() == me_task) > 0 {
                     Ok(0)
                 } else {
                     Err(ENOENT)
@@ -264,7 +261,7 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
     let task_ptr = Task::current_raw();
     // The thread is expected to be pinned (user space's job: the runtime refuses --preempt=ipi
     // without pinning). An unpinned receiver is harmless: IPIs to its CPU are misses while it
-    // runs elsewhere. (`nr_cpus_allowed` cannot be checked here: see `tgid_of`.)
+    // runs elsewhere. (`nr_cpus_allowed` cannot be read here: see `ThreadGroup`.)
     // SAFETY: raw_smp_processor_id has no preconditions; the answer may be stale for unpinned tasks.
     let cpu = unsafe { bindings::raw_smp_processor_id() } as usize;
     if cpu >= nr_cpus() {
@@ -275,7 +272,7 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
         return Err(EBUSY);
     }
     let current = kernel::current!();
-    let tgid = tgid_of(task_ptr);
+    let group = ThreadGroup::of_current()?;
     let receiver = Arc::new(
         Receiver {
             work: Opaque::new(bindings::callback_head {
@@ -285,7 +282,7 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
             work_queued: AtomicBool::new(false),
             active: AtomicBool::new(true),
             task: ARef::from(&**current),
-            tgid,
+            group,
             handler: req.handler,
             rip_slot: req.rip_slot,
             owner,
@@ -333,33 +330,82 @@ fn with_receiver_of<R>(
     })
 }
 
-/// Removes `cpu`'s receiver if `pred` holds for it; true if one was removed.
-fn unregister_where(cpu: usize, pred: impl Fn(&Receiver) -> bool) -> bool {
+/// A counted reference to `cpu`'s receiver, if any: taken inside an RCU read-side critical
+/// section, so it cannot race with the table's reference being dropped.
+fn receiver_ref(cpu: usize) -> Option<Arc<Receiver>> {
+    let _rcu = kernel::sync::rcu::read_lock();
     let p = RECEIVERS[cpu].load(Ordering::Acquire);
     if p.is_null() {
-        return false;
+        return None;
     }
-    // SAFETY: only unregistration frees a receiver, and it first swaps the entry to null; we read
-    // through `p` only after winning that swap below, or here while it is still published (no
-    // other unregistration of the same entry can free it: they would have to win the CAS first,
-    // and (un)registration of one file is serialised by the caller's file operations).
-    if !pred(unsafe { &*p }) {
-        return false;
+    // SAFETY: as in `with_slot`, `p` is the table's live reference until `_rcu` ends; cloning it
+    // through a `ManuallyDrop` leaves the table's count untouched and adds ours.
+    let table = ManuallyDrop::new(unsafe { Arc::from_raw(p) });
+    Some((*table).clone())
+}
+
+/// Unpublishes `cpu`'s receiver if `pred` holds for it; returns the table's reference, which
+/// the caller drops only after a grace period (`unregister_all`). The predicate runs inside an
+/// RCU read-side critical section: another file's release may unpublish and free the entry at
+/// any moment, and only its `synchronize_rcu` (which waits for this section) keeps `p` valid.
+fn unpublish_where(cpu: usize, pred: &impl Fn(&Receiver) -> bool) -> Option<*mut Receiver> {
+    let _rcu = kernel::sync::rcu::read_lock();
+    let p = RECEIVERS[cpu].load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
     }
-    if RECEIVERS[cpu]
+    // SAFETY: see above; `_rcu` is held.
+    let r = unsafe { &*p };
+    if !pred(r) {
+        return None;
+    }
+    RECEIVERS[cpu]
         .compare_exchange(p, null_mut(), Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        return false;
+        .ok()?;
+    // From here on no delivery may redirect: an IPI already on its way, or a queued task_work,
+    // sees this and does nothing.
+    r.active.store(false, Ordering::Release);
+    Some(p)
+}
+
+/// Unregisters every receiver `pred` holds for, with one grace period for all of them; returns
+/// how many.
+fn unregister_all(pred: impl Fn(&Receiver) -> bool) -> usize {
+    let mut removed: KVec<*mut Receiver> = KVec::new();
+    let mut count = 0;
+    for cpu in 0..MAX_CPUS {
+        let Some(p) = unpublish_where(cpu, &pred) else {
+            continue;
+        };
+        count += 1;
+        if removed.push(p, GFP_KERNEL).is_err() {
+            // No memory to batch: give this one its own grace period now.
+            // SAFETY: unpublished just above, released once.
+            unsafe { release_after_grace_period(&[p]) };
+        }
     }
-    // SAFETY: no IPI handler that could still see `p` survives synchronize_rcu (they run with
-    // interrupts disabled, an RCU read-side critical section).
+    // SAFETY: every pointer was unpublished by `unpublish_where` and is released once.
+    unsafe { release_after_grace_period(&removed) };
+    count
+}
+
+/// Drops the table's references in `removed` after one `synchronize_rcu`.
+///
+/// # Safety
+/// Each pointer must be a table reference (from `Arc::into_raw` in `register`) that
+/// `unpublish_where` removed from the table, released exactly once.
+unsafe fn release_after_grace_period(removed: &[*mut Receiver]) {
+    if removed.is_empty() {
+        return;
+    }
+    // No RCU reader (`with_slot`, `receiver_ref`, `unpublish_where`) that could still hold one of
+    // these pointers survives this.
+    // SAFETY: plain call; we may sleep here (ioctl and release are process context).
     unsafe { bindings::synchronize_rcu() };
-    // SAFETY: `p` is the table's reference, from Arc::into_raw in `register`.
-    let receiver = unsafe { Arc::from_raw(p) };
-    receiver.active.store(false, Ordering::Release);
-    drop(receiver);
-    true
+    for &p in removed {
+        // SAFETY: per the contract, `p` is the table's reference.
+        drop(unsafe { Arc::from_raw(p) });
+    }
 }
 
 fn this_module() -> *mut bindings::module {
@@ -375,23 +421,28 @@ fn send(req: &abi::IpiSend) -> Result {
     if cpu >= nr_cpus() {
         return Err(EINVAL);
     }
-    let tgid = tgid_of(Task::current_raw());
-    match with_slot(cpu, |r| {
-        if r.tgid != tgid {
-            return Err(EPERM);
-        }
-        r.stats.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }) {
-        None => return Err(ENOENT),
-        Some(r) => r?,
+    let r = receiver_ref(cpu).ok_or(ENOENT)?;
+    if !r.group.same_as(&ThreadGroup::of_current()?) {
+        return Err(EPERM);
     }
-    // SAFETY: `ipi_handler` is a valid smp_call_func_t; `info` is the CPU number, not a pointer.
-    // wait = 0: the timer core never blocks on a worker. Fails with -ENXIO for an offline CPU.
+    r.stats.sent.fetch_add(1, Ordering::Relaxed);
+    // The handler gets the receiver checked here, with this reference: the table may hold
+    // another process's receiver by the time the IPI arrives.
+    let info = Arc::into_raw(r);
+    // SAFETY: `ipi_handler` is a valid smp_call_func_t that takes ownership of `info`'s
+    // reference. wait = 0: the timer core never blocks on a worker. Fails with -ENXIO for an
+    // offline CPU, in which case the handler never runs and the reference is ours again.
     let rc = unsafe {
-        bindings::smp_call_function_single(cpu as i32, Some(ipi_handler), cpu as *mut c_void, false)
+        bindings::smp_call_function_single(
+            cpu as i32,
+            Some(ipi_handler),
+            info.cast_mut().cast(),
+            false,
+        )
     };
     if rc != 0 {
+        // SAFETY: the call was not queued; `info` is still our reference.
+        drop(unsafe { Arc::from_raw(info) });
         return Err(Error::from_errno(rc));
     }
     Ok(())
@@ -400,15 +451,14 @@ fn send(req: &abi::IpiSend) -> Result {
 /// Runs on the target CPU in interrupt context.
 ///
 /// # Safety
-/// Called only by `smp_call_function_single` with `info` holding the target CPU number.
+/// Called only by `smp_call_function_single` from `send`, with `info` a reference to the
+/// receiver (from `Arc::into_raw`) that this call owns.
 unsafe extern "C" fn ipi_handler(info: *mut c_void) {
-    let cpu = info as usize;
-    let p = RECEIVERS[cpu].load(Ordering::Acquire);
-    if p.is_null() {
+    // SAFETY: per the contract, `info` is our reference.
+    let r = unsafe { Arc::from_raw(info.cast_const().cast::<Receiver>()) };
+    if !r.active.load(Ordering::Acquire) {
         return;
     }
-    // SAFETY: interrupts are off here, so unregistration's synchronize_rcu waits for us.
-    let r = unsafe { &*p };
     if r.task.as_ptr() != Task::current_raw() {
         r.stats.missed_not_running.fetch_add(1, Ordering::Relaxed);
         return;
@@ -423,24 +473,21 @@ unsafe extern "C" fn ipi_handler(info: *mut c_void) {
         r.work_queued.store(false, Ordering::Release);
         return;
     }
-    // The queued work owns one reference until it runs.
-    // SAFETY: `p` is a live Arc allocation (the table holds a reference).
-    let extra = ManuallyDrop::new(unsafe { Arc::from_raw(p) });
-    let work_ref = Arc::into_raw(ManuallyDrop::into_inner(extra.clone()));
-    // SAFETY: the task is `current`; `work` is ours and not queued (work_queued was false).
-    let rc = unsafe {
-        bindings::task_work_add(
-            r.task.as_ptr(),
-            r.work.get(),
-            bindings::task_work_notify_mode_TWA_RESUME,
-        )
-    };
+    let work = r.work.get();
+    let task = r.task.as_ptr();
+    // The queued work owns our reference until it runs.
+    let work_ref = Arc::into_raw(r);
+    // SAFETY: the task is `current`; `work` is the receiver's and not queued (work_queued was
+    // false).
+    let rc =
+        unsafe { bindings::task_work_add(task, work, bindings::task_work_notify_mode_TWA_RESUME) };
     if rc != 0 {
         // The task is exiting: no delivery.
+        // SAFETY: not queued: the reference is ours again.
+        let r = unsafe { Arc::from_raw(work_ref) };
         r.work_queued.store(false, Ordering::Release);
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: undo the references taken for the work.
-        drop(unsafe { Arc::from_raw(work_ref) });
+        drop(r);
         // SAFETY: pairs with the try_module_get above.
         unsafe { bindings::module_put(this_module()) };
     }

@@ -61,7 +61,7 @@ use kernel::{
 
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
-use cpu_task::{apic_id, nr_cpu_ids, tgid_of, USER_ADDR_MAX};
+use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
 
 #[path = "../uapi/src/uintr.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -131,10 +131,12 @@ kernel::sync::global_lock! {
 
 // ---- Hardware access (only ever reached on a CPU with UINTR) ----------------------------------
 
-fn rdmsr(msr: u32) -> u64 {
+/// # Safety
+/// `msr` must exist on this CPU (reading one that does not raises #GP): the UINTR MSRs once
+/// CPUID reported UINTR, or IA32_APIC_BASE. Reading has no side effects.
+unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
-    // SAFETY: only called for MSRs that exist on this CPU (the UINTR MSRs once CPUID reported
-    // UINTR, and IA32_APIC_BASE); reading has no side effects.
+    // SAFETY: see the function's contract.
     unsafe {
         asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
     };
@@ -267,7 +269,8 @@ struct ThreadState {
     /// The tear-down task_work queued by `release` for a thread other than the caller.
     work: Opaque<bindings::callback_head>,
     task: ARef<Task>,
-    tgid: i32,
+    /// The thread's process, compared by identity (not by a namespace's pid number).
+    group: ThreadGroup,
     /// Id of the file it was registered through.
     owner: u64,
     img: Image,
@@ -294,9 +297,14 @@ static PREEMPT_OPS: bindings::preempt_ops = bindings::preempt_ops {
     sched_out: Some(sched_out),
 };
 
-fn state_of_notifier<'a>(n: *mut bindings::preempt_notifier) -> &'a ThreadState {
-    // SAFETY: every notifier with PREEMPT_OPS is the `notifier` field of a ThreadState that stays
-    // allocated while it is linked (see the module docs).
+/// The ThreadState whose `notifier` field `n` is.
+///
+/// # Safety
+/// `n` must be the `notifier` field of a live ThreadState (every notifier registered with
+/// PREEMPT_OPS is, and stays allocated while it is linked; see the module docs), and the
+/// reference must not outlive that.
+unsafe fn state_of_notifier<'a>(n: *mut bindings::preempt_notifier) -> &'a ThreadState {
+    // SAFETY: see the function's contract.
     unsafe {
         &*n.cast::<u8>()
             .sub(offset_of!(ThreadState, notifier))
@@ -333,7 +341,8 @@ impl ThreadState {
         }
         let mut uirr = img.uirr.load(Ordering::Relaxed);
         if let Some(upid) = self.upid() {
-            let x2apic = rdmsr(MSR_IA32_APICBASE) & APICBASE_X2APIC != 0;
+            // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
+            let x2apic = unsafe { rdmsr(MSR_IA32_APICBASE) } & APICBASE_X2APIC != 0;
             // Re-arm: destination = this CPU, SN = ON = 0. A sender that saw SN set only posted
             // into the PIR; one that set ON and sent to our previous CPU had its notification
             // taken there as an ordinary interrupt. Either way the request is in the PIR, taken
@@ -369,9 +378,9 @@ impl ThreadState {
         // MISC first: from here on a late notification on UINV is an ordinary interrupt.
         // SAFETY: interrupts are off; zero is valid for every UINTR MSR.
         unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
-        self.img
-            .uirr
-            .store(rdmsr(abi::MSR_IA32_UINTR_RR), Ordering::Relaxed);
+        // SAFETY: this code runs only on a CPU with UINTR (the image exists only then).
+        let uirr = unsafe { rdmsr(abi::MSR_IA32_UINTR_RR) };
+        self.img.uirr.store(uirr, Ordering::Relaxed);
         // SAFETY: as above.
         unsafe {
             wrmsr(abi::MSR_IA32_UINTR_RR, 0);
@@ -480,7 +489,8 @@ impl ThreadState {
 /// # Safety
 /// Called only by the scheduler, for a notifier linked by `link_notifier`.
 unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
-    let s = state_of_notifier(n);
+    // SAFETY: the scheduler calls us only for notifiers linked with PREEMPT_OPS.
+    let s = unsafe { state_of_notifier(n) };
     let task = s.task.as_ptr();
     // SAFETY: `task` is current (the notifier is on its list); `flags` is a plain field.
     let exiting = unsafe { (*task).flags } & bindings::PF_EXITING != 0;
@@ -503,10 +513,11 @@ unsafe extern "C" fn sched_out(
     _next: *mut bindings::task_struct,
 ) {
     // Called with interrupts off (the runqueue lock is held).
-    let s = state_of_notifier(n);
+    // SAFETY: the scheduler calls us only for notifiers linked with PREEMPT_OPS.
+    let s = unsafe { state_of_notifier(n) };
     s.save_and_clear();
     // SAFETY: `task` is current; `__state` precedes `stack` in task_struct, where the binding's
-    // layout matches C's (see `cpu_task::tgid_of`).
+    // layout matches C's (see `cpu_task::ThreadGroup`).
     let state = unsafe { core::ptr::read_volatile(&raw const (*s.task.as_ptr()).__state) };
     if state == bindings::TASK_DEAD {
         s.dead.store(true, Ordering::Release);
@@ -700,12 +711,13 @@ fn own_state(owner: u64, create: bool) -> Result<Arc<ThreadState>> {
         return Err(ENOENT);
     }
     let current = kernel::current!();
+    let group = ThreadGroup::of_current()?;
     let s = Arc::pin_init(
         try_pin_init!(ThreadState {
             notifier: Opaque::new(bindings::preempt_notifier::default()),
             work: Opaque::new(bindings::callback_head { next: null_mut(), func: None }),
             task: ARef::from(&**current),
-            tgid: tgid_of(me),
+            group,
             owner,
             img: Image::default(),
             loaded: AtomicBool::new(false),
@@ -806,7 +818,7 @@ fn unregister_receiver(owner: u64) -> Result {
 
 /// The UPID of receiver `id`, which must belong to the caller's process.
 fn receiver_upid(id: u32) -> Result<Arc<Upid>> {
-    let tgid = tgid_of(Task::current_raw());
+    let me = ThreadGroup::of_current()?;
     let reg = REGISTRY.lock();
     for s in reg.iter() {
         if s.dead.load(Ordering::Acquire) || s.defunct.load(Ordering::Acquire) {
@@ -814,7 +826,7 @@ fn receiver_upid(id: u32) -> Result<Arc<Upid>> {
         }
         let parts = s.parts.lock();
         if let Some(r) = parts.receiver.as_ref().filter(|r| r.id == id) {
-            return if s.tgid == tgid {
+            return if s.group.same_as(&me) {
                 Ok(r.upid.clone())
             } else {
                 Err(EPERM)

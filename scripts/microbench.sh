@@ -13,7 +13,7 @@ mkdir -p "$out"
 ./target/release/synergy microbench --preempt signal \
   --json "$out/microbench-signal.json" --csv "$out/microbench-signal.csv" --svg "$out/microbench-signal.svg" "$@" |
   tee "$out/microbench-signal.txt"
-guest=target/kernel-test/results
+guest=target/kernel-test/plain/results
 if [ -f "$guest/microbench-ipi.json" ]; then
   cp "$guest"/microbench-ipi.{json,csv,svg} "$out/"
   log "copied the QEMU guest's ipi run from $guest"

@@ -159,3 +159,214 @@ pub fn foreign_and_killed() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Runs `f` in a new process that is pid 1 of a pid namespace of its own, and returns that
+/// process's pid as the caller sees it and the read end of a pipe on which `f`'s 4-byte result
+/// arrives. The process lives until killed (`f` returns its result and then pauses).
+///
+/// # Safety
+/// Forks: `f` must only make async-signal-safe calls and plain system calls.
+unsafe fn spawn_pid_one(f: impl FnOnce() -> i32) -> Result<(libc::pid_t, i32), String> {
+    // Two pipes: the intermediate reports the child's pid on one, the child its result on the other.
+    let (mut pid_pipe, mut result_pipe) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: plain pipe/fork/unshare; the children only run `f` and report through the pipes.
+    unsafe {
+        if libc::pipe(pid_pipe.as_mut_ptr()) != 0 || libc::pipe(result_pipe.as_mut_ptr()) != 0 {
+            return Err("pipe failed".into());
+        }
+        let mid = libc::fork();
+        if mid < 0 {
+            return Err("fork failed".into());
+        }
+        if mid == 0 {
+            // The intermediate process: its next child is pid 1 of a new namespace.
+            if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                let e = -(*libc::__errno_location());
+                libc::write(pid_pipe[1], &e as *const i32 as *const _, 4);
+                libc::_exit(1);
+            }
+            let child = libc::fork();
+            if child == 0 {
+                let r = if libc::getpid() == 1 { f() } else { -1000 };
+                libc::write(result_pipe[1], &r as *const i32 as *const _, 4);
+                loop {
+                    libc::pause();
+                }
+            }
+            // The child's pid in the caller's namespace (which is ours), then leave.
+            libc::write(pid_pipe[1], &child as *const i32 as *const _, 4);
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        libc::waitpid(mid, &mut status, 0);
+        let mut child = 0i32;
+        if libc::read(pid_pipe[0], &mut child as *mut i32 as *mut _, 4) != 4 || child <= 0 {
+            return Err(format!("no child in a new pid namespace (unshare: errno {})", -child));
+        }
+        libc::close(pid_pipe[0]);
+        libc::close(pid_pipe[1]);
+        libc::close(result_pipe[1]);
+        Ok((child, result_pipe[0]))
+    }
+}
+
+/// Reads a 4-byte result from `fd`.
+fn read_result(fd: i32) -> Result<i32, String> {
+    let mut r = 0i32;
+    // SAFETY: reads 4 bytes into a local.
+    if unsafe { libc::read(fd, &mut r as *mut i32 as *mut _, 4) } != 4 {
+        return Err("a child died without reporting".into());
+    }
+    Ok(r)
+}
+
+/// Two processes, each pid 1 of its own pid namespace, so their thread-group ids are equal
+/// numbers: one registers a receiver, the other must get EPERM when it sends to it. (The module
+/// once compared the numbers, each read in the caller's namespace, and let the send through.)
+/// The receiver sending to itself is the control.
+pub fn pid_namespaces() -> Result<(), String> {
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpu = ncpu - 1;
+    let receiver = || -> i32 {
+        let Ok(dev) = open_device(ipi::DEVICE_PATH, "kmod_ipi") else { return -1001 };
+        let fd = dev.as_raw_fd();
+        // A thread registers and then sleeps in pause(), so that the control send below finds
+        // it not running (a miss, no delivery: its handler address is not real code).
+        let (tx, rx) = std::sync::mpsc::channel::<Result<i32, i32>>();
+        std::thread::spawn(move || {
+            let r = pin_to(cpu)
+                .map_err(|_| -1002)
+                .and_then(|()| reg(fd, good_handler(), slot_addr(), 0).0.map(|_| 0).map_err(|e| -e));
+            // SAFETY: gettid has no preconditions.
+            let _ = tx.send(r.map(|_| unsafe { libc::gettid() }));
+            loop {
+                // SAFETY: blocks until a signal; the process is killed at the end.
+                unsafe { libc::pause() };
+            }
+        });
+        let tid = match rx.recv() {
+            Ok(Ok(tid)) => tid,
+            Ok(Err(e)) => return e,
+            Err(_) => return -1003,
+        };
+        // Wait until the registered thread sleeps (state S in /proc). Procfs is the initial pid
+        // namespace's, so thread ids there are not ours: the thread is the task that is not the
+        // main one (/proc/self names the main one in procfs's numbering).
+        let _ = tid;
+        let sleeping = || -> Option<bool> {
+            let main = std::fs::read_link("/proc/self").ok()?.to_string_lossy().to_string();
+            let other = std::fs::read_dir("/proc/self/task")
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .find(|n| *n != main)?;
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{other}/stat")).ok()?;
+            Some(stat.rsplit(')').next()?.trim_start().starts_with('S'))
+        };
+        let mut tries = 0;
+        while sleeping() != Some(true) {
+            if tries == 10_000 {
+                return -1004;
+            }
+            tries += 1;
+            std::thread::yield_now();
+        }
+        let s = ipi::IpiSend { target: cpu as u32, flags: 0 };
+        let own = ioctl(fd, ipi::IOC_SEND, &s as *const _ as usize);
+        std::mem::forget(dev);
+        match own {
+            Ok(_) => 0,
+            Err(e) => 2000 + e,
+        }
+    };
+    let sender = || -> i32 {
+        let Ok(dev) = open_device(ipi::DEVICE_PATH, "kmod_ipi") else { return -1001 };
+        let s = ipi::IpiSend { target: cpu as u32, flags: 0 };
+        match ioctl(dev.as_raw_fd(), ipi::IOC_SEND, &s as *const _ as usize) {
+            Ok(_) => 0,
+            Err(e) => e,
+        }
+    };
+    // SAFETY: the closures make plain system calls only.
+    let (a, a_fd) = unsafe { spawn_pid_one(receiver) }?;
+    let a_result = read_result(a_fd);
+    let b_result = match a_result {
+        Ok(0) => {
+            // SAFETY: as above.
+            let (b, b_fd) = unsafe { spawn_pid_one(sender) }?;
+            let r = read_result(b_fd);
+            // SAFETY: kills and reaps our own children.
+            unsafe {
+                libc::kill(b, libc::SIGKILL);
+            }
+            r
+        }
+        _ => Err("the receiver did not register".into()),
+    };
+    // SAFETY: kills the receiver (reparented to init when its intermediate exited).
+    unsafe { libc::kill(a, libc::SIGKILL) };
+    // Its file is released when it dies: the CPU becomes free again (polled: it is not our child
+    // to wait for).
+    let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
+    pin_to(cpu)?;
+    let mut tries = 0;
+    loop {
+        match reg(dev.as_raw_fd(), good_handler(), slot_addr(), 0).0 {
+            Ok(_) => break,
+            Err(libc::EBUSY) if tries < 500 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("register after the namespaced receiver was killed: errno {e}")),
+        }
+    }
+    ioctl(dev.as_raw_fd(), ipi::IOC_UNREGISTER, 0).map_err(|e| format!("unregister: errno {e}"))?;
+    match a_result? {
+        0 => {}
+        e => return Err(format!("the receiver (pid 1 of its namespace) could not register and send to itself: {e}")),
+    }
+    match b_result? {
+        e if e == libc::EPERM => Ok(()),
+        0 => {
+            Err("a process in another pid namespace with the same pid (1) sent to the receiver: EPERM expected".into())
+        }
+        e => Err(format!("send from another pid namespace: expected EPERM, got {e}")),
+    }
+}
+
+/// Many threads of one process share one file, each registered on its own CPU, and all
+/// unregister at once, 2,000 rounds: each unregistration looks at the other threads' receivers
+/// while their owners free them (kmod_ipi once read them outside any RCU section: a
+/// use-after-free that the KASAN kernel reports). Every unregistration must succeed exactly for
+/// the caller's own receiver.
+pub fn unregister_storm() -> Result<(), String> {
+    use std::sync::{Arc, Barrier};
+    const ROUNDS: usize = 2_000;
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let dev = Arc::new(open_device(ipi::DEVICE_PATH, "kmod_ipi")?);
+    let barrier = Arc::new(Barrier::new(ncpu));
+    let threads: Vec<_> = (0..ncpu)
+        .map(|cpu| {
+            let (dev, barrier) = (dev.clone(), barrier.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                pin_to(cpu)?;
+                let slot = Box::leak(Box::new(0u64)) as *mut u64 as u64;
+                for round in 0..ROUNDS {
+                    barrier.wait();
+                    reg(dev.as_raw_fd(), good_handler(), slot, 0)
+                        .0
+                        .map_err(|e| format!("round {round}: register on CPU {cpu}: errno {e}"))?;
+                    barrier.wait();
+                    ioctl(dev.as_raw_fd(), ipi::IOC_UNREGISTER, 0)
+                        .map_err(|e| format!("round {round}: unregister on CPU {cpu}: errno {e}"))?;
+                    expect_err("a second unregister", ioctl(dev.as_raw_fd(), ipi::IOC_UNREGISTER, 0), libc::ENOENT)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a storm thread panicked".to_string())??;
+    }
+    Ok(())
+}

@@ -13,6 +13,8 @@ const CASES: &[(&str, &str, Check)] = &[
     ("ipi-version", "kmod_ipi: open, VERSION ioctl round trip, bad pointer, unknown ioctl", ipi::version),
     ("ipi-bad-input", "kmod_ipi: every bad argument gets its errno; double/taken registration; release frees", ipi::bad_input),
     ("ipi-foreign", "kmod_ipi: no sending to another process's receiver; kill -9 of a registered process frees its CPU", ipi::foreign_and_killed),
+    ("ipi-pidns", "kmod_ipi: processes in different pid namespaces with equal pids cannot send to each other", ipi::pid_namespaces),
+    ("ipi-unregister-storm", "kmod_ipi: every thread of a process unregisters at once, 2,000 rounds", ipi::unregister_storm),
     ("uintr-refusal", "kmod_uintr: UINTR support reported as CPUID says; every bad argument gets its errno; valid registrations refused without UINTR, accepted with it", uintr::refusal),
     ("uintr-deliver", "kmod_uintr on a UINTR CPU: self and cross-thread user interrupts, posted while asleep, across migrations, registers intact, clean-up", uintr::deliver),
 ];

@@ -6,10 +6,20 @@
 # second run is a no-op. Prints the build directory (usable as KDIR) on its last line.
 #
 #   SYNERGY_KERNEL=7.3   kernel source series (7.3 default; 6.12 also supported)
+#   SYNERGY_KERNEL_VARIANT=plain|kasan
+#                        kasan adds KASAN (generic) to the same fragment: every out-of-bounds or
+#                        use-after-free access of the modules is reported (and fails the run)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 series=${SYNERGY_KERNEL:-7.3}
+variant=${SYNERGY_KERNEL_VARIANT:-plain}
+case "$variant" in
+  plain) fragment_extra="" ;;
+  # tinyconfig sets SLUB_TINY, which KASAN excludes.
+  kasan) fragment_extra=$'CONFIG_KASAN=y\nCONFIG_KASAN_GENERIC=y\nCONFIG_KASAN_INLINE=y\n# CONFIG_SLUB_TINY is not set' ;;
+  *) echo "[kernel] SYNERGY_KERNEL_VARIANT=$variant: expected plain or kasan" >&2; exit 2 ;;
+esac
 cache=${SYNERGY_CACHE:-$HOME/.cache/synergy}
 jobs=${SYNERGY_JOBS:-$(nproc)}
 log() { echo "[kernel] $*" >&2; }
@@ -52,8 +62,9 @@ fi
 [ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || { log "linux-source-$series not found in Debian $suite"; exit 1; }
 
 toolchain="$(rustc --version) | $(bindgen --version) | $(clang${llvm#1} --version 2>/dev/null | head -1)"
-key=$( { echo "$pkgver"; cat "$here/synergy.config"; echo "$toolchain"; cat "$0"; } | sha256sum | cut -c1-16)
-kdir="$cache/kernel/linux-$series-$key"
+key=$( { echo "$pkgver"; cat "$here/synergy.config"; echo "$fragment_extra"; echo "$toolchain"; cat "$0"; } | sha256sum | cut -c1-16)
+suffix=$([ "$variant" = plain ] || echo "-$variant")
+kdir="$cache/kernel/linux-$series$suffix-$key"
 if [ -f "$kdir/.synergy-built" ]; then
   log "cached: $kdir"
   echo "$kdir"
@@ -90,7 +101,9 @@ done
 mk=(make -C "$kdir" LLVM="$llvm" -j"$jobs")
 "${mk[@]}" rustavailable >&2
 "${mk[@]}" tinyconfig >/dev/null
-"$kdir/scripts/kconfig/merge_config.sh" -m -O "$kdir" "$kdir/.config" "$here/synergy.config" >/dev/null
+fragment="$kdir/.synergy.config"
+{ cat "$here/synergy.config"; [ -z "$fragment_extra" ] || printf '%s\n' "$fragment_extra"; } > "$fragment"
+"$kdir/scripts/kconfig/merge_config.sh" -m -O "$kdir" "$kdir/.config" "$fragment" >/dev/null
 "${mk[@]}" olddefconfig >/dev/null
 # Every option of the fragment must have survived olddefconfig (a dropped dependency is an error).
 fail=0
@@ -98,7 +111,7 @@ while IFS= read -r line; do
   case "$line" in CONFIG_*=y|CONFIG_*=m)
     grep -qx "$line" "$kdir/.config" || { log "config: $line did not take effect"; fail=1; } ;;
   esac
-done < "$here/synergy.config"
+done < "$fragment"
 [ "$fail" = 0 ] || exit 1
 log "building bzImage and modules with $jobs jobs"
 "${mk[@]}" bzImage modules >&2

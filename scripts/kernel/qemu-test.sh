@@ -13,38 +13,48 @@ cd "$root"
 . scripts/kernel/guest-lib.sh
 require_cargo
 
-kdir=${SYNERGY_KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
 qemu=$(scripts/kernel/qemu.sh)
-out=target/kernel-test
-build_initramfs "$out/initramfs" "$kdir" scripts/kernel/guest/*.sh
-pack_initramfs "$out/initramfs" "$out/initramfs.cpio.gz"
 
-log="$out/console.log"
-log "booting $(basename "$kdir") in QEMU (TCG, 4 CPUs); console: $log"
-set +e
-# tsc=reliable: under TCG the clocksource watchdog soon declares the TSC unstable and the kernel
-# falls back to the HPET, whose every read is an emulated MMIO exit: clock_gettime then costs
-# microseconds and the runtime's time-based spins and timer core crawl.
-timeout "${SYNERGY_QEMU_TIMEOUT:-900}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
-  -device intel-iommu,intremap=on,eim=on \
-  -nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
-  -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable" </dev/null 2>&1 | tee "$log"
-qemu_rc=${PIPESTATUS[0]}
-set -e
+# run_guest VARIANT KDIR SCRIPT...: boots KDIR with the given guest scripts as its tests; fails
+# on a splat, a failed test, a hung guest or a guest not in x2APIC mode.
+run_guest() {
+  local variant=$1 kdir=$2
+  shift 2
+  local out="target/kernel-test/$variant"
+  build_initramfs "$out/initramfs" "$kdir" "$@"
+  pack_initramfs "$out/initramfs" "$out/initramfs.cpio.gz"
+  local log="$out/console.log"
+  log "booting $(basename "$kdir") in QEMU (TCG, 4 CPUs); console: $log"
+  set +e
+  # tsc=reliable: under TCG the clocksource watchdog soon declares the TSC unstable and the kernel
+  # falls back to the HPET, whose every read is an emulated MMIO exit: clock_gettime then costs
+  # microseconds and the runtime's time-based spins and timer core crawl.
+  timeout "${SYNERGY_QEMU_TIMEOUT:-900}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
+    -device intel-iommu,intremap=on,eim=on \
+    -nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
+    -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable" </dev/null 2>&1 | tee "$log"
+  local qemu_rc=${PIPESTATUS[0]}
+  set -e
+  fail_on_splat "$log"
+  local guest_rc
+  guest_rc=$(sed -n 's/^SYNERGY-GUEST-EXIT=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+  if [ -z "$guest_rc" ]; then
+    log "FAIL ($variant): the guest did not finish (qemu exit $qemu_rc; timeout or crash)"
+    exit 1
+  fi
+  if ! grep -q 'x2apic enabled\|Switched APIC routing to.*x2apic\|APIC: Switched to x2apic' "$log"; then
+    log "FAIL ($variant): the guest did not run in x2APIC mode"
+    exit 1
+  fi
+  # Files the guest printed between SYNERGY-FILE-BEGIN/END markers (benchmark results).
+  extract_guest_files "$log" "$out/results"
+  local passed failed
+  passed=$(grep -c '^SYNERGY-TEST-PASS' "$log" || true)
+  failed=$(grep -c '^SYNERGY-TEST-FAIL' "$log" || true)
+  echo "kernel tests ($variant kernel): $passed passed, $failed failed"
+  [ "$guest_rc" = 0 ] || exit "$guest_rc"
+}
 
-fail_on_splat "$log"
-guest_rc=$(sed -n 's/^SYNERGY-GUEST-EXIT=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
-if [ -z "$guest_rc" ]; then
-  log "FAIL: the guest did not finish (qemu exit $qemu_rc; timeout or crash)"
-  exit 1
-fi
-if ! grep -q 'x2apic enabled\|Switched APIC routing to.*x2apic\|APIC: Switched to x2apic' "$log"; then
-  log "FAIL: the guest did not run in x2APIC mode"
-  exit 1
-fi
-# Files the guest printed between SYNERGY-FILE-BEGIN/END markers (benchmark results).
-extract_guest_files "$log" "$out/results"
-passed=$(grep -c '^SYNERGY-TEST-PASS' "$log" || true)
-failed=$(grep -c '^SYNERGY-TEST-FAIL' "$log" || true)
-echo "kernel tests: $passed passed, $failed failed"
-exit "$guest_rc"
+# The plain kernel: every guest test.
+kdir=${SYNERGY_KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
+run_guest plain "$kdir" scripts/kernel/guest/*.sh
