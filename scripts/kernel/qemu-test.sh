@@ -5,7 +5,10 @@
 # fails if the kernel printed any oops, BUG, WARNING or lockdep report, or the guest never finished.
 #
 #   SYNERGY_QEMU_TIMEOUT=900   seconds before the guest counts as hung
-#   SYNERGY_KDIR=/path         boot this already built kernel tree instead of the cached one
+#   SYNERGY_KDIR=/path         boot this already built kernel tree instead of the cached ones
+#                              (and skip the KASAN variant)
+# Two kernels are booted: the plain one with every guest test, then the KASAN variant
+# (SYNERGY_KERNEL_VARIANT=kasan in build.sh) with the kernel modules' own tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -58,3 +61,12 @@ run_guest() {
 # The plain kernel: every guest test.
 kdir=${SYNERGY_KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
 run_guest plain "$kdir" scripts/kernel/guest/*.sh
+# The KASAN kernel: the kernel modules' own tests (load/unload, every bad input, ownership, pid
+# namespaces, the unregistration storm, kmod_uintr's refusals), where every use-after-free or
+# out-of-bounds access is reported and fails the run. The runtime's tests are left to the plain
+# kernel: they exercise the same module paths, and KASAN makes TCG several times slower.
+if [ -z "${SYNERGY_KDIR:-}" ]; then
+  kasan_kdir=$(SYNERGY_KERNEL_VARIANT=kasan scripts/kernel/build.sh | tail -n 1)
+  run_guest kasan "$kasan_kdir" scripts/kernel/guest/10-kmod-ipi-load.sh scripts/kernel/guest/20-kmod-ipi-abi.sh \
+    scripts/kernel/guest/50-kmod-uintr.sh
+fi
