@@ -75,3 +75,55 @@ pub(crate) fn take_deferred() {
         local::enable_raw_reached_zero();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::ArmGenerations;
+    use crate::stats::WorkerStats;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// A worker state as a running long request leaves it: preemptible, enabled, current arming,
+    /// a stack of [0x1000, 0x9000) that can take the frame above 0x3000.
+    fn armed(stats: &WorkerStats, gens: &ArmGenerations) -> PreemptState {
+        let p = PreemptState::new(stats, gens);
+        p.preemptible.store(1, Relaxed);
+        p.stack_hi.store(0x9000, Relaxed);
+        p.min_preempt_rsp.store(0x3000, Relaxed);
+        gens.armed.store(7, Relaxed);
+        gens.target.store(7, Relaxed);
+        p
+    }
+
+    #[test]
+    fn an_interrupt_for_the_current_arming_redirects_once() {
+        let (stats, gens) = (WorkerStats::default(), ArmGenerations::default());
+        let p = armed(&stats, &gens);
+        assert!(redirect_decision(&p, 0x5000));
+        assert_eq!((p.preemptible.load(Relaxed), p.preempt_pending.load(Relaxed)), (0, 0));
+        assert!(!redirect_decision(&p, 0x5000), "a second interrupt finds it no longer preemptible");
+        assert_eq!(stats.interrupts_ignored.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn stale_disabled_and_deep_interrupts_do_not_redirect() {
+        let (stats, gens) = (WorkerStats::default(), ArmGenerations::default());
+        let p = armed(&stats, &gens);
+        gens.target.store(6, Relaxed); // sent for the previous arming
+        assert!(!redirect_decision(&p, 0x5000));
+        assert_eq!(stats.interrupts_ignored.load(Relaxed), 1);
+        assert_eq!(p.preemptible.load(Relaxed), 1, "still preemptible for its own interrupt");
+
+        gens.target.store(7, Relaxed);
+        p.preempt_disable.store(1, Relaxed);
+        assert!(!redirect_decision(&p, 0x5000));
+        assert_eq!(p.preempt_pending.load(Relaxed), 1, "deferred, not lost");
+        p.preempt_disable.store(0, Relaxed);
+        p.preempt_pending.store(0, Relaxed);
+
+        assert!(!redirect_decision(&p, 0x2000), "below the room the entry needs");
+        assert!(!redirect_decision(&p, 0xA000), "not on the green stack");
+        assert_eq!(stats.preempt_skipped.load(Relaxed), 2);
+        assert!(redirect_decision(&p, 0x3000), "exactly enough room");
+    }
+}
