@@ -8,24 +8,28 @@ use synergy::PreemptMode;
 use synergy_eval::workload::WorkloadName;
 use synergy_policy::system::SchedPolicy;
 
+/// A parser for the `N` names of a library choice, mapped back with its `named`.
+fn choice<T: Clone + Send + Sync + 'static, const N: usize>(
+    names: [&'static str; N],
+    named: fn(&str) -> Option<T>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names).map(move |s| named(&s).expect("a listed name"))
+}
+
 pub fn preempt() -> impl TypedValueParser<Value = PreemptMode> {
-    PossibleValuesParser::new(PreemptMode::ALL.map(PreemptMode::name))
-        .map(|s| PreemptMode::named(&s).expect("a listed name"))
+    choice(PreemptMode::ALL.map(PreemptMode::name), PreemptMode::named)
 }
 
 pub fn policy() -> impl TypedValueParser<Value = SchedPolicy> {
-    PossibleValuesParser::new(SchedPolicy::ALL.map(SchedPolicy::name))
-        .map(|s| SchedPolicy::named(&s).expect("a listed name"))
+    choice(SchedPolicy::ALL.map(SchedPolicy::name), SchedPolicy::named)
 }
 
 pub fn timer_yield() -> impl TypedValueParser<Value = TimerYield> {
-    PossibleValuesParser::new(TimerYield::ALL.map(TimerYield::name))
-        .map(|s| TimerYield::named(&s).expect("a listed name"))
+    choice(TimerYield::ALL.map(TimerYield::name), TimerYield::named)
 }
 
 pub fn workload() -> impl TypedValueParser<Value = WorkloadName> {
-    PossibleValuesParser::new(WorkloadName::ALL.map(WorkloadName::name))
-        .map(|s| WorkloadName::named(&s).expect("a listed name"))
+    choice(WorkloadName::ALL.map(WorkloadName::name), WorkloadName::named)
 }
 
 #[cfg(test)]

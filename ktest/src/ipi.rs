@@ -20,6 +20,24 @@ fn slot_addr() -> u64 {
     &SLOT as *const _ as u64
 }
 
+/// Registers the calling thread on its CPU once the process killed there has had its file
+/// released (the kernel does that as the process dies, which the caller cannot wait for
+/// directly): polls every 10 ms, at most `tries` times, then unregisters again.
+fn register_after_release(fd: i32, tries: u32, after: &str) -> Result<(), String> {
+    let mut tried = 0;
+    loop {
+        match reg(fd, good_handler(), slot_addr(), 0).0 {
+            Ok(_) => break,
+            Err(libc::EBUSY) if tried < tries => {
+                tried += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("register after {after}: errno {e}")),
+        }
+    }
+    ioctl(fd, ipi::IOC_UNREGISTER, 0).map(|_| ()).map_err(|e| format!("unregister: errno {e}"))
+}
+
 pub fn version() -> Result<(), String> {
     let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
     let fd = dev.as_raw_fd();
@@ -144,18 +162,7 @@ pub fn foreign_and_killed() -> Result<(), String> {
         expect_err("send to another process's receiver", r, libc::EPERM)?;
         expect_err("register on a CPU another process holds", taken, libc::EBUSY)?;
         // The killed child's file was released: the CPU is free again.
-        let mut tries = 0;
-        loop {
-            match reg(dev.as_raw_fd(), good_handler(), slot_addr(), 0).0 {
-                Ok(_) => break,
-                Err(libc::EBUSY) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(format!("register after the owner was killed: errno {e}")),
-            }
-        }
-        ioctl(dev.as_raw_fd(), ipi::IOC_UNREGISTER, 0).map_err(|e| format!("unregister: errno {e}"))?;
+        register_after_release(dev.as_raw_fd(), 100, "the owner was killed")?;
     }
     Ok(())
 }
@@ -232,27 +239,25 @@ pub fn pid_namespaces() -> Result<(), String> {
         let fd = dev.as_raw_fd();
         // A thread registers and then sleeps in pause(), so that the control send below finds
         // it not running (a miss, no delivery: its handler address is not real code).
-        let (tx, rx) = std::sync::mpsc::channel::<Result<i32, i32>>();
+        let (tx, rx) = std::sync::mpsc::channel::<Result<(), i32>>();
         std::thread::spawn(move || {
             let r = pin_to(cpu)
                 .map_err(|_| -1002)
-                .and_then(|()| reg(fd, good_handler(), slot_addr(), 0).0.map(|_| 0).map_err(|e| -e));
-            // SAFETY: gettid has no preconditions.
-            let _ = tx.send(r.map(|_| unsafe { libc::gettid() }));
+                .and_then(|()| reg(fd, good_handler(), slot_addr(), 0).0.map(|_| ()).map_err(|e| -e));
+            let _ = tx.send(r);
             loop {
                 // SAFETY: blocks until a signal; the process is killed at the end.
                 unsafe { libc::pause() };
             }
         });
-        let tid = match rx.recv() {
-            Ok(Ok(tid)) => tid,
+        match rx.recv() {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => return e,
             Err(_) => return -1003,
-        };
+        }
         // Wait until the registered thread sleeps (state S in /proc). Procfs is the initial pid
         // namespace's, so thread ids there are not ours: the thread is the task that is not the
         // main one (/proc/self names the main one in procfs's numbering).
-        let _ = tid;
         let sleeping = || -> Option<bool> {
             let main = std::fs::read_link("/proc/self").ok()?.to_string_lossy().to_string();
             let other = std::fs::read_dir("/proc/self/task")
@@ -309,18 +314,7 @@ pub fn pid_namespaces() -> Result<(), String> {
     // to wait for).
     let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
     pin_to(cpu)?;
-    let mut tries = 0;
-    loop {
-        match reg(dev.as_raw_fd(), good_handler(), slot_addr(), 0).0 {
-            Ok(_) => break,
-            Err(libc::EBUSY) if tries < 500 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(format!("register after the namespaced receiver was killed: errno {e}")),
-        }
-    }
-    ioctl(dev.as_raw_fd(), ipi::IOC_UNREGISTER, 0).map_err(|e| format!("unregister: errno {e}"))?;
+    register_after_release(dev.as_raw_fd(), 500, "the namespaced receiver was killed")?;
     match a_result? {
         0 => {}
         e => return Err(format!("the receiver (pid 1 of its namespace) could not register and send to itself: {e}")),
