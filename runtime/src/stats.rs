@@ -60,7 +60,7 @@ counters!(
         renewals,
         /// Times the wait queue became congested.
         congestion_on,
-        /// Timer-core loop iterations.
+        /// Timer-core loop iterations (published every `PERIOD_FLUSH` loops and when it stops).
         loops,
     }
 );
