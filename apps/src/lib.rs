@@ -6,4 +6,6 @@
 pub mod leveldb;
 pub mod synthetic;
 
-pub use synergy::SharedHandler as Handler;
+/// The applications' handlers may be preempted anywhere (each one's constructor says why that is
+/// sound), so any policy can serve them.
+pub use synergy::MigratableHandler as Handler;

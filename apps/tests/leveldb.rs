@@ -71,7 +71,7 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     };
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
     let handler = leveldb::handler(store);
-    let rt = Runtime::start(&common::one_worker(), transport.clone(), move |r| handler(r)).expect("runtime starts");
+    let rt = Runtime::start_migratable(&common::one_worker(), transport.clone(), handler).expect("runtime starts");
     // All at once: the worker's queue is never empty, so every SCAN past its quantum is preempted.
     // Again (ids shifted by a round) until SCANs were preempted: how soon depends on how much CPU
     // a busy machine leaves the timer core (issue 21).
@@ -191,7 +191,8 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
     let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
         if req.kind == LONG {
-            feedback_start();
+            // SAFETY: the pthread mutexes are the interposed ones (they pin the holder to its worker), allocation goes through the shims.
+            unsafe { feedback_start() };
             for round in 0..ROUNDS {
                 if round % 4 == 0 {
                     // Nested: holding `outer`, a failed attempt on `contended` must block in the

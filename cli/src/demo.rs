@@ -7,8 +7,8 @@ use std::sync::Arc;
 use synergy::clock;
 use synergy::config::Config;
 use synergy::preempt::PreemptMode;
-use synergy::request::Reply;
-use synergy::runtime::{Runtime, StartError};
+use synergy::request::{Reply, Request};
+use synergy::runtime::{MigratableHandler, Runtime, StartError};
 use synergy::stats::RunStats;
 use synergy_eval::report::Summary;
 use synergy_eval::workload::{Workload, WorkloadName};
@@ -61,17 +61,23 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
     let schedule = workload.schedule(rps, count, cfg.workers, params.flows, params.seed);
     let transport = Arc::new(ReplayTransport::new(schedule));
     let types = workload.types.clone();
-    let rt = Runtime::start(cfg, transport.clone(), move |req| {
+    let serve = move |req: Request| {
         let t = &types[req.kind as usize];
         if t.long {
-            synergy::feedback_start();
+            // SAFETY: the spin reads the runtime's clock only: no thread-local storage, no lock.
+            unsafe { synergy::feedback_start() };
             clock::spin_work(t.service_ns);
             synergy::feedback_finished();
         } else {
             clock::spin_work(t.service_ns);
         }
         let _ = synergy::send(Reply::to(&req));
-    })?;
+    };
+    // SAFETY: the handler spins on the runtime's clock and replies; it touches no thread-local
+    // storage and takes no lock, anywhere, so the whole of it may migrate (the baselines that
+    // preempt every request need that).
+    let handler = unsafe { MigratableHandler::new(Arc::new(serve)) };
+    let rt = Runtime::start_migratable(cfg, transport.clone(), handler)?;
     transport.start();
     let stats = rt.shutdown();
     let results = transport.results();

@@ -5,7 +5,7 @@ use crate::udp::UdpTransport;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use synergy::config::Config;
-use synergy::SharedHandler as Handler;
+use synergy::MigratableHandler as Handler;
 use synergy::{Runtime, StartError};
 
 /// A synergy runtime serving `handler` over kernel UDP.
@@ -19,7 +19,7 @@ impl UdpServer {
         let transport = Arc::new(
             UdpTransport::bind(bind, config.workers).map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
         );
-        let runtime = Runtime::start(config, transport.clone(), move |r| handler(r))?;
+        let runtime = Runtime::start_migratable(config, transport.clone(), handler)?;
         Ok(UdpServer { runtime, transport })
     }
 
@@ -44,7 +44,7 @@ pub struct DpdkServer {
 impl DpdkServer {
     pub fn start(config: &Config, params: &crate::dpdk::DpdkParams, handler: Handler) -> Result<DpdkServer, String> {
         let transport = Arc::new(crate::dpdk::DpdkTransport::open(params)?);
-        let runtime = Runtime::start(config, transport.clone(), move |r| handler(r)).map_err(|e| e.to_string())?;
+        let runtime = Runtime::start_migratable(config, transport.clone(), handler).map_err(|e| e.to_string())?;
         Ok(DpdkServer { runtime, transport })
     }
 

@@ -16,10 +16,19 @@
 //! static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
 //! ```
 //!
-//! Rules for handler code, because a long request may migrate between OS threads at any
-//! instruction while it is preemptible: do not use thread-local storage or libc functions that do
-//! (errno, stdio locks, `println!`) without [`preempt::without_preemption`]; use
-//! [`sync::Mutex`] rather than OS mutexes.
+//! # Preemptible regions
+//!
+//! A request's code may move to another OS thread only inside a *preemptible region*, which the
+//! application opens with the `unsafe` [`feedback_start`] (closed by [`feedback_finished`] or the
+//! end of the handler), or declares for the whole handler with an `unsafe`
+//! [`MigratableHandler::new`] (the baselines that preempt every request need that). Inside one,
+//! the timer core may preempt the request at any instruction and [`yield_now`] or a contended
+//! [`sync::Mutex`] may park it; outside, nothing parks it, so safe code never migrates. The
+//! `unsafe` is the application's promise that, inside the region, its code holds no reference
+//! into thread-local storage, no per-thread libc state (errno, stdio locks, `println!`) and no OS
+//! lock across a point where it may migrate, except inside [`preempt::without_preemption`].
+//! Per-request state that would otherwise go into a `thread_local!` goes into a [`GreenLocal`],
+//! which migrates with the request.
 
 pub mod alloc;
 pub mod clock;
@@ -44,10 +53,10 @@ pub use alloc::PreemptSafeAlloc;
 pub use config::Config;
 pub use preempt::PreemptMode;
 pub use request::{Reply, Request};
-pub use runtime::{Runtime, SharedHandler, StartError};
+pub use runtime::{MigratableHandler, Runtime, SharedHandler, StartError};
 pub use worker::{
     current_worker, feedback_finished, feedback_start, on_worker, send, set_preempt_probe, stack_remaining, yield_now,
-    NotOnWorker, STATUS_HANDLER_PANICKED,
+    GreenLocal, NotOnWorker, STATUS_HANDLER_PANICKED,
 };
 
 // The library's own unit tests run workers too.

@@ -23,6 +23,45 @@ thread_local! {
     /// True on worker threads. A stale TLS address after migration still reads `true`, because
     /// green threads only ever migrate between workers.
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// Debug builds: how many of the runtime's own OS locks this OS thread holds now.
+    static OS_LOCKS_HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks one of the runtime's own OS locks (a `std::sync::Mutex`) as held by this OS thread for
+/// as long as it lives; create it before locking and drop it after unlocking. Debug builds count
+/// them, and a switch away from a green thread ([`os_locks_held`] in `park_current`) asserts that
+/// none is held: parking with an OS lock held would hand the lock's release to another OS thread
+/// and deadlock the next worker that takes it on this one. Not `Send`, so it cannot be released
+/// from another thread either.
+pub struct OsLockHeld(std::marker::PhantomData<*const ()>);
+
+impl OsLockHeld {
+    #[inline(always)]
+    pub fn new() -> OsLockHeld {
+        #[cfg(debug_assertions)]
+        OS_LOCKS_HELD.with(|n| n.set(n.get() + 1));
+        OsLockHeld(std::marker::PhantomData)
+    }
+}
+
+impl Default for OsLockHeld {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for OsLockHeld {
+    #[inline(always)]
+    fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        OS_LOCKS_HELD.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// How many [`OsLockHeld`] markers this OS thread holds (always 0 in release builds, which do not
+/// count).
+pub fn os_locks_held() -> u32 {
+    OS_LOCKS_HELD.with(|n| n.get())
 }
 
 /// Identifies the arming of a worker's timer that an interrupt is meant for (issue 15, item 6).
@@ -216,4 +255,106 @@ pub fn disable_depth() -> u32 {
         asm!("mov {d:e}, dword ptr gs:[{o}]", o = const OFF_DISABLE, d = out(reg) d, options(nostack, readonly, preserves_flags))
     };
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a fresh OS thread with a worker state installed through GS, as a worker has.
+    fn on_installed_thread(f: impl FnOnce(&PreemptState) + Send + 'static) {
+        std::thread::spawn(move || {
+            let stats = Box::new(WorkerStats::default());
+            let gens = Box::new(ArmGenerations::default());
+            let state = Box::new(PreemptState::new(&*stats, &*gens));
+            assert!(!on_worker());
+            // SAFETY: `state` stays boxed until after `uninstall` below.
+            unsafe { install(&state) }.expect("arch_prctl(ARCH_SET_GS)");
+            assert!(on_worker());
+            assert_eq!(current_ptr(), &*state as *const PreemptState, "gs:[0] names the installed state");
+            f(&state);
+            uninstall();
+            assert!(!on_worker());
+        })
+        .join()
+        .expect("the test body passed");
+    }
+
+    #[test]
+    fn disable_nests_and_enable_reports_reaching_zero() {
+        on_installed_thread(|state| {
+            assert_eq!(disable_depth(), 0);
+            disable_raw();
+            let again = disable_then_current();
+            assert!(std::ptr::eq(again, state));
+            assert_eq!(disable_depth(), 2);
+            assert_eq!(state.preempt_disable.load(Ordering::Relaxed), 2, "gs:[8] is the field");
+            assert!(!enable_raw_reached_zero());
+            assert_eq!(disable_depth(), 1);
+            assert!(enable_raw_reached_zero());
+            assert_eq!(disable_depth(), 0);
+        });
+    }
+
+    #[test]
+    fn pending_is_read_through_gs() {
+        on_installed_thread(|state| {
+            assert!(!pending_raw());
+            state.preempt_pending.store(1, Ordering::Relaxed);
+            assert!(pending_raw());
+            state.preempt_pending.store(0, Ordering::Relaxed);
+            assert!(!pending_raw());
+        });
+    }
+
+    #[test]
+    fn each_installed_thread_sees_its_own_state() {
+        // Two threads at once: gs is per thread, so each reads its own depth.
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let hs: Vec<_> = (0..2u32)
+            .map(|i| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    on_installed_thread(move |_| {
+                        for _ in 0..=i {
+                            disable_raw();
+                        }
+                        barrier.wait();
+                        assert_eq!(disable_depth(), i + 1);
+                        barrier.wait();
+                        for _ in 0..=i {
+                            enable_raw_reached_zero();
+                        }
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+    }
+
+    #[test]
+    fn an_interrupt_matches_only_the_arming_it_was_sent_for() {
+        let g = ArmGenerations::default();
+        assert!(g.current());
+        g.armed.fetch_add(1, Ordering::AcqRel); // the worker arms
+        assert!(!g.current(), "sent for the previous arming");
+        g.target.store(g.armed.load(Ordering::Acquire), Ordering::Release); // the timer core aims
+        assert!(g.current());
+        g.armed.fetch_add(1, Ordering::AcqRel); // the request ended; the next one arms
+        assert!(!g.current(), "a delayed delivery is stale");
+    }
+
+    #[test]
+    fn os_lock_markers_count_per_thread_in_debug_builds() {
+        let expect = |n: u32| if cfg!(debug_assertions) { n } else { 0 };
+        assert_eq!(os_locks_held(), 0);
+        let a = OsLockHeld::new();
+        let b = OsLockHeld::new();
+        assert_eq!(os_locks_held(), expect(2));
+        assert_eq!(std::thread::spawn(os_locks_held).join().unwrap(), 0, "another thread holds none");
+        drop(a);
+        assert_eq!(os_locks_held(), expect(1));
+        drop(b);
+        assert_eq!(os_locks_held(), 0);
+    }
 }

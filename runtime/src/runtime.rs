@@ -19,6 +19,9 @@ pub enum StartError {
     Preemption(std::io::Error),
     /// A preempting runtime needs `PreemptSafeAlloc` as the global allocator.
     Allocator,
+    /// The policy preempts every request (a baseline), so the whole handler is a preemptible
+    /// region; only `Runtime::start_migratable` may start it with preemption.
+    HandlerNotMigratable,
     Worker(String),
 }
 
@@ -32,6 +35,11 @@ impl std::fmt::Display for StartError {
                  add `#[global_allocator] static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;` \
                  to the application, or run with --preempt=none",
             ),
+            StartError::HandlerNotMigratable => f.write_str(
+                "this policy preempts every request, anywhere in the handler: start the runtime with \
+                 `Runtime::start_migratable`, whose safety contract the handler must meet, or run with \
+                 --preempt=none",
+            ),
             StartError::Worker(e) => write!(f, "{e}"),
         }
     }
@@ -39,8 +47,37 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// How `start_with` starts a runtime.
+struct Start {
+    timer_core: bool,
+    /// The caller promised that the whole handler meets the preemptible-region contract.
+    migratable: bool,
+}
+
 /// A request handler that can be shared (between a server's restarts, say) and cloned.
 pub type SharedHandler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
+/// A handler whose author promised that all of it meets the contract of a preemptible region, so
+/// that a runtime may preempt it, or let it yield and migrate, anywhere
+/// ([`Runtime::start_migratable`]). The promise is made once, by the `unsafe` constructor.
+#[derive(Clone)]
+pub struct MigratableHandler(SharedHandler);
+
+impl MigratableHandler {
+    /// # Safety
+    /// Every instruction of `handler` must meet the contract of a preemptible region (see
+    /// [`feedback_start`](crate::feedback_start) and the crate docs): no reference into
+    /// thread-local storage, no per-thread libc state and no OS lock held across a point where it
+    /// may migrate, except inside [`preempt::without_preemption`](crate::preempt::without_preemption).
+    pub unsafe fn new(handler: SharedHandler) -> MigratableHandler {
+        MigratableHandler(handler)
+    }
+
+    /// The handler, to call it directly (e.g. outside a runtime).
+    pub fn handler(&self) -> &SharedHandler {
+        &self.0
+    }
+}
 
 pub struct Runtime {
     shared: Arc<Shared>,
@@ -54,12 +91,28 @@ pub struct Runtime {
 
 impl Runtime {
     /// Starts workers and the timer core serving `transport` with `handler`, which runs once per
-    /// request on a green thread and uses `feedback_start`/`feedback_finished`/`send`.
+    /// request on a green thread and uses `feedback_start`/`feedback_finished`/`send`. The handler
+    /// migrates between OS threads only inside the preemptible regions it opens with the `unsafe`
+    /// [`feedback_start`](crate::feedback_start). A policy that preempts every request needs
+    /// [`Runtime::start_migratable`] instead ([`StartError::HandlerNotMigratable`]).
     pub fn start<H>(config: &Config, transport: Arc<dyn Transport>, handler: H) -> Result<Runtime, StartError>
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, true, None)
+        Self::start_with(config, transport, handler, Start { timer_core: true, migratable: false }, None)
+    }
+
+    /// Like [`Runtime::start`], with the whole handler a preemptible region: every request may be
+    /// preempted or yield and migrate between OS threads at any instruction, which the baseline
+    /// policies that preempt every request need. The handler's author promised that this is
+    /// sound when making the [`MigratableHandler`].
+    pub fn start_migratable(
+        config: &Config,
+        transport: Arc<dyn Transport>,
+        handler: MigratableHandler,
+    ) -> Result<Runtime, StartError> {
+        let h = handler.0;
+        Self::start_with(config, transport, move |r| h(r), Start { timer_core: true, migratable: true }, None)
     }
 
     /// Like [`Runtime::start`], delivering preemptions through `preempter` instead of the one
@@ -75,7 +128,7 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, true, Some(preempter))
+        Self::start_with(config, transport, handler, Start { timer_core: true, migratable: false }, Some(preempter))
     }
 
     /// Like [`Runtime::start`], but without the timer core: nothing preempts the workers except
@@ -90,14 +143,14 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, false, None)
+        Self::start_with(config, transport, handler, Start { timer_core: false, migratable: false }, None)
     }
 
     fn start_with<H>(
         config: &Config,
         transport: Arc<dyn Transport>,
         handler: H,
-        timer_core: bool,
+        how: Start,
         preempter: Option<Arc<dyn Preempter>>,
     ) -> Result<Runtime, StartError>
     where
@@ -111,6 +164,10 @@ impl Runtime {
         if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
             return Err(StartError::Allocator);
         }
+        let every = config.policy.spec().preemptible == crate::policy::system::Preemptible::Every;
+        if config.preempt != preempt::PreemptMode::None && every && !how.migratable {
+            return Err(StartError::HandlerNotMigratable);
+        }
         let preempter: Arc<dyn Preempter> = match preempter {
             Some(p) => p,
             None => Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?),
@@ -122,6 +179,7 @@ impl Runtime {
             factor_bits: AtomicU64::new(config.quantum_factor.to_bits()),
             transport,
             handler: Box::new(handler),
+            handler_migratable: how.migratable,
             preempter,
             params: WorkerParams {
                 steal_threshold: config.steal_threshold,
@@ -168,7 +226,7 @@ impl Runtime {
             rt.join_workers();
             return Err(StartError::Worker(e));
         }
-        if !timer_core {
+        if !how.timer_core {
             return Ok(rt);
         }
         let params = TimerParams {

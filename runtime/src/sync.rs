@@ -1,7 +1,8 @@
 //! A green-thread-aware mutex (the thesis's lock shim, §5.2.2, for Rust code).
 //!
 //! While a green thread holds the lock it cannot be preempted (an interrupt is deferred to the
-//! unlock). A green thread that fails to get the lock and holds no other lock yields: it parks on
+//! unlock). A green thread that fails to get the lock and holds no other lock yields (inside a
+//! preemptible region; outside one it spins, see `yield_now`): it parks on
 //! the wait queue so the worker can serve other requests while the holder — which is running on
 //! some other worker, since holders are never parked — finishes. One that already holds a lock
 //! spins instead, as yielding while holding a lock could stall its waiters.

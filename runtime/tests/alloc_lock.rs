@@ -55,7 +55,8 @@ fn run(cfg: Config, requests: u64) {
     let transport = Arc::new(ChannelTransport::new(workers, 8192, 1 << 16));
     let (s, l) = (shards.clone(), log.clone());
     let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        feedback_start();
+        // SAFETY: locks are synergy::sync::Mutex and allocation goes through PreemptSafeAlloc.
+        unsafe { feedback_start() };
         let value = work(req.id, &s, &l);
         feedback_finished();
         send(Reply::to(&req).with_value(value)).unwrap();

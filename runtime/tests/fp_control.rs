@@ -82,7 +82,8 @@ fn fp_control_state_survives_yields_and_deferred_preemptions() {
     let (l, wl, ws, fw) = (lock.clone(), wrong_long.clone(), wrong_short.clone(), first_wrong.clone());
     let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
         if req.kind == LONG {
-            feedback_start();
+            // SAFETY: locks are synergy::sync::Mutex, allocation goes through PreemptSafeAlloc, the modes are per-context registers the runtime preserves (what this test checks).
+            unsafe { feedback_start() };
             let (want_mxcsr, want_cw) = modes_of(req.id);
             set_mxcsr(want_mxcsr);
             set_fpucw(want_cw);

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synergy::transport::channel::ChannelTransport;
-use synergy::{Config, Request, Runtime};
+use synergy::{Config, MigratableHandler, Request, Runtime, StartError};
 use synergy_policy::system::{Preemptible, SchedPolicy};
 
 fn config(policy: SchedPolicy) -> Config {
@@ -32,13 +32,51 @@ fn config(policy: SchedPolicy) -> Config {
     c
 }
 
+/// Starts `cfg` serving `spin_handler`, declared migratable: the baselines preempt every request.
+fn start(cfg: &Config, transport: Arc<ChannelTransport>, gate: Arc<common::Gate>) -> Runtime {
+    // SAFETY: `spin_handler` spins on the clock and touches atomics only: no thread-local storage,
+    // no OS lock anywhere.
+    let h = unsafe { MigratableHandler::new(Arc::new(handler(gate))) };
+    Runtime::start_migratable(cfg, transport, h).expect("runtime starts")
+}
+
+/// A policy that preempts every request makes the whole handler a preemptible region, which
+/// only a handler declared migratable (an `unsafe` promise) may be: `Runtime::start` refuses it.
+#[test]
+fn preempting_every_request_needs_a_migratable_handler() {
+    let _serial = common::serial();
+    for policy in SchedPolicy::ALL {
+        let cfg = config(policy);
+        let transport = Arc::new(ChannelTransport::new(cfg.workers, 16, 16));
+        let started = Runtime::start(&cfg, transport.clone(), handler(Arc::default()));
+        let every = policy.spec().preemptible == Preemptible::Every;
+        match started {
+            Err(StartError::HandlerNotMigratable) => assert!(every, "{policy:?} refused"),
+            Err(e) => panic!("{policy:?}: {e}"),
+            Ok(rt) => {
+                assert!(!every, "{policy:?} preempts every request but started with a plain handler");
+                transport.close();
+                rt.shutdown();
+            }
+        }
+        if every {
+            let none = Config { preempt: synergy::PreemptMode::None, ..cfg };
+            let transport = Arc::new(ChannelTransport::new(none.workers, 16, 16));
+            let rt = Runtime::start(&none, transport.clone(), handler(Arc::default()))
+                .expect("without preemption nothing migrates, so a plain handler is fine");
+            transport.close();
+            rt.shutdown();
+        }
+    }
+}
+
 #[test]
 fn every_policy_answers_every_request_exactly_once() {
     for policy in SchedPolicy::ALL {
         let _serial = common::serial();
         let cfg = config(policy);
         let transport = Arc::new(ChannelTransport::new(cfg.workers, 1024, 1024));
-        let rt = Runtime::start(&cfg, transport.clone(), handler(Arc::default())).expect("runtime starts");
+        let rt = start(&cfg, transport.clone(), Arc::default());
         let preempting = policy.spec().preemptible != Preemptible::Never;
         // Batches of 400 until a preempting policy has preempted (how soon depends on how much
         // CPU a busy machine leaves the timer core, issue 21); one batch for the others.
@@ -89,7 +127,7 @@ fn short_behind_long(policy: SchedPolicy) -> Vec<u64> {
     let cfg = config(policy);
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 64, 64));
     let gate = Arc::new(common::Gate::default());
-    let rt = Runtime::start(&cfg, transport.clone(), handler(gate.clone())).expect("runtime starts");
+    let rt = start(&cfg, transport.clone(), gate.clone());
     // A preempting policy: the long request runs until the short one was answered; a
     // run-to-completion one (the control) must finish on its own: 300 ms.
     let long_ns = if policy.spec().preemptible == Preemptible::Never { 300_000_000 } else { common::UNTIL_SHORT_DONE };
@@ -119,7 +157,7 @@ fn darc_keeps_long_requests_off_its_reserved_worker_and_shorts_overtake() {
     let cfg = config(SchedPolicy::Darc);
     let transport = Arc::new(ChannelTransport::new(2, 1024, 1024));
     let gate = Arc::new(common::Gate::default());
-    let rt = Runtime::start(&cfg, transport.clone(), handler(gate.clone())).expect("runtime starts");
+    let rt = start(&cfg, transport.clone(), gate.clone());
     // One very long request first; the reserved worker keeps serving the shorts meanwhile.
     transport.submit(0, Request { id: 0, kind: LONG, service_ns: 200_000_000, ..Request::default() }).unwrap();
     common::wait_until("the long request started", Duration::from_secs(10), || {

@@ -56,7 +56,9 @@ extern "C" fn baseline_handler(_sig: libc::c_int) {
 /// The long request: spins writing stamps until told to stop; after each interrupt it records
 /// the first stamp of its resumed loop.
 fn receiver(req: Request) {
-    synergy::feedback_start();
+    // SAFETY: the loop touches only atomics in statics and the TSC (no thread-local storage, no
+    // lock).
+    unsafe { synergy::feedback_start() };
     SPINNING.store(true, Ordering::Release);
     loop {
         if HANDLED.load(Ordering::Acquire) {

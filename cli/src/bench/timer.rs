@@ -38,7 +38,8 @@ fn one(base: &Config, timer_yield: TimerYield, duration_ms: u64) -> Result<Timer
     let cfg = Config { timer_yield, preempt: PreemptMode::None, ..base.clone() };
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 16, 16));
     let rt = Runtime::start(&cfg, transport.clone(), |req: Request| {
-        feedback_start();
+        // SAFETY: the spin reads the runtime's clock only (no thread-local storage, no lock).
+        unsafe { feedback_start() };
         synergy::clock::spin_for(req.service_ns);
         feedback_finished();
         send(Reply::to(&req)).unwrap();

@@ -1,6 +1,7 @@
 //! Green threads: a 64-byte context switched by hand-written asm, on pooled, guarded stacks.
 
 pub mod context;
+pub mod locals;
 pub mod stack;
 pub mod thread;
 

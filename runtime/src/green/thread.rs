@@ -1,5 +1,6 @@
 //! A green thread: a context, its stack, and the bookkeeping of the request it is running.
 
+use super::locals::GreenLocals;
 use super::{Context, Stack};
 use std::io;
 
@@ -12,6 +13,12 @@ pub struct GreenThread {
     pub long: bool,
     /// The running request is under the timer core's watch (re-armed after each preemption).
     pub timed: bool,
+    /// The running request is inside a preemptible region: the application accepted that its
+    /// code may migrate between OS threads here (see the crate docs), so interrupts and yields
+    /// may park it. Outside one, nothing parks it.
+    pub region: bool,
+    /// The running request's green-thread-local values, dropped when it ends.
+    pub locals: GreenLocals,
     /// When the current request was scheduled (runtime clock, ns).
     pub started_ns: u64,
     /// How often the current request was preempted or yielded.
@@ -22,7 +29,16 @@ impl GreenThread {
     pub fn new(stack_size: usize, entry: extern "C" fn() -> !) -> io::Result<Box<GreenThread>> {
         let stack = Stack::new(stack_size)?;
         let ctx = Context::new(stack.top(), entry);
-        Ok(Box::new(GreenThread { ctx, stack, long: false, timed: false, started_ns: 0, preemptions: 0 }))
+        Ok(Box::new(GreenThread {
+            ctx,
+            stack,
+            long: false,
+            timed: false,
+            region: false,
+            locals: GreenLocals::default(),
+            started_ns: 0,
+            preemptions: 0,
+        }))
     }
 
     /// Makes the thread start afresh at `entry` next time it is switched to.
@@ -30,7 +46,9 @@ impl GreenThread {
         self.ctx = Context::new(self.stack.top(), entry);
         self.long = false;
         self.timed = false;
+        self.region = false;
         self.preemptions = 0;
+        debug_assert!(self.locals.is_empty(), "green-thread-local values outlived their request");
     }
 
     pub fn stack(&self) -> &Stack {

@@ -4,9 +4,31 @@
 //! serialisation point by design (Shinjuku's dispatcher is one core), and a spin-free
 //! `std::sync::Mutex` held for a push or pop models that.
 
+use crate::local::OsLockHeld;
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+
+/// The deque, locked; the marker outlives the guard (fields drop in order), so the lock is
+/// counted as held for as long as it is.
+struct FifoGuard<'a, T> {
+    items: MutexGuard<'a, VecDeque<T>>,
+    _held: OsLockHeld,
+}
+
+impl<T> Deref for FifoGuard<'_, T> {
+    type Target = VecDeque<T>;
+    fn deref(&self) -> &VecDeque<T> {
+        &self.items
+    }
+}
+
+impl<T> DerefMut for FifoGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut VecDeque<T> {
+        &mut self.items
+    }
+}
 
 pub struct LockedFifo<T> {
     items: Mutex<VecDeque<T>>,
@@ -18,9 +40,10 @@ impl<T> LockedFifo<T> {
         LockedFifo { items: Mutex::new(VecDeque::with_capacity(capacity)), len: AtomicUsize::new(0) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
+    fn lock(&self) -> FifoGuard<'_, T> {
+        let held = OsLockHeld::new();
         // A panic while holding this lock cannot leave the deque inconsistent (push/pop only).
-        self.items.lock().unwrap_or_else(|e| e.into_inner())
+        FifoGuard { items: self.items.lock().unwrap_or_else(|e| e.into_inner()), _held: held }
     }
 
     pub fn push_back(&self, value: T) {

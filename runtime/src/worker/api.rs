@@ -12,9 +12,49 @@ use crate::preempt::NoPreempt;
 use crate::request::Reply;
 use std::sync::atomic::Ordering;
 
-/// Marks the running request as long: arms this worker's timer with quantum = factor × EMA and
-/// makes the request preemptible. A no-op off worker threads.
-pub fn feedback_start() {
+/// Marks the running request as long and opens a *preemptible region*: arms this worker's timer
+/// with quantum = factor × EMA, so that the timer core may preempt the request once the quantum
+/// expired and work waits, and lets [`yield_now`] (and a contended [`sync::Mutex`](crate::sync::Mutex))
+/// park it. The region lasts until [`feedback_finished`] or the end of the handler. A no-op off
+/// worker threads.
+///
+/// # Safety
+/// Inside the region the request's code may be moved to another OS thread at any instruction
+/// (a preemption parks it on the wait queue; whichever worker is free resumes it). Until the
+/// region ends the caller must therefore not:
+/// * hold a reference into thread-local storage (`thread_local!` values, `std::thread::current()`,
+///   anything built on them: `RandomState::new`, a thread-local RNG) or call libc functions that
+///   keep per-thread state (errno, `strtok`, stdio's locks: `println!`);
+/// * hold an OS lock (a `std::sync::Mutex`/`RwLock` guard, a `Stdout` lock, a C library's
+///   pthread mutex): a worker that runs the same lock's next taker on the same OS thread
+///   deadlocks, and the unlock may come from a thread that does not own the lock;
+/// * hold a `!Send` value whose other owners stay on the OS thread (an `Rc` also kept in a
+///   thread-local, a guard of a thread-affine resource).
+///
+/// All of this is allowed inside [`preempt::without_preemption`](crate::preempt::without_preemption),
+/// which pins the code to its worker. Request state belongs in local variables, in values moved
+/// into the handler (`Send + Sync` by the handler's bound), or in [`GreenLocal`](crate::GreenLocal)s,
+/// which migrate with the request. Use [`sync::Mutex`](crate::sync::Mutex) for locks.
+///
+/// # Examples
+/// ```no_run
+/// fn handle(req: synergy::Request) {
+///     let n = req.service_ns;
+///     if n > 10_000 {
+///         // SAFETY: the loop below keeps its state in locals and touches no thread-local
+///         // storage or OS lock; the one print is pinned by `without_preemption`.
+///         unsafe { synergy::feedback_start() };
+///         let mut acc = 0u64;
+///         for i in 0..n {
+///             acc = acc.wrapping_mul(31).wrapping_add(i);
+///         }
+///         synergy::preempt::without_preemption(|| println!("long request done: {acc}"));
+///         synergy::feedback_finished();
+///     }
+///     synergy::send(synergy::Reply::to(&req)).unwrap();
+/// }
+/// ```
+pub unsafe fn feedback_start() {
     if !local::on_worker() {
         return;
     }
@@ -25,6 +65,7 @@ pub fn feedback_start() {
     // SAFETY: current is live.
     let t = unsafe { &mut *st.current };
     t.long = true;
+    t.region = true;
     match st.shared().spec.preemptible {
         Preemptible::MarkedLong => {
             t.timed = true;
@@ -35,13 +76,20 @@ pub fn feedback_start() {
     }
 }
 
-/// Ends the long section: disarms the timer; the rest of the request runs unpreempted.
+/// Ends the long section and its preemptible region: disarms the timer; the rest of the request
+/// runs unpreempted, on this OS thread (unless the whole handler was declared migratable with
+/// [`Runtime::start_migratable`](crate::Runtime::start_migratable)).
 pub fn feedback_finished() {
     if !local::on_worker() {
         return;
     }
     let _np = NoPreempt::new();
     let l = current();
+    // SAFETY: worker thread; short borrow.
+    let st = unsafe { l.state() };
+    // SAFETY: current is live.
+    let t = unsafe { &mut *st.current };
+    t.region = st.shared().handler_migratable;
     l.preemptible.store(0, Ordering::Release);
     l.preempt_pending.store(0, Ordering::Relaxed);
     l.shared().deadline.store(DISARMED, Ordering::Release);
@@ -76,9 +124,10 @@ pub fn send(mut reply: Reply) -> Result<(), NotOnWorker> {
     Ok(())
 }
 
-/// Lets other work run: parks the current green thread on the wait queue (it resumes like a
-/// preempted one). Off worker threads, or with preemption disabled, it only yields the CPU / spins.
-/// Returns true if the green thread really parked.
+/// Lets other work run: inside a preemptible region (see [`feedback_start`]) parks the current
+/// green thread on the wait queue (it resumes like a preempted one, possibly on another OS
+/// thread). Outside one, off worker threads, or with preemption disabled, it only yields the CPU
+/// or spins, so safe code never migrates. Returns true if the green thread really parked.
 pub fn yield_now() -> bool {
     if !local::on_worker() {
         std::thread::yield_now();
@@ -91,6 +140,12 @@ pub fn yield_now() -> bool {
     // Disable first: a preemption between reading the worker and disabling would migrate this
     // thread and leave `l` naming the old worker (issue 15, item 1).
     let l = disable_then_current();
+    // SAFETY: worker thread; short borrow; current is live.
+    if !unsafe { (*l.state().current).region } {
+        local::enable_raw_reached_zero();
+        std::hint::spin_loop();
+        return false;
+    }
     let was_armed = l.preemptible.swap(0, Ordering::Relaxed) != 0;
     l.preempt_pending.store(0, Ordering::Relaxed);
     local::enable_raw_reached_zero();

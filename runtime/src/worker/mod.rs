@@ -10,15 +10,19 @@
 
 mod api;
 mod baseline;
+mod green_local;
 pub(crate) mod panic;
 mod preemption;
 mod sched;
 mod switch;
+#[cfg(test)]
+mod tests;
 
 pub use api::{
     current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, NotOnWorker,
 };
 pub use baseline::{work_waiting, Work};
+pub use green_local::GreenLocal;
 pub use preemption::{on_preempt, set_preempt_probe};
 use switch::{after_switch, set_current, take_thread};
 
@@ -69,6 +73,8 @@ pub struct Shared {
     pub factor_bits: AtomicU64,
     pub transport: Arc<dyn Transport>,
     pub handler: Handler,
+    /// The application declared its whole handler a preemptible region (`Runtime::start_migratable`).
+    pub handler_migratable: bool,
     pub preempter: Arc<dyn Preempter>,
     pub params: WorkerParams,
     /// Drain and stop once the transport is finished and nothing is in flight.

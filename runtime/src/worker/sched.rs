@@ -35,18 +35,24 @@ pub(super) fn serve(req: Request) {
         let t = unsafe { &mut *st.current };
         t.long = false;
         t.timed = false;
+        t.region = st.shared().handler_migratable;
         t.preemptions = 0;
         t.started_ns = clock::now_ns();
         l.shared().busy.store(true, Ordering::Relaxed);
-        if st.shared().spec.preemptible == Preemptible::Every {
-            // The baselines preempt any request that outlives its quantum.
+        if st.shared().spec.preemptible == Preemptible::Every && t.region {
+            // The baselines preempt any request that outlives its quantum (the handler was
+            // declared migratable: `Runtime::start` refuses them otherwise).
             t.timed = true;
             arm_timer(l, st);
         }
     }
     let handler: *const (dyn Fn(Request) + Send + Sync) = &*shared_ref().handler;
     // SAFETY: the handler lives in Shared, which outlives all workers.
-    let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { (*handler)(req) }));
+    let handled = catch_unwind(AssertUnwindSafe(|| unsafe { (*handler)(req) }));
+    // The request's green-thread-local values die with it, in the request's own context (still in
+    // its region, if one is open); a panicking destructor counts as the handler's panic.
+    let dropped = catch_unwind(AssertUnwindSafe(super::green_local::drop_current_values));
+    let outcome = handled.and(dropped);
     // The request is over; this may be a different worker than the one that started it (never
     // one other than where a panic ran: see `panic`).
     feedback_finished();

@@ -89,6 +89,7 @@ pub(super) fn park_current() -> bool {
     // worker this code runs on until the switch.
     debug_assert_eq!(local::disable_depth(), 0, "park_current with preemption disabled");
     debug_assert_eq!(l.preemptible.load(Ordering::Relaxed), 0, "park_current while preemptible");
+    debug_assert_eq!(local::os_locks_held(), 0, "park_current with one of the runtime's OS locks held");
     // SAFETY: worker thread; not used after the switch.
     let st = unsafe { l.state() };
     let Some(fresh) = take_thread(st) else {
