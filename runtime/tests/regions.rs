@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use synergy::transport::channel::ChannelTransport;
 use synergy::{
-    feedback_finished, feedback_start, send, yield_now, Config, GreenLocal, Reply, Request, Runtime,
-    STATUS_HANDLER_PANICKED,
+    feedback_finished, feedback_start, send, yield_now, GreenLocal, Reply, Request, Runtime, STATUS_HANDLER_PANICKED,
 };
 
 const YIELDS: u64 = 100;
@@ -79,7 +78,7 @@ const WRONG: u64 = u64::MAX;
 fn green_locals_belong_to_one_request_across_parks_and_preemptions() {
     let _serial = common::serial();
     DROPPED.store(0, Ordering::Relaxed);
-    let cfg = Config { workers: 2, pin: false, worker_cores: None, ..common::one_worker() };
+    let cfg = common::two_workers();
     let transport = Arc::new(ChannelTransport::new(2, 1024, 1024));
     let rt = Runtime::start(&cfg, transport.clone(), |req: Request| {
         let fresh = OWNER.with(|o| o.get()) == u64::MAX && STEPS.with(|s| s.get()) == 0;

@@ -95,6 +95,21 @@ pub fn one_worker() -> Config {
     c
 }
 
+/// Two workers, pinned beside the timer core where there are CPUs for that (the QEMU guest:
+/// `--preempt=ipi` needs pinned workers), else unpinned (a 2-CPU host, with signals).
+pub fn two_workers() -> Config {
+    let allowed = synergy::cpu::allowed_cpus();
+    let mut c = Config { workers: 2, ..one_worker() };
+    if allowed.len() >= 3 {
+        c.timer_core = Some(allowed[0]);
+        c.worker_cores = Some(vec![allowed[1], allowed[2]]);
+    } else {
+        c.worker_cores = None;
+        c.pin = false;
+    }
+    c
+}
+
 /// Polls `cond` until true; fails the test (a hang is a bug: deadlock or lost request) after `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();

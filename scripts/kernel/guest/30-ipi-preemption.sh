@@ -7,6 +7,9 @@ SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million 
 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
 # Every scheduling policy (--policy) with kmod_ipi delivering the preemptions.
 synergy-test-policies --test-threads=1
+# Preemptible regions and green-thread-locals; a short soak (panics, lock contention, flat memory).
+synergy-test-regions --test-threads=1
+SYNERGY_SOAK_SECS=10 synergy-test-soak --test-threads=1 --nocapture
 synergy demo --preempt ipi --duration-ms 300
 # Unloading while a process has the device open is refused.
 exec 3</dev/synergy_ipi
