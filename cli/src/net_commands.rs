@@ -123,6 +123,10 @@ pub struct SweepArgs {
     out_dir: PathBuf,
     #[arg(long, default_value = "sweep")]
     name: String,
+    /// Also writes <name>-samples.csv: every measured reply's latency (policy, preempt, load,
+    /// kind, latency_ns), the raw data behind the reported percentiles.
+    #[arg(long)]
+    samples: bool,
 }
 
 fn parse_v4(s: &str, what: &str) -> Result<SocketAddrV4, String> {
@@ -284,6 +288,7 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         grace: Duration::from_millis(500),
         flows: t.flows,
         seed: t.seed,
+        keep_samples: false,
     };
     match loadgen::run(&p) {
         Ok(r) => {
@@ -355,6 +360,7 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         flows: t.flows,
         seed: t.seed,
         slo: args.slo,
+        keep_samples: args.samples,
     };
     let r = sweep::run(&cfg, &p, |k, n, pt| {
         let bar: String = (0..20).map(|i| if i * n < 20 * k { '#' } else { '.' }).collect();
@@ -375,6 +381,13 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     let base = args.out_dir.join(&args.name);
     if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
         return fail(e);
+    }
+    if args.samples {
+        let path = args.out_dir.join(format!("{}-samples.csv", args.name));
+        if let Err(e) = std::fs::write(&path, sweep::samples_csv(&r)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+        println!("wrote {}", path.display());
     }
     for s in &r.summary {
         println!(

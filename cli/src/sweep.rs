@@ -34,6 +34,8 @@ pub struct SweepParams {
     pub seed: u64,
     /// Slowdown SLO (p99.9), e.g. 50.
     pub slo: f64,
+    /// Keep every measured reply's latency (`samples_csv`).
+    pub keep_samples: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +119,7 @@ pub fn run(
                 grace: Duration::from_millis(500),
                 flows: p.flows,
                 seed: p.seed,
+                keep_samples: p.keep_samples,
             };
             let result = loadgen::run(&lp);
             let (stats, _) = server.shutdown();
@@ -179,6 +182,17 @@ pub fn csv(r: &SweepResult) -> String {
             x.overall_slowdown_p999,
             x.overall_latency_p999_ns
         );
+    }
+    s
+}
+
+/// Every kept sample, one line per measured reply: `policy,preempt,load,kind,latency_ns`.
+pub fn samples_csv(r: &SweepResult) -> String {
+    let mut s = String::from("policy,preempt,load,kind,latency_ns\n");
+    for p in &r.points {
+        for (kind, l) in &p.result.samples {
+            s.push_str(&format!("{},{},{},{kind},{l}\n", p.policy, p.preempt, p.load));
+        }
     }
     s
 }

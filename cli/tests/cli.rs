@@ -221,6 +221,7 @@ fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
         "signal",
         "--name",
         name,
+        "--samples",
     ];
     args.extend_from_slice(&["--out-dir", dir.to_str().unwrap()]);
     args.extend_from_slice(extra);
@@ -233,6 +234,8 @@ fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     check_sweep_svg(&svg, &v);
     check_sweep_percentiles(&v);
+    let samples = std::fs::read_to_string(dir.join(format!("{name}-samples.csv"))).expect("--samples writes them");
+    check_sweep_against_samples(&v, &samples);
     let _ = std::fs::remove_dir_all(&dir);
     v
 }
@@ -296,6 +299,52 @@ fn check_sweep_percentiles(v: &serde_json::Value) {
         let hi = classes.iter().map(|c| q(c, "p999_ns")).max().unwrap() as f64;
         assert!(overall >= lo * 0.99 && overall <= hi * 1.01, "overall p99.9 {overall} within [{lo}, {hi}]: {p}");
     }
+}
+
+/// The reported per-class counts and percentiles are those of the raw samples: each class's
+/// count is exactly its number of samples, and each percentile lies within the histogram's
+/// precision (3 significant digits: a reported value is the top of the bucket holding the sample
+/// of that rank, at most 0.1% above it) of the exact nearest-rank percentile, allowing one rank
+/// either way for the quantile's rounding.
+fn check_sweep_against_samples(v: &serde_json::Value, csv: &str) {
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("policy,preempt,load,kind,latency_ns"));
+    let mut by_class: std::collections::HashMap<(String, String, String, usize), Vec<u64>> = Default::default();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f.len(), 5, "{l}");
+        let key = (f[0].to_string(), f[1].to_string(), f[2].to_string(), f[3].parse().unwrap());
+        by_class.entry(key).or_default().push(f[4].parse().unwrap());
+    }
+    let mut checked = 0;
+    for p in v["points"].as_array().unwrap() {
+        let (policy, preempt) = (p["policy"].as_str().unwrap(), p["preempt"].as_str().unwrap());
+        let load = p["load"].as_f64().unwrap().to_string();
+        for (kind, c) in p["classes"].as_array().unwrap().iter().enumerate() {
+            let key = (policy.to_string(), preempt.to_string(), load.clone(), kind);
+            let mut s = by_class.remove(&key).unwrap_or_default();
+            s.sort_unstable();
+            assert_eq!(c["count"].as_u64().unwrap(), s.len() as u64, "{key:?}: count vs samples");
+            if s.is_empty() {
+                continue;
+            }
+            for (name, q) in [("p50_ns", 0.5), ("p99_ns", 0.99), ("p999_ns", 0.999)] {
+                let rank = ((q * s.len() as f64) - 1e-9).ceil().max(1.0) as usize;
+                let lo = s[rank.saturating_sub(2)] as f64;
+                let hi = s[rank.min(s.len() - 1)] as f64;
+                let got = c[name].as_u64().unwrap() as f64;
+                assert!(
+                    got >= lo && got <= hi * 1.001 + 1.0,
+                    "{key:?} {name}: reported {got}, raw samples give {} (rank {rank} of {}; allowed [{lo}, {hi}])",
+                    s[rank - 1],
+                    s.len()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(by_class.is_empty(), "samples of classes the JSON does not report: {:?}", by_class.keys());
+    assert!(checked > 0, "no percentile was checked");
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub struct LoadgenParams {
     pub grace: Duration,
     pub flows: u32,
     pub seed: u64,
+    /// Also keep every measured reply's (kind, latency) in `LoadgenResult::samples`, so that the
+    /// reported percentiles can be checked against the raw data.
+    pub keep_samples: bool,
 }
 
 /// Latency summary of one request type (ns) or of all (slowdown, ×1).
@@ -70,6 +73,10 @@ pub struct LoadgenResult {
     pub classes: Vec<ClassLatency>,
     pub overall_slowdown_p999: f64,
     pub overall_latency_p999_ns: u64,
+    /// Every measured reply's (request kind, latency ns), in arrival order, if
+    /// `LoadgenParams::keep_samples`; not part of the JSON.
+    #[serde(skip)]
+    pub samples: Vec<(u32, u64)>,
 }
 
 /// Puts the calling thread in SCHED_FIFO (priority 1) if allowed. The load generator's threads
@@ -119,8 +126,8 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     let realtime = can_be_realtime();
     let receiver = {
         let (flows, state, done) = (flows.clone(), state.clone(), sending_done.clone());
-        let (types, grace) = (p.workload.types.clone(), p.grace);
-        spawn_loadgen_thread("receive", realtime, move || receive(&flows, &state, &done, &types, grace))?
+        let (types, grace, keep) = (p.workload.types.clone(), p.grace, p.keep_samples);
+        spawn_loadgen_thread("receive", realtime, move || receive(&flows, &state, &done, &types, grace, keep))?
     };
     // Sending runs on its own thread too, so that its real-time policy never leaks into the
     // caller's thread (whose children — e.g. a server runtime started later in a sweep — would
@@ -224,6 +231,7 @@ fn receive(
     done: &AtomicBool,
     types: &[synergy_eval::workload::RequestType],
     grace: Duration,
+    keep_samples: bool,
 ) -> LoadgenResult {
     let mut lat: Vec<Histogram<u64>> =
         types.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")).collect();
@@ -270,6 +278,9 @@ fn receive(
                 let l = now.saturating_sub(r.client_ts).max(1);
                 if let Some(t) = types.get(r.kind as usize) {
                     let _ = lat[r.kind as usize].record(l);
+                    if keep_samples {
+                        res.samples.push((r.kind, l));
+                    }
                     let _ = slow.record(((l as f64 / t.service_ns.max(1) as f64) * 1000.0) as u64 + 1);
                     let _ = all.record(l);
                 } else {

@@ -86,6 +86,7 @@ fn dpdk_af_packet_answers_every_request_exactly_once() {
         grace: Duration::from_secs(3),
         flows: 8,
         seed: 3,
+        keep_samples: false,
     };
     let r = loadgen::run(&lp).expect("loadgen");
     let (stats, c) = server.shutdown();

@@ -35,6 +35,7 @@ fn params(target: SocketAddrV4, rps: f64, ms: u64) -> LoadgenParams {
         grace: Duration::from_secs(3),
         flows: 16,
         seed: 7,
+        keep_samples: false,
     }
 }
 
