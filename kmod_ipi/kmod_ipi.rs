@@ -18,7 +18,8 @@
 //! references.
 //! `task_work_cancel` is not exported to modules, so a delivery queued before that still runs; it
 //! sees the receiver inactive and does nothing, then drops its reference. A queued delivery also
-//! holds a module reference, so `rmmod` cannot remove `deliver` while a task still has it queued;
+//! holds a module reference, so `rmmod` cannot remove `deliver` while a task still has it queued,
+//! and drops it with a tail jump to `module_put`, so no module text runs after that;
 //! open files pin the module too (the misc device's owner). A receiver keeps a counted reference to
 //! its task, so an exited thread is never a dangling pointer: it never runs on the CPU again (every
 //! IPI is a miss) until its file is closed, which unregisters everything the file registered.
@@ -47,7 +48,10 @@ use kernel::{
 // `super::ioctl`, hence this module's name.
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
+#[path = "../kmod_common/module_put_tail.rs"]
+mod module_put_tail;
 use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
+use module_put_tail::callback_then_module_put;
 
 #[path = "../uapi/src/ipi.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -505,13 +509,19 @@ fn user_regs(task: *mut bindings::task_struct) -> *mut bindings::pt_regs {
     (top as *mut bindings::pt_regs).wrapping_sub(1)
 }
 
-/// The task_work: runs in the receiver's own context on its way back to user mode (or during its
-/// exit). Releases the module reference taken when it was queued as its very last action.
+callback_then_module_put! {
+    /// The task_work: runs `deliver_body` in the receiver's own context on its way back to user
+    /// mode (or during its exit), then releases the module reference taken when it was queued,
+    /// with no instruction of this module after that (`kmod_common/module_put_tail.rs`).
+    deliver => deliver_body
+}
+
+/// The delivery itself.
 ///
 /// # Safety
-/// Called only by the task_work machinery with the `work` field of a Receiver whose reference
-/// the queued work owns.
-unsafe extern "C" fn deliver(head: *mut bindings::callback_head) {
+/// Called only by `deliver` with the `work` field of a Receiver whose reference the queued work
+/// owns.
+unsafe extern "C" fn deliver_body(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a Receiver whose reference the work owns.
     let r = unsafe {
         Arc::from_raw(
@@ -524,9 +534,6 @@ unsafe extern "C" fn deliver(head: *mut bindings::callback_head) {
     r.work_queued.store(false, Ordering::Release);
     redirect(&r);
     drop(r);
-    // SAFETY: pairs with try_module_get in `ipi_handler`; nothing of this module runs after the
-    // return below except the epilogue of this function.
-    unsafe { bindings::module_put(this_module()) };
 }
 
 fn redirect(r: &Receiver) {

@@ -41,7 +41,6 @@
 //! The misc device is root-only (0600); a sender can only name receivers of its own process.
 
 use core::{
-    arch::asm,
     ffi::{c_int, c_ulong, c_void},
     mem::offset_of,
     ptr::null_mut,
@@ -53,7 +52,7 @@ use kernel::{
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     new_mutex,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex},
+    sync::{aref::ARef, Arc, Completion, Mutex},
     task::Task,
     types::Opaque,
     uaccess::{UserPtr, UserSlice},
@@ -61,7 +60,10 @@ use kernel::{
 
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
+#[path = "../kmod_common/module_put_tail.rs"]
+mod module_put_tail;
 use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
+use module_put_tail::callback_then_module_put;
 
 #[path = "../uapi/src/uintr.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -117,7 +119,6 @@ extern "C" {
 const UITT_LEN: usize = abi::UITT_ENTRIES as usize;
 const MSR_IA32_APICBASE: u32 = 0x1B;
 const APICBASE_X2APIC: u64 = 1 << 10;
-const RFLAGS_IF: u64 = 1 << 9;
 const UPID_SN: u64 = 2;
 
 static SUPPORTED: AtomicBool = AtomicBool::new(false);
@@ -131,42 +132,39 @@ kernel::sync::global_lock! {
 
 // ---- Hardware access (only ever reached on a CPU with UINTR) ----------------------------------
 
-/// # Safety
-/// `msr` must exist on this CPU (reading one that does not raises #GP): the UINTR MSRs once
-/// CPUID reported UINTR, or IA32_APIC_BASE. Reading has no side effects.
-unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: see the function's contract.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
+/// MSR accesses that faulted (#GP, handled by the kernel's `_safe` accessors): counted here and
+/// reported when the module unloads, since they happen in scheduler callbacks where printing is
+/// not allowed.
+static MSR_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads `msr` through the kernel's exception-handled accessor (`rdmsr_safe_regs`): a read that
+/// faults returns 0 and is counted in `MSR_FAULTS` instead of oopsing. Safe: reading an MSR has
+/// no side effects and a fault is handled.
+fn rdmsr(msr: u32) -> u64 {
+    // The register image of `rdmsr_safe_regs`: eax, ecx, edx, ebx, esp (unused), ebp, esi, edi.
+    let mut regs = [0u32, msr, 0, 0, 0, 0, 0, 0];
+    // SAFETY: `regs` is the 8-register array the function reads and writes.
+    if unsafe { bindings::rdmsr_safe_regs(regs.as_mut_ptr()) } != 0 {
+        MSR_FAULTS.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    }
+    (u64::from(regs[2]) << 32) | u64::from(regs[0])
 }
 
+/// Writes `v` to `msr` through the kernel's exception-handled accessor (`wrmsr_safe_regs`): a
+/// write that faults changes nothing and is counted in `MSR_FAULTS`.
+///
 /// # Safety
 /// `msr` is a UINTR MSR of this CPU and `v` a value valid for it (computed by `abi`'s encoders
-/// from checked inputs); the caller runs with interrupts off on the CPU it means to program.
+/// from checked inputs), and the caller runs with interrupts off on the CPU it means to program,
+/// as the thread whose image it loads: a valid write changes how this CPU delivers user
+/// interrupts to the running thread.
 unsafe fn wrmsr(msr: u32, v: u64) {
-    // SAFETY: see the function's contract.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags))
-    };
-}
-
-/// Disables interrupts and returns the previous RFLAGS. Used only around sequences of MSR and
-/// UPID accesses that call no kernel function, inside callbacks already running with preemption
-/// off (so lockdep's view, restored by `irqs_restore`, is never consulted in between).
-fn irqs_save() -> u64 {
-    let flags: u64;
-    // SAFETY: pushfq/pop read RFLAGS through the stack; cli is allowed at CPL 0.
-    unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags, options(nomem)) };
-    flags
-}
-
-fn irqs_restore(flags: u64) {
-    if flags & RFLAGS_IF != 0 {
-        // SAFETY: re-enables interrupts that `irqs_save` disabled.
-        unsafe { asm!("sti", options(nomem, nostack)) };
+    let mut regs = [v as u32, msr, (v >> 32) as u32, 0, 0, 0, 0, 0];
+    // SAFETY: `regs` is the 8-register array the function reads; the write's effect is the
+    // caller's contract.
+    if unsafe { bindings::wrmsr_safe_regs(regs.as_mut_ptr()) } != 0 {
+        MSR_FAULTS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -281,6 +279,11 @@ struct ThreadState {
     defunct: AtomicBool,
     /// Set by the thread's final `sched_out` (TASK_DEAD): no notifier call follows.
     dead: AtomicBool,
+    /// Queued by that final `sched_out`; signals `exited` (`on_dead`).
+    dead_work: Opaque<bindings::irq_work>,
+    /// Complete once the final `sched_out` has run (`wait_dead_and_free` waits for it).
+    #[pin]
+    exited: Completion,
     #[pin]
     parts: Mutex<Parts>,
 }
@@ -341,8 +344,7 @@ impl ThreadState {
         }
         let mut uirr = img.uirr.load(Ordering::Relaxed);
         if let Some(upid) = self.upid() {
-            // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
-            let x2apic = unsafe { rdmsr(MSR_IA32_APICBASE) } & APICBASE_X2APIC != 0;
+            let x2apic = rdmsr(MSR_IA32_APICBASE) & APICBASE_X2APIC != 0;
             // Re-arm: destination = this CPU, SN = ON = 0. A sender that saw SN set only posted
             // into the PIR; one that set ON and sent to our previous CPU had its notification
             // taken there as an ordinary interrupt. Either way the request is in the PIR, taken
@@ -378,8 +380,7 @@ impl ThreadState {
         // MISC first: from here on a late notification on UINV is an ordinary interrupt.
         // SAFETY: interrupts are off; zero is valid for every UINTR MSR.
         unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
-        // SAFETY: this code runs only on a CPU with UINTR (the image exists only then).
-        let uirr = unsafe { rdmsr(abi::MSR_IA32_UINTR_RR) };
+        let uirr = rdmsr(abi::MSR_IA32_UINTR_RR);
         self.img.uirr.store(uirr, Ordering::Relaxed);
         // SAFETY: as above.
         unsafe {
@@ -500,10 +501,9 @@ unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
         return;
     }
     // Called with preemption off but interrupts on: no notification may be processed between the
-    // MSR writes and the PIR hand-over.
-    let flags = irqs_save();
+    // MSR writes and the PIR hand-over. The kernel's own irq-state API (traced, nestable).
+    let _irqs_off = kernel::interrupt::local_interrupt_disable();
     s.load(cpu as usize);
-    irqs_restore(flags);
 }
 
 /// # Safety
@@ -519,18 +519,26 @@ unsafe extern "C" fn sched_out(
     // SAFETY: `task` is current; `__state` precedes `stack` in task_struct, where the binding's
     // layout matches C's (see `cpu_task::ThreadGroup`).
     let state = unsafe { core::ptr::read_volatile(&raw const (*s.task.as_ptr()).__state) };
-    if state == bindings::TASK_DEAD {
-        s.dead.store(true, Ordering::Release);
+    if state == bindings::TASK_DEAD && !s.dead.swap(true, Ordering::AcqRel) {
+        // SAFETY: `dead_work` is initialised and queued at most once (the swap above); the state
+        // outlives it (`on_dead`'s contract). irq_work_queue may be called with the runqueue lock
+        // held and interrupts off.
+        unsafe { bindings::irq_work_queue(s.dead_work.get()) };
     }
 }
 
-/// The task_work `release` queues on a living registered thread other than the caller: the
-/// thread detaches itself. Releases the module reference taken when it was queued, last.
-///
+callback_then_module_put! {
+    /// The task_work `release` queues on a living registered thread other than the caller: the
+    /// thread detaches itself (`teardown_body`), then the module reference taken when it was
+    /// queued is dropped with no instruction of this module after that
+    /// (`kmod_common/module_put_tail.rs`).
+    teardown_work => teardown_body
+}
+
 /// # Safety
-/// Called only by the task_work machinery with the `work` field of a ThreadState whose reference
-/// the queued work owns.
-unsafe extern "C" fn teardown_work(head: *mut bindings::callback_head) {
+/// Called only by `teardown_work` with the `work` field of a ThreadState whose reference the
+/// queued work owns.
+unsafe extern "C" fn teardown_body(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a ThreadState whose reference the work owns.
     let s = unsafe {
         Arc::from_raw(
@@ -541,13 +549,23 @@ unsafe extern "C" fn teardown_work(head: *mut bindings::callback_head) {
         )
     };
     if s.detach().is_err() {
-        pr_err!("could not detach an exiting thread's UINTR state; leaking it\n");
-        core::mem::forget(s);
+        leak(s, c"could not detach an exiting thread's UINTR state");
     } else {
         drop(s);
     }
-    // SAFETY: pairs with try_module_get in `teardown`; only this function's epilogue follows.
-    unsafe { bindings::module_put(this_module()) };
+}
+
+/// Leaks a state whose notifier may still be linked into its thread's list: the memory must
+/// outlive any further notifier call, and so must the module text `PREEMPT_OPS` points into, so
+/// the leak also takes a module reference that is never dropped (`rmmod` then refuses).
+fn leak(s: Arc<ThreadState>, why: &CStr) {
+    pr_err!(
+        "{}; leaking it and pinning the module\n",
+        why.to_str().unwrap_or("leak")
+    );
+    // SAFETY: THIS_MODULE is this module, live while this code runs.
+    unsafe { bindings::__module_get(this_module()) };
+    core::mem::forget(s);
 }
 
 fn this_module() -> *mut bindings::module {
@@ -558,8 +576,7 @@ fn this_module() -> *mut bindings::module {
 fn teardown(s: Arc<ThreadState>) {
     if s.task.as_ptr() == Task::current_raw() {
         if s.detach().is_err() {
-            pr_err!("could not detach a thread's UINTR state; leaking it\n");
-            core::mem::forget(s);
+            leak(s, c"could not detach a thread's UINTR state");
         }
         return;
     }
@@ -593,25 +610,40 @@ fn teardown(s: Arc<ThreadState>) {
     wait_dead_and_free(s);
 }
 
+/// Frees the state of a thread that is dead or about to die, once its final context switch has
+/// called the notifier for the last time. Waits, without polling, for the completion that
+/// switch signals (`sched_out` → `dead_work` → `exited`): a thread past running its task_works is
+/// in its last steps of `do_exit`.
 fn wait_dead_and_free(s: Arc<ThreadState>) {
     if s.attached.load(Ordering::Acquire) {
-        let mut waited_ms = 0;
-        while !s.dead.load(Ordering::Acquire) {
-            if waited_ms == 10_000 {
-                pr_err!("a registered thread has not finished exiting after 10 s; leaking its UINTR state\n");
-                core::mem::forget(s);
-                return;
-            }
-            // SAFETY: process context (file release).
-            unsafe { bindings::msleep(1) };
-            waited_ms += 1;
-        }
+        s.exited.wait_for_completion();
+        // `on_dead` has signalled; wait until the irq_work machinery is done with `dead_work`
+        // (its BUSY flag is cleared after the callback returned).
+        // SAFETY: `dead_work` was queued (the completion proves it) and is never queued again.
+        unsafe { bindings::irq_work_sync(s.dead_work.get()) };
         // The final sched_out ran with interrupts off, a read-side critical section: after a
         // grace period it has returned, and the dead thread never walks its notifiers again.
         // SAFETY: process context.
         unsafe { bindings::synchronize_rcu() };
     }
     drop(s);
+}
+
+/// The irq_work the final `sched_out` of a registered thread queues: it runs in hard-irq context
+/// once that switch has released the runqueue lock (waking a waiter under it could deadlock), and
+/// signals `exited`.
+///
+/// # Safety
+/// Called only by the irq_work machinery with the `dead_work` field of a live ThreadState (the
+/// state is freed only after `irq_work_sync` on it, in `wait_dead_and_free`).
+unsafe extern "C" fn on_dead(w: *mut bindings::irq_work) {
+    // SAFETY: see the function's contract.
+    let s = unsafe {
+        &*w.cast::<u8>()
+            .sub(offset_of!(ThreadState, dead_work))
+            .cast::<ThreadState>()
+    };
+    s.exited.complete_all();
 }
 
 // ---- The device ------------------------------------------------------------------------------
@@ -634,6 +666,13 @@ impl Drop for HwEnable {
             on_each_online_cpu(cr4_clear_uintr);
             // SAFETY: pairs with preempt_notifier_inc in init.
             unsafe { bindings::preempt_notifier_dec() };
+        }
+        let faults = MSR_FAULTS.load(Ordering::Relaxed);
+        if faults != 0 {
+            pr_warn!(
+                "{} UINTR MSR accesses faulted (handled) while loaded\n",
+                faults
+            );
         }
     }
 }
@@ -724,6 +763,12 @@ fn own_state(owner: u64, create: bool) -> Result<Arc<ThreadState>> {
             attached: AtomicBool::new(false),
             defunct: AtomicBool::new(false),
             dead: AtomicBool::new(false),
+            // What init_irq_work() does: a zeroed irq_work naming its function.
+            dead_work: Opaque::new(bindings::irq_work {
+                func: Some(on_dead),
+                ..Default::default()
+            }),
+            exited <- Completion::new(),
             parts <- new_mutex!(Parts::default()),
         }),
         GFP_KERNEL,
@@ -749,8 +794,7 @@ fn drop_if_empty(s: &Arc<ThreadState>) -> Result {
     let res = s.detach();
     if res.is_err() {
         // Still linked into the thread's notifiers: the memory must outlive it.
-        pr_err!("could not detach a thread's UINTR state; leaking it\n");
-        core::mem::forget(s.clone());
+        leak(s.clone(), c"could not detach a thread's UINTR state");
     }
     res
 }

@@ -3,7 +3,8 @@
 # files they include), run by the kernel test bench:
 #  1. rustfmt --check with the kernel tree's .rustfmt.toml (the kernel's `make rustfmtcheck`
 #     covers only its own tree, not external modules);
-#  2. a CLIPPY=1 build (clippy-driver with the kernel's lint set), failing on any warning.
+#  2. a CLIPPY=1 build (clippy-driver with the kernel's lint set), failing on any warning;
+#  3. the task_work callbacks end in a tail jump to module_put (check-module-put-tail.py).
 # The .ko files it leaves are ordinary builds (clippy-driver compiles as rustc does).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,4 +31,6 @@ if echo "$out" | grep -q 'warning'; then
   log "FAIL: clippy warnings in the kernel modules"
   exit 1
 fi
-log "kernel modules: rustfmt and clippy clean"
+log "task_work callbacks drop their module reference with a tail jump"
+python3 scripts/kernel/check-module-put-tail.py kmod_ipi/kmod_ipi.ko:7deliver kmod_uintr/kmod_uintr.ko:13teardown_work >&2
+log "kernel modules: rustfmt and clippy clean; module_put tail jumps in place"

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Callbacks that drop this module's last reference as their very last action.
+//!
+//! A task_work queued by a module runs module text long after the call that queued it, so it
+//! holds a module reference (`try_module_get` before queueing). Dropping that reference is the
+//! callback's last action, but if the callback is an ordinary function its epilogue still runs in
+//! module text after `module_put` returned, by which time `rmmod` may have freed that text. The
+//! kernel has this problem for kernel threads and solves it with a function that does not return
+//! (`module_put_and_kthread_exit`); task_works have no such helper. `callback_then_module_put!`
+//! defines the callback as a naked trampoline that calls the body and then *jumps* to
+//! `module_put(THIS_MODULE)`: `module_put` returns straight to the task_work machinery (kernel
+//! text), so no instruction of this module runs once the reference is dropped.
+//!
+//! The trampoline starts with `endbr64` (an indirect-branch target under IBT; a NOP elsewhere).
+//! kCFI would need a type-hash preamble that a naked function does not get, so on kernels with
+//! `CONFIG_CFI_CLANG` the callback is an ordinary function ending in `module_put` (the epilogue
+//! window this module otherwise closes is then open again; the module's README says so).
+
+/// Defines `unsafe extern "C" fn $name(head: *mut bindings::callback_head)`, a task_work callback
+/// that runs `$body(head)` (an `unsafe extern "C" fn(*mut bindings::callback_head)`) and then
+/// drops one reference to this module, with nothing of this module running after that.
+///
+/// Safety contract of the defined function: called only by the task_work machinery, for a work
+/// whose queueing took one reference to this module (which the call consumes) and whose `head`
+/// satisfies `$body`'s own contract.
+macro_rules! callback_then_module_put {
+    ($(#[$doc:meta])* $name:ident => $body:path) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Called only by the task_work machinery, for a work whose queueing took one reference
+        /// to this module (consumed here) and whose `head` meets the body's contract.
+        // SAFETY: a naked function: entered with the SysV ABI, `head` (rdi) is passed on to the
+        // body unchanged; rbx is pushed only to give the call a 16-byte aligned stack and popped
+        // after it. Then rdi = &__this_module and a jump (not a call) to module_put, which
+        // returns to our caller, the task_work machinery, so no module text runs after the
+        // reference is dropped; that reference was taken by try_module_get when the work was
+        // queued (the contract above).
+        #[cfg(not(CONFIG_CFI_CLANG))]
+        // clippy does not count `#[unsafe(naked)]`'s body as unsafe code, but it is: keep the
+        // SAFETY comment.
+        #[allow(clippy::unnecessary_safety_comment)]
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name(_head: *mut ::kernel::bindings::callback_head) {
+            core::arch::naked_asm!(
+                "endbr64",
+                "push rbx",
+                "call {body}",
+                "pop rbx",
+                "lea rdi, [rip + {module}]",
+                "jmp {put}",
+                body = sym $body,
+                module = sym ::kernel::bindings::__this_module,
+                put = sym ::kernel::bindings::module_put,
+            )
+        }
+
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As above.
+        #[cfg(CONFIG_CFI_CLANG)]
+        unsafe extern "C" fn $name(head: *mut ::kernel::bindings::callback_head) {
+            // SAFETY: the defined function's contract is the body's, plus the module reference.
+            unsafe { $body(head) };
+            // SAFETY: drops the reference the queueing took (see the module docs for the
+            // epilogue that follows under kCFI).
+            unsafe { ::kernel::bindings::module_put(&raw mut ::kernel::bindings::__this_module) };
+        }
+    };
+}
+
+pub(crate) use callback_then_module_put;
