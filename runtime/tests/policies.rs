@@ -14,22 +14,9 @@ use synergy::{Config, MigratableHandler, Request, Runtime, StartError};
 use synergy_policy::system::{Preemptible, SchedPolicy};
 
 fn config(policy: SchedPolicy) -> Config {
-    let mut c = Config { policy, ..common::one_worker() };
-    if policy == SchedPolicy::Darc {
-        // DARC needs a worker for long requests besides the reserved one: two workers, pinned
-        // beside the timer core where there are CPUs for that (the QEMU guest: --preempt=ipi needs
-        // pinned workers), else unpinned (a 2-CPU host, with signals).
-        c.workers = 2;
-        let allowed = synergy::cpu::allowed_cpus();
-        if allowed.len() >= 3 {
-            c.timer_core = Some(allowed[0]);
-            c.worker_cores = Some(vec![allowed[1], allowed[2]]);
-        } else {
-            c.worker_cores = None;
-            c.pin = false;
-        }
-    }
-    c
+    // DARC needs a worker for long requests besides the reserved one.
+    let base = if policy == SchedPolicy::Darc { common::two_workers() } else { common::one_worker() };
+    Config { policy, ..base }
 }
 
 /// Starts `cfg` serving `spin_handler`, declared migratable: the baselines preempt every request.

@@ -14,6 +14,21 @@ fn one_worker(max_green_threads: usize) -> Config {
     Config { preempt: PreemptMode::None, pin: false, worker_cores: None, max_green_threads, ..Config::default() }
 }
 
+/// Runs requests 0 and 1 on one worker with `max_green_threads`; their replies, by id, and the
+/// run's counters.
+fn run_two(
+    max_green_threads: usize,
+    handler: impl Fn(Request) + Send + Sync + 'static,
+) -> (Vec<Reply>, crate::stats::RunStats) {
+    let transport = Arc::new(ChannelTransport::new(1, 16, 16));
+    let rt = Runtime::start(&one_worker(max_green_threads), transport.clone(), handler).expect("runtime starts");
+    transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
+    transport.submit(0, Request { id: 1, ..Request::default() }).unwrap();
+    let got = replies(&transport, 2);
+    transport.close();
+    (got, rt.shutdown())
+}
+
 fn replies(transport: &ChannelTransport, n: usize) -> Vec<Reply> {
     let t0 = Instant::now();
     let mut got = Vec::new();
@@ -32,8 +47,7 @@ fn replies(transport: &ChannelTransport, n: usize) -> Vec<Reply> {
 #[test]
 fn a_yield_without_a_free_green_thread_does_not_park() {
     static B_DONE: AtomicBool = AtomicBool::new(false);
-    let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let rt = Runtime::start(&one_worker(2), transport.clone(), |req: Request| {
+    let (got, stats) = run_two(2, |req: Request| {
         // SAFETY: only yields and atomics in the region.
         unsafe { feedback_start() };
         let parked = if req.id == 0 {
@@ -51,13 +65,7 @@ fn a_yield_without_a_free_green_thread_does_not_park() {
         };
         feedback_finished();
         send(Reply::to(&req).with_value(parked as u64)).unwrap();
-    })
-    .expect("runtime starts");
-    transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
-    transport.submit(0, Request { id: 1, ..Request::default() }).unwrap();
-    let got = replies(&transport, 2);
-    transport.close();
-    let stats = rt.shutdown();
+    });
     assert_eq!(got[0].value, 1, "A parked");
     assert_eq!(got[1].value, 0, "B found no free green thread, so it did not park");
     assert!(stats.total.preempt_skipped >= 1, "{stats:?}");
@@ -68,8 +76,7 @@ fn a_yield_without_a_free_green_thread_does_not_park() {
 #[cfg(debug_assertions)]
 #[test]
 fn parking_with_an_os_lock_held_is_caught_in_debug_builds() {
-    let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let rt = Runtime::start(&one_worker(8), transport.clone(), |req: Request| {
+    let (got, _) = run_two(8, |req: Request| {
         // SAFETY: only yields in the region (the marker stands for a lock; nothing is locked).
         unsafe { feedback_start() };
         let parked = if req.id == 0 {
@@ -80,13 +87,7 @@ fn parking_with_an_os_lock_held_is_caught_in_debug_builds() {
         };
         feedback_finished();
         send(Reply::to(&req).with_value(parked as u64)).unwrap();
-    })
-    .expect("runtime starts");
-    transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
-    transport.submit(0, Request { id: 1, ..Request::default() }).unwrap();
-    let got = replies(&transport, 2);
-    transport.close();
-    rt.shutdown();
+    });
     assert_eq!(got[0].status, STATUS_HANDLER_PANICKED, "the park with a lock held was refused");
     assert_eq!((got[1].status, got[1].value), (0, 1), "without the lock the same yield parks");
 }
