@@ -99,7 +99,7 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, Start { timer_core: true, migratable: false }, None)
+        Self::start_with(config, transport, Arc::new(handler), Start { timer_core: true, migratable: false }, None)
     }
 
     /// Like [`Runtime::start`], with the whole handler a preemptible region: every request may be
@@ -111,8 +111,7 @@ impl Runtime {
         transport: Arc<dyn Transport>,
         handler: MigratableHandler,
     ) -> Result<Runtime, StartError> {
-        let h = handler.0;
-        Self::start_with(config, transport, move |r| h(r), Start { timer_core: true, migratable: true }, None)
+        Self::start_with(config, transport, handler.0, Start { timer_core: true, migratable: true }, None)
     }
 
     /// Like [`Runtime::start`], delivering preemptions through `preempter` instead of the one
@@ -128,7 +127,8 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, Start { timer_core: true, migratable: false }, Some(preempter))
+        let how = Start { timer_core: true, migratable: false };
+        Self::start_with(config, transport, Arc::new(handler), how, Some(preempter))
     }
 
     /// Like [`Runtime::start`], but without the timer core: nothing preempts the workers except
@@ -143,19 +143,16 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, handler, Start { timer_core: false, migratable: false }, None)
+        Self::start_with(config, transport, Arc::new(handler), Start { timer_core: false, migratable: false }, None)
     }
 
-    fn start_with<H>(
+    fn start_with(
         config: &Config,
         transport: Arc<dyn Transport>,
-        handler: H,
+        handler: SharedHandler,
         how: Start,
         preempter: Option<Arc<dyn Preempter>>,
-    ) -> Result<Runtime, StartError>
-    where
-        H: Fn(Request) + Send + Sync + 'static,
-    {
+    ) -> Result<Runtime, StartError> {
         let allowed = crate::cpu::allowed_cpus();
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
@@ -178,7 +175,7 @@ impl Runtime {
             check_wait_queue: AtomicBool::new(false),
             factor_bits: AtomicU64::new(config.quantum_factor.to_bits()),
             transport,
-            handler: Box::new(handler),
+            handler,
             handler_migratable: how.migratable,
             preempter,
             params: WorkerParams {

@@ -52,7 +52,8 @@ pub const PREEMPT_STACK_RESERVE: usize = 16 * 1024;
 /// Status of the reply the runtime sends when a handler panicked.
 pub const STATUS_HANDLER_PANICKED: u32 = 0xFFFF_FFFF;
 
-pub type Handler = Box<dyn Fn(Request) + Send + Sync>;
+/// The application's handler, shared by the workers (one allocation, called through one pointer).
+pub type Handler = crate::runtime::SharedHandler;
 
 /// Parameters workers need at run time.
 #[derive(Debug, Clone)]
