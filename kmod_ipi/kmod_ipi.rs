@@ -29,12 +29,12 @@
 
 use core::{
     ffi::c_void,
-    mem::{offset_of, ManuallyDrop},
+    mem::ManuallyDrop,
     ptr::null_mut,
     sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
 };
 use kernel::{
-    bindings,
+    bindings, container_of,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
@@ -525,10 +525,12 @@ unsafe extern "C" fn deliver_body(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a Receiver whose reference the work owns.
     let r = unsafe {
         Arc::from_raw(
-            head.cast::<u8>()
-                .sub(offset_of!(Receiver, work))
-                .cast::<Receiver>()
-                .cast_const(),
+            container_of!(
+                head.cast::<Opaque<bindings::callback_head>>(),
+                Receiver,
+                work
+            )
+            .cast_const(),
         )
     };
     r.work_queued.store(false, Ordering::Release);

@@ -42,12 +42,11 @@
 
 use core::{
     ffi::{c_int, c_ulong, c_void},
-    mem::offset_of,
     ptr::null_mut,
     sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
 use kernel::{
-    bindings,
+    bindings, container_of,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     new_mutex,
@@ -307,11 +306,13 @@ static PREEMPT_OPS: bindings::preempt_ops = bindings::preempt_ops {
 /// PREEMPT_OPS is, and stays allocated while it is linked; see the module docs), and the
 /// reference must not outlive that.
 unsafe fn state_of_notifier<'a>(n: *mut bindings::preempt_notifier) -> &'a ThreadState {
-    // SAFETY: see the function's contract.
+    // SAFETY: see the function's contract: `n` points into a live ThreadState.
     unsafe {
-        &*n.cast::<u8>()
-            .sub(offset_of!(ThreadState, notifier))
-            .cast::<ThreadState>()
+        &*container_of!(
+            n.cast::<Opaque<bindings::preempt_notifier>>(),
+            ThreadState,
+            notifier
+        )
     }
 }
 
@@ -542,10 +543,12 @@ unsafe extern "C" fn teardown_body(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a ThreadState whose reference the work owns.
     let s = unsafe {
         Arc::from_raw(
-            head.cast::<u8>()
-                .sub(offset_of!(ThreadState, work))
-                .cast::<ThreadState>()
-                .cast_const(),
+            container_of!(
+                head.cast::<Opaque<bindings::callback_head>>(),
+                ThreadState,
+                work
+            )
+            .cast_const(),
         )
     };
     if s.detach().is_err() {
@@ -637,11 +640,13 @@ fn wait_dead_and_free(s: Arc<ThreadState>) {
 /// Called only by the irq_work machinery with the `dead_work` field of a live ThreadState (the
 /// state is freed only after `irq_work_sync` on it, in `wait_dead_and_free`).
 unsafe extern "C" fn on_dead(w: *mut bindings::irq_work) {
-    // SAFETY: see the function's contract.
+    // SAFETY: see the function's contract: `w` points into a live ThreadState.
     let s = unsafe {
-        &*w.cast::<u8>()
-            .sub(offset_of!(ThreadState, dead_work))
-            .cast::<ThreadState>()
+        &*container_of!(
+            w.cast::<Opaque<bindings::irq_work>>(),
+            ThreadState,
+            dead_work
+        )
     };
     s.exited.complete_all();
 }

@@ -49,11 +49,7 @@ pub fn bar_chart(title: &str, y_label: &str, groups: &[BarGroup], log_y: bool) -
         esc(title)
     );
     // Axis ticks.
-    let ticks: Vec<f64> = if log_y {
-        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
-    } else {
-        (0..=5).map(|i| hi * i as f64 / 5.0).collect()
-    };
+    let ticks = y_ticks(log_y, lo, hi);
     for t in ticks {
         let y = y_of(t);
         let _ = write!(
@@ -175,11 +171,7 @@ pub fn line_panel(
         oy + 22.0,
         esc(title)
     );
-    let yt: Vec<f64> = if log_y {
-        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
-    } else {
-        (0..=5).map(|i| hi * i as f64 / 5.0).collect()
-    };
+    let yt = y_ticks(log_y, lo, hi);
     for t in yt {
         let y = y_of(t);
         let _ = write!(
@@ -252,6 +244,16 @@ pub fn svg_page(w: f64, h: f64, panels: &[String]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>{}</svg>"#,
         panels.concat()
     )
+}
+
+/// The y axis's tick values: each power of ten from 10^lo to 10^hi on a log axis, else six
+/// evenly spaced values from 0 to hi.
+fn y_ticks(log_y: bool, lo: f64, hi: f64) -> Vec<f64> {
+    if log_y {
+        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
+    } else {
+        (0..=5).map(|i| hi * i as f64 / 5.0).collect()
+    }
 }
 
 #[cfg(test)]
