@@ -38,13 +38,7 @@ pub(crate) fn apic_id(cpu: usize) -> Option<u32> {
 /// object whichever namespace looks. Holding the reference keeps the `struct pid` from being
 /// freed and reused for another process while it is compared against.
 ///
-/// Fields of `task_struct` beyond `flags` are not read from Rust in these modules (so not
-/// `current->signal` or `group_leader` either): with this kernel's toolchain (bindgen 0.73.2,
-/// clang 19.1.7, Linux 7.3.4) the generated binding lays `task_struct` out differently from the C
-/// compiler after the scheduler entities (e.g. `nr_cpus_allowed` at 744 instead of 792, `pid` at
-/// 1136 instead of 1184, measured), so such reads, including the kernel crate's `Task::tgid()`,
-/// return another field. `__state` (24), `stack` (32) and `flags` (44) agree. The kernel's
-/// exported C functions (`get_task_pid`, `put_pid`) do the reading here.
+/// The kernel's exported C functions (`get_task_pid`, `put_pid`) take and drop the reference.
 pub(crate) struct ThreadGroup(core::ptr::NonNull<bindings::pid>);
 
 // SAFETY: a counted `struct pid` reference may be used and released from any thread.

@@ -2,8 +2,8 @@
 
 //! Callbacks that drop this module's last reference as their very last action.
 //!
-//! A task_work queued by a module runs module text long after the call that queued it, so it
-//! holds a module reference (`try_module_get` before queueing). Dropping that reference is the
+//! A task_work (or an asynchronous IPI callback) queued by a module runs module text long after
+//! the call that queued it, so it holds a module reference (`try_module_get` before queueing). Dropping that reference is the
 //! callback's last action, but if the callback is an ordinary function its epilogue still runs in
 //! module text after `module_put` returned, by which time `rmmod` may have freed that text. The
 //! kernel has this problem for kernel threads and solves it with a function that does not return
@@ -17,32 +17,34 @@
 //! `CONFIG_CFI_CLANG` the callback is an ordinary function ending in `module_put` (the epilogue
 //! window this module otherwise closes is then open again; the module's README says so).
 
-/// Defines `unsafe extern "C" fn $name(head: *mut bindings::callback_head)`, a task_work callback
-/// that runs `$body(head)` (an `unsafe extern "C" fn(*mut bindings::callback_head)`) and then
-/// drops one reference to this module, with nothing of this module running after that.
+/// Defines `unsafe extern "C" fn $name(arg: $arg)`, a callback (a task_work's `callback_head`, an
+/// IPI's `void *info`: one pointer argument, called by kernel code) that runs `$body(arg)` (an
+/// `unsafe extern "C" fn($arg)`) and then drops one reference to this module, with nothing of
+/// this module running after that.
 ///
-/// Safety contract of the defined function: called only by the task_work machinery, for a work
-/// whose queueing took one reference to this module (which the call consumes) and whose `head`
-/// satisfies `$body`'s own contract.
+/// Safety contract of the defined function: called only by the kernel machinery it was queued
+/// with, for a queueing that took one reference to this module (which the call consumes) and
+/// with an argument that satisfies `$body`'s own contract.
 macro_rules! callback_then_module_put {
-    ($(#[$doc:meta])* $name:ident => $body:path) => {
+    ($(#[$doc:meta])* $name:ident($arg:ty) => $body:path) => {
         $(#[$doc])*
         ///
         /// # Safety
-        /// Called only by the task_work machinery, for a work whose queueing took one reference
-        /// to this module (consumed here) and whose `head` meets the body's contract.
-        // SAFETY: a naked function: entered with the SysV ABI, `head` (rdi) is passed on to the
-        // body unchanged; rbx is pushed only to give the call a 16-byte aligned stack and popped
-        // after it. Then rdi = &__this_module and a jump (not a call) to module_put, which
-        // returns to our caller, the task_work machinery, so no module text runs after the
-        // reference is dropped; that reference was taken by try_module_get when the work was
-        // queued (the contract above).
+        /// Called only by the kernel machinery it was queued with, for a queueing that took one
+        /// reference to this module (consumed here) and with an argument that meets the body's
+        /// contract.
+        // SAFETY: a naked function: entered with the SysV ABI, the argument (rdi) is passed on
+        // to the body unchanged; rbx is pushed only to give the call a 16-byte aligned stack and
+        // popped after it. Then rdi = &__this_module and a jump (not a call) to module_put,
+        // which returns to our caller, kernel code, so no module text runs after the reference
+        // is dropped; that reference was taken by try_module_get when the callback was queued
+        // (the contract above).
         #[cfg(not(CONFIG_CFI_CLANG))]
         // clippy does not count `#[unsafe(naked)]`'s body as unsafe code, but it is: keep the
         // SAFETY comment.
         #[allow(clippy::unnecessary_safety_comment)]
         #[unsafe(naked)]
-        unsafe extern "C" fn $name(_head: *mut ::kernel::bindings::callback_head) {
+        unsafe extern "C" fn $name(_arg: $arg) {
             core::arch::naked_asm!(
                 "endbr64",
                 "push rbx",
@@ -61,9 +63,9 @@ macro_rules! callback_then_module_put {
         /// # Safety
         /// As above.
         #[cfg(CONFIG_CFI_CLANG)]
-        unsafe extern "C" fn $name(head: *mut ::kernel::bindings::callback_head) {
+        unsafe extern "C" fn $name(arg: $arg) {
             // SAFETY: the defined function's contract is the body's, plus the module reference.
-            unsafe { $body(head) };
+            unsafe { $body(arg) };
             // SAFETY: drops the reference the queueing took (see the module docs for the
             // epilogue that follows under kCFI).
             unsafe { ::kernel::bindings::module_put(&raw mut ::kernel::bindings::__this_module) };

@@ -2,7 +2,10 @@
 //! (scripts/kernel/qemu-test.sh). Prints what it checked; exits non-zero on the first failure.
 //! On the host it refuses to run unless the module's device exists, saying so.
 
+mod fuzz;
+mod hotplug;
 mod ipi;
+mod ipi_deliver;
 mod uintr;
 
 use std::process::ExitCode;
@@ -15,14 +18,30 @@ const CASES: &[(&str, &str, Check)] = &[
     ("ipi-foreign", "kmod_ipi: no sending to another process's receiver; kill -9 of a registered process frees its CPU", ipi::foreign_and_killed),
     ("ipi-pidns", "kmod_ipi: processes in different pid namespaces with equal pids cannot send to each other", ipi::pid_namespaces),
     ("ipi-unregister-storm", "kmod_ipi: every thread of a process unregisters at once, 2,000 rounds", ipi::unregister_storm),
+    ("ipi-rseq", "kmod_ipi: a delivery into a restartable sequence's critical section resumes at its abort handler", ipi_deliver::rseq),
+    ("ipi-send-burst", "kmod_ipi: bursts of sends to 3 spinning receivers, every send accounted for once; cost per send", ipi_deliver::send_burst),
+    ("cpu-hotplug", "kmod_uintr and kmod_ipi: a CPU with a registered receiver offline and online 3 times; kmod_uintr prepares each CPU that comes online", hotplug::cpu_hotplug),
     ("uintr-refusal", "kmod_uintr: UINTR support reported as CPUID says; every bad argument gets its errno; valid registrations refused without UINTR, accepted with it", uintr::refusal),
     ("uintr-deliver", "kmod_uintr on a UINTR CPU: self and cross-thread user interrupts, posted while asleep, across migrations, registers intact, clean-up", uintr::deliver),
 ];
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1).unwrap_or_default();
+    if arg == "fuzz" {
+        let rest: Vec<String> = std::env::args().skip(2).collect();
+        return match fuzz::run(&rest) {
+            Ok(()) => {
+                println!("ktest fuzz: ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("ktest fuzz: FAILED: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Some((name, what, check)) = CASES.iter().find(|(n, _, _)| *n == arg) else {
-        eprintln!("usage: synergy-ktest <case>; cases:");
+        eprintln!("usage: synergy-ktest <case>, or synergy-ktest fuzz <ipi|uintr> <count> [seed]; cases:");
         for (n, w, _) in CASES {
             eprintln!("  {n:<14} {w}");
         }

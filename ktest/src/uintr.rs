@@ -13,13 +13,21 @@ use synergy_uapi::uintr::{self, clui, senduipi, stui};
 pub fn refusal() -> Result<(), String> {
     let dev = open_device(uintr::DEVICE_PATH, "kmod_uintr")?;
     let fd = dev.as_raw_fd();
-    let mut v = uintr::UintrVersion { abi_version: 0xdead, supported: 0xbeef };
+    let mut v = uintr::UintrVersion { abi_version: 0xdead, supported: 0xbeef, cpus_ready: 0xcafe, reserved: 0xf00d };
     ioctl(fd, uintr::IOC_VERSION, &mut v as *mut _ as usize).map_err(|e| format!("IOC_VERSION: errno {e}"))?;
     if v.abi_version != uintr::ABI_VERSION {
         return Err(format!("ABI {} reported, {} expected", v.abi_version, uintr::ABI_VERSION));
     }
     if (v.supported != 0) != uintr::cpu_has_uintr() {
         return Err(format!("the module says supported = {}, CPUID says {}", v.supported, uintr::cpu_has_uintr()));
+    }
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as u32;
+    if v.cpus_ready != online || v.reserved != 0 {
+        return Err(format!(
+            "the module says {} CPUs ready (reserved {}), {online} are online",
+            v.cpus_ready, v.reserved
+        ));
     }
     let supported = v.supported != 0;
     expect_err("IOC_VERSION to a bad pointer", ioctl(fd, uintr::IOC_VERSION, 8), libc::EFAULT)?;

@@ -98,6 +98,14 @@ for sym in cr4_update_irqsoff cr4_read_shadow; do
                       *) log "note: $sym is not exported here; kmod_uintr would not load" ;; esac
   fi
 done
+# bindgen (0.73 at least) drops the alignment of a struct that has no fields but an alignment
+# attribute: `struct sched_statistics {} ____cacheline_aligned` (CONFIG_SCHEDSTATS off) became a
+# 1-aligned Rust struct, so every `task_struct` field after `stats` sat 48 bytes early in Rust
+# (the kernel crate's `Task::pid()` read another field). An opaque type keeps size and alignment.
+# check-bindings-layout.sh below proves no other type is affected.
+params="$kdir/rust/bindgen_parameters"
+grep -qx -- '--opaque-type sched_statistics' "$params" ||
+  printf '\n# synergy: empty but cacheline-aligned without CONFIG_SCHEDSTATS (bindgen drops the alignment)\n--opaque-type sched_statistics\n' >> "$params"
 mk=(make -C "$kdir" LLVM="$llvm" -j"$jobs")
 "${mk[@]}" rustavailable >&2
 "${mk[@]}" tinyconfig >/dev/null
@@ -115,6 +123,7 @@ done < "$fragment"
 [ "$fail" = 0 ] || exit 1
 log "building bzImage and modules with $jobs jobs"
 "${mk[@]}" bzImage modules >&2
+"$here/check-bindings-layout.sh" "$kdir"
 touch "$kdir/.synergy-built"
 log "built: $kdir"
 echo "$kdir"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks, on the built modules, that every task_work callback that drops a module reference does
+"""Checks, on the built modules, that every task_work or IPI callback that drops a module reference does
 so with a tail jump: the callback's last instruction is `jmp module_put` and it calls module_put
 nowhere (kmod_common/module_put_tail.rs explains why: after the last module_put, rmmod may free
 the module's text). Fails before the trampolines existed: `deliver` and `teardown_work` then

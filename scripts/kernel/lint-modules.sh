@@ -14,7 +14,7 @@ KDIR=${KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
 case "$(basename "$KDIR")" in linux-6.*) llvm=1 ;; *) llvm=-19 ;; esac
 
 log "rustfmt --check (kernel style) on the modules"
-rustfmt --check --edition 2021 --config-path "$KDIR/.rustfmt.toml" kmod_ipi/kmod_ipi.rs kmod_uintr/kmod_uintr.rs
+rustfmt --check --edition 2021 --config-path "$KDIR/.rustfmt.toml" kmod_ipi/kmod_ipi_main.rs kmod_uintr/kmod_uintr_main.rs kmod_common/*.rs
 
 log "CLIPPY=1 build of the modules"
 # Force the modules' objects to be rebuilt by clippy-driver. Not `make M=... clean`: with the
@@ -31,6 +31,6 @@ if echo "$out" | grep -q 'warning'; then
   log "FAIL: clippy warnings in the kernel modules"
   exit 1
 fi
-log "task_work callbacks drop their module reference with a tail jump"
-python3 scripts/kernel/check-module-put-tail.py kmod_ipi/kmod_ipi.ko:7deliver kmod_uintr/kmod_uintr.ko:13teardown_work >&2
+log "task_work and IPI callbacks drop their module reference with a tail jump"
+python3 scripts/kernel/check-module-put-tail.py kmod_ipi/kmod_ipi.ko:7deliver kmod_ipi/kmod_ipi.ko:11ipi_handler kmod_uintr/kmod_uintr.ko:13teardown_work >&2
 log "kernel modules: rustfmt and clippy clean; module_put tail jumps in place"

@@ -68,5 +68,5 @@ run_guest plain "$kdir" scripts/kernel/guest/*.sh
 if [ -z "${SYNERGY_KDIR:-}" ]; then
   kasan_kdir=$(SYNERGY_KERNEL_VARIANT=kasan scripts/kernel/build.sh | tail -n 1)
   run_guest kasan "$kasan_kdir" scripts/kernel/guest/10-kmod-ipi-load.sh scripts/kernel/guest/20-kmod-ipi-abi.sh \
-    scripts/kernel/guest/50-kmod-uintr.sh
+    scripts/kernel/guest/50-kmod-uintr.sh scripts/kernel/guest/60-cpu-hotplug.sh scripts/kernel/guest/70-ioctl-fuzz.sh
 fi

@@ -9,7 +9,7 @@ use super::ioctl::{io, ior, iowr};
 pub const DEVICE_PATH: &str = "/dev/synergy_uintr";
 pub const IOC_MAGIC: u8 = 0xB6;
 /// 2: valid registrations set the hardware up (1 refused them all).
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 // ---- Hardware facts -------------------------------------------------------------------------
 
@@ -216,6 +216,11 @@ pub struct UintrVersion {
     /// 1 if the CPU supports UINTR (CPUID.7.0:EDX[5]), else 0: every registration then fails
     /// with EOPNOTSUPP.
     pub supported: u32,
+    /// CPUs the module has prepared for user interrupts (CR4.UINTR set where `supported`): its
+    /// CPU-hotplug callback prepares each CPU that comes online and forgets each that goes
+    /// offline, so this equals the number of online CPUs while the module is loaded (ABI 3).
+    pub cpus_ready: u32,
+    pub reserved: u32,
 }
 
 /// `UintrReceiver::flags`: `stack_adjust` is an RSP to load, not an amount to subtract.
@@ -394,7 +399,7 @@ mod tests {
     fn abi_is_pinned() {
         assert_eq!(
             (size_of::<UintrVersion>(), align_of::<UintrVersion>()),
-            (8, 4)
+            (16, 4)
         );
         assert_eq!(
             (size_of::<UintrReceiver>(), align_of::<UintrReceiver>()),
@@ -404,7 +409,7 @@ mod tests {
             (size_of::<UintrSender>(), align_of::<UintrSender>()),
             (16, 4)
         );
-        assert_eq!(IOC_VERSION, 0x8008_B600);
+        assert_eq!(IOC_VERSION, 0x8010_B600);
         assert_eq!(IOC_REGISTER_RECEIVER, 0xC018_B601);
         assert_eq!(IOC_UNREGISTER_RECEIVER, 0x0000_B602);
         assert_eq!(IOC_REGISTER_SENDER, 0xC010_B603);

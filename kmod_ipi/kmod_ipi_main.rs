@@ -5,13 +5,15 @@
 //! Protocol (see `uapi/src/ipi.rs`): a worker thread pinned to one CPU registers as that CPU's
 //! receiver; the timer core asks for an IPI to that CPU. The IPI handler runs on the target CPU
 //! and, if the receiver is the task running there, queues a task_work. On the receiver's next
-//! return to user mode the task_work stores the interrupted user rip in the receiver's rip slot
+//! return to user mode the task_work stores the interrupted user rip (or, inside a restartable
+//! sequence's critical section, its abort handler) in the receiver's rip slot
 //! (only while the slot holds 0: one delivery at a time) and sets the user rip to the receiver's
 //! handler. Every other register is left as it was, so user space can save the complete state.
 //!
 //! Lifetimes: a `Receiver` is reference counted. The per-CPU table holds one reference; a send
-//! takes another, checked against the sender's process, and hands it to the IPI handler; a queued
-//! task_work holds the handler's. Readers of the table (`with_slot`, `receiver_ref`, and the
+//! takes another, checked against the sender's process, and hands it to the IPI handler through
+//! the receiver's own call data (one IPI in flight per receiver); a queued task_work holds the
+//! handler's. Readers of the table (`with_slot`, `receiver_ref`, and the
 //! predicate of unregistration) run inside RCU read-side critical sections. Unregistering
 //! removes the table entry and marks the receiver inactive (a delivery on its way then does
 //! nothing); after one `synchronize_rcu` for everything a call unregistered it drops the table's
@@ -19,7 +21,8 @@
 //! `task_work_cancel` is not exported to modules, so a delivery queued before that still runs; it
 //! sees the receiver inactive and does nothing, then drops its reference. A queued delivery also
 //! holds a module reference, so `rmmod` cannot remove `deliver` while a task still has it queued,
-//! and drops it with a tail jump to `module_put`, so no module text runs after that;
+//! and drops it with a tail jump to `module_put`, so no module text runs after that; an IPI in
+//! flight holds one the same way until `ipi_handler` has run;
 //! open files pin the module too (the misc device's owner). A receiver keeps a counted reference to
 //! its task, so an exited thread is never a dangling pointer: it never runs on the CPU again (every
 //! IPI is a miss) until its file is closed, which unregisters everything the file registered.
@@ -46,6 +49,8 @@ use kernel::{
 
 // The ABI, compiled from the same files as user space's `synergy-uapi` crate. `ipi.rs` refers to
 // `super::ioctl`, hence this module's name.
+#[path = "../kmod_common/c_layout.rs"]
+mod c_layout;
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
 #[path = "../kmod_common/module_put_tail.rs"]
@@ -116,6 +121,14 @@ struct Counters {
 }
 
 struct Receiver {
+    /// The IPI's call data (`func` = `ipi_handler`), reused for every send: each receiver has
+    /// its own, so sends to different receivers never wait for each other (the per-CPU call data
+    /// of `smp_call_function_single` made a burst of sends from one CPU wait, each, until the
+    /// previous IPI had been handled).
+    csd: Opaque<bindings::__call_single_data>,
+    /// Set while `csd` is queued: one IPI in flight per receiver; a send meanwhile is merged
+    /// into it (counted as `missed_busy`).
+    ipi_in_flight: AtomicBool,
     /// The task_work queued from the IPI handler (initialised once, reused for every delivery).
     work: Opaque<bindings::callback_head>,
     /// Set while `work` is queued: one pending delivery at a time.
@@ -147,9 +160,12 @@ struct SynergyIpi {
 
 impl kernel::InPlaceModule for SynergyIpi {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        pr_info!("loaded (ABI {})\n", abi::ABI_VERSION);
         try_pin_init!(Self {
-            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"synergy_ipi" }),
+            _miscdev <- {
+                c_layout::check()?;
+                pr_info!("loaded (ABI {})\n", abi::ABI_VERSION);
+                MiscDeviceRegistration::register(MiscDeviceOptions { name: c"synergy_ipi" })
+            },
         })
     }
 }
@@ -279,6 +295,13 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
     let group = ThreadGroup::of_current()?;
     let receiver = Arc::new(
         Receiver {
+            // What INIT_CSD() does; `info` is set by each send to the reference it hands over.
+            // SAFETY: all-zero is a valid (unlocked, unqueued) __call_single_data.
+            csd: Opaque::new(bindings::__call_single_data {
+                func: Some(ipi_handler),
+                ..unsafe { core::mem::zeroed() }
+            }),
+            ipi_in_flight: AtomicBool::new(false),
             work: Opaque::new(bindings::callback_head {
                 next: null_mut(),
                 func: Some(deliver),
@@ -430,36 +453,59 @@ fn send(req: &abi::IpiSend) -> Result {
         return Err(EPERM);
     }
     r.stats.sent.fetch_add(1, Ordering::Relaxed);
+    if r.ipi_in_flight.swap(true, Ordering::AcqRel) {
+        // An IPI to this receiver has not been handled yet: it will do for this send too.
+        r.stats.missed_busy.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    // The queued IPI runs `ipi_handler` (module text) later: it holds the module until then.
+    // SAFETY: THIS_MODULE is this module; try_module_get is callable from any context.
+    if !unsafe { bindings::try_module_get(this_module()) } {
+        r.ipi_in_flight.store(false, Ordering::Release);
+        return Err(ENODEV);
+    }
+    let csd = r.csd.get();
     // The handler gets the receiver checked here, with this reference: the table may hold
     // another process's receiver by the time the IPI arrives.
     let info = Arc::into_raw(r);
-    // SAFETY: `ipi_handler` is a valid smp_call_func_t that takes ownership of `info`'s
-    // reference. wait = 0: the timer core never blocks on a worker. Fails with -ENXIO for an
-    // offline CPU, in which case the handler never runs and the reference is ours again.
+    // SAFETY: `csd` is the receiver's call data, not queued (ipi_in_flight was false, and only
+    // its holder queues it): nothing else reads or writes it now. `info` is the reference the
+    // IPI takes over; `func` is `ipi_handler`, which consumes it and the module reference.
+    // smp_call_function_single_async does not wait: the timer core never blocks on a worker.
+    // It fails with -ENXIO for an offline CPU, in which case the handler never runs.
     let rc = unsafe {
-        bindings::smp_call_function_single(
-            cpu as i32,
-            Some(ipi_handler),
-            info.cast_mut().cast(),
-            false,
-        )
+        (*csd).info = info.cast_mut().cast();
+        bindings::smp_call_function_single_async(cpu as i32, csd)
     };
     if rc != 0 {
         // SAFETY: the call was not queued; `info` is still our reference.
-        drop(unsafe { Arc::from_raw(info) });
+        let r = unsafe { Arc::from_raw(info) };
+        r.ipi_in_flight.store(false, Ordering::Release);
+        drop(r);
+        // SAFETY: pairs with the try_module_get above.
+        unsafe { bindings::module_put(this_module()) };
         return Err(Error::from_errno(rc));
     }
     Ok(())
 }
 
+callback_then_module_put! {
+    /// The IPI's callback (`csd.func`): runs `ipi_handler_body` on the target CPU in interrupt
+    /// context, then releases the module reference the send took, with no instruction of this
+    /// module after that.
+    ipi_handler(*mut c_void) => ipi_handler_body
+}
+
 /// Runs on the target CPU in interrupt context.
 ///
 /// # Safety
-/// Called only by `smp_call_function_single` from `send`, with `info` a reference to the
+/// Called only by `ipi_handler` for a csd queued by `send`, with `info` a reference to the
 /// receiver (from `Arc::into_raw`) that this call owns.
-unsafe extern "C" fn ipi_handler(info: *mut c_void) {
+unsafe extern "C" fn ipi_handler_body(info: *mut c_void) {
     // SAFETY: per the contract, `info` is our reference.
     let r = unsafe { Arc::from_raw(info.cast_const().cast::<Receiver>()) };
+    // The smp core has unlocked the csd before calling us: the next send may queue it again.
+    r.ipi_in_flight.store(false, Ordering::Release);
     if !r.active.load(Ordering::Acquire) {
         return;
     }
@@ -497,23 +543,19 @@ unsafe extern "C" fn ipi_handler(info: *mut c_void) {
     }
 }
 
-/// The user register frame of `task`, at the top of its kernel stack (x86-64 `task_pt_regs`).
+/// The user register frame of `task`, at the top of its kernel stack (x86-64 `task_pt_regs`;
+/// the offset is checked against the C compiler's at init, `c_layout`).
 fn user_regs(task: *mut bindings::task_struct) -> *mut bindings::pt_regs {
-    const THREAD_SIZE: usize = (1 << bindings::PAGE_SHIFT) << bindings::THREAD_SIZE_ORDER;
-    #[cfg(CONFIG_X86_FRED)]
-    const PADDING: usize = 16;
-    #[cfg(not(CONFIG_X86_FRED))]
-    const PADDING: usize = 0;
     // SAFETY: `task` is current; its stack page stays allocated while it runs.
-    let top = unsafe { (*task).stack } as usize + THREAD_SIZE - PADDING;
-    (top as *mut bindings::pt_regs).wrapping_sub(1)
+    let bottom = unsafe { (*task).stack } as usize;
+    (bottom + c_layout::PT_REGS_IN_STACK) as *mut bindings::pt_regs
 }
 
 callback_then_module_put! {
     /// The task_work: runs `deliver_body` in the receiver's own context on its way back to user
     /// mode (or during its exit), then releases the module reference taken when it was queued,
     /// with no instruction of this module after that (`kmod_common/module_put_tail.rs`).
-    deliver => deliver_body
+    deliver(*mut bindings::callback_head) => deliver_body
 }
 
 /// The delivery itself.
@@ -557,6 +599,11 @@ fn redirect(r: &Receiver) {
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    // Like signal delivery: an interrupted restartable sequence resumes at its abort handler.
+    let Ok(ip) = rseq_resume_ip(task, ip as u64) else {
+        r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
     let slot = || UserSlice::new(UserPtr::from_addr(r.rip_slot as usize), 8);
     match slot().reader().read::<u64>() {
         Ok(0) => {}
@@ -569,11 +616,70 @@ fn redirect(r: &Receiver) {
             return;
         }
     }
-    if slot().writer().write(&(ip as u64)).is_err() {
+    if slot().writer().write(&ip).is_err() {
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
         return;
     }
     // SAFETY: as above; the thread resumes at its own registered handler.
     unsafe { (*regs).ip = r.handler as usize };
     r.stats.delivered.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Where the interrupted thread must resume: `ip`, or, if `ip` is inside the thread's current
+/// restartable-sequence critical section, that section's abort handler, with the thread's
+/// `rseq_cs` pointer cleared. This is what the kernel does before it delivers a signal
+/// (`rseq_update_user_cs()`, not exported to modules), with the same checks of the descriptor
+/// (uapi `struct rseq_cs`): version 0, the section and the abort handler in user space, the abort
+/// handler outside the section and preceded by the thread's registered signature. A descriptor
+/// that fails them is an error: the caller then does not redirect, and the kernel's own rseq
+/// handling deals with the thread at its next preemption or signal (it kills it).
+#[cfg(CONFIG_RSEQ)]
+fn rseq_resume_ip(task: *mut bindings::task_struct, ip: u64) -> Result<u64> {
+    /// Offset of `rseq_cs` in the uapi `struct rseq`.
+    const RSEQ_CS_FIELD: usize = 8;
+    // SAFETY: `task` is current; its rseq registration changes only by its own rseq() calls.
+    let (area, sig) = unsafe { ((*task).rseq.usrptr as usize, (*task).rseq.sig) };
+    if area == 0 {
+        return Ok(ip);
+    }
+    let cs_field = || UserSlice::new(UserPtr::from_addr(area + RSEQ_CS_FIELD), 8);
+    let cs_addr: u64 = cs_field().reader().read()?;
+    if cs_addr == 0 {
+        return Ok(ip);
+    }
+    if cs_addr > USER_ADDR_MAX {
+        return Err(EFAULT);
+    }
+    // struct rseq_cs { u32 version; u32 flags; u64 start_ip, post_commit_offset, abort_ip; }
+    let mut cs = [0u64; 4];
+    let mut reader = UserSlice::new(UserPtr::from_addr(cs_addr as usize), 32).reader();
+    for word in &mut cs {
+        *word = reader.read()?;
+    }
+    let (version, start, len, abort) = (cs[0] as u32, cs[1], cs[2], cs[3]);
+    if version != 0 || start > USER_ADDR_MAX || len > USER_ADDR_MAX - start || abort > USER_ADDR_MAX
+    {
+        return Err(EINVAL);
+    }
+    if ip.wrapping_sub(start) >= len {
+        // Not inside the section (a stale pointer: the kernel clears it lazily too).
+        return Ok(ip);
+    }
+    if abort.wrapping_sub(start) < len || abort < 4 {
+        return Err(EINVAL);
+    }
+    let abort_sig: u32 = UserSlice::new(UserPtr::from_addr(abort as usize - 4), 4)
+        .reader()
+        .read()?;
+    if abort_sig != sig {
+        return Err(EINVAL);
+    }
+    cs_field().writer().write(&0u64)?;
+    Ok(abort)
+}
+
+/// Without CONFIG_RSEQ no thread has a restartable sequence.
+#[cfg(not(CONFIG_RSEQ))]
+fn rseq_resume_ip(_task: *mut bindings::task_struct, ip: u64) -> Result<u64> {
+    Ok(ip)
 }

@@ -41,7 +41,7 @@
 //! The misc device is root-only (0600); a sender can only name receivers of its own process.
 
 use core::{
-    ffi::{c_int, c_ulong, c_void},
+    ffi::{c_int, c_uint, c_ulong, c_void},
     ptr::null_mut,
     sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
@@ -57,11 +57,13 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+#[path = "../kmod_common/c_layout.rs"]
+mod c_layout;
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
 #[path = "../kmod_common/module_put_tail.rs"]
 mod module_put_tail;
-use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
+use cpu_task::{apic_id, ThreadGroup, USER_ADDR_MAX};
 use module_put_tail::callback_then_module_put;
 
 #[path = "../uapi/src/uintr.rs"]
@@ -181,32 +183,44 @@ fn cr4_has_uintr() -> bool {
     cr4 & abi::CR4_UINTR != 0
 }
 
+/// CPUs prepared by `cpu_online` and not yet forgotten by `cpu_offline` (`UintrVersion::cpus_ready`).
+static CPUS_READY: AtomicU32 = AtomicU32::new(0);
+/// Set by module exit before it removes the hotplug state: `cpu_offline` then clears CR4.UINTR.
+static UNLOADING: AtomicBool = AtomicBool::new(false);
+
+/// CPU-hotplug startup callback (state `CPUHP_AP_ONLINE_DYN`): runs on `cpu` itself, for every
+/// CPU online when the module loads and for each brought online later (a CPU starts with
+/// CR4.UINTR clear: `cr4_init` does not know about it). It runs before the CPU is marked active,
+/// so no user thread is scheduled there before CR4.UINTR is set.
+///
 /// # Safety
-/// Called only by `on_each_cpu`, with interrupts off.
-unsafe extern "C" fn cr4_set_uintr(_info: *mut c_void) {
-    // SAFETY: runs in on_each_cpu's callback with interrupts off, as cr4_update_irqsoff needs.
-    unsafe { cr4_update_irqsoff(abi::CR4_UINTR as c_ulong, 0) };
+/// Called only by the CPU-hotplug core, on the CPU coming online (state set up by `HwEnable`).
+unsafe extern "C" fn cpu_online(_cpu: c_uint) -> c_int {
+    if SUPPORTED.load(Ordering::Relaxed) {
+        let _irqs_off = kernel::interrupt::local_interrupt_disable();
+        // SAFETY: interrupts are off, as cr4_update_irqsoff needs; we run on the CPU to change.
+        unsafe { cr4_update_irqsoff(abi::CR4_UINTR as c_ulong, 0) };
+    }
+    CPUS_READY.fetch_add(1, Ordering::Relaxed);
+    0
 }
 
+/// CPU-hotplug teardown callback: runs on `cpu` when it goes offline, and on every online CPU
+/// when module exit removes the state. Only module exit clears CR4.UINTR: a CPU going offline
+/// may still run a registered thread until the scheduler pushes it away, and loses its CR4 when
+/// it goes down anyway.
+///
 /// # Safety
-/// Called only by `on_each_cpu`, with interrupts off, at module exit.
-unsafe extern "C" fn cr4_clear_uintr(_info: *mut c_void) {
-    // SAFETY: as above. No thread has UINTR state left when this runs (module exit).
-    unsafe { cr4_update_irqsoff(0, abi::CR4_UINTR as c_ulong) };
-}
-
-fn on_each_online_cpu(f: unsafe extern "C" fn(*mut c_void)) {
-    // SAFETY: `f` ignores its argument; wait = true, so it has run everywhere on return; the
-    // online mask is the kernel's own.
-    unsafe {
-        bindings::on_each_cpu_cond_mask(
-            None,
-            Some(f),
-            null_mut(),
-            true,
-            &raw const bindings::__cpu_online_mask,
-        )
-    };
+/// Called only by the CPU-hotplug core, on the CPU going offline or at the state's removal.
+unsafe extern "C" fn cpu_offline(_cpu: c_uint) -> c_int {
+    if SUPPORTED.load(Ordering::Relaxed) && UNLOADING.load(Ordering::Acquire) {
+        let _irqs_off = kernel::interrupt::local_interrupt_disable();
+        // SAFETY: as in `cpu_online`. No thread has UINTR state left at module exit (every file
+        // is closed and every queued tear-down has run: they hold the module).
+        unsafe { cr4_update_irqsoff(0, abi::CR4_UINTR as c_ulong) };
+    }
+    CPUS_READY.fetch_sub(1, Ordering::Relaxed);
+    0
 }
 
 // ---- Per-thread state ------------------------------------------------------------------------
@@ -533,7 +547,7 @@ callback_then_module_put! {
     /// thread detaches itself (`teardown_body`), then the module reference taken when it was
     /// queued is dropped with no instruction of this module after that
     /// (`kmod_common/module_put_tail.rs`).
-    teardown_work => teardown_body
+    teardown_work(*mut bindings::callback_head) => teardown_body
 }
 
 /// # Safety
@@ -660,16 +674,62 @@ struct SynergyUintr {
     _hw: HwEnable,
 }
 
-/// CR4.UINTR on every online CPU and the preempt-notifier key, while the module is loaded.
-struct HwEnable(bool);
+/// While the module is loaded: CR4.UINTR on every online CPU, kept so across CPU hotplug by a
+/// dynamic hotplug state (registered with or without UINTR, so `cpus_ready` is observable on
+/// any CPU), and the preempt-notifier key.
+struct HwEnable {
+    supported: bool,
+    /// The dynamic `cpuhp_state` number `__cpuhp_setup_state` returned.
+    hotplug_state: c_int,
+}
+
+impl HwEnable {
+    fn new() -> Result<HwEnable> {
+        c_layout::check()?;
+        let supported = abi::cpu_has_uintr();
+        SUPPORTED.store(supported, Ordering::Relaxed);
+        if supported {
+            // SAFETY: process context; pairs with preempt_notifier_dec in Drop (or below).
+            unsafe { bindings::preempt_notifier_inc() };
+        }
+        // SAFETY: process context; the callbacks are valid for the module's lifetime (Drop
+        // removes the state); invoke = true runs `cpu_online` on every online CPU now.
+        let state = unsafe {
+            bindings::__cpuhp_setup_state(
+                bindings::cpuhp_state_CPUHP_AP_ONLINE_DYN,
+                c"synergy/kmod_uintr:online".as_char_ptr(),
+                true,
+                Some(cpu_online),
+                Some(cpu_offline),
+                false,
+            )
+        };
+        if state < 0 {
+            if supported {
+                // SAFETY: pairs with the preempt_notifier_inc above.
+                unsafe { bindings::preempt_notifier_dec() };
+            }
+            return Err(Error::from_errno(state));
+        }
+        Ok(HwEnable {
+            supported,
+            hotplug_state: state,
+        })
+    }
+}
 
 impl Drop for HwEnable {
     fn drop(&mut self) {
-        if self.0 {
-            // Every file is closed and every queued tear-down has run (they hold the module), so
-            // no thread has UINTR state in any CPU's MSRs.
-            on_each_online_cpu(cr4_clear_uintr);
-            // SAFETY: pairs with preempt_notifier_inc in init.
+        UNLOADING.store(true, Ordering::Release);
+        // Every file is closed and every queued tear-down has run (they hold the module), so
+        // no thread has UINTR state in any CPU's MSRs. invoke = true: `cpu_offline` clears
+        // CR4.UINTR on every online CPU.
+        // SAFETY: the state `new` set up, removed once.
+        unsafe {
+            bindings::__cpuhp_remove_state(self.hotplug_state as bindings::cpuhp_state, true)
+        };
+        if self.supported {
+            // SAFETY: pairs with preempt_notifier_inc in `new`.
             unsafe { bindings::preempt_notifier_dec() };
         }
         let faults = MSR_FAULTS.load(Ordering::Relaxed);
@@ -686,19 +746,17 @@ impl kernel::InPlaceModule for SynergyUintr {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // SAFETY: called once, before anything can use the registry.
         unsafe { REGISTRY.init() };
-        let supported = abi::cpu_has_uintr();
-        SUPPORTED.store(supported, Ordering::Relaxed);
-        if supported {
-            // SAFETY: process context; pairs with preempt_notifier_dec in HwEnable::drop.
-            unsafe { bindings::preempt_notifier_inc() };
-            on_each_online_cpu(cr4_set_uintr);
-            pr_info!("loaded (ABI {}); UINTR enabled on {} CPUs (CR4.UINTR), notification vector {:#x}\n", abi::ABI_VERSION, nr_cpu_ids(), abi::UINV);
-        } else {
-            pr_info!("loaded (ABI {}); this CPU has no UINTR (CPUID.7.0:EDX[5] = 0): registrations get EOPNOTSUPP\n", abi::ABI_VERSION);
-        }
         try_pin_init!(Self {
+            _hw: {
+                let hw = HwEnable::new()?;
+                if hw.supported {
+                    pr_info!("loaded (ABI {}); UINTR enabled on {} CPUs (CR4.UINTR, kept across CPU hotplug), notification vector {:#x}\n", abi::ABI_VERSION, CPUS_READY.load(Ordering::Relaxed), abi::UINV);
+                } else {
+                    pr_info!("loaded (ABI {}); this CPU has no UINTR (CPUID.7.0:EDX[5] = 0): registrations get EOPNOTSUPP\n", abi::ABI_VERSION);
+                }
+                hw
+            },
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"synergy_uintr" }),
-            _hw: HwEnable(supported),
         })
     }
 }
@@ -993,6 +1051,8 @@ impl MiscDevice for UintrFile {
                 user().writer().write(&abi::UintrVersion {
                     abi_version: abi::ABI_VERSION,
                     supported: u32::from(supported),
+                    cpus_ready: CPUS_READY.load(Ordering::Relaxed),
+                    reserved: 0,
                 })?;
                 Ok(0)
             }

@@ -1,0 +1,8 @@
+# CPU hotplug with both modules loaded: a CPU holding a kmod_ipi receiver goes offline and comes
+# back three times; kmod_uintr's hotplug callback prepares it each time it comes online (CR4.UINTR
+# where the CPU has UINTR), counted in its VERSION answer; kmod_ipi refuses sends while it is away.
+insmod /modules/kmod_ipi.ko
+insmod /modules/kmod_uintr.ko
+synergy-ktest cpu-hotplug
+rmmod kmod_uintr
+rmmod kmod_ipi
