@@ -580,6 +580,16 @@ fn main() -> ExitCode {
                     "timer core: CPU {}, {timer_mode}\nworkers:    CPUs {:?}",
                     placement.timer_core, placement.worker_cores
                 );
+                match synergy::cpu::xsave_format() {
+                    Some((format, bytes)) => println!(
+                        "preemption entry saves the extended state with {} ({bytes}-byte area; SYNERGY_XSAVE=standard forces XSAVE)",
+                        match format {
+                            synergy::cpu::XsaveFormat::Compacted => "XSAVEC, only the components in use",
+                            synergy::cpu::XsaveFormat::Standard => "XSAVE, every component XCR0 enables",
+                        }
+                    ),
+                    None => println!("warning: no XSAVE: preemption is unavailable"),
+                }
                 for w in placement.warnings {
                     println!("warning: {w}");
                 }

@@ -40,6 +40,60 @@ pub fn xsave_area_size() -> Option<usize> {
     Some(leaf.ebx as usize)
 }
 
+/// How the preemption entry saves the extended state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XsaveFormat {
+    /// `XSAVE`, standard format: every component enabled in XCR0 is written, in use or not
+    /// (with AMX enabled that includes 8 KiB of tile data).
+    Standard,
+    /// `XSAVEC`, compacted format with the init optimisation: only components in use (XINUSE)
+    /// are written, and the area holds just the XCR0 components, packed.
+    Compacted,
+}
+
+/// XCR0: the state components the OS enabled; None without XSAVE enabled by the OS.
+fn xcr0() -> Option<u64> {
+    if !std::arch::is_x86_feature_detected!("xsave") {
+        return None;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: XGETBV with ECX = 0 reads XCR0, valid once the OS enabled XSAVE (CPUID.1:ECX.OSXSAVE,
+    // which the feature check above includes); it reads no memory.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    Some((u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// The format to use and the bytes its area needs: XSAVEC where the CPU has it (CPUID.(0DH,1):EAX[1])
+/// unless `SYNERGY_XSAVE=standard` asks for the standard form (to compare them), else XSAVE.
+/// The compacted size is computed as the SDM's compacted layout (13.4.3): the 576-byte legacy
+/// area and header, then each XCR0 component from 2 up in order, 64-byte aligned where
+/// CPUID.(0DH,i):ECX[1] says so. None without XSAVE.
+pub fn xsave_format() -> Option<(XsaveFormat, usize)> {
+    let standard = xsave_area_size()?;
+    let forced_standard = std::env::var("SYNERGY_XSAVE").is_ok_and(|v| v == "standard");
+    if forced_standard || !std::arch::is_x86_feature_detected!("xsavec") {
+        return Some((XsaveFormat::Standard, standard));
+    }
+    Some((XsaveFormat::Compacted, compacted_size(xcr0()?)))
+}
+
+fn compacted_size(xcr0: u64) -> usize {
+    let mut size = 576usize;
+    for i in 2..63 {
+        if xcr0 & (1 << i) == 0 {
+            continue;
+        }
+        let leaf = core::arch::x86_64::__cpuid_count(0xD, i);
+        if leaf.ecx & 2 != 0 {
+            size = size.next_multiple_of(64);
+        }
+        size += leaf.eax as usize;
+    }
+    size
+}
+
 /// The processor's model as the kernel reports it (`model name` in /proc/cpuinfo, what `lscpu`
 /// prints), recorded with every benchmark result: timings compare only within one machine.
 pub fn model_name() -> String {
@@ -52,4 +106,30 @@ pub fn model_name() -> String {
                 .map(|(_, v)| v.trim().into())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod xsave_tests {
+    use super::*;
+
+    #[test]
+    fn compacted_size_follows_the_sdm_layout() {
+        // x87 and SSE only: the legacy area and the header.
+        assert_eq!(compacted_size(0b11), 576);
+        if !std::arch::is_x86_feature_detected!("xsavec") {
+            return;
+        }
+        let xcr0 = xcr0().unwrap();
+        let size = compacted_size(xcr0);
+        // CPUID.(0DH,1).EBX is the compacted size of XCR0 | IA32_XSS: an upper bound.
+        let with_supervisor = core::arch::x86_64::__cpuid_count(0xD, 1).ebx as usize;
+        assert!(size <= with_supervisor, "{size} > {with_supervisor}");
+        // Never larger than the standard format, which has room for every XCR0 component.
+        assert!(size <= xsave_area_size().unwrap());
+        if xcr0 & 0b100 != 0 {
+            // AVX's upper halves: 256 bytes right after the header.
+            assert!(size >= 576 + 256);
+        }
+        assert_eq!(xsave_format().map(|f| f.1), Some(size));
+    }
 }

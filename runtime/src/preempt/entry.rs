@@ -8,8 +8,9 @@
 //! the interrupted rip in the worker's `interrupted_rip` slot (gs:[16]) and resumes the thread at
 //! `preempt_stub` instead, which builds that frame with `lea` + `push gs:[16]`: no register or
 //! flag changes.
-//! The entry saves RFLAGS and all general-purpose registers on the green stack, then the whole
-//! extended state (x87/SSE/AVX/AVX-512/...) with XSAVE into a 64-byte aligned area below them,
+//! The entry saves RFLAGS and all general-purpose registers on the green stack, then the
+//! extended state (x87/SSE/AVX/AVX-512/...) into a 64-byte aligned area below them: with XSAVEC
+//! (compacted, only the components in use) where the CPU has it, else XSAVE (`cpu::xsave_format`),
 //! calls the scheduler's handler through `decide::run_handler` (which parks this green thread on the wait queue and switches to a
 //! fresh one), and when the thread is resumed — on any worker — restores it all in reverse and
 //! `ret 128` jumps back to the interrupted rip while popping the red-zone gap.
@@ -28,15 +29,21 @@ static DEFAULT_FPUCW: u16 = crate::green::context::DEFAULT_FPUCW;
 /// on older cores). XRSTOR brings them back. `vzeroupper` faults without AVX, hence the flag.
 static HAS_AVX: AtomicU8 = AtomicU8::new(0);
 
-/// Bytes of the XSAVE area (CPUID.(0DH,0).EBX), set once by `init` before any preemption.
+/// Bytes of the XSAVE area in the format `COMPACTED` selects, set once by `init` before any
+/// preemption.
 static XSAVE_SIZE: AtomicU64 = AtomicU64::new(0);
 
-/// Records the XSAVE area size; fails on a CPU/OS without XSAVE.
+/// 1: save with XSAVEC (compacted format, only the components in use are written); 0: XSAVE.
+/// XRSTOR reads either format (XCOMP_BV bit 63 says which).
+static COMPACTED: AtomicU8 = AtomicU8::new(0);
+
+/// Records the XSAVE format and area size; fails on a CPU/OS without XSAVE.
 pub fn init() -> std::io::Result<()> {
-    let size = crate::cpu::xsave_area_size().ok_or_else(|| {
+    let (format, size) = crate::cpu::xsave_format().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::Unsupported, "preemption needs XSAVE (CPUID.1:ECX.OSXSAVE)")
     })?;
     XSAVE_SIZE.store(size as u64, Ordering::Relaxed);
+    COMPACTED.store((format == crate::cpu::XsaveFormat::Compacted) as u8, Ordering::Relaxed);
     HAS_AVX.store(std::arch::is_x86_feature_detected!("avx") as u8, Ordering::Relaxed);
     Ok(())
 }
@@ -201,8 +208,10 @@ unsafe extern "C" fn preempt_entry() {
     // interrupted code could observe is saved before anything is clobbered: pushfq and the pushes
     // change only rsp; rbx then holds the GPR block address (rbx itself was saved); the XSAVE
     // header must be zero before XSAVE (XRSTOR faults on a non-zero XCOMP_BV/reserved field), so
-    // it is cleared with integer stores that touch no vector state. edx:eax = all ones asks for
-    // every component enabled in XCR0. After XSAVE, MXCSR and the x87 control word are reset to the
+    // it is cleared with integer stores that touch no vector state (XSAVEC writes XSTATE_BV and
+    // XCOMP_BV itself; the rest of the header must still be zero). edx:eax = all ones asks for
+    // every component enabled in XCR0; XSAVEC then writes only those in use (the flags the
+    // `cmp` changes were saved by pushfq). After XSAVE, MXCSR and the x87 control word are reset to the
     // ABI defaults and, with AVX, vzeroupper clears the saved upper vector state (all of it comes back with XRSTOR); the flags it tests were saved by pushfq. `cld` gives the Rust callee the ABI's DF = 0; the original
     // DF is in the saved RFLAGS. The call happens with rsp 64-byte (so 16-byte) aligned.
     naked_asm!(
@@ -236,7 +245,13 @@ unsafe extern "C" fn preempt_entry() {
         "mov qword ptr [rsp + 568], 0",
         "mov eax, -1",
         "mov edx, -1",
+        "cmp byte ptr [rip + {compacted}], 0",
+        "jne 6f",
         "xsave64 [rsp]",
+        "jmp 7f",
+        "6:",
+        "xsavec64 [rsp]",
+        "7:",
         "ldmxcsr dword ptr [rip + {mxcsr}]",
         "fldcw word ptr [rip + {fpucw}]",
         "cmp byte ptr [rip + {has_avx}], 0",
@@ -266,6 +281,7 @@ unsafe extern "C" fn preempt_entry() {
         "popfq",
         "ret 128",
         xsize = sym XSAVE_SIZE,
+        compacted = sym COMPACTED,
         mxcsr = sym DEFAULT_MXCSR,
         fpucw = sym DEFAULT_FPUCW,
         has_avx = sym HAS_AVX,
