@@ -150,6 +150,7 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
     let mut fds = vec![open()?];
     let code = child as *const () as u64;
     let mut slot_mapped = true;
+    let mut my_cpu = 0u32;
     for _ in 0..n {
         if rng.chance(200) && fds.len() < 4 {
             fds.push(open()?);
@@ -165,10 +166,27 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
         // Field values a registration could accept: code, a slot, CPU numbers, flags, ids.
         let plausible = [code, slot, 0, 1, 2, 3, 128, 0x7fff_ffff_e000, u64::from(u32::MAX)];
         let len = ioc::ioc_size(cmd).clamp(8, 64);
-        let arg = arena.pointer(&mut rng, len, &plausible);
+        let mut arg = arena.pointer(&mut rng, len, &plausible);
+        // One call in eight is well formed but for at most one field, so registrations succeed
+        // and sends reach this process's own receivers: deliveries then redirect it to `code` or
+        // into the (non-executable) slot page, and it dies of that at a random moment too.
+        if rng.chance(8) {
+            let words = well_formed(&mut rng, m, cmd, code, slot, my_cpu);
+            let p = arena.rw as usize + PAGE; // the second read-write page
+            for (i, w) in words.iter().enumerate() {
+                // SAFETY: at most 4 words, inside the second read-write page.
+                unsafe { ((p + 8 * i) as *mut u64).write_unaligned(*w) };
+            }
+            arg = p;
+        }
         // SAFETY: the kernel validates every argument; wild pointers are what is being tested.
         let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
         done.fetch_add(1, Ordering::Relaxed);
+        if r >= 0 && cmd == ipi::IOC_REGISTER && m.magic == ipi::IOC_MAGIC && arg >= arena.rw as usize {
+            // The answer names the CPU registered on (IpiRegister::cpu, the third word's low half).
+            // SAFETY: the call succeeded, so `arg` was a readable and writable 24-byte buffer.
+            my_cpu = unsafe { ((arg + 16) as *const u32).read_unaligned() };
+        }
         if r >= 0 && m.cmds.contains(&cmd) && ioc::ioc_size(cmd) > 0 && rng.chance(4) && slot_mapped {
             // After a successful call that may have registered: pull the slot page away or make
             // it read-only, so later deliveries and tear-downs meet a bad slot.
@@ -184,6 +202,34 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// The words of a well-formed argument for `cmd` (the module's own layout), with one field
+/// replaced by a random value half of the time.
+fn well_formed(rng: &mut Rng, m: &Module, cmd: u32, code: u64, slot: u64, my_cpu: u32) -> Vec<u64> {
+    let handler = if rng.chance(2) { code } else { slot };
+    let mut words = if m.magic == ipi::IOC_MAGIC {
+        match cmd {
+            // IpiRegister { handler, rip_slot, cpu: u32::MAX (in), flags: 0 }
+            ipi::IOC_REGISTER => vec![handler, slot, u64::from(u32::MAX)],
+            // IpiSend { target, flags: 0 }; IpiCpuApic { cpu, apic_id }
+            ipi::IOC_SEND | ipi::IOC_CPU_APIC_ID => vec![u64::from(my_cpu)],
+            _ => vec![0; 4],
+        }
+    } else {
+        match cmd {
+            // UintrReceiver { handler, stack_adjust, flags: 0, receiver_id: 0 }
+            uintr::IOC_REGISTER_RECEIVER => vec![handler, 128, 0],
+            // UintrSender { receiver_id, vector, uitt_index, flags }
+            uintr::IOC_REGISTER_SENDER => vec![rng.below(4) | (rng.below(64) << 32), 0],
+            _ => vec![0; 4],
+        }
+    };
+    if rng.chance(2) {
+        let i = rng.below(words.len() as u64) as usize;
+        words[i] = rng.next();
+    }
+    words
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
