@@ -8,15 +8,11 @@
 //! online later ran registered threads without CR4.UINTR. kmod_ipi must refuse sends to the
 //! offline CPU (ENXIO) and accept them again once it is back, with no splat either way.
 
-use crate::{ioctl, open_device, pin_to};
+use crate::ipi::{good_handler, reg, send_to, slot_addr};
+use crate::{ioctl, online_cpus as online_count, open_device, pin_to};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use synergy_uapi::{ipi, uintr};
-
-fn online_count() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as usize }
-}
 
 pub(crate) fn cpus_ready(fd: i32) -> Result<u32, String> {
     let mut v = uintr::UintrVersion::default();
@@ -30,11 +26,6 @@ fn set_online(cpu: usize, on: bool) -> Result<(), String> {
         .map_err(|e| format!("writing {} to {path}: {e} (needs CONFIG_HOTPLUG_CPU and root)", u8::from(on)))
 }
 
-fn send(fd: i32, cpu: usize) -> Result<i64, i32> {
-    let s = ipi::IpiSend { target: cpu as u32, flags: 0 };
-    ioctl(fd, ipi::IOC_SEND, &s as *const _ as usize)
-}
-
 pub fn cpu_hotplug() -> Result<(), String> {
     let n = online_count();
     if n < 2 {
@@ -43,7 +34,7 @@ pub fn cpu_hotplug() -> Result<(), String> {
     let cpu = n - 1;
     let udev = open_device(uintr::DEVICE_PATH, "kmod_uintr")?;
     let ufd = udev.as_raw_fd();
-    let idev = open_device("/dev/synergy_ipi", "kmod_ipi")?;
+    let idev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
     let ifd = idev.as_raw_fd();
     let ready = cpus_ready(ufd)?;
     if ready as usize != n {
@@ -55,15 +46,9 @@ pub fn cpu_hotplug() -> Result<(), String> {
     let (leave_tx, leave_rx) = mpsc::channel::<()>();
     let receiver = std::thread::spawn(move || -> Result<(), String> {
         let r = pin_to(cpu).and_then(|()| {
-            let mut reg = ipi::IpiRegister {
-                handler: pin_to as *const () as u64, // never delivered to: the thread is blocked
-                rip_slot: &RIP_SLOT as *const _ as u64,
-                cpu: u32::MAX,
-                flags: 0,
-            };
-            ioctl(ifd, ipi::IOC_REGISTER, &mut reg as *mut _ as usize)
-                .map(|_| reg.cpu)
-                .map_err(|e| format!("register on CPU {cpu}: errno {e}"))
+            // Never delivered to: the thread is blocked while registered.
+            let (r, answer) = reg(ifd, good_handler(), slot_addr(), 0);
+            r.map(|_| answer.cpu).map_err(|e| format!("register on CPU {cpu}: errno {e}"))
         });
         let ok = r.is_ok();
         registered_tx.send(r).map_err(|_| "main thread gone".to_string())?;
@@ -78,7 +63,7 @@ pub fn cpu_hotplug() -> Result<(), String> {
         if got as usize != cpu {
             return Err(format!("receiver registered on CPU {got}, pinned to {cpu}"));
         }
-        send(ifd, cpu).map_err(|e| format!("send before offlining: errno {e}"))?;
+        send_to(ifd, cpu as u32).map_err(|e| format!("send before offlining: errno {e}"))?;
         for round in 0..3 {
             set_online(cpu, false)?;
             let ready = cpus_ready(ufd)?;
@@ -88,7 +73,7 @@ pub fn cpu_hotplug() -> Result<(), String> {
                     n - 1
                 ));
             }
-            match send(ifd, cpu) {
+            match send_to(ifd, cpu as u32) {
                 Err(e) if e == libc::ENXIO => {}
                 other => {
                     return Err(format!("round {round}: send to offline CPU {cpu}: expected ENXIO, got {other:?}"))
@@ -101,7 +86,7 @@ pub fn cpu_hotplug() -> Result<(), String> {
                     "round {round}: CPU {cpu} back online: kmod_uintr reports {ready} CPUs ready, {n} online"
                 ));
             }
-            send(ifd, cpu).map_err(|e| format!("round {round}: send after onlining: errno {e}"))?;
+            send_to(ifd, cpu as u32).map_err(|e| format!("round {round}: send after onlining: errno {e}"))?;
         }
         println!("cpu-hotplug: CPU {cpu} offline and online 3 times; kmod_uintr followed ({n} -> {} -> {n} ready), kmod_ipi refused sends while it was offline", n - 1);
         Ok(())
@@ -115,5 +100,3 @@ pub fn cpu_hotplug() -> Result<(), String> {
     result?;
     joined
 }
-
-static RIP_SLOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -7,17 +7,23 @@ use synergy_uapi::ipi;
 
 static SLOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn reg(fd: i32, handler: u64, slot: u64, flags: u32) -> (Result<i64, i32>, ipi::IpiRegister) {
+pub(crate) fn reg(fd: i32, handler: u64, slot: u64, flags: u32) -> (Result<i64, i32>, ipi::IpiRegister) {
     let mut r = ipi::IpiRegister { handler, rip_slot: slot, cpu: u32::MAX, flags };
     (ioctl(fd, ipi::IOC_REGISTER, &mut r as *mut _ as usize), r)
 }
 
-fn good_handler() -> u64 {
+pub(crate) fn good_handler() -> u64 {
     pin_to as *const () as u64 // any user code address; never delivered to in these checks
 }
 
-fn slot_addr() -> u64 {
+pub(crate) fn slot_addr() -> u64 {
     &SLOT as *const _ as u64
+}
+
+/// `IOC_SEND` to `cpu` (by CPU number).
+pub(crate) fn send_to(fd: i32, cpu: u32) -> Result<i64, i32> {
+    let s = ipi::IpiSend { target: cpu, flags: 0 };
+    ioctl(fd, ipi::IOC_SEND, &s as *const _ as usize)
 }
 
 /// Registers the calling thread on its CPU once the process killed there has had its file

@@ -6,7 +6,8 @@
 //!   for (delivered exactly once, or merged into an IPI still in flight), and the cost of each
 //!   send is printed (issue 16, item 8; measured under TCG: only ratios within one run mean much).
 
-use crate::{ioctl, open_device, pin_to};
+use crate::ipi::{reg, send_to as send};
+use crate::{ioctl, online_cpus, open_device, pin_to};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Barrier;
@@ -60,29 +61,15 @@ const TARGETS: [Target; 3] = [
 ];
 
 fn register(fd: i32, t: &Target) -> Result<u32, String> {
-    let mut r = ipi::IpiRegister {
-        handler: t.handler as usize as u64,
-        rip_slot: t.slot as *const AtomicU64 as u64,
-        cpu: u32::MAX,
-        flags: 0,
-    };
-    ioctl(fd, ipi::IOC_REGISTER, &mut r as *mut _ as usize).map_err(|e| format!("register: errno {e}"))?;
-    Ok(r.cpu)
-}
-
-fn send(fd: i32, cpu: u32) -> Result<i64, i32> {
-    let s = ipi::IpiSend { target: cpu, flags: 0 };
-    ioctl(fd, ipi::IOC_SEND, &s as *const _ as usize)
+    let (r, answer) = reg(fd, t.handler as usize as u64, t.slot as *const AtomicU64 as u64, 0);
+    r.map_err(|e| format!("register: errno {e}"))?;
+    Ok(answer.cpu)
 }
 
 fn stats(fd: i32) -> Result<ipi::IpiStats, String> {
     let mut s = ipi::IpiStats::default();
     ioctl(fd, ipi::IOC_STATS, &mut s as *mut _ as usize).map_err(|e| format!("stats: errno {e}"))?;
     Ok(s)
-}
-
-fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 // ---- ipi-rseq ------------------------------------------------------------------------------
@@ -207,7 +194,7 @@ pub fn rseq() -> Result<(), String> {
     if online_cpus() < 2 {
         return Err("needs 2 CPUs".into());
     }
-    let dev = open_device("/dev/synergy_ipi", "kmod_ipi")?;
+    let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
     let fd = dev.as_raw_fd();
     pin_to(0)?;
     let ready = Barrier::new(2);
@@ -286,7 +273,7 @@ pub fn send_burst() -> Result<(), String> {
     if online_cpus() < 4 {
         return Err("needs 4 CPUs".into());
     }
-    let dev = open_device("/dev/synergy_ipi", "kmod_ipi")?;
+    let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
     let fd = dev.as_raw_fd();
     pin_to(0)?;
     let ready = Barrier::new(4);

@@ -91,6 +91,12 @@ pub fn pin_to(cpu: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Number of online CPUs (not the caller's affinity, which `pin_to` narrows).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
 /// Opens `path` read-write, or explains what is missing.
 pub fn open_device(path: &str, module: &str) -> Result<std::fs::File, String> {
     std::fs::OpenOptions::new()

@@ -21,8 +21,7 @@ pub fn refusal() -> Result<(), String> {
     if (v.supported != 0) != uintr::cpu_has_uintr() {
         return Err(format!("the module says supported = {}, CPUID says {}", v.supported, uintr::cpu_has_uintr()));
     }
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as u32;
+    let online = crate::online_cpus() as u32;
     if v.cpus_ready != online || v.reserved != 0 {
         return Err(format!(
             "the module says {} CPUs ready (reserved {}), {online} are online",
@@ -170,9 +169,7 @@ pub fn deliver() -> Result<(), String> {
     }
     let dev = open_device(uintr::DEVICE_PATH, "kmod_uintr")?;
     let fd = dev.as_raw_fd();
-    // Online CPUs (not this thread's affinity, which the pinning below narrows).
-    // SAFETY: plain sysconf.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let cpus = crate::online_cpus();
     pin_to(0)?;
 
     // 1. To itself: held while UIF = 0, delivered (with its vector) by STUI, then one per SENDUIPI.
