@@ -322,6 +322,37 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// The timer core's cost per worker watched, over 1 to 30 fake workers in each worker state.
+    Scan {
+        /// Worker counts to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8, 16, 30])]
+        workers: Vec<usize>,
+        /// Worker checks per measurement (loops × workers).
+        #[arg(long, default_value_t = 3_000_000)]
+        checks: u64,
+        /// Alternating rounds (the median round of each cell is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// CPU to pin the measuring thread to.
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/timer-scan).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
+    /// The preemption entry's extended-state save + restore (XSAVE vs XSAVEC) with SSE, AVX2 or
+    /// AVX-512 state live: bytes written and time.
+    Xsave {
+        /// Alternating rounds (the median is reported).
+        #[arg(long, default_value_t = 9)]
+        rounds: usize,
+        /// Save + restore pairs per round and cell.
+        #[arg(long, default_value_t = 200_000)]
+        pairs: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/xsave).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// The timer core's loop period with a sched_yield per loop and without, side by side.
     Timer {
         #[command(flatten)]
@@ -533,6 +564,45 @@ fn main() -> ExitCode {
             }
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &b, crate::bench::ring::csv(&b), crate::bench::ring::svg(&b)) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Scan { workers, checks, rounds, cpu, out }) => {
+            if workers.is_empty() || workers.contains(&0) || workers.iter().any(|&n| n > 4096) {
+                return fail("--workers must list worker counts between 1 and 4096");
+            }
+            if checks == 0 || rounds == 0 {
+                return fail("--checks and --rounds must be at least 1");
+            }
+            if let Some(c) = cpu {
+                if !synergy::cpu::allowed_cpus().contains(&c) {
+                    return fail(format!("CPU {c} is not available to this process"));
+                }
+            }
+            let b = crate::bench::scan::run(&workers, checks, rounds, cpu);
+            print!("{}", crate::bench::scan::table(&b));
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::scan::csv(&b), crate::bench::scan::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Xsave { rounds, pairs, out }) => {
+            if rounds == 0 || pairs == 0 {
+                return fail("--rounds and --pairs must be at least 1");
+            }
+            if synergy::cpu::xsave_area_size().is_none() {
+                return fail("this CPU or OS has no XSAVE: nothing to measure");
+            }
+            let b = crate::bench::xsave::run(rounds, pairs);
+            print!("{}", crate::bench::xsave::table(&b));
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::xsave::csv(&b), crate::bench::xsave::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
                     return fail(e);
                 }
             }

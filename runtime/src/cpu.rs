@@ -79,6 +79,20 @@ pub fn xsave_format() -> Option<(XsaveFormat, usize)> {
     Some((XsaveFormat::Compacted, compacted_size(xcr0()?)))
 }
 
+/// XCR0: the state components the OS enabled (0 without XSAVE).
+pub fn enabled_components() -> u64 {
+    xcr0().unwrap_or(0)
+}
+
+/// Bytes XSAVEC writes when the components in `xstate_bv` are in use: the legacy area and header
+/// (576), then each in-use component from 2 up (the alignment gaps between them are not written).
+pub fn xsavec_bytes_written(xstate_bv: u64) -> usize {
+    576 + (2..63)
+        .filter(|i| xstate_bv & (1 << i) != 0)
+        .map(|i| core::arch::x86_64::__cpuid_count(0xD, i).eax as usize)
+        .sum::<usize>()
+}
+
 fn compacted_size(xcr0: u64) -> usize {
     let mut size = 576usize;
     for i in 2..63 {

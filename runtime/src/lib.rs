@@ -43,6 +43,8 @@ pub mod runtime;
 pub mod stats;
 pub mod sync;
 mod timer_core;
+#[doc(hidden)]
+pub mod timer_scan;
 pub mod transport;
 mod worker;
 

@@ -17,7 +17,7 @@
 use crate::stats::WorkerStats;
 use core::arch::asm;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 thread_local! {
     /// True on worker threads. A stale TLS address after migration still reads `true`, because
@@ -86,18 +86,43 @@ impl ArmGenerations {
     }
 }
 
+/// The preemption word (gs:[8]): the disable depth, "armed" and "pending" in one `u32`, so that
+/// `preempt::enable` is one decrement and one test of the zero flag (Caladan keeps count and
+/// pending in one word the same way). Encoding:
+///
+/// | bits   | meaning                                                                    |
+/// |--------|----------------------------------------------------------------------------|
+/// | 0..=29 | `preempt::disable` depth ([`DEPTH_MASK`])                                  |
+/// | 30     | [`NOT_ARMED`]: no long request may be interrupted now                      |
+/// | 31     | [`NOT_PENDING`]: no interrupt was deferred while the depth was nonzero     |
+///
+/// Both flags are stored inverted, so the word is 0 exactly when a deferred preemption is due:
+/// depth 0, armed, pending. Disabling adds 1; enabling subtracts 1 and takes the deferred
+/// preemption if the result is 0. Disarming sets both flags (a deferral never outlives its
+/// arming); arming sets `NOT_PENDING` first, then clears `NOT_ARMED`.
+///
+/// Only the worker's own OS thread writes the word (its code, and the interrupt handlers and
+/// stubs that run on it), always with single read-modify-write instructions (`add`, `sub`, `or`,
+/// `and`, `bts` on the word, never `lock`ed): an interrupt arrives between instructions, never
+/// inside one, so no update is lost. The arm generation (`ArmGenerations`) stays outside it: the
+/// timer core writes its half from another thread.
+pub const DEPTH_MASK: u32 = (1 << 30) - 1;
+const _: () = assert!(NOT_ARMED == 1 << 30, "`disarm` tests bit 30 with bts");
+/// See [`DEPTH_MASK`].
+pub const NOT_ARMED: u32 = 1 << 30;
+/// See [`DEPTH_MASK`].
+pub const NOT_PENDING: u32 = 1 << 31;
+/// The word of a worker with nothing armed: depth 0, not armed, nothing pending.
+pub const IDLE_WORD: u32 = NOT_ARMED | NOT_PENDING;
+
 /// What every preemption delivery path reads and writes on the interrupted worker. The asm stubs
 /// use the fields at the `OFF_*` offsets directly.
 #[repr(C)]
 pub struct PreemptState {
     /// gs:[0] — the address of this struct (written by `install`).
     self_ptr: AtomicU64,
-    /// gs:[8] — preemption is disabled while nonzero.
-    pub preempt_disable: AtomicU32,
-    /// gs:[12] — the running green thread executes a long request and may be interrupted.
-    pub preemptible: AtomicU8,
-    /// gs:[13] — an interrupt arrived while preemption was disabled; take it when re-enabled.
-    pub preempt_pending: AtomicU8,
+    /// gs:[8] — the preemption word: disable depth, armed and pending (see [`DEPTH_MASK`]).
+    word: AtomicU32,
     /// gs:[16] — interrupted rip, handed from an interrupt handler to `preempt::entry`'s stub.
     pub interrupted_rip: AtomicU64,
     /// gs:[24] — lowest stack pointer at which the running green thread can still take the
@@ -115,15 +140,11 @@ pub struct PreemptState {
     stats: *const WorkerStats,
 }
 
-pub const OFF_DISABLE: usize = 8;
-pub const OFF_PREEMPTIBLE: usize = 12;
-pub const OFF_PENDING: usize = 13;
+pub const OFF_WORD: usize = 8;
 pub const OFF_INTERRUPTED_RIP: usize = 16;
 pub const OFF_MIN_PREEMPT_RSP: usize = 24;
 pub const OFF_GENS: usize = 32;
-const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_disable) == OFF_DISABLE);
-const _: () = assert!(core::mem::offset_of!(PreemptState, preemptible) == OFF_PREEMPTIBLE);
-const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_pending) == OFF_PENDING);
+const _: () = assert!(core::mem::offset_of!(PreemptState, word) == OFF_WORD);
 const _: () = assert!(core::mem::offset_of!(PreemptState, interrupted_rip) == OFF_INTERRUPTED_RIP);
 const _: () = assert!(core::mem::offset_of!(PreemptState, min_preempt_rsp) == OFF_MIN_PREEMPT_RSP);
 const _: () = assert!(core::mem::offset_of!(PreemptState, gens) == OFF_GENS);
@@ -136,9 +157,7 @@ impl PreemptState {
     pub fn new(stats: *const WorkerStats, gens: *const ArmGenerations) -> PreemptState {
         PreemptState {
             self_ptr: AtomicU64::new(0),
-            preempt_disable: AtomicU32::new(0),
-            preemptible: AtomicU8::new(0),
-            preempt_pending: AtomicU8::new(0),
+            word: AtomicU32::new(IDLE_WORD),
             interrupted_rip: AtomicU64::new(0),
             min_preempt_rsp: AtomicU64::new(u64::MAX),
             gens,
@@ -147,6 +166,91 @@ impl PreemptState {
             panic_holds: AtomicU32::new(0),
             stats,
         }
+    }
+
+    /// The preemption word as it is now (see [`DEPTH_MASK`]).
+    #[inline]
+    pub fn word(&self) -> u32 {
+        self.word.load(Ordering::Relaxed)
+    }
+
+    /// True while a long request may be interrupted (armed).
+    #[inline]
+    pub fn armed(&self) -> bool {
+        self.word() & NOT_ARMED == 0
+    }
+
+    /// True while an interrupt deferred by a nonzero depth waits to be taken.
+    #[inline]
+    pub fn pending(&self) -> bool {
+        self.word() & NOT_PENDING == 0
+    }
+
+    /// `preempt::disable` depth.
+    #[inline]
+    pub fn depth(&self) -> u32 {
+        self.word() & DEPTH_MASK
+    }
+
+    /// Arms: the running request may be interrupted from now on; a deferral left from an earlier
+    /// arming is dropped. Only on the worker's own thread (see [`DEPTH_MASK`]).
+    #[inline]
+    pub fn arm(&self) {
+        let w = self.word.as_ptr();
+        // SAFETY: `w` is this state's word. Two single-instruction read-modify-writes, not
+        // `lock`ed: only this thread and the interrupt handlers running on it write the word, and
+        // an interrupt falls between instructions, never inside one. A `lock`ed operation would
+        // wait for the cache line instead of retiring into the store buffer. Between the two the
+        // word is disarmed with nothing pending, a consistent state.
+        unsafe {
+            asm!(
+                "or dword ptr [{w}], {np}",
+                "and dword ptr [{w}], {clear_armed}",
+                w = in(reg) w,
+                np = const NOT_PENDING,
+                clear_armed = const !NOT_ARMED,
+                options(nostack)
+            )
+        };
+    }
+
+    /// Disarms (and drops any deferral); returns whether it was armed. Only on the worker's own
+    /// thread, with preemption disabled or from an interrupt handler (so no redirect can come in
+    /// between and re-arm it).
+    #[inline]
+    pub fn disarm(&self) -> bool {
+        let w = self.word.as_ptr();
+        let was_disarmed: u8;
+        // SAFETY: as in `arm`. `bts` sets NOT_ARMED and leaves its old value in CF; then the
+        // pending flag is dropped (an interrupt in between finds the word disarmed and ignores
+        // itself).
+        unsafe {
+            asm!(
+                "bts dword ptr [{w}], 30",
+                "setc {d}",
+                "or dword ptr [{w}], {np}",
+                w = in(reg) w,
+                d = out(reg_byte) was_disarmed,
+                np = const NOT_PENDING,
+                options(nostack)
+            )
+        };
+        was_disarmed == 0
+    }
+
+    /// Records an interrupt deferred because the depth is nonzero. Only on the worker's own
+    /// thread (its interrupt handler), while armed.
+    #[inline]
+    pub fn defer(&self) {
+        let w = self.word.as_ptr();
+        // SAFETY: as in `arm`: one read-modify-write instruction on this state's word.
+        unsafe { asm!("and dword ptr [{w}], {clear}", w = in(reg) w, clear = const !NOT_PENDING, options(nostack)) };
+    }
+
+    /// Adds `d` to the depth without the gs-relative path (unit tests of the decision logic).
+    #[cfg(test)]
+    pub fn word_add_depth_for_tests(&self, d: i32) {
+        self.word.fetch_add(d as u32, Ordering::Relaxed);
     }
 
     /// The worker's arm generations.
@@ -222,39 +326,30 @@ pub fn disable_then_current() -> &'static PreemptState {
 
 #[inline(always)]
 pub fn disable_raw() {
-    // SAFETY: one gs-relative instruction on this worker's own counter (see module docs).
-    unsafe { asm!("add dword ptr gs:[{o}], 1", o = const OFF_DISABLE, options(nostack)) };
+    // SAFETY: one gs-relative instruction on this worker's own word (see module docs).
+    unsafe { asm!("add dword ptr gs:[{o}], 1", o = const OFF_WORD, options(nostack)) };
 }
 
-/// Decrements the counter; true if it reached zero.
+/// Decrements the depth; true if the word reached 0, i.e. the depth is back to 0 while a
+/// preemption deferred for the current arming is pending (see [`DEPTH_MASK`]).
 #[inline(always)]
-pub fn enable_raw_reached_zero() -> bool {
+pub fn enable_raw_deferred_due() -> bool {
     let zero: u8;
     // SAFETY: as in `disable_raw`.
     unsafe {
-        asm!("sub dword ptr gs:[{o}], 1", "setz {z}", o = const OFF_DISABLE, z = out(reg_byte) zero, options(nostack))
+        asm!("sub dword ptr gs:[{o}], 1", "setz {z}", o = const OFF_WORD, z = out(reg_byte) zero, options(nostack))
     };
     zero != 0
 }
 
-#[inline(always)]
-pub fn pending_raw() -> bool {
-    let p: u8;
-    // SAFETY: reads this worker's pending flag.
-    unsafe {
-        asm!("mov {p}, byte ptr gs:[{o}]", o = const OFF_PENDING, p = out(reg_byte) p, options(nostack, readonly, preserves_flags))
-    };
-    p != 0
-}
-
 /// Current depth of `preempt::disable` on this worker.
 pub fn disable_depth() -> u32 {
-    let d: u32;
-    // SAFETY: reads this worker's counter with one instruction.
+    let w: u32;
+    // SAFETY: reads this worker's word with one instruction.
     unsafe {
-        asm!("mov {d:e}, dword ptr gs:[{o}]", o = const OFF_DISABLE, d = out(reg) d, options(nostack, readonly, preserves_flags))
+        asm!("mov {w:e}, dword ptr gs:[{o}]", o = const OFF_WORD, w = out(reg) w, options(nostack, readonly, preserves_flags))
     };
-    d
+    w & DEPTH_MASK
 }
 
 #[cfg(test)]
@@ -288,22 +383,42 @@ mod tests {
             let again = disable_then_current();
             assert!(std::ptr::eq(again, state));
             assert_eq!(disable_depth(), 2);
-            assert_eq!(state.preempt_disable.load(Ordering::Relaxed), 2, "gs:[8] is the field");
-            assert!(!enable_raw_reached_zero());
+            assert_eq!(state.depth(), 2, "gs:[8] is the word");
+            assert!(!enable_raw_deferred_due());
             assert_eq!(disable_depth(), 1);
-            assert!(enable_raw_reached_zero());
+            assert!(!enable_raw_deferred_due(), "nothing armed or pending");
             assert_eq!(disable_depth(), 0);
+            assert_eq!(state.word(), IDLE_WORD);
         });
     }
 
     #[test]
-    fn pending_is_read_through_gs() {
+    fn enable_finds_a_deferral_due_only_at_depth_zero_armed_and_pending() {
         on_installed_thread(|state| {
-            assert!(!pending_raw());
-            state.preempt_pending.store(1, Ordering::Relaxed);
-            assert!(pending_raw());
-            state.preempt_pending.store(0, Ordering::Relaxed);
-            assert!(!pending_raw());
+            state.arm();
+            disable_raw();
+            disable_raw();
+            assert!(state.armed() && !state.pending());
+            assert!(!enable_raw_deferred_due(), "armed, nothing pending");
+            disable_raw();
+            state.defer(); // an interrupt arrives at depth 2
+            assert!(state.pending());
+            assert!(!enable_raw_deferred_due(), "depth 1 still");
+            assert!(enable_raw_deferred_due(), "depth 0, armed, pending: the word is 0");
+            assert_eq!(state.word(), 0);
+
+            disable_raw();
+            assert!(state.disarm(), "it was armed");
+            assert!(!state.pending(), "disarming drops the deferral");
+            assert!(!enable_raw_deferred_due(), "a deferral never outlives its arming");
+            assert!(!state.disarm(), "already disarmed");
+
+            disable_raw();
+            state.arm();
+            state.defer();
+            state.arm(); // a new arming (the next long request) drops the old deferral
+            assert!(!enable_raw_deferred_due());
+            assert_eq!(state.word(), NOT_PENDING);
         });
     }
 
@@ -323,7 +438,7 @@ mod tests {
                         assert_eq!(disable_depth(), i + 1);
                         barrier.wait();
                         for _ in 0..=i {
-                            enable_raw_reached_zero();
+                            enable_raw_deferred_due();
                         }
                     })
                 })

@@ -2,13 +2,12 @@
 
 use crate::config::{Config, ConfigError, Placement};
 use crate::preempt::{self, Preempter};
-use crate::queue::{LockedFifo, Ring};
 use crate::request::Request;
 use crate::stats::{PeriodHistogram, RunStats, TimerStats, WorkerSnapshot};
 use crate::timer_core::{run_timer_core, TimerParams};
 use crate::transport::Transport;
-use crate::worker::{run_worker, Shared, WorkerParams, WorkerShared};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::worker::{run_worker, Shared};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -169,30 +168,7 @@ impl Runtime {
             Some(p) => p,
             None => Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?),
         };
-        let shared = Arc::new(Shared {
-            workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
-            wait_queue: Ring::with_capacity(config.max_green_threads),
-            check_wait_queue: AtomicBool::new(false),
-            factor_bits: AtomicU64::new(config.quantum_factor.to_bits()),
-            transport,
-            handler,
-            handler_migratable: how.migratable,
-            preempter,
-            params: WorkerParams {
-                steal_threshold: config.steal_threshold,
-                stack_size: config.stack_kib * 1024,
-                max_green_threads: config.max_green_threads,
-            },
-            shutdown: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-            live_threads: AtomicUsize::new(0),
-            policy: config.policy,
-            spec: config.policy.spec(),
-            central: LockedFifo::with_capacity(config.rx_capacity),
-            central_long: LockedFifo::with_capacity(0),
-            long_kinds: config.long_kinds.clone(),
-            darc_reserved: config.darc_reserved_workers,
-        });
+        let shared = Arc::new(Shared::new(config, transport, handler, how.migratable, preempter));
         let (tx, rx) = mpsc::channel::<Result<(), String>>();
         let mut workers = Vec::new();
         for id in 0..config.workers {

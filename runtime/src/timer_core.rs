@@ -61,39 +61,7 @@ pub fn run_timer_core(
                 stats.congestion_on.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let factor = control.factor();
-        for w in shared.workers.iter() {
-            let deadline = w.deadline.load(Ordering::Acquire);
-            if now < deadline || deadline == 0 {
-                continue; // cheap path: disarmed or still running its quantum
-            }
-            // Read after the deadline (the worker publishes the generation first): if the CAS
-            // below succeeds, this is the arming whose deadline expired.
-            let armed = w.gens.armed.load(Ordering::Acquire);
-            let queued = crate::worker::work_waiting(&shared, w.id);
-            let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
-            match decide(now, deadline, queued, quantum) {
-                TimerDecision::Preempt { next_deadline } => {
-                    // Only if the worker has not disarmed/re-armed meanwhile (a new request).
-                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-                    {
-                        w.gens.target.store(armed, Ordering::Release);
-                        let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
-                        match shared.preempter.preempt(target) {
-                            Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => stats.interrupt_errors.fetch_add(1, Ordering::Relaxed),
-                        };
-                    }
-                }
-                TimerDecision::Renew { next_deadline } => {
-                    if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-                    {
-                        stats.renewals.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                TimerDecision::Running | TimerDecision::Disarmed => {}
-            }
-        }
+        scan_workers(&shared, now, control.factor(), &stats);
         if params.yield_each_loop {
             // Time-shared with a worker: let it run instead of burning a whole time slice.
             std::thread::yield_now();
@@ -103,4 +71,42 @@ pub fn run_timer_core(
     }
     periods.add(&mut local_periods);
     stats.loops.fetch_add(loops % PERIOD_FLUSH, Ordering::Relaxed);
+}
+
+/// One pass over the workers (Algorithm 5.3's inner loop): for each armed worker whose quantum
+/// expired, preempt it if work waits for it, else renew its timer. The disarmed and still-running
+/// cases cost one load each; this loop is what limits how many workers one timer core serves
+/// (`timer_scan` measures it).
+#[inline]
+pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &TimerStats) {
+    for w in shared.workers.iter() {
+        let deadline = w.deadline.load(Ordering::Acquire);
+        if now < deadline || deadline == 0 {
+            continue; // cheap path: disarmed or still running its quantum
+        }
+        // Read after the deadline (the worker publishes the generation first): if the CAS
+        // below succeeds, this is the arming whose deadline expired.
+        let armed = w.gens.armed.load(Ordering::Acquire);
+        let queued = crate::worker::work_waiting(shared, w.id);
+        let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
+        match decide(now, deadline, queued, quantum) {
+            TimerDecision::Preempt { next_deadline } => {
+                // Only if the worker has not disarmed/re-armed meanwhile (a new request).
+                if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    w.gens.target.store(armed, Ordering::Release);
+                    let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
+                    match shared.preempter.preempt(target) {
+                        Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => stats.interrupt_errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }
+            TimerDecision::Renew { next_deadline } => {
+                if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    stats.renewals.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            TimerDecision::Running | TimerDecision::Disarmed => {}
+        }
+    }
 }

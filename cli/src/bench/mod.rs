@@ -5,4 +5,6 @@ pub mod interrupt;
 pub mod interrupt_report;
 pub mod phases;
 pub mod ring;
+pub mod scan;
 pub mod timer;
+pub mod xsave;

@@ -24,7 +24,7 @@ pub(crate) extern "C" fn run_handler() {
     let h = HANDLER.load(Ordering::Acquire);
     if h == 0 {
         // No scheduler: the interrupted code just continues (and stays preemptible).
-        local::current().preemptible.store(1, Ordering::Release);
+        local::current().arm();
         return;
     }
     // SAFETY: only `set_handler` stores here, always an `extern "C" fn()`.
@@ -38,14 +38,14 @@ pub(crate) extern "C" fn run_handler() {
 /// atomics. The asm stubs of the ipi and uintr paths make the same decision.
 pub fn redirect_decision(p: &PreemptState, rsp: u64) -> bool {
     let stats = p.stats();
-    if p.preemptible.load(Ordering::Relaxed) == 0 || !p.gens().current() {
+    if !p.armed() || !p.gens().current() {
         // No long request, or one other than the arming this interrupt was sent for.
         stats.interrupts_ignored.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    if p.preempt_disable.load(Ordering::Relaxed) != 0 {
+    if p.depth() != 0 {
         // Counted when it is taken (`take_deferred`), like the asm paths' deferrals.
-        p.preempt_pending.store(1, Ordering::Relaxed);
+        p.defer();
         return false;
     }
     let hi = p.stack_hi.load(Ordering::Relaxed);
@@ -53,26 +53,25 @@ pub fn redirect_decision(p: &PreemptState, rsp: u64) -> bool {
         stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    p.preemptible.store(0, Ordering::Relaxed);
-    p.preempt_pending.store(0, Ordering::Relaxed);
+    p.disarm();
     true
 }
 
-/// Called by `preempt::enable` when the depth returned to 0 with an interrupt pending: takes the
-/// preemption now if the request is still preemptible.
+/// Called by `preempt::enable` when the preemption word reached 0 (depth 0, armed, an interrupt
+/// pending): takes the deferred preemption now.
+#[cold]
 pub(crate) fn take_deferred() {
     // Disable first, so the state read below is the one of the worker this code stays on.
     let p = local::disable_then_current();
-    let pending = p.preempt_pending.swap(0, Ordering::Relaxed) != 0;
-    let armed = p.preemptible.load(Ordering::Relaxed) != 0;
-    if pending && armed {
+    if p.armed() && p.pending() {
         p.stats().preempt_deferred.fetch_add(1, Ordering::Relaxed);
-        // With preemptible clear no interrupt can redirect us, so depth may go back to 0.
-        p.preemptible.store(0, Ordering::Relaxed);
-        local::enable_raw_reached_zero();
+        // Disarmed, no interrupt can redirect us, so the depth may go back to 0 (and the word
+        // cannot reach 0 again: both flags are set).
+        p.disarm();
+        local::enable_raw_deferred_due();
         run_handler();
     } else {
-        local::enable_raw_reached_zero();
+        local::enable_raw_deferred_due();
     }
 }
 
@@ -87,7 +86,7 @@ mod tests {
     /// a stack of [0x1000, 0x9000) that can take the frame above 0x3000.
     fn armed(stats: &WorkerStats, gens: &ArmGenerations) -> PreemptState {
         let p = PreemptState::new(stats, gens);
-        p.preemptible.store(1, Relaxed);
+        p.arm();
         p.stack_hi.store(0x9000, Relaxed);
         p.min_preempt_rsp.store(0x3000, Relaxed);
         gens.armed.store(7, Relaxed);
@@ -100,7 +99,7 @@ mod tests {
         let (stats, gens) = (WorkerStats::default(), ArmGenerations::default());
         let p = armed(&stats, &gens);
         assert!(redirect_decision(&p, 0x5000));
-        assert_eq!((p.preemptible.load(Relaxed), p.preempt_pending.load(Relaxed)), (0, 0));
+        assert_eq!((p.armed(), p.pending()), (false, false));
         assert!(!redirect_decision(&p, 0x5000), "a second interrupt finds it no longer preemptible");
         assert_eq!(stats.interrupts_ignored.load(Relaxed), 1);
     }
@@ -112,14 +111,15 @@ mod tests {
         gens.target.store(6, Relaxed); // sent for the previous arming
         assert!(!redirect_decision(&p, 0x5000));
         assert_eq!(stats.interrupts_ignored.load(Relaxed), 1);
-        assert_eq!(p.preemptible.load(Relaxed), 1, "still preemptible for its own interrupt");
+        assert!(p.armed(), "still preemptible for its own interrupt");
 
         gens.target.store(7, Relaxed);
-        p.preempt_disable.store(1, Relaxed);
+        p.word_add_depth_for_tests(1);
         assert!(!redirect_decision(&p, 0x5000));
-        assert_eq!(p.preempt_pending.load(Relaxed), 1, "deferred, not lost");
-        p.preempt_disable.store(0, Relaxed);
-        p.preempt_pending.store(0, Relaxed);
+        assert!(p.pending(), "deferred, not lost");
+        p.word_add_depth_for_tests(-1);
+        assert_eq!(p.word(), 0, "depth 0, armed and pending: the word says a deferral is due");
+        p.arm();
 
         assert!(!redirect_decision(&p, 0x2000), "below the room the entry needs");
         assert!(!redirect_decision(&p, 0xA000), "not on the green stack");

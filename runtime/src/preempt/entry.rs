@@ -71,16 +71,16 @@ pub fn ipi_stub_address() -> u64 {
 /// Like `preempt_stub`, but the interrupt was delivered without knowing the worker's state (the
 /// kernel module cannot read it), so the decision `decide::redirect_decision` makes in the signal
 /// handler is made here, in asm that changes nothing it does not restore:
-///   not preemptible, or sent for an earlier arming of the timer (`local::ArmGenerations`) ->
-///   return to the interrupted rip; preemption disabled -> set pending and
-///   return; too little stack -> return; otherwise clear preemptible/pending and enter
-///   `preempt_entry`. The rip slot is reset to 0 right after it is pushed, which tells the module
+///   not armed, or sent for an earlier arming of the timer (`local::ArmGenerations`) ->
+///   return to the interrupted rip; depth nonzero -> clear `NOT_PENDING` in the preemption word
+///   and return; too little stack -> return; otherwise disarm (set `NOT_ARMED | NOT_PENDING`) and
+///   enter `preempt_entry`. Each test and update of the word is one gs-relative instruction. The rip slot is reset to 0 right after it is pushed, which tells the module
 ///   that the next delivery may proceed.
 #[unsafe(naked)]
 unsafe extern "C" fn ipi_stub() {
     // SAFETY: reached with the interrupted thread's exact registers (the module changed only rip)
-    // and its rip in gs:[16]. `lea`, `push m64`, `mov m, imm`, `pushfq`/`popfq`, `cmp m, imm` and
-    // `ret imm` change no general-purpose register; rax and rcx, used to compare the arm
+    // and its rip in gs:[16]. `lea`, `push m64`, `mov m, imm`, `pushfq`/`popfq`, `test`/`or`/`and
+    // m, imm`, `cmp` and `ret imm` change no general-purpose register; rax and rcx, used to compare the arm
     // generations, are pushed first and popped after (`pop` leaves the flags of the `cmp`);
     // RFLAGS is saved before the first `cmp` and restored on every path. A second delivery can only happen once the slot is 0 again, i.e.
     // after the rip is safely on the stack; it then nests like any interrupt of user code.
@@ -89,8 +89,8 @@ unsafe extern "C" fn ipi_stub() {
         "push qword ptr gs:[{rip_slot}]",
         "mov qword ptr gs:[{rip_slot}], 0",
         "pushfq",
-        "cmp byte ptr gs:[{preemptible}], 0",
-        "je 2f",
+        "test dword ptr gs:[{word}], {not_armed}",
+        "jnz 2f",
         "push rax",
         "push rcx",
         "mov rax, qword ptr gs:[{gens}]",
@@ -99,23 +99,24 @@ unsafe extern "C" fn ipi_stub() {
         "pop rcx",
         "pop rax",
         "jne 2f",
-        "cmp dword ptr gs:[{disable}], 0",
-        "jne 3f",
+        "test dword ptr gs:[{word}], {depth_mask}",
+        "jnz 3f",
         "cmp rsp, qword ptr gs:[{min_rsp}]",
         "jb 2f",
-        "mov byte ptr gs:[{preemptible}], 0",
-        "mov byte ptr gs:[{pending}], 0",
+        "or dword ptr gs:[{word}], {idle}",
         "popfq",
         "jmp {entry}",
         "3:",
-        "mov byte ptr gs:[{pending}], 1",
+        "and dword ptr gs:[{word}], {clear_pending}",
         "2:",
         "popfq",
         "ret 128",
         rip_slot = const crate::local::OFF_INTERRUPTED_RIP,
-        preemptible = const crate::local::OFF_PREEMPTIBLE,
-        disable = const crate::local::OFF_DISABLE,
-        pending = const crate::local::OFF_PENDING,
+        word = const crate::local::OFF_WORD,
+        not_armed = const crate::local::NOT_ARMED,
+        depth_mask = const crate::local::DEPTH_MASK,
+        idle = const crate::local::IDLE_WORD,
+        clear_pending = const !crate::local::NOT_PENDING,
         min_rsp = const crate::local::OFF_MIN_PREEMPT_RSP,
         gens = const crate::local::OFF_GENS,
         entry = sym preempt_entry,
@@ -139,14 +140,14 @@ unsafe extern "C" fn uintr_stub() {
     // SAFETY: the frame layout is the SDM's (see above); `lea` drops the vector so [rsp] is the
     // rip UIRET pops. The comparisons clobber RFLAGS, which UIRET reloads from the frame; rax and
     // rcx are saved around their use and restored by `pop` (which changes no flag). The stack check uses
-    // the interrupted rsp minus the entry's 136-byte frame, as `ipi_stub` does. `preemptible` is
-    // cleared before the slot is written, so a nested user interrupt (possible once UIRET sets
+    // the interrupted rsp minus the entry's 136-byte frame, as `ipi_stub` does. The word is
+    // disarmed before the slot is written, so a nested user interrupt (possible once UIRET sets
     // UIF) returns at once and cannot overwrite the slot before `preempt_stub` pushes it.
     // UIRET is F3 0F 01 EC.
     naked_asm!(
         "lea rsp, [rsp + 8]",
-        "cmp byte ptr gs:[{preemptible}], 0",
-        "je 2f",
+        "test dword ptr gs:[{word}], {not_armed}",
+        "jnz 2f",
         "push rax",
         "push rcx",
         "mov rax, qword ptr gs:[{gens}]",
@@ -155,16 +156,15 @@ unsafe extern "C" fn uintr_stub() {
         "pop rcx",
         "pop rax",
         "jne 2f",
-        "cmp dword ptr gs:[{disable}], 0",
-        "jne 3f",
+        "test dword ptr gs:[{word}], {depth_mask}",
+        "jnz 3f",
         "push rax",
         "mov rax, qword ptr [rsp + 24]",
         "sub rax, 136",
         "cmp rax, qword ptr gs:[{min_rsp}]",
         "pop rax",
         "jb 2f",
-        "mov byte ptr gs:[{preemptible}], 0",
-        "mov byte ptr gs:[{pending}], 0",
+        "or dword ptr gs:[{word}], {idle}",
         "push rax",
         "mov rax, qword ptr [rsp + 8]",
         "mov qword ptr gs:[{rip_slot}], rax",
@@ -173,13 +173,15 @@ unsafe extern "C" fn uintr_stub() {
         "pop rax",
         ".byte 0xf3, 0x0f, 0x01, 0xec",
         "3:",
-        "mov byte ptr gs:[{pending}], 1",
+        "and dword ptr gs:[{word}], {clear_pending}",
         "2:",
         ".byte 0xf3, 0x0f, 0x01, 0xec",
         rip_slot = const crate::local::OFF_INTERRUPTED_RIP,
-        preemptible = const crate::local::OFF_PREEMPTIBLE,
-        disable = const crate::local::OFF_DISABLE,
-        pending = const crate::local::OFF_PENDING,
+        word = const crate::local::OFF_WORD,
+        not_armed = const crate::local::NOT_ARMED,
+        depth_mask = const crate::local::DEPTH_MASK,
+        idle = const crate::local::IDLE_WORD,
+        clear_pending = const !crate::local::NOT_PENDING,
         min_rsp = const crate::local::OFF_MIN_PREEMPT_RSP,
         gens = const crate::local::OFF_GENS,
         stub = sym preempt_stub,
@@ -189,7 +191,7 @@ unsafe extern "C" fn uintr_stub() {
 #[unsafe(naked)]
 unsafe extern "C" fn preempt_stub() {
     // SAFETY: reached with the interrupted thread's exact registers, its rip in gs:[16] (written
-    // by the interrupt handler, which also cleared `preemptible`, so no second redirect can
+    // by the interrupt handler, which also disarmed the preemption word, so no second redirect can
     // overwrite the slot before this push). `lea` skips the red zone without touching RFLAGS;
     // `push m64` writes the return address below it.
     naked_asm!(

@@ -5,6 +5,7 @@
 pub mod decide;
 pub mod entry;
 pub mod ipi;
+pub mod save_cost;
 pub mod signal;
 pub mod uintr;
 
@@ -130,9 +131,11 @@ pub fn disable() {
 }
 
 /// Re-enables preemption; if the timer core asked for a preemption meanwhile, it happens now.
+/// The fast path is one `sub` on the preemption word and a branch on its zero flag
+/// (`local::DEPTH_MASK` documents the encoding).
 #[inline(always)]
 pub fn enable() {
-    if local::on_worker() && local::enable_raw_reached_zero() && local::pending_raw() {
+    if local::on_worker() && local::enable_raw_deferred_due() {
         decide::take_deferred();
     }
 }

@@ -90,8 +90,7 @@ pub fn feedback_finished() {
     // SAFETY: current is live.
     let t = unsafe { &mut *st.current };
     t.region = st.shared().handler_migratable;
-    l.preemptible.store(0, Ordering::Release);
-    l.preempt_pending.store(0, Ordering::Relaxed);
+    l.disarm();
     l.shared().deadline.store(DISARMED, Ordering::Release);
 }
 
@@ -142,20 +141,21 @@ pub fn yield_now() -> bool {
     let l = disable_then_current();
     // SAFETY: worker thread; short borrow; current is live.
     if !unsafe { (*l.state().current).region } {
-        local::enable_raw_reached_zero();
+        // No deferral can be due: this code runs outside a preemptible region, never armed.
+        local::enable_raw_deferred_due();
         std::hint::spin_loop();
         return false;
     }
-    let was_armed = l.preemptible.swap(0, Ordering::Relaxed) != 0;
-    l.preempt_pending.store(0, Ordering::Relaxed);
-    local::enable_raw_reached_zero();
+    let was_armed = l.disarm();
+    // Disarmed: the word cannot be 0, so no deferral is due.
+    local::enable_raw_deferred_due();
     l.shared().stats.yields.fetch_add(1, Ordering::Relaxed);
     if park_current() {
         rearm_if_timed();
         true
     } else {
         if was_armed {
-            current().preemptible.store(1, Ordering::Release);
+            current().arm();
         }
         std::hint::spin_loop();
         false

@@ -96,6 +96,42 @@ pub struct Shared {
     pub darc_reserved: usize,
 }
 
+impl Shared {
+    /// The state of `config.workers` workers before any of them runs.
+    pub fn new(
+        config: &crate::config::Config,
+        transport: Arc<dyn Transport>,
+        handler: Handler,
+        handler_migratable: bool,
+        preempter: Arc<dyn Preempter>,
+    ) -> Shared {
+        Shared {
+            workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
+            wait_queue: Ring::with_capacity(config.max_green_threads),
+            check_wait_queue: AtomicBool::new(false),
+            factor_bits: AtomicU64::new(config.quantum_factor.to_bits()),
+            transport,
+            handler,
+            handler_migratable,
+            preempter,
+            params: WorkerParams {
+                steal_threshold: config.steal_threshold,
+                stack_size: config.stack_kib * 1024,
+                max_green_threads: config.max_green_threads,
+            },
+            shutdown: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            live_threads: AtomicUsize::new(0),
+            policy: config.policy,
+            spec: config.policy.spec(),
+            central: LockedFifo::with_capacity(config.rx_capacity),
+            central_long: LockedFifo::with_capacity(0),
+            long_kinds: config.long_kinds.clone(),
+            darc_reserved: config.darc_reserved_workers,
+        }
+    }
+}
+
 /// One worker's state that others read: its queue, its timer, its counters.
 pub struct WorkerShared {
     pub id: usize,

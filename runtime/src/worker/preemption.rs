@@ -16,7 +16,7 @@ pub extern "C" fn on_preempt() {
         let probe: fn() = unsafe { std::mem::transmute::<usize, fn()>(probe) };
         probe();
         // The interrupted request stays where it is and may be interrupted again.
-        current().preemptible.store(1, Ordering::Release);
+        current().arm();
         return;
     }
     preempt_or_run_to_completion();
@@ -42,7 +42,7 @@ fn preempt_or_run_to_completion() {
         // Inside std's panic path: let it finish here; the timer core retries a quantum later.
         let l = current();
         l.shared().stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
-        l.preemptible.store(1, Ordering::Release);
+        l.arm();
         return;
     }
     if park_current() {

@@ -88,7 +88,7 @@ pub(super) fn park_current() -> bool {
     // and this thread cannot be redirected meanwhile (`preemptible` is clear), so `l` is the
     // worker this code runs on until the switch.
     debug_assert_eq!(local::disable_depth(), 0, "park_current with preemption disabled");
-    debug_assert_eq!(l.preemptible.load(Ordering::Relaxed), 0, "park_current while preemptible");
+    debug_assert!(!l.armed(), "park_current while preemptible");
     debug_assert_eq!(local::os_locks_held(), 0, "park_current with one of the runtime's OS locks held");
     // SAFETY: worker thread; not used after the switch.
     let st = unsafe { l.state() };
@@ -130,7 +130,6 @@ pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
     // neither does one deferred for it. The generation is published before the deadline that
     // the timer core reads first (Release/Acquire), so it decides on a consistent pair.
     l.gens().armed.fetch_add(1, Ordering::AcqRel);
-    l.preempt_pending.store(0, Ordering::Relaxed);
     l.shared().deadline.store(clock::now_ns() + q, Ordering::Release);
-    l.preemptible.store(1, Ordering::Release);
+    l.arm();
 }
