@@ -36,6 +36,10 @@ pub struct RuntimeArgs {
     /// How the timer core interrupts a worker.
     #[arg(long, value_parser = crate::choices::preempt())]
     pub preempt: Option<PreemptMode>,
+    /// ci+signal|ci+ipi|ci+uintr: µs a compiler-interrupt request may stay unanswered (no probe
+    /// reached) before the interrupt follows; 0 = one quantum.
+    #[arg(long, value_name = "US")]
+    pub ci_grace: Option<u64>,
     /// Green-thread stack size in KiB.
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
@@ -81,7 +85,8 @@ impl RuntimeArgs {
         }
         set!(workers <- self.workers, quantum_factor <- self.quantum_factor,
              congested_quantum_factor <- self.congested_quantum_factor, thresh_wqd_us <- self.thresh_wqd,
-             steal_threshold <- self.steal_threshold, preempt <- self.preempt, stack_kib <- self.stack_kib,
+             steal_threshold <- self.steal_threshold, preempt <- self.preempt, ci_grace_us <- self.ci_grace,
+             stack_kib <- self.stack_kib,
              max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
              policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
              timer_yield <- self.timer_yield);

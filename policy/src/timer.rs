@@ -32,6 +32,31 @@ pub fn decide(now_ns: u64, deadline_ns: u64, queue_nonempty: bool, quantum_ns: u
     }
 }
 
+/// What the timer core does, in a compiler-interrupt mode, for a worker whose quantum expired
+/// with work waiting (`TimerDecision::Preempt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CiStep {
+    /// Post a request for this arming and wait a grace period for a probe to answer it.
+    Request,
+    /// The request for this arming stayed unanswered for the grace period (the request runs code
+    /// without probes): send the fallback interrupt.
+    Fallback,
+    /// Unanswered, and there is no fallback (`ci` alone): post it again.
+    RequestAgain,
+}
+
+/// `posted`: the worker's request word (the arming last asked to end, 0 after a probe took it);
+/// `armed`: the arming whose quantum expired now.
+pub fn ci_step(posted: u64, armed: u64, has_fallback: bool) -> CiStep {
+    if posted != armed {
+        CiStep::Request
+    } else if has_fallback {
+        CiStep::Fallback
+    } else {
+        CiStep::RequestAgain
+    }
+}
+
 /// What changed when the wait queue's congestion state flipped (lines 5–12).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CongestionChange {
@@ -85,6 +110,12 @@ mod tests {
     #[test]
     fn conditional_preemption() {
         assert_eq!(decide(100, DISARMED, true, 10), TimerDecision::Disarmed);
+        // Compiler interrupts: request first; the same arming still posted a grace period later
+        // falls back (or asks again without a fallback); a new arming is asked afresh.
+        assert_eq!(ci_step(0, 5, true), CiStep::Request);
+        assert_eq!(ci_step(5, 5, true), CiStep::Fallback);
+        assert_eq!(ci_step(5, 5, false), CiStep::RequestAgain);
+        assert_eq!(ci_step(5, 6, true), CiStep::Request);
         assert_eq!(decide(100, 150, true, 10), TimerDecision::Running);
         assert_eq!(decide(150, 150, true, 10), TimerDecision::Preempt { next_deadline: 160 });
         assert_eq!(decide(170, 150, false, 10), TimerDecision::Renew { next_deadline: 180 });

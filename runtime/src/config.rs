@@ -24,6 +24,9 @@ pub struct Config {
     pub steal_threshold: usize,
     /// Preemption delivery.
     pub preempt: PreemptMode,
+    /// Compiler interrupts (`ci` modes): µs a posted request may stay unanswered before the timer
+    /// core falls back to the interrupt (hybrids) or posts it again (`ci`); 0 = one quantum.
+    pub ci_grace_us: u64,
     /// Green-thread stack size in KiB.
     pub stack_kib: usize,
     /// Upper bound on green threads in existence (running, parked or pooled).
@@ -85,6 +88,7 @@ impl Default for Config {
             thresh_wqd_us: 0,
             steal_threshold: 1,
             preempt: PreemptMode::Signal,
+            ci_grace_us: 0,
             stack_kib: 64,
             max_green_threads: 4096,
             rx_capacity: 4096,
@@ -132,6 +136,9 @@ pub const MAX_WORKERS: usize = 1024;
 impl Config {
     /// Checks every value and resolves CPU placement against `allowed` CPUs.
     pub fn validate(&self, allowed: &[usize]) -> Result<Placement, ConfigError> {
+        if self.ci_grace_us > 1_000_000 {
+            return err(format!("ci_grace_us must be at most 1000000 (1 s), got {}", self.ci_grace_us));
+        }
         if self.workers == 0 || self.workers > MAX_WORKERS {
             return err(format!("workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
         }

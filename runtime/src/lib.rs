@@ -53,9 +53,11 @@ pub use synergy_policy as policy;
 
 pub use alloc::PreemptSafeAlloc;
 pub use config::Config;
+pub use preempt::ci::preempt_point;
 pub use preempt::PreemptMode;
 pub use request::{Reply, Request};
 pub use runtime::{MigratableHandler, Runtime, SharedHandler, StartError};
+pub use synergy_macros::preemptible;
 pub use worker::{
     current_worker, feedback_finished, feedback_start, on_worker, send, set_preempt_probe, stack_remaining, yield_now,
     GreenLocal, NotOnWorker, STATUS_HANDLER_PANICKED,

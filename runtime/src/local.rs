@@ -77,7 +77,16 @@ pub fn os_locks_held() -> u32 {
 pub struct ArmGenerations {
     pub armed: AtomicU64,
     pub target: AtomicU64,
+    /// The compiler-interrupt request word (`--preempt=ci` and the hybrids), on a cache line of
+    /// its own that the worker's probes read and only a request or its answer writes: 0, or the
+    /// arming the timer core asks to end. The worker swaps it to 0 when a probe sees it.
+    pub ci_request: CiRequestWord,
 }
+
+/// A compiler-interrupt request word alone on its cache line.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct CiRequestWord(pub AtomicU64);
 
 impl ArmGenerations {
     /// True if an interrupt arriving now was sent for the current arming.
@@ -150,6 +159,9 @@ const _: () = assert!(core::mem::offset_of!(PreemptState, min_preempt_rsp) == OF
 const _: () = assert!(core::mem::offset_of!(PreemptState, gens) == OFF_GENS);
 const _: () = assert!(core::mem::offset_of!(ArmGenerations, armed) == 0);
 const _: () = assert!(core::mem::offset_of!(ArmGenerations, target) == 8);
+/// Offset of the request word in `ArmGenerations` (read by `ci_requested` through gs:[32]).
+pub const OFF_CI_REQUEST: usize = 64;
+const _: () = assert!(core::mem::offset_of!(ArmGenerations, ci_request) == OFF_CI_REQUEST);
 
 impl PreemptState {
     /// A worker's state, counting into `stats`, with its arm generations in `gens`; both must
@@ -350,6 +362,28 @@ pub fn disable_depth() -> u32 {
         asm!("mov {w:e}, dword ptr gs:[{o}]", o = const OFF_WORD, w = out(reg) w, options(nostack, readonly, preserves_flags))
     };
     w & DEPTH_MASK
+}
+
+/// Whether the timer core has posted a compiler-interrupt request for this worker: one load
+/// of the `ArmGenerations` pointer at gs:[32] and one of the request word. Only where
+/// `on_worker()`.
+#[inline(always)]
+pub fn ci_requested() -> bool {
+    let r: u64;
+    // SAFETY: on a worker thread gs:[32] holds the address of its `ArmGenerations`, which lives as
+    // long as the runtime; the word lies at `OFF_CI_REQUEST` in it. Not `pure`: re-read at every
+    // probe (the thread may have moved to another worker).
+    unsafe {
+        asm!(
+            "mov {r}, qword ptr gs:[{gens}]",
+            "mov {r}, qword ptr [{r} + {off}]",
+            gens = const OFF_GENS,
+            off = const OFF_CI_REQUEST,
+            r = out(reg) r,
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+    r != 0
 }
 
 #[cfg(test)]

@@ -229,7 +229,13 @@ impl Runtime {
     pub fn interrupt_worker(&self, id: usize) -> std::io::Result<()> {
         // Aimed at whatever arming is current (the microbenchmark's sender plays the timer core).
         let gens = &self.shared.workers[id].gens;
-        gens.target.store(gens.armed.load(Ordering::Acquire), Ordering::Release);
+        let armed = gens.armed.load(Ordering::Acquire);
+        gens.target.store(armed, Ordering::Release);
+        if self.shared.ci.is_some() {
+            // Compiler interrupts: the request word, as the timer core's first step.
+            gens.ci_request.0.store(armed, Ordering::Release);
+            return Ok(());
+        }
         self.shared.preempter.preempt(self.worker_target(id))
     }
 

@@ -38,6 +38,8 @@ counters!(
         preempt_skipped,
         /// Interrupts that found no long request running (it had finished meanwhile).
         interrupts_ignored,
+        /// Compiler-interrupt requests a probe took (each then preempted or was deferred).
+        ci_taken,
         /// Voluntary parks (contended green mutex).
         yields,
         /// Green threads resumed from the wait queue on this worker.
@@ -54,6 +56,11 @@ counters!(
     TimerSnapshot {
         /// Interrupts sent (quantum expired and the worker's queue non-empty).
         interrupts_sent,
+        /// Compiler-interrupt requests posted (`ci` modes), before any fallback.
+        ci_requests,
+        /// Requests no probe answered within the grace period, followed by an interrupt (the
+        /// hybrid modes) or by the request again (`ci` alone).
+        ci_unanswered,
         /// Interrupt deliveries that failed (errno from the mechanism).
         interrupt_errors,
         /// Quantum expired with an empty queue: timer renewed instead of preempting.

@@ -3,7 +3,7 @@
 //! The decisions themselves are `policy::timer`.
 
 use crate::clock;
-use crate::policy::timer::{decide, QuantumControl, TimerDecision};
+use crate::policy::timer::{ci_step, decide, CiStep, QuantumControl, TimerDecision};
 use crate::preempt::Target;
 use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
 use crate::worker::Shared;
@@ -91,9 +91,31 @@ pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &Timer
         let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
         match decide(now, deadline, queued, quantum) {
             TimerDecision::Preempt { next_deadline } => {
+                let step = shared.ci.map(|ci| {
+                    let posted = w.gens.ci_request.0.load(Ordering::Acquire);
+                    (ci_step(posted, armed, ci.fallback), now + ci.grace_ns.unwrap_or(quantum))
+                });
+                let next_deadline = match step {
+                    Some((CiStep::Request | CiStep::RequestAgain, after_grace)) => after_grace,
+                    _ => next_deadline,
+                };
                 // Only if the worker has not disarmed/re-armed meanwhile (a new request).
                 if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                     w.gens.target.store(armed, Ordering::Release);
+                    match step.map(|(s, _)| s) {
+                        Some(s @ (CiStep::Request | CiStep::RequestAgain)) => {
+                            if s == CiStep::RequestAgain {
+                                stats.ci_unanswered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            w.gens.ci_request.0.store(armed, Ordering::Release);
+                            stats.ci_requests.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Some(CiStep::Fallback) => {
+                            stats.ci_unanswered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => {}
+                    }
                     let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
                     match shared.preempter.preempt(target) {
                         Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),

@@ -192,6 +192,41 @@ fn a_million_preemptions_with_exact_checksums() {
     assert!(o.replies.preempted_repeatedly > 0, "some request was preempted repeatedly");
 }
 
+/// The same volume through compiler interrupts: every preemption is a probe in the kernels
+/// (`#[synergy::preemptible]`) taking the timer core's request, parked through the voluntary
+/// switch; then through the hybrid of the mechanism under test, where a request that reached no
+/// probe within the grace period is interrupted. SYNERGY_STRESS_CI_PREEMPTIONS overrides the
+/// target of each (default 1,000,000).
+#[test]
+fn a_million_preemptions_under_compiler_interrupts_and_a_hybrid() {
+    let target: u64 =
+        std::env::var("SYNERGY_STRESS_CI_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let hybrid = synergy::PreemptMode::named(&format!("ci+{}", common::preempt_mode_name())).unwrap();
+    for mode in [synergy::PreemptMode::Ci, hybrid] {
+        let mut cfg = Config { preempt: mode, ..common::one_worker() };
+        cfg.timer_yield = synergy::config::TimerYield::Never;
+        let o = run(cfg, 2_000, target, 0, 256);
+        check_exact(&o);
+        let t = &o.stats.total;
+        eprintln!(
+            "stress {}: {} preemptions ({} at probes) of {} requests in {:.1?}; {} requests posted, {} unanswered, {} interrupts",
+            mode.name(),
+            t.preemptions,
+            t.ci_taken,
+            o.submitted,
+            o.elapsed,
+            o.stats.timer.ci_requests,
+            o.stats.timer.ci_unanswered,
+            o.stats.timer.interrupts_sent
+        );
+        assert!(t.preemptions >= target, "{}: only {} preemptions", mode.name(), t.preemptions);
+        assert!(t.ci_taken > 0, "{}: probes took requests", mode.name());
+        if mode == synergy::PreemptMode::Ci {
+            assert_eq!(o.stats.timer.interrupts_sent, 0);
+        }
+    }
+}
+
 /// Two workers on a 2-CPU machine share a CPU with the timer core, so interrupts are rare here
 /// (the timer core runs when the scheduler lets it); the point is correctness under migration.
 #[test]

@@ -70,6 +70,8 @@ fn receiver(req: Request) {
             break;
         }
         LAST.store(stamp(), Ordering::Relaxed);
+        // The compiler-interrupt path's probe (`--preempt ci`); a few loads otherwise.
+        synergy::preempt_point();
     }
     synergy::feedback_finished();
     let _ = synergy::send(Reply::to(&req));
@@ -172,7 +174,14 @@ pub struct Params {
 /// bare baseline, alternating.
 pub fn run(p: &Params) -> Result<MicrobenchResult, String> {
     if p.preempt == PreemptMode::None {
-        return Err("--preempt must be signal, ipi or uintr".into());
+        return Err("--preempt must be signal, ipi, uintr or ci".into());
+    }
+    if p.preempt.compiler_interrupts() && p.preempt != PreemptMode::Ci {
+        return Err(format!(
+            "--preempt {}: a hybrid's two paths are measured one at a time: run --preempt ci and --preempt {}",
+            p.preempt.name(),
+            p.preempt.interrupt().name()
+        ));
     }
     if p.sender_cpu == p.receiver_cpu {
         return Err("the sender and the receiver need two different CPUs".into());

@@ -2,6 +2,7 @@
 //! single asm entry every method lands in, and the per-worker "preemption disabled" counter that
 //! defers (never drops) a preemption during allocation, locks and other TLS-dependent code.
 
+pub mod ci;
 pub mod decide;
 pub mod entry;
 pub mod ipi;
@@ -14,20 +15,48 @@ use std::io;
 
 /// How the timer core delivers a preemption to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub enum PreemptMode {
     /// Never interrupt: long requests run to completion (a baseline for comparisons).
+    #[cfg_attr(feature = "serde", serde(rename = "none"))]
     None,
     /// POSIX signal (tgkill) to the worker thread.
+    #[cfg_attr(feature = "serde", serde(rename = "signal"))]
     Signal,
     /// The kmod_ipi kernel module (direct-APIC-ID IPI).
+    #[cfg_attr(feature = "serde", serde(rename = "ipi"))]
     Ipi,
     /// Intel user interrupts (senduipi), set up by kmod_uintr.
+    #[cfg_attr(feature = "serde", serde(rename = "uintr"))]
     Uintr,
+    /// Compiler interrupts: the timer core sets the worker's request word, and the request parks
+    /// itself at its next probe (`preempt_point`, inserted by `#[synergy::preemptible]`). Code
+    /// without probes is never preempted.
+    #[cfg_attr(feature = "serde", serde(rename = "ci"))]
+    Ci,
+    /// Compiler interrupts first; a worker that reached no probe within the grace period gets a
+    /// signal.
+    #[cfg_attr(feature = "serde", serde(rename = "ci+signal"))]
+    CiSignal,
+    /// Compiler interrupts, falling back to kmod_ipi.
+    #[cfg_attr(feature = "serde", serde(rename = "ci+ipi"))]
+    CiIpi,
+    /// Compiler interrupts, falling back to a user interrupt.
+    #[cfg_attr(feature = "serde", serde(rename = "ci+uintr"))]
+    CiUintr,
 }
 
 impl PreemptMode {
-    pub const ALL: [PreemptMode; 4] = [PreemptMode::None, PreemptMode::Signal, PreemptMode::Ipi, PreemptMode::Uintr];
+    pub const ALL: [PreemptMode; 8] = [
+        PreemptMode::None,
+        PreemptMode::Signal,
+        PreemptMode::Ipi,
+        PreemptMode::Uintr,
+        PreemptMode::Ci,
+        PreemptMode::CiSignal,
+        PreemptMode::CiIpi,
+        PreemptMode::CiUintr,
+    ];
 
     /// The mode spelled `name` (as `--preempt` takes it).
     pub fn named(name: &str) -> Option<PreemptMode> {
@@ -40,6 +69,26 @@ impl PreemptMode {
             PreemptMode::Signal => "signal",
             PreemptMode::Ipi => "ipi",
             PreemptMode::Uintr => "uintr",
+            PreemptMode::Ci => "ci",
+            PreemptMode::CiSignal => "ci+signal",
+            PreemptMode::CiIpi => "ci+ipi",
+            PreemptMode::CiUintr => "ci+uintr",
+        }
+    }
+
+    /// Whether the timer core asks through the compiler-interrupt request word first.
+    pub fn compiler_interrupts(self) -> bool {
+        matches!(self, PreemptMode::Ci | PreemptMode::CiSignal | PreemptMode::CiIpi | PreemptMode::CiUintr)
+    }
+
+    /// The interrupt mechanism: the mode itself, the fallback of a hybrid, `None` for `ci` alone.
+    pub fn interrupt(self) -> PreemptMode {
+        match self {
+            PreemptMode::Ci => PreemptMode::None,
+            PreemptMode::CiSignal => PreemptMode::Signal,
+            PreemptMode::CiIpi => PreemptMode::Ipi,
+            PreemptMode::CiUintr => PreemptMode::Uintr,
+            m => m,
         }
     }
 }
@@ -78,13 +127,15 @@ impl Preempter for NoPreempter {
     }
 }
 
-/// Builds the preempter for `mode`, or explains why it cannot be used here.
+/// Builds the interrupt preempter for `mode` (for a `ci` mode, its fallback's), or explains why
+/// it cannot be used here.
 pub fn preempter_for(mode: PreemptMode) -> io::Result<Box<dyn Preempter>> {
-    match mode {
-        PreemptMode::None => Ok(Box::new(NoPreempter)),
+    match mode.interrupt() {
         PreemptMode::Signal => Ok(Box::new(signal::SignalPreempter::install()?)),
         PreemptMode::Ipi => Ok(Box::new(ipi::IpiPreempter::open()?)),
         PreemptMode::Uintr => Ok(Box::new(uintr::UintrPreempter::open()?)),
+        // `none`, and `ci` without a fallback: the timer core never interrupts.
+        _ => Ok(Box::new(NoPreempter)),
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Shared {
     /// The application declared its whole handler a preemptible region (`Runtime::start_migratable`).
     pub handler_migratable: bool,
     pub preempter: Arc<dyn Preempter>,
+    /// Compiler interrupts (`--preempt=ci` and the hybrids), or None.
+    pub ci: Option<CiParams>,
     pub params: WorkerParams,
     /// Drain and stop once the transport is finished and nothing is in flight.
     pub shutdown: AtomicBool,
@@ -114,6 +116,10 @@ impl Shared {
             handler,
             handler_migratable,
             preempter,
+            ci: config.preempt.compiler_interrupts().then_some(CiParams {
+                grace_ns: (config.ci_grace_us > 0).then_some(config.ci_grace_us * 1000),
+                fallback: config.preempt.interrupt() != crate::preempt::PreemptMode::None,
+            }),
             params: WorkerParams {
                 steal_threshold: config.steal_threshold,
                 stack_size: config.stack_kib * 1024,
@@ -130,6 +136,15 @@ impl Shared {
             darc_reserved: config.darc_reserved_workers,
         }
     }
+}
+
+/// How the timer core uses compiler interrupts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CiParams {
+    /// How long a request may stay unanswered before the fallback; None = one quantum.
+    pub grace_ns: Option<u64>,
+    /// A hybrid mode: `preempter` interrupts an unanswered request.
+    pub fallback: bool,
 }
 
 /// One worker's state that others read: its queue, its timer, its counters.

@@ -1,10 +1,13 @@
 //! Deterministic compute kernels whose state lives in registers across long loops, so a
 //! preemption that failed to save or restore any general-purpose, SSE, AVX or AVX-512 register
-//! (or the AVX-512 mask registers) would change the result.
+//! (or the AVX-512 mask registers) would change the result. Each carries compiler-interrupt probes
+//! (`#[synergy::preemptible]`), so the same kernels serve the `ci` modes; elsewhere a probe is a
+//! few loads.
 #![allow(dead_code)]
 
 use std::arch::x86_64::*;
 
+#[synergy::preemptible]
 pub fn int_kernel(seed: u64, iters: u32) -> u64 {
     let (mut a, mut b, mut c) = (seed | 1, seed ^ 0x9E37_79B9_7F4A_7C15, seed.rotate_left(17));
     for i in 0..iters {
@@ -16,6 +19,7 @@ pub fn int_kernel(seed: u64, iters: u32) -> u64 {
     a ^ b ^ c
 }
 
+#[synergy::preemptible]
 pub fn sse_kernel(seed: u64, iters: u32) -> u64 {
     // SAFETY: SSE2 is part of the x86_64 baseline.
     unsafe {
@@ -35,6 +39,7 @@ pub fn sse_kernel(seed: u64, iters: u32) -> u64 {
     }
 }
 
+#[synergy::preemptible]
 #[target_feature(enable = "avx2")]
 fn avx2_kernel_impl(seed: u64, iters: u32) -> u64 {
     let mut acc = _mm256_set_epi64x(seed as i64, (seed ^ 1) as i64, (seed ^ 2) as i64, (seed ^ 3) as i64);
@@ -56,6 +61,7 @@ fn avx2_kernel_impl(seed: u64, iters: u32) -> u64 {
     out.iter().fold(0u64, |h, v| h.rotate_left(5) ^ v)
 }
 
+#[synergy::preemptible]
 #[target_feature(enable = "avx512f")]
 fn avx512_kernel_impl(seed: u64, iters: u32) -> u64 {
     let mut acc = _mm512_set_epi64(seed as i64, 1, 2, 3, 4, 5, 6, (seed >> 3) as i64);

@@ -3,7 +3,12 @@
 insmod /modules/kmod_ipi.ko
 export SYNERGY_TEST_PREEMPT=ipi
 synergy-test-preemption --test-threads=1 short_request_overtakes
-SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million --nocapture
+SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million_preemptions_with --nocapture
+# Only SSE live when preempted through ipi_stub, AVX state live after (issue 23).
+SYNERGY_LIVE_STATE_PREEMPTED=500 synergy-test-live_state --test-threads=1 --nocapture
+# Compiler interrupts, and the ci+ipi hybrid falling back to kmod_ipi (issue 17).
+synergy-test-compiler_interrupts --test-threads=1
+SYNERGY_STRESS_CI_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million_preemptions_under --nocapture
 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
 # Every scheduling policy (--policy) with kmod_ipi delivering the preemptions.
 synergy-test-policies --test-threads=1

@@ -19,7 +19,7 @@ if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   # allocation, every scheduling policy; then the demo and the interrupt-path microbenchmark.
   export SYNERGY_TEST_PREEMPT=uintr
   synergy-test-preemption --test-threads=1 short_request_overtakes
-  SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million --nocapture
+  SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million_preemptions_with --nocapture
   SYNERGY_ALLOC_LOCK_REQUESTS=3000 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
   synergy-test-policies --test-threads=1
   unset SYNERGY_TEST_PREEMPT
