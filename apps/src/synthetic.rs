@@ -22,7 +22,7 @@ const PROBE_EVERY_NS: u64 = 250;
 /// A long request's work, instrumented for `--preempt=ci` and its hybrids as an application
 /// instruments its handlers: `spin_work` in 250 ns pieces, a probe before each.
 #[synergy::preemptible]
-fn long_work(ns: u64) {
+pub fn long_work(ns: u64) {
     let mut left = ns;
     while left > 0 {
         let piece = left.min(PROBE_EVERY_NS);

@@ -66,7 +66,8 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
         if t.long {
             // SAFETY: the spin reads the runtime's clock only: no thread-local storage, no lock.
             unsafe { synergy::feedback_start() };
-            clock::spin_work(t.service_ns);
+            // The synthetic application's long work: instrumented for compiler interrupts.
+            synergy_apps::synthetic::long_work(t.service_ns);
             synergy::feedback_finished();
         } else {
             clock::spin_work(t.service_ns);
@@ -113,10 +114,14 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
     })
 }
 
-/// Runs the configured mode and, unless it is `none` already, the `none` baseline, alternating
-/// them `repeat` times so that machine noise hits both alike. Returns every run, in order.
+/// Runs the configured mode and, unless it is `none` already, the `none` baseline (for a hybrid
+/// `ci+X` also `ci` and `X` alone), alternating them `repeat` times so that machine noise hits
+/// all alike. Returns every run, in order.
 pub fn run_demo(cfg: &Config, params: &DemoParams, repeat: usize) -> Result<Vec<RunResult>, StartError> {
     let mut modes = vec![cfg.preempt];
+    if cfg.preempt.compiler_interrupts() && cfg.preempt != PreemptMode::Ci {
+        modes.extend([PreemptMode::Ci, cfg.preempt.interrupt()]);
+    }
     if cfg.preempt != PreemptMode::None {
         modes.push(PreemptMode::None);
     }

@@ -322,6 +322,21 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// Compiler-interrupt probe overhead: three loops plain, probed every iteration and every 64.
+    Probes {
+        /// Alternating rounds (medians and the worst round are reported).
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+        /// Iterations of the arithmetic loop per round (the others scale from it).
+        #[arg(long, default_value_t = 50_000_000)]
+        iterations: u64,
+        /// CPU of the worker that runs the loops.
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/ci-probes).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// The timer core's cost per worker watched, over 1 to 30 fake workers in each worker state.
     Scan {
         /// Worker counts to measure (comma-separated).
@@ -564,6 +579,28 @@ fn main() -> ExitCode {
             }
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &b, crate::bench::ring::csv(&b), crate::bench::ring::svg(&b)) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Probes { rounds, iterations, cpu, out }) => {
+            if rounds == 0 || iterations < 1000 {
+                return fail("--rounds must be at least 1 and --iterations at least 1000");
+            }
+            if let Some(c) = cpu {
+                if !synergy::cpu::allowed_cpus().contains(&c) {
+                    return fail(format!("CPU {c} is not available to this process"));
+                }
+            }
+            let b = match crate::bench::probes::run(rounds, iterations, cpu) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            print!("{}", crate::bench::probes::table(&b));
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::probes::csv(&b), crate::bench::probes::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
                     return fail(e);
                 }
             }

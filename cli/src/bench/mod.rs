@@ -4,6 +4,7 @@ pub mod ctx;
 pub mod interrupt;
 pub mod interrupt_report;
 pub mod phases;
+pub mod probes;
 pub mod ring;
 pub mod scan;
 pub mod timer;
