@@ -67,6 +67,14 @@ three_builds!(stream_plain, stream_probed, stream_every64, |data, n| {
 
 type Kernel = fn(&[u64], u64) -> u64;
 
+/// One loop: its three builds, its data and its iterations per round.
+struct Loop {
+    name: &'static str,
+    builds: [(&'static str, Kernel); 3],
+    data: Vec<u64>,
+    iterations: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeRow {
     pub kernel: &'static str,
@@ -99,9 +107,9 @@ fn random_cycle(len: usize) -> Vec<u64> {
     v
 }
 
-fn measure(kernels: &[(&'static str, [(&'static str, Kernel); 3], Vec<u64>, u64)], rounds: usize) -> Vec<ProbeRow> {
+fn measure(loops: &[Loop], rounds: usize) -> Vec<ProbeRow> {
     let mut rows = Vec::new();
-    for (name, builds, data, n) in kernels {
+    for Loop { name, builds, data, iterations: n } in loops {
         // times[build][round], ns per iteration
         let mut times = [vec![], vec![], vec![]];
         for round in 0..rounds {
@@ -132,25 +140,29 @@ fn measure(kernels: &[(&'static str, [(&'static str, Kernel); 3], Vec<u64>, u64)
 
 /// Runs the benchmark on a worker of a one-worker `ci` runtime (CPU `cpu` if given).
 pub fn run(rounds: usize, iterations: u64, cpu: Option<usize>) -> Result<ProbeBench, String> {
-    let kernels: Vec<(&'static str, [(&'static str, Kernel); 3], Vec<u64>, u64)> = vec![
-        (
-            "arithmetic",
-            [("plain", arith_plain), ("probe per iteration", arith_probed), ("probe every 64", arith_every64)],
-            Vec::new(),
+    let kernels = vec![
+        Loop {
+            name: "arithmetic",
+            builds: [("plain", arith_plain), ("probe per iteration", arith_probed), ("probe every 64", arith_every64)],
+            data: Vec::new(),
             iterations,
-        ),
-        (
-            "pointer chase (256 KiB)",
-            [("plain", chase_plain), ("probe per iteration", chase_probed), ("probe every 64", chase_every64)],
-            random_cycle(32 * 1024),
-            iterations / 4,
-        ),
-        (
-            "streaming sum (64 MiB)",
-            [("plain", stream_plain), ("probe per iteration", stream_probed), ("probe every 64", stream_every64)],
-            vec![1u64; 8 << 20],
-            (8u64 << 20) * 4,
-        ),
+        },
+        Loop {
+            name: "pointer chase (256 KiB)",
+            builds: [("plain", chase_plain), ("probe per iteration", chase_probed), ("probe every 64", chase_every64)],
+            data: random_cycle(32 * 1024),
+            iterations: iterations / 4,
+        },
+        Loop {
+            name: "streaming sum (64 MiB)",
+            builds: [
+                ("plain", stream_plain),
+                ("probe per iteration", stream_probed),
+                ("probe every 64", stream_every64),
+            ],
+            data: vec![1u64; 8 << 20],
+            iterations: (8u64 << 20) * 4,
+        },
     ];
     let out: Arc<Mutex<Option<Vec<ProbeRow>>>> = Arc::new(Mutex::new(None));
     let o = out.clone();
