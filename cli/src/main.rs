@@ -93,10 +93,11 @@ struct SimulateArgs {
     /// Stealing from a peer (ns).
     #[arg(long, default_value_t = 100)]
     steal_ns: u64,
-    /// Synergy's preemption cost (ns). Default: a compiler-interrupt yield, as in the thesis's
-    /// comparisons (§6.3.3: "the Compiler Interrupts technique used in all previous
-    /// experiments"); kmod_ipi's receive + return from Table 5.1 is 828, a signal's 2075.
-    #[arg(long, default_value_t = 100)]
+    /// Synergy's preemption cost (ns). Default: its compiler-interrupt path as measured by
+    /// `synergy microbench --preempt ci` (receive 192 + return 21 ns p50, Intel Xeon family 6
+    /// model 167, docs/results/microbench-ci.txt), as the thesis's comparisons run Synergy with CI
+    /// (§6.3.3); kmod_ipi's receive + return from Table 5.1 is 828, a signal's 2075.
+    #[arg(long, default_value_t = 213)]
     synergy_preempt_ns: u64,
     /// Shinjuku's IPI preemption cost (ns).
     #[arg(long, default_value_t = 1_000)]

@@ -24,9 +24,10 @@ build_initramfs() {
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"] \
-       and m["target"]["name"] in ("preemption", "stress", "alloc_lock", "policies", "regions", "soak"):
+       and m["target"]["name"] in ("preemption", "stress", "alloc_lock", "policies", "regions", "soak",
+                                   "live_state", "compiler_interrupts"):
         print(m["target"]["name"], m["executable"])')
-  [ ${#tests[@]} -eq 6 ] || { log "expected 6 runtime test executables, found: ${tests[*]}"; exit 1; }
+  [ ${#tests[@]} -eq 8 ] || { log "expected 8 runtime test executables, found: ${tests[*]}"; exit 1; }
   rm -rf "$dir"
   mkdir -p "$dir"/{bin,modules,tests}
   cp /bin/busybox "$dir/bin/busybox"

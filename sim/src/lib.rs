@@ -109,8 +109,10 @@ pub fn policy_named(
     quantum_factor: f64,
     steal_threshold: usize,
 ) -> Option<Box<dyn policy::Policy>> {
-    let short_ema = workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum::<f64>()
-        / workload.types.iter().filter(|t| !t.long).map(|t| t.share).sum::<f64>().max(1e-9);
+    // Synergy starts from the runtime's initial EMA and learns it from the short requests it
+    // serves (`policy::Synergy` folds in every short service time), as the runtime's workers do;
+    // it used to start from the workload's true short mean (issue 17).
+    let short_ema = synergy_policy::quantum::ShortEma::default().get() as f64;
     Some(match name {
         "cfcfs" => Box::new(policy::CFcfs::default()),
         "dfcfs" => Box::new(policy::DFcfs::new(workers)),
