@@ -44,9 +44,38 @@ fn wide_components() -> u64 {
     xcr0 & 0b1110_0100
 }
 
-/// XGETBV with ECX = 1 (XINUSE) exists: CPUID.(EAX=0DH,ECX=1):EAX[2].
+/// XGETBV with ECX = 1 (XINUSE) exists, CPUID.(EAX=0DH,ECX=1):EAX[2], and reports the init
+/// state: right after an XRSTOR of the SSE-only image no wide component may read as in use.
+/// QEMU's TCG implements the instruction but reports AVX in use regardless (every probe request
+/// of the first guest run, preempted or not, saw bit 2), so there the XINUSE check is off.
 fn has_xinuse() -> bool {
-    core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 != 0
+    static TRACKS_INIT: OnceLock<bool> = OnceLock::new();
+    *TRACKS_INIT.get_or_init(|| {
+        if core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 == 0 {
+            return false;
+        }
+        let image = sse_only_image();
+        let img = image.0[image.1..].as_ptr();
+        let in_use: u64;
+        // SAFETY: as in `probe`: XRSTOR of the valid SSE-only image, then XGETBV(1), which the
+        // CPUID bit above says exists. Vector and x87 registers are declared clobbered.
+        unsafe {
+            asm!(
+                "mov eax, -1",
+                "mov edx, -1",
+                "xrstor64 [{img}]",
+                "mov ecx, 1",
+                "xgetbv",
+                img = in(reg) img,
+                out("rax") in_use,
+                out("ecx") _,
+                out("edx") _,
+                clobber_abi("C"),
+                options(nostack),
+            )
+        };
+        in_use & wide_components() == 0
+    })
 }
 
 /// A standard-form XSAVE image with only SSE in use, every register zero (read-only after init).
