@@ -185,7 +185,8 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     let target: u64 = std::env::var("SYNERGY_LIVE_STATE_PREEMPTED").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
     if !has_xinuse() {
         eprintln!(
-            "NOTE: this CPU has no XGETBV(ECX=1): the XINUSE check is off; XMM0 and the upper halves are checked"
+            "NOTE: this CPU has no XGETBV(ECX=1) that reports the init state (QEMU's TCG reports AVX in use \
+             regardless): the XINUSE check is off; XMM0, the upper halves and the wide kernel are checked"
         );
     }
     if !kernels::has_avx2() {
