@@ -8,7 +8,7 @@ SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million_
 SYNERGY_LIVE_STATE_PREEMPTED=500 synergy-test-live_state --test-threads=1 --nocapture
 # Compiler interrupts, and the ci+ipi hybrid falling back to kmod_ipi (issue 17).
 synergy-test-compiler_interrupts --test-threads=1
-SYNERGY_STRESS_CI_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million_preemptions_under --nocapture
+SYNERGY_STRESS_CI_PREEMPTIONS=5000 synergy-test-stress --test-threads=1 a_million_preemptions_under --nocapture
 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
 # Every scheduling policy (--policy) with kmod_ipi delivering the preemptions.
 synergy-test-policies --test-threads=1
