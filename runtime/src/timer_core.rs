@@ -91,30 +91,24 @@ pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &Timer
         let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
         match decide(now, deadline, queued, quantum) {
             TimerDecision::Preempt { next_deadline } => {
-                let step = shared.ci.map(|ci| {
-                    let posted = w.gens.ci_request.0.load(Ordering::Acquire);
-                    (ci_step(posted, armed, ci.fallback), now + ci.grace_ns.unwrap_or(quantum))
-                });
-                let next_deadline = match step {
-                    Some((CiStep::Request | CiStep::RequestAgain, after_grace)) => after_grace,
+                // Compiler interrupts: post a request (and wait a grace period) unless one posted
+                // for this arming went unanswered and the hybrid's interrupt follows.
+                let step = shared.ci.map(|ci| ci_step(w.gens.ci_request.0.load(Ordering::Acquire), armed, ci.fallback));
+                let post = matches!(step, Some(CiStep::Request | CiStep::RequestAgain));
+                let next_deadline = match shared.ci {
+                    Some(ci) if post => now + ci.grace_ns.unwrap_or(quantum),
                     _ => next_deadline,
                 };
                 // Only if the worker has not disarmed/re-armed meanwhile (a new request).
                 if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                     w.gens.target.store(armed, Ordering::Release);
-                    match step.map(|(s, _)| s) {
-                        Some(s @ (CiStep::Request | CiStep::RequestAgain)) => {
-                            if s == CiStep::RequestAgain {
-                                stats.ci_unanswered.fetch_add(1, Ordering::Relaxed);
-                            }
-                            w.gens.ci_request.0.store(armed, Ordering::Release);
-                            stats.ci_requests.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        Some(CiStep::Fallback) => {
-                            stats.ci_unanswered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        None => {}
+                    if matches!(step, Some(CiStep::RequestAgain | CiStep::Fallback)) {
+                        stats.ci_unanswered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if post {
+                        w.gens.ci_request.0.store(armed, Ordering::Release);
+                        stats.ci_requests.fetch_add(1, Ordering::Relaxed);
+                        continue;
                     }
                     let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
                     match shared.preempter.preempt(target) {

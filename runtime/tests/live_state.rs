@@ -21,6 +21,7 @@ use std::arch::asm;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use synergy::preempt::save_cost::XsaveImage;
 use synergy::transport::channel::ChannelTransport;
 use synergy::{feedback_finished, feedback_start, send, Reply, Request, Runtime};
 
@@ -35,13 +36,7 @@ const WIDE_KERNEL_WRONG: u32 = 8;
 
 /// AVX (2), opmask (5), ZMM_Hi256 (6) and Hi16_ZMM (7), as far as the OS enabled them.
 fn wide_components() -> u64 {
-    let xcr0 = {
-        let (lo, hi): (u32, u32);
-        // SAFETY: XGETBV with ECX = 0 reads XCR0; the runtime started, so the OS enabled XSAVE.
-        unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-        (u64::from(hi) << 32) | u64::from(lo)
-    };
-    xcr0 & 0b1110_0100
+    synergy::cpu::enabled_components() & 0b1110_0100
 }
 
 /// XGETBV with ECX = 1 (XINUSE) exists, CPUID.(EAX=0DH,ECX=1):EAX[2], and reports the init
@@ -54,8 +49,7 @@ fn has_xinuse() -> bool {
         if core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 == 0 {
             return false;
         }
-        let image = sse_only_image();
-        let img = image.0[image.1..].as_ptr();
+        let img = sse_only_image().as_ptr();
         let in_use: u64;
         // SAFETY: as in `probe`: XRSTOR of the valid SSE-only image, then XGETBV(1), which the
         // CPUID bit above says exists. Vector and x87 registers are declared clobbered.
@@ -78,20 +72,10 @@ fn has_xinuse() -> bool {
     })
 }
 
-/// A standard-form XSAVE image with only SSE in use, every register zero (read-only after init).
-struct SseOnlyImage(Vec<u8>, usize);
-
-fn sse_only_image() -> &'static SseOnlyImage {
-    static IMAGE: OnceLock<SseOnlyImage> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let size = synergy::cpu::xsave_area_size().expect("XSAVE");
-        let mut v = vec![0u8; size + 64];
-        let off = v.as_ptr().align_offset(64);
-        v[off..off + 2].copy_from_slice(&0x037Fu16.to_le_bytes()); // x87 control word
-        v[off + 24..off + 28].copy_from_slice(&0x1F80u32.to_le_bytes()); // MXCSR
-        v[off + 512..off + 520].copy_from_slice(&2u64.to_le_bytes()); // XSTATE_BV: SSE
-        SseOnlyImage(v, off)
-    })
+/// The image with only SSE in use (read-only after init).
+fn sse_only_image() -> &'static XsaveImage {
+    static IMAGE: OnceLock<XsaveImage> = OnceLock::new();
+    IMAGE.get_or_init(|| XsaveImage::with_components(0b10).expect("XSAVE with SSE enabled"))
 }
 
 /// The wide (AVX-512, else AVX2) kernel of `seed`, or 0 without AVX2.
@@ -108,8 +92,7 @@ fn wide_kernel(seed: u64) -> u64 {
 /// The probe: returns its status bits and the XINUSE bits it saw. `wide` is `wide_kernel(seed)`
 /// computed unpreempted.
 fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
-    let image = sse_only_image();
-    let img = image.0[image.1..].as_ptr();
+    let img = sse_only_image().as_ptr();
     let watch = if has_xinuse() { wide_components() } else { 0 };
     let (low, seen): (u64, u64);
     // SAFETY: `img` is a valid standard-form image (64-byte aligned, zero header but XSTATE_BV,

@@ -69,27 +69,47 @@ impl Area {
     }
 }
 
+/// A standard-form XSAVE image (64-byte aligned, the standard size) in which exactly the given
+/// components are in use, every register zero, MXCSR and the x87 control word at the ABI
+/// defaults: an XRSTOR of it with every component requested leaves those components in use and
+/// every other one in its initial state. Read-only once made.
+pub struct XsaveImage(Area);
+
+impl XsaveImage {
+    /// None without XSAVE, or if the OS has not enabled every one of `components` (XCR0).
+    pub fn with_components(components: u64) -> Option<XsaveImage> {
+        let standard = cpu::xsave_area_size()?;
+        if cpu::enabled_components() & components != components {
+            return None;
+        }
+        let mut area = Area::new(standard);
+        let img = area.ptr();
+        // SAFETY: `img` points at `standard` zeroed bytes, 64-byte aligned: FCW (offset 0), MXCSR
+        // (24) and XSTATE_BV (512) lie inside them.
+        unsafe {
+            img.cast::<u16>().write(crate::green::context::DEFAULT_FPUCW);
+            img.add(24).cast::<u32>().write(crate::green::context::DEFAULT_MXCSR);
+            img.add(512).cast::<u64>().write(components);
+        }
+        Some(XsaveImage(area))
+    }
+
+    /// The image's first byte, for `xrstor64`.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.0 .0[self.0 .1..].as_ptr()
+    }
+}
+
 /// Times `pairs` save + restore pairs with `live` in use, saving in `format`. None without XSAVE,
 /// or for `Compacted` without XSAVEC, or for a live set the OS has not enabled.
 pub fn measure(format: XsaveFormat, live: LiveState, pairs: u64) -> Option<SaveCost> {
-    let standard = cpu::xsave_area_size()?;
-    let xcr0 = cpu::enabled_components();
-    if xcr0 & live.components() != live.components() {
-        return None;
-    }
     if format == XsaveFormat::Compacted && !std::arch::is_x86_feature_detected!("xsavec") {
         return None;
     }
-    let mut image = Area::new(standard);
+    let image = XsaveImage::with_components(live.components())?;
+    let standard = cpu::xsave_area_size()?;
     let mut area = Area::new(standard);
-    let img = image.ptr();
-    // SAFETY: `img` points at `standard` zeroed bytes, 64-byte aligned: FCW (offset 0), MXCSR
-    // (24) and XSTATE_BV (512) lie inside them.
-    unsafe {
-        img.cast::<u16>().write(crate::green::context::DEFAULT_FPUCW);
-        img.add(24).cast::<u32>().write(crate::green::context::DEFAULT_MXCSR);
-        img.add(512).cast::<u64>().write(live.components());
-    }
+    let img = image.as_ptr();
     let a = area.ptr();
     let compacted = (format == XsaveFormat::Compacted) as u64;
     let t0 = std::time::Instant::now();
