@@ -198,9 +198,10 @@ fn simulate(a: SimulateArgs) -> ExitCode {
 
 #[derive(clap::Args)]
 struct MicrobenchArgs {
-    /// Preemption path to measure.
-    #[arg(long, value_parser = crate::choices::preempt(), default_value = "signal")]
-    preempt: synergy::PreemptMode,
+    /// Preemption paths to measure, comma-separated (e.g. ci,signal): rows side by side in one
+    /// run, the paths taking turns in blocks.
+    #[arg(long, value_delimiter = ',', value_parser = crate::choices::preempt(), default_value = "signal")]
+    preempt: Vec<synergy::PreemptMode>,
     /// Interrupts per method.
     #[arg(long, default_value_t = 500_000)]
     runs: usize,
@@ -238,7 +239,7 @@ fn microbench(args: MicrobenchArgs) -> ExitCode {
             return fail(format!("{name} {c}: that CPU is not available to this process (allowed: {allowed:?})"));
         }
     }
-    let params = interrupt::Params { preempt: args.preempt, runs: args.runs, sender_cpu, receiver_cpu };
+    let params = interrupt::Params { modes: args.preempt, runs: args.runs, sender_cpu, receiver_cpu };
     let r = match interrupt::run(&params) {
         Ok(r) => r,
         Err(e) => return fail(e),

@@ -5,7 +5,9 @@
 //! in the common preemption entry exactly as in production (full state save), which calls a probe
 //! (`set_preempt_probe`) instead of parking the request, and returns. A bare `tgkill` + signal
 //! handler + `sigreturn` is measured in the same run, alternating run by run, as the baseline.
-//! The stamps and their meaning are in `phases.rs`.
+//! Several paths (`--preempt ci,signal`) are measured in one run, taking turns in blocks, each
+//! with its own runtime (the preemption mode is the runtime's), so their rows compare side by
+//! side. The stamps and their meaning are in `phases.rs`.
 
 use super::phases::{summarize, Percentiles, PhaseSummary, Sample};
 use serde::Serialize;
@@ -84,6 +86,9 @@ pub struct MethodResult {
     pub phases: PhaseSummary,
     /// Interrupts not seen within 50 ms and sent again.
     pub resent: u64,
+    /// A path's whole interruption (rt3 − rt0) p50 over the baseline's, both from the same
+    /// blocks, run by run alternating; none for the baseline itself.
+    pub ratio_to_baseline_p50: Option<f64>,
 }
 
 /// A row of thesis Table 5.1 (ns; Xeon Gold 6438Y+, Linux 5.15, 500k runs).
@@ -112,8 +117,11 @@ pub const THESIS_TABLE_5_1: [ReferenceRow; 3] = [
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MicrobenchResult {
+    /// The measured paths, comma-separated, in the order they took turns.
     pub preempt: String,
     pub runs_per_method: usize,
+    /// Blocks each path's runs were split into (the paths take turns block by block).
+    pub blocks: usize,
     pub sender_cpu: usize,
     pub receiver_cpu: usize,
     pub ns_per_tick: f64,
@@ -124,8 +132,6 @@ pub struct MicrobenchResult {
     pub methods: Vec<MethodResult>,
     /// Green-thread switch, per switch (batches of 64 round trips).
     pub context_switch: Percentiles,
-    /// rt3 − rt0 p50 of synergy's path over the bare tgkill+sigreturn baseline's (same run).
-    pub total_ratio_to_baseline_p50: f64,
     pub reference: &'static [ReferenceRow],
 }
 
@@ -164,24 +170,38 @@ fn install_baseline_handler() -> std::io::Result<()> {
 }
 
 pub struct Params {
-    pub preempt: PreemptMode,
+    /// The paths to measure, in this order within each block (at least one; no repeats).
+    pub modes: Vec<PreemptMode>,
+    /// Interrupts per path (and as many through the baseline beside each).
     pub runs: usize,
     pub sender_cpu: usize,
     pub receiver_cpu: usize,
 }
 
-/// Runs the benchmark: `runs` interrupts through synergy's `preempt` path and as many through the
-/// bare baseline, alternating.
+/// With several paths, each path's runs are split into this many blocks and the paths take turns
+/// block by block, so a drift of the machine (frequency, a noisy neighbour) reaches every row.
+const BLOCKS: usize = 4;
+
+/// Runs the benchmark: `runs` interrupts through each of synergy's paths in `p.modes`, each
+/// alternating run by run with the bare baseline; the paths take turns in blocks.
 pub fn run(p: &Params) -> Result<MicrobenchResult, String> {
-    if p.preempt == PreemptMode::None {
-        return Err("--preempt must be signal, ipi, uintr or ci".into());
+    if p.modes.is_empty() {
+        return Err("--preempt needs at least one path".into());
     }
-    if p.preempt.compiler_interrupts() && p.preempt != PreemptMode::Ci {
-        return Err(format!(
-            "--preempt {}: a hybrid's two paths are measured one at a time: run --preempt ci and --preempt {}",
-            p.preempt.name(),
-            p.preempt.interrupt().name()
-        ));
+    for (i, &mode) in p.modes.iter().enumerate() {
+        if mode == PreemptMode::None {
+            return Err("--preempt must name signal, ipi, uintr or ci (none has no path to measure)".into());
+        }
+        if mode.compiler_interrupts() && mode != PreemptMode::Ci {
+            return Err(format!(
+                "--preempt {}: a hybrid's two paths are measured one at a time: run --preempt ci,{}",
+                mode.name(),
+                mode.interrupt().name()
+            ));
+        }
+        if p.modes[..i].contains(&mode) {
+            return Err(format!("--preempt names {} twice", mode.name()));
+        }
     }
     if p.sender_cpu == p.receiver_cpu {
         return Err("the sender and the receiver need two different CPUs".into());
@@ -194,8 +214,78 @@ pub fn run(p: &Params) -> Result<MicrobenchResult, String> {
     result
 }
 
+/// What one path's blocks gathered: its samples, the baseline's beside them, and the resends.
+#[derive(Default)]
+struct PathSamples {
+    ours: Vec<Sample>,
+    base: Vec<Sample>,
+    resent: [u64; 2],
+}
+
 fn run_exclusive(p: &Params) -> Result<MicrobenchResult, String> {
     install_baseline_handler().map_err(|e| format!("cannot install the baseline's signal handler: {e}"))?;
+    let blocks = if p.modes.len() > 1 { BLOCKS.min(p.runs) } else { 1 };
+    let mut gathered: Vec<PathSamples> = p.modes.iter().map(|_| PathSamples::default()).collect();
+    for block in 0..blocks {
+        let runs = p.runs / blocks + usize::from(block < p.runs % blocks);
+        for (&mode, into) in p.modes.iter().zip(gathered.iter_mut()) {
+            let (ours, base, resent) = run_block(mode, runs, p)?;
+            into.ours.extend(ours);
+            into.base.extend(base);
+            into.resent[0] += resent[0];
+            into.resent[1] += resent[1];
+        }
+    }
+    let ns_per_tick = synergy::clock::measure_ns_per_tick(100);
+
+    let context_switch = {
+        const PER_BATCH: u64 = 64;
+        let batches = (p.runs / 10).max(1000);
+        let mut ticks = super::ctx::switch_batches(batches, PER_BATCH);
+        let per_switch = ns_per_tick / (2 * PER_BATCH) as f64;
+        Percentiles::of(&mut ticks, per_switch)
+    };
+    let mut methods = Vec::with_capacity(p.modes.len() + 1);
+    let mut all_base = Vec::with_capacity(p.runs * p.modes.len());
+    let mut base_resent = 0;
+    for (&mode, g) in p.modes.iter().zip(&gathered) {
+        let ours = summarize(&g.ours, ns_per_tick);
+        let base = summarize(&g.base, ns_per_tick);
+        let ratio = if base.total.p50_ns > 0.0 { ours.total.p50_ns / base.total.p50_ns } else { f64::NAN };
+        methods.push(MethodResult {
+            method: mode.name().into(),
+            phases: ours,
+            resent: g.resent[0],
+            ratio_to_baseline_p50: Some(ratio),
+        });
+        all_base.extend_from_slice(&g.base);
+        base_resent += g.resent[1];
+    }
+    methods.push(MethodResult {
+        method: "tgkill+sigreturn".into(),
+        phases: summarize(&all_base, ns_per_tick),
+        resent: base_resent,
+        ratio_to_baseline_p50: None,
+    });
+    let (platform, emulated) = platform();
+    Ok(MicrobenchResult {
+        preempt: p.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+        runs_per_method: p.runs,
+        blocks,
+        sender_cpu: p.sender_cpu,
+        receiver_cpu: p.receiver_cpu,
+        ns_per_tick,
+        platform,
+        emulated,
+        methods,
+        context_switch,
+        reference: &THESIS_TABLE_5_1,
+    })
+}
+
+/// One block: a one-worker runtime preempting with `mode`, `runs` interrupts through it, each
+/// followed by one through the baseline.
+fn run_block(mode: PreemptMode, runs: usize, p: &Params) -> Result<Measured, String> {
     for a in [&LAST, &RT0, &RT1, &RT2, &RT3, &DONE] {
         a.store(0, Ordering::Relaxed);
     }
@@ -207,7 +297,7 @@ fn run_exclusive(p: &Params) -> Result<MicrobenchResult, String> {
         workers: 1,
         worker_cores: Some(vec![p.receiver_cpu]),
         timer_core: Some(p.sender_cpu),
-        preempt: p.preempt,
+        preempt: mode,
         ..Config::default()
     };
     let transport = Arc::new(ChannelTransport::new(1, 4, 4));
@@ -219,49 +309,27 @@ fn run_exclusive(p: &Params) -> Result<MicrobenchResult, String> {
             return Err(e.to_string());
         }
     };
-    // Pinned only now: the runtime checks its CPUs against this thread's affinity.
-    let outcome = synergy::cpu::pin_current_thread(p.sender_cpu)
-        .map_err(|e| format!("cannot pin the sender to CPU {}: {e}", p.sender_cpu))
-        .and_then(|()| measure(&rt, &transport, p));
+    // The sender is a thread of its own, pinned, so that this thread's affinity (which the next
+    // block's runtime checks its CPUs against) stays as it was.
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            synergy::cpu::pin_current_thread(p.sender_cpu)
+                .map_err(|e| format!("cannot pin the sender to CPU {}: {e}", p.sender_cpu))
+                .and_then(|()| measure(&rt, &transport, mode, runs))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the sender thread panicked".into()))
+    });
     STOP.store(true, Ordering::Release);
     transport.close();
     rt.shutdown();
     synergy::set_preempt_probe(None);
-    let (ours, base, resent) = outcome?;
-    let ns_per_tick = synergy::clock::measure_ns_per_tick(100);
-
-    let context_switch = {
-        const PER_BATCH: u64 = 64;
-        let batches = (p.runs / 10).max(1000);
-        let mut ticks = super::ctx::switch_batches(batches, PER_BATCH);
-        let per_switch = ns_per_tick / (2 * PER_BATCH) as f64;
-        Percentiles::of(&mut ticks, per_switch)
-    };
-    let ours = summarize(&ours, ns_per_tick);
-    let base = summarize(&base, ns_per_tick);
-    let ratio = if base.total.p50_ns > 0.0 { ours.total.p50_ns / base.total.p50_ns } else { f64::NAN };
-    let (platform, emulated) = platform();
-    Ok(MicrobenchResult {
-        preempt: p.preempt.name().into(),
-        runs_per_method: p.runs,
-        sender_cpu: p.sender_cpu,
-        receiver_cpu: p.receiver_cpu,
-        ns_per_tick,
-        platform,
-        emulated,
-        methods: vec![
-            MethodResult { method: p.preempt.name().into(), phases: ours, resent: resent[0] },
-            MethodResult { method: "tgkill+sigreturn".into(), phases: base, resent: resent[1] },
-        ],
-        context_switch,
-        total_ratio_to_baseline_p50: ratio,
-        reference: &THESIS_TABLE_5_1,
-    })
+    outcome
 }
 
 type Measured = (Vec<Sample>, Vec<Sample>, [u64; 2]);
 
-fn measure(rt: &Runtime, transport: &ChannelTransport, p: &Params) -> Result<Measured, String> {
+fn measure(rt: &Runtime, transport: &ChannelTransport, mode: PreemptMode, runs: usize) -> Result<Measured, String> {
     transport
         .submit(0, Request { id: 1, kind: 1, ..Request::default() })
         .map_err(|_| "cannot submit the receiver request".to_string())?;
@@ -275,15 +343,15 @@ fn measure(rt: &Runtime, transport: &ChannelTransport, p: &Params) -> Result<Mea
     let target = rt.worker_target(0);
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
-    let mut ours = Vec::with_capacity(p.runs);
-    let mut base = Vec::with_capacity(p.runs);
+    let mut ours = Vec::with_capacity(runs);
+    let mut base = Vec::with_capacity(runs);
     let mut resent = [0u64; 2];
-    let warmup = (p.runs / 100).clamp(10, 1000);
-    for i in 0..warmup + p.runs {
+    let warmup = (runs / 100).clamp(10, 1000);
+    for i in 0..warmup + runs {
         for (which, resent) in resent.iter_mut().enumerate() {
             let send = || -> Result<(), String> {
                 if which == 0 {
-                    rt.interrupt_worker(0).map_err(|e| format!("{} send failed: {e}", p.preempt.name()))
+                    rt.interrupt_worker(0).map_err(|e| format!("{} send failed: {e}", mode.name()))
                 } else {
                     // SAFETY: tgkill to a thread of this process with a handled signal.
                     let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, target.tid, BASELINE_SIGNAL) };
@@ -306,7 +374,7 @@ fn measure(rt: &Runtime, transport: &ChannelTransport, p: &Params) -> Result<Mea
             while DONE.load(Ordering::Acquire) == done {
                 if sent_at.elapsed() > RESEND_AFTER {
                     *resent += 1;
-                    if *resent > 100 + p.runs as u64 / 10 {
+                    if *resent > 100 + runs as u64 / 10 {
                         return Err(format!("more than {} interrupts were never delivered", *resent - 1));
                     }
                     st0 = stamp();
