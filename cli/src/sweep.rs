@@ -44,6 +44,13 @@ pub struct SweepPoint {
     pub preempt: String,
     pub load: f64,
     pub preemptions: u64,
+    /// Compiler-interrupt requests the timer core posted (`ci` modes; 0 otherwise).
+    pub ci_requests: u64,
+    /// Of those, the ones a probe took.
+    pub ci_taken: u64,
+    /// Of those, the ones no probe answered within the grace period: the hybrids then sent the
+    /// interrupt (uninstrumented code, e.g. LevelDB's C++ SCAN).
+    pub ci_unanswered: u64,
     #[serde(flatten)]
     pub result: LoadgenResult,
 }
@@ -128,6 +135,9 @@ pub fn run(
                 preempt: mode.name().into(),
                 load,
                 preemptions: stats.total.preemptions,
+                ci_requests: stats.timer.ci_requests,
+                ci_taken: stats.total.ci_taken,
+                ci_unanswered: stats.timer.ci_unanswered,
                 result: result?,
             };
             progress(points.len() + 1, total, &point);
@@ -159,13 +169,13 @@ pub fn run(
 
 pub fn csv(r: &SweepResult) -> String {
     let mut s = String::from(
-        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,slowdown_p999,latency_p999_ns\n",
+        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,ci_requests,ci_taken,ci_unanswered,slowdown_p999,latency_p999_ns\n",
     );
     for p in &r.points {
         let x = &p.result;
         let _ = writeln!(
             s,
-            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
+            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{:.2},{}",
             p.policy,
             p.preempt,
             p.load,
@@ -179,6 +189,9 @@ pub fn csv(r: &SweepResult) -> String {
             x.error_replies,
             x.max_send_lag_ns,
             p.preemptions,
+            p.ci_requests,
+            p.ci_taken,
+            p.ci_unanswered,
             x.overall_slowdown_p999,
             x.overall_latency_p999_ns
         );
@@ -256,6 +269,9 @@ mod tests {
             preempt: "signal".into(),
             load: 0.0,
             preemptions: 0,
+            ci_requests: 0,
+            ci_taken: 0,
+            ci_unanswered: 0,
             result: LoadgenResult {
                 offered_rps: rps,
                 sent: 100,

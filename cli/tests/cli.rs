@@ -53,8 +53,9 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["simulate", "--loads", "0"], "--loads must be fractions of capacity"),
         (&["simulate", "--flows", "0"], "--flows must be at least 1"),
         (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
-        (&["microbench", "--preempt", "none"], "--preempt must be signal, ipi, uintr or ci"),
-        (&["microbench", "--preempt", "ci+signal"], "run --preempt ci and --preempt signal"),
+        (&["microbench", "--preempt", "none"], "--preempt must name signal, ipi, uintr or ci"),
+        (&["microbench", "--preempt", "ci+signal"], "run --preempt ci,signal"),
+        (&["microbench", "--preempt", "signal,ci,signal"], "--preempt names signal twice"),
         (&["demo", "--ci-grace", "2000000"], "ci_grace_us must be at most 1000000"),
         (&["bench", "scan", "--workers", "0"], "--workers must list worker counts between 1 and 4096"),
         (&["bench", "xsave", "--pairs", "0"], "--rounds and --pairs must be at least 1"),
@@ -120,9 +121,11 @@ fn bench_ctx_reports_both_switches_and_the_ratio() {
     assert!(out.contains("synergy") && out.contains("corosensei") && out.contains("ratio"), "{out}");
 }
 
-/// The interrupt microbenchmark's plumbing, not its speed: every interrupt is measured once per
-/// method, every sample's stamps are in order (none rejected), percentiles are ordered, and the
-/// CSV/JSON/SVG outputs carry the same data and the thesis's reference rows.
+/// The interrupt microbenchmark's plumbing, not its speed: with two paths in one run (the mode
+/// under test, then `ci`), every interrupt is measured once per path, the baseline once beside each,
+/// every sample's stamps are in order (none rejected), percentiles are ordered, each path has its
+/// ratio to the baseline, and the CSV/JSON/SVG outputs carry the same data and the thesis's
+/// reference rows.
 #[test]
 fn microbench_measures_every_interrupt_with_ordered_stamps() {
     if common::cpus() < 2 {
@@ -132,12 +135,13 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
     std::fs::create_dir_all(&dir).unwrap();
     let (json, csv, svg) = (dir.join("mb.json"), dir.join("mb.csv"), dir.join("mb.svg"));
     let mode = common::preempt_mode_name();
+    let paths: Vec<&str> = if mode == "ci" { vec!["ci"] } else { vec![mode, "ci"] };
     let o = synergy(&[
         "microbench",
         "--preempt",
-        mode,
+        &paths.join(","),
         "--runs",
-        "3000",
+        "3001",
         "--json",
         json.to_str().unwrap(),
         "--csv",
@@ -152,12 +156,23 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
         "{out}"
     );
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["preempt"], paths.join(","));
+    assert_eq!(v["blocks"], if paths.len() > 1 { 4 } else { 1 });
     let methods = v["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 2);
-    assert_eq!(methods[0]["method"], mode);
-    for m in methods {
+    assert_eq!(methods.len(), paths.len() + 1);
+    for (i, m) in methods.iter().enumerate() {
+        let is_baseline = i == paths.len();
+        if is_baseline {
+            assert_eq!(m["method"], "tgkill+sigreturn");
+            assert!(m["ratio_to_baseline_p50"].is_null(), "{m}");
+        } else {
+            assert_eq!(m["method"], paths[i]);
+            assert!(m["ratio_to_baseline_p50"].as_f64().unwrap() > 0.0, "{m}");
+            assert!(out.contains(&format!("synergy {} path / bare tgkill+sigreturn", paths[i])), "{out}");
+        }
         let p = &m["phases"];
-        assert_eq!(p["runs"], 3000, "every interrupt measured once: {m}");
+        let runs = if is_baseline { 3001 * paths.len() } else { 3001 };
+        assert_eq!(p["runs"], runs, "every interrupt measured once: {m}");
         assert_eq!(p["rejected"], 0, "no sample with out-of-order stamps: {m}");
         let pct = |phase: &str, q: &str| p[phase][q].as_f64().unwrap();
         for phase in ["send", "propagation", "receive", "return", "total"] {
@@ -176,7 +191,7 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
     }
     assert_eq!(v["reference"].as_array().unwrap().len(), 3);
     let csv = std::fs::read_to_string(&csv).unwrap();
-    assert_eq!(csv.lines().filter(|l| l.starts_with("measured,")).count(), 2 * 5 + 1, "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.starts_with("measured,")).count(), (paths.len() + 1) * 5 + 1, "{csv}");
     assert_eq!(csv.lines().filter(|l| l.starts_with("thesis,")).count(), 3 * 4, "{csv}");
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("propagation"), "an SVG chart");
@@ -369,7 +384,8 @@ fn sweep_compares_policies_of_the_real_runtime() {
 #[cfg(feature = "leveldb")]
 #[test]
 fn sweep_serves_leveldb_and_reports_its_service_times() {
-    let v = short_sweep("leveldb", &["--app", "leveldb"]);
+    // Two lines: `signal` (short_sweep's) and `ci+signal`, with the GET/SCAN handler instrumented.
+    let v = short_sweep("leveldb", &["--app", "leveldb", "--modes", "ci+signal"]);
     assert_eq!(v["workload"], "leveldb");
     let t = &v["service_times"];
     // The version of the library really linked, as Debian's package states it (1.23-4 -> 1.23).
@@ -395,4 +411,16 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     assert_eq!(classes.len(), 2);
     assert_eq!(classes[1]["long"], true);
     assert_eq!(classes[0]["service_ns"].as_u64().unwrap(), get.round() as u64);
+    // Compiler-interrupt counters: none under `signal`; under `ci+signal` every preemption came
+    // from a probe taking a request or from the fallback after an unanswered one.
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    let count = |p: &serde_json::Value, k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {p}"));
+    assert_eq!(p["preempt"], "signal");
+    assert_eq!([count(p, "ci_requests"), count(p, "ci_taken"), count(p, "ci_unanswered")], [0, 0, 0], "{p}");
+    let h = &points[1];
+    assert_eq!(h["preempt"], "ci+signal");
+    assert_eq!(h["answered"], h["sent"], "{h}");
+    assert!(count(h, "preemptions") <= count(h, "ci_taken") + count(h, "ci_unanswered"), "{h}");
+    assert!(count(h, "ci_unanswered") <= count(h, "ci_requests"), "{h}");
 }

@@ -32,6 +32,12 @@ pub const STATUS_BAD_KEY: u32 = 18;
 pub const STATUS_STORE_ERROR: u32 = 19;
 
 /// The outcome of one request, as the handler would reply it: (status, value).
+///
+/// Instrumented for compiler interrupts (`--preempt ci+signal`): the probe at entry is this
+/// handler's only yield point in Rust. A GET is over before a quantum ends; a SCAN runs in
+/// LevelDB's C++, which has no probes, so under `ci+signal` the timer core's request goes
+/// unanswered and the fallback signal preempts it (docs/leveldb.md).
+#[synergy::preemptible]
 pub fn serve(store: &Store, req: &Request) -> (u32, u64) {
     let result = match req.kind {
         LEVELDB_GET if req.key.is_empty() => return (STATUS_BAD_KEY, 0),
