@@ -63,6 +63,31 @@ pub fn stub_address() -> u64 {
     preempt_stub as *const () as u64
 }
 
+/// The decision `ipi_stub` and `uintr_stub` share, as asm text (operands `word`, `not_armed`,
+/// `gens`, `depth_mask`): jump to local label 2 (back to the interrupted code) if the preemption
+/// word is not armed or the interrupt was sent for an earlier arming of the timer (the two arm
+/// generations differ, `local::ArmGenerations`), to label 3 (leave the preemption pending for
+/// `enable()`) inside a no-preemption section; fall through to preempt. Changes RFLAGS only:
+/// rax and rcx are pushed around the generation compare and popped (`pop` leaves the flags).
+macro_rules! preemption_due_checks {
+    () => {
+        concat!(
+            "test dword ptr gs:[{word}], {not_armed}\n",
+            "jnz 2f\n",
+            "push rax\n",
+            "push rcx\n",
+            "mov rax, qword ptr gs:[{gens}]\n",
+            "mov rcx, qword ptr [rax]\n",
+            "cmp rcx, qword ptr [rax + 8]\n",
+            "pop rcx\n",
+            "pop rax\n",
+            "jne 2f\n",
+            "test dword ptr gs:[{word}], {depth_mask}\n",
+            "jnz 3f",
+        )
+    };
+}
+
 /// Address kmod_ipi resumes an interrupted worker at (with its rip in `interrupted_rip`).
 pub fn ipi_stub_address() -> u64 {
     ipi_stub as *const () as u64
@@ -89,18 +114,7 @@ unsafe extern "C" fn ipi_stub() {
         "push qword ptr gs:[{rip_slot}]",
         "mov qword ptr gs:[{rip_slot}], 0",
         "pushfq",
-        "test dword ptr gs:[{word}], {not_armed}",
-        "jnz 2f",
-        "push rax",
-        "push rcx",
-        "mov rax, qword ptr gs:[{gens}]",
-        "mov rcx, qword ptr [rax]",
-        "cmp rcx, qword ptr [rax + 8]",
-        "pop rcx",
-        "pop rax",
-        "jne 2f",
-        "test dword ptr gs:[{word}], {depth_mask}",
-        "jnz 3f",
+        preemption_due_checks!(),
         "cmp rsp, qword ptr gs:[{min_rsp}]",
         "jb 2f",
         "or dword ptr gs:[{word}], {idle}",
@@ -146,18 +160,7 @@ unsafe extern "C" fn uintr_stub() {
     // UIRET is F3 0F 01 EC.
     naked_asm!(
         "lea rsp, [rsp + 8]",
-        "test dword ptr gs:[{word}], {not_armed}",
-        "jnz 2f",
-        "push rax",
-        "push rcx",
-        "mov rax, qword ptr gs:[{gens}]",
-        "mov rcx, qword ptr [rax]",
-        "cmp rcx, qword ptr [rax + 8]",
-        "pop rcx",
-        "pop rax",
-        "jne 2f",
-        "test dword ptr gs:[{word}], {depth_mask}",
-        "jnz 3f",
+        preemption_due_checks!(),
         "push rax",
         "mov rax, qword ptr [rsp + 24]",
         "sub rax, 136",
