@@ -37,7 +37,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering},
 };
 use kernel::{
-    bindings, container_of,
+    bindings,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
@@ -49,12 +49,15 @@ use kernel::{
 
 // The ABI, compiled from the same files as user space's `synergy-uapi` crate. `ipi.rs` refers to
 // `super::ioctl`, hence this module's name.
+#[path = "../kmod_common/arc_of_field.rs"]
+mod arc_of_field;
 #[path = "../kmod_common/c_layout.rs"]
 mod c_layout;
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
 #[path = "../kmod_common/module_put_tail.rs"]
 mod module_put_tail;
+use arc_of_field::arc_of_field;
 use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
 use module_put_tail::callback_then_module_put;
 
@@ -565,16 +568,7 @@ callback_then_module_put! {
 /// owns.
 unsafe extern "C" fn deliver_body(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a Receiver whose reference the work owns.
-    let r = unsafe {
-        Arc::from_raw(
-            container_of!(
-                head.cast::<Opaque<bindings::callback_head>>(),
-                Receiver,
-                work
-            )
-            .cast_const(),
-        )
-    };
+    let r = unsafe { arc_of_field!(head, Receiver, work) };
     r.work_queued.store(false, Ordering::Release);
     redirect(&r);
     drop(r);

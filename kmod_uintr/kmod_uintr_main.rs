@@ -57,12 +57,15 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+#[path = "../kmod_common/arc_of_field.rs"]
+mod arc_of_field;
 #[path = "../kmod_common/c_layout.rs"]
 mod c_layout;
 #[path = "../kmod_common/cpu_task.rs"]
 mod cpu_task;
 #[path = "../kmod_common/module_put_tail.rs"]
 mod module_put_tail;
+use arc_of_field::arc_of_field;
 use cpu_task::{apic_id, ThreadGroup, USER_ADDR_MAX};
 use module_put_tail::callback_then_module_put;
 
@@ -555,16 +558,7 @@ callback_then_module_put! {
 /// queued work owns.
 unsafe extern "C" fn teardown_body(head: *mut bindings::callback_head) {
     // SAFETY: `head` is the `work` field of a ThreadState whose reference the work owns.
-    let s = unsafe {
-        Arc::from_raw(
-            container_of!(
-                head.cast::<Opaque<bindings::callback_head>>(),
-                ThreadState,
-                work
-            )
-            .cast_const(),
-        )
-    };
+    let s = unsafe { arc_of_field!(head, ThreadState, work) };
     if s.detach().is_err() {
         leak(s, c"could not detach an exiting thread's UINTR state");
     } else {

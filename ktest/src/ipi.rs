@@ -335,13 +335,13 @@ pub fn pid_namespaces() -> Result<(), String> {
 }
 
 /// Many threads of one process share one file, each registered on its own CPU, and all
-/// unregister at once, 2,000 rounds: each unregistration looks at the other threads' receivers
+/// unregister at once, 10,000 rounds: each unregistration looks at the other threads' receivers
 /// while their owners free them (kmod_ipi once read them outside any RCU section: a
 /// use-after-free that the KASAN kernel reports). Every unregistration must succeed exactly for
 /// the caller's own receiver.
 pub fn unregister_storm() -> Result<(), String> {
     use std::sync::{Arc, Barrier};
-    const ROUNDS: usize = 2_000;
+    const ROUNDS: usize = 10_000;
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let dev = Arc::new(open_device(ipi::DEVICE_PATH, "kmod_ipi")?);
     let barrier = Arc::new(Barrier::new(ncpu));

@@ -48,19 +48,21 @@ counting_handler!(handler_0, SLOT_0, DELIVERED_0);
 counting_handler!(handler_1, SLOT_1, DELIVERED_1);
 counting_handler!(handler_2, SLOT_2, DELIVERED_2);
 
-struct Target {
+pub(crate) struct Target {
     handler: unsafe extern "C" fn(),
     slot: &'static AtomicU64,
-    delivered: &'static AtomicU64,
+    pub(crate) delivered: &'static AtomicU64,
 }
 
-const TARGETS: [Target; 3] = [
+/// Three receivers' handlers, each with its own slot and delivery counter.
+pub(crate) const TARGETS: [Target; 3] = [
     Target { handler: handler_0, slot: &SLOT_0, delivered: &DELIVERED_0 },
     Target { handler: handler_1, slot: &SLOT_1, delivered: &DELIVERED_1 },
     Target { handler: handler_2, slot: &SLOT_2, delivered: &DELIVERED_2 },
 ];
 
-fn register(fd: i32, t: &Target) -> Result<u32, String> {
+/// Registers the calling thread as a receiver with `t`'s handler and slot; returns its CPU.
+pub(crate) fn register(fd: i32, t: &Target) -> Result<u32, String> {
     let (r, answer) = reg(fd, t.handler as usize as u64, t.slot as *const AtomicU64 as u64, 0);
     r.map_err(|e| format!("register: errno {e}"))?;
     Ok(answer.cpu)

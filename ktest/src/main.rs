@@ -6,6 +6,7 @@ mod fuzz;
 mod hotplug;
 mod ipi;
 mod ipi_deliver;
+mod ipi_lifetime;
 mod uintr;
 
 use std::process::ExitCode;
@@ -17,7 +18,8 @@ const CASES: &[(&str, &str, Check)] = &[
     ("ipi-bad-input", "kmod_ipi: every bad argument gets its errno; double/taken registration; release frees", ipi::bad_input),
     ("ipi-foreign", "kmod_ipi: no sending to another process's receiver; kill -9 of a registered process frees its CPU", ipi::foreign_and_killed),
     ("ipi-pidns", "kmod_ipi: processes in different pid namespaces with equal pids cannot send to each other", ipi::pid_namespaces),
-    ("ipi-unregister-storm", "kmod_ipi: every thread of a process unregisters at once, 2,000 rounds", ipi::unregister_storm),
+    ("ipi-unregister-storm", "kmod_ipi: every thread of a process unregisters at once, 10,000 rounds", ipi::unregister_storm),
+    ("ipi-close-during-delivery", "kmod_ipi: the file closed with IPIs in flight and deliveries queued on running receivers, 300 rounds", ipi_lifetime::close_during_delivery),
     ("ipi-rseq", "kmod_ipi: a delivery into a restartable sequence's critical section resumes at its abort handler", ipi_deliver::rseq),
     ("ipi-send-burst", "kmod_ipi: bursts of sends to 3 spinning receivers, every send accounted for once; cost per send", ipi_deliver::send_burst),
     ("cpu-hotplug", "kmod_uintr and kmod_ipi: a CPU with a registered receiver offline and online 3 times; kmod_uintr prepares each CPU that comes online", hotplug::cpu_hotplug),
@@ -27,6 +29,19 @@ const CASES: &[(&str, &str, Check)] = &[
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1).unwrap_or_default();
+    if arg == "ipi-rmmod-race" {
+        let rest: Vec<String> = std::env::args().skip(2).collect();
+        return match ipi_lifetime::rmmod_race(&rest) {
+            Ok(()) => {
+                println!("ktest ipi-rmmod-race: ok (kmod_ipi removed and reloaded right after killing a process it was delivering to)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("ktest ipi-rmmod-race: FAILED: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if arg == "fuzz" {
         let rest: Vec<String> = std::env::args().skip(2).collect();
         return match fuzz::run(&rest) {
@@ -41,7 +56,9 @@ fn main() -> ExitCode {
         };
     }
     let Some((name, what, check)) = CASES.iter().find(|(n, _, _)| *n == arg) else {
-        eprintln!("usage: synergy-ktest <case>, or synergy-ktest fuzz <ipi|uintr> <count> [seed]; cases:");
+        eprintln!(
+            "usage: synergy-ktest <case>, synergy-ktest fuzz <ipi|uintr> <count> [seed], or synergy-ktest ipi-rmmod-race <kmod_ipi.ko> [rounds]; cases:"
+        );
         for (n, w, _) in CASES {
             eprintln!("  {n:<14} {w}");
         }

@@ -151,6 +151,25 @@ fn wait_count(n: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits up to 2 s until thread `tid` of this process is blocked in the kernel (state S in
+/// `/proc/self/task/<tid>/stat`).
+fn wait_until_blocked(tid: u32) -> Result<(), String> {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let t = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        if state == Some("S") {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(2) {
+            return Err(format!("the receiver thread never blocked (state {state:?})"));
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Integer and floating-point work whose result is known: any register or flag the interrupt
 /// path failed to restore changes it.
 fn checksum(rounds: u64) -> (u64, f64) {
@@ -173,15 +192,22 @@ pub fn deliver() -> Result<(), String> {
     pin_to(0)?;
 
     // 1. To itself: held while UIF = 0, delivered (with its vector) by STUI, then one per SENDUIPI.
+    // A self-notification is recognised at once; with UIF = 0 it stays pending in UIRR, so exactly
+    // one delivery must follow STUI (none before it, and not two).
     let me = register_receiver(fd)?;
     let index = register_sender(fd, me, 5).map_err(|e| format!("register sender: errno {e}"))?;
     senduipi(index);
-    std::thread::sleep(Duration::from_millis(20));
+    // A system call on the way: the kernel's return to user space must not deliver it either.
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() };
     if DELIVERED.load(Ordering::SeqCst) != 0 {
         return Err("a user interrupt was delivered while UIF = 0".into());
     }
     stui();
     wait_count(1)?;
+    if DELIVERED.load(Ordering::SeqCst) != 1 {
+        return Err(format!("{} deliveries for one interrupt held while UIF = 0", DELIVERED.load(Ordering::SeqCst)));
+    }
     if LAST_VECTOR.load(Ordering::SeqCst) != 5 {
         return Err(format!("the handler got vector {}, 5 was sent", LAST_VECTOR.load(Ordering::SeqCst)));
     }
@@ -190,29 +216,48 @@ pub fn deliver() -> Result<(), String> {
         wait_count(2 + i)?;
     }
     clui();
+    if DELIVERED.load(Ordering::SeqCst) != 201 {
+        return Err(format!("{} deliveries for 201 interrupts sent one at a time", DELIVERED.load(Ordering::SeqCst)));
+    }
     ioctl(fd, uintr::IOC_UNREGISTER_SENDER, 0).map_err(|e| format!("unregister sender: errno {e}"))?;
     ioctl(fd, uintr::IOC_UNREGISTER_RECEIVER, 0).map_err(|e| format!("unregister receiver: errno {e}"))?;
     println!("  self: 201 interrupts delivered, none while UIF = 0");
 
-    // 2. Another thread: posted while it sleeps (SN set: no IPI), delivered when it is scheduled
-    // back in; then interrupted while computing and migrating between CPUs, with its result
-    // unchanged; after it unregisters, sends reach nobody.
+    // 2. Another thread: posted while it is blocked in the kernel (checked: its state is S), and
+    // delivered only once it runs again; then interrupted while computing and migrating between
+    // CPUs, one interrupt at a time (each sent only after the previous one was handled, so none
+    // coalesce and every one must arrive), with its result unchanged; after it unregisters, sends
+    // reach nobody although it is still running.
     // Short rounds: the receiver migrates between them (emulators run ~100x slower than hardware).
     let rounds = 50_000;
     let expected = checksum(rounds);
     let id = std::sync::Arc::new(AtomicU32::new(0));
+    let tid = std::sync::Arc::new(AtomicU32::new(0));
     let phase = std::sync::Arc::new(AtomicU32::new(0));
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let late_sends_done = std::sync::Arc::new(AtomicBool::new(false));
+    let mut wake = [0i32; 2];
+    // SAFETY: plain pipe(2).
+    if unsafe { libc::pipe(wake.as_mut_ptr()) } != 0 {
+        return Err("pipe failed".into());
+    }
     let before = DELIVERED.load(Ordering::SeqCst);
     let receiver = {
-        let (id, phase, stop) = (id.clone(), phase.clone(), stop.clone());
+        let (id, tid, phase, stop, late) = (id.clone(), tid.clone(), phase.clone(), stop.clone(), late_sends_done.clone());
+        let wake_rx = wake[0];
         std::thread::spawn(move || -> Result<(u64, f64, usize), String> {
             pin_to(cpus.min(2) - 1)?;
             id.store(register_receiver(fd)?, Ordering::SeqCst);
+            // SAFETY: gettid has no preconditions.
+            tid.store(unsafe { libc::gettid() } as u32, Ordering::SeqCst);
             stui();
             phase.store(1, Ordering::SeqCst);
-            // The sender posts while we sleep.
-            std::thread::sleep(Duration::from_millis(100));
+            // Blocked in the kernel until the sender has posted (it checks that we are).
+            let mut b = [0u8];
+            // SAFETY: reads one byte into a local from our pipe.
+            if unsafe { libc::read(wake_rx, b.as_mut_ptr() as *mut _, 1) } != 1 {
+                return Err("the wake-up pipe failed".into());
+            }
             phase.store(2, Ordering::SeqCst);
             let mut result = (0, 0.0);
             let mut migrations = 0;
@@ -229,7 +274,11 @@ pub fn deliver() -> Result<(), String> {
             clui();
             ioctl(fd, uintr::IOC_UNREGISTER_RECEIVER, 0).map_err(|e| format!("unregister receiver: errno {e}"))?;
             phase.store(3, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(50));
+            // Running (in user space, UIF = 0 does not matter: an interrupt still registered
+            // would be posted and pending) until the sender's late sends are done.
+            while !late.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
             Ok((result.0, result.1, migrations))
         })
     };
@@ -237,21 +286,22 @@ pub fn deliver() -> Result<(), String> {
         std::thread::yield_now();
     }
     let index = register_sender(fd, id.load(Ordering::SeqCst), 7).map_err(|e| format!("register sender: errno {e}"))?;
-    std::thread::sleep(Duration::from_millis(20));
+    wait_until_blocked(tid.load(Ordering::SeqCst))?;
     senduipi(index);
-    while phase.load(Ordering::SeqCst) < 2 {
-        std::thread::yield_now();
+    if DELIVERED.load(Ordering::SeqCst) != before {
+        return Err("a user interrupt reached a receiver blocked in the kernel".into());
     }
-    wait_count(before + 1).map_err(|e| format!("interrupt posted while the receiver slept: {e}"))?;
+    // SAFETY: writes one byte from a local to our pipe.
+    if unsafe { libc::write(wake[1], b"w".as_ptr() as *const _, 1) } != 1 {
+        return Err("the wake-up pipe failed".into());
+    }
+    wait_count(before + 1).map_err(|e| format!("interrupt posted while the receiver was blocked: {e}"))?;
     let t = Instant::now();
     let mut sent = 1;
     while t.elapsed() < Duration::from_secs(3) && !receiver.is_finished() {
         senduipi(index);
         sent += 1;
-        let until = Instant::now() + Duration::from_micros(200);
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
+        wait_count(before + sent).map_err(|e| format!("interrupt {sent}, sent after the previous one was handled: {e}"))?;
     }
     stop.store(true, Ordering::SeqCst);
     while phase.load(Ordering::SeqCst) < 3 && !receiver.is_finished() {
@@ -261,20 +311,25 @@ pub fn deliver() -> Result<(), String> {
     for _ in 0..100 {
         senduipi(index);
     }
+    late_sends_done.store(true, Ordering::SeqCst);
     let (_, _, migrations) = receiver.join().map_err(|_| "the receiver thread panicked".to_string())??;
+    // SAFETY: closes our pipe.
+    unsafe {
+        libc::close(wake[0]);
+        libc::close(wake[1]);
+    }
     let got = after - before;
     if DELIVERED.load(Ordering::SeqCst) != after {
         return Err("interrupts were delivered after the receiver unregistered".into());
     }
-    // Interrupts sent while one is pending coalesce (one PIR bit per vector), so fewer may arrive.
-    if got < 2 || got > sent {
-        return Err(format!("{got} interrupts delivered for {sent} sent"));
+    if got != sent {
+        return Err(format!("{got} interrupts delivered for {sent} sent one at a time"));
     }
     if cpus > 1 && migrations < 2 {
         return Err(format!("the receiver migrated only {migrations} times"));
     }
     ioctl(fd, uintr::IOC_UNREGISTER_SENDER, 0).map_err(|e| format!("unregister sender: errno {e}"))?;
-    println!("  other thread: {got} of {sent} interrupts delivered (the rest coalesced), one posted during sleep, {migrations} migrations, results exact");
+    println!("  other thread: {got} of {sent} interrupts delivered, one posted while it was blocked, {migrations} migrations, results exact");
 
     // 3. Another process's receiver cannot be named (EPERM); a registered process killed with
     // SIGKILL and a registered thread that exits without unregistering are cleaned up (the guest

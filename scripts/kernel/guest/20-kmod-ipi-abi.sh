@@ -1,6 +1,8 @@
 # kmod_ipi ABI: every bad-input case, ownership between processes, kill -9 of a registered
 # process followed by reuse of its CPU, pid namespaces, concurrent unregistration; deliveries
-# into a restartable sequence (aborted as a signal would), bursts of sends to three receivers.
+# into a restartable sequence (aborted as a signal would), bursts of sends to three receivers;
+# closing the file with deliveries under way; killing a process during deliveries and removing
+# the module at the first moment the kernel allows, 50 times.
 insmod /modules/kmod_ipi.ko
 synergy-ktest ipi-version
 synergy-ktest ipi-bad-input
@@ -9,4 +11,6 @@ synergy-ktest ipi-pidns
 synergy-ktest ipi-unregister-storm
 synergy-ktest ipi-rseq
 synergy-ktest ipi-send-burst
+synergy-ktest ipi-close-during-delivery
+synergy-ktest ipi-rmmod-race /modules/kmod_ipi.ko 50
 rmmod kmod_ipi
