@@ -48,8 +48,8 @@ pub struct SweepPoint {
     pub ci_requests: u64,
     /// Of those, the ones a probe took.
     pub ci_taken: u64,
-    /// Of those, the ones no probe answered within the grace period: the hybrids then sent the
-    /// interrupt (uninstrumented code, e.g. LevelDB's C++ SCAN).
+    /// Grace periods that ended unanswered: the hybrids then sent the interrupt (uninstrumented
+    /// code, e.g. LevelDB's C++ SCAN); one request can see several (`TimerSnapshot::ci_unanswered`).
     pub ci_unanswered: u64,
     #[serde(flatten)]
     pub result: LoadgenResult,

@@ -421,6 +421,7 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     let h = &points[1];
     assert_eq!(h["preempt"], "ci+signal");
     assert_eq!(h["answered"], h["sent"], "{h}");
+    // (ci_unanswered counts each fallback interrupt; one request can see several, one per
+    // quantum, while its interrupt is deferred, so it may exceed ci_requests.)
     assert!(count(h, "preemptions") <= count(h, "ci_taken") + count(h, "ci_unanswered"), "{h}");
-    assert!(count(h, "ci_unanswered") <= count(h, "ci_requests"), "{h}");
 }

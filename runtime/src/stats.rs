@@ -58,8 +58,9 @@ counters!(
         interrupts_sent,
         /// Compiler-interrupt requests posted (`ci` modes), before any fallback.
         ci_requests,
-        /// Requests no probe answered within the grace period, followed by an interrupt (the
-        /// hybrid modes) or by the request again (`ci` alone).
+        /// Grace periods that ended with the request unanswered, each followed by an interrupt
+        /// (the hybrid modes) or by the request again (`ci` alone). A request whose fallback
+        /// interrupt is deferred sees one per quantum, so this can exceed `ci_requests`.
         ci_unanswered,
         /// Interrupt deliveries that failed (errno from the mechanism).
         interrupt_errors,
