@@ -243,7 +243,8 @@ pub fn deliver() -> Result<(), String> {
     }
     let before = DELIVERED.load(Ordering::SeqCst);
     let receiver = {
-        let (id, tid, phase, stop, late) = (id.clone(), tid.clone(), phase.clone(), stop.clone(), late_sends_done.clone());
+        let (id, tid, phase, stop, late) =
+            (id.clone(), tid.clone(), phase.clone(), stop.clone(), late_sends_done.clone());
         let wake_rx = wake[0];
         std::thread::spawn(move || -> Result<(u64, f64, usize), String> {
             pin_to(cpus.min(2) - 1)?;
@@ -301,7 +302,8 @@ pub fn deliver() -> Result<(), String> {
     while t.elapsed() < Duration::from_secs(3) && !receiver.is_finished() {
         senduipi(index);
         sent += 1;
-        wait_count(before + sent).map_err(|e| format!("interrupt {sent}, sent after the previous one was handled: {e}"))?;
+        wait_count(before + sent)
+            .map_err(|e| format!("interrupt {sent}, sent after the previous one was handled: {e}"))?;
     }
     stop.store(true, Ordering::SeqCst);
     while phase.load(Ordering::SeqCst) < 3 && !receiver.is_finished() {
