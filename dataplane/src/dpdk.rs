@@ -52,6 +52,9 @@ impl Transport for DpdkTransport {
     fn backlog(&self, _: usize) -> usize {
         0
     }
+    fn reports_backlog(&self) -> bool {
+        false
+    }
     fn reply(&self, _: usize, _: Reply) {}
     fn finished(&self) -> bool {
         true
@@ -273,6 +276,11 @@ mod imp {
             // Frames still in the NIC queue are invisible without polling it, which only the
             // worker may do; the runtime's local ring (what the burst left) is counted by it.
             0
+        }
+
+        fn reports_backlog(&self) -> bool {
+            // No RX interrupts yet: a parked worker would never hear of its frames.
+            false
         }
 
         fn reply(&self, worker: usize, reply: Reply) {

@@ -44,6 +44,39 @@ pub struct Config {
     pub darc_reserved_workers: usize,
     /// Whether the timer core gives its CPU away (`sched_yield`) after every loop.
     pub timer_yield: TimerYield,
+    /// What an idle worker does: spin (the thesis's design), or park after `idle_poll_us` and be
+    /// woken by the timer core's core grants (`policy::idle`).
+    pub idle: IdleMode,
+    /// POLL_PERIOD in µs: how long a worker finds no work before it parks (`idle = park`).
+    pub idle_poll_us: u64,
+    /// The delay threshold in µs: work waiting this long gets a parked worker woken for it.
+    pub wake_delay_us: u64,
+}
+
+/// What an idle worker does (`--idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum IdleMode {
+    /// Poll its queues without pause: the lowest latency, one core burnt per worker at any load.
+    Spin,
+    /// Sleep in the kernel after `idle_poll_us` without work, until the timer core grants it a
+    /// core again: CPU in proportion to load, a wake-up (tens of µs on a VM) on the way back.
+    Park,
+}
+
+impl IdleMode {
+    pub const ALL: [IdleMode; 2] = [IdleMode::Spin, IdleMode::Park];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IdleMode::Spin => "spin",
+            IdleMode::Park => "park",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<IdleMode> {
+        IdleMode::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// Whether the timer core calls `sched_yield` after every loop. A system call per loop adds
@@ -97,6 +130,10 @@ impl Default for Config {
             long_kinds: vec![1],
             darc_reserved_workers: 1,
             timer_yield: TimerYield::Auto,
+            idle: IdleMode::Spin,
+            // CoreSync's POLL_PERIOD and the delay threshold of its (and Shenango's) allocator.
+            idle_poll_us: 2,
+            wake_delay_us: 5,
         }
     }
 }
@@ -138,6 +175,11 @@ impl Config {
     pub fn validate(&self, allowed: &[usize]) -> Result<Placement, ConfigError> {
         if self.ci_grace_us > 1_000_000 {
             return err(format!("ci_grace_us must be at most 1000000 (1 s), got {}", self.ci_grace_us));
+        }
+        for (name, v) in [("idle_poll_us", self.idle_poll_us), ("wake_delay_us", self.wake_delay_us)] {
+            if v > 1_000_000 {
+                return err(format!("{name} must be at most 1000000 (1 s), got {v}"));
+            }
         }
         if self.workers == 0 || self.workers > MAX_WORKERS {
             return err(format!("workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
@@ -280,6 +322,8 @@ mod tests {
             ),
             (Config { max_green_threads: 1, ..Config::default() }, "max_green_threads"),
             (Config { rx_capacity: 3, ..Config::default() }, "rx_capacity"),
+            (Config { idle_poll_us: 2_000_000, ..Config::default() }, "idle_poll_us"),
+            (Config { wake_delay_us: u64::MAX, ..Config::default() }, "wake_delay_us"),
             (Config { timer_core: Some(7), ..Config::default() }, "timer core CPU 7"),
             (Config { worker_cores: Some(vec![1, 1]), workers: 2, ..Config::default() }, "twice"),
             (Config { worker_cores: Some(vec![1]), workers: 2, ..Config::default() }, "lists 1 CPUs"),

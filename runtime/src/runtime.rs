@@ -86,6 +86,8 @@ pub struct Runtime {
     timer_stats: Arc<TimerStats>,
     timer_periods: Arc<PeriodHistogram>,
     placement: Placement,
+    /// Runtime clock at start, for `RunStats::wall_ns`.
+    started_ns: u64,
 }
 
 impl Runtime {
@@ -168,7 +170,20 @@ impl Runtime {
             Some(p) => p,
             None => Arc::from(preempt::preempter_for(config.preempt).map_err(StartError::Preemption)?),
         };
-        let shared = Arc::new(Shared::new(config, transport, handler, how.migratable, preempter));
+        if config.idle == crate::config::IdleMode::Park && !transport.reports_backlog() {
+            return Err(StartError::Config(ConfigError(
+                "idle = park needs a transport that reports the requests waiting for a parked worker; this one \
+                 cannot (DPDK: no RX interrupts yet): use idle = spin"
+                    .into(),
+            )));
+        }
+        let mut shared = Shared::new(config, transport, handler, how.migratable, preempter);
+        if !how.timer_core {
+            // Nothing would wake a parked worker.
+            shared.idle = None;
+        }
+        let shared = Arc::new(shared);
+        let started_ns = crate::clock::now_ns();
         let (tx, rx) = mpsc::channel::<Result<(), String>>();
         let mut workers = Vec::new();
         for id in 0..config.workers {
@@ -193,9 +208,11 @@ impl Runtime {
         let timer_stop = Arc::new(AtomicBool::new(false));
         let timer_stats = Arc::new(TimerStats::default());
         let timer_periods = Arc::new(PeriodHistogram::default());
-        let mut rt = Runtime { shared, workers, timer: None, timer_stop, timer_stats, timer_periods, placement };
+        let mut rt =
+            Runtime { shared, workers, timer: None, timer_stop, timer_stats, timer_periods, placement, started_ns };
         if let Some(e) = failure {
-            rt.shared.abort.store(true, Ordering::Release);
+            rt.shared.abort.store(true, Ordering::SeqCst);
+            crate::worker::wake_parked(&rt.shared);
             rt.join_workers();
             return Err(StartError::Worker(e));
         }
@@ -245,6 +262,11 @@ impl Runtime {
         crate::preempt::Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) }
     }
 
+    /// Whether worker `id` is parked (`--idle park`) right now.
+    pub fn worker_parked(&self, id: usize) -> bool {
+        self.shared.workers[id].parked.load(Ordering::Acquire)
+    }
+
     pub fn workers(&self) -> usize {
         self.shared.workers.len()
     }
@@ -261,13 +283,15 @@ impl Runtime {
             timer: self.timer_stats.snapshot(),
             timer_periods: self.timer_periods.snapshot(),
             green_threads_live: self.shared.live_threads.load(Ordering::Relaxed) as u64,
+            wall_ns: crate::clock::now_ns().saturating_sub(self.started_ns),
         }
     }
 
     /// Waits until the transport reports it is finished and every admitted request completed,
     /// then stops all threads and returns the run's counters.
     pub fn shutdown(mut self) -> RunStats {
-        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        crate::worker::wake_parked(&self.shared);
         self.join_workers();
         self.stop_timer();
         self.stats()
@@ -294,7 +318,8 @@ impl Drop for Runtime {
     /// parked are abandoned (their stacks leak rather than run again).
     fn drop(&mut self) {
         if !self.workers.is_empty() {
-            self.shared.abort.store(true, Ordering::Release);
+            self.shared.abort.store(true, Ordering::SeqCst);
+            crate::worker::wake_parked(&self.shared);
             self.join_workers();
         }
         self.stop_timer();

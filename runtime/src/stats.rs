@@ -48,6 +48,16 @@ counters!(
         steals,
         stolen,
         handler_panics,
+        /// Times the worker parked (`--idle park`), and was woken again by the timer core (or by
+        /// shutdown).
+        parks,
+        wakeups,
+        /// Sum over wake-ups of the time from the waker's decision to the worker running again.
+        wake_latency_ns,
+        /// Time spent parked.
+        parked_ns,
+        /// CPU time of the worker's OS thread (`CLOCK_THREAD_CPUTIME_ID`), recorded as it exits.
+        cpu_ns,
     }
 );
 
@@ -70,6 +80,8 @@ counters!(
         congestion_on,
         /// Timer-core loop iterations (published every `PERIOD_FLUSH` loops and when it stops).
         loops,
+        /// Parked workers woken because work waited for them (`--idle park`).
+        grants,
     }
 );
 
@@ -151,6 +163,38 @@ pub struct RunStats {
     /// The timer core's loop periods.
     pub timer_periods: PeriodSnapshot,
     pub green_threads_live: u64,
+    /// Time from the runtime's start to this snapshot (to the end of `shutdown` for its result).
+    pub wall_ns: u64,
+}
+
+impl RunStats {
+    /// Worker CPU time over worker wall time (1.0: every worker busy or spinning all the time).
+    /// Meaningful once the workers have exited (`Runtime::shutdown`), which records their CPU time.
+    pub fn cpu_per_worker_wall(&self) -> f64 {
+        let wall = self.wall_ns as f64 * self.workers.len() as f64;
+        if wall > 0.0 {
+            self.total.cpu_ns as f64 / wall
+        } else {
+            0.0
+        }
+    }
+
+    /// Time-weighted cores in use: workers minus the time they spent parked, over the wall time.
+    pub fn cores_in_use(&self) -> f64 {
+        if self.wall_ns == 0 {
+            return 0.0;
+        }
+        self.workers.len() as f64 - self.total.parked_ns as f64 / self.wall_ns as f64
+    }
+
+    /// Mean wake-up latency in ns (0 without wake-ups).
+    pub fn mean_wake_latency_ns(&self) -> f64 {
+        if self.total.wakeups == 0 {
+            0.0
+        } else {
+            self.total.wake_latency_ns as f64 / self.total.wakeups as f64
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::clock;
 use crate::policy::timer::{ci_step, decide, CiStep, QuantumControl, TimerDecision};
 use crate::preempt::Target;
 use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
-use crate::worker::Shared;
+use crate::worker::{CoreGrants, Shared};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -41,6 +41,8 @@ pub fn run_timer_core(
         wq.producer_index(),
     );
     shared.factor_bits.store(control.factor().to_bits(), Ordering::Relaxed);
+    // `--idle park`: the core grants that wake parked workers.
+    let mut grants = shared.idle.map(|_| CoreGrants::new(shared.workers.len()));
     let mut local_periods = [0u64; PERIOD_BUCKETS];
     let (mut last, mut loops) = (clock::now_ns(), 0u64);
     while !stop.load(Ordering::Acquire) {
@@ -62,6 +64,9 @@ pub fn run_timer_core(
             }
         }
         scan_workers(&shared, now, control.factor(), &stats);
+        if let (Some(idle), Some(grants)) = (shared.idle, grants.as_mut()) {
+            grants.tick(&shared, now, idle.wake_delay_ns, &stats);
+        }
         if params.yield_each_loop {
             // Time-shared with a worker: let it run instead of burning a whole time slice.
             std::thread::yield_now();

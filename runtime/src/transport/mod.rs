@@ -15,6 +15,11 @@ pub trait Transport: Send + Sync + 'static {
     fn backlog(&self, worker: usize) -> usize;
     /// Sends a reply on `worker`'s TX queue.
     fn reply(&self, worker: usize, reply: Reply);
+    /// Whether `backlog` sees every request that arrived but was not polled. `--idle park` needs
+    /// it: the timer core wakes a parked worker for the work it sees waiting there.
+    fn reports_backlog(&self) -> bool {
+        true
+    }
     /// True once no request will ever arrive again, so the runtime may drain and stop.
     fn finished(&self) -> bool {
         false

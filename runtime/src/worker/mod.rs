@@ -11,6 +11,7 @@
 mod api;
 mod baseline;
 mod green_local;
+mod idle;
 pub(crate) mod panic;
 mod preemption;
 mod sched;
@@ -23,6 +24,7 @@ pub use api::{
 };
 pub use baseline::{work_waiting, Work};
 pub use green_local::GreenLocal;
+pub use idle::{wake_parked, CoreGrants};
 pub use preemption::{on_preempt, set_preempt_probe};
 use switch::{after_switch, set_current, take_thread};
 
@@ -40,7 +42,7 @@ use crate::stats::WorkerStats;
 use crate::transport::Transport;
 use std::cell::UnsafeCell;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Requests taken from the transport per poll: the first runs at once, the rest go to the ring.
@@ -96,6 +98,18 @@ pub struct Shared {
     /// DARC: request kinds classified long at arrival, and workers reserved for short ones.
     pub long_kinds: Vec<u32>,
     pub darc_reserved: usize,
+    /// `--idle park`: idle workers park and the timer core wakes them; None: they spin (also
+    /// whenever no timer core runs, as nothing would wake them).
+    pub idle: Option<IdleParams>,
+}
+
+/// How idle workers park (`--idle park`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleParams {
+    /// POLL_PERIOD: idle this long before parking.
+    pub poll_period_ns: u64,
+    /// Work waiting this long gets a parked worker woken.
+    pub wake_delay_ns: u64,
 }
 
 impl Shared {
@@ -134,6 +148,10 @@ impl Shared {
             central_long: LockedFifo::with_capacity(0),
             long_kinds: config.long_kinds.clone(),
             darc_reserved: config.darc_reserved_workers,
+            idle: (config.idle == crate::config::IdleMode::Park).then_some(IdleParams {
+                poll_period_ns: config.idle_poll_us * 1_000,
+                wake_delay_ns: config.wake_delay_us * 1_000,
+            }),
         }
     }
 }
@@ -169,6 +187,13 @@ pub struct WorkerShared {
     pub polling: AtomicBool,
     /// Serving a request (Tiny Quanta's JSQ counts it).
     pub busy: AtomicBool,
+    /// Asleep in the kernel (`--idle park`) until a waker clears this and bumps `wake_seq`
+    /// (`park.rs` has the protocol).
+    pub parked: AtomicBool,
+    pub wake_seq: AtomicU32,
+    /// When the last waker decided to wake this worker (runtime clock ns), for the wake-up
+    /// latency.
+    pub wake_sent_ns: AtomicU64,
 }
 
 impl WorkerShared {
@@ -185,6 +210,9 @@ impl WorkerShared {
             own: LockedFifo::with_capacity(0),
             polling: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            wake_seq: AtomicU32::new(0),
+            wake_sent_ns: AtomicU64::new(0),
         }
     }
 }
@@ -333,6 +361,7 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
     unsafe { switch(main_ctx, &(*first).ctx) };
     // Back on the worker's own stack: the runtime is stopping.
     after_switch();
+    shared.workers[id].stats.cpu_ns.store(crate::park::thread_cpu_ns(), Ordering::Relaxed);
     shared.preempter.unregister_worker();
     local::uninstall();
     drop(wl); // unmaps the pool's stacks

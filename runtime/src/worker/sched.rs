@@ -8,6 +8,7 @@ use crate::clock;
 use crate::green::context::switch;
 use crate::green::thread::ThreadPtr;
 use crate::green::Context;
+use crate::policy::idle::should_park;
 use crate::policy::selection::{self, Selected, WorkerQueues};
 use crate::policy::system::{Preemptible, SchedPolicy};
 use crate::preempt::NoPreempt;
@@ -155,6 +156,8 @@ pub(super) fn push_until_room(ring: &Ring<Request>, mut r: Request) {
 /// comes next, in which case this call never returns to its caller.
 pub(super) fn recv() -> Request {
     let mut idle_rounds = 0u32;
+    // When this call last found work (or started): `--idle park` parks after POLL_PERIOD of none.
+    let mut idle_since: Option<u64> = None;
     loop {
         let selected = {
             let l = current();
@@ -175,6 +178,16 @@ pub(super) fn recv() -> Request {
             Some(Selected::Resume(t)) => resume(t.0),
             None => {
                 idle_rounds += 1;
+                if let Some(idle) = shared_ref().idle {
+                    let now = clock::now_ns();
+                    if should_park(*idle_since.get_or_insert(now), now, idle.poll_period_ns) {
+                        // Trims the pool (and leaves, when stopping) before sleeping.
+                        idle_maintenance();
+                        super::idle::park();
+                        idle_since = None;
+                        continue;
+                    }
+                }
                 if idle_rounds.is_multiple_of(64) {
                     idle_maintenance();
                     // Lets a co-scheduled thread run on an oversubscribed CPU; returns at once on

@@ -1,0 +1,99 @@
+//! Idle workers that park (`--idle park`) and the wake-ups that bring them back: the worker's
+//! side (`park`), the wakers' (`wake`, `wake_parked`), and the timer core's core grants
+//! (`CoreGrants`), whose decisions are `policy::idle`. The futex protocol is in `park.rs`.
+
+use super::{baseline, current, Shared, WorkerShared};
+use crate::clock;
+use crate::park;
+use crate::policy::idle::{Grants, WorkerView};
+use crate::policy::system::Arrival;
+use crate::stats::TimerStats;
+use std::sync::atomic::Ordering;
+
+/// Parks the current worker until a waker wakes it, unless work or a stop is already there.
+pub(super) fn park() {
+    let l = current();
+    let ws = l.shared();
+    // SAFETY: worker thread; a short borrow with no green-thread switch in it.
+    let (id, shared) = unsafe {
+        let st = l.state();
+        (st.id, st.shared())
+    };
+    let seen = ws.wake_seq.load(Ordering::SeqCst);
+    ws.parked.store(true, Ordering::SeqCst);
+    // After announcing: whatever arrives from now on, the timer core sees with `parked` set.
+    let stop = shared.shutdown.load(Ordering::SeqCst) || shared.abort.load(Ordering::SeqCst);
+    if stop || baseline::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
+        // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
+        ws.parked.store(false, Ordering::SeqCst);
+        return;
+    }
+    ws.stats.parks.fetch_add(1, Ordering::Relaxed);
+    let t0 = clock::now_ns();
+    while ws.wake_seq.load(Ordering::SeqCst) == seen {
+        park::wait(&ws.wake_seq, seen);
+    }
+    let t1 = clock::now_ns();
+    ws.stats.parked_ns.fetch_add(t1.saturating_sub(t0), Ordering::Relaxed);
+    ws.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+    let sent = ws.wake_sent_ns.load(Ordering::Acquire);
+    ws.stats.wake_latency_ns.fetch_add(t1.saturating_sub(sent), Ordering::Relaxed);
+}
+
+/// Wakes `w` if it is parked; true if this call did (one wake-up per park).
+pub(crate) fn wake(w: &WorkerShared) -> bool {
+    if !w.parked.swap(false, Ordering::SeqCst) {
+        return false;
+    }
+    w.wake_sent_ns.store(clock::now_ns(), Ordering::Release);
+    park::wake(&w.wake_seq);
+    true
+}
+
+/// Wakes every parked worker (shutdown: call after storing the stop flag, SeqCst).
+pub fn wake_parked(shared: &Shared) {
+    for w in shared.workers.iter() {
+        wake(w);
+    }
+}
+
+/// How often the timer core looks at the queues for its grants: each look costs a transport
+/// backlog query (a system call for kernel UDP) per parked worker.
+const LOOK_EVERY_NS: u64 = 1_000;
+
+/// The timer core's core-grant state (`--idle park`).
+pub struct CoreGrants {
+    grants: Grants,
+    views: Vec<WorkerView>,
+    last_look_ns: u64,
+}
+
+impl CoreGrants {
+    pub fn new(workers: usize) -> CoreGrants {
+        CoreGrants { grants: Grants::new(workers), views: vec![WorkerView::default(); workers], last_look_ns: 0 }
+    }
+
+    /// One look (at most every `LOOK_EVERY_NS`): wakes the parked worker `policy::idle` picks.
+    pub fn tick(&mut self, shared: &Shared, now: u64, wake_delay_ns: u64, stats: &TimerStats) {
+        if now.saturating_sub(self.last_look_ns) < LOOK_EVERY_NS {
+            return;
+        }
+        self.last_look_ns = now;
+        let central = !shared.central.is_empty() || !shared.central_long.is_empty();
+        for (v, w) in self.views.iter_mut().zip(shared.workers.iter()) {
+            v.parked = w.parked.load(Ordering::SeqCst);
+            // The transport is asked only for parked workers (a running worker polls its own).
+            v.waiting = if v.parked { baseline::work_waiting(shared, w.id) } else { !w.rx.is_empty() };
+            v.shareable = match shared.spec.arrival {
+                Arrival::PerWorker => w.rx.len() > shared.params.steal_threshold,
+                Arrival::Central => central,
+                Arrival::ShortestQueue => false,
+            };
+        }
+        if let Some(w) = self.grants.tick(now, &self.views, !shared.wait_queue.is_empty(), wake_delay_ns) {
+            if wake(&shared.workers[w]) {
+                stats.grants.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
