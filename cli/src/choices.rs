@@ -28,6 +28,11 @@ pub fn timer_yield() -> impl TypedValueParser<Value = TimerYield> {
     choice(TimerYield::ALL.map(TimerYield::name), TimerYield::named)
 }
 
+pub fn idle() -> impl TypedValueParser<Value = synergy::config::IdleMode> {
+    use synergy::config::IdleMode;
+    choice(IdleMode::ALL.map(IdleMode::name), IdleMode::named)
+}
+
 pub fn workload() -> impl TypedValueParser<Value = WorkloadName> {
     choice(WorkloadName::ALL.map(WorkloadName::name), WorkloadName::named)
 }

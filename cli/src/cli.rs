@@ -3,7 +3,7 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use synergy::config::{Config, ConfigError, Placement, TimerYield};
+use synergy::config::{Config, ConfigError, IdleMode, Placement, TimerYield};
 use synergy::preempt::PreemptMode;
 use synergy_policy::system::SchedPolicy;
 
@@ -66,6 +66,17 @@ pub struct RuntimeArgs {
     /// its CPU with a worker or is not pinned), always, never.
     #[arg(long, value_parser = crate::choices::timer_yield())]
     pub timer_yield: Option<TimerYield>,
+    /// What an idle worker does: spin (default: the lowest latency, a core per worker at any
+    /// load), or park after --idle-poll-us without work and be woken by the timer core when work
+    /// waits --wake-delay-us (CPU in proportion to load; a wake-up on the way back).
+    #[arg(long, value_parser = crate::choices::idle())]
+    pub idle: Option<IdleMode>,
+    /// POLL_PERIOD in µs: idle time before a worker parks (--idle park).
+    #[arg(long, value_name = "US")]
+    pub idle_poll_us: Option<u64>,
+    /// Delay threshold in µs: work waiting this long gets a parked worker woken (--idle park).
+    #[arg(long, value_name = "US")]
+    pub wake_delay_us: Option<u64>,
 }
 
 impl RuntimeArgs {
@@ -89,7 +100,8 @@ impl RuntimeArgs {
              stack_kib <- self.stack_kib,
              max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
              policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
-             timer_yield <- self.timer_yield);
+             timer_yield <- self.timer_yield, idle <- self.idle, idle_poll_us <- self.idle_poll_us,
+             wake_delay_us <- self.wake_delay_us);
         if self.worker_cores.is_some() {
             c.worker_cores = self.worker_cores.clone();
         }

@@ -195,6 +195,16 @@ pub fn format_table(runs: &[RunResult]) -> String {
             answered,
             requests
         ));
+        out.push_str(&format!(
+            "{:<8} {:>10} {:>8}   worker CPU {:.2} of wall time, cores in use {:.2}, parks {:.0}, mean wake-up {:.1} µs\n",
+            "",
+            "cpu",
+            "",
+            median(of_mode.iter().map(|r| r.stats.cpu_per_worker_wall()).collect()),
+            median(of_mode.iter().map(|r| r.stats.cores_in_use()).collect()),
+            median(of_mode.iter().map(|r| r.stats.total.parks as f64).collect()),
+            median(of_mode.iter().map(|r| r.stats.mean_wake_latency_ns() / 1000.0).collect()),
+        ));
     }
     out
 }

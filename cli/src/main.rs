@@ -370,6 +370,27 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// Idle workers spinning vs parking (--idle), alternating at each load: worker CPU over wall
+    /// time, cores in use, short requests' latency, wake-ups.
+    Idle {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Workload (the demo's synthetic application).
+        #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+        workload: WorkloadName,
+        /// Offered loads as fractions of capacity, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0.1,0.3,0.5,0.7")]
+        loads: Vec<f64>,
+        /// Length of each run in ms.
+        #[arg(long, default_value_t = 1000)]
+        duration_ms: u64,
+        /// Alternating spin/park rounds per load (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/idle).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// The timer core's loop period with a sched_yield per loop and without, side by side.
     Timer {
         #[command(flatten)]
@@ -641,6 +662,32 @@ fn main() -> ExitCode {
             print!("{}", crate::bench::xsave::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::xsave::csv(&b), crate::bench::xsave::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Idle { runtime, workload, loads, duration_ms, rounds, out }) => {
+            if let Err(e) = check_loads(&loads) {
+                return fail(e);
+            }
+            if !(1..=600_000).contains(&duration_ms) || !(1..=100).contains(&rounds) {
+                return fail("--duration-ms must be between 1 and 600000 and --rounds between 1 and 100");
+            }
+            let (mut cfg, _) = match runtime.resolve_over(demo::default_config()) {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            net_commands::long_kinds_from(&runtime, &mut cfg, &Workload::named(workload));
+            let params = demo::DemoParams { workload, load: loads[0], duration_ms, seed: 1, flows: 64 };
+            let b = match crate::bench::idle::run(&cfg, &params, &loads, rounds) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            print!("{}", crate::bench::idle::table(&b));
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::idle::csv(&b), crate::bench::idle::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
                     return fail(e);
                 }

@@ -7,8 +7,10 @@
 //! sent per park), then bumps the sequence and wakes the futex: a bump that lands between the
 //! worker's read and its sleep makes `FUTEX_WAIT` return at once. Work that arrives after the
 //! worker's last check is seen by the timer core, which keeps scanning, finds the worker parked
-//! and wakes it; shutdown stores its flag (SeqCst) before it looks for parked workers, and the
-//! worker announces itself (SeqCst) before it reads the flag, so one of them sees the other.
+//! and wakes it. A worker may park during a shutdown while requests can still arrive; once the
+//! transport is finished (or on abort) it no longer parks, and the timer core, which watches for
+//! that, wakes those parked before (the worker announces itself, SeqCst, before it reads the
+//! flags; the stopping side stores them before it looks for parked workers).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

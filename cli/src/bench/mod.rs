@@ -1,6 +1,7 @@
 //! Benchmarks run by the `synergy bench` command (not tests: they report, they do not assert).
 
 pub mod ctx;
+pub mod idle;
 pub mod interrupt;
 pub mod interrupt_report;
 pub mod phases;

@@ -22,8 +22,7 @@ pub(super) fn park() {
     let seen = ws.wake_seq.load(Ordering::SeqCst);
     ws.parked.store(true, Ordering::SeqCst);
     // After announcing: whatever arrives from now on, the timer core sees with `parked` set.
-    let stop = shared.shutdown.load(Ordering::SeqCst) || shared.abort.load(Ordering::SeqCst);
-    if stop || baseline::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
+    if stopping(shared) || baseline::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
         // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
         ws.parked.store(false, Ordering::SeqCst);
         return;
@@ -40,6 +39,12 @@ pub(super) fn park() {
     ws.stats.wake_latency_ns.fetch_add(t1.saturating_sub(sent), Ordering::Relaxed);
 }
 
+/// The workers are about to leave: aborted, or shutting down with no request to come (a worker
+/// may park while a shutdown drains, but not once nothing can arrive to wake it).
+fn stopping(shared: &Shared) -> bool {
+    shared.abort.load(Ordering::SeqCst) || (shared.shutdown.load(Ordering::SeqCst) && shared.transport.finished())
+}
+
 /// Wakes `w` if it is parked; true if this call did (one wake-up per park).
 pub(crate) fn wake(w: &WorkerShared) -> bool {
     if !w.parked.swap(false, Ordering::SeqCst) {
@@ -50,7 +55,7 @@ pub(crate) fn wake(w: &WorkerShared) -> bool {
     true
 }
 
-/// Wakes every parked worker (shutdown: call after storing the stop flag, SeqCst).
+/// Wakes every parked worker (abort and shutdown: call after storing the flag, SeqCst).
 pub fn wake_parked(shared: &Shared) {
     for w in shared.workers.iter() {
         wake(w);
@@ -79,6 +84,11 @@ impl CoreGrants {
             return;
         }
         self.last_look_ns = now;
+        if stopping(shared) {
+            // The transport finished during a shutdown: the workers leave once drained.
+            wake_parked(shared);
+            return;
+        }
         let central = !shared.central.is_empty() || !shared.central_long.is_empty();
         for (v, w) in self.views.iter_mut().zip(shared.workers.iter()) {
             v.parked = w.parked.load(Ordering::SeqCst);
