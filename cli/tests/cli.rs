@@ -66,6 +66,9 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["simulate", "--policies", "synergy-d10"], "unknown policy \"synergy-d10\""),
         (&["serve", "--app", "leveldb", "--leveldb-entries", "0"], LEVELDB_ENTRIES_ERROR),
         (&["bench", "leveldb", "--gets", "0"], LEVELDB_COUNT_ERROR),
+        (&["demo", "--idle", "doze"], "invalid value 'doze'"),
+        (&["demo", "--idle", "park", "--idle-poll-us", "5000000"], "idle_poll_us must be at most 1000000"),
+        (&["bench", "idle", "--loads", "0"], "--loads must be fractions of capacity"),
     ];
     for (args, needle) in cases {
         let o = synergy(args);
@@ -110,6 +113,51 @@ fn demo_prints_a_latency_table_and_answers_everything() {
         assert_eq!(r["duplicates"], 0);
         assert!(r["classes"].as_array().unwrap().iter().all(|c| c["latency"]["count"].as_u64().unwrap() > 0));
     }
+}
+
+/// `--idle park` end to end: the spin/park benchmark answers every request in both modes, the
+/// parked runs park and are woken, and its outputs agree.
+#[test]
+fn bench_idle_compares_spinning_and_parking_workers() {
+    let _serial = common::serial();
+    let dir = std::env::temp_dir().join(format!("synergy-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("idle");
+    let o = synergy(&[
+        "bench",
+        "idle",
+        "--loads",
+        "0.1,0.4",
+        "--duration-ms",
+        "200",
+        "--rounds",
+        "1",
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("park/spin: CPU"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.with_extension("json")).unwrap()).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for p in points {
+        for mode in ["spin", "park"] {
+            let m = &p[mode];
+            assert_eq!(m["answered"], m["requests"], "every request answered with --idle {mode}: {m}");
+            let cores = m["cores_in_use"].as_f64().unwrap();
+            assert!((0.0..=1.0 + 1e-9).contains(&cores), "{m}");
+        }
+        assert_eq!(p["spin"]["parks"], 0.0, "spinning workers never park: {p}");
+        assert!(p["park"]["parks"].as_f64().unwrap() >= 1.0, "parking workers park: {p}");
+        assert_eq!(p["spin"]["cores_in_use"], 1.0, "{p}");
+    }
+    let csv = std::fs::read_to_string(base.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    let svg = std::fs::read_to_string(base.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Cores in use"), "an SVG chart");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
