@@ -27,44 +27,20 @@ const CASES: &[(&str, &str, Check)] = &[
     ("uintr-deliver", "kmod_uintr on a UINTR CPU: self and cross-thread user interrupts, posted while asleep, across migrations, registers intact, clean-up", uintr::deliver),
 ];
 
-fn main() -> ExitCode {
-    let arg = std::env::args().nth(1).unwrap_or_default();
-    if arg == "ipi-rmmod-race" {
-        let rest: Vec<String> = std::env::args().skip(2).collect();
-        return match ipi_lifetime::rmmod_race(&rest) {
-            Ok(()) => {
-                println!("ktest ipi-rmmod-race: ok (kmod_ipi removed and reloaded right after killing a process it was delivering to)");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                println!("ktest ipi-rmmod-race: FAILED: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if arg == "fuzz" {
-        let rest: Vec<String> = std::env::args().skip(2).collect();
-        return match fuzz::run(&rest) {
-            Ok(()) => {
-                println!("ktest fuzz: ok");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                println!("ktest fuzz: FAILED: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let Some((name, what, check)) = CASES.iter().find(|(n, _, _)| *n == arg) else {
-        eprintln!(
-            "usage: synergy-ktest <case>, synergy-ktest fuzz <ipi|uintr> <count> [seed], or synergy-ktest ipi-rmmod-race <kmod_ipi.ko> [rounds]; cases:"
-        );
-        for (n, w, _) in CASES {
-            eprintln!("  {n:<14} {w}");
-        }
-        return ExitCode::from(2);
-    };
-    match check() {
+/// Cases that take arguments: name, what it checks, the check.
+type CheckWithArgs = fn(&[String]) -> Result<(), String>;
+const CASES_WITH_ARGS: &[(&str, &str, CheckWithArgs)] = &[
+    ("fuzz", "random ioctls against one module: fuzz <ipi|uintr> <count> [seed]", fuzz::run),
+    (
+        "ipi-rmmod-race",
+        "kmod_ipi removed and reloaded right after killing a process it was delivering to: ipi-rmmod-race <kmod_ipi.ko> [rounds]",
+        ipi_lifetime::rmmod_race,
+    ),
+];
+
+/// Prints the outcome the harness greps for, and turns it into the exit status.
+fn report(name: &str, what: &str, outcome: Result<(), String>) -> ExitCode {
+    match outcome {
         Ok(()) => {
             println!("ktest {name}: ok ({what})");
             ExitCode::SUCCESS
@@ -74,6 +50,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1).unwrap_or_default();
+    if let Some((name, what, check)) = CASES_WITH_ARGS.iter().find(|(n, _, _)| *n == arg) {
+        let rest: Vec<String> = std::env::args().skip(2).collect();
+        return report(name, what, check(&rest));
+    }
+    let Some((name, what, check)) = CASES.iter().find(|(n, _, _)| *n == arg) else {
+        eprintln!("usage: synergy-ktest <case> [arguments]; cases:");
+        for (n, w, _) in CASES {
+            eprintln!("  {n:<14} {w}");
+        }
+        for (n, w, _) in CASES_WITH_ARGS {
+            eprintln!("  {n:<14} {w}");
+        }
+        return ExitCode::from(2);
+    };
+    report(name, what, check())
 }
 
 /// `ioctl(fd, cmd, arg)` returning errno on failure.
