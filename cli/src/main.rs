@@ -109,6 +109,21 @@ struct SimulateArgs {
     /// Concord's and Tiny Quanta's compiler-interrupt yield cost (ns).
     #[arg(long, default_value_t = 100)]
     ci_preempt_ns: u64,
+    /// Idle workers: spin, or park and be woken by the timer core's core grants (the runtime's
+    /// `--idle park`, the same decisions; modelled for synergy, its variants and cfcfs).
+    #[arg(long, value_parser = crate::choices::idle(), default_value = "spin")]
+    idle: synergy::config::IdleMode,
+    /// --idle park: POLL_PERIOD in µs (parking is decided at the 5 µs grant looks).
+    #[arg(long, default_value_t = 2)]
+    idle_poll_us: u64,
+    /// --idle park: the delay threshold in µs.
+    #[arg(long, default_value_t = 5)]
+    wake_delay_us: u64,
+    /// --idle park: from a grant to the woken worker taking work (ns). Default: the mean futex
+    /// wake-up `synergy bench idle` measured on the project's KVM host at 10% load (49.4 µs,
+    /// Intel Xeon family 6 model 167, docs/results/idle-high.json).
+    #[arg(long, default_value_t = 49_400)]
+    wake_ns: u64,
     /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
     #[arg(long, default_value = "results")]
     out_dir: PathBuf,
@@ -171,16 +186,22 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         .chain(sim::ABLATION.iter().map(|n| (n.to_string(), a.ci_preempt_ns)))
         .collect(),
         dispatch_ns: vec![("shinjuku".into(), a.shinjuku_dispatch_ns)],
+        idle: (a.idle == synergy::config::IdleMode::Park).then_some(sim::engine::SimIdle {
+            poll_period_ns: a.idle_poll_us * 1_000,
+            wake_delay_ns: a.wake_delay_us * 1_000,
+            wake_ns: a.wake_ns,
+        }),
     };
     let total = p.policies.len() * p.loads.len();
     let mut k = 0;
     let r = sweep::run(&p, |name, load, x| {
         k += 1;
         eprintln!(
-            "[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions",
+            "[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions, {:.2} cores in use",
             load * 100.0,
             x.overall_slowdown_p999,
-            x.preemptions
+            x.preemptions,
+            x.cores_in_use
         );
     });
     let r = match r {

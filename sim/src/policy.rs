@@ -40,6 +40,16 @@ pub trait Policy {
     }
     fn preempted(&mut self, _w: usize, _r: SimRequest, _ctx: &mut Ctx) {}
     fn completed(&mut self, _w: usize, _r: &SimRequest, _ctx: &mut Ctx) {}
+    /// What the core grants of `--idle park` see of worker `w` (`policy::idle::WorkerView`):
+    /// (work waits that it would take, some of that work others could take); None where the
+    /// policy does not model parking.
+    fn idle_view(&self, _w: usize) -> Option<(bool, bool)> {
+        None
+    }
+    /// Preempted requests wait for any worker.
+    fn wait_queue_waiting(&self) -> bool {
+        false
+    }
 }
 
 /// A request waiting in a queue, with the time its dispatch completes.
@@ -68,6 +78,9 @@ impl Policy for CFcfs {
     }
     fn next(&mut self, _w: usize, _ctx: &mut Ctx) -> Option<Pick> {
         self.q.pop_front().map(|q| pick(q, None, 0))
+    }
+    fn idle_view(&self, _w: usize) -> Option<(bool, bool)> {
+        Some((!self.q.is_empty(), !self.q.is_empty()))
     }
 }
 
@@ -441,5 +454,12 @@ impl Policy for Synergy {
         if !r.long {
             self.ema[w].update(r.service_ns);
         }
+    }
+    fn idle_view(&self, w: usize) -> Option<(bool, bool)> {
+        let local = &self.local[w];
+        Some((!local.is_empty(), self.parts.work_stealing && local.len() > self.steal_threshold))
+    }
+    fn wait_queue_waiting(&self) -> bool {
+        !self.wait.is_empty()
     }
 }

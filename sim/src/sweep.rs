@@ -1,7 +1,8 @@
 //! `synergy simulate`: every policy over a range of loads on a simulated machine, the highest
 //! load each sustains under the p99.9 slowdown SLO, and the thesis's numbers next to them.
 
-use super::{policy_named, simulate, Overheads, SimResult};
+use super::engine::SimIdle;
+use super::{policy_named, simulate, simulate_parking, Overheads, SimResult};
 use serde::Serialize;
 use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
@@ -26,6 +27,8 @@ pub struct SimSweepParams {
     pub preempt_ns: Vec<(String, u64)>,
     /// Dispatch cost per policy where it differs from `overheads.dispatch_ns`: (policy, ns).
     pub dispatch_ns: Vec<(String, u64)>,
+    /// Idle workers park (`--idle park`), or spin (None).
+    pub idle: Option<SimIdle>,
 }
 
 /// The value `table` gives policy `name` (a knob variant `synergy-…` counts as `synergy`).
@@ -53,6 +56,7 @@ pub struct SimSweepResult {
     pub overheads: Overheads,
     pub preempt_ns: Vec<(String, u64)>,
     pub dispatch_ns: Vec<(String, u64)>,
+    pub idle: Option<SimIdle>,
     pub points: Vec<(f64, SimResult)>,
     pub summary: Vec<PolicySummary>,
 }
@@ -93,16 +97,14 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
         for &load in &p.loads {
             let mut policy = policy_named(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
                 .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
-            let r = simulate(
-                policy.as_mut(),
-                &p.workload,
-                capacity * load,
-                p.requests,
-                p.workers,
-                p.flows,
-                overheads,
-                p.seed,
-            );
+            let (rps, n, w, flows, seed) = (capacity * load, p.requests, p.workers, p.flows, p.seed);
+            let r = match p.idle {
+                None => simulate(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed),
+                Some(idle) => simulate_parking(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed, idle)
+                    .ok_or_else(|| {
+                        format!("policy {name:?} does not model parked workers (--idle park): synergy and its variants, and cfcfs, do")
+                    })?,
+            };
             progress(name, load, &r);
             points.push((load, r));
         }
@@ -132,6 +134,7 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
         overheads: p.overheads,
         preempt_ns: p.preempt_ns.clone(),
         dispatch_ns: p.dispatch_ns.clone(),
+        idle: p.idle,
         points,
         summary,
     })
@@ -139,14 +142,14 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
 
 pub fn csv(r: &SimSweepResult) -> String {
     let mut s = String::from(
-        "policy,load,offered_rps,slowdown_p999,short_p999_ns,long_p999_ns,mean_wait_ns,preemptions,steals\n",
+        "policy,load,offered_rps,slowdown_p999,short_p999_ns,long_p999_ns,mean_wait_ns,preemptions,steals,cores_in_use,wakeups\n",
     );
     for (load, x) in &r.points {
         let short = x.classes.first().map_or(0, |c| c.p999_ns);
         let long = x.classes.last().map_or(0, |c| c.p999_ns);
         let _ = writeln!(
             s,
-            "{},{:.3},{:.0},{:.2},{},{},{:.0},{},{}",
+            "{},{:.3},{:.0},{:.2},{},{},{:.0},{},{},{:.3},{}",
             x.policy,
             load,
             x.offered_rps,
@@ -155,7 +158,9 @@ pub fn csv(r: &SimSweepResult) -> String {
             long,
             x.mean_wait_ns,
             x.preemptions,
-            x.steals
+            x.steals,
+            x.cores_in_use,
+            x.wakeups
         );
     }
     s
