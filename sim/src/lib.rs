@@ -216,11 +216,7 @@ pub fn simulate(
     overheads: Overheads,
     seed: u64,
 ) -> SimResult {
-    let reqs = arrivals(workload, rps, count, workers, flows, seed);
-    let classes: Vec<u64> = workload.types.iter().map(|t| t.service_ns).collect();
-    let mut r = engine::run(policy, &reqs, workers, overheads, &classes);
-    r.offered_rps = rps;
-    r
+    simulate_with(policy, workload, rps, count, workers, flows, overheads, seed, None)
 }
 
 /// `simulate` with idle workers parking (`idle`), for policies that model it
@@ -238,11 +234,26 @@ pub fn simulate_parking(
     idle: engine::SimIdle,
 ) -> Option<SimResult> {
     policy.idle_view(0)?;
+    Some(simulate_with(policy, workload, rps, count, workers, flows, overheads, seed, Some(idle)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate_with(
+    policy: &mut dyn policy::Policy,
+    workload: &Workload,
+    rps: f64,
+    count: usize,
+    workers: usize,
+    flows: u32,
+    overheads: Overheads,
+    seed: u64,
+    idle: Option<engine::SimIdle>,
+) -> SimResult {
     let reqs = arrivals(workload, rps, count, workers, flows, seed);
     let classes: Vec<u64> = workload.types.iter().map(|t| t.service_ns).collect();
-    let mut r = engine::run_with_idle(policy, &reqs, workers, overheads, &classes, Some(idle));
+    let mut r = engine::run_with_idle(policy, &reqs, workers, overheads, &classes, idle);
     r.offered_rps = rps;
-    Some(r)
+    r
 }
 
 #[cfg(test)]
