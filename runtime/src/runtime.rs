@@ -290,8 +290,9 @@ impl Runtime {
     /// Waits until the transport reports it is finished and every admitted request completed,
     /// then stops all threads and returns the run's counters.
     pub fn shutdown(mut self) -> RunStats {
+        // Parked workers are woken by the timer core once the transport is finished (until then
+        // they may park: requests can still arrive).
         self.shared.shutdown.store(true, Ordering::SeqCst);
-        crate::worker::wake_parked(&self.shared);
         self.join_workers();
         self.stop_timer();
         self.stats()

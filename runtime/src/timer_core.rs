@@ -42,7 +42,7 @@ pub fn run_timer_core(
     );
     shared.factor_bits.store(control.factor().to_bits(), Ordering::Relaxed);
     // `--idle park`: the core grants that wake parked workers.
-    let mut grants = shared.idle.map(|_| CoreGrants::new(shared.workers.len()));
+    let mut grants = shared.idle.map(|idle| CoreGrants::new(shared.workers.len(), idle.wake_delay_ns));
     let mut local_periods = [0u64; PERIOD_BUCKETS];
     let (mut last, mut loops) = (clock::now_ns(), 0u64);
     while !stop.load(Ordering::Acquire) {
@@ -64,8 +64,8 @@ pub fn run_timer_core(
             }
         }
         scan_workers(&shared, now, control.factor(), &stats);
-        if let (Some(idle), Some(grants)) = (shared.idle, grants.as_mut()) {
-            grants.tick(&shared, now, idle.wake_delay_ns, &stats);
+        if let Some(grants) = grants.as_mut() {
+            grants.tick(&shared, now, &stats);
         }
         if params.yield_each_loop {
             // Time-shared with a worker: let it run instead of burning a whole time slice.

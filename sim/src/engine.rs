@@ -49,8 +49,8 @@ enum Event {
     SliceEnd(usize),
     /// The timer core's core-grant look (`--idle park`), every `GRANT_PERIOD_NS`.
     GrantTick,
-    /// A woken worker is running again and may take work.
-    Woken(usize),
+    /// A woken worker is running again: the idle workers look for work.
+    Woken,
 }
 
 /// Parked workers (`--idle park`), as the runtime does it: a worker idle for `poll_period_ns`
@@ -124,7 +124,7 @@ pub fn run_with_idle(
         }
         match ev {
             Event::Arrival(i) => policy.arrive(requests[i], &mut ctx),
-            Event::Woken(_) => {}
+            Event::Woken => {}
             Event::GrantTick => {
                 let Some(idle) = idle else { continue };
                 for w in 0..workers {
@@ -142,7 +142,7 @@ pub fn run_with_idle(
                     wakeups += 1;
                     idle_since[w] = None;
                     available_at[w] = t + idle.wake_ns;
-                    push(&mut heap, available_at[w], Event::Woken(w));
+                    push(&mut heap, available_at[w], Event::Woken);
                 }
                 if completed_count < requests.len() {
                     push(&mut heap, t + GRANT_PERIOD_NS, Event::GrantTick);

@@ -216,29 +216,14 @@ pub fn simulate(
     overheads: Overheads,
     seed: u64,
 ) -> SimResult {
-    simulate_with(policy, workload, rps, count, workers, flows, overheads, seed, None)
+    simulate_with_idle(policy, workload, rps, count, workers, flows, overheads, seed, None)
+        .expect("spinning workers need no parking model")
 }
 
-/// `simulate` with idle workers parking (`idle`), for policies that model it
-/// (`Policy::idle_view`); None for the others.
+/// `simulate`, with idle workers parking when `idle` is given; None if they would park under a
+/// policy that does not model parking (`Policy::idle_view`).
 #[allow(clippy::too_many_arguments)]
-pub fn simulate_parking(
-    policy: &mut dyn policy::Policy,
-    workload: &Workload,
-    rps: f64,
-    count: usize,
-    workers: usize,
-    flows: u32,
-    overheads: Overheads,
-    seed: u64,
-    idle: engine::SimIdle,
-) -> Option<SimResult> {
-    policy.idle_view(0)?;
-    Some(simulate_with(policy, workload, rps, count, workers, flows, overheads, seed, Some(idle)))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn simulate_with(
+pub fn simulate_with_idle(
     policy: &mut dyn policy::Policy,
     workload: &Workload,
     rps: f64,
@@ -248,12 +233,15 @@ fn simulate_with(
     overheads: Overheads,
     seed: u64,
     idle: Option<engine::SimIdle>,
-) -> SimResult {
+) -> Option<SimResult> {
+    if idle.is_some() {
+        policy.idle_view(0)?;
+    }
     let reqs = arrivals(workload, rps, count, workers, flows, seed);
     let classes: Vec<u64> = workload.types.iter().map(|t| t.service_ns).collect();
     let mut r = engine::run_with_idle(policy, &reqs, workers, overheads, &classes, idle);
     r.offered_rps = rps;
-    r
+    Some(r)
 }
 
 #[cfg(test)]
@@ -564,7 +552,7 @@ mod tests {
         let cap = w.capacity_rps(16);
         let run = |load: f64| {
             let mut s = Synergy::new(16, 2.0, 1, 1_000.0);
-            simulate_parking(&mut s, &w, cap * load, 40_000, 16, 512, Overheads::ZERO, 3, PARK).unwrap()
+            simulate_with_idle(&mut s, &w, cap * load, 40_000, 16, 512, Overheads::ZERO, 3, Some(PARK)).unwrap()
         };
         let (low, high) = (run(0.2), run(0.8));
         assert_eq!((low.completed, high.completed), (40_000, 40_000));
@@ -572,6 +560,6 @@ mod tests {
         assert!(low.cores_in_use < high.cores_in_use, "{} vs {}", low.cores_in_use, high.cores_in_use);
         assert!(low.cores_in_use < 16.0 * 0.5, "20% load keeps fewer than half the cores: {}", low.cores_in_use);
         // A policy that does not model parking says so.
-        assert!(simulate_parking(&mut DFcfs::new(2), &w, 1e3, 100, 2, 8, Overheads::ZERO, 1, PARK).is_none());
+        assert!(simulate_with_idle(&mut DFcfs::new(2), &w, 1e3, 100, 2, 8, Overheads::ZERO, 1, Some(PARK)).is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! load each sustains under the p99.9 slowdown SLO, and the thesis's numbers next to them.
 
 use super::engine::SimIdle;
-use super::{policy_named, simulate, simulate_parking, Overheads, SimResult};
+use super::{policy_named, simulate_with_idle, Overheads, SimResult};
 use serde::Serialize;
 use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
@@ -98,13 +98,10 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
             let mut policy = policy_named(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
                 .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
             let (rps, n, w, flows, seed) = (capacity * load, p.requests, p.workers, p.flows, p.seed);
-            let r = match p.idle {
-                None => simulate(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed),
-                Some(idle) => simulate_parking(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed, idle)
-                    .ok_or_else(|| {
-                        format!("policy {name:?} does not model parked workers (--idle park): synergy and its variants, and cfcfs, do")
-                    })?,
-            };
+            let r = simulate_with_idle(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed, p.idle)
+                .ok_or_else(|| {
+                    format!("policy {name:?} does not model parked workers (--idle park): synergy and its variants, and cfcfs, do")
+                })?;
             progress(name, load, &r);
             points.push((load, r));
         }

@@ -55,7 +55,8 @@ pub(crate) fn wake(w: &WorkerShared) -> bool {
     true
 }
 
-/// Wakes every parked worker (abort and shutdown: call after storing the flag, SeqCst).
+/// Wakes every parked worker: the timer core once a shutdown's transport is finished, and an
+/// abort directly (after storing its flag, SeqCst).
 pub fn wake_parked(shared: &Shared) {
     for w in shared.workers.iter() {
         wake(w);
@@ -69,17 +70,24 @@ const LOOK_EVERY_NS: u64 = 1_000;
 /// The timer core's core-grant state (`--idle park`).
 pub struct CoreGrants {
     grants: Grants,
+    /// The delay threshold (`IdleParams::wake_delay_ns`).
+    wake_delay_ns: u64,
     views: Vec<WorkerView>,
     last_look_ns: u64,
 }
 
 impl CoreGrants {
-    pub fn new(workers: usize) -> CoreGrants {
-        CoreGrants { grants: Grants::new(workers), views: vec![WorkerView::default(); workers], last_look_ns: 0 }
+    pub fn new(workers: usize, wake_delay_ns: u64) -> CoreGrants {
+        CoreGrants {
+            grants: Grants::new(workers),
+            wake_delay_ns,
+            views: vec![WorkerView::default(); workers],
+            last_look_ns: 0,
+        }
     }
 
     /// One look (at most every `LOOK_EVERY_NS`): wakes the parked worker `policy::idle` picks.
-    pub fn tick(&mut self, shared: &Shared, now: u64, wake_delay_ns: u64, stats: &TimerStats) {
+    pub fn tick(&mut self, shared: &Shared, now: u64, stats: &TimerStats) {
         if now.saturating_sub(self.last_look_ns) < LOOK_EVERY_NS {
             return;
         }
@@ -100,7 +108,7 @@ impl CoreGrants {
                 Arrival::ShortestQueue => false,
             };
         }
-        if let Some(w) = self.grants.tick(now, &self.views, !shared.wait_queue.is_empty(), wake_delay_ns) {
+        if let Some(w) = self.grants.tick(now, &self.views, !shared.wait_queue.is_empty(), self.wake_delay_ns) {
             if wake(&shared.workers[w]) {
                 stats.grants.fetch_add(1, Ordering::Relaxed);
             }
