@@ -43,20 +43,33 @@ impl Ledger {
     }
 }
 
-fn expected(id: u64, iters: u32) -> u64 {
-    kernels::mixed(id.wrapping_mul(0x9E37_79B9), iters)
+/// How many distinct inputs the requests cycle through. The checker looks each expected checksum
+/// up instead of recomputing it: recomputing made the submitting thread do as much work as both
+/// workers together, so on a busy 2-CPU machine it fell behind, the workers' queues were empty
+/// when their quanta expired, and the timer core renewed instead of preempting (a CI run with a
+/// debug build: 877,436 renewals, 55 preemptions in ten minutes).
+const SEEDS: u64 = 512;
+
+fn seed(id: u64) -> u64 {
+    (id % SEEDS).wrapping_mul(0x9E37_79B9)
 }
 
 /// Checks each reply as it arrives: answered once, exact checksum.
-#[derive(Default)]
 struct Replies {
+    expected: Vec<u64>,
     seen: Vec<bool>,
     count: u64,
     preempted_repeatedly: u64,
 }
 
 impl Replies {
-    fn check(&mut self, r: &Reply, iters: u32) {
+    /// Computes the expected checksum of every seed once, before any request runs.
+    fn new(iters: u32) -> Replies {
+        let expected = (0..SEEDS).map(|i| kernels::mixed(seed(i), iters)).collect();
+        Replies { expected, seen: Vec::new(), count: 0, preempted_repeatedly: 0 }
+    }
+
+    fn check(&mut self, r: &Reply) {
         let id = r.id as usize;
         if id >= self.seen.len() {
             self.seen.resize(id + 1, false);
@@ -64,7 +77,7 @@ impl Replies {
         assert!(!std::mem::replace(&mut self.seen[id], true), "request {} answered twice", r.id);
         assert_eq!(
             r.value,
-            expected(r.id, iters),
+            self.expected[(r.id % SEEDS) as usize],
             "request {} computed a wrong checksum after {} preemptions",
             r.id,
             r.preemptions
@@ -96,13 +109,15 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap:
     let transport = Arc::new(ChannelTransport::new(workers, 4096, 1 << 16));
     let ledger = Arc::new(Ledger::new());
     let l = ledger.clone();
+    // Before the runtime's threads start spinning.
+    let mut replies = Replies::new(iters);
     let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
         let was = l.slot(req.id).swap(1, Ordering::AcqRel);
         assert_eq!(was, 0, "request {} started twice", req.id);
         let first_worker = current_worker();
         // SAFETY: the kernel computes on locals; the ledger is atomics.
         unsafe { feedback_start() };
-        let value = kernels::mixed(req.id.wrapping_mul(0x9E37_79B9), req.service_ns as u32);
+        let value = kernels::mixed(seed(req.id), req.service_ns as u32);
         feedback_finished();
         if current_worker() != first_worker {
             l.migrated.fetch_add(1, Ordering::Relaxed);
@@ -113,7 +128,6 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap:
     .expect("runtime starts");
 
     let t0 = Instant::now();
-    let mut replies = Replies::default();
     let mut next_id = 0u64;
     let done = |l: &Ledger, rt: &Runtime| {
         rt.stats().total.preemptions >= target && l.migrated.load(Ordering::Relaxed) >= min_migrations
@@ -128,7 +142,7 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap:
             rt.stats()
         );
         for r in transport.take_replies() {
-            replies.check(&r, iters);
+            replies.check(&r);
         }
         let in_flight = next_id - replies.count;
         let w = (next_id % workers as u64) as usize;
@@ -147,7 +161,7 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap:
     transport.close();
     let stats = rt.shutdown();
     for r in transport.take_replies() {
-        replies.check(&r, iters);
+        replies.check(&r);
     }
     assert_eq!(transport.dropped_replies(), 0);
     Outcome { replies, stats, submitted: next_id, ledger, elapsed: t0.elapsed() }
@@ -229,9 +243,13 @@ fn a_million_preemptions_under_compiler_interrupts_and_a_hybrid() {
 
 /// Two workers on a 2-CPU machine share a CPU with the timer core, so interrupts are rare here
 /// (the timer core runs when the scheduler lets it); the point is correctness under migration.
+/// Requests are long (20,000 iterations, about 0.1 ms in a debug build) so that the submitting
+/// thread, which shares the CPUs too, keeps work waiting whenever a quantum expires: with 3,000
+/// iterations a debug build on a busy machine renewed most quanta and took minutes (once more than
+/// ten) to reach 200 preemptions; now 1-14 s here, with or without two CPU hogs beside it.
 #[test]
 fn preempted_threads_migrate_between_workers_intact() {
-    let iters = 3_000;
+    let iters = 20_000;
     let allowed = synergy::cpu::allowed_cpus();
     let mut cfg = Config { workers: 2, preempt: common::preempt_mode(), ..Config::default() };
     cfg.timer_core = Some(allowed[0]);
@@ -242,8 +260,9 @@ fn preempted_threads_migrate_between_workers_intact() {
     let t = &o.stats.total;
     let migrated = o.ledger.migrated.load(Ordering::Relaxed);
     eprintln!(
-        "migration: {} preemptions, {migrated} requests finished on another worker, {} requests",
-        t.preemptions, o.submitted
+        "migration: {} preemptions, {migrated} requests finished on another worker, {} requests in {:.1?}; \
+         {} interrupts sent, {} quanta renewed",
+        t.preemptions, o.submitted, o.elapsed, o.stats.timer.interrupts_sent, o.stats.timer.renewals
     );
     assert!(t.preemptions >= 200, "{t:?}");
     assert!(migrated >= 20, "preempted requests resumed on the other worker: {migrated}, {t:?}");
