@@ -33,6 +33,11 @@ pub fn idle() -> impl TypedValueParser<Value = synergy::config::IdleMode> {
     choice(IdleMode::ALL.map(IdleMode::name), IdleMode::named)
 }
 
+pub fn overload() -> impl TypedValueParser<Value = synergy::config::OverloadMode> {
+    use synergy::config::OverloadMode;
+    choice(OverloadMode::ALL.map(OverloadMode::name), OverloadMode::named)
+}
+
 pub fn workload() -> impl TypedValueParser<Value = WorkloadName> {
     choice(WorkloadName::ALL.map(WorkloadName::name), WorkloadName::named)
 }
@@ -54,6 +59,9 @@ mod tests {
         }
         for t in TimerYield::ALL {
             assert_eq!(TimerYield::named(t.name()), Some(t));
+        }
+        for o in synergy::config::OverloadMode::ALL {
+            assert_eq!(synergy::config::OverloadMode::named(o.name()), Some(o));
         }
         assert_eq!(PreemptMode::named("smoke"), None);
     }

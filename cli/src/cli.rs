@@ -77,6 +77,27 @@ pub struct RuntimeArgs {
     /// Delay threshold in µs: work waiting this long gets a parked worker woken (--idle park).
     #[arg(long, value_name = "US")]
     pub wake_delay_us: Option<u64>,
+    /// Overload control: none (default: serve everything, however late), or credits (CoreSync:
+    /// replies grant each session credits sized by AIMD on the oldest request's queueing delay;
+    /// requests are rejected with status 3 while that delay exceeds --drop-delay-us).
+    #[arg(long, value_parser = crate::choices::overload())]
+    pub overload: Option<synergy::config::OverloadMode>,
+    /// D_t in µs: the credit controller's target queueing delay (default 80, CoreSync's for
+    /// 10 µs requests).
+    #[arg(long, value_name = "US")]
+    pub target_delay_us: Option<u64>,
+    /// D_drop in µs: reject while the oldest request waited longer (default 2 × D_t).
+    #[arg(long, value_name = "US")]
+    pub drop_delay_us: Option<u64>,
+    /// β: the credit pool's multiplicative-decrease gain (default 0.02).
+    #[arg(long, value_name = "BETA")]
+    pub credit_beta: Option<f64>,
+    /// α: credits added per control period, as a fraction of the active sessions (default 0.001).
+    #[arg(long, value_name = "ALPHA")]
+    pub credit_alpha: Option<f64>,
+    /// The credit controller's period in µs (default 10: one RTT).
+    #[arg(long, value_name = "US")]
+    pub credit_period_us: Option<u64>,
 }
 
 impl RuntimeArgs {
@@ -101,7 +122,10 @@ impl RuntimeArgs {
              max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
              policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
              timer_yield <- self.timer_yield, idle <- self.idle, idle_poll_us <- self.idle_poll_us,
-             wake_delay_us <- self.wake_delay_us);
+             wake_delay_us <- self.wake_delay_us, overload <- self.overload,
+             target_delay_us <- self.target_delay_us, drop_delay_us <- self.drop_delay_us,
+             credit_beta <- self.credit_beta, credit_alpha <- self.credit_alpha,
+             credit_period_us <- self.credit_period_us);
         if self.worker_cores.is_some() {
             c.worker_cores = self.worker_cores.clone();
         }

@@ -95,6 +95,15 @@ pub struct LoadgenArgs {
     /// Also write the result as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Each flow is a session that keeps at most as many requests outstanding as its latest
+    /// reply's credits (one before any; for a server run with --overload credits). Arrivals
+    /// stay Poisson; a request without a credit waits at the client.
+    #[arg(long)]
+    obey_credits: bool,
+    /// Run the load generator's threads on this CPU (e.g. a server's timer core CPU on a small
+    /// machine, so that they do not preempt its workers).
+    #[arg(long, value_name = "CPU")]
+    cpu: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -201,6 +210,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
                     "served {} requests ({} preemptions); frames {} received, {} not for us, {} malformed (dropped); {} replies, {} reply errors",
                     stats.total.completed, stats.total.preemptions, c.frames, c.not_for_us, c.malformed, c.replies, c.reply_errors
                 );
+                print_overload(&stats);
                 return ExitCode::SUCCESS;
             }
             Err(e) => eprintln!("synergy: DPDK unavailable: {e}; falling back to the kernel UDP transport on {bind}"),
@@ -233,13 +243,53 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         sum(|c| c.replies),
         sum(|c| c.reply_errors)
     );
+    print_overload(&stats);
     ExitCode::SUCCESS
+}
+
+/// The overload controller's summary (`--overload credits`).
+fn print_overload(stats: &synergy::stats::RunStats) {
+    if let Some(o) = &stats.overload {
+        println!(
+            "overload control: {} rejected; credit pool {:.1} ({} per session, {} active sessions); {} increases, \
+             {} decreases, {} rejecting periods; largest D_m {:.1} µs",
+            stats.total.rejected,
+            o.credits_total,
+            o.credits_per_session,
+            o.active_sessions,
+            stats.timer.credit_increases,
+            stats.timer.credit_decreases,
+            stats.timer.rejecting_periods,
+            o.max_d_m_ns as f64 / 1e3
+        );
+    }
 }
 
 fn print_result(r: &loadgen::LoadgenResult) {
     println!(
-        "offered {:.0} req/s, achieved {:.0} req/s; sent {}, answered {}, lost {}, send errors {}, bad replies {}, error replies {}, duplicates {}",
-        r.offered_rps, r.achieved_rps, r.sent, r.answered, r.lost, r.send_errors, r.bad_replies, r.error_replies, r.duplicates
+        "offered {:.0} req/s, achieved {:.0} req/s, goodput {:.0} req/s; sent {}, answered {}, rejected {}, lost {}, \
+         unsent {}, send errors {}, bad replies {}, error replies {}, duplicates {}",
+        r.offered_rps,
+        r.achieved_rps,
+        r.goodput_rps,
+        r.sent,
+        r.answered,
+        r.rejected,
+        r.lost,
+        r.unsent,
+        r.send_errors,
+        r.bad_replies,
+        r.error_replies,
+        r.duplicates
+    );
+    println!(
+        "client queueing p50 {:.1} µs, p99 {:.1} µs; end to end p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs; mean credits {:.1}",
+        r.client_queue_p50_ns as f64 / 1e3,
+        r.client_queue_p99_ns as f64 / 1e3,
+        r.end_to_end_p50_ns as f64 / 1e3,
+        r.end_to_end_p99_ns as f64 / 1e3,
+        r.end_to_end_p999_ns as f64 / 1e3,
+        r.mean_credits
     );
     println!(
         "{:>10} {:>9} {:>10} {:>10} {:>10} {:>14}",
@@ -289,6 +339,8 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         flows: t.flows,
         seed: t.seed,
         keep_samples: false,
+        obey_credits: args.obey_credits,
+        cpu: args.cpu,
     };
     match loadgen::run(&p) {
         Ok(r) => {

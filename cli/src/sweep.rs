@@ -51,6 +51,8 @@ pub struct SweepPoint {
     /// Grace periods that ended unanswered: the hybrids then sent the interrupt (uninstrumented
     /// code, e.g. LevelDB's C++ SCAN); one request can see several (`TimerSnapshot::ci_unanswered`).
     pub ci_unanswered: u64,
+    /// Datagrams the server's kernel dropped (socket receive buffers full).
+    pub kernel_drops: u64,
     #[serde(flatten)]
     pub result: LoadgenResult,
 }
@@ -127,9 +129,12 @@ pub fn run(
                 flows: p.flows,
                 seed: p.seed,
                 keep_samples: p.keep_samples,
+                // A server with overload control grants credits: its sessions obey them.
+                obey_credits: base.overload == synergy::config::OverloadMode::Credits,
+                cpu: None,
             };
             let result = loadgen::run(&lp);
-            let (stats, _) = server.shutdown();
+            let (stats, sockets) = server.shutdown();
             let point = SweepPoint {
                 policy: policy.name().into(),
                 preempt: mode.name().into(),
@@ -138,6 +143,7 @@ pub fn run(
                 ci_requests: stats.timer.ci_requests,
                 ci_taken: stats.total.ci_taken,
                 ci_unanswered: stats.timer.ci_unanswered,
+                kernel_drops: sockets.iter().map(|c| c.kernel_drops).sum(),
                 result: result?,
             };
             progress(points.len() + 1, total, &point);
@@ -169,13 +175,13 @@ pub fn run(
 
 pub fn csv(r: &SweepResult) -> String {
     let mut s = String::from(
-        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,ci_requests,ci_taken,ci_unanswered,slowdown_p999,latency_p999_ns\n",
+        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,ci_requests,ci_taken,ci_unanswered,slowdown_p999,latency_p999_ns,kernel_drops,rejected,goodput_rps,unsent,client_queue_p99_ns,end_to_end_p99_ns\n",
     );
     for p in &r.points {
         let x = &p.result;
         let _ = writeln!(
             s,
-            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{:.2},{}",
+            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{:.1},{},{},{}",
             p.policy,
             p.preempt,
             p.load,
@@ -193,7 +199,13 @@ pub fn csv(r: &SweepResult) -> String {
             p.ci_taken,
             p.ci_unanswered,
             x.overall_slowdown_p999,
-            x.overall_latency_p999_ns
+            x.overall_latency_p999_ns,
+            p.kernel_drops,
+            x.rejected,
+            x.goodput_rps,
+            x.unsent,
+            x.client_queue_p99_ns,
+            x.end_to_end_p99_ns
         );
     }
     s
@@ -272,6 +284,7 @@ mod tests {
             ci_requests: 0,
             ci_taken: 0,
             ci_unanswered: 0,
+            kernel_drops: 0,
             result: LoadgenResult {
                 offered_rps: rps,
                 sent: 100,

@@ -4,18 +4,27 @@
 //! collects replies with epoll and records latency (now − the request's send timestamp) and
 //! slowdown (latency / service time) in HDR histograms. Requests sent during the warm-up are not
 //! recorded; requests never answered within the grace period after the last send are lost.
+//!
+//! Each flow is a session. With `obey_credits` (for a server running `--overload credits`) a
+//! session keeps at most as many requests outstanding as the credits of its latest reply (one
+//! before any): arrivals stay open-loop Poisson, but a request without a credit waits in its
+//! session's client queue until a reply frees one. The result then separates the time requests
+//! queued at the client, the time in the network and server (`classes`), and the end-to-end
+//! latency from the arrival; rejected requests (`status::REJECTED`) are counted, not retried, and
+//! goodput counts only requests served.
 
 use crate::protocol::{decode_reply, encode_request};
 use crate::udp::{bind_udp, recv_from, send_to};
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use synergy::clock;
-use synergy::request::Request;
+use synergy::request::{status, Request};
 use synergy_eval::workload::Workload;
 
 #[derive(Debug, Clone)]
@@ -33,6 +42,11 @@ pub struct LoadgenParams {
     /// Also keep every measured reply's (kind, latency) in `LoadgenResult::samples`, so that the
     /// reported percentiles can be checked against the raw data.
     pub keep_samples: bool,
+    /// Sessions obey the credits in replies (see the module comment).
+    pub obey_credits: bool,
+    /// Run the load generator's threads on this CPU only: on a small machine, keeps its
+    /// real-time threads off the server's worker CPUs (e.g. on the timer core's CPU).
+    pub cpu: Option<usize>,
 }
 
 /// Latency summary of one request type (ns) or of all (slowdown, ×1).
@@ -61,8 +75,25 @@ pub struct LoadgenResult {
     pub send_errors: u64,
     /// Datagrams that were not well-formed replies, or answered an unknown request.
     pub bad_replies: u64,
-    /// Replies with a non-zero status.
+    /// Replies with a non-zero status other than `REJECTED`.
     pub error_replies: u64,
+    /// Requests the server's overload control rejected (`status::REJECTED`).
+    pub rejected: u64,
+    /// Requests served (status OK) per second of the measured window.
+    pub goodput_rps: f64,
+    /// `obey_credits`: measured requests still waiting for a credit at the client when the run
+    /// ended (never sent; not counted in `sent`).
+    pub unsent: u64,
+    /// `obey_credits`: time measured requests waited at the client for a credit (ns).
+    pub client_queue_p50_ns: u64,
+    pub client_queue_p99_ns: u64,
+    /// From a request's arrival (its scheduled time) to its reply, client queueing included
+    /// (ns); what `classes` report starts at the send.
+    pub end_to_end_p50_ns: u64,
+    pub end_to_end_p99_ns: u64,
+    pub end_to_end_p999_ns: u64,
+    /// `obey_credits`: the mean of the credits replies carried.
+    pub mean_credits: f64,
     /// Replies for an id already answered.
     pub duplicates: u64,
     /// How late the sender fell behind the schedule at worst (ns): a sender that cannot keep up
@@ -94,6 +125,88 @@ struct Flow {
     fd: OwnedFd,
 }
 
+/// Per id: not sent; sent during the warm-up (not measured) or after it; answered.
+const NOT_SENT: u64 = 0;
+const SENT: u64 = 1;
+const ANSWERED: u64 = 2;
+const SENT_WARMUP: u64 = 3;
+const ANSWERED_WARMUP: u64 = 4;
+
+/// One session's client side (`obey_credits`).
+struct Session {
+    /// Requests it may have outstanding: the credits of its latest reply.
+    window: u32,
+    outstanding: u32,
+    /// Arrivals waiting for a credit (schedule indices), oldest first.
+    queued: VecDeque<usize>,
+}
+
+/// What the send and receive threads share.
+struct Shared {
+    schedule: Vec<Request>,
+    flows: Vec<Flow>,
+    state: Vec<AtomicU64>,
+    target: SocketAddrV4,
+    start: u64,
+    warmup_end: u64,
+    /// `obey_credits`: one per flow.
+    sessions: Option<Vec<Mutex<Session>>>,
+}
+
+impl Shared {
+    /// Sends schedule entry `i` now; false if the kernel refused it.
+    fn send(&self, i: usize, now: u64) -> bool {
+        let r = &self.schedule[i];
+        let measured = self.start + r.arrival_ns >= self.warmup_end;
+        let mut req = *r;
+        req.client_ts = now;
+        self.state[i].store(if measured { SENT } else { SENT_WARMUP }, Ordering::Release);
+        if send_to(&self.flows[r.flow as usize].fd, &encode_request(&req), self.target) {
+            true
+        } else {
+            self.state[i].store(NOT_SENT, Ordering::Release);
+            false
+        }
+    }
+
+    /// Sends entry `i` if its session has a credit, else queues it there; false on a send error.
+    fn arrive(&self, i: usize, now: u64) -> bool {
+        let Some(sessions) = &self.sessions else { return self.send(i, now) };
+        let mut s = sessions[self.schedule[i].flow as usize].lock().unwrap_or_else(|e| e.into_inner());
+        if s.outstanding < s.window && s.queued.is_empty() {
+            s.outstanding += 1;
+            if !self.send(i, now) {
+                s.outstanding -= 1;
+                return false;
+            }
+        } else {
+            s.queued.push_back(i);
+        }
+        true
+    }
+
+    /// A reply freed a credit of `flow`'s session and brought `credits`: sends what they allow.
+    /// Returns the send errors.
+    fn replied(&self, flow: usize, credits: Option<u32>, now: u64) -> u64 {
+        let Some(sessions) = &self.sessions else { return 0 };
+        let mut s = sessions[flow].lock().unwrap_or_else(|e| e.into_inner());
+        s.outstanding = s.outstanding.saturating_sub(1);
+        if let Some(c) = credits {
+            s.window = c.max(1);
+        }
+        let mut errors = 0;
+        while s.outstanding < s.window {
+            let Some(i) = s.queued.pop_front() else { break };
+            if self.send(i, now) {
+                s.outstanding += 1;
+            } else {
+                errors += 1;
+            }
+        }
+        errors
+    }
+}
+
 fn connect_flows(target: SocketAddrV4, flows: u32) -> Result<Vec<Flow>, String> {
     let any = SocketAddrV4::new(if target.ip().is_loopback() { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED }, 0);
     (0..flows).map(|_| bind_udp(any, false).map(|fd| Flow { fd }).map_err(|e| format!("loadgen socket: {e}"))).collect()
@@ -111,69 +224,80 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         return Err("empty workload".into());
     }
     clock::init();
-    let flows = Arc::new(connect_flows(p.target, p.flows)?);
+    let flows = connect_flows(p.target, p.flows)?;
     let total_ns = (p.warmup + p.duration).as_nanos() as u64;
     let count = ((p.rps * total_ns as f64 / 1e9) as usize).max(1);
     // The schedule: arrival offsets, kinds and flows, drawn in advance (one "worker" here).
     let schedule: Vec<Request> = p.workload.schedule(p.rps, count, 1, p.flows, p.seed).pop().unwrap_or_default();
     let n = schedule.len();
-    // Per id: 0 = not sent or warm-up, 1 = sent (measured), 2 = answered.
-    let state: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-    let sending_done = Arc::new(AtomicBool::new(false));
     let start = clock::now_ns() + 2_000_000;
-    let warmup_end = start + p.warmup.as_nanos() as u64;
+    let shared = Arc::new(Shared {
+        schedule,
+        state: (0..n).map(|_| AtomicU64::new(NOT_SENT)).collect(),
+        sessions: p.obey_credits.then(|| {
+            (0..flows.len())
+                .map(|_| Mutex::new(Session { window: 1, outstanding: 0, queued: VecDeque::new() }))
+                .collect()
+        }),
+        flows,
+        target: p.target,
+        start,
+        warmup_end: start + p.warmup.as_nanos() as u64,
+    });
+    let sending_done = Arc::new(AtomicBool::new(false));
 
     let realtime = can_be_realtime();
     let receiver = {
-        let (flows, state, done) = (flows.clone(), state.clone(), sending_done.clone());
+        let (shared, done) = (shared.clone(), sending_done.clone());
         let (types, grace, keep) = (p.workload.types.clone(), p.grace, p.keep_samples);
-        spawn_loadgen_thread("receive", realtime, move || receive(&flows, &state, &done, &types, grace, keep))?
+        spawn_loadgen_thread("receive", realtime, p.cpu, move || receive(&shared, &done, &types, grace, keep))?
     };
     // Sending runs on its own thread too, so that its real-time policy never leaks into the
     // caller's thread (whose children — e.g. a server runtime started later in a sweep — would
     // inherit it).
     let sender = {
-        let (flows, state, target) = (flows.clone(), state.clone(), p.target);
-        spawn_loadgen_thread("send", realtime, move || {
-            send_schedule(&schedule, &flows, &state, target, start, warmup_end)
-        })?
+        let shared = shared.clone();
+        spawn_loadgen_thread("send", realtime, p.cpu, move || send_schedule(&shared))?
     };
     let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
     sending_done.store(true, Ordering::Release);
     let mut rx = receiver.join().map_err(|_| "the receive thread panicked".to_string())?;
     let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);
-    let sent = state.iter().filter(|s| s.load(Ordering::Acquire) != 0).count() as u64;
-    let answered = state.iter().filter(|s| s.load(Ordering::Acquire) == 2).count() as u64;
+    let count_state = |v: u64| shared.state.iter().filter(|s| s.load(Ordering::Acquire) == v).count() as u64;
+    let (sent, answered) = (count_state(SENT) + count_state(ANSWERED), count_state(ANSWERED));
+    rx.unsent = shared.sessions.as_ref().map_or(0, |sessions| {
+        sessions
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.queued.iter().filter(|&&i| start + shared.schedule[i].arrival_ns >= shared.warmup_end).count() as u64
+            })
+            .sum()
+    });
     rx.offered_rps = p.rps;
     rx.sent = sent;
     rx.answered = answered;
     rx.lost = sent - answered;
-    rx.send_errors = send_errors;
+    rx.send_errors += send_errors;
     rx.max_send_lag_ns = max_lag;
     rx.realtime = realtime;
-    let window = (end.saturating_sub(warmup_end)).max(1) as f64 / 1e9;
-    rx.achieved_rps = answered as f64 / window.max(p.duration.as_secs_f64());
+    let window = ((end.saturating_sub(shared.warmup_end)).max(1) as f64 / 1e9).max(p.duration.as_secs_f64());
+    rx.achieved_rps = answered as f64 / window;
+    rx.goodput_rps = (answered - rx.rejected - rx.error_replies) as f64 / window;
     Ok(rx)
 }
 
-/// Sends every request of `schedule` at its time; returns (send errors, worst lag behind the
-/// schedule in ns).
-fn send_schedule(
-    schedule: &[Request],
-    flows: &[Flow],
-    state: &[AtomicU64],
-    target: SocketAddrV4,
-    start: u64,
-    warmup_end: u64,
-) -> (u64, u64) {
+/// Releases every arrival of the schedule at its time (sent, or queued at its session without a
+/// credit); returns (send errors, worst lag behind the schedule in ns).
+fn send_schedule(shared: &Shared) -> (u64, u64) {
     let mut send_errors = 0u64;
     let mut max_lag = 0u64;
     // Sleep rather than spin until shortly before each send: on a small machine the load
     // generator shares cores with the server, and a spinning sender would steal its CPU time.
     // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack (1 ns: precise sleeps).
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
-    for r in schedule {
-        let due = start + r.arrival_ns;
+    for (i, r) in shared.schedule.iter().enumerate() {
+        let due = shared.start + r.arrival_ns;
         let mut now = clock::now_ns();
         while now < due {
             if due - now > 20_000 {
@@ -184,31 +308,36 @@ fn send_schedule(
             now = clock::now_ns();
         }
         max_lag = max_lag.max(now - due);
-        let measured = due >= warmup_end;
-        let mut req = *r;
-        req.client_ts = now;
-        if measured {
-            state[r.id as usize].store(1, Ordering::Release);
-        }
-        if !send_to(&flows[r.flow as usize].fd, &encode_request(&req), target) {
+        if !shared.arrive(i, now) {
             send_errors += 1;
-            if measured {
-                state[r.id as usize].store(0, Ordering::Release);
-            }
         }
     }
     (send_errors, max_lag)
 }
 
-/// Starts a load-generator thread (`loadgen-<role>`), SCHED_FIFO if `realtime`.
+/// Starts a load-generator thread (`loadgen-<role>`), SCHED_FIFO if `realtime`, on `cpu` if given.
 fn spawn_loadgen_thread<T: Send + 'static>(
     role: &str,
     realtime: bool,
+    cpu: Option<usize>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<std::thread::JoinHandle<T>, String> {
+    if let Some(c) = cpu {
+        if !synergy::cpu::allowed_cpus().contains(&c) {
+            return Err(format!("the load generator's CPU {c} is not available to this process"));
+        }
+    }
     std::thread::Builder::new()
         .name(format!("loadgen-{role}"))
         .spawn(move || {
+            if let Some(c) = cpu {
+                if let Err(e) = synergy::cpu::pin_current_thread(c) {
+                    eprintln!(
+                        "synergy loadgen: cannot pin the {} thread to CPU {c}: {e}",
+                        std::thread::current().name().unwrap_or("?")
+                    );
+                }
+            }
             if realtime {
                 make_realtime();
             }
@@ -224,21 +353,25 @@ fn can_be_realtime() -> bool {
 }
 
 /// The receive thread: records every reply until sending is done and either everything is
-/// answered or the grace period has passed; the latency part of the result.
+/// answered or the grace period has passed (and, obeying credits, sends what replies allow);
+/// the latency part of the result.
 fn receive(
-    flows: &[Flow],
-    state: &[AtomicU64],
+    shared: &Shared,
     done: &AtomicBool,
     types: &[synergy_eval::workload::RequestType],
     grace: Duration,
     keep_samples: bool,
 ) -> LoadgenResult {
-    let mut lat: Vec<Histogram<u64>> =
-        types.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")).collect();
-    let mut slow = Histogram::<u64>::new_with_bounds(1, 1_000_000_000_000, 3).expect("histogram");
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let hist = |max| Histogram::<u64>::new_with_bounds(1, max, 3).expect("histogram");
+    let mut lat: Vec<Histogram<u64>> = types.iter().map(|_| hist(60_000_000_000)).collect();
+    let mut slow = hist(1_000_000_000_000);
+    let mut all = hist(60_000_000_000);
+    let mut client_queue = hist(60_000_000_000);
+    let mut end_to_end = hist(60_000_000_000);
+    let mut credits_sum = 0u64;
     let mut res = LoadgenResult::default();
-    // SAFETY: epoll over descriptors that outlive this function (owned by `flows`).
+    let flows = &shared.flows;
+    // SAFETY: epoll over descriptors that outlive this function (owned by `shared`).
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     for (i, f) in flows.iter().enumerate() {
         let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
@@ -252,28 +385,47 @@ fn receive(
         // SAFETY: `events` has room for its length.
         let k = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 10) };
         for e in events.iter().take(k.max(0) as usize) {
-            let f = &flows[e.u64 as usize];
-            while let Some((len, _)) = recv_from(&f.fd, &mut buf) {
+            let flow = e.u64 as usize;
+            while let Some((len, _)) = recv_from(&flows[flow].fd, &mut buf) {
                 let now = clock::now_ns();
                 // A longer datagram is cut to the buffer and then fails decode_reply's length check.
                 let Ok(r) = decode_reply(&buf[..len.min(buf.len())]) else {
                     res.bad_replies += 1;
                     continue;
                 };
-                let Some(s) = state.get(r.id as usize) else {
+                let Some(s) = shared.state.get(r.id as usize) else {
                     res.bad_replies += 1;
                     continue;
                 };
-                match s.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => {}
-                    Err(2) => {
+                let first = |from, to| s.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok();
+                let measured = match s.load(Ordering::Acquire) {
+                    SENT if first(SENT, ANSWERED) => true,
+                    SENT_WARMUP if first(SENT_WARMUP, ANSWERED_WARMUP) => false,
+                    NOT_SENT => {
+                        res.bad_replies += 1; // an id never sent
+                        continue;
+                    }
+                    _ => {
                         res.duplicates += 1;
                         continue;
                     }
-                    Err(_) => continue, // warm-up request
+                };
+                // Every first reply frees its session's credit, warm-up or not.
+                res.send_errors += shared.replied(flow, r.credits, now);
+                if !measured {
+                    continue;
                 }
-                if r.status != 0 {
-                    res.error_replies += 1;
+                credits_sum += u64::from(r.credits.unwrap_or(0));
+                match r.status {
+                    status::OK => {}
+                    status::REJECTED => res.rejected += 1,
+                    _ => res.error_replies += 1,
+                }
+                let arrival = shared.start + shared.schedule[r.id as usize].arrival_ns;
+                let _ = client_queue.record(r.client_ts.saturating_sub(arrival).max(1));
+                let _ = end_to_end.record(now.saturating_sub(arrival).max(1));
+                if r.status == status::REJECTED {
+                    continue; // not served: no service latency
                 }
                 let l = now.saturating_sub(r.client_ts).max(1);
                 if let Some(t) = types.get(r.kind as usize) {
@@ -291,8 +443,12 @@ fn receive(
         if done.load(Ordering::Acquire) {
             let now = clock::now_ns();
             let since = *outstanding_since.get_or_insert(now);
-            let pending = state.iter().any(|s| s.load(Ordering::Relaxed) == 1);
-            if !pending || now - since > grace.as_nanos() as u64 {
+            let pending = shared.state.iter().any(|s| s.load(Ordering::Relaxed) == SENT);
+            let queued = shared
+                .sessions
+                .as_ref()
+                .is_some_and(|ss| ss.iter().any(|s| !s.lock().unwrap_or_else(|e| e.into_inner()).queued.is_empty()));
+            if !(pending || queued) || now - since > grace.as_nanos() as u64 {
                 break;
             }
         }
@@ -314,5 +470,11 @@ fn receive(
         .collect();
     res.overall_slowdown_p999 = slow.value_at_quantile(0.999) as f64 / 1000.0;
     res.overall_latency_p999_ns = all.value_at_quantile(0.999);
+    res.client_queue_p50_ns = client_queue.value_at_quantile(0.5);
+    res.client_queue_p99_ns = client_queue.value_at_quantile(0.99);
+    res.end_to_end_p50_ns = end_to_end.value_at_quantile(0.5);
+    res.end_to_end_p99_ns = end_to_end.value_at_quantile(0.99);
+    res.end_to_end_p999_ns = end_to_end.value_at_quantile(0.999);
+    res.mean_credits = if end_to_end.is_empty() { 0.0 } else { credits_sum as f64 / end_to_end.len() as f64 };
     res
 }

@@ -13,11 +13,17 @@
 //! applications); without it bytes 40..128 are zero. Other bits are reserved (zero).
 //! Reply (64 bytes):
 //! ```text
-//!  0  u32 magic "SYNP"      4  u16 version (1)     6  u16 flags (0)
+//!  0  u32 magic "SYNP"      4  u16 version (1)     6  u16 flags
 //!  8  u64 id               16  u32 kind           20  u32 status
 //! 24  u64 value            32  u64 client_ts      40  u32 worker
-//! 44  u32 preemptions      48  u64 server_ns (time in the server)   56..64 zero
+//! 44  u32 preemptions      48  u64 server_ns (time in the server)
+//! 56  u32 credits          60..64 zero
 //! ```
+//! Reply flags: bit 0 (`FLAG_CREDITS`) says bytes 56..60 carry the credits of the request's
+//! session (`--overload credits`: how many requests the session, its `flow`, may have outstanding
+//! from now on; at least 1); without it they are zero. Other bits are reserved (zero).
+//! A request's `flow` is its session. Status 3 (`REJECTED`) answers a request the server's AQM
+//! turned away unserved.
 
 use synergy::request::{Key, Reply, Request};
 
@@ -28,6 +34,9 @@ pub const REPLY_MAGIC: u32 = u32::from_le_bytes(*b"SYNP");
 pub const VERSION: u16 = 1;
 /// Request flag: a key follows at byte 40.
 pub const FLAG_KEY: u16 = 1;
+/// Reply flag: bytes 56..60 carry the session's credits.
+pub const FLAG_CREDITS: u16 = 1;
+const CREDITS_AT: usize = 56;
 const KEY_LEN_AT: usize = 40;
 const KEY_AT: usize = 41;
 const _: () = assert!(KEY_AT + Key::MAX <= REQUEST_LEN);
@@ -151,6 +160,10 @@ pub fn encode_reply(r: &Reply) -> [u8; REPLY_LEN] {
     put(&mut b, 40, &r.worker.to_le_bytes());
     put(&mut b, 44, &r.preemptions.to_le_bytes());
     put(&mut b, 48, &r.latency_ns().to_le_bytes());
+    if let Some(c) = r.credits {
+        put(&mut b, 6, &FLAG_CREDITS.to_le_bytes());
+        put(&mut b, CREDITS_AT, &c.to_le_bytes());
+    }
     b
 }
 
@@ -165,6 +178,8 @@ pub struct WireReply {
     pub worker: u32,
     pub preemptions: u32,
     pub server_ns: u64,
+    /// The session's credits, if the server runs overload control.
+    pub credits: Option<u32>,
 }
 
 /// The id and kind of a datagram that is not a well-formed request but starts like one (magic and
@@ -178,7 +193,9 @@ pub fn salvage_request_id(b: &[u8]) -> Option<(u64, u32)> {
 }
 
 pub fn decode_reply(b: &[u8]) -> Result<WireReply, WireError> {
-    if header(b, REPLY_LEN, REPLY_MAGIC)? != 0 || b[56..].iter().any(|&x| x != 0) {
+    let flags = header(b, REPLY_LEN, REPLY_MAGIC)?;
+    let padding_from = if flags & FLAG_CREDITS != 0 { CREDITS_AT + 4 } else { CREDITS_AT };
+    if flags & !FLAG_CREDITS != 0 || b[padding_from..].iter().any(|&x| x != 0) {
         return Err(WireError::Reserved);
     }
     Ok(WireReply {
@@ -190,6 +207,7 @@ pub fn decode_reply(b: &[u8]) -> Result<WireReply, WireError> {
         worker: u32_at(b, 40),
         preemptions: u32_at(b, 44),
         server_ns: u64_at(b, 48),
+        credits: (flags & FLAG_CREDITS != 0).then(|| u32_at(b, CREDITS_AT)),
     })
 }
 
@@ -230,6 +248,7 @@ mod tests {
             worker: 1,
             preemptions: 4,
             origin: 55,
+            credits: None,
         };
         let b = encode_reply(&r);
         assert_eq!(&b[0..4], b"SYNP");
@@ -244,9 +263,25 @@ mod tests {
                 client_ts: 77,
                 worker: 1,
                 preemptions: 4,
-                server_ns: 750
+                server_ns: 750,
+                credits: None,
             }
         );
+        assert!(b[56..].iter().all(|&x| x == 0) && u16_at(&b, 6) == 0, "no credits: flags and bytes 56.. zero");
+        let credited = encode_reply(&Reply { credits: Some(0x0102_0304), ..r });
+        assert_eq!(u16_at(&credited, 6), FLAG_CREDITS);
+        assert_eq!(u32_at(&credited, 56), 0x0102_0304);
+        assert_eq!(decode_reply(&credited).unwrap().credits, Some(0x0102_0304));
+        // Credits without the flag, a byte after them, or an undefined flag: reserved bits.
+        let mut bad = credited;
+        bad[6] = 0;
+        assert_eq!(decode_reply(&bad), Err(WireError::Reserved));
+        let mut bad = credited;
+        bad[60] = 1;
+        assert_eq!(decode_reply(&bad), Err(WireError::Reserved));
+        let mut bad = credited;
+        bad[6] = 3;
+        assert_eq!(decode_reply(&bad), Err(WireError::Reserved));
     }
 
     #[test]

@@ -111,6 +111,49 @@ pub fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, SocketAddrV4)> 
     }
 }
 
+/// Receives one datagram into `buf` without blocking, with the kernel's receive timestamp
+/// (SO_TIMESTAMPNS, CLOCK_REALTIME ns) if the socket has them on: (length, sender, timestamp).
+pub fn recv_stamped(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, SocketAddrV4, Option<u64>)> {
+    // Room for one SCM_TIMESTAMPNS control message (a timespec), 8-byte aligned.
+    let mut control = [0u64; 8];
+    // SAFETY: recvmsg into `buf` (its length passed), a sockaddr_in and `control` (their sizes
+    // passed); the control messages are walked with the kernel's CMSG macros within `control`.
+    unsafe {
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC);
+        if n < 0 {
+            return None;
+        }
+        let mut stamp = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let from = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)), u16::from_be(sa.sin_port));
+        Some((n as usize, from, stamp))
+    }
+}
+
+/// CLOCK_REALTIME in ns (the clock of the kernel's receive timestamps).
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Sends `data` to `to` without blocking; false if the kernel refused (buffer full, no route).
 pub fn send_to(fd: &OwnedFd, data: &[u8], to: SocketAddrV4) -> bool {
     use nix::sys::socket::{sendto, MsgFlags, SockaddrIn};
@@ -128,6 +171,13 @@ impl UdpTransport {
         let mut sockets = vec![first];
         for _ in 1..workers {
             sockets.push(bind_udp(local, true)?);
+        }
+        // Kernel receive timestamps: a request's arrival is when the kernel received it, so the
+        // time it waited in the socket buffer counts as queueing delay (overload control's D_m,
+        // the reply's server time).
+        for fd in &sockets {
+            nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+                .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("setsockopt(SO_TIMESTAMPNS): {e}")))?;
         }
         Ok(UdpTransport {
             sockets: sockets.into_boxed_slice(),
@@ -170,14 +220,20 @@ impl Transport for UdpTransport {
         let mut buf = [0u8; 2048];
         let c = &self.counters[worker];
         let mut taken = 0;
+        // One pair of clock reads per poll converts the kernel's timestamps to the runtime clock.
+        let (now, real_now) = (clock::now_ns(), realtime_ns());
         while taken < max {
-            let Some((n, from)) = recv_from(&self.sockets[worker], &mut buf) else { break };
+            let Some((n, from, stamp)) = recv_stamped(&self.sockets[worker], &mut buf) else { break };
             c.received.fetch_add(1, Ordering::Relaxed);
             // MSG_TRUNC reports the real length of an oversized datagram; cut to the buffer, it is
             // still longer than a request and fails decoding.
             match decode_request(&buf[..n.min(buf.len())]) {
                 Ok(mut req) => {
-                    req.arrival_ns = clock::now_ns();
+                    // A datagram received after `real_now` (during this poll) counts as now.
+                    req.arrival_ns = match stamp {
+                        Some(t) => now.saturating_sub(real_now.saturating_sub(t)),
+                        None => clock::now_ns(),
+                    };
                     req.origin = origin_of(from);
                     out.push(req);
                     taken += 1;

@@ -87,6 +87,8 @@ fn dpdk_af_packet_answers_every_request_exactly_once() {
         flows: 8,
         seed: 3,
         keep_samples: false,
+        obey_credits: false,
+        cpu: None,
     };
     let r = loadgen::run(&lp).expect("loadgen");
     let (stats, c) = server.shutdown();

@@ -36,6 +36,8 @@ fn params(target: SocketAddrV4, rps: f64, ms: u64) -> LoadgenParams {
         flows: 16,
         seed: 7,
         keep_samples: false,
+        obey_credits: false,
+        cpu: None,
     }
 }
 

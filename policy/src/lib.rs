@@ -6,6 +6,7 @@
 
 pub mod congestion;
 pub mod idle;
+pub mod overload;
 pub mod quantum;
 pub mod selection;
 pub mod system;

@@ -51,6 +51,46 @@ pub struct Config {
     pub idle_poll_us: u64,
     /// The delay threshold in µs: work waiting this long gets a parked worker woken for it.
     pub wake_delay_us: u64,
+    /// Overload control: none (every request is served, however late), or CoreSync's credits
+    /// with AQM (`policy::overload`).
+    pub overload: OverloadMode,
+    /// D_t in µs: the target queueing delay of the credit controller.
+    pub target_delay_us: u64,
+    /// D_drop in µs: the AQM rejects while the oldest request has waited longer; 0 = 2·D_t.
+    pub drop_delay_us: u64,
+    /// β: the credit pool's multiplicative-decrease gain.
+    pub credit_beta: f64,
+    /// α: the credit pool's additive increase per control period, as a fraction of the active
+    /// sessions.
+    pub credit_alpha: f64,
+    /// The control period in µs (CoreSync: one network RTT).
+    pub credit_period_us: u64,
+}
+
+/// Overload control (`--overload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum OverloadMode {
+    /// Admit everything: beyond capacity queues (and the kernel's socket buffers) grow.
+    None,
+    /// Credits in replies (a session may have that many requests outstanding) sized by AIMD on
+    /// the oldest request's queueing delay, and rejects while that delay exceeds D_drop.
+    Credits,
+}
+
+impl OverloadMode {
+    pub const ALL: [OverloadMode; 2] = [OverloadMode::None, OverloadMode::Credits];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OverloadMode::None => "none",
+            OverloadMode::Credits => "credits",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<OverloadMode> {
+        OverloadMode::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// What an idle worker does (`--idle`).
@@ -134,6 +174,14 @@ impl Default for Config {
             // CoreSync's POLL_PERIOD and the delay threshold of its (and Shenango's) allocator.
             idle_poll_us: 2,
             wake_delay_us: 5,
+            overload: OverloadMode::None,
+            // CoreSync's settings for 10 µs requests: D_t = 80 µs, β = 2%, α = 0.1%, one RTT
+            // (10 µs) per update.
+            target_delay_us: 80,
+            drop_delay_us: 0,
+            credit_beta: 0.02,
+            credit_alpha: 0.001,
+            credit_period_us: 10,
         }
     }
 }
@@ -171,6 +219,24 @@ pub const MIN_STACK_KIB: usize = 32;
 pub const MAX_WORKERS: usize = 1024;
 
 impl Config {
+    /// The overload controller's settings, if `overload` asks for one.
+    pub fn overload_params(&self) -> Option<crate::overload::OverloadParams> {
+        (self.overload == OverloadMode::Credits).then(|| {
+            let target = self.target_delay_us * 1_000;
+            let drop = if self.drop_delay_us == 0 { 2 * target } else { self.drop_delay_us * 1_000 };
+            crate::overload::OverloadParams {
+                credits: crate::policy::overload::CreditParams {
+                    target_delay_ns: target,
+                    drop_delay_ns: drop,
+                    beta: self.credit_beta,
+                    alpha: self.credit_alpha,
+                    ..crate::policy::overload::CreditParams::coresync(target)
+                },
+                period_ns: self.credit_period_us * 1_000,
+            }
+        })
+    }
+
     /// Checks every value and resolves CPU placement against `allowed` CPUs.
     pub fn validate(&self, allowed: &[usize]) -> Result<Placement, ConfigError> {
         if self.ci_grace_us > 1_000_000 {
@@ -180,6 +246,33 @@ impl Config {
             if v > 1_000_000 {
                 return err(format!("{name} must be at most 1000000 (1 s), got {v}"));
             }
+        }
+        for (name, v) in [
+            ("target_delay_us", self.target_delay_us),
+            ("drop_delay_us", self.drop_delay_us),
+            ("credit_period_us", self.credit_period_us),
+        ] {
+            if v > 10_000_000 {
+                return err(format!("{name} must be at most 10000000 (10 s), got {v}"));
+            }
+        }
+        if self.target_delay_us == 0 || self.credit_period_us == 0 {
+            return err(format!(
+                "target_delay_us and credit_period_us must be positive, got {} and {}",
+                self.target_delay_us, self.credit_period_us
+            ));
+        }
+        if self.drop_delay_us != 0 && self.drop_delay_us < self.target_delay_us {
+            return err(format!(
+                "drop_delay_us ({}) must be at least target_delay_us ({}): the AQM would reject below the target",
+                self.drop_delay_us, self.target_delay_us
+            ));
+        }
+        if !(self.credit_beta > 0.0 && self.credit_beta <= 1.0) {
+            return err(format!("credit_beta must be in (0, 1], got {}", self.credit_beta));
+        }
+        if !(self.credit_alpha > 0.0 && self.credit_alpha <= 1000.0) {
+            return err(format!("credit_alpha must be in (0, 1000], got {}", self.credit_alpha));
         }
         if self.workers == 0 || self.workers > MAX_WORKERS {
             return err(format!("workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
@@ -324,6 +417,11 @@ mod tests {
             (Config { rx_capacity: 3, ..Config::default() }, "rx_capacity"),
             (Config { idle_poll_us: 2_000_000, ..Config::default() }, "idle_poll_us"),
             (Config { wake_delay_us: u64::MAX, ..Config::default() }, "wake_delay_us"),
+            (Config { target_delay_us: 0, ..Config::default() }, "target_delay_us"),
+            (Config { drop_delay_us: 10, ..Config::default() }, "drop_delay_us (10) must be at least"),
+            (Config { credit_beta: 0.0, ..Config::default() }, "credit_beta"),
+            (Config { credit_alpha: f64::NAN, ..Config::default() }, "credit_alpha"),
+            (Config { credit_period_us: 20_000_000, ..Config::default() }, "credit_period_us"),
             (Config { timer_core: Some(7), ..Config::default() }, "timer core CPU 7"),
             (Config { worker_cores: Some(vec![1, 1]), workers: 2, ..Config::default() }, "twice"),
             (Config { worker_cores: Some(vec![1]), workers: 2, ..Config::default() }, "lists 1 CPUs"),

@@ -36,6 +36,7 @@ pub mod config;
 pub mod cpu;
 pub mod green;
 mod local;
+pub mod overload;
 pub mod park;
 pub mod preempt;
 pub mod queue;

@@ -75,6 +75,9 @@ pub mod status {
     pub const MALFORMED: u32 = 1;
     /// The request's kind is not one the application serves.
     pub const UNKNOWN_KIND: u32 = 2;
+    /// Overload control's AQM turned the request away unserved (`--overload credits`): the
+    /// oldest queued request had waited longer than D_drop. Not retried by the server.
+    pub const REJECTED: u32 = 3;
 }
 
 /// A reply built by the application and completed by the runtime.
@@ -97,6 +100,9 @@ pub struct Reply {
     pub preemptions: u32,
     /// The request's `origin`.
     pub origin: u64,
+    /// Set by the runtime in `send` under `--overload credits`: how many requests the request's
+    /// session may have outstanding from now on.
+    pub credits: Option<u32>,
 }
 
 impl Reply {

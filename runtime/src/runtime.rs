@@ -284,6 +284,7 @@ impl Runtime {
             timer_periods: self.timer_periods.snapshot(),
             green_threads_live: self.shared.live_threads.load(Ordering::Relaxed) as u64,
             wall_ns: crate::clock::now_ns().saturating_sub(self.started_ns),
+            overload: self.shared.overload.as_ref().map(|o| o.snapshot()),
         }
     }
 

@@ -25,8 +25,11 @@ counters!(
     WorkerSnapshot {
         /// Requests taken from the transport.
         admitted,
-        /// Requests whose handler returned.
+        /// Requests answered: their handler returned, or (`--overload credits`) the AQM rejected
+        /// them (counted in `rejected` too).
         completed,
+        /// Requests the AQM answered with `status::REJECTED` instead of running them.
+        rejected,
         short_done,
         long_done,
         /// Green threads parked on the wait queue by an interrupt (direct or deferred).
@@ -82,6 +85,11 @@ counters!(
         loops,
         /// Parked workers woken because work waited for them (`--idle park`).
         grants,
+        /// Control periods in which the credit pool grew (D_m ≤ D_t) or shrank (`--overload credits`).
+        credit_increases,
+        credit_decreases,
+        /// Control periods in which the AQM rejected (D_m > D_drop).
+        rejecting_periods,
     }
 );
 
@@ -165,6 +173,8 @@ pub struct RunStats {
     pub green_threads_live: u64,
     /// Time from the runtime's start to this snapshot (to the end of `shutdown` for its result).
     pub wall_ns: u64,
+    /// The overload controller's state (`--overload credits`).
+    pub overload: Option<crate::overload::OverloadSnapshot>,
 }
 
 impl RunStats {

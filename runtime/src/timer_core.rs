@@ -3,6 +3,7 @@
 //! The decisions themselves are `policy::timer`.
 
 use crate::clock;
+use crate::overload::CreditControl;
 use crate::policy::timer::{ci_step, decide, CiStep, QuantumControl, TimerDecision};
 use crate::preempt::Target;
 use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
@@ -43,6 +44,8 @@ pub fn run_timer_core(
     shared.factor_bits.store(control.factor().to_bits(), Ordering::Relaxed);
     // `--idle park`: the core grants that wake parked workers.
     let mut grants = shared.idle.map(|idle| CoreGrants::new(shared.workers.len(), idle.wake_delay_ns));
+    // `--overload credits`: the credit pool and the AQM.
+    let mut credits = shared.overload.as_ref().map(CreditControl::new);
     let mut local_periods = [0u64; PERIOD_BUCKETS];
     let (mut last, mut loops) = (clock::now_ns(), 0u64);
     while !stop.load(Ordering::Acquire) {
@@ -66,6 +69,9 @@ pub fn run_timer_core(
         scan_workers(&shared, now, control.factor(), &stats);
         if let Some(grants) = grants.as_mut() {
             grants.tick(&shared, now, &stats);
+        }
+        if let (Some(control), Some(o)) = (credits.as_mut(), shared.overload.as_ref()) {
+            control.tick(o, now, (wq.producer_index(), wq.consumer_index()), &stats);
         }
         if params.yield_each_loop {
             // Time-shared with a worker: let it run instead of burning a whole time slice.

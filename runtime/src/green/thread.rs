@@ -23,6 +23,9 @@ pub struct GreenThread {
     pub started_ns: u64,
     /// How often the current request was preempted or yielded.
     pub preemptions: u32,
+    /// When it was last put on the wait queue (runtime clock, ns): its queueing delay there is
+    /// measured when a worker resumes it (overload control's D_m).
+    pub queued_ns: u64,
 }
 
 impl GreenThread {
@@ -35,6 +38,7 @@ impl GreenThread {
             long: false,
             timed: false,
             region: false,
+            queued_ns: 0,
             locals: GreenLocals::default(),
             started_ns: 0,
             preemptions: 0,

@@ -119,7 +119,9 @@ pub fn send(mut reply: Reply) -> Result<(), NotOnWorker> {
     reply.worker = st.id as u32;
     // SAFETY: current is live.
     reply.preemptions = unsafe { (*st.current).preemptions };
-    st.shared().transport.reply(st.id, reply);
+    let shared = st.shared();
+    reply.credits = shared.overload.as_ref().map(|o| o.credits_per_session());
+    shared.transport.reply(st.id, reply);
     Ok(())
 }
 

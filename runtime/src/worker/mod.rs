@@ -101,6 +101,8 @@ pub struct Shared {
     /// `--idle park`: idle workers park and the timer core wakes them; None: they spin (also
     /// whenever no timer core runs, as nothing would wake them).
     pub idle: Option<IdleParams>,
+    /// `--overload credits`: the credit controller's shared state; None: admit everything.
+    pub overload: Option<crate::overload::OverloadShared>,
 }
 
 /// How idle workers park (`--idle park`).
@@ -152,6 +154,7 @@ impl Shared {
                 poll_period_ns: config.idle_poll_us * 1_000,
                 wake_delay_ns: config.wake_delay_us * 1_000,
             }),
+            overload: config.overload_params().map(|p| crate::overload::OverloadShared::new(p, config.workers)),
         }
     }
 }

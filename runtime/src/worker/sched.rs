@@ -22,8 +22,30 @@ pub(super) extern "C" fn green_main() -> ! {
     after_switch();
     loop {
         let req = recv();
-        serve(req);
+        if admit(&req) {
+            serve(req);
+        }
     }
+}
+
+/// Overload control at the start of a request (`--overload credits`): records its queueing delay
+/// and session, and answers it `status::REJECTED` instead of serving it while the AQM rejects.
+fn admit(req: &Request) -> bool {
+    let l = current();
+    // SAFETY: worker thread; the borrow ends before `send`.
+    let (id, shared) = unsafe {
+        let st = l.state();
+        (st.id, st.shared())
+    };
+    let Some(o) = &shared.overload else { return true };
+    if !o.on_start(id, req.flow, req.arrival_ns, clock::now_ns()) {
+        return true;
+    }
+    let ws = l.shared();
+    ws.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    let _ = send(Reply::to(req).with_status(crate::request::status::REJECTED));
+    ws.stats.completed.fetch_add(1, Ordering::Release);
+    false
 }
 
 /// Runs one request through the application handler.

@@ -52,6 +52,9 @@ pub(super) fn after_switch() {
     match std::mem::replace(&mut st.post_switch, PostSwitch::Nothing) {
         PostSwitch::Nothing => {}
         PostSwitch::Park(t) => {
+            // SAFETY: t stopped running at the switch that landed here and is not yet queued: no
+            // one else can touch it.
+            unsafe { (*t).queued_ns = crate::clock::now_ns() };
             // The wait queue's capacity equals the green-thread budget and each thread is in it at
             // most once, so there is always room: `Ring::push` fails only when really full (it
             // waits out a consumer that claimed the oldest slot but has not released it yet).
@@ -74,6 +77,10 @@ pub(super) fn resume(t: *mut GreenThread) -> ! {
     st.post_switch = PostSwitch::Recycle(cur);
     set_current(l, st, t);
     l.shared().stats.resumes.fetch_add(1, Ordering::Relaxed);
+    if let Some(o) = &st.shared().overload {
+        // SAFETY: t is ours now (taken from the wait queue) and not running.
+        o.on_resume(st.id, unsafe { (*t).queued_ns }, crate::clock::now_ns());
+    }
     // SAFETY: t was parked by a completed switch (it is not running anywhere) and we own it now.
     unsafe { switch(&mut (*cur).ctx, &(*t).ctx) };
     unreachable!("a recycled green thread is only ever restarted from green_main");

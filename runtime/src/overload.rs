@@ -1,0 +1,293 @@
+//! Overload control's mechanism (`--overload credits`): what the workers record as requests start
+//! (their queueing delay, their session), the AQM's reject, the credits every reply carries, and
+//! the timer core's control loop that turns the records into D_m and a credit pool. The decisions
+//! are `policy::overload`.
+//!
+//! D_m, the queueing delay of the oldest request, counts every queue, the wait queue included:
+//! - a new request's delay is measured when a worker starts it, `now − arrival_ns` (the
+//!   transport's arrival stamp; the kernel UDP transport stamps when the kernel received the
+//!   datagram, so time in the socket buffer counts);
+//! - a preempted request's, when a worker resumes it: the time since it was put on the wait queue;
+//! - a preempted request that no worker resumes (new requests keep every worker busy) is seen by
+//!   the timer core: while the wait queue is non-empty and its consumer index has not moved since
+//!   time T, its head has waited at least `now − T`.
+//!
+//! D_m of a control period is the largest of these. A period with none of them (no start, no
+//! resume, an empty or moving wait queue) holds the pool and lifts the AQM (nothing it could
+//! reject starts meanwhile either).
+
+use crate::clock;
+use crate::policy::overload::{CreditChange, CreditParams, CreditPool};
+use crate::stats::TimerStats;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Sessions are tracked in this many slots (a session is a request's `flow`, modulo this): two
+/// sessions sharing a slot count as one, which only makes each one's share larger.
+pub const SESSION_SLOTS: usize = 4096;
+/// A session that sent nothing for this long no longer counts as active.
+pub const SESSION_IDLE_NS: u64 = 10_000_000;
+/// How often the timer core recounts active sessions (a pass over `SESSION_SLOTS`).
+const RECOUNT_EVERY_NS: u64 = 1_000_000;
+
+/// The settings `Config` resolves to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverloadParams {
+    pub credits: CreditParams,
+    /// The control period (CoreSync updates once per network RTT).
+    pub period_ns: u64,
+}
+
+/// A worker's record of the largest queueing delay it saw start this period, + 1 (0: none).
+#[repr(align(64))]
+#[derive(Default)]
+struct DelaySlot(AtomicU64);
+
+/// What workers and the timer core share.
+pub struct OverloadShared {
+    params: OverloadParams,
+    delays: Box<[DelaySlot]>,
+    /// Per session slot: when a request of it last started (runtime clock ns), 0 = never.
+    sessions: Box<[AtomicU64]>,
+    /// The AQM rejects requests starting before this time (runtime clock ns): two control
+    /// periods after a D_m above D_drop. A deadline rather than a flag, so that a timer core
+    /// kept off its CPU (time-shared) cannot leave a stale verdict rejecting for milliseconds.
+    reject_until_ns: AtomicU64,
+    /// What each reply grants its session.
+    per_session: AtomicU32,
+    /// For the report: C_total (f64 bits), the active sessions, the largest D_m of the run.
+    total_bits: AtomicU64,
+    active: AtomicU64,
+    max_d_m_ns: AtomicU64,
+}
+
+impl OverloadShared {
+    pub fn new(params: OverloadParams, workers: usize) -> OverloadShared {
+        OverloadShared {
+            params,
+            delays: (0..workers).map(|_| DelaySlot::default()).collect(),
+            sessions: (0..SESSION_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            reject_until_ns: AtomicU64::new(0),
+            per_session: AtomicU32::new(1),
+            total_bits: AtomicU64::new(1f64.to_bits()),
+            active: AtomicU64::new(0),
+            max_d_m_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn params(&self) -> &OverloadParams {
+        &self.params
+    }
+
+    /// Called by `worker` as it starts a request of session `flow` that arrived at `arrival_ns`:
+    /// records the delay and the session; true if the AQM rejects it.
+    pub fn on_start(&self, worker: usize, flow: u32, arrival_ns: u64, now: u64) -> bool {
+        let delay = now.saturating_sub(arrival_ns);
+        self.delays[worker].0.fetch_max(delay.saturating_add(1), Ordering::Relaxed);
+        let slot = &self.sessions[flow as usize % SESSION_SLOTS];
+        // One store per request, skipped while the slot is fresh (keeps the line shared).
+        if now.saturating_sub(slot.load(Ordering::Relaxed)) > SESSION_IDLE_NS / 16 {
+            slot.store(now.max(1), Ordering::Relaxed);
+        }
+        now < self.reject_until_ns.load(Ordering::Relaxed)
+    }
+
+    /// Called by `worker` as it resumes a green thread put on the wait queue at `queued_ns`.
+    pub fn on_resume(&self, worker: usize, queued_ns: u64, now: u64) {
+        self.delays[worker].0.fetch_max(now.saturating_sub(queued_ns).saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The credits a reply carries now.
+    pub fn credits_per_session(&self) -> u32 {
+        self.per_session.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> OverloadSnapshot {
+        OverloadSnapshot {
+            credits_total: f64::from_bits(self.total_bits.load(Ordering::Relaxed)),
+            credits_per_session: self.per_session.load(Ordering::Relaxed),
+            active_sessions: self.active.load(Ordering::Relaxed),
+            max_d_m_ns: self.max_d_m_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The controller's state at a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct OverloadSnapshot {
+    /// C_total.
+    pub credits_total: f64,
+    /// What replies grant each session.
+    pub credits_per_session: u32,
+    pub active_sessions: u64,
+    /// The largest D_m a control period measured.
+    pub max_d_m_ns: u64,
+}
+
+/// The timer core's half: the credit pool and when it last updated.
+pub struct CreditControl {
+    pool: CreditPool,
+    last_update_ns: u64,
+    last_recount_ns: u64,
+    active: usize,
+    /// The wait queue's consumer index at the last look, and since when it has not moved with
+    /// the queue non-empty (None: empty or moving).
+    wait_consumer: u64,
+    wait_stuck_since: Option<u64>,
+}
+
+impl CreditControl {
+    pub fn new(shared: &OverloadShared) -> CreditControl {
+        CreditControl {
+            pool: CreditPool::new(shared.params.credits, 1.0),
+            last_update_ns: clock::now_ns(),
+            last_recount_ns: 0,
+            active: 0,
+            wait_consumer: 0,
+            wait_stuck_since: None,
+        }
+    }
+
+    /// The lower bound of the wait queue head's delay from its indices (producer, consumer).
+    fn wait_queue_bound(&mut self, (producer, consumer): (u64, u64), now: u64) -> Option<u64> {
+        if producer <= consumer || consumer != self.wait_consumer {
+            self.wait_consumer = consumer;
+            self.wait_stuck_since = (producer > consumer).then_some(now);
+            return None;
+        }
+        let since = *self.wait_stuck_since.get_or_insert(now);
+        (now > since).then(|| now - since)
+    }
+
+    /// One look (every loop of the timer core; acts once per control period). `wait_queue` is the
+    /// wait queue's (producer, consumer) indices.
+    pub fn tick(&mut self, shared: &OverloadShared, now: u64, wait_queue: (u64, u64), stats: &TimerStats) {
+        if now.saturating_sub(self.last_update_ns) < shared.params.period_ns {
+            return;
+        }
+        let stuck = self.wait_queue_bound(wait_queue, now);
+        self.last_update_ns = now;
+        if now.saturating_sub(self.last_recount_ns) >= RECOUNT_EVERY_NS {
+            self.last_recount_ns = now;
+            self.active = shared
+                .sessions
+                .iter()
+                .filter(|s| {
+                    let seen = s.load(Ordering::Relaxed);
+                    seen != 0 && now.saturating_sub(seen) <= SESSION_IDLE_NS
+                })
+                .count();
+            shared.active.store(self.active as u64, Ordering::Relaxed);
+        }
+        let seen = shared.delays.iter().map(|d| d.0.swap(0, Ordering::Relaxed)).max().unwrap_or(0).checked_sub(1);
+        let d_m = seen.max(stuck);
+        match self.pool.update(d_m, self.active) {
+            CreditChange::Increased => stats.credit_increases.fetch_add(1, Ordering::Relaxed),
+            CreditChange::Decreased => stats.credit_decreases.fetch_add(1, Ordering::Relaxed),
+            CreditChange::Held => 0,
+        };
+        let rejecting = d_m.is_some_and(|d| self.pool.rejecting(d));
+        if rejecting {
+            stats.rejecting_periods.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.reject_until_ns.store(if rejecting { now + 2 * shared.params.period_ns } else { 0 }, Ordering::Relaxed);
+        shared.per_session.store(self.pool.per_session(self.active), Ordering::Relaxed);
+        shared.total_bits.store(self.pool.total().to_bits(), Ordering::Relaxed);
+        if let Some(d) = d_m {
+            shared.max_d_m_ns.fetch_max(d, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> OverloadShared {
+        OverloadShared::new(OverloadParams { credits: CreditParams::coresync(80_000), period_ns: 10_000 }, 2)
+    }
+
+    impl OverloadShared {
+        fn rejecting_at(&self, now: u64) -> bool {
+            now < self.reject_until_ns.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn the_oldest_start_of_a_period_is_d_m_and_drives_the_aqm() {
+        let s = shared();
+        let stats = TimerStats::default();
+        let mut c = CreditControl::new(&s);
+        let t = c.last_update_ns + 2 * RECOUNT_EVERY_NS;
+        assert!(!s.on_start(0, 7, t - 5_000, t));
+        assert!(!s.on_start(1, 8, t - 200_000, t), "the verdict is the last period's");
+        c.tick(&s, t, (0, 0), &stats);
+        assert_eq!(s.snapshot().max_d_m_ns, 200_000);
+        assert!(s.on_start(0, 7, t, t), "D_m 200 µs > 2 × 80 µs: rejecting");
+        assert_eq!(stats.credit_decreases.load(Ordering::Relaxed), 1);
+        assert_eq!(s.snapshot().active_sessions, 2);
+        // Next period: the only start waited 1 µs, the AQM lifts and the pool grows.
+        c.tick(&s, t + 20_000, (0, 0), &stats);
+        assert!(!s.on_start(0, 7, t + 20_000, t + 20_001));
+        assert_eq!(stats.credit_increases.load(Ordering::Relaxed), 1);
+        // A period with no start: held, not rejecting.
+        c.tick(&s, t + 40_000, (0, 0), &stats);
+        c.tick(&s, t + 60_000, (0, 0), &stats);
+        assert!(!s.rejecting_at(t + 60_000));
+        assert_eq!(stats.credit_increases.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn nothing_happens_within_a_period() {
+        let s = shared();
+        let stats = TimerStats::default();
+        let mut c = CreditControl::new(&s);
+        let t = c.last_update_ns;
+        s.on_start(0, 1, t.saturating_sub(1_000_000), t);
+        c.tick(&s, t + 9_999, (0, 0), &stats);
+        assert_eq!(stats.credit_decreases.load(Ordering::Relaxed) + stats.credit_increases.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_wait_queue_head_no_one_resumes_counts_from_when_it_stopped_moving() {
+        let s = shared();
+        let stats = TimerStats::default();
+        let mut c = CreditControl::new(&s);
+        let t = c.last_update_ns + 2 * RECOUNT_EVERY_NS;
+        // Three threads queued, one taken: moving, no bound yet.
+        c.tick(&s, t, (3, 1), &stats);
+        assert_eq!(s.snapshot().max_d_m_ns, 0);
+        // The consumer index stays at 1 while the queue holds work: the head waits since t.
+        c.tick(&s, t + 100_000, (5, 1), &stats);
+        c.tick(&s, t + 300_000, (5, 1), &stats);
+        assert_eq!(s.snapshot().max_d_m_ns, 300_000);
+        assert!(s.rejecting_at(t + 300_000), "300 µs > D_drop 160 µs");
+        assert!(s.rejecting_at(t + 319_999), "for two periods");
+        assert!(!s.rejecting_at(t + 320_000), "a verdict the timer core did not renew expires");
+        // A resume moves it: the bound starts over (and a resumed thread reports its own wait).
+        s.on_resume(0, t + 100_000, t + 320_000);
+        c.tick(&s, t + 320_000, (5, 2), &stats);
+        assert!(s.rejecting_at(t + 320_000), "the resumed thread waited 220 µs");
+        c.tick(&s, t + 340_000, (5, 3), &stats);
+        assert!(!s.rejecting_at(t + 340_000));
+        // Empty: no bound.
+        c.tick(&s, t + 900_000, (5, 5), &stats);
+        c.tick(&s, t + 990_000, (5, 5), &stats);
+        assert!(!s.rejecting_at(t + 990_000));
+    }
+
+    #[test]
+    fn every_session_gets_at_least_one_credit() {
+        let s = shared();
+        let stats = TimerStats::default();
+        let mut c = CreditControl::new(&s);
+        let t = c.last_update_ns + RECOUNT_EVERY_NS;
+        for flow in 0..100 {
+            s.on_start(0, flow, t, t);
+        }
+        c.tick(&s, t, (0, 0), &stats);
+        assert_eq!(s.snapshot().active_sessions, 100);
+        assert!(s.snapshot().credits_total >= 100.0);
+        assert_eq!(s.credits_per_session(), 1);
+    }
+}
