@@ -276,6 +276,36 @@ impl Transport for UdpTransport {
 mod tests {
     use super::*;
 
+    /// A request's arrival is when the kernel received it: time in the socket buffer counts as
+    /// queueing delay (overload control's D_m). Stamping at the poll, as before SO_TIMESTAMPNS,
+    /// measured ~0 here.
+    #[test]
+    fn arrival_is_the_kernel_receive_time() {
+        clock::init();
+        let t = UdpTransport::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), 1).unwrap();
+        let client = bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), false).unwrap();
+        let exchange = |wait: std::time::Duration| {
+            let req = Request { id: 5, kind: 0, ..Request::default() };
+            assert!(send_to(&client, &crate::protocol::encode_request(&req), t.local_addr()));
+            // The waiting to be measured (the datagram is already in the socket buffer).
+            std::thread::sleep(wait);
+            let mut out = Vec::new();
+            let t0 = std::time::Instant::now();
+            while out.is_empty() {
+                t.poll(0, &mut out, 8);
+                assert!(t0.elapsed().as_secs() < 10, "the datagram never arrived");
+            }
+            clock::now_ns() - out[0].arrival_ns
+        };
+        // The kernel turns receive timestamps on in a work item after the first socket asks for
+        // them (net_enable_timestamp); until then it stamps at recvmsg. A first exchange gives it
+        // time.
+        exchange(std::time::Duration::from_millis(20));
+        let waited = exchange(std::time::Duration::from_millis(20));
+        assert!(waited >= 20_000_000, "arrival {waited} ns ago: the socket-buffer time is missing");
+        assert!(waited < 10_000_000_000, "{waited}");
+    }
+
     #[test]
     fn origin_packs_address_and_port() {
         let a = SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 54321);

@@ -136,3 +136,48 @@ fn overload_keeps_the_server_alive_counts_loss_and_it_recovers() {
         stats.total.preemptions
     );
 }
+
+/// `--overload credits` with sessions that obey their credits, at three times one worker's
+/// capacity: the kernel drops nothing (the sessions' credits bound what is in flight), every
+/// request sent is answered (served or rejected), the server's and the client's reject counts
+/// agree, and replies carry credits.
+#[test]
+fn credits_keep_an_overload_out_of_the_kernel_and_rejects_are_counted_on_both_sides() {
+    let _g = common::serial();
+    let cfg = synergy::Config { overload: synergy::config::OverloadMode::Credits, ..common::one_worker() };
+    let s = UdpServer::start(
+        &cfg,
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        synthetic::handler(Workload::named(WorkloadName::High).types),
+    )
+    .expect("start the UDP server");
+    let capacity = Workload::named(WorkloadName::High).capacity_rps(1);
+    let mut over = params(s.local_addr(), 3.0 * capacity, 1_000);
+    over.obey_credits = true;
+    over.warmup = Duration::ZERO; // every reject is measured, to compare with the server's count
+    over.grace = Duration::from_millis(300);
+    let r = loadgen::run(&over).expect("loadgen under overload");
+    let (stats, udp) = s.shutdown();
+    let kernel_drops: u64 = udp.iter().map(|c| c.kernel_drops).sum();
+    eprintln!(
+        "credits at 3x: sent {}, unsent {}, answered {}, rejected {} (server {}), goodput {:.0}/s, mean credits {:.1}, {kernel_drops} kernel drops",
+        r.sent, r.unsent, r.answered, r.rejected, stats.total.rejected, r.goodput_rps, r.mean_credits
+    );
+    assert_eq!(kernel_drops, 0, "{udp:?}");
+    assert_eq!((r.duplicates, r.bad_replies, r.error_replies), (0, 0, 0), "{r:?}");
+    // The server stops with the load generator's last requests possibly in flight (grace ended
+    // while sessions still had queued arrivals): those are lost, the rest answered.
+    let received: u64 = udp.iter().map(|c| c.received).sum();
+    assert_eq!(r.answered + r.lost, r.sent, "{r:?}");
+    assert!(r.lost <= u64::from(over.flows) * 64, "at most what the credits let be in flight: {r:?}");
+    assert_eq!(received, stats.total.completed, "every datagram the server received was answered");
+    // Replies to requests the client counts as lost may be rejects it never saw.
+    assert!(
+        (r.rejected..=r.rejected + r.lost).contains(&stats.total.rejected),
+        "server rejects {} vs client {} (+{} lost): {r:?}",
+        stats.total.rejected,
+        r.rejected,
+        r.lost
+    );
+    assert!(r.mean_credits >= 1.0, "{r:?}");
+}

@@ -107,6 +107,7 @@ impl OverloadShared {
             credits_per_session: self.per_session.load(Ordering::Relaxed),
             active_sessions: self.active.load(Ordering::Relaxed),
             max_d_m_ns: self.max_d_m_ns.load(Ordering::Relaxed),
+            rejecting: clock::now_ns() < self.reject_until_ns.load(Ordering::Relaxed),
         }
     }
 }
@@ -122,6 +123,8 @@ pub struct OverloadSnapshot {
     pub active_sessions: u64,
     /// The largest D_m a control period measured.
     pub max_d_m_ns: u64,
+    /// The AQM rejects requests starting now.
+    pub rejecting: bool,
 }
 
 /// The timer core's half: the credit pool and when it last updated.

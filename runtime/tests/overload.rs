@@ -1,0 +1,88 @@
+//! `--overload credits` (issue 18) on the runtime alone: while the oldest request has waited more
+//! than D_drop the AQM answers requests `REJECTED` instead of running them, every request is
+//! answered exactly once either way, the rejects are counted by the server as the client sees
+//! them, every reply carries credits (at least one), and once the overload is gone requests are
+//! served again.
+
+mod common;
+
+use common::{wait_until, Gate, SHORT};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synergy::config::OverloadMode;
+use synergy::request::status;
+use synergy::transport::channel::ChannelTransport;
+use synergy::{Config, Reply, Request, Runtime};
+
+fn replies(t: &ChannelTransport, n: usize, limit: Duration) -> Vec<Reply> {
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while got.len() < n {
+        got.extend(t.take_replies());
+        assert!(t0.elapsed() < limit, "{} of {n} replies after {limit:?}: a request was lost", got.len());
+        std::hint::spin_loop();
+    }
+    got
+}
+
+fn credits(c: Config) -> Config {
+    Config { overload: OverloadMode::Credits, target_delay_us: 100, credit_period_us: 10, ..c }
+}
+
+#[test]
+fn an_overload_is_rejected_counted_on_both_sides_and_recovered_from() {
+    let _g = common::serial();
+    let t = Arc::new(ChannelTransport::new(1, 1024, 1024));
+    let rt = Runtime::start(&credits(common::one_worker()), t.clone(), common::spin_handler(Arc::new(Gate::default())))
+        .unwrap();
+    // 300 requests of 300 µs at once, from 10 sessions: all but the first wait more than
+    // D_drop (200 µs) once one has run, so the AQM turns on as soon as the timer core sees it.
+    let burst = 300u64;
+    for id in 0..burst {
+        let r = Request { id, kind: SHORT, flow: (id % 10) as u32, service_ns: 300_000, ..Request::default() };
+        t.submit(0, r).unwrap();
+    }
+    let got = replies(&t, burst as usize, Duration::from_secs(120));
+    let ids: HashSet<u64> = got.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), burst as usize, "every request answered exactly once");
+    let rejected = got.iter().filter(|r| r.status == status::REJECTED).count() as u64;
+    let served = got.iter().filter(|r| r.status == status::OK).count() as u64;
+    assert_eq!(rejected + served, burst, "answers are OK or REJECTED");
+    assert!(rejected > 0, "the AQM rejected part of a 90 ms backlog with D_drop 200 µs");
+    assert!(served > 0);
+    assert!(got.iter().all(|r| r.credits.is_some_and(|c| c >= 1)), "every reply grants its session a credit");
+    let s = rt.stats();
+    assert_eq!(s.total.rejected, rejected, "the server counts the rejects the client sees");
+    let o = s.overload.expect("overload control runs");
+    assert!(o.max_d_m_ns > 200_000, "{o:?}");
+    assert!(s.timer.credit_decreases > 0 && s.timer.rejecting_periods > 0, "{:?}", s.timer);
+
+    // Recovery: once the verdict has lapsed, requests sent one at a time (no queueing) are served.
+    wait_until("the AQM stops rejecting", Duration::from_secs(30), || !rt.stats().overload.unwrap().rejecting);
+    for id in burst..burst + 50 {
+        t.submit(0, Request { id, kind: SHORT, flow: 3, service_ns: 2_000, ..Request::default() }).unwrap();
+        let r = replies(&t, 1, Duration::from_secs(30));
+        assert_eq!((r[0].id, r[0].status), (id, status::OK), "served after the overload");
+    }
+    t.close();
+    let s = rt.shutdown();
+    assert_eq!(s.total.completed, burst + 50);
+    assert_eq!(s.total.rejected, rejected, "nothing rejected after the recovery");
+}
+
+#[test]
+fn without_overload_control_replies_carry_no_credits_and_nothing_is_rejected() {
+    let _g = common::serial();
+    let t = Arc::new(ChannelTransport::new(1, 1024, 1024));
+    let rt = Runtime::start(&common::one_worker(), t.clone(), common::spin_handler(Arc::new(Gate::default()))).unwrap();
+    for id in 0..100u64 {
+        t.submit(0, Request { id, kind: SHORT, service_ns: 300_000, ..Request::default() }).unwrap();
+    }
+    let got = replies(&t, 100, Duration::from_secs(120));
+    assert!(got.iter().all(|r| r.status == status::OK && r.credits.is_none()));
+    t.close();
+    let s = rt.shutdown();
+    assert_eq!(s.total.rejected, 0);
+    assert!(s.overload.is_none());
+}
