@@ -11,8 +11,9 @@ use synergy_eval::workload::RequestType;
 
 /// Reply status: the request's kind is not a type of the served workload.
 pub const STATUS_UNKNOWN_KIND: u32 = status::UNKNOWN_KIND;
-/// Reply status: the requested service time is above `MAX_SERVICE_NS`.
-pub const STATUS_SERVICE_TOO_LONG: u32 = 3;
+/// Reply status: the requested service time is above `MAX_SERVICE_NS` (an application status,
+/// above 16: the runtime's own are below; it was 3 until 3 became the runtime's `REJECTED`).
+pub const STATUS_SERVICE_TOO_LONG: u32 = 17;
 /// Longest spin a client may ask for (1 s): a bound on what one datagram can cost the server.
 pub const MAX_SERVICE_NS: u64 = 1_000_000_000;
 

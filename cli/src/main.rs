@@ -412,6 +412,28 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// Overload control over kernel UDP: --overload none (open-loop client) and credits (sessions
+    /// obeying credits) at each load: goodput, rejects, kernel drops, client queueing, latency.
+    Overload {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Workload (the synthetic application).
+        #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+        workload: WorkloadName,
+        /// Offered loads as fractions of nominal capacity, comma-separated (the first is the
+        /// reference of goodput_vs_first_load).
+        #[arg(long, value_delimiter = ',', default_value = "1.0,1.5")]
+        loads: Vec<f64>,
+        /// Measured length of each point in ms (after a 500 ms warm-up).
+        #[arg(long, default_value_t = 30_000)]
+        duration_ms: u64,
+        /// Sessions (UDP flows).
+        #[arg(long, default_value_t = 8)]
+        flows: u32,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/overload).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// The timer core's loop period with a sched_yield per loop and without, side by side.
     Timer {
         #[command(flatten)]
@@ -709,6 +731,40 @@ fn main() -> ExitCode {
             print!("{}", crate::bench::idle::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::idle::csv(&b), crate::bench::idle::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Overload { runtime, workload, loads, duration_ms, flows, out }) => {
+            if let Err(e) = check_loads(&loads) {
+                return fail(e);
+            }
+            if !(1..=600_000).contains(&duration_ms) || !(1..=4096).contains(&flows) {
+                return fail("--duration-ms must be between 1 and 600000 and --flows between 1 and 4096");
+            }
+            let (mut cfg, placement) = match runtime.resolve() {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            let w = Workload::named(workload);
+            net_commands::long_kinds_from(&runtime, &mut cfg, &w);
+            let params = crate::bench::overload::OverloadParams {
+                handler: synergy_apps::synthetic::handler(w.types.clone()),
+                workload: w,
+                loads,
+                duration: std::time::Duration::from_millis(duration_ms),
+                flows,
+                seed: 1,
+            };
+            let b = match crate::bench::overload::run(&cfg, &placement, &params) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            print!("{}", crate::bench::overload::table(&b));
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::overload::csv(&b), crate::bench::overload::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
                     return fail(e);
                 }

@@ -81,8 +81,8 @@ pub struct LoadgenResult {
     pub rejected: u64,
     /// Requests served (status OK) per second of the measured window.
     pub goodput_rps: f64,
-    /// `obey_credits`: measured requests still waiting for a credit at the client when the run
-    /// ended (never sent; not counted in `sent`).
+    /// `obey_credits`: measured requests still waiting for a credit at the client when the
+    /// schedule ended (never sent, not counted in `sent`; no reply after that releases them).
     pub unsent: u64,
     /// `obey_credits`: time measured requests waited at the client for a credit (ns).
     pub client_queue_p50_ns: u64,
@@ -151,6 +151,9 @@ struct Shared {
     warmup_end: u64,
     /// `obey_credits`: one per flow.
     sessions: Option<Vec<Mutex<Session>>>,
+    /// The schedule is over: replies no longer release queued requests (those stay `unsent`),
+    /// so what is in flight drains within the grace period instead of being refilled.
+    schedule_over: AtomicBool,
 }
 
 impl Shared {
@@ -195,7 +198,7 @@ impl Shared {
             s.window = c.max(1);
         }
         let mut errors = 0;
-        while s.outstanding < s.window {
+        while s.outstanding < s.window && !self.schedule_over.load(Ordering::Acquire) {
             let Some(i) = s.queued.pop_front() else { break };
             if self.send(i, now) {
                 s.outstanding += 1;
@@ -243,6 +246,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         target: p.target,
         start,
         warmup_end: start + p.warmup.as_nanos() as u64,
+        schedule_over: AtomicBool::new(false),
     });
     let sending_done = Arc::new(AtomicBool::new(false));
 
@@ -260,6 +264,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         spawn_loadgen_thread("send", realtime, p.cpu, move || send_schedule(&shared))?
     };
     let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
+    shared.schedule_over.store(true, Ordering::Release);
     sending_done.store(true, Ordering::Release);
     let mut rx = receiver.join().map_err(|_| "the receive thread panicked".to_string())?;
     let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);

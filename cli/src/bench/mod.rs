@@ -4,6 +4,7 @@ pub mod ctx;
 pub mod idle;
 pub mod interrupt;
 pub mod interrupt_report;
+pub mod overload;
 pub mod phases;
 pub mod probes;
 pub mod ring;
