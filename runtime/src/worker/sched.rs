@@ -41,6 +41,9 @@ fn admit(req: &Request) -> bool {
     if !o.on_start(id, req.flow, req.arrival_ns, clock::now_ns()) {
         return true;
     }
+    // SAFETY: worker thread; short borrow; current is the live thread running this code. Its
+    // count is still the previous request's: the reject reply must say 0.
+    unsafe { (*l.state().current).preemptions = 0 };
     let ws = l.shared();
     ws.stats.rejected.fetch_add(1, Ordering::Relaxed);
     let _ = send(Reply::to(req).with_status(crate::request::status::REJECTED));
