@@ -16,9 +16,13 @@
 //!   preemption (counted in the worker's `panic_holds`) and `serve` releases it once the request is
 //!   over, after `catch_unwind` has decreased the count.
 //!
-//! A migration *before* `increase`'s thread-local update is harmless: each access to that
-//! thread-local is `fs:`-relative, so the update lands on the OS thread the panic then continues
-//! on. A handler that catches its own panic with `std::panic::catch_unwind` keeps preemption
+//! A migration *before* `increase`'s thread-local update is harmless only if that update reads
+//! the thread-local's address after the migration. **Known gap (2026-11-26):** compiled `increase`
+//! loads the TLS base once (`mov %fs:0,%rax`) and then reads and writes the count through that
+//! register, after the global count's increment and before the local one, where `panicking()`
+//! is still false. An interrupt inside those few instructions migrates the panic half-done: the
+//! soak test under `--preempt=ipi` in the guest aborted once this way ("thread panicked while
+//! processing panic"). Not yet closed; see the issue tracker's notes. A handler that catches its own panic with `std::panic::catch_unwind` keeps preemption
 //! disabled until the request ends: it runs unpreempted, never unsafely.
 
 use crate::local;
