@@ -157,10 +157,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether schedule entry `i` arrives after the warm-up (is recorded).
+    fn measured(&self, i: usize) -> bool {
+        self.start + self.schedule[i].arrival_ns >= self.warmup_end
+    }
+
     /// Sends schedule entry `i` now; false if the kernel refused it.
     fn send(&self, i: usize, now: u64) -> bool {
         let r = &self.schedule[i];
-        let measured = self.start + r.arrival_ns >= self.warmup_end;
+        let measured = self.measured(i);
         let mut req = *r;
         req.client_ts = now;
         self.state[i].store(if measured { SENT } else { SENT_WARMUP }, Ordering::Release);
@@ -275,7 +280,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
             .iter()
             .map(|s| {
                 let s = s.lock().unwrap_or_else(|e| e.into_inner());
-                s.queued.iter().filter(|&&i| start + shared.schedule[i].arrival_ns >= shared.warmup_end).count() as u64
+                s.queued.iter().filter(|&&i| shared.measured(i)).count() as u64
             })
             .sum()
     });

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{wait_until, Gate, LONG, SHORT};
+use common::{wait_for_replies, wait_until, Gate, LONG, SHORT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synergy::config::IdleMode;
@@ -22,18 +22,6 @@ fn stats_of(rt: &Runtime) -> synergy::stats::RunStats {
     rt.stats()
 }
 
-/// Waits for `n` replies (failing after `limit`), returning them.
-fn replies(t: &ChannelTransport, n: usize, limit: Duration) -> Vec<Reply> {
-    let mut got = Vec::new();
-    let t0 = Instant::now();
-    while got.len() < n {
-        got.extend(t.take_replies());
-        assert!(t0.elapsed() < limit, "{} of {n} replies after {limit:?}: a request was lost", got.len());
-        std::hint::spin_loop();
-    }
-    got
-}
-
 #[test]
 fn a_parked_worker_is_woken_by_a_request_for_it() {
     let _g = common::serial();
@@ -47,7 +35,7 @@ fn a_parked_worker_is_woken_by_a_request_for_it() {
             rt.worker_parked(0) && stats_of(&rt).workers[0].parks > round
         });
         t.submit(0, Request { id: round, kind: SHORT, service_ns: 1_000, ..Request::default() }).unwrap();
-        let r = replies(&t, 1, Duration::from_secs(10));
+        let r = wait_for_replies(&t, 1, Duration::from_secs(10));
         assert_eq!(r[0].id, round);
     }
     t.close();
@@ -117,7 +105,7 @@ fn random_bursts_and_pauses_lose_nothing() {
             std::hint::spin_loop();
         }
     }
-    let got = replies(&t, id as usize, Duration::from_secs(60));
+    let got = wait_for_replies(&t, id as usize, Duration::from_secs(60));
     let mut seen = vec![false; id as usize];
     for r in &got {
         assert!(!std::mem::replace(&mut seen[r.id as usize], true), "request {} answered twice", r.id);

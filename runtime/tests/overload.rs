@@ -6,25 +6,14 @@
 
 mod common;
 
-use common::{wait_until, Gate, SHORT};
+use common::{wait_for_replies, wait_until, Gate, SHORT};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use synergy::config::OverloadMode;
 use synergy::request::status;
 use synergy::transport::channel::ChannelTransport;
-use synergy::{Config, Reply, Request, Runtime};
-
-fn replies(t: &ChannelTransport, n: usize, limit: Duration) -> Vec<Reply> {
-    let mut got = Vec::new();
-    let t0 = Instant::now();
-    while got.len() < n {
-        got.extend(t.take_replies());
-        assert!(t0.elapsed() < limit, "{} of {n} replies after {limit:?}: a request was lost", got.len());
-        std::hint::spin_loop();
-    }
-    got
-}
+use synergy::{Config, Request, Runtime};
 
 fn credits(c: Config) -> Config {
     Config { overload: OverloadMode::Credits, target_delay_us: 100, credit_period_us: 10, ..c }
@@ -43,7 +32,7 @@ fn an_overload_is_rejected_counted_on_both_sides_and_recovered_from() {
         let r = Request { id, kind: SHORT, flow: (id % 10) as u32, service_ns: 300_000, ..Request::default() };
         t.submit(0, r).unwrap();
     }
-    let got = replies(&t, burst as usize, Duration::from_secs(120));
+    let got = wait_for_replies(&t, burst as usize, Duration::from_secs(120));
     let ids: HashSet<u64> = got.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), burst as usize, "every request answered exactly once");
     let rejected = got.iter().filter(|r| r.status == status::REJECTED).count() as u64;
@@ -62,7 +51,7 @@ fn an_overload_is_rejected_counted_on_both_sides_and_recovered_from() {
     wait_until("the AQM stops rejecting", Duration::from_secs(30), || !rt.stats().overload.unwrap().rejecting);
     for id in burst..burst + 50 {
         t.submit(0, Request { id, kind: SHORT, flow: 3, service_ns: 2_000, ..Request::default() }).unwrap();
-        let r = replies(&t, 1, Duration::from_secs(30));
+        let r = wait_for_replies(&t, 1, Duration::from_secs(30));
         assert_eq!((r[0].id, r[0].status), (id, status::OK), "served after the overload");
     }
     t.close();
@@ -79,7 +68,7 @@ fn without_overload_control_replies_carry_no_credits_and_nothing_is_rejected() {
     for id in 0..100u64 {
         t.submit(0, Request { id, kind: SHORT, service_ns: 300_000, ..Request::default() }).unwrap();
     }
-    let got = replies(&t, 100, Duration::from_secs(120));
+    let got = wait_for_replies(&t, 100, Duration::from_secs(120));
     assert!(got.iter().all(|r| r.status == status::OK && r.credits.is_none()));
     t.close();
     let s = rt.shutdown();

@@ -110,6 +110,18 @@ pub fn two_workers() -> Config {
     c
 }
 
+/// Waits for `n` replies from `t` (failing after `limit`: a request was lost), returning them.
+pub fn wait_for_replies(t: &synergy::transport::channel::ChannelTransport, n: usize, limit: Duration) -> Vec<Reply> {
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while got.len() < n {
+        got.extend(t.take_replies());
+        assert!(t0.elapsed() < limit, "{} of {n} replies after {limit:?}: a request was lost", got.len());
+        std::hint::spin_loop();
+    }
+    got
+}
+
 /// Polls `cond` until true; fails the test (a hang is a bug: deadlock or lost request) after `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
