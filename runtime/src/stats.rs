@@ -88,8 +88,10 @@ counters!(
         /// Control periods in which the credit pool grew (D_m ≤ D_t) or shrank (`--overload credits`).
         credit_increases,
         credit_decreases,
-        /// Control periods in which the AQM rejected (D_m > D_drop).
+        /// Control periods in which D_m exceeded D_drop (the AQM rejected what started then).
         rejecting_periods,
+        /// Control periods the overload controller ran (`--overload credits`).
+        control_periods,
     }
 );
 
