@@ -12,24 +12,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The scheduler's handler (an `extern "C" fn()`), 0 until one is registered.
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
+/// What a taken preemption calls: `extern "C" fn(interrupted_rip)`, where the rip is where the
+/// interrupt stopped the green thread, or 0 when the preemption is taken at a point the runtime
+/// chose (a deferred preemption's `enable`, a compiler-interrupt probe).
+pub type Handler = extern "C" fn(u64);
+
 /// Registers what a taken preemption does; called before any worker starts. Process-wide: every
 /// runtime of the process registers the same function.
-pub fn set_handler(handler: extern "C" fn()) {
+pub fn set_handler(handler: Handler) {
     HANDLER.store(handler as usize, Ordering::Release);
 }
 
-/// Called by the preemption entry (after it saved the full interrupted state) and by deferred
-/// preemptions, on the interrupted green thread.
-pub(crate) extern "C" fn run_handler() {
+/// Called by the preemption entry (after it saved the full interrupted state; `interrupted_rip`
+/// is the frame's return address) and by deferred preemptions (0), on the interrupted green thread.
+pub(crate) extern "C" fn run_handler(interrupted_rip: u64) {
     let h = HANDLER.load(Ordering::Acquire);
     if h == 0 {
         // No scheduler: the interrupted code just continues (and stays preemptible).
         local::current().arm();
         return;
     }
-    // SAFETY: only `set_handler` stores here, always an `extern "C" fn()`.
-    let handler = unsafe { std::mem::transmute::<usize, extern "C" fn()>(h) };
-    handler();
+    // SAFETY: only `set_handler` stores here, always a `Handler`.
+    let handler = unsafe { std::mem::transmute::<usize, Handler>(h) };
+    handler(interrupted_rip);
 }
 
 /// Decides, on the interrupted worker thread itself, whether an interrupt that hit stack pointer
@@ -69,7 +74,7 @@ pub(crate) fn take_deferred() {
         // cannot reach 0 again: both flags are set).
         p.disarm();
         local::enable_raw_deferred_due();
-        run_handler();
+        run_handler(0);
     } else {
         local::enable_raw_deferred_due();
     }

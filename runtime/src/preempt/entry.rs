@@ -218,7 +218,8 @@ unsafe extern "C" fn preempt_entry() {
     // every component enabled in XCR0; XSAVEC then writes only those in use (the flags the
     // `cmp` changes were saved by pushfq). After XSAVE, MXCSR and the x87 control word are reset to the
     // ABI defaults and, with AVX, vzeroupper clears the saved upper vector state (all of it comes back with XRSTOR); the flags it tests were saved by pushfq. `cld` gives the Rust callee the ABI's DF = 0; the original
-    // DF is in the saved RFLAGS. The call happens with rsp 64-byte (so 16-byte) aligned.
+    // DF is in the saved RFLAGS. The handler's argument is the interrupted rip, 16 slots (RFLAGS and
+    // 15 GPRs) above rbx; rdi was saved. The call happens with rsp 64-byte (so 16-byte) aligned.
     naked_asm!(
         "pushfq",
         "cld",
@@ -263,6 +264,7 @@ unsafe extern "C" fn preempt_entry() {
         "je 5f",
         "vzeroupper",
         "5:",
+        "mov rdi, qword ptr [rbx + 128]",
         "call {on_preempt}",
         "mov eax, -1",
         "mov edx, -1",

@@ -15,6 +15,7 @@ mod idle;
 pub(crate) mod panic;
 mod preemption;
 mod sched;
+mod std_panic_code;
 mod switch;
 #[cfg(test)]
 mod tests;

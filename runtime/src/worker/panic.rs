@@ -16,15 +16,18 @@
 //!   preemption (counted in the worker's `panic_holds`) and `serve` releases it once the request is
 //!   over, after `catch_unwind` has decreased the count.
 //!
-//! A migration *before* `increase`'s thread-local update is harmless only if that update reads
-//! the thread-local's address after the migration. **Known gap (2026-11-26):** compiled `increase`
-//! loads the TLS base once (`mov %fs:0,%rax`) and then reads and writes the count through that
-//! register, after the global count's increment and before the local one, where `panicking()`
-//! is still false. An interrupt inside those few instructions migrates the panic half-done: the
-//! soak test under `--preempt=ipi` in the guest aborted once this way ("thread panicked while
-//! processing panic"). Not yet closed; see the issue tracker's notes. A handler that catches its own panic with `std::panic::catch_unwind` keeps preemption
+//! * inside the two updates themselves: `increase` bumps the global count, then loads the TLS base
+//!   once and bumps the local count through that register; `catch_unwind`'s cleanup does the
+//!   reverse. In between, `panicking()` answers from the wrong half, so the preemption path also
+//!   refuses when the interrupted rip lies in one of those two functions (`std_panic_code`,
+//!   located by symbol when the hook is installed). Without this an interrupt a few instructions
+//!   into `increase` migrated the panic half-done: the soak test under `--preempt=ipi` in the
+//!   guest aborted this way ("thread panicked while processing panic"), 2026-11-26.
+//!
+//! A handler that catches its own panic with `std::panic::catch_unwind` keeps preemption
 //! disabled until the request ends: it runs unpreempted, never unsafely.
 
+use super::std_panic_code;
 use crate::local;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -34,10 +37,17 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Wraps the process's panic hook (once; called by `Runtime::start`) so that a panic on a worker
 /// disables preemption before the hook in force (the default one prints, allocates and locks
-/// stderr) runs. Hooks set later with `std::panic::set_hook` replace this one: set them before
-/// starting a runtime.
+/// stderr) runs, and locates std's panic-count updates for `refuse_while_panicking` (saying so
+/// on stderr if it cannot). Hooks set later with `std::panic::set_hook` replace this one: set them
+/// before starting a runtime.
 pub fn install_hook() {
     INSTALL.call_once(|| {
+        if let Err(why) = std_panic_code::install() {
+            eprintln!(
+                "synergy: cannot locate std's panic-count code ({why}): a handler panic inside a                  preemptible request can then abort the process (\"thread panicked while processing \
+                 panic\"); keep the executable's symbol table (no `strip`) and std out of LTO"
+            );
+        }
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             hold_preemption();
@@ -77,9 +87,10 @@ pub fn release_holds(panicked: bool) {
     }
 }
 
-/// True if the OS thread is inside std's panic path, where the interrupted green thread must not
-/// be parked (see the module docs). Only reads; async-signal-safe.
+/// True if the green thread interrupted at `interrupted_rip` (0: at a point the runtime chose) is
+/// inside std's panic path, where it must not be parked (see the module docs). Only reads;
+/// async-signal-safe.
 #[inline]
-pub fn refuse_while_panicking() -> bool {
-    std::thread::panicking()
+pub fn refuse_while_panicking(interrupted_rip: u64) -> bool {
+    std::thread::panicking() || std_panic_code::contains(interrupted_rip)
 }

@@ -8,8 +8,9 @@ use crate::policy::timer::DISARMED;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What a taken preemption does (registered with `preempt::decide::set_handler`): runs on the
-/// interrupted green thread after the entry saved its full state, or from a deferred preemption.
-pub extern "C" fn on_preempt() {
+/// interrupted green thread after the entry saved its full state (`interrupted_rip`: where it
+/// stopped), or from a deferred preemption (0).
+pub extern "C" fn on_preempt(interrupted_rip: u64) {
     let probe = PREEMPT_PROBE.load(Ordering::Relaxed);
     if probe != 0 {
         // SAFETY: only `set_preempt_probe` stores here, always a valid `fn()`.
@@ -19,7 +20,7 @@ pub extern "C" fn on_preempt() {
         current().arm();
         return;
     }
-    preempt_or_run_to_completion();
+    preempt_or_run_to_completion(interrupted_rip);
 }
 
 /// A `fn()` the preemption entry calls *instead of* parking the interrupted green thread (0: none).
@@ -37,8 +38,8 @@ pub fn set_preempt_probe(probe: Option<fn()>) {
 /// Parks the current (long) request, or — if no green thread is available to take over — lets it
 /// run to completion: its timer is disarmed rather than re-armed, so the timer core does not keep
 /// interrupting a request it cannot preempt (an interrupt storm that would starve the worker).
-fn preempt_or_run_to_completion() {
-    if panic::refuse_while_panicking() {
+fn preempt_or_run_to_completion(interrupted_rip: u64) {
+    if panic::refuse_while_panicking(interrupted_rip) {
         // Inside std's panic path: let it finish here; the timer core retries a quantum later.
         let l = current();
         l.shared().stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);

@@ -91,3 +91,68 @@ fn parking_with_an_os_lock_held_is_caught_in_debug_builds() {
     assert_eq!(got[0].status, STATUS_HANDLER_PANICKED, "the park with a lock held was refused");
     assert_eq!((got[1].status, got[1].value), (0, 1), "without the lock the same yield parks");
 }
+
+/// Spins `iterations` times inside its own body (no calls), so that an interrupt during a call
+/// to it stops at a rip inside it.
+#[no_mangle]
+#[inline(never)]
+extern "C" fn synergy_unit_test_spin_in_refused_code(iterations: u64) -> u64 {
+    let mut x = 0u64;
+    for i in 0..iterations {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+    }
+    x
+}
+
+/// The whole refusal path for an interrupt inside std's panic-count updates, end to end with
+/// signal preemption: the entry hands the interrupted rip to the handler, which refuses to park
+/// a thread stopped inside a refused range (here a test function stands in for std's `increase`)
+/// and lets it run on. Its control run, the same requests with another spin function, is
+/// preempted at the first interrupt (then, with the queue empty, renewed) and refuses nothing.
+/// The refused run may still be preempted in the few instructions around the call (seen once in
+/// 8 runs, right after the return): the test counts refusals, not the absence of a preemption.
+/// (Before the rip was passed, the refusal only looked at `panicking()`: 0 refusals.)
+#[test]
+fn an_interrupt_inside_refused_code_lets_the_request_run_on() {
+    fn run(spin: extern "C" fn(u64) -> u64) -> crate::stats::RunStats {
+        let cfg = Config { preempt: PreemptMode::Signal, pin: false, worker_cores: None, ..Config::default() };
+        let transport = Arc::new(ChannelTransport::new(1, 16, 16));
+        let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
+            if req.id == 0 {
+                // SAFETY: the spin touches no thread-local storage or lock.
+                unsafe { feedback_start() };
+                // One call for the whole request (tens of ms, many quanta), so that interrupts
+                // land inside `spin` but for a few instructions around the call.
+                std::hint::black_box(spin(30_000_000));
+                feedback_finished();
+            }
+            send(Reply::to(&req)).unwrap();
+        })
+        .expect("runtime starts");
+        transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
+        for id in 1..4 {
+            transport.submit(0, Request { id, ..Request::default() }).unwrap();
+        }
+        replies(&transport, 4);
+        transport.close();
+        rt.shutdown()
+    }
+    extern "C" fn control_spin(iterations: u64) -> u64 {
+        let mut x = 0u64;
+        for i in 0..iterations {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        x
+    }
+    let control = run(control_spin);
+    assert!(control.total.preemptions >= 1, "the control run is preempted: {:?}", control.total);
+    assert_eq!(control.total.preempt_skipped, 0, "{:?}", control.total);
+    crate::worker::std_panic_code::also_refuse_for_test("synergy_unit_test_spin_in_refused_code");
+    let refused = run(synergy_unit_test_spin_in_refused_code);
+    assert!(
+        refused.total.preempt_skipped >= 3,
+        "interrupts inside were refused (each retry again): {:?}",
+        refused.total
+    );
+    assert!(refused.total.preemptions <= 1, "{:?}", refused.total);
+}
