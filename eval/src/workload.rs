@@ -8,7 +8,12 @@ use synergy::request::{Key, Request};
 /// application marks with feedback.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RequestType {
+    /// The service time, or with `sd_ns` its mean.
     pub service_ns: u64,
+    /// 0: every request of the type takes `service_ns`. Otherwise service times are lognormal
+    /// with mean `service_ns` and this standard deviation (each request's own time is in its
+    /// `Request::service_ns`; per-type slowdowns divide by the mean).
+    pub sd_ns: u64,
     pub share: f64,
     pub long: bool,
     /// Requests of this type carry a key drawn uniformly from the workload's `keys`.
@@ -51,10 +56,28 @@ pub enum WorkloadName {
     Extreme,
     /// 0.5 µs / 2.5 µs / 500 µs, 78% / 19% / 3% (ZippyDB-like).
     Zippydb,
+    /// Shinjuku's Fig. 6: 1 µs / 10 µs / 100 µs, a third each.
+    Trimodal,
+    /// One type, lognormal service times of mean 1 µs and standard deviation 10 µs (heavy
+    /// tailed: the application cannot tell a long request in advance, so every one is marked).
+    Lognormal,
+    /// Shinjuku's RocksDB, Fig. 8a: 99.5% GET (6 µs, the paper's upper bound) / 0.5% SCAN(1000)
+    /// (240 µs).
+    RocksdbScan1000,
+    /// Shinjuku's RocksDB, Fig. 8b/c: 50% GET (6 µs) / 50% SCAN(5000) (1,200 µs).
+    RocksdbScan5000,
 }
 
 impl WorkloadName {
-    pub const ALL: [WorkloadName; 3] = [WorkloadName::High, WorkloadName::Extreme, WorkloadName::Zippydb];
+    pub const ALL: [WorkloadName; 7] = [
+        WorkloadName::High,
+        WorkloadName::Extreme,
+        WorkloadName::Zippydb,
+        WorkloadName::Trimodal,
+        WorkloadName::Lognormal,
+        WorkloadName::RocksdbScan1000,
+        WorkloadName::RocksdbScan5000,
+    ];
 
     /// Its name on the command line (`--workload`).
     pub fn name(self) -> &'static str {
@@ -62,6 +85,10 @@ impl WorkloadName {
             WorkloadName::High => "high",
             WorkloadName::Extreme => "extreme",
             WorkloadName::Zippydb => "zippydb",
+            WorkloadName::Trimodal => "trimodal",
+            WorkloadName::Lognormal => "lognormal",
+            WorkloadName::RocksdbScan1000 => "rocksdb-scan1000",
+            WorkloadName::RocksdbScan5000 => "rocksdb-scan5000",
         }
     }
 
@@ -75,6 +102,7 @@ impl Workload {
     pub fn named(name: WorkloadName) -> Workload {
         let t = |us: f64, share: f64, long: bool| RequestType {
             service_ns: (us * 1000.0) as u64,
+            sd_ns: 0,
             share,
             long,
             keyed: false,
@@ -91,6 +119,21 @@ impl Workload {
                 types: vec![t(0.5, 0.78, false), t(2.5, 0.19, false), t(500.0, 0.03, true)],
                 keys: 0,
             },
+            // 10 µs requests are long too: they outlive Shinjuku's 5 µs quantum.
+            WorkloadName::Trimodal => Workload {
+                name: "trimodal",
+                types: vec![t(1.0, 1.0 / 3.0, false), t(10.0, 1.0 / 3.0, true), t(100.0, 1.0 / 3.0, true)],
+                keys: 0,
+            },
+            WorkloadName::Lognormal => {
+                Workload { name: "lognormal", types: vec![RequestType { sd_ns: 10_000, ..t(1.0, 1.0, true) }], keys: 0 }
+            }
+            WorkloadName::RocksdbScan1000 => {
+                Workload { name: "rocksdb-scan1000", types: vec![t(6.0, 0.995, false), t(240.0, 0.005, true)], keys: 0 }
+            }
+            WorkloadName::RocksdbScan5000 => {
+                Workload { name: "rocksdb-scan5000", types: vec![t(6.0, 0.5, false), t(1200.0, 0.5, true)], keys: 0 }
+            }
         }
     }
 
@@ -102,8 +145,8 @@ impl Workload {
         Workload {
             name: "leveldb",
             types: vec![
-                RequestType { service_ns: get_ns, share: 0.5, long: false, keyed: true },
-                RequestType { service_ns: scan_ns, share: 0.5, long: true, keyed: false },
+                RequestType { service_ns: get_ns, sd_ns: 0, share: 0.5, long: false, keyed: true },
+                RequestType { service_ns: scan_ns, sd_ns: 0, share: 0.5, long: true, keyed: false },
             ],
             keys: entries,
         }
@@ -148,11 +191,17 @@ impl Workload {
                 Key::default()
             };
             let worker = (flow as usize) % workers;
+            let ty = &self.types[kind];
+            let service_ns = if ty.sd_ns == 0 {
+                ty.service_ns
+            } else {
+                (rng.lognormal(ty.service_ns as f64, ty.sd_ns as f64) as u64).max(1)
+            };
             per_worker[worker].push(Request {
                 id,
                 kind: kind as u32,
                 flow,
-                service_ns: self.types[kind].service_ns,
+                service_ns,
                 client_ts: 0,
                 arrival_ns: t as u64,
                 origin: 0,
@@ -174,6 +223,26 @@ mod tests {
         let z = Workload::named(WorkloadName::Zippydb);
         assert!((z.types.iter().map(|t| t.share).sum::<f64>() - 1.0).abs() < 1e-12);
         assert!((Workload::named(WorkloadName::Extreme).mean_service_ns() - 2_997.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_papers_workloads_have_their_mixes_and_lognormal_service_times_vary() {
+        for w in WorkloadName::ALL.map(Workload::named) {
+            assert!((w.types.iter().map(|t| t.share).sum::<f64>() - 1.0).abs() < 1e-12, "{}", w.name);
+            assert_eq!(WorkloadName::named(w.name).map(Workload::named), Some(w.clone()));
+        }
+        assert!((Workload::named(WorkloadName::Trimodal).mean_service_ns() - 37_000.0).abs() < 1e-6);
+        assert!((Workload::named(WorkloadName::RocksdbScan1000).mean_service_ns() - 7_170.0).abs() < 1e-6);
+        assert_eq!(Workload::named(WorkloadName::RocksdbScan5000).mean_service_ns(), 603_000.0);
+        let l = Workload::named(WorkloadName::Lognormal);
+        assert_eq!(l.mean_service_ns(), 1_000.0);
+        let s = l.schedule(1e6, 400_000, 1, 8, 5).pop().unwrap();
+        let mean = s.iter().map(|r| r.service_ns as f64).sum::<f64>() / s.len() as f64;
+        assert!((mean - 1_000.0).abs() < 150.0, "{mean}");
+        let over_10us = s.iter().filter(|r| r.service_ns > 10_000).count() as f64 / s.len() as f64;
+        assert!(over_10us > 0.005 && over_10us < 0.05, "a heavy tail: {over_10us}");
+        let fixed = Workload::named(WorkloadName::Trimodal).schedule(1e6, 1000, 1, 8, 5).pop().unwrap();
+        assert!(fixed.iter().all(|r| [1_000, 10_000, 100_000].contains(&r.service_ns)));
     }
 
     #[test]
