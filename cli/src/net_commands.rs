@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// DPDK: the device to serve on.
     #[arg(long, default_value = "net_af_packet0")]
     dpdk_device: String,
+    /// Kernel UDP: how datagrams are spread over the workers' sockets, by a classic BPF program
+    /// on the SO_REUSEPORT group: hash (the kernel's 4-tuple hash), random (per datagram), sita
+    /// (the long request kinds to worker 0, the rest randomly over the others).
+    #[arg(long, default_value = "hash", value_parser = ["hash", "random", "sita"])]
+    steer: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -216,19 +221,24 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => eprintln!("synergy: DPDK unavailable: {e}; falling back to the kernel UDP transport on {bind}"),
         }
     }
-    let server = match UdpServer::start(&cfg, bind, app.handler.clone()) {
+    let steering = match synergy_net::steering::Steering::named(&args.steer, &cfg.long_kinds) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let server = match UdpServer::start_steered(&cfg, bind, app.handler.clone(), &steering) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     install_stop_handlers();
     println!(
-        "synergy serve: {} on udp://{} ({} worker(s) on CPUs {:?}, timer core {}, --preempt={})",
+        "synergy serve: {} on udp://{} ({} worker(s) on CPUs {:?}, timer core {}, --preempt={}, --steer={})",
         w.name,
         server.local_addr(),
         cfg.workers,
         placement.worker_cores,
         placement.timer_core,
-        cfg.preempt.name()
+        cfg.preempt.name(),
+        steering.name()
     );
     wait_for_stop(args.duration_s);
     let (stats, udp) = server.shutdown();
@@ -243,6 +253,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         sum(|c| c.replies),
         sum(|c| c.reply_errors)
     );
+    println!("datagrams received per worker socket: {:?}", udp.iter().map(|c| c.received).collect::<Vec<_>>());
     print_overload(&stats);
     ExitCode::SUCCESS
 }

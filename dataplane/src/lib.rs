@@ -12,4 +12,5 @@ pub mod loadgen;
 pub mod protocol;
 pub mod replay;
 pub mod server;
+pub mod steering;
 pub mod udp;

@@ -32,6 +32,9 @@ pub const REPLY_LEN: usize = 64;
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"SYNQ");
 pub const REPLY_MAGIC: u32 = u32::from_le_bytes(*b"SYNP");
 pub const VERSION: u16 = 1;
+/// Byte offset of a request's `kind` (what ingress steering by kind reads).
+pub const REQUEST_KIND_OFFSET: usize = 16;
+
 /// Request flag: a key follows at byte 40.
 pub const FLAG_KEY: u16 = 1;
 /// Reply flag: bytes 56..60 carry the session's credits.
@@ -107,7 +110,7 @@ pub fn encode_request(r: &Request) -> [u8; REQUEST_LEN] {
     let mut b = [0u8; REQUEST_LEN];
     put_header(&mut b, REQUEST_MAGIC);
     put(&mut b, 8, &r.id.to_le_bytes());
-    put(&mut b, 16, &r.kind.to_le_bytes());
+    put(&mut b, REQUEST_KIND_OFFSET, &r.kind.to_le_bytes());
     put(&mut b, 20, &r.flow.to_le_bytes());
     put(&mut b, 24, &r.service_ns.to_le_bytes());
     put(&mut b, 32, &r.client_ts.to_le_bytes());
@@ -141,7 +144,7 @@ pub fn decode_request(b: &[u8]) -> Result<Request, WireError> {
     Ok(Request {
         key,
         id: u64_at(b, 8),
-        kind: u32_at(b, 16),
+        kind: u32_at(b, REQUEST_KIND_OFFSET),
         flow: u32_at(b, 20),
         service_ns: u64_at(b, 24),
         client_ts: u64_at(b, 32),

@@ -1,6 +1,7 @@
 //! A synergy runtime behind a network transport: the servers `synergy serve` and `sweep` start.
 //! What they serve is a handler from `synergy_apps`.
 
+use crate::steering::Steering;
 use crate::udp::UdpTransport;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -16,8 +17,19 @@ pub struct UdpServer {
 
 impl UdpServer {
     pub fn start(config: &Config, bind: SocketAddrV4, handler: Handler) -> Result<UdpServer, StartError> {
+        UdpServer::start_steered(config, bind, handler, &Steering::Hash)
+    }
+
+    /// As `start`, with datagrams spread over the workers by `steering`.
+    pub fn start_steered(
+        config: &Config,
+        bind: SocketAddrV4,
+        handler: Handler,
+        steering: &Steering,
+    ) -> Result<UdpServer, StartError> {
         let transport = Arc::new(
-            UdpTransport::bind(bind, config.workers).map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
+            UdpTransport::bind_steered(bind, config.workers, steering)
+                .map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
         );
         let runtime = Runtime::start_migratable(config, transport.clone(), handler)?;
         Ok(UdpServer { runtime, transport })

@@ -6,6 +6,7 @@
 //! their id is known) are answered with `status::MALFORMED`, the rest dropped.
 
 use crate::protocol::{decode_request, encode_reply, salvage_request_id};
+use crate::steering::Steering;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -161,8 +162,14 @@ pub fn send_to(fd: &OwnedFd, data: &[u8], to: SocketAddrV4) -> bool {
 }
 
 impl UdpTransport {
-    /// Binds `workers` sockets to `addr` (port 0: the kernel picks one port for all of them).
+    /// Binds `workers` sockets to `addr` (port 0: the kernel picks one port for all of them),
+    /// spread by the kernel's 4-tuple hash.
     pub fn bind(addr: SocketAddrV4, workers: usize) -> io::Result<UdpTransport> {
+        UdpTransport::bind_steered(addr, workers, &Steering::Hash)
+    }
+
+    /// Binds as `bind` does, with datagrams spread over the workers by `steering`.
+    pub fn bind_steered(addr: SocketAddrV4, workers: usize, steering: &Steering) -> io::Result<UdpTransport> {
         if workers == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the UDP transport needs at least one worker"));
         }
@@ -172,6 +179,8 @@ impl UdpTransport {
         for _ in 1..workers {
             sockets.push(bind_udp(local, true)?);
         }
+        // After every socket joined: the program returns indices into the whole group.
+        steering.attach(&sockets[0], workers)?;
         // Kernel receive timestamps: a request's arrival is when the kernel received it, so the
         // time it waited in the socket buffer counts as queueing delay (overload control's D_m,
         // the reply's server time).
@@ -304,6 +313,57 @@ mod tests {
         let waited = exchange(std::time::Duration::from_millis(20));
         assert!(waited >= 20_000_000, "arrival {waited} ns ago: the socket-buffer time is missing");
         assert!(waited < 10_000_000_000, "{waited}");
+    }
+
+    /// Sends `kinds` (one datagram each, all from one client socket: one 4-tuple) to a
+    /// transport of `workers` sockets steered by `steering`; returns each worker's received kinds.
+    fn steer(steering: &Steering, workers: usize, kinds: &[u32]) -> Vec<Vec<u32>> {
+        let t = UdpTransport::bind_steered(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), workers, steering).unwrap();
+        let client = bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), false).unwrap();
+        let mut got = vec![Vec::new(); workers];
+        let mut out = Vec::new();
+        let mut received = 0;
+        for (id, &kind) in kinds.iter().enumerate() {
+            let req = Request { id: id as u64, kind, ..Request::default() };
+            assert!(send_to(&client, &crate::protocol::encode_request(&req), t.local_addr()));
+            // Drain as we go, so no socket buffer overflows.
+            for (w, g) in got.iter_mut().enumerate() {
+                t.poll(w, &mut out, 64);
+                received += out.len();
+                g.extend(out.drain(..).map(|r| r.kind));
+            }
+        }
+        let t0 = std::time::Instant::now();
+        while received < kinds.len() {
+            assert!(t0.elapsed().as_secs() < 10, "{received} of {} datagrams arrived", kinds.len());
+            for (w, g) in got.iter_mut().enumerate() {
+                t.poll(w, &mut out, 64);
+                received += out.len();
+                g.extend(out.drain(..).map(|r| r.kind));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn one_flow_lands_on_one_socket_by_hash_and_on_all_when_random() {
+        let kinds = vec![0u32; 2000];
+        let hashed = steer(&Steering::Hash, 4, &kinds);
+        assert_eq!(hashed.iter().filter(|g| !g.is_empty()).count(), 1, "one 4-tuple, one socket");
+        let random = steer(&Steering::Random, 4, &kinds);
+        // 2,000 uniform picks over 4 sockets: each gets 500 ± ~22 (1 sd); 350 is 6.9 sd away.
+        assert!(random.iter().all(|g| g.len() > 350), "{:?}", random.iter().map(Vec::len).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sita_sends_long_kinds_to_worker_0_and_the_rest_elsewhere() {
+        let kinds: Vec<u32> = (0..3000).map(|i| [0, 1, 2, 7][i % 4]).collect();
+        let got = steer(&Steering::Sita { long_kinds: vec![1, 7] }, 3, &kinds);
+        assert!(got[0].iter().all(|&k| k == 1 || k == 7) && got[0].len() == 1500, "{}", got[0].len());
+        for g in &got[1..] {
+            assert!(g.iter().all(|&k| k == 0 || k == 2), "short kinds only");
+            assert!(g.len() > 600, "spread over workers 1 and 2: {}", g.len());
+        }
     }
 
     #[test]
