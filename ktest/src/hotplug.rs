@@ -8,7 +8,7 @@
 //! online later ran registered threads without CR4.UINTR. kmod_ipi must refuse sends to the
 //! offline CPU (ENXIO) and accept them again once it is back, with no splat either way.
 
-use crate::ipi::{good_handler, reg, send_to, slot_addr};
+use crate::ipi::send_to;
 use crate::{ioctl, online_cpus as online_count, open_device, pin_to};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
@@ -45,10 +45,13 @@ pub fn cpu_hotplug() -> Result<(), String> {
     let (registered_tx, registered_rx) = mpsc::channel::<Result<u32, String>>();
     let (leave_tx, leave_rx) = mpsc::channel::<()>();
     let receiver = std::thread::spawn(move || -> Result<(), String> {
+        // With a real handler: the first send may reach the thread before it blocks (between
+        // registering and `recv`), and kmod_ipi then redirects it. The placeholder address this
+        // test registered before (a Rust function, entered with the interrupted stack) made that
+        // delivery a general-protection fault in the guest (2026-11-26), and, where the stack
+        // happened to be aligned, a jump to garbage: the hang after the rounds seen earlier.
         let r = pin_to(cpu).and_then(|()| {
-            // Never delivered to: the thread is blocked while registered.
-            let (r, answer) = reg(ifd, good_handler(), slot_addr(), 0);
-            r.map(|_| answer.cpu).map_err(|e| format!("register on CPU {cpu}: errno {e}"))
+            crate::ipi_deliver::register(ifd, &crate::ipi_deliver::TARGETS[0]).map_err(|e| format!("on CPU {cpu}: {e}"))
         });
         let ok = r.is_ok();
         registered_tx.send(r).map_err(|_| "main thread gone".to_string())?;
@@ -91,8 +94,12 @@ pub fn cpu_hotplug() -> Result<(), String> {
         println!("cpu-hotplug: CPU {cpu} offline and online 3 times; kmod_uintr followed ({n} -> {} -> {n} ready), kmod_ipi refused sends while it was offline", n - 1);
         Ok(())
     })();
+    // Each step after the rounds says so, so that a hang (one was seen once, after the rounds)
+    // shows where it is.
+    println!("cpu-hotplug: the receiver unregisters");
     let _ = leave_tx.send(());
     let joined = receiver.join().map_err(|_| "receiver panicked".to_string()).and_then(|r| r);
+    println!("cpu-hotplug: receiver joined ({joined:?})");
     // Leave the CPU online whatever happened.
     if online_count() < n {
         let _ = set_online(cpu, true);

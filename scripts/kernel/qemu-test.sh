@@ -4,7 +4,8 @@
 # (scripts/kernel/guest/), streams the serial console, and exits with the guest's status — or
 # fails if the kernel printed any oops, BUG, WARNING or lockdep report, or the guest never finished.
 #
-#   SYNERGY_QEMU_TIMEOUT=900   seconds before the guest counts as hung
+#   SYNERGY_QEMU_TIMEOUT=1500  seconds before the guest counts as hung (the guest's init reports
+#                              a script hung after 360 s itself, with the blocked tasks' stacks)
 #   SYNERGY_KDIR=/path         boot this already built kernel tree instead of the cached ones
 #                              (and skip the KASAN variant)
 # Two kernels are booted: the plain one with every guest test, then the KASAN variant
@@ -32,7 +33,7 @@ run_guest() {
   # tsc=reliable: under TCG the clocksource watchdog soon declares the TSC unstable and the kernel
   # falls back to the HPET, whose every read is an emulated MMIO exit: clock_gettime then costs
   # microseconds and the runtime's time-based spins and timer core crawl.
-  timeout "${SYNERGY_QEMU_TIMEOUT:-900}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
+  timeout "${SYNERGY_QEMU_TIMEOUT:-1500}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
     -device intel-iommu,intremap=on,eim=on \
     -nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
     -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable" </dev/null 2>&1 | tee "$log"

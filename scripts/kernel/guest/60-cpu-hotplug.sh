@@ -4,5 +4,7 @@
 insmod /modules/kmod_ipi.ko
 insmod /modules/kmod_uintr.ko
 synergy-ktest cpu-hotplug
+echo "60: ktest exited; rmmod kmod_uintr"
 rmmod kmod_uintr
+echo "60: rmmod kmod_ipi"
 rmmod kmod_ipi
