@@ -345,6 +345,22 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// Ingress steering's cost per datagram: hash (no program), random and sita over a group of
+    /// kernel UDP sockets, loopback, side by side in one run (issue 19).
+    Steering {
+        /// Sockets in the group (workers).
+        #[arg(long, default_value_t = 4)]
+        sockets: usize,
+        /// Datagrams per policy and round.
+        #[arg(long, default_value_t = 20_000)]
+        datagrams: usize,
+        /// Alternating rounds (the median is reported).
+        #[arg(long, default_value_t = 9)]
+        rounds: usize,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/bench-steering).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// Compiler-interrupt probe overhead: three loops plain, probed every iteration and every 64.
     Probes {
         /// Alternating rounds (medians and the worst round are reported).
@@ -634,6 +650,32 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
+        Command::Bench(BenchCommand::Steering { sockets, datagrams, rounds, out }) => {
+            if !(2..=64).contains(&sockets) || datagrams == 0 || rounds == 0 {
+                return fail("--sockets must be between 2 and 64, --datagrams and --rounds at least 1");
+            }
+            let b = match crate::bench::steering::run(sockets, datagrams, rounds) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            println!(
+                "ingress steering over {sockets} sockets ({}), median of {rounds} rounds × {datagrams} datagrams:",
+                b.cpu_model
+            );
+            for p in &b.points {
+                println!(
+                    "  {:<7} {:>8.1} ns/datagram ({:.3}× hash), per socket {:?}",
+                    p.steering, p.ns_per_datagram, p.vs_hash, p.per_socket
+                );
+            }
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::steering::csv(&b), crate::bench::steering::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Bench(BenchCommand::Ring { rounds, items, out }) => {
             if rounds == 0 || items == 0 {
                 return fail("--rounds and --items must be at least 1");

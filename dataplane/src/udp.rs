@@ -196,6 +196,11 @@ impl UdpTransport {
         })
     }
 
+    /// The workers' sockets, worker 0 first (for benchmarks that drive the group directly).
+    pub fn sockets(&self) -> &[OwnedFd] {
+        &self.sockets
+    }
+
     /// The bound address (with the port the kernel chose).
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local

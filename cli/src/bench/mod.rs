@@ -9,5 +9,6 @@ pub mod phases;
 pub mod probes;
 pub mod ring;
 pub mod scan;
+pub mod steering;
 pub mod timer;
 pub mod xsave;

@@ -26,11 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const PATHS: [&[u8]; 3] =
     [b"3std9panicking11panic_count8increase", b"3std9panicking12catch_unwind7cleanup", b"3std9panicking3try7cleanup"];
 
-/// Which of `PATHS` the symbol `name` is, in either mangling std has shipped with: legacy
-/// (`_ZN3std9panicking…8increase17h<hash>E`) or v0 (`_RNvNtNtCs<hash>_3std9panicking…8increase`,
-/// Rust 1.95's std). Closures and other items nested in them are not matches.
+/// The mangled path of the function whose address anchors the search (`std::panic::take_hook`
+/// is `std::panicking::take_hook`): its symbol must sit at the anchor's run-time address minus
+/// the load bias, or the file read is not the code running.
+const ANCHOR_PATH: &[u8] = b"3std9panicking9take_hook";
+
+/// Which of `PATHS` the symbol `name` is (`PATHS.len()` for `ANCHOR_PATH`), in either mangling
+/// std has shipped with: legacy (`_ZN3std9panicking…8increase17h<hash>E`) or v0
+/// (`_RNvNtNtCs<hash>_3std9panicking…8increase`, Rust 1.95's std). Closures and other items
+/// nested in them are not matches.
 fn classify(name: &[u8]) -> Option<usize> {
-    PATHS.iter().position(|path| {
+    PATHS.iter().chain([&ANCHOR_PATH]).position(|path| {
         let (legacy, v0) = (name.starts_with(b"_ZN"), name.starts_with(b"_R"));
         (legacy || v0)
             && name.windows(path.len()).enumerate().any(|(at, w)| {
@@ -84,7 +90,14 @@ pub fn locate() -> Result<Vec<Range<u64>>, String> {
     // A non-generic, non-inline std function: its address is in the object that holds std.
     let anchor = std::panic::take_hook as fn() -> _ as usize as u64;
     let (path, bias) = object_containing(anchor).ok_or("no loaded object contains std's code")?;
-    let found = function_symbols(&path, &classify).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut found = function_symbols(&path, &classify).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !found.iter().any(|&(i, value, _)| i == PATHS.len() && bias + value == anchor) {
+        return Err(format!(
+            "{}: std::panic::take_hook is not where its symbol says (not the running code)",
+            path.display()
+        ));
+    }
+    found.retain(|f| f.0 < PATHS.len());
     let has = |i: usize| found.iter().any(|f| f.0 == i);
     if !has(0) || !(has(1) || has(2)) || found.len() > PATHS.len() {
         return Err(format!(
@@ -211,6 +224,7 @@ mod tests {
         assert_eq!(classify(b"_ZN3std9panicking11panic_count8increase28_$u7b$$u7b$closure$u7d$$u7d$17hE"), None);
         assert_eq!(classify(b"_ZN6mystd3std9panicking11panic_count8increase17h0E"), None, "not std's");
         assert_eq!(classify(b"3std9panicking11panic_count8increase"), None);
+        assert_eq!(classify(b"_RNvNtCsjrHSEGnQ3l9_3std9panicking9take_hook"), Some(PATHS.len()));
     }
 
     #[test]
