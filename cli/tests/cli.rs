@@ -473,3 +473,30 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     // quantum, while its interrupt is deferred, so it may exceed ci_requests.)
     assert!(count(h, "preemptions") <= count(h, "ci_taken") + count(h, "ci_unanswered"), "{h}");
 }
+
+/// A binary without its symbol table cannot protect std's panic-count updates from preemption
+/// (`worker/std_panic_code.rs`): it says so on stderr at start, and still serves. The binary as
+/// built says nothing of the kind. Needs `strip` (binutils, which the test script's gcc brings).
+#[test]
+fn a_stripped_binary_says_it_cannot_guard_panics() {
+    let _g = common::serial();
+    let built = synergy(&["demo", "--duration-ms", "200"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(!stderr(&built).contains("cannot locate std's panic-count code"), "{}", stderr(&built));
+    let stripped = std::env::temp_dir().join(format!("synergy-stripped-{}", std::process::id()));
+    let s = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(env!("CARGO_BIN_EXE_synergy"))
+        .status()
+        .expect("strip (binutils) must be installed for this test");
+    assert!(s.success());
+    let o = Command::new(&stripped).args(["demo", "--duration-ms", "200"]).output().expect("run the stripped binary");
+    let _ = std::fs::remove_file(&stripped);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot locate std's panic-count code (/proc/self/exe: no .symtab (stripped))"),
+        "{}",
+        stderr(&o)
+    );
+}

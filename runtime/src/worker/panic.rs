@@ -44,7 +44,8 @@ pub fn install_hook() {
     INSTALL.call_once(|| {
         if let Err(why) = std_panic_code::install() {
             eprintln!(
-                "synergy: cannot locate std's panic-count code ({why}): a handler panic inside a                  preemptible request can then abort the process (\"thread panicked while processing \
+                "synergy: cannot locate std's panic-count code ({why}): a handler panic inside a \
+                 preemptible request can then abort the process (\"thread panicked while processing \
                  panic\"); keep the executable's symbol table (no `strip`) and std out of LTO"
             );
         }
