@@ -25,7 +25,7 @@
 pub struct CreditParams {
     /// D_t: the target queueing delay (ns).
     pub target_delay_ns: u64,
-    /// D_drop: the AQM rejects while D_m exceeds it (ns); CoreSync uses 2·D_t.
+    /// D_drop: the AQM rejects a request that waited more than this (ns); CoreSync uses 2·D_t.
     pub drop_delay_ns: u64,
     /// β: multiplicative-decrease gain (CoreSync: 0.02).
     pub beta: f64,
@@ -46,6 +46,11 @@ impl CreditParams {
             alpha: 0.001,
             max_total: 1_000_000.0,
         }
+    }
+
+    /// The AQM's threshold: a queueing delay of `delay_ns` is past D_drop.
+    pub fn past_drop_delay(&self, delay_ns: u64) -> bool {
+        delay_ns > self.drop_delay_ns
     }
 }
 
@@ -107,7 +112,7 @@ impl CreditPool {
 
     /// The AQM: reject requests while the oldest one has waited more than D_drop.
     pub fn rejecting(&self, d_m_ns: u64) -> bool {
-        d_m_ns > self.params.drop_delay_ns
+        self.params.past_drop_delay(d_m_ns)
     }
 
     /// Requests each of `active` sessions may have outstanding: an even split of the pool, at

@@ -65,8 +65,6 @@ pub struct OverloadShared {
     /// that a timer core kept off its CPU (time-shared) cannot leave a stale verdict rejecting
     /// for milliseconds.
     reject_until_ns: AtomicU64,
-    /// D_drop, for the per-request check.
-    drop_delay_ns: u64,
     /// What each reply grants its session.
     per_session: AtomicU32,
     /// For the report: C_total (f64 bits), the active sessions, the largest D_m of the run.
@@ -82,7 +80,6 @@ impl OverloadShared {
             delays: (0..workers).map(|_| DelaySlot::default()).collect(),
             sessions: (0..SESSION_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             reject_until_ns: AtomicU64::new(0),
-            drop_delay_ns: params.credits.drop_delay_ns,
             per_session: AtomicU32::new(1),
             total_bits: AtomicU64::new(1f64.to_bits()),
             active: AtomicU64::new(0),
@@ -105,7 +102,7 @@ impl OverloadShared {
         if now.saturating_sub(slot.load(Ordering::Relaxed)) > SESSION_IDLE_NS / 16 {
             slot.store(now.max(1), Ordering::Relaxed);
         }
-        delay > self.drop_delay_ns || now < self.reject_until_ns.load(Ordering::Relaxed)
+        self.params.credits.past_drop_delay(delay) || now < self.reject_until_ns.load(Ordering::Relaxed)
     }
 
     /// Called by `worker` as it resumes a green thread put on the wait queue at `queued_ns`.

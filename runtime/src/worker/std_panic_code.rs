@@ -75,8 +75,7 @@ pub fn install() -> Result<usize, String> {
 /// holding std (a test's own function, to check the whole refusal path end to end).
 #[cfg(test)]
 pub(crate) fn also_refuse_for_test(name: &str) -> Range<u64> {
-    let anchor = std::panic::take_hook as fn() -> _ as usize as u64;
-    let (path, bias) = object_containing(anchor).unwrap();
+    let (path, bias, _) = std_object().unwrap();
     let found = function_symbols(&path, &|s| (s == name.as_bytes()).then_some(0)).unwrap();
     let &[(_, value, size)] = found.as_slice() else { panic!("{name}: {found:?}") };
     let slot = &RANGES[RANGES.len() - 2..];
@@ -87,9 +86,7 @@ pub(crate) fn also_refuse_for_test(name: &str) -> Range<u64> {
 
 /// The run-time address ranges of the functions named by `PATHS`.
 pub fn locate() -> Result<Vec<Range<u64>>, String> {
-    // A non-generic, non-inline std function: its address is in the object that holds std.
-    let anchor = std::panic::take_hook as fn() -> _ as usize as u64;
-    let (path, bias) = object_containing(anchor).ok_or("no loaded object contains std's code")?;
+    let (path, bias, anchor) = std_object().ok_or("no loaded object contains std's code")?;
     let mut found = function_symbols(&path, &classify).map_err(|e| format!("{}: {e}", path.display()))?;
     if !found.iter().any(|&(i, value, _)| i == PATHS.len() && bias + value == anchor) {
         return Err(format!(
@@ -107,6 +104,13 @@ pub fn locate() -> Result<Vec<Range<u64>>, String> {
         ));
     }
     Ok(found.iter().map(|&(_, value, size)| bias + value..bias + value + size).collect())
+}
+
+/// The file and load bias of the object that holds std, and the run-time address it was found by
+/// (`std::panic::take_hook`'s: a non-generic, non-inline std function).
+fn std_object() -> Option<(std::path::PathBuf, u64, u64)> {
+    let anchor = std::panic::take_hook as fn() -> _ as usize as u64;
+    object_containing(anchor).map(|(path, bias)| (path, bias, anchor))
 }
 
 /// The file and load bias of the loaded object with a segment containing `addr`.
