@@ -114,7 +114,8 @@ module! {
 }
 
 // The kernel's CR4 shadow accessors (arch/x86/kernel/cpu/common.c). Linux 7.3 exports them to KVM
-// only; scripts/kernel/build.sh exports them to this module as well.
+// only; scripts/kernel/patches/7.3/0001-*.patch (applied by build.sh and package.sh) exports them
+// to this module as well.
 extern "C" {
     fn cr4_update_irqsoff(set: c_ulong, clear: c_ulong);
     fn cr4_read_shadow() -> c_ulong;

@@ -10,7 +10,11 @@
 #     the uapi ABI pins;
 #  2. the kernel test bench: builds (or reuses) the Rust-enabled test kernel, checks the modules
 #     with the kernel's rustfmt settings and a CLIPPY=1 build (no warnings allowed), boots QEMU and
-#     runs the guest tests (needs root for its apt installs; fails loudly without).
+#     runs the guest tests (needs root for its apt installs; fails loudly without);
+#  3. the kit for real servers: scripts/kernel/package.sh on the test configuration (Debian
+#     packages of the kernel and of the modules, checked), scripts/validate-hardware.sh on this
+#     machine (its report must list exactly what is missing, and its exit status say so), and
+#     scripts/scale-bench.sh at one worker (real runtime beside the simulator).
 # CONTRIBUTING.md says how to run each step alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,3 +36,21 @@ log "kernel modules: the kernel's rustfmt and clippy"
 bash scripts/kernel/lint-modules.sh
 log "kernel test bench (QEMU)"
 bash scripts/kernel/qemu-test.sh
+log "kernel packages for the test configuration (scripts/kernel/package.sh --config test)"
+bash scripts/kernel/package.sh --config test --out target/kernel-packages
+log "hardware validation of this machine (scripts/validate-hardware.sh)"
+set +e
+bash scripts/validate-hardware.sh --runs 20000 --demo-ms 300
+rc=$?
+set -e
+python3 - "$rc" target/validate/report.json <<'PY'
+import json, sys
+rc, report = int(sys.argv[1]), json.load(open(sys.argv[2]))
+bad = [c["id"] for c in report["checks"] if c["status"] in ("missing", "fail")]
+assert report["problems"] == bad, (report["problems"], bad)
+assert rc == (1 if bad else 0), f"exit status {rc} with problems {bad}"
+assert "## Interrupt paths beside thesis Table 5.1" in open("target/validate/report.md").read()
+print(f"validate-hardware: exit {rc}; missing or failed here: {', '.join(bad) or 'nothing'}")
+PY
+log "real runtime beside the simulator at one worker (scripts/scale-bench.sh --workers 1 --quick)"
+bash scripts/scale-bench.sh --workers 1 --quick

@@ -8,6 +8,7 @@ mod config_file;
 mod demo;
 mod net_commands;
 mod sweep;
+mod validate;
 
 /// Workers preempt green threads anywhere but inside the allocator (synergy::alloc).
 #[global_allocator]
@@ -47,6 +48,11 @@ enum Command {
     Simulate(SimulateArgs),
     /// Serve the synthetic application (a workload's request types) over kernel UDP.
     Serve(net_commands::ServeArgs),
+    /// Check this machine for every preemption mode (CPU, kernel, modules), run the modules'
+    /// tests, the interrupt-path microbenchmark and the demo per supported mode, and write one
+    /// report (Markdown, JSON, SVG) beside thesis Table 5.1; exit status 1 if anything is missing.
+    /// scripts/validate-hardware.sh builds what it needs and runs it.
+    Validate(validate::ValidateArgs),
     /// Open-loop load generator: Poisson arrivals over many flows, latencies in HDR histograms.
     Loadgen(net_commands::LoadgenArgs),
     /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
@@ -218,6 +224,94 @@ fn simulate(a: SimulateArgs) -> ExitCode {
 }
 
 #[derive(clap::Args)]
+struct ScaleArgs {
+    /// Workers (default: every allowed CPU but four: the timer core's, the load generator's two
+    /// threads' and the kernel's packet processing; at least 1).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long, value_delimiter = ',', value_parser = crate::choices::workload(), default_value = "high,extreme,zippydb")]
+    workloads: Vec<WorkloadName>,
+    #[arg(long, value_delimiter = ',', value_parser = crate::choices::policy(), default_value = "synergy,shinjuku,cfcfs,dfcfs")]
+    policies: Vec<synergy_policy::system::SchedPolicy>,
+    /// Preemption modes (default: signal, plus ipi and uintr where their modules' devices exist).
+    #[arg(long, value_delimiter = ',', value_parser = crate::choices::preempt())]
+    modes: Option<Vec<synergy::PreemptMode>>,
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.4,0.5,0.6,0.7,0.8,0.9")]
+    loads: Vec<f64>,
+    /// Measured time per point (after the warm-up).
+    #[arg(long, default_value_t = 1000)]
+    duration_ms: u64,
+    #[arg(long, default_value_t = 200)]
+    warmup_ms: u64,
+    #[arg(long, default_value_t = 50.0)]
+    slo: f64,
+    /// Requests per simulated point.
+    #[arg(long, default_value_t = 200_000)]
+    sim_requests: usize,
+    /// Interrupts per mode for the preemption cost.
+    #[arg(long, default_value_t = 50_000)]
+    microbench_runs: usize,
+    /// Writes <BASE>.json, <BASE>.csv and <BASE>.svg.
+    #[arg(long, value_name = "BASE", default_value = "target/scale-bench/scale")]
+    out: PathBuf,
+}
+
+fn bench_scale(a: ScaleArgs) -> ExitCode {
+    use crate::bench::scale;
+    if let Err(e) = check_loads(&a.loads) {
+        return fail(e);
+    }
+    if a.duration_ms == 0 || a.slo.is_nan() || a.slo <= 1.0 || a.microbench_runs == 0 {
+        return fail("--duration-ms and --microbench-runs must be at least 1 and --slo above 1");
+    }
+    if !(1_000..=100_000_000).contains(&a.sim_requests) {
+        return fail(format!("--sim-requests must be between 1000 and 100000000, got {}", a.sim_requests));
+    }
+    let modes = a.modes.clone().unwrap_or_else(|| {
+        let mut m = vec![synergy::PreemptMode::Signal];
+        for (dev, mode) in
+            [("/dev/synergy_ipi", synergy::PreemptMode::Ipi), ("/dev/synergy_uintr", synergy::PreemptMode::Uintr)]
+        {
+            if std::path::Path::new(dev).exists() && synergy::preempt::preempter_for(mode).is_ok() {
+                m.push(mode);
+            }
+        }
+        m
+    });
+    for m in &modes {
+        if let Err(e) = synergy::preempt::preempter_for(*m) {
+            return fail(e);
+        }
+    }
+    let p = scale::ScaleParams {
+        workers: a.workers.unwrap_or_else(|| scale::default_workers(synergy::cpu::allowed_cpus().len())),
+        workloads: a.workloads.clone(),
+        policies: a.policies.clone(),
+        modes,
+        loads: a.loads.clone(),
+        duration: std::time::Duration::from_millis(a.duration_ms),
+        warmup: std::time::Duration::from_millis(a.warmup_ms),
+        slo: a.slo,
+        sim_requests: a.sim_requests,
+        microbench_runs: a.microbench_runs,
+    };
+    let r = match scale::run(&p, |line| eprintln!("[scale] {line}")) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("cannot create {}: {e}", dir.display()));
+        }
+    }
+    if let Err(e) = write_results(&a.out, &r, scale::csv(&r), scale::svg(&r)) {
+        return fail(e);
+    }
+    print!("{}", scale::table(&r));
+    ExitCode::SUCCESS
+}
+
+#[derive(clap::Args)]
 struct MicrobenchArgs {
     /// Preemption paths to measure, comma-separated (e.g. ci,signal): rows side by side in one
     /// run, the paths taking turns in blocks.
@@ -361,6 +455,10 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// The real runtime at N workers beside the simulator's prediction for the same N and this
+    /// machine's measured preemption cost: highest load under the SLO per system (issue 20;
+    /// scripts/scale-bench.sh runs it on a many-core machine).
+    Scale(ScaleArgs),
     /// Compiler-interrupt probe overhead: three loops plain, probed every iteration and every 64.
     Probes {
         /// Alternating rounds (medians and the worst round are reported).
@@ -650,6 +748,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
+        Command::Bench(BenchCommand::Scale(a)) => bench_scale(a),
         Command::Bench(BenchCommand::Steering { sockets, datagrams, rounds, out }) => {
             if !(2..=64).contains(&sockets) || datagrams == 0 || rounds == 0 {
                 return fail("--sockets must be between 2 and 64, --datagrams and --rounds at least 1");
@@ -843,6 +942,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => net_commands::serve(args),
         Command::Loadgen(args) => net_commands::loadgen(args),
         Command::Sweep(args) => net_commands::sweep(args),
+        Command::Validate(args) => validate::run(args),
         Command::Config(args) => match args.runtime.resolve() {
             Ok((cfg, placement)) => {
                 println!("{cfg:#?}");

@@ -500,3 +500,61 @@ fn a_stripped_binary_says_it_cannot_guard_panics() {
         stderr(&o)
     );
 }
+
+/// `synergy validate` on this machine: the report lists exactly the checks that are missing or
+/// failed, the exit status says whether there are any (1) or not (0), the CPU's UINTR bit is
+/// reported as CPUID has it, and the signal path is measured beside thesis Table 5.1. An empty
+/// --modules directory keeps the test from loading anything (and makes the modules missing).
+#[test]
+fn validate_reports_what_this_machine_lacks_and_fails_on_it() {
+    let _g = common::serial();
+    let dir = std::env::temp_dir().join(format!("synergy-validate-{}", std::process::id()));
+    let empty = dir.join("no-modules");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = dir.join("report");
+    let o = Command::new(env!("CARGO_BIN_EXE_synergy"))
+        .args(["validate", "--runs", "2000", "--demo-ms", "100", "--out"])
+        .arg(&out)
+        .arg("--modules")
+        .arg(&empty)
+        .output()
+        .expect("run synergy validate");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    let checks = report["checks"].as_array().unwrap();
+    let status = |id: &str| -> String {
+        let c = checks.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}: {report:#}"));
+        c["status"].as_str().unwrap().to_string()
+    };
+    let problems: Vec<&str> = report["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let expected: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["status"] == "missing" || c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(problems, expected);
+    assert_eq!(status("modules.found"), "missing", "an empty --modules directory");
+    assert!(!problems.is_empty());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for p in &problems {
+        assert!(stderr(&o).contains(p), "stderr must list {p}: {}", stderr(&o));
+        assert!(md.contains(&format!("`{p}`")), "report.md must list {p}");
+    }
+    // CPUID.7.0:EDX[5], read here independently.
+    let uintr = core::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 5) != 0;
+    assert_eq!(status("cpu.uintr"), if uintr { "pass" } else { "missing" });
+    // Without the modules nothing is loaded or tested; signal is measured and demonstrated.
+    assert_eq!(status("modules.load.kmod_ipi"), "not-run");
+    assert_eq!(status("ktest.20-kmod-ipi-abi"), "not-run");
+    assert_eq!(status("microbench"), "pass", "{md}");
+    assert_eq!(status("demo.signal"), "pass", "{md}");
+    assert!(md.contains("## Interrupt paths beside thesis Table 5.1"), "{md}");
+    let signal_row = md.lines().find(|l| l.starts_with("| signal | measured |")).expect("a measured signal row");
+    assert!(!signal_row.contains("not measured"), "{signal_row}");
+    assert!(md.contains("| ipi | measured | not measured |"), "{md}");
+    for f in ["microbench.json", "microbench.csv", "microbench.svg", "demo-signal.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

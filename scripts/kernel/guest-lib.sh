@@ -2,18 +2,12 @@
 # guest's initramfs is built and how its console log is judged. Source it after scripts/lib.sh,
 # from the repository root.
 
-# build_initramfs DIR KDIR SCRIPT...: fills DIR (emptied first) with busybox, the guest's init,
-# the SCRIPTs as its tests, synergy's modules built against KDIR, the static `synergy` and
-# `synergy-ktest`, the guest helpers (scripts/kernel/guest/bin/), and the runtime's
-# integration tests that the guest scripts run, as
-# `synergy-test-<name>`.
-build_initramfs() {
-  local dir=$1 kdir=$2
-  shift 2
-  apt_install busybox-static cpio gzip
-  local modules tests t
-  mapfile -t modules < <(KDIR="$kdir" scripts/kernel/modules.sh)
-  [ ${#modules[@]} -gt 0 ] || { log "no kernel module was built"; exit 1; }
+# build_static_binaries DIR: builds the static `synergy` and `synergy-ktest`, and the runtime's
+# integration tests that the guest scripts run, and copies them into DIR (created if needed),
+# the tests as `synergy-test-<name>`, with the guest helpers (scripts/kernel/guest/bin/). Used
+# for the guest's initramfs and by scripts/validate-hardware.sh on a real machine.
+build_static_binaries() {
+  local dest=$1 tests t
   log "building static guest binaries"
   local static=(--release --target x86_64-unknown-linux-gnu --target-dir target/static)
   local bindir=target/static/x86_64-unknown-linux-gnu/release
@@ -28,17 +22,31 @@ for l in sys.stdin:
                                    "live_state", "compiler_interrupts"):
         print(m["target"]["name"], m["executable"])')
   [ ${#tests[@]} -eq 8 ] || { log "expected 8 runtime test executables, found: ${tests[*]}"; exit 1; }
+  mkdir -p "$dest"
+  cp "$bindir/synergy" "$bindir/synergy-ktest" scripts/kernel/guest/bin/* "$dest/"
+  for t in "${tests[@]}"; do
+    cp "${t#* }" "$dest/synergy-test-${t%% *}"
+  done
+}
+
+# build_initramfs DIR KDIR SCRIPT...: fills DIR (emptied first) with busybox, the guest's init,
+# the SCRIPTs as its tests, synergy's modules built against KDIR, and the binaries of
+# build_static_binaries.
+build_initramfs() {
+  local dir=$1 kdir=$2
+  shift 2
+  apt_install busybox-static cpio gzip
+  local modules
+  mapfile -t modules < <(KDIR="$kdir" scripts/kernel/modules.sh)
+  [ ${#modules[@]} -gt 0 ] || { log "no kernel module was built"; exit 1; }
   rm -rf "$dir"
   mkdir -p "$dir"/{bin,modules,tests}
+  build_static_binaries "$dir/bin"
   cp /bin/busybox "$dir/bin/busybox"
   cp scripts/kernel/guest/init "$dir/init"
   chmod +x "$dir/init"
   cp "$@" "$dir/tests/"
   cp "${modules[@]}" "$dir/modules/"
-  cp "$bindir/synergy" "$bindir/synergy-ktest" scripts/kernel/guest/bin/* "$dir/bin/"
-  for t in "${tests[@]}"; do
-    cp "${t#* }" "$dir/bin/synergy-test-${t%% *}"
-  done
 }
 
 # pack_initramfs DIR OUT: a gzip'd newc cpio archive of DIR.

@@ -8,6 +8,7 @@ pub mod overload;
 pub mod phases;
 pub mod probes;
 pub mod ring;
+pub mod scale;
 pub mod scan;
 pub mod steering;
 pub mod timer;

@@ -3,7 +3,9 @@
 # into a restartable sequence (aborted as a signal would), bursts of sends to three receivers;
 # closing the file with deliveries under way; killing a process during deliveries and removing
 # the module at the first moment the kernel allows, 50 times.
-insmod /modules/kmod_ipi.ko
+# The modules: /modules in the QEMU guest; SYNERGY_MODULES elsewhere (synergy validate).
+modules=${SYNERGY_MODULES:-/modules}
+insmod "$modules"/kmod_ipi.ko
 synergy-ktest ipi-version
 synergy-ktest ipi-bad-input
 synergy-ktest ipi-foreign
@@ -12,5 +14,5 @@ synergy-ktest ipi-unregister-storm
 synergy-ktest ipi-rseq
 synergy-ktest ipi-send-burst
 synergy-ktest ipi-close-during-delivery
-synergy-ktest ipi-rmmod-race /modules/kmod_ipi.ko 50
+synergy-ktest ipi-rmmod-race "$modules"/kmod_ipi.ko 50
 rmmod kmod_ipi

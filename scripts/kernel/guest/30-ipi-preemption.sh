@@ -1,6 +1,8 @@
 # The runtime preempting through kmod_ipi: the same integration tests as on the host, with
 # SYNERGY_TEST_PREEMPT=ipi; then unload refused while in use, and load/unload cycles.
-insmod /modules/kmod_ipi.ko
+# The modules: /modules in the QEMU guest; SYNERGY_MODULES elsewhere (synergy validate).
+modules=${SYNERGY_MODULES:-/modules}
+insmod "$modules"/kmod_ipi.ko
 export SYNERGY_TEST_PREEMPT=ipi
 synergy-test-preemption --test-threads=1 short_request_overtakes
 SYNERGY_STRESS_PREEMPTIONS=20000 synergy-test-stress --test-threads=1 a_million_preemptions_with --nocapture
@@ -21,4 +23,4 @@ exec 3</dev/synergy_ipi
 if rmmod kmod_ipi 2>/dev/null; then echo "rmmod succeeded while /dev/synergy_ipi was open"; exit 1; fi
 exec 3<&-
 rmmod kmod_ipi
-for i in 1 2 3; do insmod /modules/kmod_ipi.ko; synergy-ktest ipi-version; rmmod kmod_ipi; done
+for i in 1 2 3; do insmod "$modules"/kmod_ipi.ko; synergy-ktest ipi-version; rmmod kmod_ipi; done

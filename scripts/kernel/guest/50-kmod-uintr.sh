@@ -3,15 +3,17 @@
 # twice; the runtime's --preempt=uintr names what is missing. On a CPU with UINTR (by hand, in
 # Bochs: scripts/kernel/bochs-uintr.sh) the same checks accept valid registrations, and user
 # interrupts are then tested end to end: the module alone, then the runtime preempting with them.
+# The modules: /modules in the QEMU guest; SYNERGY_MODULES elsewhere (synergy validate).
+modules=${SYNERGY_MODULES:-/modules}
 for i in 1 2; do
-  insmod /modules/kmod_uintr.ko
+  insmod "$modules"/kmod_uintr.ko
   test -c /dev/synergy_uintr
   ls -l /dev/synergy_uintr | grep -q '^crw-------'
   synergy-ktest uintr-refusal
   rmmod kmod_uintr
   test ! -e /dev/synergy_uintr
 done
-insmod /modules/kmod_uintr.ko
+insmod "$modules"/kmod_uintr.ko
 if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   synergy-ktest uintr-deliver
   # The runtime's own tests with user interrupts delivering the preemptions: overtaking, exact

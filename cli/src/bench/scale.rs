@@ -1,0 +1,410 @@
+//! `synergy bench scale`: the real runtime at N workers against the simulator's prediction for
+//! the same N and this machine's measured preemption cost (issue 20).
+//!
+//! On the machine it runs on, it places the timer core on the first allowed CPU and the workers
+//! on the next N (the load generator and the kernel's network processing get the rest), measures
+//! the preemption path's cost with the interrupt microbenchmark, then, per workload: sweeps the
+//! real server (kernel UDP on loopback) over a load grid for every (policy, mode), and simulates
+//! the same workers, policies and loads with that cost. The result is the highest load under the
+//! p99.9-slowdown SLO per system, real beside simulated, with the reason a pair disagrees where
+//! the data shows one. scripts/scale-bench.sh runs it as a self-contained job.
+
+use crate::sweep::{self, SweepPoint, SweepResult};
+use serde::Serialize;
+use std::fmt::Write;
+use std::time::Duration;
+use synergy::PreemptMode;
+use synergy_eval::plot::{bar_chart, BarGroup};
+use synergy_eval::workload::{Workload, WorkloadName};
+use synergy_policy::system::SchedPolicy;
+
+pub struct ScaleParams {
+    pub workers: usize,
+    pub workloads: Vec<WorkloadName>,
+    pub policies: Vec<SchedPolicy>,
+    pub modes: Vec<PreemptMode>,
+    pub loads: Vec<f64>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub slo: f64,
+    pub sim_requests: usize,
+    pub microbench_runs: usize,
+}
+
+/// Where the threads ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Placement {
+    pub timer_core: usize,
+    pub worker_cores: Vec<usize>,
+    /// The CPUs left for the load generator and the kernel's packet processing.
+    pub other_cpus: Vec<usize>,
+}
+
+/// One system on one workload: real and simulated.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleRow {
+    pub workload: String,
+    pub policy: String,
+    pub preempt: String,
+    pub capacity_rps: f64,
+    pub real_max_rps_under_slo: f64,
+    pub sim_max_rps_under_slo: f64,
+    /// real / simulated (none when the simulation met the SLO at no load of the grid).
+    pub real_over_sim: Option<f64>,
+    /// Why the two disagree, where the real run's data shows it.
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleResult {
+    pub cpu_model: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub placement: Placement,
+    /// Measured p50 of the whole interruption (rt3 − rt0) per mode, ns: the simulator's cost.
+    pub preempt_cost_ns: Vec<(String, u64)>,
+    pub loads: Vec<f64>,
+    pub slo: f64,
+    pub rows: Vec<ScaleRow>,
+    pub sweeps: Vec<SweepResult>,
+}
+
+/// The placement for `workers` workers on `allowed` CPUs: the timer core first, then the workers.
+pub fn place(allowed: &[usize], workers: usize) -> Result<Placement, String> {
+    if workers == 0 {
+        return Err("--workers must be at least 1".into());
+    }
+    if allowed.len() < 2 {
+        return Err(format!("the scale benchmark needs at least 2 CPUs, this process may use {allowed:?}"));
+    }
+    // With 2 CPUs the timer core shares its CPU with the load generator; otherwise every worker
+    // keeps a CPU of its own.
+    if workers + 1 > allowed.len() {
+        return Err(format!(
+            "{workers} workers and a timer core need {} CPUs; this process may use {} ({allowed:?})",
+            workers + 1,
+            allowed.len()
+        ));
+    }
+    Ok(Placement {
+        timer_core: allowed[0],
+        worker_cores: allowed[1..=workers].to_vec(),
+        other_cpus: allowed[workers + 1..].to_vec(),
+    })
+}
+
+/// The default worker count: every CPU but the timer core's and three for the load generator's
+/// two threads and the kernel's packet processing; at least 1.
+pub fn default_workers(cpus: usize) -> usize {
+    cpus.saturating_sub(4).max(1)
+}
+
+/// Why the real highest load differs from the simulated one, from the real sweep's points just
+/// past the real maximum: the UDP path lost datagrams, or the load generator could not offer the
+/// load. Empty when neither explains it (or they agree within 20%).
+pub fn disagreement_note(points: &[&SweepPoint], real_max: f64, sim_max: f64, slo: f64) -> String {
+    if real_max == 0.0 && sim_max == 0.0 {
+        return "neither met the SLO at any load of the grid".into();
+    }
+    if sim_max > 0.0 && (real_max / sim_max - 1.0).abs() <= 0.2 {
+        return "agree within 20%".into();
+    }
+    if real_max > sim_max {
+        return "the real run did better: the simulator's fixed costs (dispatch, switch, steal) exceed this machine's"
+            .into();
+    }
+    // The first point past the real maximum that missed the SLO.
+    let Some(first_miss) = points.iter().find(|p| p.result.offered_rps > real_max && !sweep::meets_slo(&p.result, slo))
+    else {
+        return "the real run met the SLO at no load of the grid".into();
+    };
+    let r = &first_miss.result;
+    let mut why = Vec::new();
+    if first_miss.kernel_drops > 0 {
+        why.push(format!(
+            "the server's sockets dropped {} datagrams (kernel UDP receive path saturated)",
+            first_miss.kernel_drops
+        ));
+    }
+    if r.lost > 0 && first_miss.kernel_drops == 0 {
+        why.push(format!("{} requests went unanswered", r.lost));
+    }
+    if r.achieved_rps < 0.9 * r.offered_rps {
+        why.push(format!(
+            "only {:.0} of {:.0} req/s were achieved (the load generator or the UDP path is the bottleneck)",
+            r.achieved_rps, r.offered_rps
+        ));
+    }
+    if why.is_empty() {
+        format!(
+            "at {:.0} req/s p99.9 slowdown was {:.1} with no loss: per-request costs the simulator does not model \
+             (kernel UDP send/receive, about 1 µs per datagram here) delay short requests",
+            r.offered_rps, r.overall_slowdown_p999
+        )
+    } else {
+        format!("at {:.0} req/s: {}", r.offered_rps, why.join("; "))
+    }
+}
+
+/// The simulator's name for a runtime policy and the cost it is given.
+fn sim_costs(p: &ScaleParams, cost_ns: u64) -> Vec<(String, u64)> {
+    p.policies.iter().map(|pol| (pol.name().to_string(), cost_ns)).collect()
+}
+
+pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResult, String> {
+    if p.modes.contains(&PreemptMode::None) || p.modes.is_empty() {
+        return Err("--modes must name preemption paths (signal, ipi, uintr, ci)".into());
+    }
+    let allowed = synergy::cpu::allowed_cpus();
+    let placement = place(&allowed, p.workers)?;
+    // Cost of each mode on this machine: the microbenchmark's sender and receiver on the timer
+    // core and the first worker's CPU, as in the runtime.
+    progress(&format!("measuring the preemption cost of {:?} ({} runs each)", p.modes, p.microbench_runs));
+    let mb = super::interrupt::run(&super::interrupt::Params {
+        modes: p.modes.clone(),
+        runs: p.microbench_runs,
+        sender_cpu: placement.timer_core,
+        receiver_cpu: placement.worker_cores[0],
+    })?;
+    let preempt_cost_ns: Vec<(String, u64)> = p
+        .modes
+        .iter()
+        .map(|m| {
+            let cost = mb.methods.iter().find(|x| x.method == m.name()).map_or(0.0, |x| x.phases.total.p50_ns);
+            (m.name().to_string(), cost.round() as u64)
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut sweeps = Vec::new();
+    for &name in &p.workloads {
+        let workload = Workload::named(name);
+        let mut cfg = synergy::Config {
+            workers: p.workers,
+            worker_cores: Some(placement.worker_cores.clone()),
+            timer_core: Some(placement.timer_core),
+            // The thesis's setups spin; so does the simulator below.
+            idle: synergy::config::IdleMode::Spin,
+            ..synergy::Config::default()
+        };
+        cfg.long_kinds = workload.types.iter().enumerate().filter(|(_, t)| t.long).map(|(i, _)| i as u32).collect();
+        for &policy in &p.policies {
+            (synergy::Config { policy, ..cfg.clone() }).validate(&allowed).map_err(|e| e.to_string())?;
+        }
+        let sp = sweep::SweepParams {
+            workload: workload.clone(),
+            handler: synergy_apps::synthetic::handler(workload.types.clone()),
+            modes: p.modes.clone(),
+            policies: p.policies.clone(),
+            loads: p.loads.clone(),
+            duration: p.duration,
+            warmup: p.warmup,
+            flows: 64,
+            seed: 1,
+            slo: p.slo,
+            keep_samples: false,
+        };
+        let real = sweep::run(&cfg, &sp, |k, n, pt| {
+            progress(&format!(
+                "{} real {k}/{n} {} load {:.0}%: {:.0} req/s, p99.9 slowdown {:.1}, lost {}",
+                workload.name,
+                pt.line(),
+                pt.load * 100.0,
+                pt.result.achieved_rps,
+                pt.result.overall_slowdown_p999,
+                pt.result.lost
+            ))
+        })?;
+        for &mode in &p.modes {
+            let cost = preempt_cost_ns.iter().find(|(m, _)| m == mode.name()).map_or(0, |c| c.1);
+            let simp = synergy_sim::sweep::SimSweepParams {
+                workload: workload.clone(),
+                workers: p.workers,
+                policies: p.policies.iter().map(|x| x.name().to_string()).collect(),
+                loads: p.loads.clone(),
+                requests: p.sim_requests,
+                flows: 64,
+                seed: 1,
+                slo: p.slo,
+                quantum_factor: cfg.quantum_factor,
+                steal_threshold: cfg.steal_threshold,
+                overheads: synergy_sim::Overheads { dispatch_ns: 50, preempt_ns: 0, switch_ns: 50, steal_ns: 100 },
+                preempt_ns: sim_costs(p, cost),
+                dispatch_ns: vec![],
+                idle: None,
+            };
+            progress(&format!("{} simulated, {} workers, preemption {cost} ns", workload.name, p.workers));
+            let sim = synergy_sim::sweep::run(&simp, |_, _, _| {})?;
+            for &policy in &p.policies {
+                let real_max = real
+                    .summary
+                    .iter()
+                    .find(|s| s.policy == policy.name() && s.preempt == mode.name())
+                    .map_or(0.0, |s| s.max_rps_under_slo);
+                let sim_max =
+                    sim.summary.iter().find(|s| s.policy == policy.name()).map_or(0.0, |s| s.max_rps_under_slo);
+                let points: Vec<&SweepPoint> =
+                    real.points.iter().filter(|x| x.policy == policy.name() && x.preempt == mode.name()).collect();
+                rows.push(ScaleRow {
+                    workload: workload.name.to_string(),
+                    policy: policy.name().into(),
+                    preempt: mode.name().into(),
+                    capacity_rps: real.capacity_rps,
+                    real_max_rps_under_slo: real_max,
+                    sim_max_rps_under_slo: sim_max,
+                    real_over_sim: (sim_max > 0.0).then(|| real_max / sim_max),
+                    note: disagreement_note(&points, real_max, sim_max, p.slo),
+                });
+            }
+        }
+        sweeps.push(real);
+    }
+    Ok(ScaleResult {
+        cpu_model: synergy::cpu::model_name(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        cpus: allowed.len(),
+        placement,
+        preempt_cost_ns,
+        loads: p.loads.clone(),
+        slo: p.slo,
+        rows,
+        sweeps,
+    })
+}
+
+pub fn table(r: &ScaleResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "highest load with p99.9 slowdown <= {} (req/s): {} workers (CPUs {:?}), timer core CPU {}; {} ({} CPUs), Linux {}",
+        r.slo,
+        r.placement.worker_cores.len(),
+        r.placement.worker_cores,
+        r.placement.timer_core,
+        r.cpu_model,
+        r.cpus,
+        r.kernel
+    );
+    let costs: Vec<String> = r.preempt_cost_ns.iter().map(|(m, c)| format!("{m} {c} ns")).collect();
+    let _ =
+        writeln!(s, "measured preemption cost (p50, whole interruption), given to the simulator: {}", costs.join(", "));
+    let _ = writeln!(
+        s,
+        "{:<10} {:<10} {:<7} {:>12} {:>12} {:>12} {:>9}  note",
+        "workload", "policy", "preempt", "capacity", "real", "simulated", "real/sim"
+    );
+    for row in &r.rows {
+        let _ = writeln!(
+            s,
+            "{:<10} {:<10} {:<7} {:>12.0} {:>12.0} {:>12.0} {:>9}  {}",
+            row.workload,
+            row.policy,
+            row.preempt,
+            row.capacity_rps,
+            row.real_max_rps_under_slo,
+            row.sim_max_rps_under_slo,
+            row.real_over_sim.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            row.note
+        );
+    }
+    s
+}
+
+pub fn csv(r: &ScaleResult) -> String {
+    let mut s = String::from("workload,policy,preempt,workers,capacity_rps,real_max_rps_under_slo,sim_max_rps_under_slo,real_over_sim,note\n");
+    for row in &r.rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{:.0},{:.0},{:.0},{},\"{}\"",
+            row.workload,
+            row.policy,
+            row.preempt,
+            r.placement.worker_cores.len(),
+            row.capacity_rps,
+            row.real_max_rps_under_slo,
+            row.sim_max_rps_under_slo,
+            row.real_over_sim.map_or_else(String::new, |x| format!("{x:.3}")),
+            row.note.replace('"', "'")
+        );
+    }
+    s
+}
+
+/// Bars: per (workload, policy, mode), the real and the simulated highest load as a fraction of
+/// the workers' capacity.
+pub fn svg(r: &ScaleResult) -> String {
+    let groups: Vec<BarGroup> = r
+        .rows
+        .iter()
+        .map(|row| BarGroup {
+            label: format!("{} {} {}", row.workload, row.policy, row.preempt),
+            bars: vec![
+                ("real".into(), row.real_max_rps_under_slo / row.capacity_rps),
+                ("simulated".into(), row.sim_max_rps_under_slo / row.capacity_rps),
+            ],
+        })
+        .collect();
+    bar_chart(
+        &format!(
+            "Highest load under p99.9 slowdown {} at {} workers: real vs simulated ({})",
+            r.slo,
+            r.placement.worker_cores.len(),
+            r.cpu_model
+        ),
+        "fraction of capacity",
+        &groups,
+        false,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synergy_net::loadgen::LoadgenResult;
+
+    #[test]
+    fn the_timer_core_comes_first_and_the_workers_after_it() {
+        let p = place(&[0, 1, 2, 3, 4, 5], 3).unwrap();
+        assert_eq!((p.timer_core, p.worker_cores, p.other_cpus), (0, vec![1, 2, 3], vec![4, 5]));
+        assert!(place(&[0, 1], 2).unwrap_err().contains("need 3 CPUs"));
+        assert!(place(&[0], 1).is_err());
+        assert_eq!(default_workers(16), 12);
+        assert_eq!(default_workers(2), 1);
+    }
+
+    fn point(offered: f64, achieved: f64, slowdown: f64, lost: u64, drops: u64) -> SweepPoint {
+        let result = LoadgenResult {
+            offered_rps: offered,
+            achieved_rps: achieved,
+            overall_slowdown_p999: slowdown,
+            lost,
+            sent: 1000,
+            ..LoadgenResult::default()
+        };
+        SweepPoint {
+            policy: "synergy".into(),
+            preempt: "signal".into(),
+            load: 0.0,
+            preemptions: 0,
+            ci_requests: 0,
+            ci_taken: 0,
+            ci_unanswered: 0,
+            kernel_drops: drops,
+            result,
+        }
+    }
+
+    #[test]
+    fn a_disagreement_names_what_the_real_run_shows() {
+        let ok = point(1000.0, 1000.0, 10.0, 0, 0);
+        let dropped = point(2000.0, 1500.0, 80.0, 30, 30);
+        let slow = point(2000.0, 2000.0, 80.0, 0, 0);
+        assert_eq!(disagreement_note(&[&ok, &dropped], 1000.0, 1100.0, 50.0), "agree within 20%");
+        let n = disagreement_note(&[&ok, &dropped], 1000.0, 3000.0, 50.0);
+        assert!(n.contains("dropped 30 datagrams") && n.contains("only 1500 of 2000"), "{n}");
+        let n = disagreement_note(&[&ok, &slow], 1000.0, 3000.0, 50.0);
+        assert!(n.contains("p99.9 slowdown was 80.0 with no loss"), "{n}");
+        assert!(disagreement_note(&[&ok], 3000.0, 1000.0, 50.0).contains("did better"));
+        assert_eq!(disagreement_note(&[&slow], 0.0, 0.0, 50.0), "neither met the SLO at any load of the grid");
+    }
+}
