@@ -36,3 +36,17 @@ apt_install() {
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
+
+# copy_module_sources DEST: copies the kernel modules' sources (the top-level Kbuild, kmod_*/,
+# uapi/src/: Rust, C and Kbuild files only) into DEST, emptied first. Kbuild refuses to build an
+# external module out of tree (MO=) while the source tree holds an in-tree build's
+# modules.order, and the QEMU bench builds in the tree: a clean copy serves any other kernel.
+copy_module_sources() {
+  local root dest=$1
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  (cd "$root" && find Kbuild kmod_ipi kmod_uintr kmod_common uapi/src -type f \
+      \( -name Kbuild -o -name '*.rs' -o -name '*.c' -o -name '*.h' \) ! -name '*.mod.c' -print0 |
+    tar --null -cf - -T -) | tar -xf - -C "$dest"
+}

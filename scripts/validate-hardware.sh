@@ -44,7 +44,8 @@ if [ -z "$modules" ] && ! modinfo -k "$release" -n kmod_ipi >/dev/null 2>&1; the
     rm -rf "$modules"
     mkdir -p "$modules"
     log "building synergy's modules against $kbuild (LLVM=$llvm)"
-    if make -C "$kbuild" M="$PWD" MO="$modules/build" LLVM="$llvm" -j"$(nproc)" modules >&2; then
+    copy_module_sources "$modules/build"
+    if make -C "$kbuild" M="$modules/build" LLVM="$llvm" -j"$(nproc)" modules >&2; then
       cp "$modules/build/kmod_ipi/kmod_ipi.ko" "$modules/build/kmod_uintr/kmod_uintr.ko" "$modules/"
     else
       log "the modules did not build against $kbuild (see above); the report says what is missing"

@@ -35,6 +35,7 @@ root=$(cd "$here/../.." && pwd)
 series=${SYNERGY_KERNEL:-7.3}
 cache=${SYNERGY_CACHE:-$HOME/.cache/synergy}
 jobs=${SYNERGY_JOBS:-$(nproc)}
+. "$root/scripts/lib.sh"
 log() { echo "[package] $*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -53,7 +54,8 @@ done
 
 . "$here/source-lib.sh"
 kernel_toolchain
-kernel_install_deps dpkg-dev rsync kmod patch
+# What the kernel's debian/control names (dpkg-buildpackage checks it for binary packages).
+kernel_install_deps dpkg-dev debhelper libdw-dev rsync kmod patch
 pkgver=$(kernel_source_version)
 
 # The base configuration, as a file.
@@ -91,7 +93,8 @@ log "base configuration: $config_desc"
 toolchain="$(rustc --version) | $(bindgen --version) | $(clang${llvm#1} --version 2>/dev/null | head -1)"
 key=$( { echo "$pkgver $config $keep_debug"; cat "$base" "$here/modules.config"
          [ "$config" != test ] || cat "$here/synergy.config"; echo "$toolchain"; kernel_patches_digest
-         cat "$0" "$here/source-lib.sh"; } | sha256sum | cut -c1-16)
+         sed '/^# ---- the cache key covers this script down to this line/q' "$0"; cat "$here/source-lib.sh"
+       } | sha256sum | cut -c1-16)
 work="$cache/package/linux-$series-$key"
 kdir="$work/linux"   # bindeb-pkg writes the packages next to the tree, into $work
 mk=(make -C "$kdir" LLVM="$llvm" -j"$jobs")
@@ -132,12 +135,12 @@ fi
 release=$(make -s -C "$kdir" LLVM="$llvm" kernelrelease)
 log "kernel $release built in $(cat "$work/build-seconds") s ($work)"
 
-# synergy's modules against the packaged tree, in a directory of their own (MO=), so the tree
-# the QEMU bench builds them in (the repository) is left alone.
+# ---- the cache key covers this script down to this line: what follows runs every time ----
+# synergy's modules against the packaged tree, from a clean copy of their sources (the
+# repository may hold the QEMU bench's in-tree build, which Kbuild will not mix with another).
 modbuild="$work/modules"
-rm -rf "$modbuild"
-mkdir -p "$modbuild"
-make -C "$kdir" M="$root" MO="$modbuild" LLVM="$llvm" -j"$jobs" modules >&2
+copy_module_sources "$modbuild"
+make -C "$kdir" M="$modbuild" LLVM="$llvm" -j"$jobs" modules >&2
 staging="$work/synergy-modules"
 rm -rf "$staging"
 mkdir -p "$staging/DEBIAN" "$staging/lib/modules/$release/updates/synergy"
@@ -173,9 +176,12 @@ rm -f "$work"/synergy-modules-*.deb
 dpkg-deb --root-owner-group --build "$staging" "$modules_deb" >&2
 
 # What a server installs must be there: the kernel image, its modules' vermagic, both modules.
-dpkg-deb -c "$image_deb" | grep -q "boot/vmlinuz-$release\$" || die "$image_deb holds no boot/vmlinuz-$release"
+# (Listings are read whole: `grep -q` closing a pipe early fails dpkg-deb under pipefail.)
+image_files=$(dpkg-deb -c "$image_deb")
+grep -q "boot/vmlinuz-$release\$" <<< "$image_files" || die "$image_deb holds no boot/vmlinuz-$release"
+modules_files=$(dpkg-deb -c "$modules_deb")
 for m in kmod_ipi kmod_uintr; do
-  dpkg-deb -c "$modules_deb" | grep -q "lib/modules/$release/updates/synergy/$m.ko\$" || die "$modules_deb lacks $m.ko"
+  grep -q "lib/modules/$release/updates/synergy/$m.ko\$" <<< "$modules_files" || die "$modules_deb lacks $m.ko"
 done
 grep -q '^CONFIG_RUST=y$' "$kdir/.config" || die "the packaged kernel has no CONFIG_RUST"
 
