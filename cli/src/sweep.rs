@@ -271,29 +271,36 @@ pub fn svg(r: &SweepResult) -> String {
     svg_page(1040.0, 380.0, &[a, b])
 }
 
+/// A point of the synergy/signal line with `result`, for tests of what reads sweep points.
+#[cfg(test)]
+pub(crate) fn test_point(result: LoadgenResult, kernel_drops: u64) -> SweepPoint {
+    SweepPoint {
+        policy: "synergy".into(),
+        preempt: "signal".into(),
+        load: 0.0,
+        preemptions: 0,
+        ci_requests: 0,
+        ci_taken: 0,
+        ci_unanswered: 0,
+        kernel_drops,
+        result,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn point(rps: f64, slowdown: f64, lost: u64) -> SweepPoint {
-        SweepPoint {
-            policy: "synergy".into(),
-            preempt: "signal".into(),
-            load: 0.0,
-            preemptions: 0,
-            ci_requests: 0,
-            ci_taken: 0,
-            ci_unanswered: 0,
-            kernel_drops: 0,
-            result: LoadgenResult {
-                offered_rps: rps,
-                sent: 100,
-                answered: 100 - lost,
-                lost,
-                overall_slowdown_p999: slowdown,
-                ..LoadgenResult::default()
-            },
-        }
+        let result = LoadgenResult {
+            offered_rps: rps,
+            sent: 100,
+            answered: 100 - lost,
+            lost,
+            overall_slowdown_p999: slowdown,
+            ..LoadgenResult::default()
+        };
+        test_point(result, 0)
     }
 
     #[test]

@@ -14,14 +14,15 @@ struct Calibration {
 
 static CAL: OnceLock<Calibration> = OnceLock::new();
 
-fn invariant_tsc() -> bool {
-    // CPUID 0x8000_0007 EDX bit 8: invariant TSC.
+/// Whether the CPU claims an invariant TSC (CPUID 0x8000_0007 EDX bit 8: constant rate in every
+/// power state), whatever SYNERGY_NO_TSC says.
+pub fn cpu_has_invariant_tsc() -> bool {
     let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
-    if max_ext < 0x8000_0007 {
-        return false;
-    }
-    let edx = core::arch::x86_64::__cpuid(0x8000_0007).edx;
-    edx & (1 << 8) != 0 && std::env::var_os("SYNERGY_NO_TSC").is_none()
+    max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+fn invariant_tsc() -> bool {
+    cpu_has_invariant_tsc() && std::env::var_os("SYNERGY_NO_TSC").is_none()
 }
 
 fn mono_ns() -> u64 {

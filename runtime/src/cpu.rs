@@ -122,6 +122,11 @@ pub fn model_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The running kernel's release (`uname -r`), recorded with benchmark results beside the model.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |s| s.trim().into())
+}
+
 #[cfg(test)]
 mod xsave_tests {
     use super::*;

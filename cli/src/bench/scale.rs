@@ -270,8 +270,7 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
     }
     Ok(ScaleResult {
         cpu_model: synergy::cpu::model_name(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        kernel: synergy::cpu::kernel_release(),
         cpus: allowed.len(),
         placement,
         preempt_cost_ns,
@@ -391,17 +390,7 @@ mod tests {
             sent: 1000,
             ..LoadgenResult::default()
         };
-        SweepPoint {
-            policy: "synergy".into(),
-            preempt: "signal".into(),
-            load: 0.0,
-            preemptions: 0,
-            ci_requests: 0,
-            ci_taken: 0,
-            ci_unanswered: 0,
-            kernel_drops: drops,
-            result,
-        }
+        sweep::test_point(result, drops)
     }
 
     #[test]

@@ -67,14 +67,17 @@ impl CpuFacts {
     /// Reads this CPU's.
     pub fn read() -> CpuFacts {
         use core::arch::x86_64::{__cpuid, __cpuid_count};
-        // cpuid exists on every x86-64 CPU and leaves 0, 1 and 0x8000_0000 always do; the
-        // higher leaves are read only when the maximum leaf says they exist.
+        // cpuid exists on every x86-64 CPU and leaves 0 and 1 always do; leaf 7 is read only
+        // when the maximum leaf says it exists.
         let max = __cpuid(0).eax;
         let leaf1 = __cpuid(1);
         let uintr = max >= 7 && __cpuid_count(7, 0).edx & (1 << 5) != 0;
-        let max_ext = __cpuid(0x8000_0000).eax;
-        let invariant_tsc = max_ext >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0;
-        CpuFacts { uintr, x2apic: leaf1.ecx & (1 << 21) != 0, invariant_tsc, hypervisor: leaf1.ecx & (1 << 31) != 0 }
+        CpuFacts {
+            uintr,
+            x2apic: leaf1.ecx & (1 << 21) != 0,
+            invariant_tsc: synergy::clock::cpu_has_invariant_tsc(),
+            hypervisor: leaf1.ecx & (1 << 31) != 0,
+        }
     }
 }
 

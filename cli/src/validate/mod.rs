@@ -220,8 +220,7 @@ fn host_facts(cpu: CpuFacts) -> Host {
         cpu_model: field("model name"),
         family_model: format!("family {} model {} stepping {}", field("cpu family"), field("model"), field("stepping")),
         cpus: synergy::cpu::allowed_cpus().len(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".into(), |s| s.trim().into()),
+        kernel: synergy::cpu::kernel_release(),
         platform: crate::bench::interrupt::platform().0,
         cpu,
     }
