@@ -439,8 +439,8 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
-    /// Ingress steering's cost per datagram: hash (no program), random and sita over a group of
-    /// kernel UDP sockets, loopback, side by side in one run (issue 19).
+    /// Ingress steering's cost per datagram: hash (no program), random, sita, scan-avoid and tokens over a group
+    /// of kernel UDP sockets, loopback, side by side in one run (issue 19).
     Steering {
         /// Sockets in the group (workers).
         #[arg(long, default_value_t = 4)]
@@ -763,7 +763,7 @@ fn main() -> ExitCode {
             );
             for p in &b.points {
                 println!(
-                    "  {:<7} {:>8.1} ns/datagram ({:.3}× hash), per socket {:?}",
+                    "  {:<10} {:>8.1} ns/datagram ({:.3}× hash), per socket {:?}",
                     p.steering, p.ns_per_datagram, p.vs_hash, p.per_socket
                 );
             }

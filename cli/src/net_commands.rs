@@ -38,11 +38,19 @@ pub struct ServeArgs {
     /// DPDK: the device to serve on.
     #[arg(long, default_value = "net_af_packet0")]
     dpdk_device: String,
-    /// Kernel UDP: how datagrams are spread over the workers' sockets, by a classic BPF program
-    /// on the SO_REUSEPORT group: hash (the kernel's 4-tuple hash), random (per datagram), sita
-    /// (the long request kinds to worker 0, the rest randomly over the others).
-    #[arg(long, default_value = "hash", value_parser = ["hash", "random", "sita"])]
+    /// Kernel UDP: how datagrams are spread over the workers' sockets, by a program on the
+    /// SO_REUSEPORT group: hash (the kernel's 4-tuple hash), random (per datagram), sita (the
+    /// long request kinds to worker 0, the rest randomly over the others); eBPF, as root:
+    /// scan-avoid (short requests to workers running no long request), tokens (a token bucket
+    /// per flow: --tenant-rate, --tenant-burst; the excess dropped in the kernel).
+    #[arg(long, default_value = "hash", value_parser = ["hash", "random", "sita", "scan-avoid", "tokens"])]
     steer: String,
+    /// --steer tokens: datagrams per second each flow (session) may send after its burst.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    tenant_rate: Option<u32>,
+    /// --steer tokens: datagrams a flow may send at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    tenant_burst: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -221,7 +229,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => eprintln!("synergy: DPDK unavailable: {e}; falling back to the kernel UDP transport on {bind}"),
         }
     }
-    let steering = match synergy_net::steering::Steering::named(&args.steer, &cfg.long_kinds) {
+    if args.tenant_rate.is_some() && args.steer != "tokens" {
+        return fail("--tenant-rate applies to --steer tokens only".to_string());
+    }
+    let bucket =
+        args.tenant_rate.map(|rate_per_s| synergy_net::steering::TokenBucket { rate_per_s, burst: args.tenant_burst });
+    let steering = match synergy_net::steering::Steering::named(&args.steer, &cfg.long_kinds, bucket) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -241,6 +254,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         steering.name()
     );
     wait_for_stop(args.duration_s);
+    let steering_drops = server.steering_dropped();
     let (stats, udp) = server.shutdown();
     let sum = |f: fn(&synergy_net::udp::UdpSnapshot) -> u64| udp.iter().map(f).sum::<u64>();
     println!(
@@ -254,6 +268,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         sum(|c| c.reply_errors)
     );
     println!("datagrams received per worker socket: {:?}", udp.iter().map(|c| c.received).collect::<Vec<_>>());
+    if let Some(d) = steering_drops {
+        println!("datagrams dropped by --steer {} (over their flow's rate): {d}", steering.name());
+    }
     print_overload(&stats);
     ExitCode::SUCCESS
 }

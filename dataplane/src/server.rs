@@ -13,6 +13,8 @@ use synergy::{Runtime, StartError};
 pub struct UdpServer {
     pub runtime: Runtime,
     pub transport: Arc<UdpTransport>,
+    /// The steering policy drops datagrams (`tokens`).
+    steering_drops: bool,
 }
 
 impl UdpServer {
@@ -32,11 +34,17 @@ impl UdpServer {
                 .map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
         );
         let runtime = Runtime::start_migratable(config, transport.clone(), handler)?;
-        Ok(UdpServer { runtime, transport })
+        let steering_drops = matches!(steering, Steering::TenantTokens { .. });
+        Ok(UdpServer { runtime, transport, steering_drops })
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.transport.local_addr()
+    }
+
+    /// Datagrams the steering program dropped so far (`--steer tokens`), None for other policies.
+    pub fn steering_dropped(&self) -> Option<u64> {
+        self.transport.steering_state().filter(|_| self.steering_drops).map(|s| s.dropped())
     }
 
     /// Stops receiving, finishes every admitted request, and returns the run's counters.

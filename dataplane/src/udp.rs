@@ -55,6 +55,8 @@ pub struct UdpTransport {
     counters: Box<[UdpCounters]>,
     local: SocketAddrV4,
     closed: AtomicBool,
+    /// The eBPF steering program's shared state, for the policies that have one.
+    steering: Option<crate::steering::ebpf::Attached>,
 }
 
 /// The origin of a request from `addr` (IPv4 address and port packed into a u64).
@@ -180,7 +182,7 @@ impl UdpTransport {
             sockets.push(bind_udp(local, true)?);
         }
         // After every socket joined: the program returns indices into the whole group.
-        steering.attach(&sockets[0], workers)?;
+        let steering = steering.attach(&sockets)?;
         // Kernel receive timestamps: a request's arrival is when the kernel received it, so the
         // time it waited in the socket buffer counts as queueing delay (overload control's D_m,
         // the reply's server time).
@@ -193,12 +195,18 @@ impl UdpTransport {
             counters: (0..workers).map(|_| UdpCounters::default()).collect(),
             local,
             closed: AtomicBool::new(false),
+            steering,
         })
     }
 
     /// The workers' sockets, worker 0 first (for benchmarks that drive the group directly).
     pub fn sockets(&self) -> &[OwnedFd] {
         &self.sockets
+    }
+
+    /// The eBPF steering program's state (`scan-avoid`, `tokens`), if one is attached.
+    pub fn steering_state(&self) -> Option<&crate::steering::ebpf::Attached> {
+        self.steering.as_ref()
     }
 
     /// The bound address (with the port the kernel chose).
@@ -281,6 +289,12 @@ impl Transport for UdpTransport {
         }
     }
 
+    fn long_request(&self, worker: usize, running: bool) {
+        if let Some(s) = &self.steering {
+            s.set_busy(worker, running);
+        }
+    }
+
     fn finished(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -324,32 +338,47 @@ mod tests {
     /// transport of `workers` sockets steered by `steering`; returns each worker's received kinds.
     fn steer(steering: &Steering, workers: usize, kinds: &[u32]) -> Vec<Vec<u32>> {
         let t = UdpTransport::bind_steered(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), workers, steering).unwrap();
+        let requests: Vec<Request> = kinds.iter().map(|&kind| Request { kind, ..Request::default() }).collect();
+        let got = send_and_drain(&t, &requests, Some(requests.len()));
+        got.into_iter().map(|g| g.into_iter().map(|r| r.kind).collect()).collect()
+    }
+
+    /// Sends `requests` from one client socket to `t`, draining every worker's socket as it goes;
+    /// then drains until `expect` requests arrived (or, with `None`, until one more round trip
+    /// of the sender's own socket proves the kernel has run every program: loopback delivers in
+    /// the sender's system call). Returns each worker's requests.
+    fn send_and_drain(t: &UdpTransport, requests: &[Request], expect: Option<usize>) -> Vec<Vec<Request>> {
         let client = bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), false).unwrap();
+        let workers = t.sockets().len();
         let mut got = vec![Vec::new(); workers];
         let mut out = Vec::new();
         let mut received = 0;
-        let mut drain = |got: &mut Vec<Vec<u32>>| {
+        let mut drain = |got: &mut Vec<Vec<Request>>| {
             for (w, g) in got.iter_mut().enumerate() {
                 t.poll(w, &mut out, 64);
                 received += out.len();
-                g.extend(out.drain(..).map(|r| r.kind));
+                g.append(&mut out);
             }
             received
         };
-        for (id, &kind) in kinds.iter().enumerate() {
-            let req = Request { id: id as u64, kind, ..Request::default() };
+        for (id, req) in requests.iter().enumerate() {
+            let req = Request { id: id as u64, ..*req };
             assert!(send_to(&client, &crate::protocol::encode_request(&req), t.local_addr()));
             // Drain as we go, so no socket buffer overflows.
             drain(&mut got);
         }
-        let t0 = std::time::Instant::now();
-        loop {
-            let received = drain(&mut got);
-            if received >= kinds.len() {
-                break;
+        match expect {
+            Some(n) => {
+                let t0 = std::time::Instant::now();
+                while drain(&mut got) < n {
+                    assert!(t0.elapsed().as_secs() < 10, "{received} of {n} datagrams arrived");
+                }
             }
-            assert!(t0.elapsed().as_secs() < 10, "{received} of {} datagrams arrived", kinds.len());
+            None => {
+                drain(&mut got);
+            }
         }
+        assert!(t.counters().iter().all(|c| c.kernel_drops == 0), "a socket buffer overflowed: {:?}", t.counters());
         got
     }
 
@@ -372,6 +401,102 @@ mod tests {
             assert!(g.iter().all(|&k| k == 0 || k == 2), "short kinds only");
             assert!(g.len() > 600, "spread over workers 1 and 2: {}", g.len());
         }
+    }
+
+    /// Root only (loading eBPF needs CAP_BPF and CAP_NET_ADMIN): fails, loudly, elsewhere.
+    fn bind_ebpf(steering: &Steering, workers: usize) -> UdpTransport {
+        UdpTransport::bind_steered(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), workers, steering).unwrap_or_else(|e| {
+            panic!("loading the {} eBPF program failed (this test needs root): {e}", steering.name())
+        })
+    }
+
+    #[test]
+    fn scan_avoid_keeps_short_requests_off_busy_workers() {
+        let t = bind_ebpf(&Steering::ScanAvoid { long_kinds: vec![9] }, 4);
+        let state = t.steering_state().expect("scan-avoid has shared state");
+        let shorts: Vec<Request> = (0..2000).map(|_| Request { kind: 0, ..Request::default() }).collect();
+        // Nobody busy: random over all four.
+        let all = send_and_drain(&t, &shorts, Some(shorts.len()));
+        assert!(all.iter().all(|g| g.len() > 350), "{:?}", all.iter().map(Vec::len).collect::<Vec<_>>());
+        // Workers 0 and 2 run long requests (what the runtime reports through the hook).
+        t.long_request(0, true);
+        t.long_request(2, true);
+        assert_eq!(state.busy(), 0b101);
+        let avoided = send_and_drain(&t, &shorts, Some(shorts.len()));
+        assert!(
+            avoided[0].is_empty() && avoided[2].is_empty(),
+            "{:?}",
+            avoided.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert!(avoided[1].len() > 800 && avoided[3].len() > 800, "spread over the idle ones");
+        // Long requests themselves go anywhere.
+        let scans: Vec<Request> = (0..2000).map(|_| Request { kind: 9, ..Request::default() }).collect();
+        let scan = send_and_drain(&t, &scans, Some(scans.len()));
+        assert!(scan.iter().all(|g| g.len() > 350), "{:?}", scan.iter().map(Vec::len).collect::<Vec<_>>());
+        // All busy: random again (nothing is refused).
+        t.long_request(1, true);
+        t.long_request(3, true);
+        let busy = send_and_drain(&t, &shorts, Some(shorts.len()));
+        assert!(busy.iter().all(|g| g.len() > 350), "{:?}", busy.iter().map(Vec::len).collect::<Vec<_>>());
+        for w in 0..4 {
+            t.long_request(w, false);
+        }
+        assert_eq!(state.busy(), 0);
+        assert_eq!(state.dropped(), 0);
+    }
+
+    /// A burst far over the rate from one flow: the kernel passes what policy's GCRA passes
+    /// on the same send times (the program runs inside each `sendto` on loopback, so its clock
+    /// reads at most a system call later), drops and counts the rest; a second flow has its own
+    /// bucket.
+    #[test]
+    fn tokens_drop_what_the_bucket_refuses_and_nothing_else() {
+        const RATE: u32 = 20_000;
+        const BURST: u32 = 50;
+        const SENT: usize = 20_000;
+        let t = bind_ebpf(&Steering::TenantTokens { rate_per_s: RATE, burst: BURST }, 2);
+        let client = bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), false).unwrap();
+        let gcra = synergy::policy::tokens::Gcra::per_second(RATE.into(), BURST.into());
+        let (mut tat, mut predicted, mut passed, mut uncertain) = (None, 0usize, 0usize, 0usize);
+        let mut out = Vec::new();
+        for id in 0..SENT {
+            let req = Request { id: id as u64, flow: 1, ..Request::default() };
+            let before = monotonic_ns();
+            assert!(send_to(&client, &crate::protocol::encode_request(&req), t.local_addr()));
+            let after = monotonic_ns();
+            // The kernel's clock read lies between the two; where they disagree on the decision
+            // (a boundary inside the call, or the sender descheduled), so may kernel and replay.
+            let mut at_end = tat;
+            let admitted = gcra.admit(&mut tat, before);
+            uncertain += usize::from(gcra.admit(&mut at_end, after) != admitted);
+            predicted += usize::from(admitted);
+            for w in 0..2 {
+                t.poll(w, &mut out, 64);
+                passed += out.len();
+                out.clear();
+            }
+        }
+        let dropped = t.steering_state().unwrap().dropped();
+        assert_eq!(passed as u64 + dropped, SENT as u64, "every datagram passed or was counted as dropped");
+        assert!(dropped > 0 && passed > BURST as usize, "{passed} passed, {dropped} dropped");
+        // Each uncertain datagram can shift the count by one, and the last one in flight by one.
+        assert!(
+            passed.abs_diff(predicted) <= 1 + uncertain,
+            "the kernel passed {passed}, GCRA on the send times {predicted} ({uncertain} uncertain)"
+        );
+        assert!(t.counters().iter().all(|c| c.kernel_drops == 0), "{:?}", t.counters());
+        // Another tenant: its own full bucket, whatever flow 1 did.
+        let flow2: Vec<Request> = (0..BURST).map(|_| Request { flow: 2, ..Request::default() }).collect();
+        let got2 = send_and_drain(&t, &flow2, Some(BURST as usize));
+        assert!(got2.iter().flatten().all(|r| r.flow == 2));
+        assert_eq!(t.steering_state().unwrap().dropped(), dropped, "flow 2's burst fits its bucket");
+    }
+
+    fn monotonic_ns() -> u64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid out-pointer; CLOCK_MONOTONIC (bpf_ktime_get_ns's clock) always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 
     #[test]

@@ -11,3 +11,4 @@ pub mod quantum;
 pub mod selection;
 pub mod system;
 pub mod timer;
+pub mod tokens;

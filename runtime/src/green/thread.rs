@@ -11,6 +11,10 @@ pub struct GreenThread {
     stack: Stack,
     /// The running request was marked long by `feedback_start()`.
     pub long: bool,
+    /// Between `feedback_start()` and `feedback_finished()`: the transport was told that this
+    /// thread's worker runs a long request (`Transport::long_request`), and is told again at
+    /// each preemption and resumption.
+    pub long_section: bool,
     /// The running request is under the timer core's watch (re-armed after each preemption).
     pub timed: bool,
     /// The running request is inside a preemptible region: the application accepted that its
@@ -36,6 +40,7 @@ impl GreenThread {
             ctx,
             stack,
             long: false,
+            long_section: false,
             timed: false,
             region: false,
             queued_ns: 0,
@@ -49,6 +54,7 @@ impl GreenThread {
     pub fn reset(&mut self, entry: extern "C" fn() -> !) {
         self.ctx = Context::new(self.stack.top(), entry);
         self.long = false;
+        self.long_section = false;
         self.timed = false;
         self.region = false;
         self.preemptions = 0;

@@ -20,6 +20,12 @@ pub trait Transport: Send + Sync + 'static {
     fn reports_backlog(&self) -> bool {
         true
     }
+    /// Worker `worker` started (`running`) or stopped running a long request: the application's
+    /// `feedback_start()` and `feedback_finished()`, and the long request's preemption and
+    /// resumption (possibly on another worker). Ingress steering that keeps short requests away
+    /// from busy workers (`--steer scan-avoid`) listens; the default ignores it. Called on the
+    /// worker's own thread, in a few nanoseconds: it must not block.
+    fn long_request(&self, _worker: usize, _running: bool) {}
     /// True once no request will ever arrive again, so the runtime may drain and stop.
     fn finished(&self) -> bool {
         false

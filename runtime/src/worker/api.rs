@@ -66,6 +66,10 @@ pub unsafe fn feedback_start() {
     let t = unsafe { &mut *st.current };
     t.long = true;
     t.region = true;
+    if !t.long_section {
+        t.long_section = true;
+        st.shared().transport.long_request(st.id, true);
+    }
     match st.shared().spec.preemptible {
         Preemptible::MarkedLong => {
             t.timed = true;
@@ -90,6 +94,10 @@ pub fn feedback_finished() {
     // SAFETY: current is live.
     let t = unsafe { &mut *st.current };
     t.region = st.shared().handler_migratable;
+    if t.long_section {
+        t.long_section = false;
+        st.shared().transport.long_request(st.id, false);
+    }
     l.disarm();
     l.shared().deadline.store(DISARMED, Ordering::Release);
 }

@@ -59,6 +59,7 @@ pub(super) fn serve(req: Request) {
         let st = unsafe { l.state() };
         // SAFETY: current is the live thread running this code.
         let t = unsafe { &mut *st.current };
+        debug_assert!(!t.long_section, "the previous request's feedback_finished ended its long section");
         t.long = false;
         t.timed = false;
         t.region = st.shared().handler_migratable;

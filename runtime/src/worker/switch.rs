@@ -77,6 +77,10 @@ pub(super) fn resume(t: *mut GreenThread) -> ! {
     st.post_switch = PostSwitch::Recycle(cur);
     set_current(l, st, t);
     l.shared().stats.resumes.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: as below, t is ours and not running.
+    if unsafe { (*t).long_section } {
+        st.shared().transport.long_request(st.id, true);
+    }
     if let Some(o) = &st.shared().overload {
         // SAFETY: t is ours now (taken from the wait queue) and not running.
         o.on_resume(st.id, unsafe { (*t).queued_ns }, crate::clock::now_ns());
@@ -106,6 +110,10 @@ pub(super) fn park_current() -> bool {
     let cur = st.current;
     // SAFETY: cur is the live thread running this code.
     unsafe { (*cur).preemptions += 1 };
+    // SAFETY: as above.
+    if unsafe { (*cur).long_section } {
+        st.shared().transport.long_request(st.id, false);
+    }
     l.shared().deadline.store(DISARMED, Ordering::Release);
     st.post_switch = PostSwitch::Park(cur);
     set_current(l, st, fresh);
