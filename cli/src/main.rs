@@ -439,6 +439,20 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// Syrup's socket-steering figures, simulated at the paper's scale (6 workers, no stealing):
+    /// Fig. 2 (hash vs round-robin, 50 flows, GET p99 ≤ 200 µs) and Fig. 6 (99.5% GET / 0.5%
+    /// SCAN of 700 µs: round-robin, SITA, SCAN-avoid, hash; GET p99 ≤ 150 µs, per-type tails).
+    SyrupSim {
+        /// Simulated requests per point.
+        #[arg(long, default_value_t = 200_000)]
+        requests: usize,
+        /// Seeds (hash secrets and arrival sequences): 1..=N.
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-syrup).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// Ingress steering's cost per datagram: hash (no program), random, sita, scan-avoid and tokens over a group
     /// of kernel UDP sockets, loopback, side by side in one run (issue 19).
     Steering {
@@ -749,6 +763,44 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
         Command::Bench(BenchCommand::Scale(a)) => bench_scale(a),
+        Command::Bench(BenchCommand::SyrupSim { requests, seeds, out }) => {
+            if requests < 1_000 || seeds == 0 || seeds > 100 {
+                return fail("--requests must be at least 1000, --seeds between 1 and 100");
+            }
+            let p = synergy_sim::syrup::SyrupParams { requests, seeds: (1..=seeds).collect(), ..Default::default() };
+            let r = synergy_sim::syrup::run(&p);
+            for f in [&r.fig2, &r.fig6] {
+                println!(
+                    "Syrup {} (simulated): {} on {} workers, {} flows, capacity {:.0} k req/s; highest load with GET p99 <= {} µs, per seed:",
+                    f.figure,
+                    f.workload,
+                    f.workers,
+                    f.flows,
+                    f.capacity_rps / 1e3,
+                    f.bound_ns / 1000
+                );
+                let mut rules: Vec<&str> = f.max.iter().map(|m| m.rule).collect();
+                rules.dedup();
+                for rule in rules {
+                    let per_seed: Vec<String> = f
+                        .max
+                        .iter()
+                        .filter(|m| m.rule == rule)
+                        .map(|m| match m.scan_p99_ns {
+                            Some(scan) => format!("{:.0}k (SCAN p99 {:.0} µs)", m.max_rps / 1e3, scan as f64 / 1e3),
+                            None => format!("{:.0}k", m.max_rps / 1e3),
+                        })
+                        .collect();
+                    println!("  {rule:<12} {}", per_seed.join(", "));
+                }
+            }
+            if let Some(base) = &out {
+                if let Err(e) = write_results(base, &r, synergy_sim::syrup::csv(&r), synergy_sim::syrup::svg(&r)) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Bench(BenchCommand::Steering { sockets, datagrams, rounds, out }) => {
             if !(2..=64).contains(&sockets) || datagrams == 0 || rounds == 0 {
                 return fail("--sockets must be between 2 and 64, --datagrams and --rounds at least 1");

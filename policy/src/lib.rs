@@ -9,6 +9,7 @@ pub mod idle;
 pub mod overload;
 pub mod quantum;
 pub mod selection;
+pub mod steering;
 pub mod system;
 pub mod timer;
 pub mod tokens;

@@ -214,13 +214,15 @@ pub fn run_with_idle(
             let mut l: Vec<u64> =
                 (0..requests.len()).filter(|&i| done[i] && requests[i].class == c).map(|i| latency[i]).collect();
             l.sort_unstable();
-            let p999 = percentile(&l, 99.9);
+            let (p99, p999) = (percentile(&l, 99.0), percentile(&l, 99.9));
             SimClass {
                 service_ns,
                 count: l.len(),
                 mean_latency_ns: if l.is_empty() { 0.0 } else { l.iter().sum::<u64>() as f64 / l.len() as f64 },
                 p50_ns: percentile(&l, 50.0),
+                p99_ns: p99,
                 p999_ns: p999,
+                slowdown_p99: p99 as f64 / service_ns.max(1) as f64,
                 slowdown_p999: p999 as f64 / service_ns.max(1) as f64,
             }
         })

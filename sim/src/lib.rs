@@ -11,7 +11,9 @@
 
 pub mod engine;
 pub mod policy;
+pub mod steered;
 pub mod sweep;
+pub mod syrup;
 
 use serde::Serialize;
 use synergy_eval::workload::Workload;
@@ -49,6 +51,8 @@ pub struct SimRequest {
     pub long: bool,
     /// RSS: the worker its flow hashes to.
     pub home: usize,
+    /// The client flow it came on (ingress steering policies hash it themselves).
+    pub flow: u32,
 }
 
 /// Latency summary of one class.
@@ -58,7 +62,9 @@ pub struct SimClass {
     pub count: usize,
     pub mean_latency_ns: f64,
     pub p50_ns: u64,
+    pub p99_ns: u64,
     pub p999_ns: u64,
+    pub slowdown_p99: f64,
     pub slowdown_p999: f64,
 }
 
@@ -98,6 +104,7 @@ pub fn arrivals(workload: &Workload, rps: f64, count: usize, workers: usize, flo
                 remaining_ns: r.service_ns,
                 long: t.long,
                 home: (r.flow as usize) % workers.max(1),
+                flow: r.flow,
             }
         })
         .collect()
@@ -326,6 +333,7 @@ mod tests {
             remaining_ns: service_us * 1000,
             long,
             home,
+            flow: home as u32,
         }
     }
 
@@ -429,7 +437,16 @@ mod tests {
             .map(|id| {
                 t += rng.exp(gap);
                 let s = service(&mut rng).max(1);
-                SimRequest { id, class: 0, arrival_ns: t as u64, service_ns: s, remaining_ns: s, long: false, home: 0 }
+                SimRequest {
+                    id,
+                    class: 0,
+                    arrival_ns: t as u64,
+                    service_ns: s,
+                    remaining_ns: s,
+                    long: false,
+                    home: 0,
+                    flow: 0,
+                }
             })
             .collect();
         engine::run(&mut CFcfs::default(), &reqs, 1, Overheads::ZERO, &[mean_ns as u64]).mean_wait_ns
