@@ -6,7 +6,7 @@
 use super::Steering;
 use crate::protocol::REQUEST_KIND_OFFSET;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 // Classic BPF opcodes (linux/filter.h, linux/bpf_common.h).
 const BPF_LD: u16 = 0x00;
@@ -70,21 +70,9 @@ pub fn program(steering: &Steering, sockets: usize) -> Option<Vec<libc::sock_fil
 /// Attaches `program` to the reuseport group `fd` belongs to (any one socket of it).
 pub fn attach(name: &str, mut program: Vec<libc::sock_filter>, fd: &OwnedFd) -> io::Result<()> {
     let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
-    // SAFETY: the kernel copies `prog` and the instructions it points to during the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&raw const prog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("setsockopt(SO_ATTACH_REUSEPORT_CBPF, {name}): {e}")));
-    }
-    Ok(())
+    // SAFETY: SO_ATTACH_REUSEPORT_CBPF takes a sock_fprog; the kernel copies it and the
+    // instructions it points to (alive in `program`) during the call.
+    unsafe { super::set_socket_option(fd, SO_ATTACH_REUSEPORT_CBPF, &prog, "SO_ATTACH_REUSEPORT_CBPF", name) }
 }
 
 #[cfg(test)]

@@ -123,6 +123,36 @@ impl Steering {
     }
 }
 
+/// Sets SOL_SOCKET option `option` (spelled `option_name`) of `fd` to `value`; errors name the
+/// option and the policy.
+///
+/// # Safety
+/// `T` must be the type the kernel expects for `option`, and every pointer inside `value` must
+/// be valid for what the kernel reads during the call.
+unsafe fn set_socket_option<T>(
+    fd: &OwnedFd,
+    option: libc::c_int,
+    value: &T,
+    option_name: &str,
+    policy: &str,
+) -> io::Result<()> {
+    // SAFETY: the caller's contract; `value` is live and its size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            libc::SOL_SOCKET,
+            option,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("setsockopt({option_name}, {policy}): {e}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

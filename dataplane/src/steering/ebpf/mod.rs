@@ -78,20 +78,11 @@ impl Attached {
         };
         let prog = sys::prog_load(sys::PROG_TYPE_SK_REUSEPORT, &insns, name)?;
         let fd = prog.as_raw_fd();
-        // SAFETY: the kernel reads the int `fd` during the call.
-        let r = unsafe {
-            libc::setsockopt(
-                sockets[0].as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_ATTACH_REUSEPORT_EBPF,
-                (&raw const fd).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
+        // SAFETY: SO_ATTACH_REUSEPORT_EBPF takes the program's descriptor as an int, read
+        // during the call.
+        unsafe {
+            super::set_socket_option(&sockets[0], SO_ATTACH_REUSEPORT_EBPF, &fd, "SO_ATTACH_REUSEPORT_EBPF", name)?
         };
-        if r != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("setsockopt(SO_ATTACH_REUSEPORT_EBPF, {name}): {e}")));
-        }
         Ok(Attached { _program: prog, _sockets: socket_map, _state: state, _buckets: buckets, shared })
     }
 
