@@ -254,7 +254,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         steering.name()
     );
     wait_for_stop(args.duration_s);
-    let steering_drops = server.steering_dropped();
+    // Only `tokens` drops; the other programs' count is always 0.
+    let steering_drops = server
+        .transport
+        .steering_state()
+        .filter(|_| matches!(steering, synergy_net::steering::Steering::TenantTokens { .. }))
+        .map(|s| s.dropped());
     let (stats, udp) = server.shutdown();
     let sum = |f: fn(&synergy_net::udp::UdpSnapshot) -> u64| udp.iter().map(f).sum::<u64>();
     println!(

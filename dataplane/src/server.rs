@@ -13,8 +13,6 @@ use synergy::{Runtime, StartError};
 pub struct UdpServer {
     pub runtime: Runtime,
     pub transport: Arc<UdpTransport>,
-    /// The steering policy drops datagrams (`tokens`).
-    steering_drops: bool,
 }
 
 impl UdpServer {
@@ -34,17 +32,11 @@ impl UdpServer {
                 .map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
         );
         let runtime = Runtime::start_migratable(config, transport.clone(), handler)?;
-        let steering_drops = matches!(steering, Steering::TenantTokens { .. });
-        Ok(UdpServer { runtime, transport, steering_drops })
+        Ok(UdpServer { runtime, transport })
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.transport.local_addr()
-    }
-
-    /// Datagrams the steering program dropped so far (`--steer tokens`), None for other policies.
-    pub fn steering_dropped(&self) -> Option<u64> {
-        self.transport.steering_state().filter(|_| self.steering_drops).map(|s| s.dropped())
     }
 
     /// Stops receiving, finishes every admitted request, and returns the run's counters.

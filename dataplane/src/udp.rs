@@ -151,10 +151,7 @@ pub fn recv_stamped(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, SocketAddrV4
 
 /// CLOCK_REALTIME in ns (the clock of the kernel's receive timestamps).
 fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer; CLOCK_REALTIME always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock::read_ns(libc::CLOCK_REALTIME)
 }
 
 /// Sends `data` to `to` without blocking; false if the kernel refused (buffer full, no route).
@@ -339,15 +336,13 @@ mod tests {
     fn steer(steering: &Steering, workers: usize, kinds: &[u32]) -> Vec<Vec<u32>> {
         let t = UdpTransport::bind_steered(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), workers, steering).unwrap();
         let requests: Vec<Request> = kinds.iter().map(|&kind| Request { kind, ..Request::default() }).collect();
-        let got = send_and_drain(&t, &requests, Some(requests.len()));
+        let got = send_and_drain(&t, &requests);
         got.into_iter().map(|g| g.into_iter().map(|r| r.kind).collect()).collect()
     }
 
     /// Sends `requests` from one client socket to `t`, draining every worker's socket as it goes;
-    /// then drains until `expect` requests arrived (or, with `None`, until one more round trip
-    /// of the sender's own socket proves the kernel has run every program: loopback delivers in
-    /// the sender's system call). Returns each worker's requests.
-    fn send_and_drain(t: &UdpTransport, requests: &[Request], expect: Option<usize>) -> Vec<Vec<Request>> {
+    /// then drains until all of them arrived. Returns each worker's requests.
+    fn send_and_drain(t: &UdpTransport, requests: &[Request]) -> Vec<Vec<Request>> {
         let client = bind_udp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), false).unwrap();
         let workers = t.sockets().len();
         let mut got = vec![Vec::new(); workers];
@@ -367,16 +362,9 @@ mod tests {
             // Drain as we go, so no socket buffer overflows.
             drain(&mut got);
         }
-        match expect {
-            Some(n) => {
-                let t0 = std::time::Instant::now();
-                while drain(&mut got) < n {
-                    assert!(t0.elapsed().as_secs() < 10, "{received} of {n} datagrams arrived");
-                }
-            }
-            None => {
-                drain(&mut got);
-            }
+        let t0 = std::time::Instant::now();
+        while drain(&mut got) < requests.len() {
+            assert!(t0.elapsed().as_secs() < 10, "{received} of {} datagrams arrived", requests.len());
         }
         assert!(t.counters().iter().all(|c| c.kernel_drops == 0), "a socket buffer overflowed: {:?}", t.counters());
         got
@@ -416,13 +404,13 @@ mod tests {
         let state = t.steering_state().expect("scan-avoid has shared state");
         let shorts: Vec<Request> = (0..2000).map(|_| Request { kind: 0, ..Request::default() }).collect();
         // Nobody busy: random over all four.
-        let all = send_and_drain(&t, &shorts, Some(shorts.len()));
+        let all = send_and_drain(&t, &shorts);
         assert!(all.iter().all(|g| g.len() > 350), "{:?}", all.iter().map(Vec::len).collect::<Vec<_>>());
         // Workers 0 and 2 run long requests (what the runtime reports through the hook).
         t.long_request(0, true);
         t.long_request(2, true);
         assert_eq!(state.busy(), 0b101);
-        let avoided = send_and_drain(&t, &shorts, Some(shorts.len()));
+        let avoided = send_and_drain(&t, &shorts);
         assert!(
             avoided[0].is_empty() && avoided[2].is_empty(),
             "{:?}",
@@ -431,12 +419,12 @@ mod tests {
         assert!(avoided[1].len() > 800 && avoided[3].len() > 800, "spread over the idle ones");
         // Long requests themselves go anywhere.
         let scans: Vec<Request> = (0..2000).map(|_| Request { kind: 9, ..Request::default() }).collect();
-        let scan = send_and_drain(&t, &scans, Some(scans.len()));
+        let scan = send_and_drain(&t, &scans);
         assert!(scan.iter().all(|g| g.len() > 350), "{:?}", scan.iter().map(Vec::len).collect::<Vec<_>>());
         // All busy: random again (nothing is refused).
         t.long_request(1, true);
         t.long_request(3, true);
-        let busy = send_and_drain(&t, &shorts, Some(shorts.len()));
+        let busy = send_and_drain(&t, &shorts);
         assert!(busy.iter().all(|g| g.len() > 350), "{:?}", busy.iter().map(Vec::len).collect::<Vec<_>>());
         for w in 0..4 {
             t.long_request(w, false);
@@ -487,16 +475,14 @@ mod tests {
         assert!(t.counters().iter().all(|c| c.kernel_drops == 0), "{:?}", t.counters());
         // Another tenant: its own full bucket, whatever flow 1 did.
         let flow2: Vec<Request> = (0..BURST).map(|_| Request { flow: 2, ..Request::default() }).collect();
-        let got2 = send_and_drain(&t, &flow2, Some(BURST as usize));
+        let got2 = send_and_drain(&t, &flow2);
         assert!(got2.iter().flatten().all(|r| r.flow == 2));
         assert_eq!(t.steering_state().unwrap().dropped(), dropped, "flow 2's burst fits its bucket");
     }
 
+    /// bpf_ktime_get_ns's clock.
     fn monotonic_ns() -> u64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: valid out-pointer; CLOCK_MONOTONIC (bpf_ktime_get_ns's clock) always exists.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        clock::read_ns(libc::CLOCK_MONOTONIC)
     }
 
     #[test]

@@ -25,11 +25,17 @@ fn invariant_tsc() -> bool {
     cpu_has_invariant_tsc() && std::env::var_os("SYNERGY_NO_TSC").is_none()
 }
 
-fn mono_ns() -> u64 {
+/// The kernel clock `id` (CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_THREAD_CPUTIME_ID, ...) in ns;
+/// 0 for a clock the kernel does not have.
+pub fn read_ns(id: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: valid out-pointer; an unknown clock id only makes the call fail (ts stays 0).
+    unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn mono_ns() -> u64 {
+    read_ns(libc::CLOCK_MONOTONIC)
 }
 
 #[inline(always)]

@@ -70,10 +70,7 @@ impl Steered {
         match self.rule {
             Rule::Hash => steering::hashed(r.flow, self.hash_seed, n),
             Rule::RoundRobin => self.round_robin(n),
-            Rule::Sita => {
-                let rest = if r.long { 0 } else { self.round_robin(n.saturating_sub(1).max(1)) };
-                steering::sita(r.long, n, |_| rest)
-            }
+            Rule::Sita => steering::sita(r.long, n, |others| self.round_robin(others)),
             Rule::ScanAvoid => {
                 let start = if r.long { self.round_robin(n) } else { (self.rng.next_u64() % n as u64) as usize };
                 steering::scan_avoid(r.long, &self.running_long, start)
