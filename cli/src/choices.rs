@@ -38,6 +38,16 @@ pub fn overload() -> impl TypedValueParser<Value = synergy::config::OverloadMode
     choice(OverloadMode::ALL.map(OverloadMode::name), OverloadMode::named)
 }
 
+pub fn shinjuku_queues() -> impl TypedValueParser<Value = synergy::config::ShinjukuQueues> {
+    use synergy::config::ShinjukuQueues;
+    choice(ShinjukuQueues::ALL.map(ShinjukuQueues::name), ShinjukuQueues::named)
+}
+
+pub fn preempted_to() -> impl TypedValueParser<Value = synergy_policy::shinjuku::PreemptedTo> {
+    use synergy_policy::shinjuku::PreemptedTo;
+    choice(PreemptedTo::ALL.map(PreemptedTo::name), PreemptedTo::named)
+}
+
 pub fn workload() -> impl TypedValueParser<Value = WorkloadName> {
     choice(WorkloadName::ALL.map(WorkloadName::name), WorkloadName::named)
 }

@@ -53,7 +53,8 @@ pub struct RuntimeArgs {
     #[arg(long)]
     pub no_pin: bool,
     /// Scheduling policy: synergy, or a baseline of the thesis's comparison (cfcfs, dfcfs,
-    /// shinjuku, concord, tq, darc), run on synergy's workers and preemption mechanism.
+    /// shinjuku, concord, tq, darc), run on synergy's workers and preemption mechanism (shinjuku
+    /// with its own dispatcher threads in place of the timer core).
     #[arg(long, value_parser = crate::choices::policy())]
     pub policy: Option<SchedPolicy>,
     /// DARC: request kinds classified long at arrival, comma-separated.
@@ -62,6 +63,21 @@ pub struct RuntimeArgs {
     /// DARC: workers reserved for short requests.
     #[arg(long, value_name = "N")]
     pub darc_reserved: Option<usize>,
+    /// Shinjuku: one queue for every request (sq, default) or one per request kind (mq, served by
+    /// the largest share of its SLO waited; needs --shinjuku-slo-us).
+    #[arg(long, value_parser = crate::choices::shinjuku_queues())]
+    pub shinjuku_queues: Option<synergy::config::ShinjukuQueues>,
+    /// Shinjuku: where a preempted request goes back into its queue: tail (default; processor
+    /// sharing, the paper's choice for multi-modal loads) or head (close to c-FCFS).
+    #[arg(long, value_parser = crate::choices::preempted_to())]
+    pub shinjuku_preempted: Option<synergy_policy::shinjuku::PreemptedTo>,
+    /// Shinjuku mq: each request kind's SLO in µs, comma-separated in kind order (the paper uses
+    /// each kind's p99 when run alone); kinds beyond the list share the last queue.
+    #[arg(long, value_delimiter = ',', value_name = "US,...")]
+    pub shinjuku_slo_us: Option<Vec<u64>>,
+    /// Shinjuku: dispatcher threads, each owning a contiguous block of workers (default 1).
+    #[arg(long, value_name = "N")]
+    pub dispatchers: Option<usize>,
     /// Whether the timer core yields its CPU after every loop: auto (only where it time-shares
     /// its CPU with a worker or is not pinned), always, never.
     #[arg(long, value_parser = crate::choices::timer_yield())]
@@ -121,6 +137,8 @@ impl RuntimeArgs {
              stack_kib <- self.stack_kib,
              max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
              policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
+             shinjuku_queues <- self.shinjuku_queues, shinjuku_preempted <- self.shinjuku_preempted,
+             shinjuku_slo_us <- self.shinjuku_slo_us, dispatchers <- self.dispatchers,
              timer_yield <- self.timer_yield, idle <- self.idle, idle_poll_us <- self.idle_poll_us,
              wake_delay_us <- self.wake_delay_us, overload <- self.overload,
              target_delay_us <- self.target_delay_us, drop_delay_us <- self.drop_delay_us,

@@ -67,8 +67,8 @@ struct SimulateArgs {
     /// Simulated worker cores.
     #[arg(long, default_value_t = 14)]
     workers: usize,
-    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc), the
-    /// ablation's configurations (rss-ci, rss-ci+ws, rss-ci+ws+wq, rss-ci+ws+wq+cp, rss-ci+ws+wq+cp+qa),
+    /// Policies, comma-separated (synergy, cfcfs, dfcfs, shinjuku, concord, tq, darc), Shinjuku
+    /// with its dispatcher modelled (shinjuku-sq, shinjuku-sq-head, shinjuku-mq), the ablation's configurations (rss-ci, rss-ci+ws, rss-ci+ws+wq, rss-ci+ws+wq+cp, rss-ci+ws+wq+cp+qa),
     /// or Synergy with knobs: synergy-q<QUANTUM_FACTOR>, synergy-d<THRESH_WQD µs>-f<CONGESTED_QUANTUM_FACTOR>
     /// (Figure 6.6's notation), or both (synergy-q4-d10-f5).
     #[arg(long, value_delimiter = ',', default_value = "synergy,shinjuku,concord,tq,darc,cfcfs,dfcfs")]
@@ -184,6 +184,9 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         preempt_ns: vec![
             ("synergy".into(), a.synergy_preempt_ns),
             ("shinjuku".into(), a.shinjuku_preempt_ns),
+            ("shinjuku-sq".into(), a.shinjuku_preempt_ns),
+            ("shinjuku-sq-head".into(), a.shinjuku_preempt_ns),
+            ("shinjuku-mq".into(), a.shinjuku_preempt_ns),
             ("concord".into(), a.ci_preempt_ns),
             ("tq".into(), a.ci_preempt_ns),
         ]
@@ -450,6 +453,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         seeds: u64,
         /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-syrup).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
+    /// Shinjuku's figures, simulated at the paper's scale with the faithful dispatcher model
+    /// (14 Shinjuku workers against 16 for d-FCFS/IX and c-FCFS/ZygOS): Fig. 5c (SQ, p99 <= 300 µs),
+    /// Fig. 6a/6b (MQ and SQ, p99 slowdown <= 10 and 50), Fig. 7b (1 and 2 dispatchers, 1 to 22
+    /// workers at saturation).
+    ShinjukuSim {
+        /// Simulated requests per point.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// Arrival sequence seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-shinjuku).
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
@@ -796,6 +814,26 @@ fn main() -> ExitCode {
             }
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &r, synergy_sim::syrup::csv(&r), synergy_sim::syrup::svg(&r)) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::ShinjukuSim { requests, seed, out }) => {
+            if requests < 1_000 {
+                return fail("--requests must be at least 1000");
+            }
+            let p = synergy_sim::shinjuku::ShinjukuParams {
+                requests,
+                seed,
+                scale_requests: requests,
+                ..Default::default()
+            };
+            let r = synergy_sim::shinjuku::run(&p);
+            println!("{}", synergy_sim::shinjuku::table(&r));
+            if let Some(base) = &out {
+                if let Err(e) = write_results(base, &r, synergy_sim::shinjuku::csv(&r), synergy_sim::shinjuku::svg(&r))
+                {
                     return fail(e);
                 }
             }

@@ -67,6 +67,11 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["serve", "--app", "leveldb", "--leveldb-entries", "0"], LEVELDB_ENTRIES_ERROR),
         (&["bench", "leveldb", "--gets", "0"], LEVELDB_COUNT_ERROR),
         (&["demo", "--idle", "doze"], "invalid value 'doze'"),
+        (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "mq"], "needs shinjuku_slo_us"),
+        (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "pq"], "invalid value 'pq'"),
+        (&["demo", "--policy", "shinjuku", "--shinjuku-preempted", "middle"], "invalid value 'middle'"),
+        (&["demo", "--policy", "shinjuku", "--dispatchers", "3"], "between 1 and workers (1) dispatchers"),
+        (&["demo", "--policy", "shinjuku", "--preempt", "ci"], "preempts by interrupt from its dispatcher"),
         (&["demo", "--idle", "park", "--idle-poll-us", "5000000"], "idle_poll_us must be at most 1000000"),
         (&["bench", "idle", "--loads", "0"], "--loads must be fractions of capacity"),
     ];

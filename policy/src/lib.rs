@@ -9,6 +9,7 @@ pub mod idle;
 pub mod overload;
 pub mod quantum;
 pub mod selection;
+pub mod shinjuku;
 pub mod steering;
 pub mod system;
 pub mod timer;

@@ -7,10 +7,11 @@
 //! worker loop, the timer core and the simulator read the same table. The decisions that need
 //! code (JSQ, JBSQ refills, DARC's reservation) are plain functions here, tested on plain data.
 //!
-//! What the real runtime cannot copy is each system's *mechanism*: Shinjuku's dedicated
-//! dispatcher core, Concord's compiler-inserted yields, Perséphone's classifier on the NIC path.
+//! What the real runtime does not copy is Concord's compiler-inserted yields and Perséphone's
+//! classifier on the NIC path.
 //! Here every policy runs on synergy's workers with the `--preempt` mechanism chosen; a central
-//! queue is a lock-protected FIFO that workers serve themselves (docs/policies.md).
+//! queue is a lock-protected FIFO that workers serve themselves (docs/policies.md), except
+//! Shinjuku's, which its dispatcher threads own (`shinjuku`).
 
 /// A scheduling system of the thesis's comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +24,9 @@ pub enum SchedPolicy {
     Cfcfs,
     /// Distributed FCFS: each worker serves its own (RSS) queue to completion; no stealing.
     Dfcfs,
-    /// Shinjuku: one central queue, every request preemptible after a fixed 5 µs quantum,
-    /// preempted requests to the back of the central queue.
+    /// Shinjuku: dispatcher threads own the queues (SQ or MQ, `policy::shinjuku`) and hand each
+    /// idle worker one request through its mailbox; every request is preemptible after a fixed
+    /// 5 µs quantum while work waits; preempted requests go back to the dispatcher.
     Shinjuku,
     /// Concord: Shinjuku's central queue feeding bounded per-worker queues (JBSQ(2)), 5 µs.
     Concord,
@@ -44,6 +46,8 @@ pub enum Arrival {
     Central,
     /// The currently shortest worker queue (Tiny Quanta's JSQ).
     ShortestQueue,
+    /// A dispatcher thread's queues; it hands each idle worker one request (Shinjuku).
+    Dispatcher,
 }
 
 /// Which requests the timer core may preempt.
@@ -66,6 +70,9 @@ pub enum Requeue {
     CentralTail,
     /// The back of the preempting worker's own queue (Tiny Quanta).
     OwnTail,
+    /// Back to the worker's dispatcher, which puts it at the tail or the head of its queue
+    /// (Shinjuku).
+    Dispatcher,
 }
 
 /// The decisions that make up one system.
@@ -139,9 +146,13 @@ impl SchedPolicy {
             },
             SchedPolicy::Cfcfs => base,
             SchedPolicy::Dfcfs => Spec { arrival: Arrival::PerWorker, ..base },
-            SchedPolicy::Shinjuku => {
-                Spec { preemptible: Preemptible::Every, fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS), ..base }
-            }
+            SchedPolicy::Shinjuku => Spec {
+                arrival: Arrival::Dispatcher,
+                preemptible: Preemptible::Every,
+                fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS),
+                requeue: Requeue::Dispatcher,
+                ..base
+            },
             SchedPolicy::Concord => Spec {
                 preemptible: Preemptible::Every,
                 fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS),
@@ -209,7 +220,7 @@ mod tests {
         let sj = SchedPolicy::Shinjuku.spec();
         assert_eq!(
             (sj.arrival, sj.preemptible, sj.requeue, sj.quantum_ns(1_000, 2.0)),
-            (Arrival::Central, Preemptible::Every, Requeue::CentralTail, 5_000)
+            (Arrival::Dispatcher, Preemptible::Every, Requeue::Dispatcher, 5_000)
         );
         assert_eq!(SchedPolicy::Concord.spec().local_bound, 2);
         let tq = SchedPolicy::Tq.spec();

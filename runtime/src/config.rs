@@ -1,5 +1,6 @@
 //! Runtime configuration: defaults, an optional TOML file, validation with clear errors.
 
+use crate::policy::shinjuku::{PreemptedTo, QueueRule, ShinjukuPolicy};
 use crate::policy::system::SchedPolicy;
 use crate::preempt::PreemptMode;
 use std::fmt;
@@ -42,6 +43,16 @@ pub struct Config {
     pub long_kinds: Vec<u32>,
     /// DARC: workers reserved for short requests (at least 1, fewer than `workers`).
     pub darc_reserved_workers: usize,
+    /// Shinjuku: one queue for every request (sq) or one per request kind (mq).
+    pub shinjuku_queues: ShinjukuQueues,
+    /// Shinjuku: where a preempted request goes back into its queue (tail or head).
+    pub shinjuku_preempted: PreemptedTo,
+    /// Shinjuku mq: the SLO of each request kind in µs (kind i gets entry i; kinds beyond the
+    /// list share the last queue). The paper uses each kind's p99 when run alone.
+    pub shinjuku_slo_us: Vec<u64>,
+    /// Shinjuku: dispatcher threads, each owning a contiguous block of the workers and the
+    /// transport queues of those workers.
+    pub dispatchers: usize,
     /// Whether the timer core gives its CPU away (`sched_yield`) after every loop.
     pub timer_yield: TimerYield,
     /// What an idle worker does: spin (the thesis's design), or park after `idle_poll_us` and be
@@ -65,6 +76,31 @@ pub struct Config {
     pub credit_alpha: f64,
     /// The control period in µs (CoreSync: one network RTT).
     pub credit_period_us: u64,
+}
+
+/// Shinjuku's queues (`--shinjuku-queues`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum ShinjukuQueues {
+    /// SQ: one FIFO of every request.
+    Sq,
+    /// MQ: one FIFO per request kind, served by the largest share of its SLO waited.
+    Mq,
+}
+
+impl ShinjukuQueues {
+    pub const ALL: [ShinjukuQueues; 2] = [ShinjukuQueues::Sq, ShinjukuQueues::Mq];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShinjukuQueues::Sq => "sq",
+            ShinjukuQueues::Mq => "mq",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<ShinjukuQueues> {
+        ShinjukuQueues::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// Overload control (`--overload`).
@@ -149,6 +185,57 @@ impl TimerYield {
     }
 }
 
+impl Config {
+    /// Shinjuku's decisions as configured (`policy::shinjuku`).
+    pub fn shinjuku(&self) -> ShinjukuPolicy {
+        let rule = match self.shinjuku_queues {
+            ShinjukuQueues::Sq => QueueRule::Single,
+            ShinjukuQueues::Mq => {
+                QueueRule::Multi { slo_ns: self.shinjuku_slo_us.iter().map(|us| us * 1_000).collect() }
+            }
+        };
+        ShinjukuPolicy {
+            rule,
+            preempted_to: self.shinjuku_preempted,
+            quantum_ns: crate::policy::system::SHINJUKU_QUANTUM_NS,
+            dispatchers: self.dispatchers,
+        }
+    }
+
+    fn validate_shinjuku(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if !(1..=self.workers).contains(&self.dispatchers) {
+            return err(format!(
+                "policy shinjuku needs between 1 and workers ({}) dispatchers, got {}",
+                self.workers, self.dispatchers
+            ));
+        }
+        if self.shinjuku_queues == ShinjukuQueues::Mq
+            && (self.shinjuku_slo_us.is_empty() || self.shinjuku_slo_us.iter().any(|&v| v == 0 || v > 10_000_000))
+        {
+            return err("shinjuku_queues = mq needs shinjuku_slo_us: one SLO per request kind, each 1 to 10000000 µs \
+                 (e.g. --shinjuku-slo-us 10,1000)"
+                .into());
+        }
+        if self.preempt.compiler_interrupts() {
+            return err(format!(
+                "policy shinjuku preempts by interrupt from its dispatcher: use --preempt signal, ipi, uintr or none, \
+                 not {}",
+                self.preempt.name()
+            ));
+        }
+        if self.idle == IdleMode::Park {
+            return err("policy shinjuku hands work to polling workers: use idle = spin".into());
+        }
+        if self.overload != OverloadMode::None {
+            return err("policy shinjuku does not run the credit controller (it lives in the timer core, which the \
+                 dispatchers replace): use overload = none"
+                .into());
+        }
+        self.shinjuku().validate().map_err(ConfigError)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -169,6 +256,11 @@ impl Default for Config {
             policy: SchedPolicy::Synergy,
             long_kinds: vec![1],
             darc_reserved_workers: 1,
+            // The paper's SQ for multi-modal loads: preempted requests to the tail.
+            shinjuku_queues: ShinjukuQueues::Sq,
+            shinjuku_preempted: PreemptedTo::Tail,
+            shinjuku_slo_us: Vec::new(),
+            dispatchers: 1,
             timer_yield: TimerYield::Auto,
             idle: IdleMode::Spin,
             // CoreSync's POLL_PERIOD and the delay threshold of its (and Shenango's) allocator.
@@ -309,6 +401,9 @@ impl Config {
                  worker for long ones: give it 2 or more workers (got {})",
                 self.darc_reserved_workers, self.workers
             ));
+        }
+        if self.policy == SchedPolicy::Shinjuku {
+            self.validate_shinjuku()?;
         }
         if allowed.is_empty() {
             return err("no CPU is available to this process");

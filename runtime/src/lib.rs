@@ -34,6 +34,7 @@ pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod cpu;
+mod dispatcher;
 pub mod green;
 mod local;
 pub mod overload;

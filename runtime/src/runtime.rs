@@ -81,7 +81,8 @@ impl MigratableHandler {
 pub struct Runtime {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    timer: Option<JoinHandle<()>>,
+    /// The timer core, or Shinjuku's dispatchers.
+    timer: Vec<JoinHandle<()>>,
     timer_stop: Arc<AtomicBool>,
     timer_stats: Arc<TimerStats>,
     timer_periods: Arc<PeriodHistogram>,
@@ -177,6 +178,14 @@ impl Runtime {
                     .into(),
             )));
         }
+        let shinjuku = config.policy == crate::policy::system::SchedPolicy::Shinjuku;
+        if shinjuku && !how.timer_core {
+            return Err(StartError::Config(ConfigError(
+                "policy shinjuku needs its dispatchers, which run where the timer core would: start it with the timer \
+                 core"
+                    .into(),
+            )));
+        }
         let mut shared = Shared::new(config, transport, handler, how.migratable, preempter);
         if !how.timer_core {
             // Nothing would wake a parked worker.
@@ -208,8 +217,16 @@ impl Runtime {
         let timer_stop = Arc::new(AtomicBool::new(false));
         let timer_stats = Arc::new(TimerStats::default());
         let timer_periods = Arc::new(PeriodHistogram::default());
-        let mut rt =
-            Runtime { shared, workers, timer: None, timer_stop, timer_stats, timer_periods, placement, started_ns };
+        let mut rt = Runtime {
+            shared,
+            workers,
+            timer: Vec::new(),
+            timer_stop,
+            timer_stats,
+            timer_periods,
+            placement,
+            started_ns,
+        };
         if let Some(e) = failure {
             rt.shared.abort.store(true, Ordering::SeqCst);
             crate::worker::wake_parked(&rt.shared);
@@ -217,6 +234,25 @@ impl Runtime {
             return Err(StartError::Worker(e));
         }
         if !how.timer_core {
+            return Ok(rt);
+        }
+        if shinjuku {
+            for index in 0..config.dispatchers {
+                // The first dispatcher takes the timer core's CPU; more of them are not pinned
+                // (`Placement` sets one CPU aside; give the others one with taskset if you have it).
+                let params = crate::dispatcher::DispatcherParams {
+                    index,
+                    cpu: (config.pin && index == 0).then_some(rt.placement.timer_core),
+                    yield_each_loop: rt.placement.timer_yields || index > 0,
+                };
+                let (shared, stop) = (rt.shared.clone(), rt.timer_stop.clone());
+                let (stats, periods) = (rt.timer_stats.clone(), rt.timer_periods.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("synergy-dispatch{index}"))
+                    .spawn(move || crate::dispatcher::run_dispatcher(shared, params, stop, stats, periods))
+                    .map_err(|e| StartError::Worker(format!("cannot spawn dispatcher {index}: {e}")))?;
+                rt.timer.push(spawned);
+            }
             return Ok(rt);
         }
         let params = TimerParams {
@@ -228,7 +264,7 @@ impl Runtime {
         };
         let (shared, stop) = (rt.shared.clone(), rt.timer_stop.clone());
         let (stats, periods) = (rt.timer_stats.clone(), rt.timer_periods.clone());
-        rt.timer = Some(
+        rt.timer.push(
             std::thread::Builder::new()
                 .name("synergy-timer".into())
                 .spawn(move || run_timer_core(shared, params, stop, stats, periods))
@@ -309,7 +345,7 @@ impl Runtime {
 
     fn stop_timer(&mut self) {
         self.timer_stop.store(true, Ordering::Release);
-        if let Some(h) = self.timer.take() {
+        for h in self.timer.drain(..) {
             let _ = h.join();
         }
     }

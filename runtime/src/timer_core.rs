@@ -7,7 +7,7 @@ use crate::overload::CreditControl;
 use crate::policy::timer::{ci_step, decide, CiStep, QuantumControl, TimerDecision};
 use crate::preempt::Target;
 use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
-use crate::worker::{CoreGrants, Shared};
+use crate::worker::{CoreGrants, Shared, WorkerShared};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -84,6 +84,17 @@ pub fn run_timer_core(
     stats.loops.fetch_add(loops % PERIOD_FLUSH, Ordering::Relaxed);
 }
 
+/// Interrupts worker `w` through the runtime's preempter (its arming's target already set) and
+/// counts the outcome. Shared with Shinjuku's dispatchers.
+#[inline]
+pub(crate) fn send_interrupt(shared: &Shared, w: &WorkerShared, stats: &TimerStats) {
+    let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
+    match shared.preempter.preempt(target) {
+        Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),
+        Err(_) => stats.interrupt_errors.fetch_add(1, Ordering::Relaxed),
+    };
+}
+
 /// One pass over the workers (Algorithm 5.3's inner loop): for each armed worker whose quantum
 /// expired, preempt it if work waits for it, else renew its timer. The disarmed and still-running
 /// cases cost one load each; this loop is what limits how many workers one timer core serves
@@ -121,11 +132,7 @@ pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &Timer
                         stats.ci_requests.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    let target = Target { tid: w.tid.load(Ordering::Acquire), cpu: w.cpu.load(Ordering::Acquire) };
-                    match shared.preempter.preempt(target) {
-                        Ok(()) => stats.interrupts_sent.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => stats.interrupt_errors.fetch_add(1, Ordering::Relaxed),
-                    };
+                    send_interrupt(shared, w, stats);
                 }
             }
             TimerDecision::Renew { next_deadline } => {

@@ -207,6 +207,8 @@ pub fn run_with_idle(
         .map(|i| (latency[i] as f64 / requests[i].service_ns.max(1) as f64 * 1000.0) as u64)
         .collect();
     slow.sort_unstable();
+    let mut all: Vec<u64> = (0..requests.len()).filter(|&i| done[i]).map(|i| latency[i]).collect();
+    all.sort_unstable();
     let classes = classes
         .iter()
         .enumerate()
@@ -234,6 +236,9 @@ pub fn run_with_idle(
         completed,
         mean_wait_ns: if waits.is_empty() { 0.0 } else { waits.iter().sum::<f64>() / waits.len() as f64 },
         overall_slowdown_p999: percentile(&slow, 99.9) as f64 / 1000.0,
+        overall_p99_ns: percentile(&all, 99.0),
+        overall_slowdown_p99: percentile(&slow, 99.0) as f64 / 1000.0,
+        end_ns: end,
         preemptions,
         steals: ctx.steals,
         classes,

@@ -9,8 +9,10 @@
 //! (preemption, context switch, steal) or as dispatcher time (one central dispatcher core that
 //! serialises every dispatch, for the centralised policies).
 
+pub mod dispatched;
 pub mod engine;
 pub mod policy;
+pub mod shinjuku;
 pub mod steered;
 pub mod sweep;
 pub mod syrup;
@@ -77,6 +79,11 @@ pub struct SimResult {
     /// Mean time from arrival to first start of service (queueing delay), ns.
     pub mean_wait_ns: f64,
     pub overall_slowdown_p999: f64,
+    /// p99 of every request's latency, and of its slowdown (latency / its own service time).
+    pub overall_p99_ns: u64,
+    pub overall_slowdown_p99: f64,
+    /// When the last request finished (or the last arrival, if later), ns from the start.
+    pub end_ns: u64,
     pub preemptions: u64,
     pub steals: u64,
     pub classes: Vec<SimClass>,
@@ -136,6 +143,22 @@ pub fn policy_named(
             Box::new(policy::Darc::new(system::darc_reserved(workers, short_work / workload.mean_service_ns())))
         }
         "synergy" => Box::new(policy::Synergy::new(workers, quantum_factor, steal_threshold, short_ema)),
+        // Shinjuku as Shinjuku (dispatched.rs): the dispatcher's costs from its paper.
+        "shinjuku-sq" | "shinjuku-sq-head" | "shinjuku-mq" => {
+            use synergy_policy::shinjuku::{PreemptedTo, ShinjukuPolicy};
+            let quantum = system::SHINJUKU_QUANTUM_NS;
+            let policy = match name {
+                "shinjuku-sq" => ShinjukuPolicy::sq_tail(quantum),
+                "shinjuku-sq-head" => {
+                    ShinjukuPolicy { preempted_to: PreemptedTo::Head, ..ShinjukuPolicy::sq_tail(quantum) }
+                }
+                _ => {
+                    let rps = 0.5 * workload.capacity_rps(workers);
+                    ShinjukuPolicy::mq_head(shinjuku::calibrate_slos(workload, workers, rps, 50_000, 1), quantum)
+                }
+            };
+            Box::new(dispatched::Dispatched::new(name, policy, dispatched::ShinjukuCosts::PAPER, workers))
+        }
         other if other.starts_with("synergy-") => {
             let k = SynergyKnobs::parse(other, quantum_factor)?;
             let congested = if k.thresh_wqd_us == 0 { k.quantum_factor } else { k.congested_factor };
@@ -160,11 +183,18 @@ pub fn policy_named(
 
 pub const POLICIES: [&str; 7] = ["synergy", "cfcfs", "dfcfs", "shinjuku", "concord", "tq", "darc"];
 
+/// Shinjuku with its dispatcher modelled (`dispatched.rs`): SQ to the tail, SQ to the head, MQ
+/// to the head with SLOs calibrated the paper's way.
+pub const FAITHFUL_SHINJUKU: [&str; 3] = ["shinjuku-sq", "shinjuku-sq-head", "shinjuku-mq"];
+
 /// Synergy's component ablation (thesis §6.3.1), usable as policy names.
 pub const ABLATION: [&str; 5] = ["rss-ci", "rss-ci+ws", "rss-ci+ws+wq", "rss-ci+ws+wq+cp", "rss-ci+ws+wq+cp+qa"];
 
 pub fn is_policy(name: &str) -> bool {
-    POLICIES.contains(&name) || ABLATION.contains(&name) || SynergyKnobs::parse(name, 2.0).is_some()
+    POLICIES.contains(&name)
+        || FAITHFUL_SHINJUKU.contains(&name)
+        || ABLATION.contains(&name)
+        || SynergyKnobs::parse(name, 2.0).is_some()
 }
 
 /// Synergy with its knobs in the name, the thesis's Figure 6.6 notation extended by the quantum

@@ -25,6 +25,10 @@ pub struct GreenThread {
     pub locals: GreenLocals,
     /// When the current request was scheduled (runtime clock, ns).
     pub started_ns: u64,
+    /// The current request's kind and arrival (runtime clock, ns): Shinjuku's dispatcher queues
+    /// a preempted request by them.
+    pub kind: u32,
+    pub arrival_ns: u64,
     /// How often the current request was preempted or yielded.
     pub preemptions: u32,
     /// When it was last put on the wait queue (runtime clock, ns): its queueing delay there is
@@ -46,6 +50,8 @@ impl GreenThread {
             queued_ns: 0,
             locals: GreenLocals::default(),
             started_ns: 0,
+            kind: 0,
+            arrival_ns: 0,
             preemptions: 0,
         }))
     }

@@ -4,9 +4,10 @@
 //! `worker/mod.rs`; this file is only used with `--policy` other than `synergy`.
 
 use super::sched::RealQueues;
-use super::{Shared, WorkerState, RX_BATCH};
+use super::{Returned, Shared, WorkerState, RX_BATCH};
 use crate::green::thread::ThreadPtr;
 use crate::policy::selection::{Selected, WorkerQueues};
+use crate::policy::shinjuku::dispatcher_of;
 use crate::policy::system::{darc_runs_long, jbsq_room, shortest_queue, Arrival, Requeue};
 use crate::request::Request;
 use std::sync::atomic::Ordering;
@@ -42,6 +43,8 @@ pub(super) fn select(st: &mut WorkerState, shared: &'static Shared) -> Option<Se
             admit(st, shared);
             me.own.pop_front().map(Work::selected)
         }
+        // Shinjuku: only what this worker's dispatcher handed it.
+        Arrival::Dispatcher => me.mailbox.pop().map(Work::selected),
         Arrival::Central if spec.local_bound > 0 => {
             admit(st, shared);
             // JBSQ: top up this worker's bounded queue from the central one, then serve it.
@@ -115,6 +118,11 @@ pub(super) fn requeue(shared: &Shared, id: usize, t: ThreadPtr) -> Result<(), Th
             shared.workers[id].own.push_back(Work::Resume(t));
             Ok(())
         }
+        Requeue::Dispatcher => {
+            let policy = shared.shinjuku.as_ref().expect("Shinjuku's shared state");
+            let d = dispatcher_of(id, policy.dispatchers, shared.workers.len());
+            shared.returned[d].push(Returned { worker: id, thread: t }).map_err(|r| r.thread)
+        }
     }
 }
 
@@ -127,5 +135,7 @@ pub fn work_waiting(shared: &Shared, w: usize) -> bool {
         Arrival::PerWorker => !ws.rx.is_empty() || !ws.own.is_empty() || transport(),
         Arrival::ShortestQueue => !ws.own.is_empty() || transport(),
         Arrival::Central => !ws.own.is_empty() || !shared.central.is_empty() || transport(),
+        // Shinjuku's dispatchers decide themselves (`dispatcher.rs`); the timer core does not run.
+        Arrival::Dispatcher => false,
     }
 }

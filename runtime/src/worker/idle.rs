@@ -105,7 +105,7 @@ impl CoreGrants {
             v.shareable = match shared.spec.arrival {
                 Arrival::PerWorker => w.rx.len() > shared.params.steal_threshold,
                 Arrival::Central => central,
-                Arrival::ShortestQueue => false,
+                Arrival::ShortestQueue | Arrival::Dispatcher => false,
             };
         }
         if let Some(w) = self.grants.tick(now, &self.views, !shared.wait_queue.is_empty(), self.wake_delay_ns) {

@@ -104,6 +104,16 @@ pub struct Shared {
     pub idle: Option<IdleParams>,
     /// `--overload credits`: the credit controller's shared state; None: admit everything.
     pub overload: Option<crate::overload::OverloadShared>,
+    /// `--policy shinjuku`: its decisions, and per dispatcher the green threads its workers
+    /// hand back (preempted or yielding), each at most once: room for the whole budget.
+    pub shinjuku: Option<crate::policy::shinjuku::ShinjukuPolicy>,
+    pub returned: Box<[Ring<Returned>]>,
+}
+
+/// A green thread a worker hands back to its Shinjuku dispatcher.
+pub struct Returned {
+    pub worker: usize,
+    pub thread: ThreadPtr,
 }
 
 /// How idle workers park (`--idle park`).
@@ -156,6 +166,10 @@ impl Shared {
                 wake_delay_ns: config.wake_delay_us * 1_000,
             }),
             overload: config.overload_params().map(|p| crate::overload::OverloadShared::new(p, config.workers)),
+            shinjuku: (config.policy == SchedPolicy::Shinjuku).then(|| config.shinjuku()),
+            returned: (0..if config.policy == SchedPolicy::Shinjuku { config.dispatchers } else { 0 })
+                .map(|_| Ring::with_capacity(config.max_green_threads))
+                .collect(),
         }
     }
 }
@@ -191,6 +205,12 @@ pub struct WorkerShared {
     pub polling: AtomicBool,
     /// Serving a request (Tiny Quanta's JSQ counts it).
     pub busy: AtomicBool,
+    /// Shinjuku: the dispatcher's hand-off to this worker (one unit of work at a time).
+    pub mailbox: Ring<Work>,
+    /// Shinjuku: how often this worker has asked for work (once at start, once each time a unit
+    /// of work ended: completed, preempted or yielded). The dispatcher counts what it sent; the
+    /// worker is free while it asked more often than it was sent work.
+    pub asks: AtomicU64,
     /// Asleep in the kernel (`--idle park`) until a waker clears this and bumps `wake_seq`
     /// (`park.rs` has the protocol).
     pub parked: AtomicBool,
@@ -214,6 +234,8 @@ impl WorkerShared {
             own: LockedFifo::with_capacity(0),
             polling: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            mailbox: Ring::with_capacity(1),
+            asks: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             wake_seq: AtomicU32::new(0),
             wake_sent_ns: AtomicU64::new(0),

@@ -10,7 +10,7 @@ use crate::green::thread::ThreadPtr;
 use crate::green::Context;
 use crate::policy::idle::should_park;
 use crate::policy::selection::{self, Selected, WorkerQueues};
-use crate::policy::system::{Preemptible, SchedPolicy};
+use crate::policy::system::{Arrival, Preemptible, SchedPolicy};
 use crate::preempt::NoPreempt;
 use crate::queue::Ring;
 use crate::request::{Reply, Request};
@@ -65,6 +65,8 @@ pub(super) fn serve(req: Request) {
         t.region = st.shared().handler_migratable;
         t.preemptions = 0;
         t.started_ns = clock::now_ns();
+        t.kind = req.kind;
+        t.arrival_ns = req.arrival_ns;
         l.shared().busy.store(true, Ordering::Relaxed);
         if st.shared().spec.preemptible == Preemptible::Every && t.region {
             // The baselines preempt any request that outlives its quantum (the handler was
@@ -181,6 +183,16 @@ pub(super) fn push_until_room(ring: &Ring<Request>, mut r: Request) {
 /// Selects the next request (Algorithm 5.2); resumes a preempted thread directly if that is what
 /// comes next, in which case this call never returns to its caller.
 pub(super) fn recv() -> Request {
+    {
+        let l = current();
+        // SAFETY: worker thread; short borrow.
+        if unsafe { l.state() }.shared().spec.arrival == Arrival::Dispatcher {
+            // The unit of work this thread ran ended (or the worker just started): ask for the
+            // next. A preempted thread was handed back before this (`after_switch`), so the
+            // dispatcher sees it no later than the ask.
+            l.shared().asks.fetch_add(1, Ordering::Release);
+        }
+    }
     let mut idle_rounds = 0u32;
     // When this call last found work (or started): `--idle park` parks after POLL_PERIOD of none.
     let mut idle_since: Option<u64> = None;

@@ -1,0 +1,190 @@
+//! Shinjuku's dispatcher threads (`--policy shinjuku`; Kaffes et al., NSDI '19, §3): in place of
+//! the timer core, each dispatcher owns a contiguous block of workers, takes every request that
+//! arrives on those workers' transport queues into its own queues (SQ or MQ), hands each idle
+//! worker one unit of work through the worker's one-slot mailbox, and preempts by timestamp a
+//! request that has run a quantum while work waits. Preempted (or yielding) requests come back to
+//! it and go to the tail or the head of their queue. Every choice is `policy::shinjuku`'s, the code
+//! the simulator's Shinjuku (`synergy_sim::dispatched`) runs.
+//!
+//! The hand-off protocol, per worker: the worker counts its asks (`WorkerShared::asks`: one at
+//! start, one whenever a unit of work ended), the dispatcher counts what it sent. A worker is free
+//! while `asks > sent`, and then its mailbox is empty (it took the last unit before running it), so
+//! a send always finds room. A worker hands a preempted thread back *before* it asks again, and the
+//! dispatcher reads the asks *before* it drains the handed-back threads, so a thread handed back
+//! by a worker the dispatcher sees free is drained in the same loop: its worker then gets what the
+//! queues hand out next, chosen before the thread is put back (`Queues::preempted`).
+//!
+//! Only this dispatcher polls its workers' transport queues, pushes to their mailboxes and
+//! interrupts them; the interrupt itself is the runtime's (`--preempt signal|ipi|uintr`), aimed at
+//! the worker's current arming like the timer core's.
+
+use crate::clock;
+use crate::policy::shinjuku::{dispatcher_workers, preempt_due, Queues};
+use crate::policy::timer::DISARMED;
+use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
+use crate::timer_core::send_interrupt;
+use crate::worker::{Returned, Shared, Work, RX_BATCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub struct DispatcherParams {
+    /// Which dispatcher this is (0-based).
+    pub index: usize,
+    pub cpu: Option<usize>,
+    /// `sched_yield` after every loop: where the dispatcher time-shares its CPU.
+    pub yield_each_loop: bool,
+}
+
+/// One dispatcher's private state.
+struct Dispatcher<'a> {
+    shared: &'a Shared,
+    first: usize,
+    queues: Queues<Work>,
+    /// Units of work sent to each worker of the block.
+    sent: Vec<u64>,
+    /// What each worker gets next, chosen when its request was preempted.
+    reserved: Vec<Option<Work>>,
+    free: Vec<bool>,
+    quantum_ns: u64,
+}
+
+pub fn run_dispatcher(
+    shared: Arc<Shared>,
+    params: DispatcherParams,
+    stop: Arc<AtomicBool>,
+    stats: Arc<TimerStats>,
+    periods: Arc<PeriodHistogram>,
+) {
+    if let Some(cpu) = params.cpu {
+        if let Err(e) = crate::cpu::pin_current_thread(cpu) {
+            eprintln!("synergy: dispatcher {}: cannot pin to CPU {cpu}: {e}; running unpinned", params.index);
+        }
+    }
+    let policy = shared.shinjuku.clone().expect("dispatchers run only under policy shinjuku");
+    let block = dispatcher_workers(params.index, policy.dispatchers, shared.workers.len());
+    let mut d = Dispatcher {
+        shared: &shared,
+        first: block.start,
+        queues: policy.queues(),
+        sent: vec![0; block.len()],
+        reserved: (0..block.len()).map(|_| None).collect(),
+        free: vec![false; block.len()],
+        quantum_ns: policy.quantum_ns,
+    };
+    let mut buf = Vec::with_capacity(RX_BATCH);
+    let mut local_periods = [0u64; PERIOD_BUCKETS];
+    let (mut last, mut loops) = (clock::now_ns(), 0u64);
+    while !stop.load(Ordering::Acquire) {
+        let now = clock::now_ns();
+        local_periods[period_bucket(now.saturating_sub(last))] += 1;
+        last = now;
+        loops += 1;
+        if loops % PERIOD_FLUSH == 0 {
+            periods.add(&mut local_periods);
+            stats.loops.fetch_add(PERIOD_FLUSH, Ordering::Relaxed);
+        }
+        d.see_free_workers();
+        d.take_back(params.index, now);
+        d.admit(&mut buf);
+        d.hand_out(now);
+        d.preempt_overdue(now, &stats);
+        if params.yield_each_loop {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    periods.add(&mut local_periods);
+    stats.loops.fetch_add(loops % PERIOD_FLUSH, Ordering::Relaxed);
+}
+
+impl Dispatcher<'_> {
+    fn worker(&self, i: usize) -> &crate::worker::WorkerShared {
+        &self.shared.workers[self.first + i]
+    }
+
+    /// Which workers asked for work since their last unit: read before `take_back` (module docs).
+    fn see_free_workers(&mut self) {
+        for i in 0..self.sent.len() {
+            self.free[i] = self.worker(i).asks.load(Ordering::Acquire) > self.sent[i];
+        }
+    }
+
+    /// Threads handed back: each one's worker gets the next pick, then the thread is queued.
+    fn take_back(&mut self, index: usize, now: u64) {
+        while let Some(Returned { worker, thread }) = self.shared.returned[index].pop() {
+            // SAFETY: a handed-back thread is parked (its switch completed before the push) and
+            // owned by whoever holds its pointer: this dispatcher, until it sends it to a worker.
+            let (kind, arrival) = unsafe { ((*thread.0).kind as usize, (*thread.0).arrival_ns) };
+            let i = worker - self.first;
+            let work = Work::Resume(thread);
+            if self.reserved[i].is_none() {
+                self.reserved[i] = Some(self.queues.preempted(work, kind, arrival, now));
+            } else {
+                self.queues.push_preempted(work, kind, arrival);
+            }
+        }
+    }
+
+    /// Everything that arrived on the block's transport queues joins the queues.
+    fn admit(&mut self, buf: &mut Vec<crate::request::Request>) {
+        for i in 0..self.sent.len() {
+            let w = self.first + i;
+            buf.clear();
+            self.shared.transport.poll(w, buf, RX_BATCH);
+            if buf.is_empty() {
+                continue;
+            }
+            self.shared.workers[w].stats.admitted.fetch_add(buf.len() as u64, Ordering::AcqRel);
+            for r in buf.drain(..) {
+                self.queues.push_new(Work::New(r), r.kind as usize, r.arrival_ns);
+            }
+        }
+    }
+
+    /// Each free worker gets its reserved unit, else the queues' pick.
+    fn hand_out(&mut self, now: u64) {
+        for i in 0..self.sent.len() {
+            if !self.free[i] {
+                continue;
+            }
+            let Some(work) = self.reserved[i].take().or_else(|| self.queues.pop(now)) else { continue };
+            self.sent[i] += 1;
+            self.free[i] = false;
+            if self.worker(i).mailbox.push(work).is_err() {
+                // The worker took its last unit before asking again, so its mailbox is empty.
+                eprintln!("synergy: dispatcher found worker {}'s mailbox full", self.first + i);
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Shinjuku's timestamp test on every worker of the block (`policy::shinjuku::preempt_due`);
+    /// the worker arms its deadline at `started + quantum` when it starts a request.
+    fn preempt_overdue(&mut self, now: u64, stats: &TimerStats) {
+        let queued = !self.queues.is_empty();
+        if !queued {
+            return;
+        }
+        for i in 0..self.sent.len() {
+            let w = self.worker(i);
+            let deadline = w.deadline.load(Ordering::Acquire);
+            if deadline == DISARMED {
+                continue;
+            }
+            // Read after the deadline (the worker publishes the generation first).
+            let armed = w.gens.armed.load(Ordering::Acquire);
+            let started = deadline.saturating_sub(self.quantum_ns);
+            if !preempt_due(now, started, self.quantum_ns, queued) {
+                continue;
+            }
+            // Once per arming: a later look finds the next deadline, a quantum on, unless the
+            // worker re-armed meanwhile (a new request).
+            let next = now + self.quantum_ns;
+            if w.deadline.compare_exchange(deadline, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                w.gens.target.store(armed, Ordering::Release);
+                send_interrupt(self.shared, w, stats);
+            }
+        }
+    }
+}

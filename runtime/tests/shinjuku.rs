@@ -1,0 +1,214 @@
+//! Shinjuku's dispatcher in the real runtime (`--policy shinjuku`, `runtime/src/dispatcher.rs`):
+//! where a preempted request goes back (tail or head) and which queue MQ serves, seen in the order
+//! of the replies and in how often the long request was preempted. One worker; a long request runs
+//! while a batch of requests arrives, all in one poll of the dispatcher (`HeldTransport`), so the
+//! dispatcher decides from the whole batch.
+
+mod common;
+
+use common::{spin_handler, LONG, SHORT};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use synergy::config::ShinjukuQueues;
+use synergy::request::Reply;
+use synergy::transport::channel::ChannelTransport;
+use synergy::transport::Transport;
+use synergy::{Config, MigratableHandler, Request, Runtime};
+use synergy_policy::shinjuku::PreemptedTo;
+use synergy_policy::system::SchedPolicy;
+
+/// A channel transport whose deliveries can be held back, so that a batch submitted while held
+/// reaches the dispatcher in one poll.
+struct HeldTransport {
+    inner: ChannelTransport,
+    hold: AtomicBool,
+    polling: AtomicUsize,
+}
+
+impl HeldTransport {
+    /// Submits `batch` to worker 0 so that one poll takes all of it.
+    fn submit_at_once(&self, batch: &[Request]) {
+        self.hold.store(true, Ordering::SeqCst);
+        // A poll that began before the hold may still be taking requests: wait it out.
+        while self.polling.load(Ordering::SeqCst) > 0 {
+            std::hint::spin_loop();
+        }
+        for r in batch {
+            self.inner.submit(0, *r).unwrap();
+        }
+        self.hold.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Transport for HeldTransport {
+    fn poll(&self, worker: usize, out: &mut Vec<Request>, max: usize) {
+        self.polling.fetch_add(1, Ordering::SeqCst);
+        if !self.hold.load(Ordering::SeqCst) {
+            self.inner.poll(worker, out, max);
+        }
+        self.polling.fetch_sub(1, Ordering::SeqCst);
+    }
+    fn backlog(&self, worker: usize) -> usize {
+        self.inner.backlog(worker)
+    }
+    fn reply(&self, worker: usize, reply: Reply) {
+        self.inner.reply(worker, reply)
+    }
+    fn finished(&self) -> bool {
+        self.inner.finished()
+    }
+}
+
+const L0: u64 = 100;
+const L1: u64 = 101;
+/// How long L0 waits for the batch to be answered before it gives up (and the test fails).
+const L0_BOUND: Duration = Duration::from_secs(30);
+
+/// L0 (a long request) runs until `others` other requests were answered, so it can finish first
+/// only if it is never preempted; every other request spins for its `service_ns`.
+fn handler(started: Arc<AtomicBool>, answered: Arc<AtomicUsize>, others: usize) -> impl Fn(Request) + Send + Sync {
+    move |req: Request| {
+        if req.id == L0 {
+            started.store(true, Ordering::Release);
+            let t0 = std::time::Instant::now();
+            while answered.load(Ordering::Acquire) < others && t0.elapsed() < L0_BOUND {
+                synergy::clock::spin_for(1_000);
+            }
+            synergy::send(Reply::to(&req)).unwrap();
+        } else {
+            synergy::clock::spin_for(req.service_ns);
+            synergy::send(Reply::to(&req)).unwrap();
+            answered.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Runs long request L0, then while it runs delivers `batch` at once; returns the replies in
+/// completion order.
+fn run(cfg: Config, batch: &[Request]) -> Vec<Reply> {
+    let _serial = common::serial();
+    let transport = Arc::new(HeldTransport {
+        inner: ChannelTransport::new(1, 64, 64),
+        hold: AtomicBool::new(false),
+        polling: AtomicUsize::new(0),
+    });
+    let (started, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    // SAFETY: the handler spins on the clock and touches atomics only: no thread-local storage,
+    // no OS lock.
+    let h = unsafe { MigratableHandler::new(Arc::new(handler(started.clone(), answered, batch.len()))) };
+    let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+    transport.inner.submit(0, Request { id: L0, kind: LONG, ..Request::default() }).unwrap();
+    common::wait_until("the long request started", Duration::from_secs(10), || started.load(Ordering::Acquire));
+    transport.submit_at_once(batch);
+    let replies = common::wait_for_replies(&transport.inner, batch.len() + 1, Duration::from_secs(60));
+    transport.inner.close();
+    let stats = rt.shutdown();
+    assert_eq!(stats.total.completed, batch.len() as u64 + 1, "{stats:?}");
+    assert_eq!(stats.total.preemptions, stats.total.resumes, "every preempted request resumed: {stats:?}");
+    replies
+}
+
+fn shinjuku(queues: ShinjukuQueues, preempted: PreemptedTo) -> Config {
+    Config {
+        policy: SchedPolicy::Shinjuku,
+        shinjuku_queues: queues,
+        shinjuku_preempted: preempted,
+        // MQ: shorts (kind 0) may wait 10 µs, longs (kind 1) 1 s.
+        shinjuku_slo_us: vec![10, 1_000_000],
+        ..common::one_worker()
+    }
+}
+
+fn shorts(n: u64) -> Vec<Request> {
+    (1..=n).map(|id| Request { id, kind: SHORT, service_ns: 0, ..Request::default() }).collect()
+}
+
+fn order(replies: &[Reply]) -> Vec<u64> {
+    replies.iter().map(|r| r.id).collect()
+}
+
+fn preemptions_of(replies: &[Reply], id: u64) -> u32 {
+    replies.iter().find(|r| r.id == id).unwrap().preemptions
+}
+
+/// SQ, preempted to the tail: L0 is preempted once, when the shorts arrive, and finishes after
+/// all of them without being preempted again (it is behind them). To the head: it runs again
+/// after each short and is preempted for the next one, ten times in all. In both, the shorts
+/// finish first, in order.
+#[test]
+fn sq_puts_the_preempted_request_at_the_tail_or_the_head() {
+    let batch = shorts(10);
+    let expected: Vec<u64> = (1..=10).chain([L0]).collect();
+    let tail = run(shinjuku(ShinjukuQueues::Sq, PreemptedTo::Tail), &batch);
+    assert_eq!(order(&tail), expected, "tail");
+    let head = run(shinjuku(ShinjukuQueues::Sq, PreemptedTo::Head), &batch);
+    assert_eq!(order(&head), expected, "head");
+    // A short request can itself be preempted only if the machine stalls its worker for a
+    // quantum; that adds at most one preemption of L0 with the tail rule.
+    assert!(preemptions_of(&tail, L0) <= 2, "tail: L0 preempted {} times", preemptions_of(&tail, L0));
+    assert!(preemptions_of(&head, L0) >= 10, "head: L0 preempted {} times", preemptions_of(&head, L0));
+}
+
+/// L1 (a long kind, but instant) arrives just before ten shorts. SQ serves it first (FIFO); MQ
+/// serves the shorts first (their 10 µs SLO makes any wait a larger share than L1's of 1 s), and
+/// L1 before L0, which went back to the head of the long queue and was preempted for L1.
+#[test]
+fn mq_serves_the_queue_furthest_into_its_slo() {
+    let mut batch = vec![Request { id: L1, kind: LONG, service_ns: 0, ..Request::default() }];
+    batch.extend(shorts(10));
+    let sq = run(shinjuku(ShinjukuQueues::Sq, PreemptedTo::Tail), &batch);
+    let expected_sq: Vec<u64> = [L1].into_iter().chain(1..=10).chain([L0]).collect();
+    assert_eq!(order(&sq), expected_sq, "SQ is FIFO");
+    let mq = run(shinjuku(ShinjukuQueues::Mq, PreemptedTo::Head), &batch);
+    let expected_mq: Vec<u64> = (1..=10).chain([L1, L0]).collect();
+    assert_eq!(order(&mq), expected_mq, "MQ: shorts first, then the long queue from its head");
+}
+
+/// Two dispatchers, each owning one worker and its transport queue: every request is answered
+/// once, by a worker of the dispatcher its queue belongs to.
+#[test]
+fn two_dispatchers_serve_their_own_workers() {
+    let _serial = common::serial();
+    let cfg = Config { policy: SchedPolicy::Shinjuku, dispatchers: 2, ..common::two_workers() };
+    let transport = Arc::new(ChannelTransport::new(2, 1024, 1024));
+    // SAFETY: as in `run`.
+    let h = unsafe { MigratableHandler::new(Arc::new(spin_handler(Arc::default()))) };
+    let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+    for id in 0..400u64 {
+        let (kind, service_ns) = if id % 10 == 0 { (LONG, 100_000) } else { (SHORT, 1_000) };
+        transport.submit((id % 2) as usize, Request { id, kind, service_ns, ..Request::default() }).unwrap();
+    }
+    let replies = common::wait_for_replies(&transport, 400, Duration::from_secs(60));
+    transport.close();
+    let stats = rt.shutdown();
+    let mut ids: Vec<u64> = replies.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..400).collect::<Vec<_>>(), "{stats:?}");
+    for r in &replies {
+        assert_eq!(u64::from(r.worker), r.id % 2, "request {} crossed to the other dispatcher's worker", r.id);
+    }
+}
+
+/// Configurations Shinjuku cannot run are refused with a reason.
+#[test]
+fn impossible_shinjuku_configurations_are_refused() {
+    let allowed = synergy::cpu::allowed_cpus();
+    let base = Config { policy: SchedPolicy::Shinjuku, ..Config::default() };
+    let cases = [
+        (Config { dispatchers: 0, ..base.clone() }, "dispatchers"),
+        (Config { dispatchers: 2, ..base.clone() }, "dispatchers"),
+        (Config { shinjuku_queues: ShinjukuQueues::Mq, ..base.clone() }, "shinjuku_slo_us"),
+        (
+            Config { shinjuku_queues: ShinjukuQueues::Mq, shinjuku_slo_us: vec![10, 0], ..base.clone() },
+            "shinjuku_slo_us",
+        ),
+        (Config { preempt: synergy::PreemptMode::Ci, ..base.clone() }, "interrupt"),
+        (Config { idle: synergy::config::IdleMode::Park, ..base.clone() }, "spin"),
+        (Config { overload: synergy::config::OverloadMode::Credits, ..base.clone() }, "overload"),
+    ];
+    for (cfg, what) in cases {
+        let e = cfg.validate(&allowed).expect_err(what);
+        assert!(e.0.contains(what), "{what}: {e}");
+    }
+}
