@@ -21,7 +21,7 @@
 use crate::clock;
 use crate::policy::shinjuku::{dispatcher_workers, preempt_due, Queues};
 use crate::policy::timer::DISARMED;
-use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
+use crate::stats::{LoopPeriods, PeriodHistogram, TimerStats};
 use crate::timer_core::send_interrupt;
 use crate::worker::{Returned, Shared, Work, RX_BATCH};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,17 +72,10 @@ pub fn run_dispatcher(
         quantum_ns: policy.quantum_ns,
     };
     let mut buf = Vec::with_capacity(RX_BATCH);
-    let mut local_periods = [0u64; PERIOD_BUCKETS];
-    let (mut last, mut loops) = (clock::now_ns(), 0u64);
+    let mut loop_periods = LoopPeriods::new(clock::now_ns());
     while !stop.load(Ordering::Acquire) {
         let now = clock::now_ns();
-        local_periods[period_bucket(now.saturating_sub(last))] += 1;
-        last = now;
-        loops += 1;
-        if loops % PERIOD_FLUSH == 0 {
-            periods.add(&mut local_periods);
-            stats.loops.fetch_add(PERIOD_FLUSH, Ordering::Relaxed);
-        }
+        loop_periods.tick(now, &periods, &stats);
         d.see_free_workers();
         d.take_back(params.index, now);
         d.admit(&mut buf);
@@ -94,8 +87,7 @@ pub fn run_dispatcher(
             std::hint::spin_loop();
         }
     }
-    periods.add(&mut local_periods);
-    stats.loops.fetch_add(loops % PERIOD_FLUSH, Ordering::Relaxed);
+    loop_periods.flush(&periods, &stats);
 }
 
 impl Dispatcher<'_> {

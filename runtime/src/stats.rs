@@ -117,6 +117,39 @@ pub fn period_bucket(ns: u64) -> usize {
     (63 - ns.max(1).leading_zeros() as usize).min(PERIOD_BUCKETS - 1)
 }
 
+/// One loop's periods (the timer core's, or a Shinjuku dispatcher's), counted locally and
+/// published in batches of `PERIOD_FLUSH`: each loop is the only writer of its local counts, and
+/// a locked add per loop would cost more than the rest of an idle loop.
+pub struct LoopPeriods {
+    local: [u64; PERIOD_BUCKETS],
+    last: u64,
+    loops: u64,
+}
+
+impl LoopPeriods {
+    pub fn new(now_ns: u64) -> LoopPeriods {
+        LoopPeriods { local: [0; PERIOD_BUCKETS], last: now_ns, loops: 0 }
+    }
+
+    /// Counts the loop that began at `now_ns`.
+    #[inline]
+    pub fn tick(&mut self, now_ns: u64, periods: &PeriodHistogram, stats: &TimerStats) {
+        self.local[period_bucket(now_ns.saturating_sub(self.last))] += 1;
+        self.last = now_ns;
+        self.loops += 1;
+        if self.loops.is_multiple_of(PERIOD_FLUSH) {
+            periods.add(&mut self.local);
+            stats.loops.fetch_add(PERIOD_FLUSH, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes what the last batch left.
+    pub fn flush(mut self, periods: &PeriodHistogram, stats: &TimerStats) {
+        periods.add(&mut self.local);
+        stats.loops.fetch_add(self.loops % PERIOD_FLUSH, Ordering::Relaxed);
+    }
+}
+
 impl PeriodHistogram {
     /// Adds a local histogram's counts and clears it.
     pub fn add(&self, local: &mut [u64; PERIOD_BUCKETS]) {

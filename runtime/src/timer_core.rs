@@ -6,7 +6,7 @@ use crate::clock;
 use crate::overload::CreditControl;
 use crate::policy::timer::{ci_step, decide, CiStep, QuantumControl, TimerDecision};
 use crate::preempt::Target;
-use crate::stats::{period_bucket, PeriodHistogram, TimerStats, PERIOD_BUCKETS, PERIOD_FLUSH};
+use crate::stats::{LoopPeriods, PeriodHistogram, TimerStats};
 use crate::worker::{CoreGrants, Shared, WorkerShared};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,19 +46,10 @@ pub fn run_timer_core(
     let mut grants = shared.idle.map(|idle| CoreGrants::new(shared.workers.len(), idle.wake_delay_ns));
     // `--overload credits`: the credit pool and the AQM.
     let mut credits = shared.overload.as_ref().map(CreditControl::new);
-    let mut local_periods = [0u64; PERIOD_BUCKETS];
-    let (mut last, mut loops) = (clock::now_ns(), 0u64);
+    let mut loop_periods = LoopPeriods::new(clock::now_ns());
     while !stop.load(Ordering::Acquire) {
         let now = clock::now_ns();
-        local_periods[period_bucket(now.saturating_sub(last))] += 1;
-        last = now;
-        loops += 1;
-        if loops % PERIOD_FLUSH == 0 {
-            // Published in batches: the timer core is their only writer, and a locked add per
-            // loop would cost more than the rest of an idle loop.
-            periods.add(&mut local_periods);
-            stats.loops.fetch_add(PERIOD_FLUSH, Ordering::Relaxed);
-        }
+        loop_periods.tick(now, &periods, &stats);
         if let Some(change) = control.tick(now, wq.producer_index(), wq.consumer_index()) {
             shared.factor_bits.store(change.factor.to_bits(), Ordering::Relaxed);
             shared.check_wait_queue.store(change.check_wait_queue, Ordering::Release);
@@ -80,8 +71,7 @@ pub fn run_timer_core(
             std::hint::spin_loop();
         }
     }
-    periods.add(&mut local_periods);
-    stats.loops.fetch_add(loops % PERIOD_FLUSH, Ordering::Relaxed);
+    loop_periods.flush(&periods, &stats);
 }
 
 /// Interrupts worker `w` through the runtime's preempter (its arming's target already set) and
