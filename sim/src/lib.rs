@@ -127,6 +127,35 @@ pub fn policy_named(
     quantum_factor: f64,
     steal_threshold: usize,
 ) -> Option<Box<dyn policy::Policy>> {
+    policy_maker(name, workers, workload, quantum_factor, steal_threshold).map(|make| make())
+}
+
+/// `policy_named` as a maker of fresh instances (a policy holds a run's state), for running one
+/// policy at many loads: what a policy derives from the workload alone is derived once here
+/// (`shinjuku-mq` calibrates its SLOs by simulation, seconds on a large workload).
+pub fn policy_maker<'a>(
+    name: &'a str,
+    workers: usize,
+    workload: &'a Workload,
+    quantum_factor: f64,
+    steal_threshold: usize,
+) -> Option<impl Fn() -> Box<dyn policy::Policy> + 'a> {
+    let mq_slo_ns = (name == "shinjuku-mq")
+        .then(|| shinjuku::calibrate_slos(workload, workers, 0.5 * workload.capacity_rps(workers), 50_000, 1));
+    let build = move || build_policy(name, workers, workload, quantum_factor, steal_threshold, mq_slo_ns.as_deref());
+    // An unknown name is known before any instance is asked for.
+    build()?;
+    Some(move || build().expect("the name was checked when the maker was made"))
+}
+
+fn build_policy(
+    name: &str,
+    workers: usize,
+    workload: &Workload,
+    quantum_factor: f64,
+    steal_threshold: usize,
+    mq_slo_ns: Option<&[u64]>,
+) -> Option<Box<dyn policy::Policy>> {
     // Synergy starts from the runtime's initial EMA and learns it from the short requests it
     // serves (`policy::Synergy` folds in every short service time), as the runtime's workers do;
     // it used to start from the workload's true short mean (issue 17).
@@ -152,10 +181,7 @@ pub fn policy_named(
                 "shinjuku-sq-head" => {
                     ShinjukuPolicy { preempted_to: PreemptedTo::Head, ..ShinjukuPolicy::sq_tail(quantum) }
                 }
-                _ => {
-                    let rps = 0.5 * workload.capacity_rps(workers);
-                    ShinjukuPolicy::mq_head(shinjuku::calibrate_slos(workload, workers, rps, 50_000, 1), quantum)
-                }
+                _ => ShinjukuPolicy::mq_head(mq_slo_ns?.to_vec(), quantum),
             };
             Box::new(dispatched::Dispatched::new(name, policy, dispatched::ShinjukuCosts::PAPER, workers))
         }

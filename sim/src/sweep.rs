@@ -2,7 +2,7 @@
 //! load each sustains under the p99.9 slowdown SLO, and the thesis's numbers next to them.
 
 use super::engine::SimIdle;
-use super::{policy_named, simulate_with_idle, Overheads, SimResult};
+use super::{policy_maker, simulate_with_idle, Overheads, SimResult};
 use serde::Serialize;
 use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
@@ -94,9 +94,10 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
             dispatch_ns: per_policy(&p.dispatch_ns, name).unwrap_or(p.overheads.dispatch_ns),
             ..p.overheads
         };
+        let make = policy_maker(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
+            .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
         for &load in &p.loads {
-            let mut policy = policy_named(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
-                .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
+            let mut policy = make();
             let (rps, n, w, flows, seed) = (capacity * load, p.requests, p.workers, p.flows, p.seed);
             let r = simulate_with_idle(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed, p.idle)
                 .ok_or_else(|| {
