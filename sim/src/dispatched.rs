@@ -136,7 +136,6 @@ impl Policy for Dispatched {
         let resumed = req.remaining_ns < req.service_ns;
         let overhead = if resumed { ctx.overheads.switch_ns } else { costs.worker_request_ns };
         self.started[w] = ready_at + overhead;
-        self.pending[w] = false;
         Some(Pick { req, quantum: Some(self.policy.quantum_ns), overhead_ns: overhead, ready_at })
     }
 

@@ -183,15 +183,11 @@ pub(super) fn push_until_room(ring: &Ring<Request>, mut r: Request) {
 /// Selects the next request (Algorithm 5.2); resumes a preempted thread directly if that is what
 /// comes next, in which case this call never returns to its caller.
 pub(super) fn recv() -> Request {
-    {
-        let l = current();
-        // SAFETY: worker thread; short borrow.
-        if unsafe { l.state() }.shared().spec.arrival == Arrival::Dispatcher {
-            // The unit of work this thread ran ended (or the worker just started): ask for the
-            // next. A preempted thread was handed back before this (`after_switch`), so the
-            // dispatcher sees it no later than the ask.
-            l.shared().asks.fetch_add(1, Ordering::Release);
-        }
+    if shared_ref().spec.arrival == Arrival::Dispatcher {
+        // The unit of work this thread ran ended (or the worker just started): ask for the next.
+        // A preempted thread was handed back before this (`after_switch`), so the dispatcher sees
+        // it no later than the ask.
+        current().shared().asks.fetch_add(1, Ordering::Release);
     }
     let mut idle_rounds = 0u32;
     // When this call last found work (or started): `--idle park` parks after POLL_PERIOD of none.
