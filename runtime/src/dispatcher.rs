@@ -20,7 +20,7 @@
 
 use crate::clock;
 use crate::policy::shinjuku::{dispatcher_workers, preempt_due, Queues};
-use crate::policy::timer::DISARMED;
+use crate::policy::timer::{retry_deadline, DISARMED};
 use crate::stats::{LoopPeriods, PeriodHistogram, TimerStats};
 use crate::timer_core::send_interrupt;
 use crate::worker::{Returned, Shared, Work, RX_BATCH};
@@ -170,9 +170,10 @@ impl Dispatcher<'_> {
             if !preempt_due(now, started, self.quantum_ns, queued) {
                 continue;
             }
-            // Once per arming: a later look finds the next deadline, a quantum on, unless the
-            // worker re-armed meanwhile (a new request).
-            let next = now + self.quantum_ns;
+            // Once per arming: a later look finds the next deadline, the retry time on
+            // (`policy::timer::INTERRUPT_RETRY_NS`), unless the worker re-armed meanwhile (a new
+            // request). `started` is read back from it as `deadline - quantum`.
+            let next = retry_deadline(now, self.quantum_ns);
             if w.deadline.compare_exchange(deadline, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 w.gens.target.store(armed, Ordering::Release);
                 send_interrupt(self.shared, w, stats);

@@ -37,7 +37,7 @@ counters!(
         /// Interrupts that arrived inside a no-preemption section and were taken when it ended.
         preempt_deferred,
         /// Interrupts that could not preempt: no green thread available (the request then runs to
-        /// completion) or too little stack left for the preemption frame (retried next quantum).
+        /// completion) or too little stack left for the preemption frame (the timer core retries after `policy::timer::INTERRUPT_RETRY_NS`).
         preempt_skipped,
         /// Interrupts that found no long request running (it had finished meanwhile).
         interrupts_ignored,
