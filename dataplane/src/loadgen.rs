@@ -59,6 +59,8 @@ pub struct ClassLatency {
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub slowdown_p999: f64,
+    /// p99.9 of the server's own account of this type's requests (`server_ns`).
+    pub server_p999_ns: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -104,6 +106,11 @@ pub struct LoadgenResult {
     pub classes: Vec<ClassLatency>,
     pub overall_slowdown_p999: f64,
     pub overall_latency_p999_ns: u64,
+    /// The same p99.9s from the server's own account (`server_ns` of each reply: from the
+    /// kernel's receive timestamp to the reply's construction): what the simulator models, with
+    /// the kernel's UDP send and receive paths on both sides left out.
+    pub server_slowdown_p999: f64,
+    pub server_latency_p999_ns: u64,
     /// Every measured reply's (request kind, latency ns), in arrival order, if
     /// `LoadgenParams::keep_samples`; not part of the JSON.
     #[serde(skip)]
@@ -374,8 +381,11 @@ fn receive(
 ) -> LoadgenResult {
     let hist = |max| Histogram::<u64>::new_with_bounds(1, max, 3).expect("histogram");
     let mut lat: Vec<Histogram<u64>> = types.iter().map(|_| hist(60_000_000_000)).collect();
+    let mut server_lat: Vec<Histogram<u64>> = types.iter().map(|_| hist(60_000_000_000)).collect();
     let mut slow = hist(1_000_000_000_000);
     let mut all = hist(60_000_000_000);
+    let mut server_slow = hist(1_000_000_000_000);
+    let mut server_all = hist(60_000_000_000);
     let mut client_queue = hist(60_000_000_000);
     let mut end_to_end = hist(60_000_000_000);
     let mut credits_sum = 0u64;
@@ -445,6 +455,9 @@ fn receive(
                     }
                     let _ = slow.record(((l as f64 / t.service_ns.max(1) as f64) * 1000.0) as u64 + 1);
                     let _ = all.record(l);
+                    let _ = server_slow.record(((r.server_ns as f64 / t.service_ns.max(1) as f64) * 1000.0) as u64 + 1);
+                    let _ = server_all.record(r.server_ns.max(1));
+                    let _ = server_lat[r.kind as usize].record(r.server_ns.max(1));
                 } else {
                     res.bad_replies += 1;
                 }
@@ -467,8 +480,8 @@ fn receive(
     unsafe { libc::close(ep) };
     res.classes = types
         .iter()
-        .zip(&lat)
-        .map(|(t, h)| ClassLatency {
+        .zip(lat.iter().zip(&server_lat))
+        .map(|(t, (h, server))| ClassLatency {
             service_ns: t.service_ns,
             long: t.long,
             count: h.len(),
@@ -476,10 +489,13 @@ fn receive(
             p99_ns: h.value_at_quantile(0.99),
             p999_ns: h.value_at_quantile(0.999),
             slowdown_p999: h.value_at_quantile(0.999) as f64 / t.service_ns.max(1) as f64,
+            server_p999_ns: server.value_at_quantile(0.999),
         })
         .collect();
     res.overall_slowdown_p999 = slow.value_at_quantile(0.999) as f64 / 1000.0;
     res.overall_latency_p999_ns = all.value_at_quantile(0.999);
+    res.server_slowdown_p999 = server_slow.value_at_quantile(0.999) as f64 / 1000.0;
+    res.server_latency_p999_ns = server_all.value_at_quantile(0.999);
     res.client_queue_p50_ns = client_queue.value_at_quantile(0.5);
     res.client_queue_p99_ns = client_queue.value_at_quantile(0.99);
     res.end_to_end_p50_ns = end_to_end.value_at_quantile(0.5);

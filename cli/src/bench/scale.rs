@@ -9,7 +9,7 @@
 //! p99.9-slowdown SLO per system, real beside simulated, with the reason a pair disagrees where
 //! the data shows one. scripts/scale-bench.sh runs it as a self-contained job.
 
-use crate::sweep::{self, SweepPoint, SweepResult};
+use crate::sweep::{self, SweepPoint, SweepResult, Vantage};
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Duration;
@@ -47,12 +47,28 @@ pub struct ScaleRow {
     pub policy: String,
     pub preempt: String,
     pub capacity_rps: f64,
+    /// Highest load under the SLO with the slowdown the load generator measured (the kernel's
+    /// UDP round trip included).
     pub real_max_rps_under_slo: f64,
+    /// The same with the slowdown from the server's own account of each request: what the
+    /// simulator models.
+    pub real_server_max_rps_under_slo: f64,
     pub sim_max_rps_under_slo: f64,
-    /// real / simulated (none when the simulation met the SLO at no load of the grid).
+    /// Server-side real / simulated: the like-for-like ratio (none when the simulation met the
+    /// SLO at no load of the grid).
     pub real_over_sim: Option<f64>,
-    /// Why the two disagree, where the real run's data shows it.
+    /// Why the two disagree, where the real run's data shows it, and what the client adds.
     pub note: String,
+}
+
+/// One row's three highest loads under the SLO (requests/s).
+#[derive(Debug, Clone, Copy)]
+pub struct Maxima {
+    /// Real, slowdown at the load generator.
+    pub client: f64,
+    /// Real, slowdown from the server's own account.
+    pub server: f64,
+    pub sim: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,17 +115,29 @@ pub fn default_workers(cpus: usize) -> usize {
     cpus.saturating_sub(4).max(1)
 }
 
-/// Why the real highest load differs from the simulated one, from the real sweep's points just
-/// past the real maximum: the UDP path lost datagrams, or the load generator could not offer the
-/// load. Empty when neither explains it (or they agree within 20%).
-pub fn disagreement_note(points: &[&SweepPoint], real_max: f64, sim_max: f64, slo: f64, crowded: bool) -> String {
-    let note = disagreement(points, real_max, sim_max, slo);
-    if crowded && real_max < sim_max {
+/// Why the real server's highest load differs from the simulated one, from the real sweep's
+/// points just past the real maximum: the UDP path lost datagrams, the load generator could not
+/// offer the load, or the server itself was slower. Then what the client's vantage adds: the
+/// kernel's UDP round trip, which the simulator leaves out, where it alone fails the SLO.
+pub fn disagreement_note(points: &[&SweepPoint], m: Maxima, slo: f64, crowded: bool) -> String {
+    let mut note = disagreement(points, m.server, m.sim, slo);
+    if crowded && m.server < m.sim {
         // No CPU was left for the load generator: it shares the timer core's.
-        format!("{note}; the load generator shared the timer core's CPU (no CPU left over)")
-    } else {
-        note
+        note.push_str("; the load generator shared the timer core's CPU (no CPU left over)");
     }
+    if m.client < m.server {
+        // The lowest load the server met the SLO at, seen from both ends.
+        if let Some(p) = points.iter().find(|p| sweep::meets_slo_at(&p.result, slo, Vantage::Server)) {
+            let r = &p.result;
+            let _ = write!(
+                note,
+                "; at the client the SLO held up to {:.0} req/s only: at {:.0} req/s p99.9 slowdown was {:.1} at \
+                 the client and {:.1} in the server (the kernel's UDP round trip, which the simulator leaves out)",
+                m.client, r.offered_rps, r.overall_slowdown_p999, r.server_slowdown_p999
+            );
+        }
+    }
+    note
 }
 
 fn disagreement(points: &[&SweepPoint], real_max: f64, sim_max: f64, slo: f64) -> String {
@@ -117,16 +145,19 @@ fn disagreement(points: &[&SweepPoint], real_max: f64, sim_max: f64, slo: f64) -
         return "neither met the SLO at any load of the grid".into();
     }
     if sim_max > 0.0 && (real_max / sim_max - 1.0).abs() <= 0.2 {
-        return "agree within 20%".into();
+        return "the server agrees with the simulator within 20%".into();
     }
     if real_max > sim_max {
-        return "the real run did better: the simulator's fixed costs (dispatch, switch, steal) exceed this machine's"
+        return "the real server did better: the simulator's fixed costs (dispatch, switch, steal) exceed this \
+                machine's"
             .into();
     }
     // The first point past the real maximum that missed the SLO.
-    let Some(first_miss) = points.iter().find(|p| p.result.offered_rps > real_max && !sweep::meets_slo(&p.result, slo))
+    let Some(first_miss) = points
+        .iter()
+        .find(|p| p.result.offered_rps > real_max && !sweep::meets_slo_at(&p.result, slo, Vantage::Server))
     else {
-        return "the real run met the SLO at no load of the grid".into();
+        return "the real server met the SLO at no load of the grid".into();
     };
     let r = &first_miss.result;
     let mut why = Vec::new();
@@ -147,9 +178,10 @@ fn disagreement(points: &[&SweepPoint], real_max: f64, sim_max: f64, slo: f64) -
     }
     if why.is_empty() {
         format!(
-            "at {:.0} req/s p99.9 slowdown was {:.1} with no loss and the load achieved: the server itself was \
-             slower than modelled (costs the simulator leaves out, e.g. the kernel UDP path, about 1 µs per datagram)",
-            r.offered_rps, r.overall_slowdown_p999
+            "at {:.0} req/s the server's own p99.9 slowdown was {:.1} with no loss and the load achieved: the \
+             server was slower than modelled (costs the simulator leaves out: the worker's receive system call, \
+             about 1 µs per datagram, and the machine's noise)",
+            r.offered_rps, r.server_slowdown_p999
         )
     } else {
         format!("at {:.0} req/s: {}", r.offered_rps, why.join("; "))
@@ -215,12 +247,13 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
         };
         let real = sweep::run(&cfg, &sp, |k, n, pt| {
             progress(&format!(
-                "{} real {k}/{n} {} load {:.0}%: {:.0} req/s, p99.9 slowdown {:.1}, lost {}",
+                "{} real {k}/{n} {} load {:.0}%: {:.0} req/s, p99.9 slowdown {:.1} (in the server {:.1}), lost {}",
                 workload.name,
                 pt.line(),
                 pt.load * 100.0,
                 pt.result.achieved_rps,
                 pt.result.overall_slowdown_p999,
+                pt.result.server_slowdown_p999,
                 pt.result.lost
             ))
         })?;
@@ -245,13 +278,12 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
             progress(&format!("{} simulated, {} workers, preemption {cost} ns", workload.name, p.workers));
             let sim = synergy_sim::sweep::run(&simp, |_, _, _| {})?;
             for &policy in &p.policies {
-                let real_max = real
-                    .summary
-                    .iter()
-                    .find(|s| s.policy == policy.name() && s.preempt == mode.name())
-                    .map_or(0.0, |s| s.max_rps_under_slo);
-                let sim_max =
-                    sim.summary.iter().find(|s| s.policy == policy.name()).map_or(0.0, |s| s.max_rps_under_slo);
+                let summary = real.summary.iter().find(|s| s.policy == policy.name() && s.preempt == mode.name());
+                let m = Maxima {
+                    client: summary.map_or(0.0, |s| s.max_rps_under_slo),
+                    server: summary.map_or(0.0, |s| s.max_rps_under_server_slo),
+                    sim: sim.summary.iter().find(|s| s.policy == policy.name()).map_or(0.0, |s| s.max_rps_under_slo),
+                };
                 let points: Vec<&SweepPoint> =
                     real.points.iter().filter(|x| x.policy == policy.name() && x.preempt == mode.name()).collect();
                 rows.push(ScaleRow {
@@ -259,10 +291,11 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
                     policy: policy.name().into(),
                     preempt: mode.name().into(),
                     capacity_rps: real.capacity_rps,
-                    real_max_rps_under_slo: real_max,
-                    sim_max_rps_under_slo: sim_max,
-                    real_over_sim: (sim_max > 0.0).then(|| real_max / sim_max),
-                    note: disagreement_note(&points, real_max, sim_max, p.slo, placement.other_cpus.is_empty()),
+                    real_max_rps_under_slo: m.client,
+                    real_server_max_rps_under_slo: m.server,
+                    sim_max_rps_under_slo: m.sim,
+                    real_over_sim: (m.sim > 0.0).then(|| m.server / m.sim),
+                    note: disagreement_note(&points, m, p.slo, placement.other_cpus.is_empty()),
                 });
             }
         }
@@ -299,18 +332,19 @@ pub fn table(r: &ScaleResult) -> String {
         writeln!(s, "measured preemption cost (p50, whole interruption), given to the simulator: {}", costs.join(", "));
     let _ = writeln!(
         s,
-        "{:<10} {:<10} {:<7} {:>12} {:>12} {:>12} {:>9}  note",
-        "workload", "policy", "preempt", "capacity", "real", "simulated", "real/sim"
+        "{:<10} {:<10} {:<7} {:>10} {:>12} {:>12} {:>10} {:>9}  note",
+        "workload", "policy", "preempt", "capacity", "real client", "real server", "simulated", "server/sim"
     );
     for row in &r.rows {
         let _ = writeln!(
             s,
-            "{:<10} {:<10} {:<7} {:>12.0} {:>12.0} {:>12.0} {:>9}  {}",
+            "{:<10} {:<10} {:<7} {:>10.0} {:>12.0} {:>12.0} {:>10.0} {:>9}  {}",
             row.workload,
             row.policy,
             row.preempt,
             row.capacity_rps,
             row.real_max_rps_under_slo,
+            row.real_server_max_rps_under_slo,
             row.sim_max_rps_under_slo,
             row.real_over_sim.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
             row.note
@@ -320,17 +354,18 @@ pub fn table(r: &ScaleResult) -> String {
 }
 
 pub fn csv(r: &ScaleResult) -> String {
-    let mut s = String::from("workload,policy,preempt,workers,capacity_rps,real_max_rps_under_slo,sim_max_rps_under_slo,real_over_sim,note\n");
+    let mut s = String::from("workload,policy,preempt,workers,capacity_rps,real_max_rps_under_slo,real_server_max_rps_under_slo,sim_max_rps_under_slo,real_over_sim,note\n");
     for row in &r.rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{:.0},{:.0},{:.0},{},\"{}\"",
+            "{},{},{},{},{:.0},{:.0},{:.0},{:.0},{},\"{}\"",
             row.workload,
             row.policy,
             row.preempt,
             r.placement.worker_cores.len(),
             row.capacity_rps,
             row.real_max_rps_under_slo,
+            row.real_server_max_rps_under_slo,
             row.sim_max_rps_under_slo,
             row.real_over_sim.map_or_else(String::new, |x| format!("{x:.3}")),
             row.note.replace('"', "'")
@@ -348,14 +383,15 @@ pub fn svg(r: &ScaleResult) -> String {
         .map(|row| BarGroup {
             label: format!("{} {} {}", row.workload, row.policy, row.preempt),
             bars: vec![
-                ("real".into(), row.real_max_rps_under_slo / row.capacity_rps),
+                ("real, at the client".into(), row.real_max_rps_under_slo / row.capacity_rps),
+                ("real, in the server".into(), row.real_server_max_rps_under_slo / row.capacity_rps),
                 ("simulated".into(), row.sim_max_rps_under_slo / row.capacity_rps),
             ],
         })
         .collect();
     bar_chart(
         &format!(
-            "Highest load under p99.9 slowdown {} at {} workers: real vs simulated ({})",
+            "Highest load under p99.9 slowdown {} at {} workers: real (client, server) vs simulated ({})",
             r.slo,
             r.placement.worker_cores.len(),
             r.cpu_model
@@ -381,11 +417,17 @@ mod tests {
         assert_eq!(default_workers(2), 1);
     }
 
+    /// A point whose client and server saw the same slowdown.
     fn point(offered: f64, achieved: f64, slowdown: f64, lost: u64, drops: u64) -> SweepPoint {
+        seen(offered, achieved, slowdown, slowdown, lost, drops)
+    }
+
+    fn seen(offered: f64, achieved: f64, client: f64, server: f64, lost: u64, drops: u64) -> SweepPoint {
         let result = LoadgenResult {
             offered_rps: offered,
             achieved_rps: achieved,
-            overall_slowdown_p999: slowdown,
+            overall_slowdown_p999: client,
+            server_slowdown_p999: server,
             lost,
             sent: 1000,
             ..LoadgenResult::default()
@@ -393,19 +435,50 @@ mod tests {
         sweep::test_point(result, drops)
     }
 
+    fn both(server: f64, sim: f64) -> Maxima {
+        Maxima { client: server, server, sim }
+    }
+
     #[test]
     fn a_disagreement_names_what_the_real_run_shows() {
         let ok = point(1000.0, 1000.0, 10.0, 0, 0);
         let dropped = point(2000.0, 1500.0, 80.0, 30, 30);
         let slow = point(2000.0, 2000.0, 80.0, 0, 0);
-        assert_eq!(disagreement_note(&[&ok, &dropped], 1000.0, 1100.0, 50.0, false), "agree within 20%");
-        let n = disagreement_note(&[&ok, &dropped], 1000.0, 3000.0, 50.0, false);
+        assert_eq!(
+            disagreement_note(&[&ok, &dropped], both(1000.0, 1100.0), 50.0, false),
+            "the server agrees with the simulator within 20%"
+        );
+        let n = disagreement_note(&[&ok, &dropped], both(1000.0, 3000.0), 50.0, false);
         assert!(n.contains("dropped 30 datagrams") && n.contains("only 1500 of 2000"), "{n}");
-        let n = disagreement_note(&[&ok, &slow], 1000.0, 3000.0, 50.0, false);
-        assert!(n.contains("p99.9 slowdown was 80.0 with no loss"), "{n}");
-        let n = disagreement_note(&[&ok, &slow], 1000.0, 3000.0, 50.0, true);
+        let n = disagreement_note(&[&ok, &slow], both(1000.0, 3000.0), 50.0, false);
+        assert!(n.contains("the server's own p99.9 slowdown was 80.0 with no loss"), "{n}");
+        let n = disagreement_note(&[&ok, &slow], both(1000.0, 3000.0), 50.0, true);
         assert!(n.ends_with("the load generator shared the timer core's CPU (no CPU left over)"), "{n}");
-        assert!(disagreement_note(&[&ok], 3000.0, 1000.0, 50.0, false).contains("did better"));
-        assert_eq!(disagreement_note(&[&slow], 0.0, 0.0, 50.0, false), "neither met the SLO at any load of the grid");
+        assert!(disagreement_note(&[&ok], both(3000.0, 1000.0), 50.0, false).contains("did better"));
+        assert_eq!(
+            disagreement_note(&[&slow], both(0.0, 0.0), 50.0, false),
+            "neither met the SLO at any load of the grid"
+        );
+    }
+
+    #[test]
+    fn the_round_trip_is_named_where_only_the_client_misses_the_slo() {
+        // The server meets the SLO at both loads and agrees with the simulator; the client's
+        // round trip fails it at the first.
+        let low = seen(1000.0, 1000.0, 150.0, 3.0, 0, 0);
+        let high = seen(2000.0, 2000.0, 200.0, 20.0, 0, 0);
+        let m = Maxima { client: 0.0, server: 2000.0, sim: 2000.0 };
+        let n = disagreement_note(&[&low, &high], m, 50.0, false);
+        assert!(n.starts_with("the server agrees with the simulator within 20%"), "{n}");
+        assert!(
+            n.contains("at 1000 req/s p99.9 slowdown was 150.0 at the client and 3.0 in the server"),
+            "the lowest load the server met the SLO at is quoted: {n}"
+        );
+        // Where the client does as well as the server, nothing is added.
+        let same = Maxima { client: 2000.0, ..m };
+        assert_eq!(
+            disagreement_note(&[&low, &high], same, 50.0, false),
+            "the server agrees with the simulator within 20%"
+        );
     }
 }
