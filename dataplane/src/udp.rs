@@ -172,6 +172,21 @@ impl UdpTransport {
         if workers == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the UDP transport needs at least one worker"));
         }
+        if addr.port() != 0 {
+            // A socket that sets SO_REUSEPORT joins any group already bound to the address by
+            // the same user: a second server on a port in use would silently take part of the
+            // first one's traffic. A plain bind fails on such a port instead.
+            bind_udp(addr, false).map_err(|e| {
+                if e.kind() == io::ErrorKind::AddrInUse {
+                    io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("UDP {addr} is already in use (another server on this port?): {e}"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        }
         let first = bind_udp(addr, true)?;
         let local = local_addr(&first)?;
         let mut sockets = vec![first];

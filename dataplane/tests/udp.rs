@@ -15,6 +15,7 @@ use synergy_eval::workload::{Workload, WorkloadName};
 use synergy_net::loadgen::{self, LoadgenParams};
 use synergy_net::protocol::{decode_reply, encode_request, REPLY_LEN};
 use synergy_net::server::UdpServer;
+use synergy_net::udp::UdpTransport;
 
 fn server() -> UdpServer {
     UdpServer::start(
@@ -178,4 +179,20 @@ fn credits_keep_an_overload_out_of_the_kernel_and_rejects_are_counted_on_both_si
     assert_eq!(received, stats.total.completed, "every datagram the server received was answered");
     assert_eq!(stats.total.rejected, r.rejected, "the server counts the rejects the client sees: {r:?}");
     assert!(r.mean_credits >= 1.0, "{r:?}");
+}
+
+#[test]
+fn a_second_server_on_a_port_in_use_is_refused_instead_of_joining_its_group() {
+    let _g = common::serial();
+    let first = UdpTransport::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), 2).expect("bind the first group");
+    let taken = first.local_addr();
+    let e = match UdpTransport::bind(taken, 2) {
+        Ok(_) => panic!("a second group bound {taken} too and would take part of its traffic"),
+        Err(e) => e,
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+    assert!(e.to_string().contains("already in use"), "{e}");
+    // Once the first group is gone the port is free again.
+    drop(first);
+    UdpTransport::bind(taken, 2).expect("the port is free after the first group closed");
 }
