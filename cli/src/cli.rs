@@ -78,6 +78,10 @@ pub struct RuntimeArgs {
     /// Shinjuku: dispatcher threads, each owning a contiguous block of workers (default 1).
     #[arg(long, value_name = "N")]
     pub dispatchers: Option<usize>,
+    /// Shinjuku: the quantum in µs after which a request is preempted while work waits (default
+    /// 5; the paper used 5 to 15).
+    #[arg(long, value_name = "US")]
+    pub shinjuku_quantum_us: Option<u64>,
     /// Whether the timer core yields its CPU after every loop: auto (only where it time-shares
     /// its CPU with a worker or is not pinned), always, never.
     #[arg(long, value_parser = crate::choices::timer_yield())]
@@ -139,6 +143,7 @@ impl RuntimeArgs {
              policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
              shinjuku_queues <- self.shinjuku_queues, shinjuku_preempted <- self.shinjuku_preempted,
              shinjuku_slo_us <- self.shinjuku_slo_us, dispatchers <- self.dispatchers,
+             shinjuku_quantum_us <- self.shinjuku_quantum_us,
              timer_yield <- self.timer_yield, idle <- self.idle, idle_poll_us <- self.idle_poll_us,
              wake_delay_us <- self.wake_delay_us, overload <- self.overload,
              target_delay_us <- self.target_delay_us, drop_delay_us <- self.drop_delay_us,

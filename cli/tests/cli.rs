@@ -68,6 +68,10 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["bench", "leveldb", "--gets", "0"], LEVELDB_COUNT_ERROR),
         (&["demo", "--idle", "doze"], "invalid value 'doze'"),
         (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "mq"], "needs shinjuku_slo_us"),
+        (
+            &["demo", "--policy", "shinjuku", "--shinjuku-quantum-us", "0"],
+            "shinjuku_quantum_us must be between 1 and 1000",
+        ),
         (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "pq"], "invalid value 'pq'"),
         (&["demo", "--policy", "shinjuku", "--shinjuku-preempted", "middle"], "invalid value 'middle'"),
         (&["demo", "--policy", "shinjuku", "--dispatchers", "3"], "between 1 and workers (1) dispatchers"),

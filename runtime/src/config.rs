@@ -53,6 +53,9 @@ pub struct Config {
     /// Shinjuku: dispatcher threads, each owning a contiguous block of the workers and the
     /// transport queues of those workers.
     pub dispatchers: usize,
+    /// Shinjuku: the quantum in µs after which a request is preempted while work waits (the
+    /// paper used 5 to 15 µs; 1 to 1000 accepted).
+    pub shinjuku_quantum_us: u64,
     /// Whether the timer core gives its CPU away (`sched_yield`) after every loop.
     pub timer_yield: TimerYield,
     /// What an idle worker does: spin (the thesis's design), or park after `idle_poll_us` and be
@@ -186,6 +189,16 @@ impl TimerYield {
 }
 
 impl Config {
+    /// The policy's decisions as configured: its table row, with Shinjuku's quantum from
+    /// `shinjuku_quantum_us` (its workers arm their deadlines with it, its dispatchers test it).
+    pub fn spec(&self) -> crate::policy::system::Spec {
+        let mut spec = self.policy.spec();
+        if self.policy == SchedPolicy::Shinjuku {
+            spec.fixed_quantum_ns = Some(self.shinjuku_quantum_us * 1_000);
+        }
+        spec
+    }
+
     /// Shinjuku's decisions as configured (`policy::shinjuku`).
     pub fn shinjuku(&self) -> ShinjukuPolicy {
         let rule = match self.shinjuku_queues {
@@ -197,7 +210,7 @@ impl Config {
         ShinjukuPolicy {
             rule,
             preempted_to: self.shinjuku_preempted,
-            quantum_ns: crate::policy::system::SHINJUKU_QUANTUM_NS,
+            quantum_ns: self.shinjuku_quantum_us * 1_000,
             dispatchers: self.dispatchers,
         }
     }
@@ -208,6 +221,12 @@ impl Config {
             return err(format!(
                 "policy shinjuku needs between 1 and workers ({}) dispatchers, got {}",
                 self.workers, self.dispatchers
+            ));
+        }
+        if !(1..=1_000).contains(&self.shinjuku_quantum_us) {
+            return err(format!(
+                "shinjuku_quantum_us must be between 1 and 1000 µs (the paper used 5 to 15), got {}",
+                self.shinjuku_quantum_us
             ));
         }
         if self.shinjuku_queues == ShinjukuQueues::Mq
@@ -261,6 +280,7 @@ impl Default for Config {
             shinjuku_preempted: PreemptedTo::Tail,
             shinjuku_slo_us: Vec::new(),
             dispatchers: 1,
+            shinjuku_quantum_us: crate::policy::system::SHINJUKU_QUANTUM_NS / 1_000,
             timer_yield: TimerYield::Auto,
             idle: IdleMode::Spin,
             // CoreSync's POLL_PERIOD and the delay threshold of its (and Shenango's) allocator.

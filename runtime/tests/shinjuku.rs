@@ -7,7 +7,7 @@
 mod common;
 
 use common::{spin_handler, LONG, SHORT};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use synergy::config::ShinjukuQueues;
@@ -191,6 +191,86 @@ fn two_dispatchers_serve_their_own_workers() {
 }
 
 /// Configurations Shinjuku cannot run are refused with a reason.
+/// A long request runs until a short one is answered; the short arrives just after the long one
+/// started. The dispatcher may preempt the long request only after the configured quantum, and
+/// the worker arms its deadline with the same quantum: were they different (the worker arming 5
+/// µs, the dispatcher testing 1 ms), the short one would be served within microseconds.
+#[test]
+fn the_configured_quantum_passes_before_a_preemption() {
+    const QUANTUM_US: u64 = 1_000;
+    // A run counts only if the short request arrived well inside the quantum (a descheduled test
+    // thread can submit it later); up to 5 attempts.
+    for attempt in 1..=5 {
+        let (started, submitted, served) = quantum_run(QUANTUM_US);
+        eprintln!(
+            "attempt {attempt}: short submitted +{} µs, served +{} µs",
+            (submitted - started) / 1_000,
+            (served - started) / 1_000
+        );
+        if submitted - started > QUANTUM_US * 1_000 / 2 {
+            continue;
+        }
+        assert!(
+            served - started >= QUANTUM_US * 1_000,
+            "the short request was served {} µs after the long one started, inside the {QUANTUM_US} µs quantum",
+            (served - started) / 1_000
+        );
+        return;
+    }
+    panic!("in 5 attempts the short request never arrived within half a quantum of the long one's start");
+}
+
+/// Runtime-clock times (ns): the long request's start, the short one's submission and its end.
+fn quantum_run(quantum_us: u64) -> (u64, u64, u64) {
+    let _serial = common::serial();
+    let cfg = Config { shinjuku_quantum_us: quantum_us, ..shinjuku(ShinjukuQueues::Sq, PreemptedTo::Tail) };
+    let transport = Arc::new(ChannelTransport::new(1, 64, 64));
+    let gate = Arc::new(common::Gate::default());
+    let long_started_at = Arc::new(AtomicU64::new(0));
+    let short_done_at = Arc::new(AtomicU64::new(0));
+    let inner = spin_handler(gate.clone());
+    let (started, done) = (long_started_at.clone(), short_done_at.clone());
+    let serve = move |req: Request| {
+        if req.kind == LONG {
+            let _ = started.compare_exchange(0, synergy::clock::now_ns(), Ordering::AcqRel, Ordering::Acquire);
+        }
+        let kind = req.kind;
+        inner(req);
+        if kind == SHORT {
+            let _ = done.compare_exchange(0, synergy::clock::now_ns(), Ordering::AcqRel, Ordering::Acquire);
+        }
+    };
+    // SAFETY: the handler spins on the clock and touches atomics only: no thread-local storage,
+    // no OS lock.
+    let h = unsafe { MigratableHandler::new(Arc::new(serve)) };
+    let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+    transport
+        .submit(0, Request { id: 1, kind: LONG, service_ns: common::UNTIL_SHORT_DONE, ..Request::default() })
+        .unwrap();
+    // Spin, not sleep: the short request must follow within microseconds.
+    let t = std::time::Instant::now();
+    while !gate.long_started.load(Ordering::Acquire) {
+        assert!(t.elapsed() < Duration::from_secs(10), "the long request never started");
+        std::hint::spin_loop();
+    }
+    transport.submit(0, Request { id: 2, kind: SHORT, service_ns: 0, ..Request::default() }).unwrap();
+    let submitted = synergy::clock::now_ns();
+    // Sleep while waiting: a spinning test thread would take the dispatcher's CPU (2-CPU hosts).
+    let t = std::time::Instant::now();
+    while short_done_at.load(Ordering::Acquire) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the short request was never served");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let replies = common::wait_for_replies(&transport, 2, Duration::from_secs(30));
+    transport.close();
+    let stats = rt.shutdown();
+    assert_eq!(replies.len(), 2, "{stats:?}");
+    assert!(preemptions_of(&replies, 1) >= 1, "the long request ran until the short one was answered: {stats:?}");
+    let (t0, t1) = (long_started_at.load(Ordering::Acquire), short_done_at.load(Ordering::Acquire));
+    assert!(t0 > 0 && t1 > t0 && submitted >= t0, "all were stamped: {t0} {submitted} {t1}");
+    (t0, submitted, t1)
+}
+
 #[test]
 fn impossible_shinjuku_configurations_are_refused() {
     let allowed = synergy::cpu::allowed_cpus();
@@ -198,6 +278,8 @@ fn impossible_shinjuku_configurations_are_refused() {
     let cases = [
         (Config { dispatchers: 0, ..base.clone() }, "dispatchers"),
         (Config { dispatchers: 2, ..base.clone() }, "dispatchers"),
+        (Config { shinjuku_quantum_us: 0, ..base.clone() }, "shinjuku_quantum_us"),
+        (Config { shinjuku_quantum_us: 1_001, ..base.clone() }, "shinjuku_quantum_us"),
         (Config { shinjuku_queues: ShinjukuQueues::Mq, ..base.clone() }, "shinjuku_slo_us"),
         (
             Config { shinjuku_queues: ShinjukuQueues::Mq, shinjuku_slo_us: vec![10, 0], ..base.clone() },

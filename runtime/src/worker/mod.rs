@@ -156,7 +156,7 @@ impl Shared {
             abort: AtomicBool::new(false),
             live_threads: AtomicUsize::new(0),
             policy: config.policy,
-            spec: config.policy.spec(),
+            spec: config.spec(),
             central: LockedFifo::with_capacity(config.rx_capacity),
             central_long: LockedFifo::with_capacity(0),
             long_kinds: config.long_kinds.clone(),
