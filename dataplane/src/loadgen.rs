@@ -369,6 +369,43 @@ fn can_be_realtime() -> bool {
     std::thread::spawn(make_realtime).join().unwrap_or(false)
 }
 
+/// The longest latency the histograms hold (ns).
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+fn histogram(max: u64) -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, max, 3).expect("histogram")
+}
+
+/// The latencies of served requests as one vantage sees them (the client's round trip, or the
+/// server's own account): per request type, all together, and as slowdowns (× 1000, so that the
+/// integer histogram keeps three decimals).
+struct Tails {
+    per_kind: Vec<Histogram<u64>>,
+    all: Histogram<u64>,
+    slowdown: Histogram<u64>,
+}
+
+impl Tails {
+    fn new(kinds: usize) -> Tails {
+        Tails {
+            per_kind: (0..kinds).map(|_| histogram(MAX_LATENCY_NS)).collect(),
+            all: histogram(MAX_LATENCY_NS),
+            slowdown: histogram(1_000_000_000_000),
+        }
+    }
+
+    fn record(&mut self, kind: usize, latency_ns: u64, service_ns: u64) {
+        let l = latency_ns.max(1);
+        let _ = self.per_kind[kind].record(l);
+        let _ = self.all.record(l);
+        let _ = self.slowdown.record(((l as f64 / service_ns.max(1) as f64) * 1000.0) as u64 + 1);
+    }
+
+    fn slowdown_p999(&self) -> f64 {
+        self.slowdown.value_at_quantile(0.999) as f64 / 1000.0
+    }
+}
+
 /// The receive thread: records every reply until sending is done and either everything is
 /// answered or the grace period has passed (and, obeying credits, sends what replies allow);
 /// the latency part of the result.
@@ -379,15 +416,10 @@ fn receive(
     grace: Duration,
     keep_samples: bool,
 ) -> LoadgenResult {
-    let hist = |max| Histogram::<u64>::new_with_bounds(1, max, 3).expect("histogram");
-    let mut lat: Vec<Histogram<u64>> = types.iter().map(|_| hist(60_000_000_000)).collect();
-    let mut server_lat: Vec<Histogram<u64>> = types.iter().map(|_| hist(60_000_000_000)).collect();
-    let mut slow = hist(1_000_000_000_000);
-    let mut all = hist(60_000_000_000);
-    let mut server_slow = hist(1_000_000_000_000);
-    let mut server_all = hist(60_000_000_000);
-    let mut client_queue = hist(60_000_000_000);
-    let mut end_to_end = hist(60_000_000_000);
+    // The client's round trip and the server's own account of each served request.
+    let (mut client, mut server) = (Tails::new(types.len()), Tails::new(types.len()));
+    let mut client_queue = histogram(MAX_LATENCY_NS);
+    let mut end_to_end = histogram(MAX_LATENCY_NS);
     let mut credits_sum = 0u64;
     let mut res = LoadgenResult::default();
     let flows = &shared.flows;
@@ -449,15 +481,11 @@ fn receive(
                 }
                 let l = now.saturating_sub(r.client_ts).max(1);
                 if let Some(t) = types.get(r.kind as usize) {
-                    let _ = lat[r.kind as usize].record(l);
                     if keep_samples {
                         res.samples.push((r.kind, l));
                     }
-                    let _ = slow.record(((l as f64 / t.service_ns.max(1) as f64) * 1000.0) as u64 + 1);
-                    let _ = all.record(l);
-                    let _ = server_slow.record(((r.server_ns as f64 / t.service_ns.max(1) as f64) * 1000.0) as u64 + 1);
-                    let _ = server_all.record(r.server_ns.max(1));
-                    let _ = server_lat[r.kind as usize].record(r.server_ns.max(1));
+                    client.record(r.kind as usize, l, t.service_ns);
+                    server.record(r.kind as usize, r.server_ns, t.service_ns);
                 } else {
                     res.bad_replies += 1;
                 }
@@ -480,7 +508,7 @@ fn receive(
     unsafe { libc::close(ep) };
     res.classes = types
         .iter()
-        .zip(lat.iter().zip(&server_lat))
+        .zip(client.per_kind.iter().zip(&server.per_kind))
         .map(|(t, (h, server))| ClassLatency {
             service_ns: t.service_ns,
             long: t.long,
@@ -492,10 +520,10 @@ fn receive(
             server_p999_ns: server.value_at_quantile(0.999),
         })
         .collect();
-    res.overall_slowdown_p999 = slow.value_at_quantile(0.999) as f64 / 1000.0;
-    res.overall_latency_p999_ns = all.value_at_quantile(0.999);
-    res.server_slowdown_p999 = server_slow.value_at_quantile(0.999) as f64 / 1000.0;
-    res.server_latency_p999_ns = server_all.value_at_quantile(0.999);
+    res.overall_slowdown_p999 = client.slowdown_p999();
+    res.overall_latency_p999_ns = client.all.value_at_quantile(0.999);
+    res.server_slowdown_p999 = server.slowdown_p999();
+    res.server_latency_p999_ns = server.all.value_at_quantile(0.999);
     res.client_queue_p50_ns = client_queue.value_at_quantile(0.5);
     res.client_queue_p99_ns = client_queue.value_at_quantile(0.99);
     res.end_to_end_p50_ns = end_to_end.value_at_quantile(0.5);

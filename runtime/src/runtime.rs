@@ -163,7 +163,7 @@ impl Runtime {
         if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
             return Err(StartError::Allocator);
         }
-        let every = config.policy.spec().preemptible == crate::policy::system::Preemptible::Every;
+        let every = config.spec().preemptible == crate::policy::system::Preemptible::Every;
         if config.preempt != preempt::PreemptMode::None && every && !how.migratable {
             return Err(StartError::HandlerNotMigratable);
         }

@@ -27,6 +27,15 @@ struct HeldTransport {
 }
 
 impl HeldTransport {
+    /// A transport for one worker, not holding.
+    fn one_worker() -> HeldTransport {
+        HeldTransport {
+            inner: ChannelTransport::new(1, 64, 64),
+            hold: AtomicBool::new(false),
+            polling: AtomicUsize::new(0),
+        }
+    }
+
     /// Submits `batch` to worker 0 so that one poll takes all of it.
     fn submit_at_once(&self, batch: &[Request]) {
         self.hold.store(true, Ordering::SeqCst);
@@ -88,11 +97,7 @@ fn handler(started: Arc<AtomicBool>, answered: Arc<AtomicUsize>, others: usize) 
 /// completion order.
 fn run(cfg: Config, batch: &[Request]) -> Vec<Reply> {
     let _serial = common::serial();
-    let transport = Arc::new(HeldTransport {
-        inner: ChannelTransport::new(1, 64, 64),
-        hold: AtomicBool::new(false),
-        polling: AtomicUsize::new(0),
-    });
+    let transport = Arc::new(HeldTransport::one_worker());
     let (started, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     // SAFETY: the handler spins on the clock and touches atomics only: no thread-local storage,
     // no OS lock.
@@ -201,11 +206,7 @@ fn the_configured_quantum_passes_before_a_preemption() {
     const QUANTUM_US: u64 = 1_000;
     let _serial = common::serial();
     let cfg = Config { shinjuku_quantum_us: QUANTUM_US, ..shinjuku(ShinjukuQueues::Sq, PreemptedTo::Tail) };
-    let transport = Arc::new(HeldTransport {
-        inner: ChannelTransport::new(1, 64, 64),
-        hold: AtomicBool::new(false),
-        polling: AtomicUsize::new(0),
-    });
+    let transport = Arc::new(HeldTransport::one_worker());
     let gate = Arc::new(common::Gate::default());
     // Runtime-clock times (ns) of the long request's start and the short one's end; 0 until then.
     let long_started_at = Arc::new(AtomicU64::new(0));
