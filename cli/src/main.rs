@@ -471,6 +471,27 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// CoreSync's and Hermes's experiments, simulated at their scale with the runtime's own
+    /// controllers (credit pool, AQM, core grants, CoreSync's parking gate): Table I (goodput at
+    /// 1.0/1.3/1.5x capacity), Fig. 3 (p99 against cores in use), Fig. 7 (R from 10 to 100), and
+    /// Hermes's burst test (1 µs requests, 100 k <-> 5 M req/s, 14 cores).
+    CoresyncSim {
+        /// Measured span of each CoreSync point, in ms (after a warm-up of a fifth of it).
+        #[arg(long, default_value_t = 100)]
+        duration_ms: u64,
+        /// Seeds (arrival sequences): 1..=N.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Length of each rate of the burst test, in ms (Hermes: 1000).
+        #[arg(long, default_value_t = 1000)]
+        burst_phase_ms: u64,
+        /// Low-high cycles of the burst test.
+        #[arg(long, default_value_t = 2)]
+        burst_cycles: usize,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-coresync).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// Ingress steering's cost per datagram: hash (no program), random, sita, scan-avoid and tokens over a group
     /// of kernel UDP sockets, loopback, side by side in one run (issue 19).
     Steering {
@@ -814,6 +835,30 @@ fn main() -> ExitCode {
             }
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &r, synergy_sim::syrup::csv(&r), synergy_sim::syrup::svg(&r)) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::CoresyncSim { duration_ms, seeds, burst_phase_ms, burst_cycles, out }) => {
+            if !(10..=10_000).contains(&duration_ms) || !(1..=20).contains(&seeds) {
+                return fail("--duration-ms must be 10-10000 and --seeds 1-20");
+            }
+            if !(10..=10_000).contains(&burst_phase_ms) || !(1..=10).contains(&burst_cycles) {
+                return fail("--burst-phase-ms must be 10-10000 and --burst-cycles 1-10");
+            }
+            let p = synergy_sim::coresync::figures::FigureParams {
+                duration_ns: duration_ms * 1_000_000,
+                seeds: (1..=seeds).collect(),
+                burst_phase_ns: burst_phase_ms * 1_000_000,
+                burst_cycles,
+                burst_window_ns: (burst_phase_ms * 1_000_000 / 100).max(1_000_000),
+            };
+            let r = synergy_sim::coresync::figures::run(&p);
+            print!("{}", synergy_sim::coresync::figures::table(&r));
+            if let Some(base) = &out {
+                let (csv, svg) = (synergy_sim::coresync::figures::csv(&r), synergy_sim::coresync::figures::svg(&r));
+                if let Err(e) = write_results(base, &r, csv, svg) {
                     return fail(e);
                 }
             }

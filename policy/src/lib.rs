@@ -5,6 +5,7 @@
 //! §5.1.1.2 quantum sizing, §5.1.3.1 congestion detection) are tested here on plain data.
 
 pub mod congestion;
+pub mod coresync;
 pub mod idle;
 pub mod overload;
 pub mod quantum;

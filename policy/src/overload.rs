@@ -110,6 +110,22 @@ impl CreditPool {
         change
     }
 
+    /// CoreSync's parking withdrawal (Algorithm 1, line 26): a core about to park takes
+    /// `credits` out of the pool, so that fewer are issued while it sleeps. Bounded below by the
+    /// floor of one credit per active session; returns what was actually taken, which is what
+    /// `restore` must give back.
+    pub fn withdraw(&mut self, credits: f64, sessions: usize) -> f64 {
+        let floor = (sessions.max(1) as f64).min(self.params.max_total);
+        let taken = credits.max(0.0).min((self.total - floor).max(0.0));
+        self.total -= taken;
+        taken
+    }
+
+    /// Gives back credits a parked core withdrew, when it wakes (Algorithm 1, line 34).
+    pub fn restore(&mut self, credits: f64) {
+        self.total = (self.total + credits.max(0.0)).min(self.params.max_total);
+    }
+
     /// The AQM: reject requests while the oldest one has waited more than D_drop.
     pub fn rejecting(&self, d_m_ns: u64) -> bool {
         self.params.past_drop_delay(d_m_ns)
@@ -189,6 +205,19 @@ mod tests {
         let p = pool(10.0);
         assert!(!p.rejecting(160_000));
         assert!(p.rejecting(160_001));
+    }
+
+    #[test]
+    fn a_withdrawal_stops_at_the_floor_and_is_given_back_whole() {
+        let mut p = pool(300.0);
+        assert_eq!(p.withdraw(50.0, 100), 50.0);
+        assert_eq!(p.total(), 250.0);
+        assert_eq!(p.withdraw(1_000.0, 100), 150.0, "only down to one credit per session");
+        assert_eq!(p.total(), 100.0);
+        assert_eq!(p.withdraw(-5.0, 100), 0.0, "a negative withdrawal takes nothing");
+        p.restore(150.0);
+        p.restore(50.0);
+        assert_eq!(p.total(), 300.0);
     }
 
     #[test]

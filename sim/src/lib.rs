@@ -9,6 +9,7 @@
 //! (preemption, context switch, steal) or as dispatcher time (one central dispatcher core that
 //! serialises every dispatch, for the centralised policies).
 
+pub mod coresync;
 pub mod dispatched;
 pub mod engine;
 pub mod policy;
