@@ -117,6 +117,13 @@ pub struct LoadgenArgs {
     /// machine, so that they do not preempt its workers).
     #[arg(long, value_name = "CPU")]
     cpu: Option<usize>,
+    /// A step load (Hermes's burst test): the rate switches between --rps and this rate every
+    /// --step-ms, from the start of the warm-up; each step's latency is reported.
+    #[arg(long, value_name = "RPS", requires = "step_ms")]
+    step_rps: Option<f64>,
+    /// Length of each step of --step-rps, in ms.
+    #[arg(long, value_name = "MS", requires = "step_rps")]
+    step_ms: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -344,6 +351,23 @@ fn print_result(r: &loadgen::LoadgenResult) {
         r.overall_slowdown_p999,
         r.overall_latency_p999_ns as f64 / 1000.0
     );
+    if !r.steps.is_empty() {
+        println!(
+            "{:>10} {:>12} {:>9} {:>10} {:>10} {:>10}",
+            "step at ms", "offered/s", "served", "p50 µs", "p99 µs", "p99.9 µs"
+        );
+        for st in &r.steps {
+            println!(
+                "{:>10.0} {:>12.0} {:>9} {:>10.1} {:>10.1} {:>10.1}",
+                st.start_ms,
+                st.offered_rps,
+                st.served,
+                st.p50_ns as f64 / 1e3,
+                st.p99_ns as f64 / 1e3,
+                st.p999_ns as f64 / 1e3
+            );
+        }
+    }
 }
 
 pub fn loadgen(args: LoadgenArgs) -> ExitCode {
@@ -374,6 +398,10 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         keep_samples: false,
         obey_credits: args.obey_credits,
         cpu: args.cpu,
+        step: match (args.step_rps, args.step_ms) {
+            (Some(rps), Some(ms)) => Some(loadgen::StepLoad { rps, every: Duration::from_millis(ms) }),
+            _ => None,
+        },
     };
     match loadgen::run(&p) {
         Ok(r) => {

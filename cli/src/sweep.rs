@@ -198,6 +198,7 @@ pub fn run(
                 // A server with overload control grants credits: its sessions obey them.
                 obey_credits: base.overload == synergy::config::OverloadMode::Credits,
                 cpu: None,
+                step: None,
             };
             let result = loadgen::run(&lp);
             let (stats, sockets) = server.shutdown();

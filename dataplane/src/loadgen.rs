@@ -47,6 +47,29 @@ pub struct LoadgenParams {
     /// Run the load generator's threads on this CPU only: on a small machine, keeps its
     /// real-time threads off the server's worker CPUs (e.g. on the timer core's CPU).
     pub cpu: Option<usize>,
+    /// A step load (Hermes's burst test): the rate alternates between `rps` and this one's.
+    pub step: Option<StepLoad>,
+}
+
+/// The offered rate switches between `LoadgenParams::rps` (first) and `rps` every `every`, from
+/// the start of the warm-up on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoad {
+    pub rps: f64,
+    pub every: Duration,
+}
+
+/// One step of a step load: its offered rate and how the requests that arrived in it fared.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepResult {
+    /// From the start of the warm-up.
+    pub start_ms: f64,
+    pub offered_rps: f64,
+    /// Measured requests that arrived in this step and were served.
+    pub served: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
 }
 
 /// Latency summary of one request type (ns) or of all (slowdown, ×1).
@@ -111,6 +134,8 @@ pub struct LoadgenResult {
     /// the kernel's UDP send and receive paths on both sides left out.
     pub server_slowdown_p999: f64,
     pub server_latency_p999_ns: u64,
+    /// With a step load: each step's served requests and latency (by the step they arrived in).
+    pub steps: Vec<StepResult>,
     /// Every measured reply's (request kind, latency ns), in arrival order, if
     /// `LoadgenParams::keep_samples`; not part of the JSON.
     #[serde(skip)]
@@ -161,6 +186,8 @@ struct Shared {
     /// The schedule is over: replies no longer release queued requests (those stay `unsent`),
     /// so what is in flight drains within the grace period instead of being refilled.
     schedule_over: AtomicBool,
+    /// A step load's step length (ns): requests are tallied by the step they arrive in.
+    step_ns: Option<u64>,
 }
 
 impl Shared {
@@ -232,6 +259,14 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     if !(p.rps > 0.0 && p.rps.is_finite()) {
         return Err(format!("the offered load must be a positive number of requests/s, got {}", p.rps));
     }
+    if let Some(step) = p.step {
+        if !(step.rps >= 0.0 && step.rps.is_finite()) {
+            return Err(format!("the step load's second rate must be 0 or more requests/s, got {}", step.rps));
+        }
+        if step.every < Duration::from_millis(1) {
+            return Err(format!("the step load's steps must last at least 1 ms, got {:?}", step.every));
+        }
+    }
     if p.flows == 0 || p.flows > 4096 {
         return Err(format!("--flows must be between 1 and 4096, got {}", p.flows));
     }
@@ -241,9 +276,15 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     clock::init();
     let flows = connect_flows(p.target, p.flows)?;
     let total_ns = (p.warmup + p.duration).as_nanos() as u64;
-    let count = ((p.rps * total_ns as f64 / 1e9) as usize).max(1);
     // The schedule: arrival offsets, kinds and flows, drawn in advance (one "worker" here).
-    let schedule: Vec<Request> = p.workload.schedule(p.rps, count, 1, p.flows, p.seed).pop().unwrap_or_default();
+    let steps = step_rates(p, total_ns);
+    let schedule: Vec<Request> = match p.step {
+        None => {
+            let count = ((p.rps * total_ns as f64 / 1e9) as usize).max(1);
+            p.workload.schedule(p.rps, count, 1, p.flows, p.seed).pop().unwrap_or_default()
+        }
+        Some(_) => p.workload.schedule_phases(&steps, p.flows, p.seed),
+    };
     let n = schedule.len();
     let start = clock::now_ns() + 2_000_000;
     let shared = Arc::new(Shared {
@@ -259,6 +300,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         start,
         warmup_end: start + p.warmup.as_nanos() as u64,
         schedule_over: AtomicBool::new(false),
+        step_ns: p.step.map(|s| s.every.as_nanos() as u64),
     });
     let sending_done = Arc::new(AtomicBool::new(false));
 
@@ -291,7 +333,13 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
             })
             .sum()
     });
-    rx.offered_rps = p.rps;
+    rx.offered_rps = steps.iter().map(|&(d, r)| d as f64 * r).sum::<f64>() / total_ns.max(1) as f64;
+    let mut start_ns = 0;
+    for (step, &(d, rps)) in rx.steps.iter_mut().zip(&steps) {
+        step.start_ms = start_ns as f64 / 1e6;
+        step.offered_rps = rps;
+        start_ns += d;
+    }
     rx.sent = sent;
     rx.answered = answered;
     rx.lost = sent - answered;
@@ -302,6 +350,21 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
     rx.achieved_rps = answered as f64 / window;
     rx.goodput_rps = (answered - rx.rejected - rx.error_replies) as f64 / window;
     Ok(rx)
+}
+
+/// The schedule's (duration ns, rate) steps over `total_ns`: one step at `p.rps` without a step
+/// load, else alternating rates from `p.rps` on (the last step cut at the end).
+fn step_rates(p: &LoadgenParams, total_ns: u64) -> Vec<(u64, f64)> {
+    let Some(step) = p.step else { return vec![(total_ns, p.rps)] };
+    let every = (step.every.as_nanos() as u64).max(1);
+    let mut out = Vec::new();
+    let mut t = 0;
+    while t < total_ns {
+        let rate = if out.len() % 2 == 0 { p.rps } else { step.rps };
+        out.push((every.min(total_ns - t), rate));
+        t += every;
+    }
+    out
 }
 
 /// Releases every arrival of the schedule at its time (sent, or queued at its session without a
@@ -422,6 +485,10 @@ fn receive(
     let mut end_to_end = histogram(MAX_LATENCY_NS);
     let mut credits_sum = 0u64;
     let mut res = LoadgenResult::default();
+    // A step load's per-step latencies, by the step each request arrived in.
+    let step_of = |i: usize| shared.step_ns.map(|ns| (shared.schedule[i].arrival_ns / ns) as usize);
+    let steps = shared.schedule.last().and_then(|r| shared.step_ns.map(|ns| (r.arrival_ns / ns) as usize + 1));
+    let mut per_step: Vec<Histogram<u64>> = (0..steps.unwrap_or(0)).map(|_| histogram(MAX_LATENCY_NS)).collect();
     let flows = &shared.flows;
     // SAFETY: epoll over descriptors that outlive this function (owned by `shared`).
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -485,6 +552,9 @@ fn receive(
                         res.samples.push((r.kind, l));
                     }
                     client.record(r.kind as usize, l, t.service_ns);
+                    if let Some(h) = step_of(r.id as usize).and_then(|k| per_step.get_mut(k)) {
+                        let _ = h.record(l);
+                    }
                     server.record(r.kind as usize, r.server_ns, t.service_ns);
                 } else {
                     res.bad_replies += 1;
@@ -529,6 +599,16 @@ fn receive(
     res.end_to_end_p50_ns = end_to_end.value_at_quantile(0.5);
     res.end_to_end_p99_ns = end_to_end.value_at_quantile(0.99);
     res.end_to_end_p999_ns = end_to_end.value_at_quantile(0.999);
+    res.steps = per_step
+        .iter()
+        .map(|h| StepResult {
+            served: h.len(),
+            p50_ns: h.value_at_quantile(0.5),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            ..StepResult::default()
+        })
+        .collect();
     res.mean_credits = if end_to_end.is_empty() { 0.0 } else { credits_sum as f64 / end_to_end.len() as f64 };
     res
 }

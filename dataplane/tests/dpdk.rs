@@ -89,6 +89,7 @@ fn dpdk_af_packet_answers_every_request_exactly_once() {
         keep_samples: false,
         obey_credits: false,
         cpu: None,
+        step: None,
     };
     let r = loadgen::run(&lp).expect("loadgen");
     let (stats, c) = server.shutdown();

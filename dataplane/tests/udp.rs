@@ -39,7 +39,30 @@ fn params(target: SocketAddrV4, rps: f64, ms: u64) -> LoadgenParams {
         keep_samples: false,
         obey_credits: false,
         cpu: None,
+        step: None,
     }
+}
+
+#[test]
+fn a_step_load_alternates_its_rates_and_reports_each_step() {
+    let _g = common::serial();
+    let s = server();
+    // 300 and 3,000 req/s alternating every 100 ms, 600 ms in all (the first 50 ms warm-up).
+    let mut p = params(s.local_addr(), 300.0, 550);
+    p.step = Some(loadgen::StepLoad { rps: 3_000.0, every: Duration::from_millis(100) });
+    let r = loadgen::run(&p).expect("loadgen");
+    s.shutdown();
+    assert_eq!((r.answered, r.lost, r.duplicates), (r.sent, 0, 0), "{r:?}");
+    let offered: Vec<f64> = r.steps.iter().map(|st| st.offered_rps).collect();
+    assert_eq!(offered, [300.0, 3_000.0, 300.0, 3_000.0, 300.0, 3_000.0], "{r:?}");
+    assert!((r.offered_rps - 1_650.0).abs() < 1e-6, "{}", r.offered_rps);
+    // Each whole step (after the warm-up) served its rate's worth: 30 or 300 requests.
+    for st in &r.steps[1..] {
+        let expected = st.offered_rps / 10.0;
+        assert!((st.served as f64 - expected).abs() < 0.35 * expected + 10.0, "{st:?}");
+    }
+    assert_eq!(r.steps.iter().map(|st| st.served).sum::<u64>(), r.classes.iter().map(|c| c.count).sum::<u64>());
+    assert!(r.steps[1..].iter().all(|st| st.p99_ns > 0));
 }
 
 #[test]

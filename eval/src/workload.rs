@@ -183,38 +183,74 @@ impl Workload {
         let mut t = 0.0;
         for id in 0..count as u64 {
             t += rng.exp(mean_gap);
-            let kind = self.pick(&mut rng);
-            let flow = (rng.next_u64() % flows.max(1) as u64) as u32;
-            let key = if self.types[kind].keyed {
-                key_name((rng.next_u64() % self.keys.max(1) as u64) as u32)
-            } else {
-                Key::default()
-            };
-            let worker = (flow as usize) % workers;
-            let ty = &self.types[kind];
-            let service_ns = if ty.sd_ns == 0 {
-                ty.service_ns
-            } else {
-                (rng.lognormal(ty.service_ns as f64, ty.sd_ns as f64) as u64).max(1)
-            };
-            per_worker[worker].push(Request {
-                id,
-                kind: kind as u32,
-                flow,
-                service_ns,
-                client_ts: 0,
-                arrival_ns: t as u64,
-                origin: 0,
-                key,
-            });
+            let r = self.draw(&mut rng, id, t as u64, flows);
+            per_worker[(r.flow as usize) % workers].push(r);
         }
         per_worker
+    }
+
+    /// An open-loop Poisson schedule whose rate changes over time: `phases` are (duration ns,
+    /// requests/s) in order (a rate of 0 sends nothing for that long). A gap that crosses a
+    /// phase's end starts over there at the next rate (Poisson arrivals are memoryless, so each
+    /// phase is exactly Poisson at its rate). Ids are 0.., in arrival order.
+    pub fn schedule_phases(&self, phases: &[(u64, f64)], flows: u32, seed: u64) -> Vec<Request> {
+        let mut rng = SplitMix64::new(seed);
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        for &(duration_ns, rps) in phases {
+            let end = start + duration_ns;
+            let mut t = start as f64;
+            if rps > 0.0 && rps.is_finite() {
+                loop {
+                    t += rng.exp(1e9 / rps);
+                    if t >= end as f64 {
+                        break;
+                    }
+                    out.push(self.draw(&mut rng, out.len() as u64, t as u64, flows));
+                }
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// One request arriving at `arrival_ns`: its type, flow, key and service time.
+    fn draw(&self, rng: &mut SplitMix64, id: u64, arrival_ns: u64, flows: u32) -> Request {
+        let kind = self.pick(rng);
+        let flow = (rng.next_u64() % flows.max(1) as u64) as u32;
+        let key = if self.types[kind].keyed {
+            key_name((rng.next_u64() % self.keys.max(1) as u64) as u32)
+        } else {
+            Key::default()
+        };
+        let ty = &self.types[kind];
+        let service_ns = if ty.sd_ns == 0 {
+            ty.service_ns
+        } else {
+            (rng.lognormal(ty.service_ns as f64, ty.sd_ns as f64) as u64).max(1)
+        };
+        Request { id, kind: kind as u32, flow, service_ns, client_ts: 0, arrival_ns, origin: 0, key }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phased_schedule_keeps_each_phase_at_its_rate() {
+        let w = Workload::named(WorkloadName::High);
+        // 100 k and 1 M req/s alternating every 50 ms, with a silent phase.
+        let phases = [(50_000_000, 100_000.0), (50_000_000, 1_000_000.0), (20_000_000, 0.0), (50_000_000, 100_000.0)];
+        let s = w.schedule_phases(&phases, 8, 3);
+        let count = |lo: u64, hi: u64| s.iter().filter(|r| (lo..hi).contains(&r.arrival_ns)).count() as f64;
+        assert!((count(0, 50_000_000) / 5_000.0 - 1.0).abs() < 0.05, "{}", count(0, 50_000_000));
+        assert!((count(50_000_000, 100_000_000) / 50_000.0 - 1.0).abs() < 0.02);
+        assert_eq!(count(100_000_000, 120_000_000), 0.0);
+        assert!((count(120_000_000, 170_000_000) / 5_000.0 - 1.0).abs() < 0.05);
+        assert!(s.windows(2).all(|p| p[0].arrival_ns <= p[1].arrival_ns && p[1].id == p[0].id + 1));
+        assert!(s.last().is_some_and(|r| r.arrival_ns < 170_000_000));
+    }
 
     #[test]
     fn thesis_workloads() {

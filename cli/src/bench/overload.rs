@@ -85,6 +85,7 @@ pub fn run(base: &Config, placement: &Placement, p: &OverloadParams) -> Result<O
                 keep_samples: false,
                 obey_credits: mode == OverloadMode::Credits,
                 cpu: loadgen_cpu,
+                step: None,
             };
             let result = loadgen::run(&lp);
             let (stats, sockets) = server.shutdown();
