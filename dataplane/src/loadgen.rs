@@ -186,8 +186,9 @@ struct Shared {
     /// The schedule is over: replies no longer release queued requests (those stay `unsent`),
     /// so what is in flight drains within the grace period instead of being refilled.
     schedule_over: AtomicBool,
-    /// A step load's step length (ns): requests are tallied by the step they arrive in.
-    step_ns: Option<u64>,
+    /// A step load: its step length (ns) and each step's (duration ns, rate); requests are
+    /// tallied by the step they arrive in.
+    steps: Option<(u64, Vec<(u64, f64)>)>,
 }
 
 impl Shared {
@@ -300,7 +301,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         start,
         warmup_end: start + p.warmup.as_nanos() as u64,
         schedule_over: AtomicBool::new(false),
-        step_ns: p.step.map(|s| s.every.as_nanos() as u64),
+        steps: p.step.map(|s| (s.every.as_nanos() as u64, steps.clone())),
     });
     let sending_done = Arc::new(AtomicBool::new(false));
 
@@ -334,12 +335,6 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
             .sum()
     });
     rx.offered_rps = steps.iter().map(|&(d, r)| d as f64 * r).sum::<f64>() / total_ns.max(1) as f64;
-    let mut start_ns = 0;
-    for (step, &(d, rps)) in rx.steps.iter_mut().zip(&steps) {
-        step.start_ms = start_ns as f64 / 1e6;
-        step.offered_rps = rps;
-        start_ns += d;
-    }
     rx.sent = sent;
     rx.answered = answered;
     rx.lost = sent - answered;
@@ -486,9 +481,9 @@ fn receive(
     let mut credits_sum = 0u64;
     let mut res = LoadgenResult::default();
     // A step load's per-step latencies, by the step each request arrived in.
-    let step_of = |i: usize| shared.step_ns.map(|ns| (shared.schedule[i].arrival_ns / ns) as usize);
-    let steps = shared.schedule.last().and_then(|r| shared.step_ns.map(|ns| (r.arrival_ns / ns) as usize + 1));
-    let mut per_step: Vec<Histogram<u64>> = (0..steps.unwrap_or(0)).map(|_| histogram(MAX_LATENCY_NS)).collect();
+    let step_of = |i: usize| shared.steps.as_ref().map(|(ns, _)| (shared.schedule[i].arrival_ns / ns) as usize);
+    let step_rates: &[(u64, f64)] = shared.steps.as_ref().map_or(&[], |(_, rates)| rates);
+    let mut per_step: Vec<Histogram<u64>> = step_rates.iter().map(|_| histogram(MAX_LATENCY_NS)).collect();
     let flows = &shared.flows;
     // SAFETY: epoll over descriptors that outlive this function (owned by `shared`).
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -599,14 +594,21 @@ fn receive(
     res.end_to_end_p50_ns = end_to_end.value_at_quantile(0.5);
     res.end_to_end_p99_ns = end_to_end.value_at_quantile(0.99);
     res.end_to_end_p999_ns = end_to_end.value_at_quantile(0.999);
+    let mut start_ns = 0;
     res.steps = per_step
         .iter()
-        .map(|h| StepResult {
-            served: h.len(),
-            p50_ns: h.value_at_quantile(0.5),
-            p99_ns: h.value_at_quantile(0.99),
-            p999_ns: h.value_at_quantile(0.999),
-            ..StepResult::default()
+        .zip(step_rates)
+        .map(|(h, &(duration_ns, offered_rps))| {
+            let step = StepResult {
+                start_ms: start_ns as f64 / 1e6,
+                offered_rps,
+                served: h.len(),
+                p50_ns: h.value_at_quantile(0.5),
+                p99_ns: h.value_at_quantile(0.99),
+                p999_ns: h.value_at_quantile(0.999),
+            };
+            start_ns += duration_ns;
+            step
         })
         .collect();
     res.mean_credits = if end_to_end.is_empty() { 0.0 } else { credits_sum as f64 / end_to_end.len() as f64 };

@@ -20,6 +20,14 @@
 //! this implementation does not send): a session with nothing outstanding may always send one
 //! request.
 
+/// A session that sent nothing for this long no longer counts as active.
+pub const SESSION_IDLE_NS: u64 = 10_000_000;
+
+/// Whether a session last seen at `last_seen_ns` still counts as active at `now`.
+pub fn session_active(last_seen_ns: u64, now: u64) -> bool {
+    now.saturating_sub(last_seen_ns) <= SESSION_IDLE_NS
+}
+
 /// The controller's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CreditParams {

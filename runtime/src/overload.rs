@@ -25,15 +25,14 @@
 //!   period that sees it again.
 
 use crate::clock;
-use crate::policy::overload::{CreditChange, CreditParams, CreditPool};
+use crate::policy::overload::{session_active, CreditChange, CreditParams, CreditPool};
 use crate::stats::TimerStats;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Sessions are tracked in this many slots (a session is a request's `flow`, modulo this): two
 /// sessions sharing a slot count as one, which only makes each one's share larger.
 pub const SESSION_SLOTS: usize = 4096;
-/// A session that sent nothing for this long no longer counts as active.
-pub const SESSION_IDLE_NS: u64 = 10_000_000;
+pub use crate::policy::overload::SESSION_IDLE_NS;
 /// How often the timer core recounts active sessions (a pass over `SESSION_SLOTS`).
 const RECOUNT_EVERY_NS: u64 = 1_000_000;
 
@@ -191,7 +190,7 @@ impl CreditControl {
                 .iter()
                 .filter(|s| {
                     let seen = s.load(Ordering::Relaxed);
-                    seen != 0 && now.saturating_sub(seen) <= SESSION_IDLE_NS
+                    seen != 0 && session_active(seen, now)
                 })
                 .count();
             shared.active.store(self.active as u64, Ordering::Relaxed);

@@ -8,13 +8,10 @@ use synergy_eval::report::percentile;
 use synergy_eval::rng::SplitMix64;
 use synergy_policy::coresync::{park_gate, CreditState, Hold, ParkGate};
 use synergy_policy::idle::{Grants, WorkerView};
-use synergy_policy::overload::CreditPool;
+use synergy_policy::overload::{session_active, CreditPool};
 
 /// The cores' clock: parking, grants and the credit controller look once per tick.
 const TICK_NS: u64 = 1_000;
-/// A session that sent nothing for this long no longer counts as active (the runtime's
-/// `overload::SESSION_IDLE_NS`).
-const SESSION_IDLE_NS: u64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Req {
@@ -96,6 +93,8 @@ struct WindowAcc {
 struct Sim<'a> {
     setup: &'a Setup,
     end: u64,
+    /// Width of the result windows: the timeline's, or one window for the whole run.
+    window_ns: u64,
     phase_ends: Vec<u64>,
     rng: SplitMix64,
     heap: BinaryHeap<Scheduled>,
@@ -143,7 +142,7 @@ pub fn run(setup: &Setup) -> Outcome {
     let end = setup.end_ns();
     let window_ns = if setup.timeline_ns == 0 { end.max(1) + 1 } else { setup.timeline_ns };
     let initial = setup.sessions as f64;
-    let pool = setup.credits.map(|c| CreditPool::new(c.params(), initial));
+    let pool = setup.credits.map(|c| CreditPool::new(c.params, initial));
     let grant = pool.as_ref().map_or(u32::MAX, |p| p.per_session(setup.sessions));
     let mut phase_ends = Vec::new();
     let mut t = 0;
@@ -154,6 +153,7 @@ pub fn run(setup: &Setup) -> Outcome {
     let mut sim = Sim {
         setup,
         end,
+        window_ns,
         phase_ends,
         rng: SplitMix64::new(setup.seed),
         heap: BinaryHeap::new(),
@@ -206,7 +206,7 @@ pub fn run(setup: &Setup) -> Outcome {
     }
     sim.now = end;
     sim.account();
-    sim.finish(window_ns)
+    sim.finish()
 }
 
 impl Sim<'_> {
@@ -312,7 +312,7 @@ impl Sim<'_> {
         if self.measuring(self.now) {
             if ok {
                 self.o.completed += 1;
-                let i = (self.now / self.window_ns()) as usize;
+                let i = (self.now / self.window_ns) as usize;
                 let w = &mut self.windows[i];
                 w.latency.push(self.now - req.sent);
                 w.server.push(left_server - req.at_server);
@@ -324,14 +324,6 @@ impl Sim<'_> {
             }
         }
         self.client_send(s);
-    }
-
-    fn window_ns(&self) -> u64 {
-        if self.setup.timeline_ns == 0 {
-            self.end.max(1) + 1
-        } else {
-            self.setup.timeline_ns
-        }
     }
 
     /// The server answers `req` (a reject when not `ok`) with the session's current grant.
@@ -349,7 +341,7 @@ impl Sim<'_> {
             let Some(c) = self.cores.iter().position(|c| matches!(c, Core::Idle { .. })) else { return };
             let req = self.queue.pop_front().expect("checked non-empty");
             let waited = self.now - req.at_server;
-            if self.setup.credits.is_some_and(|cr| waited > cr.drop_delay_ns) {
+            if self.setup.credits.is_some_and(|cr| waited > cr.params.drop_delay_ns) {
                 self.reply(req, false);
                 self.cores[c] = Core::idle(self.now);
                 continue;
@@ -410,7 +402,7 @@ impl Sim<'_> {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
                 };
-                self.active = self.last_seen.iter().filter(|&&t| now.saturating_sub(t) < SESSION_IDLE_NS).count();
+                self.active = self.last_seen.iter().filter(|&&t| session_active(t, now)).count();
                 pool.update(d_m, self.active);
                 self.grant = pool.per_session(self.active);
             }
@@ -490,7 +482,7 @@ impl Sim<'_> {
         }
     }
 
-    fn finish(mut self, window_ns: u64) -> Outcome {
+    fn finish(mut self) -> Outcome {
         let span = self.end.saturating_sub(self.setup.warmup_ns).max(1) as f64;
         let mut o = std::mem::take(&mut self.o);
         o.offered_rps = self.offered_rps(self.setup.warmup_ns, self.end);
@@ -521,7 +513,7 @@ impl Sim<'_> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut w)| {
-                    let start_ns = i as u64 * window_ns;
+                    let start_ns = i as u64 * self.window_ns;
                     w.latency.sort_unstable();
                     w.server.sort_unstable();
                     Window {

@@ -330,46 +330,41 @@ pub fn csv(r: &CoreSyncResult) -> String {
     let mut s = String::from(
         "figure,allocator,load,seed,window_start_ms,offered_rps,goodput_rps,rejected_rps,p99_us,p999_us,server_p999_us,client_wait_p99_us,cores_in_use,efficiency,parks,wakeups,withdrawals,drained_vetoes\n",
     );
-    for (table, pts) in [("table1", None), ("fig3", Some(&r.fig3)), ("fig7", Some(&r.fig7))] {
-        let Some(pts) = pts else {
-            for row in &r.table1 {
-                let _ = writeln!(
-                    s,
-                    "{table},{},{},mean,,,{:.0},{:.0},{:.2},,,,{:.3},,,,,",
-                    row.allocator,
-                    row.load,
-                    row.goodput_rps,
-                    row.rejected_rps,
-                    row.p99_ns as f64 / 1e3,
-                    row.cores_in_use
-                );
-            }
-            continue;
-        };
-        for x in pts {
-            let o = &x.outcome;
-            let _ = writeln!(
-                s,
-                "{},{},{},{},,{:.0},{:.0},{:.0},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{},{},{},{}",
-                x.figure,
-                o.allocator,
-                x.load,
-                x.seed,
-                o.offered_rps,
-                o.goodput_rps,
-                o.rejected_rps,
-                o.p99_ns as f64 / 1e3,
-                o.p999_ns as f64 / 1e3,
-                o.server_p999_ns as f64 / 1e3,
-                o.client_wait_p99_ns as f64 / 1e3,
-                o.cores_in_use,
-                o.efficiency,
-                o.parks,
-                o.wakeups,
-                o.withdrawals,
-                o.drained_vetoes
-            );
-        }
+    for row in &r.table1 {
+        let _ = writeln!(
+            s,
+            "table1,{},{},mean,,,{:.0},{:.0},{:.2},,,,{:.3},,,,,",
+            row.allocator,
+            row.load,
+            row.goodput_rps,
+            row.rejected_rps,
+            row.p99_ns as f64 / 1e3,
+            row.cores_in_use
+        );
+    }
+    for x in r.fig3.iter().chain(&r.fig7) {
+        let o = &x.outcome;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},,{:.0},{:.0},{:.0},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{},{},{},{}",
+            x.figure,
+            o.allocator,
+            x.load,
+            x.seed,
+            o.offered_rps,
+            o.goodput_rps,
+            o.rejected_rps,
+            o.p99_ns as f64 / 1e3,
+            o.p999_ns as f64 / 1e3,
+            o.server_p999_ns as f64 / 1e3,
+            o.client_wait_p99_ns as f64 / 1e3,
+            o.cores_in_use,
+            o.efficiency,
+            o.parks,
+            o.wakeups,
+            o.withdrawals,
+            o.drained_vetoes
+        );
     }
     for b in &r.burst {
         for w in &b.outcome.timeline {

@@ -97,38 +97,24 @@ pub struct Phase {
     pub rps: f64,
 }
 
-/// Overload control's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Overload control's settings: the runtime's controller settings and its control period.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Credits {
-    pub target_delay_ns: u64,
-    pub drop_delay_ns: u64,
-    pub beta: f64,
-    pub alpha: f64,
+    pub params: CreditParams,
     /// The control period (CoreSync: one RTT).
     pub period_ns: u64,
 }
 
 impl Credits {
-    /// CoreSync's Breakwater settings for target delay `target_delay_ns` and control period
-    /// `period_ns` (`policy::overload::CreditParams::coresync`).
+    /// CoreSync's Breakwater settings for target delay `target_delay_ns`
+    /// (`CreditParams::coresync`) and control period `period_ns`.
     pub fn coresync(target_delay_ns: u64, period_ns: u64) -> Credits {
-        let p = CreditParams::coresync(target_delay_ns);
-        Credits { target_delay_ns, drop_delay_ns: p.drop_delay_ns, beta: p.beta, alpha: p.alpha, period_ns }
-    }
-
-    fn params(&self) -> CreditParams {
-        CreditParams {
-            target_delay_ns: self.target_delay_ns,
-            drop_delay_ns: self.drop_delay_ns,
-            beta: self.beta,
-            alpha: self.alpha,
-            ..CreditParams::coresync(self.target_delay_ns)
-        }
+        Credits { params: CreditParams::coresync(target_delay_ns), period_ns }
     }
 }
 
 /// One simulated run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Setup {
     pub cores: usize,
     pub sessions: usize,
