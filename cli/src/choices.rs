@@ -38,6 +38,11 @@ pub fn overload() -> impl TypedValueParser<Value = synergy::config::OverloadMode
     choice(OverloadMode::ALL.map(OverloadMode::name), OverloadMode::named)
 }
 
+pub fn coupling() -> impl TypedValueParser<Value = synergy::config::Coupling> {
+    use synergy::config::Coupling;
+    choice(Coupling::ALL.map(Coupling::name), Coupling::named)
+}
+
 pub fn shinjuku_queues() -> impl TypedValueParser<Value = synergy::config::ShinjukuQueues> {
     use synergy::config::ShinjukuQueues;
     choice(ShinjukuQueues::ALL.map(ShinjukuQueues::name), ShinjukuQueues::named)

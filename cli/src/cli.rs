@@ -118,6 +118,15 @@ pub struct RuntimeArgs {
     /// The credit controller's period in µs (default 10: one RTT).
     #[arg(long, value_name = "US")]
     pub credit_period_us: Option<u64>,
+    /// With --idle park and --overload credits: coresync (default: a drained session keeps
+    /// workers from parking, a parking worker first withdraws credits in proportion to the cores
+    /// that stay) or none (workers park after --idle-poll-us whatever the credits).
+    #[arg(long, value_parser = crate::choices::coupling())]
+    pub coupling: Option<synergy::config::Coupling>,
+    /// CoreSync's R (default 50): issued credits beyond one per session each allocated core may
+    /// keep before a parking worker withdraws some; smaller: lower latency, more CPU.
+    #[arg(long, value_name = "R")]
+    pub coresync_r: Option<f64>,
 }
 
 impl RuntimeArgs {
@@ -148,7 +157,8 @@ impl RuntimeArgs {
              wake_delay_us <- self.wake_delay_us, overload <- self.overload,
              target_delay_us <- self.target_delay_us, drop_delay_us <- self.drop_delay_us,
              credit_beta <- self.credit_beta, credit_alpha <- self.credit_alpha,
-             credit_period_us <- self.credit_period_us);
+             credit_period_us <- self.credit_period_us, coupling <- self.coupling,
+             coresync_r <- self.coresync_r);
         if self.worker_cores.is_some() {
             c.worker_cores = self.worker_cores.clone();
         }

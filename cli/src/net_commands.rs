@@ -302,6 +302,13 @@ fn print_overload(stats: &synergy::stats::RunStats) {
             stats.timer.rejecting_periods,
             o.max_d_m_ns as f64 / 1e3
         );
+        if let Some(c) = &o.coupling {
+            println!(
+                "coupling coresync (R {}): {} parks vetoed by a drained session; {} withdrawals took {:.1} credits \
+                 ({:.1} given back, {:.1} forgotten, {:.1} held at the end)",
+                c.r, c.drained_vetoes, c.withdrawals, c.withdrawn, c.returned, c.forgotten, c.held
+            );
+        }
     }
 }
 

@@ -79,6 +79,14 @@ pub struct Config {
     pub credit_alpha: f64,
     /// The control period in µs (CoreSync: one network RTT).
     pub credit_period_us: u64,
+    /// With `idle = park` and `overload = credits`: whether a worker parks only through
+    /// CoreSync's gate (`coresync`: a drained session vetoes parking, credits are withdrawn in
+    /// proportion to the cores that stay), or as without overload control (`none`: Shenango's).
+    pub coupling: Coupling,
+    /// CoreSync's R: the issued credits beyond one per session that each allocated core may
+    /// keep before a parking core withdraws some (the paper's 50 for synthetic workloads;
+    /// smaller: lower latency, more CPU).
+    pub coresync_r: f64,
 }
 
 /// Shinjuku's queues (`--shinjuku-queues`).
@@ -129,6 +137,32 @@ impl OverloadMode {
 
     pub fn named(name: &str) -> Option<OverloadMode> {
         OverloadMode::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// How parking and overload control are coupled (`--coupling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum Coupling {
+    /// CoreSync's Algorithm 1 gates parking (`coresync`).
+    CoreSync,
+    /// A worker parks after POLL_PERIOD whatever the credits (Shenango's allocator beside
+    /// Breakwater's credits).
+    None,
+}
+
+impl Coupling {
+    pub const ALL: [Coupling; 2] = [Coupling::CoreSync, Coupling::None];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Coupling::CoreSync => "coresync",
+            Coupling::None => "none",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Coupling> {
+        Coupling::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -294,6 +328,9 @@ impl Default for Config {
             credit_beta: 0.02,
             credit_alpha: 0.001,
             credit_period_us: 10,
+            // CoreSync's coupled controller, with its R for synthetic workloads.
+            coupling: Coupling::CoreSync,
+            coresync_r: 50.0,
         }
     }
 }
@@ -345,6 +382,8 @@ impl Config {
                     ..crate::policy::overload::CreditParams::coresync(target)
                 },
                 period_ns: self.credit_period_us * 1_000,
+                coupling_r: (self.idle == IdleMode::Park && self.coupling == Coupling::CoreSync)
+                    .then_some(self.coresync_r),
             }
         })
     }
@@ -385,6 +424,9 @@ impl Config {
         }
         if !(self.credit_alpha > 0.0 && self.credit_alpha <= 1000.0) {
             return err(format!("credit_alpha must be in (0, 1000], got {}", self.credit_alpha));
+        }
+        if !(self.coresync_r >= 0.0 && self.coresync_r <= 1e6) {
+            return err(format!("coresync_r must be in [0, 1e6], got {}", self.coresync_r));
         }
         if self.workers == 0 || self.workers > MAX_WORKERS {
             return err(format!("workers must be between 1 and {MAX_WORKERS}, got {}", self.workers));
@@ -537,6 +579,8 @@ mod tests {
             (Config { credit_beta: 0.0, ..Config::default() }, "credit_beta"),
             (Config { credit_alpha: f64::NAN, ..Config::default() }, "credit_alpha"),
             (Config { credit_period_us: 20_000_000, ..Config::default() }, "credit_period_us"),
+            (Config { coresync_r: -1.0, ..Config::default() }, "coresync_r"),
+            (Config { coresync_r: f64::NAN, ..Config::default() }, "coresync_r"),
             (Config { timer_core: Some(7), ..Config::default() }, "timer core CPU 7"),
             (Config { worker_cores: Some(vec![1, 1]), workers: 2, ..Config::default() }, "twice"),
             (Config { worker_cores: Some(vec![1]), workers: 2, ..Config::default() }, "lists 1 CPUs"),

@@ -127,7 +127,7 @@ impl Dispatcher<'_> {
             if buf.is_empty() {
                 continue;
             }
-            self.shared.workers[w].stats.admitted.fetch_add(buf.len() as u64, Ordering::AcqRel);
+            self.shared.received(w, buf);
             for r in buf.drain(..) {
                 self.queues.push_new(Work::New(r), r.kind as usize, r.arrival_ns);
             }

@@ -33,6 +33,7 @@
 pub mod alloc;
 pub mod clock;
 pub mod config;
+pub mod coresync;
 pub mod cpu;
 mod dispatcher;
 pub mod green;

@@ -25,6 +25,7 @@
 //!   period that sees it again.
 
 use crate::clock;
+use crate::coresync::{CouplingShared, Ledger};
 use crate::policy::overload::{session_active, CreditChange, CreditParams, CreditPool};
 use crate::stats::TimerStats;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -42,6 +43,9 @@ pub struct OverloadParams {
     pub credits: CreditParams,
     /// The control period (CoreSync updates once per network RTT).
     pub period_ns: u64,
+    /// CoreSync's R, when parking is coupled with the credits (`--idle park`, `--coupling
+    /// coresync`): see `coresync`.
+    pub coupling_r: Option<f64>,
 }
 
 /// A worker's record of the largest queueing delays it saw this period, + 1 (0: none): of the
@@ -70,6 +74,8 @@ pub struct OverloadShared {
     total_bits: AtomicU64,
     active: AtomicU64,
     max_d_m_ns: AtomicU64,
+    /// CoreSync's coupling with parking, when on.
+    pub(crate) coupling: Option<CouplingShared>,
 }
 
 impl OverloadShared {
@@ -83,6 +89,7 @@ impl OverloadShared {
             total_bits: AtomicU64::new(1f64.to_bits()),
             active: AtomicU64::new(0),
             max_d_m_ns: AtomicU64::new(0),
+            coupling: params.coupling_r.map(|r| CouplingShared::new(r, SESSION_SLOTS, workers)),
         }
     }
 
@@ -121,6 +128,7 @@ impl OverloadShared {
             active_sessions: self.active.load(Ordering::Relaxed),
             max_d_m_ns: self.max_d_m_ns.load(Ordering::Relaxed),
             rejecting: clock::now_ns() < self.reject_until_ns.load(Ordering::Relaxed),
+            coupling: self.coupling.as_ref().map(CouplingShared::snapshot),
         }
     }
 }
@@ -138,6 +146,8 @@ pub struct OverloadSnapshot {
     pub max_d_m_ns: u64,
     /// The AQM rejects requests starting now.
     pub rejecting: bool,
+    /// CoreSync's coupling with parking, when on.
+    pub coupling: Option<crate::coresync::CouplingSnapshot>,
 }
 
 /// The timer core's half: the credit pool and when it last updated.
@@ -146,6 +156,10 @@ pub struct CreditControl {
     last_update_ns: u64,
     last_recount_ns: u64,
     active: usize,
+    /// The session slots active at the last recount (the coupling tallies them every period).
+    active_slots: Vec<usize>,
+    /// The coupling's withdrawals from the pool.
+    ledger: Ledger,
     /// The wait queue's consumer index at the last look, and since when it has not moved with
     /// the queue non-empty (None: empty or moving).
     wait_consumer: u64,
@@ -159,6 +173,8 @@ impl CreditControl {
             last_update_ns: clock::now_ns(),
             last_recount_ns: 0,
             active: 0,
+            active_slots: Vec::new(),
+            ledger: Ledger::new(shared.delays.len()),
             wait_consumer: 0,
             wait_stuck_since: None,
         }
@@ -178,6 +194,13 @@ impl CreditControl {
     /// One look (every loop of the timer core; acts once per control period). `wait_queue` is the
     /// wait queue's (producer, consumer) indices.
     pub fn tick(&mut self, shared: &OverloadShared, now: u64, wait_queue: (u64, u64), stats: &TimerStats) {
+        if let Some(coupling) = &shared.coupling {
+            // Withdrawals take effect at once (the worker polls until the grants fall).
+            if coupling.serve_withdrawals(&mut self.pool, &mut self.ledger, self.active) {
+                shared.per_session.store(self.pool.per_session(self.active), Ordering::Relaxed);
+                shared.total_bits.store(self.pool.total().to_bits(), Ordering::Relaxed);
+            }
+        }
         if now.saturating_sub(self.last_update_ns) < shared.params.period_ns {
             return;
         }
@@ -185,15 +208,19 @@ impl CreditControl {
         self.last_update_ns = now;
         if now.saturating_sub(self.last_recount_ns) >= RECOUNT_EVERY_NS {
             self.last_recount_ns = now;
-            self.active = shared
-                .sessions
-                .iter()
-                .filter(|s| {
-                    let seen = s.load(Ordering::Relaxed);
-                    seen != 0 && session_active(seen, now)
-                })
-                .count();
+            self.active_slots.clear();
+            // A session with requests in the server is active however long ago one started
+            // (one held for longer than SESSION_IDLE_NS is still drained).
+            let holds = |i: usize| shared.coupling.as_ref().is_some_and(|c| c.holds(i));
+            self.active_slots.extend(shared.sessions.iter().enumerate().filter_map(|(i, s)| {
+                let seen = s.load(Ordering::Relaxed);
+                ((seen != 0 && session_active(seen, now)) || holds(i)).then_some(i)
+            }));
+            self.active = self.active_slots.len();
             shared.active.store(self.active as u64, Ordering::Relaxed);
+        }
+        if let Some(coupling) = &shared.coupling {
+            coupling.publish(&self.active_slots);
         }
         stats.control_periods.fetch_add(1, Ordering::Relaxed);
         let take = |slot: fn(&DelaySlot) -> &AtomicU64| {
@@ -227,7 +254,10 @@ mod tests {
     use super::*;
 
     fn shared() -> OverloadShared {
-        OverloadShared::new(OverloadParams { credits: CreditParams::coresync(80_000), period_ns: 10_000 }, 2)
+        OverloadShared::new(
+            OverloadParams { credits: CreditParams::coresync(80_000), period_ns: 10_000, coupling_r: None },
+            2,
+        )
     }
 
     impl OverloadShared {

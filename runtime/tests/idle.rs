@@ -8,7 +8,7 @@ mod common;
 use common::{wait_for_replies, wait_until, Gate, LONG, SHORT};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synergy::config::IdleMode;
+use synergy::config::{Coupling, IdleMode, OverloadMode};
 use synergy::transport::channel::ChannelTransport;
 use synergy::transport::Transport;
 use synergy::{Config, Reply, Request, Runtime, StartError};
@@ -70,10 +70,28 @@ fn shutdown_wakes_parked_workers() {
 /// workers to park, or not): every request is answered exactly once.
 #[test]
 fn random_bursts_and_pauses_lose_nothing() {
+    bursts_and_pauses(parking(common::two_workers()));
+}
+
+/// The same with CoreSync's coupling gating the parks (sessions = request id modulo 7, credits
+/// with an AQM that never rejects here): the gate only delays parking, and the per-session counts
+/// it reads never underflow (a debug assertion in the workers).
+#[test]
+fn random_bursts_and_pauses_lose_nothing_with_coresync_coupling() {
+    let cfg = Config {
+        overload: OverloadMode::Credits,
+        drop_delay_us: 10_000_000,
+        coupling: Coupling::CoreSync,
+        coresync_r: 1.0,
+        ..parking(common::two_workers())
+    };
+    bursts_and_pauses(cfg);
+}
+
+fn bursts_and_pauses(cfg: Config) {
     let _g = common::serial();
     const BURSTS: u64 = 300;
     let t = Arc::new(ChannelTransport::new(2, 4096, 1 << 16));
-    let cfg = parking(common::two_workers());
     let rt = Runtime::start(&cfg, t.clone(), common::spin_handler(Arc::new(Gate::default()))).unwrap();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -91,6 +109,7 @@ fn random_bursts_and_pauses_lose_nothing() {
                 id,
                 kind: if long { LONG } else { SHORT },
                 service_ns: if long { 150_000 } else { 1_000 + next() % 3_000 },
+                flow: (id % 7) as u32,
                 ..Request::default()
             };
             while t.submit((next() % 2) as usize, req).is_err() {

@@ -29,6 +29,9 @@ pub struct GreenThread {
     /// a preempted request by them.
     pub kind: u32,
     pub arrival_ns: u64,
+    /// The current request's session (`flow`), set under overload control: its reply's grant
+    /// and its end are counted for CoreSync's coupling.
+    pub flow: u32,
     /// How often the current request was preempted or yielded.
     pub preemptions: u32,
     /// When it was last put on the wait queue (runtime clock, ns): its queueing delay there is
@@ -52,6 +55,7 @@ impl GreenThread {
             started_ns: 0,
             kind: 0,
             arrival_ns: 0,
+            flow: 0,
             preemptions: 0,
         }))
     }

@@ -128,7 +128,14 @@ pub fn send(mut reply: Reply) -> Result<(), NotOnWorker> {
     // SAFETY: current is live.
     reply.preemptions = unsafe { (*st.current).preemptions };
     let shared = st.shared();
-    reply.credits = shared.overload.as_ref().map(|o| o.credits_per_session());
+    if let Some(o) = &shared.overload {
+        let credits = o.credits_per_session();
+        reply.credits = Some(credits);
+        if let Some(c) = &o.coupling {
+            // SAFETY: current is live.
+            c.granted(unsafe { (*st.current).flow }, credits);
+        }
+    }
     shared.transport.reply(st.id, reply);
     Ok(())
 }

@@ -87,7 +87,7 @@ fn admit(st: &mut WorkerState, shared: &'static Shared) {
         if buf.is_empty() {
             continue;
         }
-        shared.workers[st.id].stats.admitted.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        shared.received(st.id, buf);
         for r in buf.drain(..) {
             match shared.spec.arrival {
                 Arrival::ShortestQueue => {

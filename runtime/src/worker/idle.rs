@@ -4,6 +4,7 @@
 
 use super::{baseline, current, Shared, WorkerShared};
 use crate::clock;
+use crate::coresync::{CouplingShared, Verdict};
 use crate::park;
 use crate::policy::idle::{Grants, WorkerView};
 use crate::policy::system::Arrival;
@@ -19,12 +20,20 @@ pub(super) fn park() {
         let st = l.state();
         (st.id, st.shared())
     };
+    let coupling = coupling(shared);
     let seen = ws.wake_seq.load(Ordering::SeqCst);
     ws.parked.store(true, Ordering::SeqCst);
+    // Counted parked now: another worker may take the parking turn.
+    if let Some(c) = coupling {
+        c.parked(id);
+    }
     // After announcing: whatever arrives from now on, the timer core sees with `parked` set.
     if stopping(shared) || baseline::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
         // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
         ws.parked.store(false, Ordering::SeqCst);
+        if let Some(c) = coupling {
+            c.found_work(id);
+        }
         return;
     }
     ws.stats.parks.fetch_add(1, Ordering::Relaxed);
@@ -33,10 +42,44 @@ pub(super) fn park() {
         park::wait(&ws.wake_seq, seen);
     }
     let t1 = clock::now_ns();
+    if let Some(c) = coupling {
+        c.woken(id);
+    }
     ws.stats.parked_ns.fetch_add(t1.saturating_sub(t0), Ordering::Relaxed);
     ws.stats.wakeups.fetch_add(1, Ordering::Relaxed);
     let sent = ws.wake_sent_ns.load(Ordering::Acquire);
     ws.stats.wake_latency_ns.fetch_add(t1.saturating_sub(sent), Ordering::Relaxed);
+}
+
+fn coupling(shared: &Shared) -> Option<&CouplingShared> {
+    shared.overload.as_ref().and_then(|o| o.coupling.as_ref())
+}
+
+/// Whether the current worker, idle for POLL_PERIOD, may park: always, unless CoreSync's
+/// coupling is on and its gate says to keep polling (`coresync`).
+pub(super) fn may_park() -> bool {
+    let l = current();
+    // SAFETY: worker thread; a short borrow with no green-thread switch in it.
+    let (id, shared) = unsafe {
+        let st = l.state();
+        (st.id, st.shared())
+    };
+    let Some(c) = coupling(shared) else { return true };
+    let allocated = shared.workers.iter().filter(|w| !w.parked.load(Ordering::Relaxed)).count();
+    c.gate(id, allocated) == Verdict::Park
+}
+
+/// The current worker, idle a moment ago, found work: a parking attempt it began is over.
+pub(super) fn found_work() {
+    let l = current();
+    // SAFETY: as in `may_park`.
+    let (id, shared) = unsafe {
+        let st = l.state();
+        (st.id, st.shared())
+    };
+    if let Some(c) = coupling(shared) {
+        c.found_work(id);
+    }
 }
 
 /// The workers are about to leave: aborted, or shutting down with no request to come (a worker

@@ -126,6 +126,17 @@ pub struct IdleParams {
 }
 
 impl Shared {
+    /// Worker `worker`'s transport poll took `requests`: counted as admitted, and (CoreSync's
+    /// coupling) as in the server for their sessions.
+    pub(crate) fn received(&self, worker: usize, requests: &[crate::request::Request]) {
+        self.workers[worker].stats.admitted.fetch_add(requests.len() as u64, Ordering::AcqRel);
+        if let Some(c) = self.overload.as_ref().and_then(|o| o.coupling.as_ref()) {
+            for r in requests {
+                c.received(r.flow);
+            }
+        }
+    }
+
     /// The state of `config.workers` workers before any of them runs.
     pub fn new(
         config: &crate::config::Config,

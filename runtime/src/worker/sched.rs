@@ -38,15 +38,20 @@ fn admit(req: &Request) -> bool {
         (st.id, st.shared())
     };
     let Some(o) = &shared.overload else { return true };
+    // SAFETY: worker thread; short borrow; current is the live thread running this code. The
+    // reply (a reject's too) grants this session.
+    unsafe { (*l.state().current).flow = req.flow };
     if !o.on_start(id, req.flow, req.arrival_ns, clock::now_ns()) {
         return true;
     }
-    // SAFETY: worker thread; short borrow; current is the live thread running this code. Its
-    // count is still the previous request's: the reject reply must say 0.
+    // SAFETY: as above. Its count is still the previous request's: the reject reply must say 0.
     unsafe { (*l.state().current).preemptions = 0 };
     let ws = l.shared();
     ws.stats.rejected.fetch_add(1, Ordering::Relaxed);
     let _ = send(Reply::to(req).with_status(crate::request::status::REJECTED));
+    if let Some(c) = &o.coupling {
+        c.finished(req.flow);
+    }
     ws.stats.completed.fetch_add(1, Ordering::Release);
     false
 }
@@ -102,12 +107,19 @@ pub(super) fn serve(req: Request) {
         ws.short_ema.store(st.ema.get(), Ordering::Relaxed);
         ws.stats.short_done.fetch_add(1, Ordering::Relaxed);
     }
+    let coupling = st.shared().overload.as_ref().and_then(|o| o.coupling.as_ref());
     if outcome.is_err() {
         ws.stats.handler_panics.fetch_add(1, Ordering::Relaxed);
         drop(_np);
         let _ = send(Reply::to(&req).with_status(STATUS_HANDLER_PANICKED));
+        if let Some(c) = coupling {
+            c.finished(req.flow);
+        }
         current().shared().stats.completed.fetch_add(1, Ordering::Release);
     } else {
+        if let Some(c) = coupling {
+            c.finished(req.flow);
+        }
         ws.stats.completed.fetch_add(1, Ordering::Release);
     }
 }
@@ -138,7 +150,7 @@ impl WorkerQueues for RealQueues<'_> {
         if buf.is_empty() {
             return None;
         }
-        me.stats.admitted.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        self.shared.received(self.st.id, buf);
         for r in &buf[1..] {
             push_until_room(&me.rx, *r);
         }
@@ -207,6 +219,9 @@ pub(super) fn recv() -> Request {
                 baseline::select(st, shared)
             }
         };
+        if selected.is_some() && idle_since.is_some() {
+            super::idle::found_work();
+        }
         match selected {
             Some(Selected::Request(r)) => return r,
             Some(Selected::Resume(t)) => resume(t.0),
@@ -214,7 +229,8 @@ pub(super) fn recv() -> Request {
                 idle_rounds += 1;
                 if let Some(idle) = shared_ref().idle {
                     let now = clock::now_ns();
-                    if should_park(*idle_since.get_or_insert(now), now, idle.poll_period_ns) {
+                    if should_park(*idle_since.get_or_insert(now), now, idle.poll_period_ns) && super::idle::may_park()
+                    {
                         // Trims the pool (and leaves, when stopping) before sleeping.
                         idle_maintenance();
                         super::idle::park();
