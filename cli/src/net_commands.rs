@@ -283,8 +283,25 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     if let Some(d) = steering_drops {
         println!("datagrams dropped by --steer {} (over their flow's rate): {d}", steering.name());
     }
+    print_cpu(&stats);
     print_overload(&stats);
     ExitCode::SUCCESS
+}
+
+/// Where the CPU went: workers, the timer core (`--idle park` lets both sleep).
+fn print_cpu(stats: &synergy::stats::RunStats) {
+    let wall = stats.wall_ns.max(1) as f64;
+    println!(
+        "CPU over wall time: workers {:.2} each (cores in use {:.2}, {} parks, mean wake-up {:.1} µs); timer core {:.2} \
+         ({} sleeps in epoll, {:.0}% of the run)",
+        stats.cpu_per_worker_wall(),
+        stats.cores_in_use(),
+        stats.total.parks,
+        stats.mean_wake_latency_ns() / 1e3,
+        stats.timer_cpu_per_wall(),
+        stats.timer.sleeps,
+        100.0 * stats.timer.slept_ns as f64 / wall
+    );
 }
 
 /// The overload controller's summary (`--overload credits`).

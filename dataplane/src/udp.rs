@@ -332,6 +332,10 @@ impl Transport for UdpTransport {
         usize::from(pending > 0)
     }
 
+    fn arrival_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.sockets.iter().map(|s| s.as_raw_fd()).collect()
+    }
+
     fn reply(&self, worker: usize, reply: Reply) {
         let c = &self.counters[worker];
         if send_to(&self.sockets[worker], &encode_reply(&reply), addr_of(reply.origin)) {

@@ -219,3 +219,45 @@ fn a_second_server_on_a_port_in_use_is_refused_instead_of_joining_its_group() {
     drop(first);
     UdpTransport::bind(taken, 2).expect("the port is free after the first group closed");
 }
+
+/// `--idle park` over kernel UDP (issue 18): with every worker parked the timer core sleeps in
+/// epoll on the sockets instead of polling them, so an idle server uses almost no CPU, and each
+/// request still wakes it and is answered. Before the sleep the timer core spun the whole run
+/// (its CPU time ≈ the wall time).
+#[test]
+fn an_idle_parked_server_sleeps_its_timer_core_and_answers_every_request() {
+    let _g = common::serial();
+    let cfg = synergy::Config { idle: synergy::config::IdleMode::Park, ..common::one_worker() };
+    let t0 = std::time::Instant::now();
+    let s = UdpServer::start(
+        &cfg,
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        synthetic::handler(Workload::named(WorkloadName::High).types),
+    )
+    .expect("start the UDP server");
+    common::wait_until("the timer core sleeps", Duration::from_secs(10), || s.runtime.stats().timer.sleeps > 0);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 256];
+    // 100 requests, 2 ms apart: each finds the worker parked and the timer core asleep.
+    for id in 0..100u64 {
+        let until = std::time::Instant::now() + Duration::from_millis(2);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        client
+            .send_to(&encode_request(&Request { id, kind: 0, service_ns: 1_000, ..Request::default() }), s.local_addr())
+            .unwrap();
+        let (n, _) = client.recv_from(&mut buf).expect("a reply within 10 s: the sleeping timer core woke");
+        let r = decode_reply(&buf[..n]).unwrap();
+        assert_eq!((r.id, r.status), (id, status::OK));
+    }
+    let (stats, _) = s.shutdown();
+    let wall = t0.elapsed().as_nanos() as f64;
+    let t = &stats.timer;
+    assert!(t.sleeps >= 100, "{t:?}");
+    assert!(t.grants >= 100, "every request woke the parked worker: {t:?}");
+    // Spinning, the timer core's CPU time is the wall time; asleep between requests, a fraction.
+    assert!((t.cpu_ns as f64) < 0.5 * wall, "timer core CPU {} ns of {wall} ns wall", t.cpu_ns);
+    assert!((t.slept_ns as f64) > 0.3 * wall, "slept {} ns of {wall} ns wall", t.slept_ns);
+}

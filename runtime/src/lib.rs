@@ -49,6 +49,7 @@ pub mod sync;
 mod timer_core;
 #[doc(hidden)]
 pub mod timer_scan;
+pub mod timer_sleep;
 pub mod transport;
 mod worker;
 

@@ -85,6 +85,12 @@ counters!(
         loops,
         /// Parked workers woken because work waited for them (`--idle park`).
         grants,
+        /// Times the timer core slept in epoll with every worker parked, and for how long (ns)
+        /// (`--idle park` over a transport with arrival descriptors: `timer_sleep`).
+        sleeps,
+        slept_ns,
+        /// The timer core's thread CPU time (ns), recorded as it exits.
+        cpu_ns,
         /// Control periods in which the credit pool grew (D_m ≤ D_t) or shrank (`--overload credits`).
         credit_increases,
         credit_decreases,
@@ -141,6 +147,11 @@ impl LoopPeriods {
             periods.add(&mut self.local);
             stats.loops.fetch_add(PERIOD_FLUSH, Ordering::Relaxed);
         }
+    }
+
+    /// The time since the last loop is not a loop period (the timer core slept in epoll).
+    pub fn skip_to(&mut self, now_ns: u64) {
+        self.last = now_ns;
     }
 
     /// Publishes what the last batch left.
@@ -221,6 +232,16 @@ impl RunStats {
             self.total.cpu_ns as f64 / wall
         } else {
             0.0
+        }
+    }
+
+    /// The timer core's CPU time over the wall time (1.0: it spun the whole run; less where it
+    /// slept with every worker parked). Meaningful after `Runtime::shutdown`.
+    pub fn timer_cpu_per_wall(&self) -> f64 {
+        if self.wall_ns == 0 {
+            0.0
+        } else {
+            self.timer.cpu_ns as f64 / self.wall_ns as f64
         }
     }
 

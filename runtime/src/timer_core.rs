@@ -7,7 +7,8 @@ use crate::overload::CreditControl;
 use crate::policy::timer::{ci_step, decide, CiStep, QuantumControl, TimerDecision};
 use crate::preempt::Target;
 use crate::stats::{LoopPeriods, PeriodHistogram, TimerStats};
-use crate::worker::{CoreGrants, Shared, WorkerShared};
+use crate::timer_sleep::{TimerSleep, SLEEP_MAX_MS};
+use crate::worker::{all_parked_and_nothing_queued, CoreGrants, Shared, WorkerShared};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -46,8 +47,25 @@ pub fn run_timer_core(
     let mut grants = shared.idle.map(|idle| CoreGrants::new(shared.workers.len(), idle.wake_delay_ns));
     // `--overload credits`: the credit pool and the AQM.
     let mut credits = shared.overload.as_ref().map(CreditControl::new);
+    // `--idle park` over a transport with arrival descriptors: sleep while every worker is parked.
+    let mut sleep = shared.timer_wake.as_ref().and_then(|wake| {
+        TimerSleep::new(wake, &shared.transport.arrival_fds())
+            .map_err(|e| eprintln!("synergy: timer core: no epoll set ({e}); it polls while workers park"))
+            .ok()
+    });
     let mut loop_periods = LoopPeriods::new(clock::now_ns());
     while !stop.load(Ordering::Acquire) {
+        if let (Some(sleep), Some(wake)) = (sleep.as_mut(), shared.timer_wake.as_ref()) {
+            if all_parked_and_nothing_queued(&shared) {
+                let t0 = clock::now_ns();
+                if sleep.sleep(wake, SLEEP_MAX_MS, || all_parked_and_nothing_queued(&shared)) {
+                    stats.sleeps.fetch_add(1, Ordering::Relaxed);
+                    stats.slept_ns.fetch_add(clock::now_ns().saturating_sub(t0), Ordering::Relaxed);
+                    // The sleep is not a loop period of the timer core's scan.
+                    loop_periods.skip_to(clock::now_ns());
+                }
+            }
+        }
         let now = clock::now_ns();
         loop_periods.tick(now, &periods, &stats);
         if let Some(change) = control.tick(now, wq.producer_index(), wq.consumer_index()) {
@@ -72,6 +90,7 @@ pub fn run_timer_core(
         }
     }
     loop_periods.flush(&periods, &stats);
+    stats.cpu_ns.store(crate::park::thread_cpu_ns(), Ordering::Relaxed);
 }
 
 /// Interrupts worker `w` through the runtime's preempter (its arming's target already set) and

@@ -20,6 +20,13 @@ pub trait Transport: Send + Sync + 'static {
     fn reports_backlog(&self) -> bool {
         true
     }
+    /// Descriptors that are readable (level-triggered `EPOLLIN`) exactly while a request waits
+    /// for some worker, open as long as the transport. With them the timer core sleeps in epoll
+    /// while every worker is parked (`--idle park`, `timer_sleep`); without (the default) it
+    /// keeps polling `backlog`.
+    fn arrival_fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
+    }
     /// Worker `worker` started (`running`) or stopped running a long request: the application's
     /// `feedback_start()` and `feedback_finished()`, and the long request's preemption and
     /// resumption (possibly on another worker). Ingress steering that keeps short requests away

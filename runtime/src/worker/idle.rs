@@ -31,6 +31,10 @@ pub(super) fn park() {
     if stopping(shared) || baseline::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
         // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
         ws.parked.store(false, Ordering::SeqCst);
+        // It may have taken the arrival that would have woken a sleeping timer core.
+        if let Some(w) = &shared.timer_wake {
+            w.worker_unparked();
+        }
         if let Some(c) = coupling {
             c.found_work(id);
         }
@@ -104,6 +108,16 @@ pub fn wake_parked(shared: &Shared) {
     for w in shared.workers.iter() {
         wake(w);
     }
+}
+
+/// Whether the timer core may sleep (`timer_sleep`): every worker parked and nothing queued in
+/// the runtime that a worker would take, so that only an arrival can create work.
+pub fn all_parked_and_nothing_queued(shared: &Shared) -> bool {
+    shared.workers.iter().all(|w| w.parked.load(Ordering::SeqCst))
+        && shared.wait_queue.is_empty()
+        && shared.central.is_empty()
+        && shared.central_long.is_empty()
+        && shared.workers.iter().all(|w| w.rx.is_empty() && w.own.is_empty())
 }
 
 /// How often the timer core looks at the queues for its grants: each look costs a transport

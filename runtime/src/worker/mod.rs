@@ -25,7 +25,7 @@ pub use api::{
 };
 pub use baseline::{work_waiting, Work};
 pub use green_local::GreenLocal;
-pub use idle::{wake_parked, CoreGrants};
+pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};
 pub use preemption::{on_preempt, set_preempt_probe};
 use switch::{after_switch, set_current, take_thread};
 
@@ -104,6 +104,9 @@ pub struct Shared {
     pub idle: Option<IdleParams>,
     /// `--overload credits`: the credit controller's shared state; None: admit everything.
     pub overload: Option<crate::overload::OverloadShared>,
+    /// `--idle park` over a transport with arrival descriptors: how a worker wakes the timer
+    /// core sleeping in epoll (`timer_sleep`).
+    pub timer_wake: Option<crate::timer_sleep::SleepWake>,
     /// `--policy shinjuku`: its decisions, and per dispatcher the green threads its workers
     /// hand back (preempted or yielding), each at most once: room for the whole budget.
     pub shinjuku: Option<crate::policy::shinjuku::ShinjukuPolicy>,
@@ -145,6 +148,14 @@ impl Shared {
         handler_migratable: bool,
         preempter: Arc<dyn Preempter>,
     ) -> Shared {
+        let sleeps = config.idle == crate::config::IdleMode::Park && !transport.arrival_fds().is_empty();
+        let timer_wake = sleeps
+            .then(|| {
+                crate::timer_sleep::SleepWake::new()
+                    .map_err(|e| eprintln!("synergy: no eventfd ({e}): the timer core polls while workers park"))
+                    .ok()
+            })
+            .flatten();
         Shared {
             workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
             wait_queue: Ring::with_capacity(config.max_green_threads),
@@ -177,6 +188,7 @@ impl Shared {
                 wake_delay_ns: config.wake_delay_us * 1_000,
             }),
             overload: config.overload_params().map(|p| crate::overload::OverloadShared::new(p, config.workers)),
+            timer_wake,
             shinjuku: (config.policy == SchedPolicy::Shinjuku).then(|| config.shinjuku()),
             returned: (0..if config.policy == SchedPolicy::Shinjuku { config.dispatchers } else { 0 })
                 .map(|_| Ring::with_capacity(config.max_green_threads))
