@@ -601,6 +601,34 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// Hermes's burst test on the real server: a step load between two rates, served with
+    /// --idle spin, park, and park with CoreSync's credits and coupling; per-step latency and the
+    /// cores each burnt.
+    Burst {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Workload (the synthetic application).
+        #[arg(long, value_parser = crate::choices::workload(), default_value = "high")]
+        workload: WorkloadName,
+        /// The low and the high rate, as fractions of nominal capacity (Hermes's 100k and 5M
+        /// req/s of 1 µs on 14 cores are 0.7% and 36%).
+        #[arg(long, default_value_t = 0.05)]
+        low: f64,
+        #[arg(long, default_value_t = 0.4)]
+        high: f64,
+        /// How long each rate lasts, ms.
+        #[arg(long, default_value_t = 500)]
+        step_ms: u64,
+        /// Measured length of each mode's run in ms (after a 500 ms warm-up).
+        #[arg(long, default_value_t = 4_000)]
+        duration_ms: u64,
+        /// Client flows (sessions).
+        #[arg(long, default_value_t = 8)]
+        flows: u32,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/burst).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
     /// The timer core's loop period with a sched_yield per loop and without, side by side.
     Timer {
         #[command(flatten)]
@@ -1041,6 +1069,42 @@ fn main() -> ExitCode {
             print!("{}", crate::bench::overload::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::overload::csv(&b), crate::bench::overload::svg(&b));
+                if let Err(e) = write_results(base, &b, csv, svg) {
+                    return fail(e);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Burst { runtime, workload, low, high, step_ms, duration_ms, flows, out }) => {
+            if !(low > 0.0 && low < high && high <= 4.0) {
+                return fail("--low and --high must satisfy 0 < low < high <= 4 (fractions of capacity)");
+            }
+            if !(1..=60_000).contains(&step_ms) || !(1..=600_000).contains(&duration_ms) || !(1..=4096).contains(&flows)
+            {
+                return fail("--step-ms must be 1-60000, --duration-ms 1-600000 and --flows 1-4096");
+            }
+            let (mut cfg, placement) = match runtime.resolve() {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            let w = Workload::named(workload);
+            net_commands::long_kinds_from(&runtime, &mut cfg, &w);
+            let params = crate::bench::burst::BurstParams {
+                handler: synergy_apps::synthetic::handler(w.types.clone()),
+                workload: w,
+                low,
+                high,
+                step: std::time::Duration::from_millis(step_ms),
+                duration: std::time::Duration::from_millis(duration_ms),
+                flows,
+            };
+            let b = match crate::bench::burst::run(&cfg, &placement, &params) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            print!("{}", crate::bench::burst::table(&b));
+            if let Some(base) = &out {
+                let (csv, svg) = (crate::bench::burst::csv(&b), crate::bench::burst::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
                     return fail(e);
                 }

@@ -78,6 +78,8 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["demo", "--policy", "shinjuku", "--preempt", "ci"], "preempts by interrupt from its dispatcher"),
         (&["demo", "--idle", "park", "--idle-poll-us", "5000000"], "idle_poll_us must be at most 1000000"),
         (&["bench", "idle", "--loads", "0"], "--loads must be fractions of capacity"),
+        (&["bench", "burst", "--low", "0.5", "--high", "0.4"], "--low and --high must satisfy"),
+        (&["serve", "--coresync-r=-1"], "coresync_r must be in [0, 1e6]"),
     ];
     for (args, needle) in cases {
         let o = synergy(args);
@@ -166,6 +168,47 @@ fn bench_idle_compares_spinning_and_parking_workers() {
     assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
     let svg = std::fs::read_to_string(base.with_extension("svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Cores in use"), "an SVG chart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Hermes's burst test on the real server: every request of the step load is answered (or, with
+/// credits, rejected) in each of the three modes, the rates alternate per step, parked modes wake
+/// and the spinning one never does, and the files agree.
+#[test]
+fn bench_burst_serves_a_step_load_spinning_parking_and_coupled() {
+    let _serial = common::serial();
+    let dir = std::env::temp_dir().join(format!("synergy-burst-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("burst");
+    let o = synergy(&["bench", "burst", "--duration-ms", "400", "--step-ms", "100", "--out", base.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.with_extension("json")).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["spin", "park", "park+coresync"]);
+    let (low, high) = (v["low_rps"].as_f64().unwrap(), v["high_rps"].as_f64().unwrap());
+    let mut rows = 0;
+    for r in runs {
+        assert_eq!(r["answered"], r["sent"], "every request answered: {r}");
+        assert_eq!(r["lost"], 0, "{r}");
+        let steps = r["steps"].as_array().unwrap();
+        // 500 ms warm-up + 400 ms measured, 100 ms steps: nine, low first.
+        assert_eq!(steps.len(), 9, "{r}");
+        for (i, s) in steps.iter().enumerate() {
+            let want = if i % 2 == 0 { low } else { high };
+            assert!((s["offered_rps"].as_f64().unwrap() - want).abs() < 1e-6, "step {i}: {s}");
+        }
+        rows += steps.len();
+    }
+    assert_eq!(runs[0]["wakeups"], 0, "spinning workers are never woken");
+    assert_eq!(runs[0]["rejected"], 0);
+    assert!(runs[1]["wakeups"].as_u64().unwrap() > 0, "parked workers are woken: {}", runs[1]);
+    let csv = std::fs::read_to_string(base.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + rows, "{csv}");
+    let svg = std::fs::read_to_string(base.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("p99.9 per step"), "an SVG chart");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,5 +1,6 @@
 //! Benchmarks run by the `synergy bench` command (not tests: they report, they do not assert).
 
+pub mod burst;
 pub mod ctx;
 pub mod idle;
 pub mod interrupt;
