@@ -194,7 +194,10 @@ impl CouplingShared {
     }
 
     fn release_turn(&self, worker: usize) {
-        let _ = self.turn.compare_exchange(worker + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+        // A load first: the turn's line is shared by every worker, and most calls do not hold it.
+        if self.turn.load(Ordering::Relaxed) == worker + 1 {
+            let _ = self.turn.compare_exchange(worker + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
     /// `worker` was woken from a park: its withdrawal goes back to the pool.
@@ -206,8 +209,8 @@ impl CouplingShared {
         }
     }
 
-    /// `worker` found work: its parking attempt is over (the turn released, a withdrawal
-    /// forgotten). One relaxed load when it was not parking.
+    /// `worker` found work after idling: its parking attempt is over (the turn released, a
+    /// withdrawal forgotten). Called once per idle spell that ends in work, not per request.
     pub fn found_work(&self, worker: usize) {
         let w = &self.workers[worker];
         w.vetoed.store(false, Ordering::Relaxed);

@@ -66,8 +66,7 @@ pub struct BurstParams {
 /// Runs the step load against each mode.
 pub fn run(base: &Config, placement: &Placement, p: &BurstParams) -> Result<BurstBench, String> {
     let capacity = p.workload.capacity_rps(base.workers);
-    let spare = synergy::cpu::allowed_cpus().into_iter().find(|c| !placement.worker_cores.contains(c));
-    let loadgen_cpu = spare.or(Some(placement.timer_core));
+    let loadgen_cpu = super::overload::loadgen_cpu(placement);
     let warmup = Duration::from_millis(500);
     let mut runs = Vec::new();
     for mode in MODES {

@@ -60,12 +60,17 @@ pub struct OverloadParams {
     pub seed: u64,
 }
 
+/// Where the in-process load generator's threads run: a CPU no worker uses, else the timer
+/// core's (so that its real-time threads never preempt a worker).
+pub fn loadgen_cpu(placement: &Placement) -> Option<usize> {
+    let spare = synergy::cpu::allowed_cpus().into_iter().find(|c| !placement.worker_cores.contains(c));
+    spare.or(Some(placement.timer_core))
+}
+
 /// Runs both modes at every load.
 pub fn run(base: &Config, placement: &Placement, p: &OverloadParams) -> Result<OverloadBench, String> {
     let capacity = p.workload.capacity_rps(base.workers);
-    // Off the workers' CPUs if the machine leaves none spare: the timer core's.
-    let spare = synergy::cpu::allowed_cpus().into_iter().find(|c| !placement.worker_cores.contains(c));
-    let loadgen_cpu = spare.or(Some(placement.timer_core));
+    let loadgen_cpu = loadgen_cpu(placement);
     let mut points: Vec<OverloadPoint> = Vec::new();
     for mode in [OverloadMode::None, OverloadMode::Credits] {
         let mut first_goodput = None;

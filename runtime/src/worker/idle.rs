@@ -4,7 +4,7 @@
 
 use super::{baseline, current, Shared, WorkerShared};
 use crate::clock;
-use crate::coresync::{CouplingShared, Verdict};
+use crate::coresync::Verdict;
 use crate::park;
 use crate::policy::idle::{Grants, WorkerView};
 use crate::policy::system::Arrival;
@@ -20,7 +20,7 @@ pub(super) fn park() {
         let st = l.state();
         (st.id, st.shared())
     };
-    let coupling = coupling(shared);
+    let coupling = shared.coupling();
     let seen = ws.wake_seq.load(Ordering::SeqCst);
     ws.parked.store(true, Ordering::SeqCst);
     // Counted parked now: another worker may take the parking turn.
@@ -55,10 +55,6 @@ pub(super) fn park() {
     ws.stats.wake_latency_ns.fetch_add(t1.saturating_sub(sent), Ordering::Relaxed);
 }
 
-fn coupling(shared: &Shared) -> Option<&CouplingShared> {
-    shared.overload.as_ref().and_then(|o| o.coupling.as_ref())
-}
-
 /// Whether the current worker, idle for POLL_PERIOD, may park: always, unless CoreSync's
 /// coupling is on and its gate says to keep polling (`coresync`).
 pub(super) fn may_park() -> bool {
@@ -68,7 +64,7 @@ pub(super) fn may_park() -> bool {
         let st = l.state();
         (st.id, st.shared())
     };
-    let Some(c) = coupling(shared) else { return true };
+    let Some(c) = shared.coupling() else { return true };
     let allocated = shared.workers.iter().filter(|w| !w.parked.load(Ordering::Relaxed)).count();
     c.gate(id, allocated) == Verdict::Park
 }
@@ -81,7 +77,7 @@ pub(super) fn found_work() {
         let st = l.state();
         (st.id, st.shared())
     };
-    if let Some(c) = coupling(shared) {
+    if let Some(c) = shared.coupling() {
         c.found_work(id);
     }
 }
@@ -113,11 +109,10 @@ pub fn wake_parked(shared: &Shared) {
 /// Whether the timer core may sleep (`timer_sleep`): every worker parked and nothing queued in
 /// the runtime that a worker would take, so that only an arrival can create work.
 pub fn all_parked_and_nothing_queued(shared: &Shared) -> bool {
-    shared.workers.iter().all(|w| w.parked.load(Ordering::SeqCst))
+    shared.workers.iter().all(|w| w.parked.load(Ordering::SeqCst) && w.rx.is_empty() && w.own.is_empty())
         && shared.wait_queue.is_empty()
         && shared.central.is_empty()
         && shared.central_long.is_empty()
-        && shared.workers.iter().all(|w| w.rx.is_empty() && w.own.is_empty())
 }
 
 /// How often the timer core looks at the queues for its grants: each look costs a transport

@@ -129,11 +129,17 @@ pub struct IdleParams {
 }
 
 impl Shared {
+    /// CoreSync's coupling of parking with the credits, when on (`--idle park --overload credits
+    /// --coupling coresync`).
+    pub(crate) fn coupling(&self) -> Option<&crate::coresync::CouplingShared> {
+        self.overload.as_ref().and_then(|o| o.coupling.as_ref())
+    }
+
     /// Worker `worker`'s transport poll took `requests`: counted as admitted, and (CoreSync's
     /// coupling) as in the server for their sessions.
     pub(crate) fn received(&self, worker: usize, requests: &[crate::request::Request]) {
         self.workers[worker].stats.admitted.fetch_add(requests.len() as u64, Ordering::AcqRel);
-        if let Some(c) = self.overload.as_ref().and_then(|o| o.coupling.as_ref()) {
+        if let Some(c) = self.coupling() {
             for r in requests {
                 c.received(r.flow);
             }

@@ -49,7 +49,7 @@ fn admit(req: &Request) -> bool {
     let ws = l.shared();
     ws.stats.rejected.fetch_add(1, Ordering::Relaxed);
     let _ = send(Reply::to(req).with_status(crate::request::status::REJECTED));
-    if let Some(c) = &o.coupling {
+    if let Some(c) = shared.coupling() {
         c.finished(req.flow);
     }
     ws.stats.completed.fetch_add(1, Ordering::Release);
@@ -107,20 +107,18 @@ pub(super) fn serve(req: Request) {
         ws.short_ema.store(st.ema.get(), Ordering::Relaxed);
         ws.stats.short_done.fetch_add(1, Ordering::Relaxed);
     }
-    let coupling = st.shared().overload.as_ref().and_then(|o| o.coupling.as_ref());
+    let coupling = st.shared().coupling();
     if outcome.is_err() {
         ws.stats.handler_panics.fetch_add(1, Ordering::Relaxed);
         drop(_np);
         let _ = send(Reply::to(&req).with_status(STATUS_HANDLER_PANICKED));
-        if let Some(c) = coupling {
-            c.finished(req.flow);
-        }
         current().shared().stats.completed.fetch_add(1, Ordering::Release);
     } else {
-        if let Some(c) = coupling {
-            c.finished(req.flow);
-        }
         ws.stats.completed.fetch_add(1, Ordering::Release);
+    }
+    // Answered either way: the request leaves its session's count.
+    if let Some(c) = coupling {
+        c.finished(req.flow);
     }
 }
 
