@@ -4,9 +4,12 @@
 //! call into these functions, so the decisions the thesis specifies (Algorithms 5.2 and 5.3,
 //! §5.1.1.2 quantum sizing, §5.1.3.1 congestion detection) are tested here on plain data.
 
+pub mod api;
+pub mod builtin;
 pub mod congestion;
 pub mod coresync;
 pub mod idle;
+pub mod model;
 pub mod overload;
 pub mod quantum;
 pub mod selection;

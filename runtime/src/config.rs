@@ -223,14 +223,16 @@ impl TimerYield {
 }
 
 impl Config {
-    /// The policy's decisions as configured: its table row, with Shinjuku's quantum from
-    /// `shinjuku_quantum_us` (its workers arm their deadlines with it, its dispatchers test it).
-    pub fn spec(&self) -> crate::policy::system::Spec {
-        let mut spec = self.policy.spec();
-        if self.policy == SchedPolicy::Shinjuku {
-            spec.fixed_quantum_ns = Some(self.shinjuku_quantum_us * 1_000);
+    /// What the built-in policies take from the configuration (`policy::builtin`): Shinjuku's
+    /// quantum from `shinjuku_quantum_us` (its workers arm their deadlines with it, its
+    /// dispatchers test it), DARC's classes and reservation, Synergy's STEAL_THRESHOLD.
+    pub fn builtin_params(&self) -> crate::policy::builtin::BuiltinParams {
+        crate::policy::builtin::BuiltinParams {
+            steal_threshold: self.steal_threshold,
+            shinjuku_quantum_ns: Some(self.shinjuku_quantum_us * 1_000),
+            long_kinds: self.long_kinds.clone(),
+            darc_reserved: self.darc_reserved_workers,
         }
-        spec
     }
 
     /// Shinjuku's decisions as configured (`policy::shinjuku`).

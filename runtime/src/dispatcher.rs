@@ -129,7 +129,7 @@ impl Dispatcher<'_> {
             }
             self.shared.received(w, buf);
             for r in buf.drain(..) {
-                self.queues.push_new(Work::New(r), r.kind as usize, r.arrival_ns);
+                self.queues.push_new(Work::Request(r), r.kind as usize, r.arrival_ns);
             }
         }
     }

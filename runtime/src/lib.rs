@@ -58,6 +58,7 @@ pub use synergy_policy as policy;
 
 pub use alloc::PreemptSafeAlloc;
 pub use config::Config;
+pub use green::thread::ThreadPtr as PreemptedThread;
 pub use preempt::ci::preempt_point;
 pub use preempt::PreemptMode;
 pub use request::{Reply, Request};
@@ -65,7 +66,7 @@ pub use runtime::{MigratableHandler, Runtime, SharedHandler, StartError};
 pub use synergy_macros::preemptible;
 pub use worker::{
     current_worker, feedback_finished, feedback_start, on_worker, send, set_preempt_probe, stack_remaining, yield_now,
-    GreenLocal, NotOnWorker, STATUS_HANDLER_PANICKED,
+    GreenLocal, NotOnWorker, RuntimeScheduler, STATUS_HANDLER_PANICKED,
 };
 
 // The library's own unit tests run workers too.

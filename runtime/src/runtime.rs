@@ -6,7 +6,7 @@ use crate::request::Request;
 use crate::stats::{PeriodHistogram, RunStats, TimerStats, WorkerSnapshot};
 use crate::timer_core::{run_timer_core, TimerParams};
 use crate::transport::Transport;
-use crate::worker::{run_worker, Shared};
+use crate::worker::{run_worker, RuntimeScheduler, Shared};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -47,10 +47,13 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// How `start_with` starts a runtime.
+#[derive(Default)]
 struct Start {
     timer_core: bool,
     /// The caller promised that the whole handler meets the preemptible-region contract.
     migratable: bool,
+    /// The application's scheduling policy; None: the built-in `config.policy`.
+    scheduler: Option<Arc<RuntimeScheduler>>,
 }
 
 /// A request handler that can be shared (between a server's restarts, say) and cloned.
@@ -101,7 +104,7 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, Arc::new(handler), Start { timer_core: true, migratable: false }, None)
+        Self::start_with(config, transport, Arc::new(handler), Start { timer_core: true, ..Start::default() }, None)
     }
 
     /// Like [`Runtime::start`], with the whole handler a preemptible region: every request may be
@@ -113,7 +116,43 @@ impl Runtime {
         transport: Arc<dyn Transport>,
         handler: MigratableHandler,
     ) -> Result<Runtime, StartError> {
-        Self::start_with(config, transport, handler.0, Start { timer_core: true, migratable: true }, None)
+        Self::start_with(
+            config,
+            transport,
+            handler.0,
+            Start { timer_core: true, migratable: true, ..Start::default() },
+            None,
+        )
+    }
+
+    /// Like [`Runtime::start`], scheduling with the application's own policy (`policy::api`;
+    /// `examples/sita.rs` is one) instead of the built-in `config.policy`, which is then ignored.
+    /// A policy that preempts every request needs
+    /// [`Runtime::start_migratable_with_scheduler`]; one that asks for Shinjuku's dispatchers
+    /// (`Scheduler::dispatched`) is refused: those are `config.policy = shinjuku`'s.
+    pub fn start_with_scheduler<H>(
+        config: &Config,
+        transport: Arc<dyn Transport>,
+        handler: H,
+        scheduler: Arc<RuntimeScheduler>,
+    ) -> Result<Runtime, StartError>
+    where
+        H: Fn(Request) + Send + Sync + 'static,
+    {
+        let how = Start { timer_core: true, scheduler: Some(scheduler), ..Start::default() };
+        Self::start_with(config, transport, Arc::new(handler), how, None)
+    }
+
+    /// [`Runtime::start_migratable`] with the application's own policy
+    /// ([`Runtime::start_with_scheduler`]).
+    pub fn start_migratable_with_scheduler(
+        config: &Config,
+        transport: Arc<dyn Transport>,
+        handler: MigratableHandler,
+        scheduler: Arc<RuntimeScheduler>,
+    ) -> Result<Runtime, StartError> {
+        let how = Start { timer_core: true, migratable: true, scheduler: Some(scheduler) };
+        Self::start_with(config, transport, handler.0, how, None)
     }
 
     /// Like [`Runtime::start`], delivering preemptions through `preempter` instead of the one
@@ -129,7 +168,7 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        let how = Start { timer_core: true, migratable: false };
+        let how = Start { timer_core: true, ..Start::default() };
         Self::start_with(config, transport, Arc::new(handler), how, Some(preempter))
     }
 
@@ -145,7 +184,7 @@ impl Runtime {
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, Arc::new(handler), Start { timer_core: false, migratable: false }, None)
+        Self::start_with(config, transport, Arc::new(handler), Start::default(), None)
     }
 
     fn start_with(
@@ -163,7 +202,17 @@ impl Runtime {
         if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
             return Err(StartError::Allocator);
         }
-        let every = config.spec().preemptible == crate::policy::system::Preemptible::Every;
+        let scheduler = match how.scheduler {
+            Some(s) if s.dispatched() => {
+                return Err(StartError::Config(ConfigError(format!(
+                    "scheduler {} asks for Shinjuku's dispatchers, which only policy shinjuku runs",
+                    s.name()
+                ))))
+            }
+            Some(s) => s,
+            None => Arc::from(crate::policy::builtin::builtin(config.policy, &config.builtin_params())),
+        };
+        let every = scheduler.preemptible() == crate::policy::system::Preemptible::Every;
         if config.preempt != preempt::PreemptMode::None && every && !how.migratable {
             return Err(StartError::HandlerNotMigratable);
         }
@@ -178,7 +227,7 @@ impl Runtime {
                     .into(),
             )));
         }
-        let shinjuku = config.policy == crate::policy::system::SchedPolicy::Shinjuku;
+        let shinjuku = scheduler.dispatched();
         if shinjuku && !how.timer_core {
             return Err(StartError::Config(ConfigError(
                 "policy shinjuku needs its dispatchers, which run where the timer core would: start it with the timer \
@@ -186,7 +235,7 @@ impl Runtime {
                     .into(),
             )));
         }
-        let mut shared = Shared::new(config, transport, handler, how.migratable, preempter);
+        let mut shared = Shared::new(config, transport, handler, how.migratable, preempter, scheduler);
         if !how.timer_core {
             // Nothing would wake a parked worker.
             shared.idle = None;

@@ -25,11 +25,15 @@ counters!(
     WorkerSnapshot {
         /// Requests taken from the transport.
         admitted,
-        /// Requests answered: their handler returned, or (`--overload credits`) the AQM rejected
-        /// them (counted in `rejected` too).
+        /// Requests answered: their handler returned, or they were rejected (counted in
+        /// `rejected` too).
         completed,
-        /// Requests the AQM answered with `status::REJECTED` instead of running them.
+        /// Requests answered with a reject status instead of running them: by the AQM
+        /// (`status::REJECTED`) or by the scheduling policy (`Placement::Reject`).
         rejected,
+        /// Placements and requeues in which the scheduling policy named a worker or queue that
+        /// does not exist (the request then stayed local, or went to the wait queue).
+        policy_errors,
         short_done,
         long_done,
         /// Green threads parked on the wait queue by an interrupt (direct or deferred).

@@ -118,8 +118,8 @@ pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &Timer
         // Read after the deadline (the worker publishes the generation first): if the CAS
         // below succeeds, this is the arming whose deadline expired.
         let armed = w.gens.armed.load(Ordering::Acquire);
-        let queued = crate::worker::work_waiting(shared, w.id);
-        let quantum = shared.spec.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
+        let queued = shared.scheduler.preempt_at_quantum_end(w.id, &crate::worker::SharedLoad(shared));
+        let quantum = shared.scheduler.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
         match decide(now, deadline, queued, quantum) {
             TimerDecision::Preempt { next_deadline } => {
                 // Compiler interrupts: post a request (and wait a grace period) unless one posted

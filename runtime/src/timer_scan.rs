@@ -69,7 +69,8 @@ pub fn measure(workers: usize, state: WorkerState, loops: u64) -> ScanCost {
     crate::clock::init();
     let config = Config { workers, rx_capacity: 4, ..Config::default() };
     let transport = Arc::new(ChannelTransport::new(workers, 4, 4));
-    let shared = Shared::new(&config, transport, Arc::new(|_: Request| {}), false, Arc::new(NoPreempter));
+    let scheduler = Arc::from(crate::policy::builtin::builtin(config.policy, &config.builtin_params()));
+    let shared = Shared::new(&config, transport, Arc::new(|_: Request| {}), false, Arc::new(NoPreempter), scheduler);
     let stats = TimerStats::default();
     let now0 = crate::clock::now_ns();
     for w in shared.workers.iter() {

@@ -167,3 +167,37 @@ fn darc_keeps_long_requests_off_its_reserved_worker_and_shorts_overtake() {
     assert!(pos(1) < pos(0), "a short request finished while the 200 ms long one ran");
     assert_eq!(stats.total.preemptions, 0);
 }
+
+/// A request that yields (as one does on a contended lock) goes where its policy resumes it
+/// from, and is resumed: under every policy, every request that yielded is answered.
+#[test]
+fn a_request_that_yields_is_resumed_under_every_policy() {
+    for policy in SchedPolicy::ALL {
+        let _serial = common::serial();
+        let cfg = config(policy);
+        let transport = Arc::new(ChannelTransport::new(cfg.workers, 64, 64));
+        let yielded = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let y = yielded.clone();
+        let handler = move |req: Request| {
+            if synergy::yield_now() {
+                y.fetch_add(1, Ordering::Relaxed);
+            }
+            synergy::send(synergy::Reply::to(&req)).unwrap();
+        };
+        // SAFETY: the handler touches an atomic and the runtime's API only.
+        let h = unsafe { MigratableHandler::new(Arc::new(handler)) };
+        let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+        for id in 0..20u64 {
+            transport.submit((id as usize) % cfg.workers, Request { id, kind: SHORT, ..Request::default() }).unwrap();
+        }
+        let mut replies = Vec::new();
+        common::wait_until(&format!("{policy:?}: 20 yielding requests answered"), Duration::from_secs(20), || {
+            replies.extend(transport.take_replies());
+            replies.len() == 20
+        });
+        transport.close();
+        let stats = rt.shutdown();
+        assert!(yielded.load(Ordering::Relaxed) > 0, "{policy:?}: a migratable handler's yield_now yields");
+        assert_eq!(stats.total.completed, 20, "{policy:?}");
+    }
+}

@@ -9,6 +9,7 @@
 //! (preemption, context switch, steal) or as dispatcher time (one central dispatcher core that
 //! serialises every dispatch, for the centralised policies).
 
+pub mod api_policy;
 pub mod coresync;
 pub mod dispatched;
 pub mod engine;
@@ -163,10 +164,10 @@ fn build_policy(
     let short_ema = synergy_policy::quantum::ShortEma::default().get() as f64;
     Some(match name {
         "cfcfs" => Box::new(policy::CFcfs::default()),
-        "dfcfs" => Box::new(policy::DFcfs::new(workers)),
+        "dfcfs" => Box::new(api_policy::ApiPolicy::builtin(system::SchedPolicy::Dfcfs, workers, steal_threshold)),
         "shinjuku" => Box::new(policy::Central::shinjuku(system::SHINJUKU_QUANTUM_NS)),
         "concord" => Box::new(policy::Central::concord(workers, system::SHINJUKU_QUANTUM_NS)),
-        "tq" => Box::new(policy::TinyQuanta::new(workers, system::TQ_QUANTUM_NS)),
+        "tq" => Box::new(api_policy::ApiPolicy::builtin(system::SchedPolicy::Tq, workers, steal_threshold)),
         "darc" => {
             let short_work: f64 =
                 workload.types.iter().filter(|t| !t.long).map(|t| t.service_ns as f64 * t.share).sum();
@@ -315,6 +316,10 @@ mod tests {
     use synergy_eval::rng::SplitMix64;
     use synergy_eval::workload::{Workload, WorkloadName};
 
+    fn dfcfs(workers: usize) -> api_policy::ApiPolicy {
+        api_policy::ApiPolicy::builtin(system::SchedPolicy::Dfcfs, workers, 0)
+    }
+
     #[test]
     fn knob_names_parse_like_the_thesis_figure() {
         let k =
@@ -410,11 +415,11 @@ mod tests {
 
     #[test]
     fn fcfs_policies_run_to_completion_in_order() {
-        assert_eq!(latencies_us(&mut DFcfs::new(1), &hol_trace(), 1), vec![100.0, 91.0]);
+        assert_eq!(latencies_us(&mut dfcfs(1), &hol_trace(), 1), vec![100.0, 91.0]);
         assert_eq!(latencies_us(&mut CFcfs::default(), &hol_trace(), 1), vec![100.0, 91.0]);
         // Two workers, both requests hashed to worker 0: d-FCFS does not use worker 1...
         let two = vec![req(0, 0, 10, false, 0), req(1, 1, 5, false, 0)];
-        assert_eq!(latencies_us(&mut DFcfs::new(2), &two, 2), vec![10.0, 14.0]);
+        assert_eq!(latencies_us(&mut dfcfs(2), &two, 2), vec![10.0, 14.0]);
         // ...c-FCFS does.
         assert_eq!(latencies_us(&mut CFcfs::default(), &two, 2), vec![10.0, 5.0]);
     }
@@ -473,7 +478,10 @@ mod tests {
         // Shinjuku: 5 µs quanta; at 10 µs the short request waits, so the long one goes back.
         assert_eq!(latencies_us(&mut Central::shinjuku(5_000), &hol_trace(), 1), vec![101.0, 1.0]);
         // TQ with 2 µs quanta: the same at 10 µs.
-        assert_eq!(latencies_us(&mut TinyQuanta::new(1, 2_000), &hol_trace(), 1), vec![101.0, 1.0]);
+        assert_eq!(
+            latencies_us(&mut api_policy::ApiPolicy::builtin(system::SchedPolicy::Tq, 1, 0), &hol_trace(), 1),
+            vec![101.0, 1.0]
+        );
         // Concord's JBSQ(2): the short request is already in the worker's local queue.
         assert_eq!(latencies_us(&mut Central::concord(1, 5_000), &hol_trace(), 1), vec![101.0, 1.0]);
     }
@@ -634,6 +642,6 @@ mod tests {
         assert!(low.cores_in_use < high.cores_in_use, "{} vs {}", low.cores_in_use, high.cores_in_use);
         assert!(low.cores_in_use < 16.0 * 0.5, "20% load keeps fewer than half the cores: {}", low.cores_in_use);
         // A policy that does not model parking says so.
-        assert!(simulate_with_idle(&mut DFcfs::new(2), &w, 1e3, 100, 2, 8, Overheads::ZERO, 1, Some(PARK)).is_none());
+        assert!(simulate_with_idle(&mut Darc::new(1), &w, 1e3, 100, 2, 8, Overheads::ZERO, 1, Some(PARK)).is_none());
     }
 }

@@ -1,15 +1,16 @@
 //! The scheduling policies the thesis compares, as deterministic state machines driven by the
-//! simulator's event loop (`engine.rs`).
+//! simulator's event loop (`engine.rs`). d-FCFS and Tiny Quanta have no model here: the
+//! simulator runs the runtime's own implementations of them through the policy API
+//! (`api_policy.rs`). The models below charge what the API does not describe: a central
+//! dispatcher's serialised dispatches (c-FCFS, Shinjuku, Concord, DARC) and Synergy's ablation
+//! components and congestion control.
 //!
 //! * `cfcfs`: one central FIFO; a dispatcher hands the head to an idle worker; run to completion.
-//! * `dfcfs`: a FIFO per worker, filled by flow hash (RSS); run to completion; no stealing.
 //! * `shinjuku`: central FIFO through the dispatcher (JIQ), 5 µs quantum; a request whose quantum
 //!   ends while others wait goes to the back of the central queue.
 //! * `concord`: like Shinjuku, but each worker also keeps up to 2 dispatched requests of its own
 //!   (JBSQ(2)), so it need not wait for the dispatcher; preemption by compiler-inserted yields
 //!   (cheap: pass a small `preempt_ns`).
-//! * `tq` (Tiny Quanta): join-shortest-queue at arrival, then processor sharing inside each worker
-//!   with a 2 µs quantum.
 //! * `darc` (Perséphone): the first `reserved` workers serve only short requests; the others serve
 //!   short requests first, then long ones; central queues per class, run to completion.
 //! * `synergy`: RSS to per-worker queues; an idle worker takes its local queue, then the global
@@ -81,28 +82,6 @@ impl Policy for CFcfs {
     }
     fn idle_view(&self, _w: usize) -> Option<(bool, bool)> {
         Some((!self.q.is_empty(), !self.q.is_empty()))
-    }
-}
-
-pub struct DFcfs {
-    qs: Vec<VecDeque<SimRequest>>,
-}
-
-impl DFcfs {
-    pub fn new(workers: usize) -> DFcfs {
-        DFcfs { qs: vec![VecDeque::new(); workers] }
-    }
-}
-
-impl Policy for DFcfs {
-    fn name(&self) -> String {
-        "dfcfs".into()
-    }
-    fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
-        self.qs[r.home].push_back(r);
-    }
-    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
-        self.qs[w].pop_front().map(|req| Pick { req, quantum: None, overhead_ns: 0, ready_at: ctx.now })
     }
 }
 
@@ -186,51 +165,6 @@ impl Policy for Central {
         let ready_at = if self.local_bound == 0 { ctx.dispatch() } else { ctx.now };
         self.q.push_back(Queued { req: r, ready_at });
         self.refill(ctx);
-    }
-}
-
-/// Tiny Quanta: JSQ at arrival, local processor sharing.
-pub struct TinyQuanta {
-    local: Vec<VecDeque<SimRequest>>,
-    busy: Vec<bool>,
-    quantum_ns: u64,
-}
-
-impl TinyQuanta {
-    pub fn new(workers: usize, quantum_ns: u64) -> TinyQuanta {
-        TinyQuanta { local: vec![VecDeque::new(); workers], busy: vec![false; workers], quantum_ns }
-    }
-}
-
-impl Policy for TinyQuanta {
-    fn name(&self) -> String {
-        "tq".into()
-    }
-    fn arrive(&mut self, r: SimRequest, _ctx: &mut Ctx) {
-        let w = system::shortest_queue((0..self.local.len()).map(|i| self.local[i].len() + usize::from(self.busy[i])))
-            .unwrap_or(0);
-        self.local[w].push_back(r);
-    }
-    fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick> {
-        let req = self.local[w].pop_front();
-        self.busy[w] = req.is_some();
-        let req = req?;
-        let overhead = if req.remaining_ns < req.service_ns { ctx.overheads.switch_ns } else { 0 };
-        Some(Pick { req, quantum: Some(self.quantum_ns), overhead_ns: overhead, ready_at: ctx.now })
-    }
-    fn quantum_end(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
-        if self.local[w].is_empty() {
-            QuantumEnd::Continue(self.quantum_ns)
-        } else {
-            QuantumEnd::Preempt
-        }
-    }
-    fn preempted(&mut self, w: usize, r: SimRequest, _ctx: &mut Ctx) {
-        self.busy[w] = false;
-        self.local[w].push_back(r);
-    }
-    fn completed(&mut self, w: usize, _r: &SimRequest, _ctx: &mut Ctx) {
-        self.busy[w] = false;
     }
 }
 

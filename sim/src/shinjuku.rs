@@ -16,8 +16,9 @@
 //!   The paper: one dispatcher scales about linearly to 11 workers and 5 M req/s, two reach
 //!   9.5 M over 22.
 
+use super::api_policy::ApiPolicy;
 use super::dispatched::{Dispatched, ShinjukuCosts, PAPER_PREEMPT_NS};
-use super::policy::{CFcfs, DFcfs, Policy};
+use super::policy::{CFcfs, Policy};
 use super::{arrivals, engine, Overheads};
 use serde::Serialize;
 use std::fmt::Write;
@@ -150,7 +151,9 @@ fn baselines() -> Vec<System> {
         System {
             name: "d-FCFS (IX)",
             workers: BASELINE_WORKERS,
-            build: Box::new(|| Box::new(DFcfs::new(BASELINE_WORKERS))),
+            build: Box::new(|| {
+                Box::new(ApiPolicy::builtin(synergy_policy::system::SchedPolicy::Dfcfs, BASELINE_WORKERS, 0))
+            }),
             overheads: Overheads::ZERO,
         },
         System {

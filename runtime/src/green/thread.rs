@@ -76,8 +76,9 @@ impl GreenThread {
     }
 }
 
-/// A green thread handed between workers through the wait queue.
-pub struct ThreadPtr(pub *mut GreenThread);
+/// A preempted (or yielding) request's green thread, handed between workers through the queues.
+/// Only the runtime makes one; a scheduling policy moves them between its queues (`policy::api`).
+pub struct ThreadPtr(pub(crate) *mut GreenThread);
 
 // SAFETY: a parked thread is owned by whoever holds its ThreadPtr; exactly one worker dequeues
 // it and only then runs it, so ownership moves between OS threads, never sharing.

@@ -70,7 +70,7 @@ pub unsafe fn feedback_start() {
         t.long_section = true;
         st.shared().transport.long_request(st.id, true);
     }
-    match st.shared().spec.preemptible {
+    match st.shared().scheduler.preemptible() {
         Preemptible::MarkedLong => {
             t.timed = true;
             arm_timer(l, st);

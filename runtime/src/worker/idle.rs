@@ -2,12 +2,11 @@
 //! side (`park`), the wakers' (`wake`, `wake_parked`), and the timer core's core grants
 //! (`CoreGrants`), whose decisions are `policy::idle`. The futex protocol is in `park.rs`.
 
-use super::{baseline, current, Shared, WorkerShared};
+use super::{current, queues, Shared, SharedLoad, WorkerShared};
 use crate::clock;
 use crate::coresync::Verdict;
 use crate::park;
 use crate::policy::idle::{Grants, WorkerView};
-use crate::policy::system::Arrival;
 use crate::stats::TimerStats;
 use std::sync::atomic::Ordering;
 
@@ -28,7 +27,7 @@ pub(super) fn park() {
         c.parked(id);
     }
     // After announcing: whatever arrives from now on, the timer core sees with `parked` set.
-    if stopping(shared) || baseline::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
+    if stopping(shared) || queues::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
         // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
         ws.parked.store(false, Ordering::SeqCst);
         // It may have taken the arrival that would have woken a sleeping timer core.
@@ -111,8 +110,7 @@ pub fn wake_parked(shared: &Shared) {
 pub fn all_parked_and_nothing_queued(shared: &Shared) -> bool {
     shared.workers.iter().all(|w| w.parked.load(Ordering::SeqCst) && w.rx.is_empty() && w.own.is_empty())
         && shared.wait_queue.is_empty()
-        && shared.central.is_empty()
-        && shared.central_long.is_empty()
+        && shared.central.iter().all(|c| c.is_empty())
 }
 
 /// How often the timer core looks at the queues for its grants: each look costs a transport
@@ -149,16 +147,11 @@ impl CoreGrants {
             wake_parked(shared);
             return;
         }
-        let central = !shared.central.is_empty() || !shared.central_long.is_empty();
         for (v, w) in self.views.iter_mut().zip(shared.workers.iter()) {
             v.parked = w.parked.load(Ordering::SeqCst);
             // The transport is asked only for parked workers (a running worker polls its own).
-            v.waiting = if v.parked { baseline::work_waiting(shared, w.id) } else { !w.rx.is_empty() };
-            v.shareable = match shared.spec.arrival {
-                Arrival::PerWorker => w.rx.len() > shared.params.steal_threshold,
-                Arrival::Central => central,
-                Arrival::ShortestQueue | Arrival::Dispatcher => false,
-            };
+            v.waiting = if v.parked { queues::work_waiting(shared, w.id) } else { !w.rx.is_empty() };
+            v.shareable = shared.scheduler.others_may_take(w.id, &SharedLoad(shared));
         }
         if let Some(w) = self.grants.tick(now, &self.views, !shared.wait_queue.is_empty(), self.wake_delay_ns) {
             if wake(&shared.workers[w]) {

@@ -9,11 +9,11 @@
 //! in batches when the worker is idle.
 
 mod api;
-mod baseline;
 mod green_local;
 mod idle;
 pub(crate) mod panic;
 mod preemption;
+mod queues;
 mod sched;
 mod std_panic_code;
 mod switch;
@@ -23,10 +23,11 @@ mod tests;
 pub use api::{
     current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, NotOnWorker,
 };
-pub use baseline::{work_waiting, Work};
 pub use green_local::GreenLocal;
 pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};
 pub use preemption::{on_preempt, set_preempt_probe};
+pub(crate) use queues::SharedLoad;
+pub use queues::Work;
 use switch::{after_switch, set_current, take_thread};
 
 use crate::green::context::switch;
@@ -34,7 +35,6 @@ use crate::green::thread::ThreadPtr;
 use crate::green::{Context, GreenThread};
 use crate::local::{self, ArmGenerations, PreemptState};
 use crate::policy::quantum::ShortEma;
-use crate::policy::system::{SchedPolicy, Spec};
 use crate::policy::timer::DISARMED;
 use crate::preempt::Preempter;
 use crate::queue::{LockedFifo, Ring};
@@ -55,13 +55,15 @@ pub const PREEMPT_STACK_RESERVE: usize = 16 * 1024;
 /// Status of the reply the runtime sends when a handler panicked.
 pub const STATUS_HANDLER_PANICKED: u32 = 0xFFFF_FFFF;
 
+/// A scheduling policy as the runtime calls it: over its requests and preempted green threads.
+pub type RuntimeScheduler = dyn crate::policy::api::Scheduler<Request, ThreadPtr>;
+
 /// The application's handler, shared by the workers (one allocation, called through one pointer).
 pub type Handler = crate::runtime::SharedHandler;
 
 /// Parameters workers need at run time.
 #[derive(Debug, Clone)]
 pub struct WorkerParams {
-    pub steal_threshold: usize,
     pub stack_size: usize,
     pub max_green_threads: usize,
 }
@@ -89,16 +91,11 @@ pub struct Shared {
     pub abort: AtomicBool,
     /// Green threads in existence (bounded by `max_green_threads`).
     pub live_threads: AtomicUsize,
-    /// The scheduling policy (`--policy`) and its decisions.
-    pub policy: SchedPolicy,
-    pub spec: Spec,
-    /// Baseline policies' central queue (DARC: its short class).
-    pub central: LockedFifo<Work>,
-    /// DARC's long class.
-    pub central_long: LockedFifo<Work>,
-    /// DARC: request kinds classified long at arrival, and workers reserved for short ones.
-    pub long_kinds: Vec<u32>,
-    pub darc_reserved: usize,
+    /// The scheduling policy's decisions (`policy::api`): a built-in system (`--policy`) or the
+    /// application's own (`Runtime::start_with_scheduler`).
+    pub scheduler: Arc<RuntimeScheduler>,
+    /// The policy's central queues (`Scheduler::central_queues`; DARC: short, long).
+    pub central: Box<[LockedFifo<Work>]>,
     /// `--idle park`: idle workers park and the timer core wakes them; None: they spin (also
     /// whenever no timer core runs, as nothing would wake them).
     pub idle: Option<IdleParams>,
@@ -153,7 +150,9 @@ impl Shared {
         handler: Handler,
         handler_migratable: bool,
         preempter: Arc<dyn Preempter>,
+        scheduler: Arc<RuntimeScheduler>,
     ) -> Shared {
+        let shinjuku = scheduler.dispatched();
         let sleeps = config.idle == crate::config::IdleMode::Park && !transport.arrival_fds().is_empty();
         let timer_wake = sleeps
             .then(|| {
@@ -175,28 +174,20 @@ impl Shared {
                 grace_ns: (config.ci_grace_us > 0).then_some(config.ci_grace_us * 1000),
                 fallback: config.preempt.interrupt() != crate::preempt::PreemptMode::None,
             }),
-            params: WorkerParams {
-                steal_threshold: config.steal_threshold,
-                stack_size: config.stack_kib * 1024,
-                max_green_threads: config.max_green_threads,
-            },
+            params: WorkerParams { stack_size: config.stack_kib * 1024, max_green_threads: config.max_green_threads },
             shutdown: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             live_threads: AtomicUsize::new(0),
-            policy: config.policy,
-            spec: config.spec(),
-            central: LockedFifo::with_capacity(config.rx_capacity),
-            central_long: LockedFifo::with_capacity(0),
-            long_kinds: config.long_kinds.clone(),
-            darc_reserved: config.darc_reserved_workers,
+            central: (0..scheduler.central_queues()).map(|_| LockedFifo::with_capacity(config.rx_capacity)).collect(),
+            scheduler,
             idle: (config.idle == crate::config::IdleMode::Park).then_some(IdleParams {
                 poll_period_ns: config.idle_poll_us * 1_000,
                 wake_delay_ns: config.wake_delay_us * 1_000,
             }),
             overload: config.overload_params().map(|p| crate::overload::OverloadShared::new(p, config.workers)),
             timer_wake,
-            shinjuku: (config.policy == SchedPolicy::Shinjuku).then(|| config.shinjuku()),
-            returned: (0..if config.policy == SchedPolicy::Shinjuku { config.dispatchers } else { 0 })
+            shinjuku: shinjuku.then(|| config.shinjuku()),
+            returned: (0..if shinjuku { config.dispatchers } else { 0 })
                 .map(|_| Ring::with_capacity(config.max_green_threads))
                 .collect(),
         }
@@ -228,7 +219,8 @@ pub struct WorkerShared {
     pub stats: WorkerStats,
     /// Which arming of the timer an interrupt is for (see `local::ArmGenerations`).
     pub gens: ArmGenerations,
-    /// Baseline policies' per-worker queue (Concord's JBSQ, Tiny Quanta's, d-FCFS's yields).
+    /// The policy API's inbox (`Placement::Worker`, `RequeueTo::Worker`): Concord's JBSQ queue,
+    /// Tiny Quanta's, d-FCFS's yields; any worker may push, only this one pops.
     pub own: LockedFifo<Work>,
     /// Some worker is polling this worker's transport queue (baselines admit for each other).
     pub polling: AtomicBool,
@@ -292,6 +284,8 @@ pub struct WorkerState {
     #[allow(clippy::vec_box)]
     pool: Vec<Box<GreenThread>>,
     poll_buf: Vec<Request>,
+    /// Arrivals the policy rejected during a selection, answered right after it.
+    rejects: Vec<(Request, u32)>,
     ema: ShortEma,
 }
 
@@ -385,6 +379,7 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
         post_switch: PostSwitch::Nothing,
         pool: Vec::with_capacity(max),
         poll_buf: Vec::with_capacity(RX_BATCH),
+        rejects: Vec::new(),
         ema: ShortEma::default(),
     };
     let wl = WorkerLocal::new(state, &shared.workers[id]);

@@ -1,18 +1,17 @@
 //! The scheduling loop a green thread runs: `recv` selects the next request (Algorithm 5.2, or a
-//! baseline's selection) or resumes a parked thread, `serve` runs the handler around it.
+//! the policy's `Scheduler::select`) or resumes a parked thread, `serve` runs the handler around it.
 
 use super::api::{feedback_finished, send};
+use super::queues::RealQueues;
 use super::switch::{after_switch, arm_timer, resume};
-use super::{baseline, current, panic, PostSwitch, Shared, WorkerState, POOL_KEEP, RX_BATCH, STATUS_HANDLER_PANICKED};
+use super::{current, panic, PostSwitch, Shared, POOL_KEEP, STATUS_HANDLER_PANICKED};
 use crate::clock;
 use crate::green::context::switch;
-use crate::green::thread::ThreadPtr;
 use crate::green::Context;
 use crate::policy::idle::should_park;
-use crate::policy::selection::{self, Selected, WorkerQueues};
-use crate::policy::system::{Arrival, Preemptible, SchedPolicy};
+use crate::policy::selection::Selected;
+use crate::policy::system::Preemptible;
 use crate::preempt::NoPreempt;
-use crate::queue::Ring;
 use crate::request::{Reply, Request};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -39,21 +38,35 @@ fn admit(req: &Request) -> bool {
     };
     let Some(o) = &shared.overload else { return true };
     // SAFETY: worker thread; short borrow; current is the live thread running this code. The
-    // reply (a reject's too) grants this session.
+    // reply grants this session.
     unsafe { (*l.state().current).flow = req.flow };
     if !o.on_start(id, req.flow, req.arrival_ns, clock::now_ns()) {
         return true;
     }
-    // SAFETY: as above. Its count is still the previous request's: the reject reply must say 0.
-    unsafe { (*l.state().current).preemptions = 0 };
+    reject(req, crate::request::status::REJECTED);
+    false
+}
+
+/// Answers `req` with `status` instead of serving it (the AQM, or the policy's
+/// `Placement::Reject`); it counts as completed, and leaves its session.
+fn reject(req: &Request, status: u32) {
+    let l = current();
+    // SAFETY: worker thread; short borrow; current is the live thread running this code. The
+    // reply grants the request's session; its preemption count is still the previous request's,
+    // and the reject's reply must say 0.
+    let shared = unsafe {
+        let st = l.state();
+        (*st.current).flow = req.flow;
+        (*st.current).preemptions = 0;
+        st.shared()
+    };
     let ws = l.shared();
     ws.stats.rejected.fetch_add(1, Ordering::Relaxed);
-    let _ = send(Reply::to(req).with_status(crate::request::status::REJECTED));
+    let _ = send(Reply::to(req).with_status(status));
     if let Some(c) = shared.coupling() {
         c.finished(req.flow);
     }
-    ws.stats.completed.fetch_add(1, Ordering::Release);
-    false
+    current().shared().stats.completed.fetch_add(1, Ordering::Release);
 }
 
 /// Runs one request through the application handler.
@@ -73,7 +86,7 @@ pub(super) fn serve(req: Request) {
         t.kind = req.kind;
         t.arrival_ns = req.arrival_ns;
         l.shared().busy.store(true, Ordering::Relaxed);
-        if st.shared().spec.preemptible == Preemptible::Every && t.region {
+        if st.shared().scheduler.preemptible() == Preemptible::Every && t.region {
             // The baselines preempt any request that outlives its quantum (the handler was
             // declared migratable: `Runtime::start` refuses them otherwise).
             t.timed = true;
@@ -127,73 +140,10 @@ fn shared_ref() -> &'static Shared {
     unsafe { current().state() }.shared()
 }
 
-/// The real queues behind Algorithm 5.2.
-pub(super) struct RealQueues<'a> {
-    pub(super) st: &'a mut WorkerState,
-    pub(super) shared: &'static Shared,
-}
-
-impl WorkerQueues for RealQueues<'_> {
-    type Request = Request;
-    type Thread = ThreadPtr;
-
-    fn pop_local(&mut self) -> Option<Request> {
-        let me = &self.shared.workers[self.st.id];
-        if let Some(r) = me.rx.pop() {
-            return Some(r);
-        }
-        let buf = &mut self.st.poll_buf;
-        buf.clear();
-        self.shared.transport.poll(self.st.id, buf, RX_BATCH.min(me.rx.capacity()));
-        if buf.is_empty() {
-            return None;
-        }
-        self.shared.received(self.st.id, buf);
-        for r in &buf[1..] {
-            push_until_room(&me.rx, *r);
-        }
-        Some(buf[0])
-    }
-
-    fn pop_wait(&mut self) -> Option<ThreadPtr> {
-        self.shared.wait_queue.pop()
-    }
-
-    fn peer_len(&self, victim: usize) -> usize {
-        self.shared.workers[victim].rx.len()
-    }
-
-    fn steal(&mut self, victim: usize, count: usize) -> Option<Request> {
-        let me = &self.shared.workers[self.st.id];
-        let from = &self.shared.workers[victim].rx;
-        let first = from.pop()?;
-        let mut taken = 1;
-        while taken < count {
-            match from.pop() {
-                Some(r) => push_until_room(&me.rx, r),
-                None => break,
-            }
-            taken += 1;
-        }
-        me.stats.steals.fetch_add(1, Ordering::Relaxed);
-        me.stats.stolen.fetch_add(taken as u64, Ordering::Relaxed);
-        Some(first)
-    }
-}
-
-/// Only this worker fills its own ring and it was empty a moment ago, so room appears at once
-/// (the loop only guards against a misconfigured capacity).
-pub(super) fn push_until_room(ring: &Ring<Request>, mut r: Request) {
-    while let Err(back) = ring.push(r) {
-        r = back;
-        std::hint::spin_loop();
-    }
-}
-
 /// Selects the next request (Algorithm 5.2); resumes a preempted thread directly if that is what
 /// comes next, in which case this call never returns to its caller.
 pub(super) fn recv() -> Request {
-    if shared_ref().spec.arrival == Arrival::Dispatcher {
+    if shared_ref().scheduler.dispatched() {
         // The unit of work this thread ran ended (or the worker just started): ask for the next.
         // A preempted thread was handed back before this (`after_switch`), so the dispatcher sees
         // it no later than the ask.
@@ -208,15 +158,9 @@ pub(super) fn recv() -> Request {
             // SAFETY: worker thread; the borrow ends at the end of this block.
             let st = unsafe { l.state() };
             let shared = st.shared();
-            let id = st.id;
-            if shared.policy == SchedPolicy::Synergy {
-                let check = shared.check_wait_queue.load(Ordering::Relaxed);
-                let mut q = RealQueues { st, shared };
-                selection::select(&mut q, check, id, shared.workers.len(), shared.params.steal_threshold)
-            } else {
-                baseline::select(st, shared)
-            }
+            shared.scheduler.select(&mut RealQueues { st, shared })
         };
+        answer_rejects();
         if selected.is_some() && idle_since.is_some() {
             super::idle::found_work();
         }
@@ -246,6 +190,15 @@ pub(super) fn recv() -> Request {
                 }
             }
         }
+    }
+}
+
+/// Answers the arrivals the policy rejected during the last selection.
+fn answer_rejects() {
+    loop {
+        // SAFETY: worker thread; the borrow ends before `reject` sends.
+        let Some((req, status)) = (unsafe { current().state() }).rejects.pop() else { return };
+        reject(&req, status);
     }
 }
 

@@ -2,7 +2,7 @@
 //! the wait queue, resuming a parked one, and the bookkeeping every switch finishes with
 //! (`after_switch`), which is what lets no other worker run a thread whose stack is still in use.
 
-use super::baseline;
+use super::queues;
 use super::sched::green_main;
 use super::{current, PostSwitch, WorkerLocal, WorkerState, PREEMPT_STACK_RESERVE};
 use crate::clock;
@@ -54,11 +54,14 @@ pub(super) fn after_switch() {
         PostSwitch::Park(t) => {
             // SAFETY: t stopped running at the switch that landed here and is not yet queued: no
             // one else can touch it.
-            unsafe { (*t).queued_ns = crate::clock::now_ns() };
-            // The wait queue's capacity equals the green-thread budget and each thread is in it at
-            // most once, so there is always room: `Ring::push` fails only when really full (it
+            let kind = unsafe {
+                (*t).queued_ns = crate::clock::now_ns();
+                (*t).kind
+            };
+            // Where the policy says (`queues::requeue`). The wait queue's capacity equals the
+            // green-thread budget and each thread is in it at most once, so there is always room: `Ring::push` fails only when really full (it
             // waits out a consumer that claimed the oldest slot but has not released it yet).
-            if baseline::requeue(st.shared(), st.id, ThreadPtr(t)).is_err() {
+            if queues::requeue(st.shared(), st.id, kind, ThreadPtr(t)).is_err() {
                 eprintln!("synergy: wait queue overflow (capacity below the green-thread budget)");
                 std::process::abort();
             }
@@ -140,7 +143,7 @@ pub(super) fn rearm_if_timed() {
 
 pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
     let factor = f64::from_bits(st.shared().factor_bits.load(Ordering::Relaxed));
-    let q = st.shared().spec.quantum_ns(st.ema.get(), factor);
+    let q = st.shared().scheduler.quantum_ns(st.ema.get(), factor);
     // A new arming: interrupts sent for an earlier one (still on their way) no longer apply, and
     // neither does one deferred for it. The generation is published before the deadline that
     // the timer core reads first (Release/Acquire), so it decides on a consistent pair.
