@@ -105,6 +105,10 @@ struct SimulateArgs {
     /// (§6.3.3); kmod_ipi's receive + return from Table 5.1 is 828, a signal's 2075.
     #[arg(long, default_value_t = 213)]
     synergy_preempt_ns: u64,
+    /// Shinjuku's quantum in µs (`shinjuku`, `shinjuku-sq…`, `shinjuku-mq`; the runtime's
+    /// `--shinjuku-quantum-us`). Default: its paper's 5 µs.
+    #[arg(long, default_value_t = 5)]
+    shinjuku_quantum_us: u64,
     /// Shinjuku's IPI preemption cost (ns).
     #[arg(long, default_value_t = 1_000)]
     shinjuku_preempt_ns: u64,
@@ -161,6 +165,9 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     if a.quantum_factor.is_nan() || a.quantum_factor <= 0.0 || a.slo.is_nan() || a.slo <= 1.0 {
         return fail("--quantum-factor must be positive and --slo above 1");
     }
+    if !(1..=1_000_000).contains(&a.shinjuku_quantum_us) {
+        return fail(format!("--shinjuku-quantum-us must be between 1 and 1000000, got {}", a.shinjuku_quantum_us));
+    }
     if let Err(e) = std::fs::create_dir_all(&a.out_dir) {
         return fail(format!("cannot create {}: {e}", a.out_dir.display()));
     }
@@ -175,6 +182,7 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         slo: a.slo,
         quantum_factor: a.quantum_factor,
         steal_threshold: a.steal_threshold,
+        shinjuku_quantum_ns: a.shinjuku_quantum_us * 1_000,
         overheads: sim::Overheads {
             dispatch_ns: a.dispatch_ns,
             preempt_ns: 0,

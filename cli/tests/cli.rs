@@ -52,6 +52,7 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["simulate", "--requests", "5"], "--requests must be between 1000"),
         (&["simulate", "--loads", "0"], "--loads must be fractions of capacity"),
         (&["simulate", "--flows", "0"], "--flows must be at least 1"),
+        (&["simulate", "--shinjuku-quantum-us", "0"], "--shinjuku-quantum-us must be between 1 and 1000000"),
         (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
         (&["microbench", "--preempt", "none"], "--preempt must name signal, ipi, uintr or ci"),
         (&["microbench", "--preempt", "ci+signal"], "run --preempt ci,signal"),

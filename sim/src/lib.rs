@@ -142,22 +142,51 @@ pub fn policy_maker<'a>(
     quantum_factor: f64,
     steal_threshold: usize,
 ) -> Option<impl Fn() -> Box<dyn policy::Policy> + 'a> {
+    policy_maker_with_shinjuku_quantum(
+        name,
+        workers,
+        workload,
+        quantum_factor,
+        steal_threshold,
+        system::SHINJUKU_QUANTUM_NS,
+    )
+}
+
+/// `policy_maker` with Shinjuku's quantum (`shinjuku` and `shinjuku-sq…`/`shinjuku-mq`) set, as
+/// the runtime's `--shinjuku-quantum-us` sets it.
+pub fn policy_maker_with_shinjuku_quantum<'a>(
+    name: &'a str,
+    workers: usize,
+    workload: &'a Workload,
+    quantum_factor: f64,
+    steal_threshold: usize,
+    shinjuku_quantum_ns: u64,
+) -> Option<impl Fn() -> Box<dyn policy::Policy> + 'a> {
     let mq_slo_ns = (name == "shinjuku-mq")
         .then(|| shinjuku::calibrate_slos(workload, workers, 0.5 * workload.capacity_rps(workers), 50_000, 1));
-    let build = move || build_policy(name, workers, workload, quantum_factor, steal_threshold, mq_slo_ns.as_deref());
+    let knobs = Knobs { quantum_factor, steal_threshold, shinjuku_quantum_ns };
+    let build = move || build_policy(name, workers, workload, knobs, mq_slo_ns.as_deref());
     // An unknown name is known before any instance is asked for.
     build()?;
     Some(move || build().expect("the name was checked when the maker was made"))
+}
+
+/// The policies' parameters a sweep sets.
+#[derive(Debug, Clone, Copy)]
+struct Knobs {
+    quantum_factor: f64,
+    steal_threshold: usize,
+    shinjuku_quantum_ns: u64,
 }
 
 fn build_policy(
     name: &str,
     workers: usize,
     workload: &Workload,
-    quantum_factor: f64,
-    steal_threshold: usize,
+    knobs: Knobs,
     mq_slo_ns: Option<&[u64]>,
 ) -> Option<Box<dyn policy::Policy>> {
+    let Knobs { quantum_factor, steal_threshold, shinjuku_quantum_ns } = knobs;
     // Synergy starts from the runtime's initial EMA and learns it from the short requests it
     // serves (`policy::Synergy` folds in every short service time), as the runtime's workers do;
     // it used to start from the workload's true short mean (issue 17).
@@ -165,7 +194,7 @@ fn build_policy(
     Some(match name {
         "cfcfs" => Box::new(policy::CFcfs::default()),
         "dfcfs" => Box::new(api_policy::ApiPolicy::builtin(system::SchedPolicy::Dfcfs, workers, steal_threshold)),
-        "shinjuku" => Box::new(policy::Central::shinjuku(system::SHINJUKU_QUANTUM_NS)),
+        "shinjuku" => Box::new(policy::Central::shinjuku(shinjuku_quantum_ns)),
         "concord" => Box::new(policy::Central::concord(workers, system::SHINJUKU_QUANTUM_NS)),
         "tq" => Box::new(api_policy::ApiPolicy::builtin(system::SchedPolicy::Tq, workers, steal_threshold)),
         "darc" => {
@@ -177,7 +206,7 @@ fn build_policy(
         // Shinjuku as Shinjuku (dispatched.rs): the dispatcher's costs from its paper.
         "shinjuku-sq" | "shinjuku-sq-head" | "shinjuku-mq" => {
             use synergy_policy::shinjuku::{PreemptedTo, ShinjukuPolicy};
-            let quantum = system::SHINJUKU_QUANTUM_NS;
+            let quantum = shinjuku_quantum_ns;
             let policy = match name {
                 "shinjuku-sq" => ShinjukuPolicy::sq_tail(quantum),
                 "shinjuku-sq-head" => {

@@ -2,7 +2,7 @@
 //! load each sustains under the p99.9 slowdown SLO, and the thesis's numbers next to them.
 
 use super::engine::SimIdle;
-use super::{policy_maker, simulate_with_idle, Overheads, SimResult};
+use super::{policy_maker_with_shinjuku_quantum, simulate_with_idle, Overheads, SimResult};
 use serde::Serialize;
 use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
@@ -21,6 +21,8 @@ pub struct SimSweepParams {
     pub slo: f64,
     pub quantum_factor: f64,
     pub steal_threshold: usize,
+    /// Shinjuku's quantum (`shinjuku`, `shinjuku-sq…`, `shinjuku-mq`), ns.
+    pub shinjuku_quantum_ns: u64,
     /// Overheads shared by all policies (dispatch, switch, steal); preemption per policy below.
     pub overheads: Overheads,
     /// Preemption cost per policy: (policy, ns). `synergy-…` knob variants take `synergy`'s.
@@ -94,7 +96,8 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
             dispatch_ns: per_policy(&p.dispatch_ns, name).unwrap_or(p.overheads.dispatch_ns),
             ..p.overheads
         };
-        let make = policy_maker(name, p.workers, &p.workload, p.quantum_factor, p.steal_threshold)
+        let (q, threshold, sq) = (p.quantum_factor, p.steal_threshold, p.shinjuku_quantum_ns);
+        let make = policy_maker_with_shinjuku_quantum(name, p.workers, &p.workload, q, threshold, sq)
             .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
         for &load in &p.loads {
             let mut policy = make();
@@ -235,4 +238,42 @@ pub fn table(r: &SimSweepResult) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synergy_eval::workload::WorkloadName;
+
+    /// `--shinjuku-quantum-us` reaches both of the simulator's Shinjukus: a longer quantum
+    /// preempts less often, at the same load.
+    #[test]
+    fn shinjukus_quantum_is_the_one_the_sweep_sets() {
+        let preemptions = |quantum_ns: u64| {
+            let p = SimSweepParams {
+                workload: Workload::named(WorkloadName::High),
+                workers: 4,
+                policies: vec!["shinjuku".into(), "shinjuku-sq".into()],
+                loads: vec![0.5],
+                requests: 5_000,
+                flows: 64,
+                seed: 1,
+                slo: 50.0,
+                quantum_factor: 2.0,
+                steal_threshold: 1,
+                shinjuku_quantum_ns: quantum_ns,
+                overheads: Overheads::ZERO,
+                preempt_ns: vec![],
+                dispatch_ns: vec![],
+                idle: None,
+            };
+            let r = run(&p, |_, _, _| {}).expect("known policies");
+            r.points.iter().map(|(_, x)| x.preemptions).collect::<Vec<_>>()
+        };
+        let (short, long) = (preemptions(5_000), preemptions(50_000));
+        assert_eq!((short.len(), long.len()), (2, 2));
+        for (s, l) in short.iter().zip(&long) {
+            assert!(s > l && *l > 0, "5 µs: {short:?} preemptions, 50 µs: {long:?}");
+        }
+    }
 }

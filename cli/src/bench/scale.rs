@@ -270,6 +270,8 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
                 slo: p.slo,
                 quantum_factor: cfg.quantum_factor,
                 steal_threshold: cfg.steal_threshold,
+                // The quantum the real runtime's Shinjuku ran with.
+                shinjuku_quantum_ns: cfg.shinjuku_quantum_us * 1_000,
                 overheads: synergy_sim::Overheads { dispatch_ns: 50, preempt_ns: 0, switch_ns: 50, steal_ns: 100 },
                 preempt_ns: sim_costs(p, cost),
                 dispatch_ns: vec![],
