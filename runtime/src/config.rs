@@ -358,6 +358,10 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 pub struct Placement {
     pub timer_core: usize,
     pub worker_cores: Vec<usize>,
+    /// Shinjuku's dispatchers after the first (which takes the timer core's CPU): the CPUs they
+    /// are pinned to, in order; shorter than `dispatchers - 1` when the allowed CPUs leave none
+    /// for the rest, which then run unpinned (a warning says so).
+    pub dispatcher_cores: Vec<usize>,
     /// Human-readable notes (e.g. the timer core shares a CPU with a worker).
     pub warnings: Vec<String>,
     /// The timer core yields its CPU after every loop: `timer_yield` says so, or (`auto`) it is
@@ -481,6 +485,11 @@ impl Config {
         };
         let timer_core = self.timer_core.unwrap_or(allowed[0]);
         check_cpu("timer core", timer_core)?;
+        // Shinjuku's dispatchers beyond the first get CPUs of their own where there are any
+        // besides the timer core's and at least one for the workers.
+        let extra_dispatchers =
+            if self.policy == SchedPolicy::Shinjuku { self.dispatchers.saturating_sub(1) } else { 0 };
+        let mut dispatcher_cores = Vec::new();
         let worker_cores = match &self.worker_cores {
             Some(cores) => {
                 if cores.len() != self.workers {
@@ -492,15 +501,27 @@ impl Config {
                         return err(format!("worker_cores lists CPU {c} twice"));
                     }
                 }
+                let spare = allowed.iter().copied().filter(|c| *c != timer_core && !cores.contains(c));
+                dispatcher_cores = spare.take(extra_dispatchers).collect();
                 cores.clone()
             }
             None => {
-                let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != timer_core).collect();
+                let mut others: Vec<usize> = allowed.iter().copied().filter(|&c| c != timer_core).collect();
+                if others.len() > extra_dispatchers {
+                    dispatcher_cores = others.drain(..extra_dispatchers).collect();
+                }
                 let pool = if others.is_empty() { vec![timer_core] } else { others };
                 (0..self.workers).map(|i| pool[i % pool.len()]).collect()
             }
         };
         let mut warnings = Vec::new();
+        if self.pin && dispatcher_cores.len() < extra_dispatchers {
+            warnings.push(format!(
+                "{} of Shinjuku's {} dispatchers have no CPU of their own and run unpinned",
+                extra_dispatchers - dispatcher_cores.len(),
+                self.dispatchers
+            ));
+        }
         if worker_cores.contains(&timer_core) {
             warnings.push(format!(
                 "the timer core (CPU {timer_core}) shares a CPU with a worker: preemption is delayed by CPU time-sharing"
@@ -524,7 +545,7 @@ impl Config {
             // spinning timer core's time slice on its CPU.
             TimerYield::Auto => !self.pin || worker_cores.contains(&timer_core) || allowed.len() <= distinct.len() + 1,
         };
-        Ok(Placement { timer_core, worker_cores, warnings, timer_yields })
+        Ok(Placement { timer_core, worker_cores, dispatcher_cores, warnings, timer_yields })
     }
 }
 
@@ -541,6 +562,28 @@ mod tests {
         assert!(!p.timer_yields, "a timer core with a CPU of its own, and one to spare, spins");
         let p = Config { workers: 2, ..Config::default() }.validate(&[0, 1, 2]).unwrap();
         assert!(p.timer_yields, "no CPU left for the process's other threads: the timer core yields");
+    }
+
+    #[test]
+    fn extra_shinjuku_dispatchers_get_cpus_of_their_own_where_there_are_any() {
+        let sj =
+            |dispatchers, workers| Config { policy: SchedPolicy::Shinjuku, dispatchers, workers, ..Config::default() };
+        let p = sj(2, 2).validate(&[0, 1, 2, 3]).unwrap();
+        assert_eq!((p.timer_core, p.dispatcher_cores.clone(), p.worker_cores.clone()), (0, vec![1], vec![2, 3]));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // Two CPUs: the workers keep one, the second dispatcher runs unpinned, and says so.
+        let p = sj(2, 2).validate(&[0, 1]).unwrap();
+        assert!(p.dispatcher_cores.is_empty());
+        assert!(p.warnings.iter().any(|w| w.contains("1 of Shinjuku's 2 dispatchers")), "{:?}", p.warnings);
+        // Explicit worker CPUs: the dispatchers take what is left.
+        let listed = Config { worker_cores: Some(vec![3, 4, 5]), ..sj(3, 3) };
+        let p = listed.validate(&[0, 1, 2, 3, 4, 5]).unwrap();
+        assert_eq!((p.dispatcher_cores.clone(), p.worker_cores.clone()), (vec![1, 2], vec![3, 4, 5]));
+        assert!(Config { workers: 2, ..Config::default() }
+            .validate(&[0, 1, 2, 3])
+            .unwrap()
+            .dispatcher_cores
+            .is_empty());
     }
 
     #[test]

@@ -287,12 +287,17 @@ impl Runtime {
         }
         if shinjuku {
             for index in 0..config.dispatchers {
-                // The first dispatcher takes the timer core's CPU; more of them are not pinned
-                // (`Placement` sets one CPU aside; give the others one with taskset if you have it).
+                // The first dispatcher takes the timer core's CPU, the others the CPUs `Placement`
+                // set aside for them; one without a CPU of its own runs unpinned and yields.
+                let cpu = match index {
+                    0 => Some(rt.placement.timer_core),
+                    i => rt.placement.dispatcher_cores.get(i - 1).copied(),
+                };
+                let cpu = cpu.filter(|_| config.pin);
                 let params = crate::dispatcher::DispatcherParams {
                     index,
-                    cpu: (config.pin && index == 0).then_some(rt.placement.timer_core),
-                    yield_each_loop: rt.placement.timer_yields || index > 0,
+                    cpu,
+                    yield_each_loop: rt.placement.timer_yields || (index > 0 && cpu.is_none()),
                 };
                 let (shared, stop) = (rt.shared.clone(), rt.timer_stop.clone());
                 let (stats, periods) = (rt.timer_stats.clone(), rt.timer_periods.clone());
