@@ -48,6 +48,11 @@ fn own_work(w: usize, load: &dyn LoadView) -> bool {
     load.local_len(w) > 0 || load.inbox_len(w) > 0 || load.arrivals_pending(w)
 }
 
+/// Work for worker `w` in its inbox, the (one) central queue or its receive queue.
+fn central_work(w: usize, load: &dyn LoadView) -> bool {
+    load.inbox_len(w) > 0 || load.central_len(0) > 0 || load.arrivals_pending(w)
+}
+
 /// Synergy (thesis ch. 5): requests stay on the worker whose receive queue they arrived on;
 /// Algorithm 5.2 selects; long requests the application marks are preempted after an adaptive
 /// quantum only while work waits; preempted requests go to the global wait queue.
@@ -108,7 +113,7 @@ impl<R, T> Scheduler<R, T> for Cfcfs {
         u64::MAX
     }
     fn work_waiting(&self, w: usize, load: &dyn LoadView) -> bool {
-        load.inbox_len(w) > 0 || load.central_len(0) > 0 || load.arrivals_pending(w)
+        central_work(w, load)
     }
     fn others_may_take(&self, _w: usize, load: &dyn LoadView) -> bool {
         load.central_len(0) > 0
@@ -221,7 +226,7 @@ impl<R, T> Scheduler<R, T> for Concord {
         self.quantum_ns
     }
     fn work_waiting(&self, w: usize, load: &dyn LoadView) -> bool {
-        load.inbox_len(w) > 0 || load.central_len(0) > 0 || load.arrivals_pending(w)
+        central_work(w, load)
     }
     fn others_may_take(&self, _w: usize, load: &dyn LoadView) -> bool {
         load.central_len(0) > 0
