@@ -15,8 +15,8 @@ use crate::system::{
 pub struct BuiltinParams {
     /// Synergy's STEAL_THRESHOLD.
     pub steal_threshold: usize,
-    /// Overrides Shinjuku's fixed 5 µs quantum (`--shinjuku-quantum-us`).
-    pub shinjuku_quantum_ns: Option<u64>,
+    /// Shinjuku's quantum (`--shinjuku-quantum-us`; its paper's 5 µs by default).
+    pub shinjuku_quantum_ns: u64,
     /// DARC: request kinds classified long at arrival, and the workers kept for short ones.
     pub long_kinds: Vec<u32>,
     pub darc_reserved: usize,
@@ -24,7 +24,12 @@ pub struct BuiltinParams {
 
 impl Default for BuiltinParams {
     fn default() -> Self {
-        BuiltinParams { steal_threshold: 0, shinjuku_quantum_ns: None, long_kinds: vec![1], darc_reserved: 1 }
+        BuiltinParams {
+            steal_threshold: 0,
+            shinjuku_quantum_ns: SHINJUKU_QUANTUM_NS,
+            long_kinds: vec![1],
+            darc_reserved: 1,
+        }
     }
 }
 
@@ -34,9 +39,7 @@ pub fn builtin<R: 'static, T: 'static>(policy: SchedPolicy, p: &BuiltinParams) -
         SchedPolicy::Synergy => Box::new(Synergy { steal_threshold: p.steal_threshold }),
         SchedPolicy::Cfcfs => Box::new(Cfcfs),
         SchedPolicy::Dfcfs => Box::new(Dfcfs),
-        SchedPolicy::Shinjuku => {
-            Box::new(Shinjuku { quantum_ns: p.shinjuku_quantum_ns.unwrap_or(SHINJUKU_QUANTUM_NS) })
-        }
+        SchedPolicy::Shinjuku => Box::new(Shinjuku { quantum_ns: p.shinjuku_quantum_ns }),
         SchedPolicy::Concord => Box::new(Concord { quantum_ns: SHINJUKU_QUANTUM_NS, local_bound: CONCORD_LOCAL_BOUND }),
         SchedPolicy::Tq => Box::new(TinyQuanta { quantum_ns: TQ_QUANTUM_NS }),
         SchedPolicy::Darc => Box::new(Darc { long_kinds: p.long_kinds.clone(), reserved: p.darc_reserved }),

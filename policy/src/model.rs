@@ -230,6 +230,9 @@ mod tests {
             assert_eq!(s.name(), p.name());
             assert_eq!(s.preemptible(), spec.preemptible, "{p:?}");
             assert_eq!(s.dispatched(), p == SchedPolicy::Shinjuku, "{p:?}");
+            if p == SchedPolicy::Shinjuku {
+                assert_eq!(s.requeue(0, 0), RequeueTo::Dispatcher, "back to its dispatcher");
+            }
             if spec.preemptible != Preemptible::Never {
                 assert_eq!(s.quantum_ns(1_000, 2.0), spec.quantum_ns(1_000, 2.0), "{p:?}");
             }

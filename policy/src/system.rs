@@ -1,11 +1,11 @@
 //! The scheduling systems the thesis compares (§6.1.2), as policies of this runtime
 //! (`--policy=synergy|cfcfs|dfcfs|shinjuku|concord|tq|darc`) and of the simulator.
 //!
-//! Each system is a combination of a few orthogonal decisions — where an arriving request waits,
-//! whether idle workers steal, which requests may be preempted and after what quantum, and where
-//! a preempted request goes — so one table (`SchedPolicy::spec`) describes all seven, and the
-//! worker loop, the timer core and the simulator read the same table. The decisions that need
-//! code (JSQ, JBSQ refills, DARC's reservation) are plain functions here, tested on plain data.
+//! Each system is an implementation of the policy API (`builtin.rs`) that the worker loop, the
+//! timer core and the simulator call. Here: the systems' names, which requests each preempts
+//! and after what quantum (`SchedPolicy::spec`, for tests and reports that ask without running
+//! one), and the decisions that need code (JSQ, JBSQ refills, DARC's reservation) as plain
+//! functions, tested on plain data.
 //!
 //! What the real runtime does not copy is Concord's compiler-inserted yields and Perséphone's
 //! classifier on the NIC path.
@@ -37,19 +37,6 @@ pub enum SchedPolicy {
     Darc,
 }
 
-/// Where arriving requests wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// Each worker's own queue, fed by its RSS flows.
-    PerWorker,
-    /// One central FIFO every worker takes from (DARC: one per class).
-    Central,
-    /// The currently shortest worker queue (Tiny Quanta's JSQ).
-    ShortestQueue,
-    /// A dispatcher thread's queues; it hands each idle worker one request (Shinjuku).
-    Dispatcher,
-}
-
 /// Which requests the timer core may preempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preemptible {
@@ -61,35 +48,14 @@ pub enum Preemptible {
     Every,
 }
 
-/// Where a preempted request waits to be resumed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requeue {
-    /// Synergy's global wait queue, resumed by any worker with nothing local to do.
-    WaitQueue,
-    /// The back of the central queue (Shinjuku, Concord).
-    CentralTail,
-    /// The back of the preempting worker's own queue (Tiny Quanta).
-    OwnTail,
-    /// Back to the worker's dispatcher, which puts it at the tail or the head of its queue
-    /// (Shinjuku).
-    Dispatcher,
-}
-
-/// The decisions that make up one system.
+/// What the timer does to one system's requests: the part of each system that tests and reports
+/// ask about without running it. The whole system is its `Scheduler` implementation
+/// (`builtin.rs`), which a test checks against this table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spec {
-    pub arrival: Arrival,
-    /// Idle workers steal from peers above STEAL_THRESHOLD.
-    pub steal: bool,
     pub preemptible: Preemptible,
     /// A fixed quantum; `None`: QUANTUM_FACTOR × EMA of short service times.
     pub fixed_quantum_ns: Option<u64>,
-    pub requeue: Requeue,
-    /// JBSQ: a worker holds at most this many requests taken from the central queue (0: it takes
-    /// one at a time when idle).
-    pub local_bound: usize,
-    /// DARC: the first workers serve short requests only.
-    pub reserves_workers: bool,
 }
 
 /// Shinjuku's and Concord's quantum (thesis §6.1.2, from the Shinjuku paper).
@@ -127,47 +93,13 @@ impl SchedPolicy {
     }
 
     pub fn spec(self) -> Spec {
-        let base = Spec {
-            arrival: Arrival::Central,
-            steal: false,
-            preemptible: Preemptible::Never,
-            fixed_quantum_ns: None,
-            requeue: Requeue::CentralTail,
-            local_bound: 0,
-            reserves_workers: false,
+        let (preemptible, fixed_quantum_ns) = match self {
+            SchedPolicy::Synergy => (Preemptible::MarkedLong, None),
+            SchedPolicy::Cfcfs | SchedPolicy::Dfcfs | SchedPolicy::Darc => (Preemptible::Never, None),
+            SchedPolicy::Shinjuku | SchedPolicy::Concord => (Preemptible::Every, Some(SHINJUKU_QUANTUM_NS)),
+            SchedPolicy::Tq => (Preemptible::Every, Some(TQ_QUANTUM_NS)),
         };
-        match self {
-            SchedPolicy::Synergy => Spec {
-                arrival: Arrival::PerWorker,
-                steal: true,
-                preemptible: Preemptible::MarkedLong,
-                requeue: Requeue::WaitQueue,
-                ..base
-            },
-            SchedPolicy::Cfcfs => base,
-            SchedPolicy::Dfcfs => Spec { arrival: Arrival::PerWorker, ..base },
-            SchedPolicy::Shinjuku => Spec {
-                arrival: Arrival::Dispatcher,
-                preemptible: Preemptible::Every,
-                fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS),
-                requeue: Requeue::Dispatcher,
-                ..base
-            },
-            SchedPolicy::Concord => Spec {
-                preemptible: Preemptible::Every,
-                fixed_quantum_ns: Some(SHINJUKU_QUANTUM_NS),
-                local_bound: CONCORD_LOCAL_BOUND,
-                ..base
-            },
-            SchedPolicy::Tq => Spec {
-                arrival: Arrival::ShortestQueue,
-                preemptible: Preemptible::Every,
-                fixed_quantum_ns: Some(TQ_QUANTUM_NS),
-                requeue: Requeue::OwnTail,
-                ..base
-            },
-            SchedPolicy::Darc => Spec { reserves_workers: true, ..base },
-        }
+        Spec { preemptible, fixed_quantum_ns }
     }
 }
 
@@ -211,25 +143,19 @@ mod tests {
             assert_eq!(SchedPolicy::named(p.name()), Some(p));
         }
         assert_eq!(SchedPolicy::named("linux"), None);
+        // Where requests wait, stealing, requeueing, JBSQ's bound and DARC's classes are the
+        // built-in implementations' (`builtin.rs`), tested on the queue model (`model.rs`).
         let s = SchedPolicy::Synergy.spec();
-        assert_eq!(
-            (s.arrival, s.steal, s.preemptible, s.requeue),
-            (Arrival::PerWorker, true, Preemptible::MarkedLong, Requeue::WaitQueue)
-        );
+        assert_eq!(s.preemptible, Preemptible::MarkedLong);
         assert_eq!(s.quantum_ns(1_000, 2.0), 2_000, "adaptive: factor × EMA");
         let sj = SchedPolicy::Shinjuku.spec();
-        assert_eq!(
-            (sj.arrival, sj.preemptible, sj.requeue, sj.quantum_ns(1_000, 2.0)),
-            (Arrival::Dispatcher, Preemptible::Every, Requeue::Dispatcher, 5_000)
-        );
-        assert_eq!(SchedPolicy::Concord.spec().local_bound, 2);
+        assert_eq!((sj.preemptible, sj.quantum_ns(1_000, 2.0)), (Preemptible::Every, 5_000));
+        assert_eq!(SchedPolicy::Concord.spec().quantum_ns(1_000, 2.0), 5_000);
         let tq = SchedPolicy::Tq.spec();
-        assert_eq!((tq.arrival, tq.requeue, tq.quantum_ns(0, 2.0)), (Arrival::ShortestQueue, Requeue::OwnTail, 2_000));
+        assert_eq!((tq.preemptible, tq.quantum_ns(0, 2.0)), (Preemptible::Every, 2_000));
         for p in [SchedPolicy::Cfcfs, SchedPolicy::Dfcfs, SchedPolicy::Darc] {
             assert_eq!(p.spec().preemptible, Preemptible::Never, "{p:?} runs to completion");
         }
-        assert!(SchedPolicy::Darc.spec().reserves_workers);
-        assert!(!SchedPolicy::Dfcfs.spec().steal && SchedPolicy::Dfcfs.spec().arrival == Arrival::PerWorker);
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl Config {
     pub fn builtin_params(&self) -> crate::policy::builtin::BuiltinParams {
         crate::policy::builtin::BuiltinParams {
             steal_threshold: self.steal_threshold,
-            shinjuku_quantum_ns: Some(self.shinjuku_quantum_us * 1_000),
+            shinjuku_quantum_ns: self.shinjuku_quantum_us * 1_000,
             long_kinds: self.long_kinds.clone(),
             darc_reserved: self.darc_reserved_workers,
         }

@@ -12,13 +12,12 @@
 //! dispatchers are the simulator's `shinjuku` module's, not this adapter's.
 
 use super::engine::{Ctx, Pick};
-use super::policy::{Policy, QuantumEnd};
+use super::policy::{selected_overhead, Policy, QuantumEnd};
 use super::SimRequest;
 use synergy_policy::api::{ArrivalInfo, Scheduler};
 use synergy_policy::builtin::{builtin, BuiltinParams};
 use synergy_policy::model::ModelQueues;
 use synergy_policy::quantum::ShortEma;
-use synergy_policy::selection::Selected;
 use synergy_policy::system::{Preemptible, SchedPolicy};
 
 /// A policy-API scheduler in the simulator.
@@ -82,14 +81,7 @@ impl Policy for ApiPolicy {
         let steals = self.queues.steals;
         let picked = self.sched.select(&mut self.queues.worker(w, self.sched.as_ref()))?;
         let stole = self.queues.steals > steals;
-        let (req, overhead_ns) = match picked {
-            Selected::Resume(r) => (r, ctx.overheads.switch_ns),
-            Selected::Request(r) if stole => {
-                ctx.steals += 1;
-                (r, ctx.overheads.steal_ns)
-            }
-            Selected::Request(r) => (r, if r.remaining_ns < r.service_ns { ctx.overheads.switch_ns } else { 0 }),
-        };
+        let (req, overhead_ns) = selected_overhead(picked, stole, ctx);
         self.queues.busy[w] = true;
         let timed = match self.sched.preemptible() {
             Preemptible::Never => false,

@@ -60,6 +60,23 @@ struct Queued {
     ready_at: u64,
 }
 
+/// What an idle worker's selection costs it before the request runs: a resumed request a
+/// switch, a stolen one a steal (counted), a new one nothing unless it was preempted before.
+pub(crate) fn selected_overhead(
+    picked: Selected<SimRequest, SimRequest>,
+    stole: bool,
+    ctx: &mut Ctx,
+) -> (SimRequest, u64) {
+    match picked {
+        Selected::Resume(r) => (r, ctx.overheads.switch_ns),
+        Selected::Request(r) if stole => {
+            ctx.steals += 1;
+            (r, ctx.overheads.steal_ns)
+        }
+        Selected::Request(r) => (r, if r.remaining_ns < r.service_ns { ctx.overheads.switch_ns } else { 0 }),
+    }
+}
+
 fn pick(q: Queued, quantum: Option<u64>, overhead_ns: u64) -> Pick {
     Pick { req: q.req, quantum, overhead_ns, ready_at: q.ready_at }
 }
@@ -357,14 +374,7 @@ impl Policy for Synergy {
         let mut q = SimQueues { me: w, s: self, stole: false };
         let picked = select(&mut q, check, w, workers, threshold)?;
         let stole = q.stole;
-        let (req, overhead) = match picked {
-            Selected::Resume(r) => (r, ctx.overheads.switch_ns),
-            Selected::Request(r) if stole => {
-                ctx.steals += 1;
-                (r, ctx.overheads.steal_ns)
-            }
-            Selected::Request(r) => (r, if r.remaining_ns < r.service_ns { ctx.overheads.switch_ns } else { 0 }),
-        };
+        let (req, overhead) = selected_overhead(picked, stole, ctx);
         let quantum = req.long.then(|| self.quantum(w));
         Some(Pick { req, quantum, overhead_ns: overhead, ready_at: ctx.now })
     }

@@ -181,9 +181,8 @@ impl Queues<Request, ThreadPtr> for RealQueues<'_> {
     }
 
     fn refill_inbox(&mut self, class: usize, count: usize) -> usize {
-        let (Some(central), me) = (self.shared.central.get(class), &self.shared.workers[self.st.id]) else {
-            return 0;
-        };
+        let Some(central) = self.shared.central.get(class) else { return 0 };
+        let me = &self.shared.workers[self.st.id];
         let mut moved = 0;
         while moved < count {
             let Some(w) = central.pop_front() else { break };
