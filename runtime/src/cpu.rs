@@ -84,28 +84,49 @@ pub fn enabled_components() -> u64 {
     xcr0().unwrap_or(0)
 }
 
-/// Bytes XSAVEC writes when the components in `xstate_bv` are in use: the legacy area and header
-/// (576), then each in-use component from 2 up (the alignment gaps between them are not written).
-pub fn xsavec_bytes_written(xstate_bv: u64) -> usize {
-    576 + (2..63)
-        .filter(|i| xstate_bv & (1 << i) != 0)
-        .map(|i| core::arch::x86_64::__cpuid_count(0xD, i).eax as usize)
-        .sum::<usize>()
+/// Where one state component lies in an XSAVE area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub component: u32,
+    pub offset: usize,
+    pub size: usize,
 }
 
-fn compacted_size(xcr0: u64) -> usize {
-    let mut size = 576usize;
+/// Components 2 and up of `components` at their standard-format offsets: CPUID.(EAX=0DH,ECX=i)
+/// EBX (offset) and EAX (size), SDM Vol. 1 §13.2 and §13.4.3; the APM's CPUID Fn0000_000D_EBX_x
+/// and EAX_x give the same.
+pub fn standard_regions(components: u64) -> Vec<Region> {
+    (2..63)
+        .filter(|i| components & (1u64 << i) != 0)
+        .map(|i| {
+            let leaf = core::arch::x86_64::__cpuid_count(0xD, i);
+            Region { component: i, offset: leaf.ebx as usize, size: leaf.eax as usize }
+        })
+        .collect()
+}
+
+/// Components 2 and up of `xcomp_bv` at their compacted-format offsets (SDM Vol. 1 §13.4.3):
+/// after the 576-byte legacy region and header, each component of XCOMP_BV in order, on the next
+/// 64-byte boundary where CPUID.(EAX=0DH,ECX=i):ECX[1] says so, else right after the previous one.
+pub fn compacted_regions(xcomp_bv: u64) -> Vec<Region> {
+    let mut offset = 576usize;
+    let mut out = Vec::new();
     for i in 2..63 {
-        if xcr0 & (1 << i) == 0 {
+        if xcomp_bv & (1u64 << i) == 0 {
             continue;
         }
         let leaf = core::arch::x86_64::__cpuid_count(0xD, i);
         if leaf.ecx & 2 != 0 {
-            size = size.next_multiple_of(64);
+            offset = offset.next_multiple_of(64);
         }
-        size += leaf.eax as usize;
+        out.push(Region { component: i, offset, size: leaf.eax as usize });
+        offset += leaf.eax as usize;
     }
-    size
+    out
+}
+
+fn compacted_size(xcr0: u64) -> usize {
+    compacted_regions(xcr0).last().map_or(576, |r| r.offset + r.size)
 }
 
 /// The processor's model as the kernel reports it (`model name` in /proc/cpuinfo, what `lscpu`
@@ -135,9 +156,11 @@ mod xsave_tests {
     fn compacted_size_follows_the_sdm_layout() {
         // x87 and SSE only: the legacy area and the header.
         assert_eq!(compacted_size(0b11), 576);
-        if !std::arch::is_x86_feature_detected!("xsavec") {
-            return;
-        }
+        assert!(
+            std::arch::is_x86_feature_detected!("xsavec"),
+            "this CPU has no XSAVEC ({}): the compacted layout cannot be checked",
+            model_name()
+        );
         let xcr0 = xcr0().unwrap();
         let size = compacted_size(xcr0);
         // CPUID.(0DH,1).EBX is the compacted size of XCR0 | IA32_XSS: an upper bound.
@@ -146,8 +169,8 @@ mod xsave_tests {
         // Never larger than the standard format, which has room for every XCR0 component.
         assert!(size <= xsave_area_size().unwrap());
         if xcr0 & 0b100 != 0 {
-            // AVX's upper halves: 256 bytes right after the header.
-            assert!(size >= 576 + 256);
+            // AVX's upper halves: 256 bytes right after the header (SDM Vol. 1 §13.4.3).
+            assert_eq!(compacted_regions(xcr0)[0], Region { component: 2, offset: 576, size: 256 });
         }
         assert_eq!(xsave_format().map(|f| f.1), Some(size));
     }

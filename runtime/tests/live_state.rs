@@ -3,16 +3,22 @@
 //! initial state). Two cases the million-preemption stress test does not isolate (issue 23):
 //!
 //! * **Only SSE live when preempted.** Probe requests put the vector state in a known form first
-//!   (an XRSTOR whose image has only SSE in use: every AVX and AVX-512 component in its initial
-//!   state), then run a loop of legacy SSE instructions that keeps a value in XMM0 and reads
-//!   XINUSE (XGETBV with ECX = 1) on every iteration. Preemptions land in that loop while other
-//!   requests on the same worker, preempted in their AVX2/AVX-512 kernels, leave those components
-//!   dirty in the registers. After every preemption the probe must find its XMM0 value intact
-//!   and no AVX or AVX-512 component in use: a restore that did not bring the unsaved components
+//!   (an XRSTOR whose image names only SSE, every register zero: every AVX and AVX-512 component
+//!   in its initial state), then run a loop of legacy SSE instructions that keeps a value in XMM0.
+//!   Preemptions land in that loop while other requests on the same worker, preempted in their
+//!   AVX2/AVX-512 kernels, leave those components dirty in the registers. After the loop the
+//!   probe saves every register component (standard-format XSAVE, which writes each requested
+//!   component whether in use or not, SDM Vol. 1 §13.7) and checks the *values*: XMM0 holds the
+//!   loop's result, XMM1 its increment, every other XMM register, the YMM and ZMM upper halves,
+//!   ZMM16-31 and the opmask registers zero. A restore that did not bring the unsaved components
 //!   back to their initial state would let the other requests' state leak in.
-//! * **AVX-512 live only after the preemption.** When the loop ends the probe reads all of ZMM0
-//!   (YMM0 without AVX-512), whose bits above 127 must still be zero as they were before, and
-//!   then runs the AVX-512 (else AVX2) checksum kernel, which must be exact.
+//!   Issue 38: the test used to assert that XINUSE (XGETBV with ECX = 1) showed no wide
+//!   component in use. No manual promises that: SDM §13.6 says only that XINUSE[i] = 0 implies
+//!   the initial configuration, and "XINUSE[i] = 1 ... may or may not be" in it (the AMD APM,
+//!   Vol. 2 §11.5, tracks it the same one-way), so a CPU may report a zeroed component in use. The
+//!   XINUSE bits are still read and printed, never asserted.
+//! * **AVX-512 live only after the preemption.** When the loop ends the probe runs the AVX-512
+//!   (else AVX2) checksum kernel, which must be exact.
 
 mod common;
 
@@ -21,7 +27,7 @@ use std::arch::asm;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use synergy::preempt::save_cost::XsaveImage;
+use synergy::preempt::save_cost::{XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{feedback_finished, feedback_start, send, Reply, Request, Runtime};
 
@@ -30,8 +36,7 @@ const MIXED: u32 = 2;
 
 /// Bits of the probe reply's status.
 const XMM0_WRONG: u32 = 1;
-const UPPER_NONZERO: u32 = 2;
-const XINUSE_LEAK: u32 = 4;
+const OTHER_REGISTER_NONZERO: u32 = 2;
 const WIDE_KERNEL_WRONG: u32 = 8;
 
 /// AVX (2), opmask (5), ZMM_Hi256 (6) and Hi16_ZMM (7), as far as the OS enabled them.
@@ -39,37 +44,10 @@ fn wide_components() -> u64 {
     synergy::cpu::enabled_components() & 0b1110_0100
 }
 
-/// XGETBV with ECX = 1 (XINUSE) exists, CPUID.(EAX=0DH,ECX=1):EAX[2], and reports the init
-/// state: right after an XRSTOR of the SSE-only image no wide component may read as in use.
-/// QEMU's TCG implements the instruction but reports AVX in use regardless (every probe request
-/// of the first guest run, preempted or not, saw bit 2), so there the XINUSE check is off.
+/// XGETBV with ECX = 1 (XINUSE) exists, CPUID.(EAX=0DH,ECX=1):EAX[2]. What it reports is
+/// printed, never asserted (see the module's comment).
 fn has_xinuse() -> bool {
-    static TRACKS_INIT: OnceLock<bool> = OnceLock::new();
-    *TRACKS_INIT.get_or_init(|| {
-        if core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 == 0 {
-            return false;
-        }
-        let img = sse_only_image().as_ptr();
-        let in_use: u64;
-        // SAFETY: as in `probe`: XRSTOR of the valid SSE-only image, then XGETBV(1), which the
-        // CPUID bit above says exists. Vector and x87 registers are declared clobbered.
-        unsafe {
-            asm!(
-                "mov eax, -1",
-                "mov edx, -1",
-                "xrstor64 [{img}]",
-                "mov ecx, 1",
-                "xgetbv",
-                img = in(reg) img,
-                out("rax") in_use,
-                out("ecx") _,
-                out("edx") _,
-                clobber_abi("C"),
-                options(nostack),
-            )
-        };
-        in_use & wide_components() == 0
-    })
+    core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 != 0
 }
 
 /// The image with only SSE in use (read-only after init).
@@ -89,23 +67,29 @@ fn wide_kernel(seed: u64) -> u64 {
     }
 }
 
-/// The probe: returns its status bits and the XINUSE bits it saw. `wide` is `wide_kernel(seed)`
-/// computed unpreempted.
+/// The probe: returns its status bits and the XINUSE bits it saw (for the report). `wide` is
+/// `wide_kernel(seed)` computed unpreempted.
 fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
     let img = sse_only_image().as_ptr();
     let watch = if has_xinuse() { wide_components() } else { 0 };
-    let (low, seen): (u64, u64);
+    let mask = REGISTER_COMPONENTS & synergy::cpu::enabled_components();
+    let size = synergy::cpu::xsave_area_size().expect("XSAVE");
+    let mut buf = vec![0u8; size + 64];
+    let off = buf.as_ptr().align_offset(64);
+    let area = buf[off..].as_mut_ptr();
+    let seen: u64;
     // SAFETY: `img` is a valid standard-form image (64-byte aligned, zero header but XSTATE_BV,
-    // valid MXCSR, SSE enabled in XCR0): XRSTOR with every component requested loads it, leaving
-    // SSE in use with zero registers and every other component initial. The loop uses only
-    // legacy SSE instructions and XGETBV (ECX = 1, which `watch` != 0 guarantees exists; with
-    // watch = 0 the XGETBV is skipped). Vector and x87 registers are declared clobbered
-    // (clobber_abi); MXCSR and the x87 control word are left at the ABI defaults the image
-    // holds.
+    // valid MXCSR, SSE enabled in XCR0): XRSTOR with every register component requested loads
+    // it, leaving SSE with zero registers and every other register component initial. The loop
+    // uses only legacy SSE instructions and XGETBV (ECX = 1, which `watch` != 0 guarantees
+    // exists; with watch = 0 the XGETBV is skipped). The XSAVE writes the register components
+    // into `area`, 64-byte aligned with the standard size. Neither touches PKRU or AMX. Vector
+    // and x87 registers are declared clobbered (clobber_abi); MXCSR and the x87 control word are
+    // left at the ABI defaults the image holds.
     unsafe {
         asm!(
-            "mov eax, -1",
-            "mov edx, -1",
+            "mov eax, {mask:e}",
+            "xor edx, edx",
             "xrstor64 [{img}]",
             "movq xmm0, {seed}",
             "mov eax, 1",
@@ -122,12 +106,15 @@ fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
             "3:",
             "dec r10",
             "jnz 2b",
-            "movq r11, xmm0",
+            "mov eax, {mask:e}",
+            "xor edx, edx",
+            "xsave64 [{area}]",
             img = in(reg) img,
             seed = in(reg) seed,
             watch = in(reg) watch,
+            mask = in(reg) mask,
+            area = in(reg) area,
             inout("r10") iters => _,
-            lateout("r11") low,
             out("r9") seen,
             out("eax") _,
             out("ecx") _,
@@ -136,25 +123,17 @@ fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
             options(nostack),
         );
     }
+    let saved = &buf[off..off + size];
     let mut status = 0;
-    if low != seed.wrapping_add(iters) {
+    let xmm = |r: usize| u128::from_le_bytes(saved[160 + 16 * r..176 + 16 * r].try_into().unwrap());
+    if xmm(0) != u128::from(seed.wrapping_add(iters)) {
         status |= XMM0_WRONG;
     }
-    if seen != 0 {
-        status |= XINUSE_LEAK;
-    }
-    // From here on the wide state becomes live: read all of register 0, then compute with it.
-    let mut upper = [0u8; 64];
-    if kernels::has_avx512() {
-        // SAFETY: AVX-512F present; stores ZMM0 (64 bytes) into `upper`.
-        unsafe { asm!("vmovdqu64 [{}], zmm0", in(reg) upper.as_mut_ptr(), options(nostack)) };
-    } else if kernels::has_avx2() {
-        // SAFETY: AVX present; stores YMM0 (32 bytes) into `upper`.
-        unsafe { asm!("vmovdqu [{}], ymm0", in(reg) upper.as_mut_ptr(), options(nostack)) };
-    }
-    // Bytes 0..8 hold the loop's value, 8..16 the zero MOVQ wrote; everything above must be zero.
-    if upper[16..].iter().any(|&b| b != 0) || upper[8..16].iter().any(|&b| b != 0) {
-        status |= UPPER_NONZERO;
+    let wide_zero = synergy::cpu::standard_regions(mask & !0b11)
+        .iter()
+        .all(|r| saved[r.offset..r.offset + r.size].iter().all(|&b| b == 0));
+    if xmm(1) != 1 || (2..16).any(|r| xmm(r) != 0) || !wide_zero {
+        status |= OTHER_REGISTER_NONZERO;
     }
     if wide_kernel(seed) != wide {
         status |= WIDE_KERNEL_WRONG;
@@ -166,12 +145,11 @@ fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
 fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     let _serial = common::serial();
     let target: u64 = std::env::var("SYNERGY_LIVE_STATE_PREEMPTED").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
-    if !has_xinuse() {
-        eprintln!(
-            "NOTE: this CPU has no XGETBV(ECX=1) that reports the init state (QEMU's TCG reports AVX in use \
-             regardless): the XINUSE check is off; XMM0, the upper halves and the wide kernel are checked"
-        );
-    }
+    eprintln!(
+        "live state on {}: XGETBV(ECX=1) {} (reported, never asserted)",
+        synergy::cpu::model_name(),
+        if has_xinuse() { "present" } else { "absent" }
+    );
     if !kernels::has_avx2() {
         eprintln!("NOTE: this CPU has no AVX2: only the SSE part of the probe runs");
     }
@@ -200,10 +178,11 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     let (mut next, mut answered) = (0u64, 0u64);
     let preempted_probes = AtomicU64::new(0);
     let mut failures = Vec::new();
+    let mut xinuse_seen = 0u64;
     while preempted_probes.load(Ordering::Relaxed) < target {
         assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "after 300 s only {} of {target} probes were preempted: the machine starved the timer core ({:?})",
+            t0.elapsed() < Duration::from_secs(600),
+            "watchdog: after 600 s only {} of {target} probes were preempted ({:?})",
             preempted_probes.load(Ordering::Relaxed),
             rt.stats().total
         );
@@ -211,6 +190,7 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
             answered += 1;
             if r.kind == PROBE {
                 preempted_probes.fetch_add((r.preemptions > 0) as u64, Ordering::Relaxed);
+                xinuse_seen |= r.value;
                 if r.status != 0 {
                     failures.push((r.id, r.status, r.value, r.preemptions));
                 }
@@ -235,7 +215,8 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     transport.close();
     let stats = rt.shutdown();
     eprintln!(
-        "live state: {} probes preempted, {} requests, {} preemptions in {:.1?}",
+        "live state: {} probes preempted, {} requests, {} preemptions in {:.1?}; wide components XINUSE \
+         reported in use during the SSE loops (informational): {xinuse_seen:#x}",
         preempted_probes.load(Ordering::Relaxed),
         next,
         stats.total.preemptions,
@@ -243,8 +224,9 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     );
     assert!(
         failures.is_empty(),
-        "{} probe requests went wrong (id, status bits: 1 XMM0 wrong, 2 upper bits nonzero, 4 wide \
-         component in use, 8 wide kernel wrong; XINUSE seen; preemptions), first: {:?}",
+        "{} probe requests went wrong (id, status bits: 1 XMM0 wrong, 2 another register not as loaded \
+         (XMM1-15, YMM/ZMM uppers, ZMM16-31, opmask), 8 wide kernel wrong; XINUSE seen; preemptions), \
+         first: {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
     );
