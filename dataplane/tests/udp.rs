@@ -186,7 +186,7 @@ fn credits_keep_an_overload_out_of_the_kernel_and_rejects_are_counted_on_both_si
     let mut over = params(s.local_addr(), 3.0 * capacity, 1_000);
     over.obey_credits = true;
     over.warmup = Duration::ZERO; // every reject is measured, to compare with the server's count
-    over.grace = Duration::from_millis(300);
+    over.grace = Duration::from_secs(3); // "lost" is "no reply within the grace": generous on a busy host (issue 38, C16)
     let r = loadgen::run(&over).expect("loadgen under overload");
     let (stats, udp) = s.shutdown();
     let kernel_drops: u64 = udp.iter().map(|c| c.kernel_drops).sum();
@@ -221,43 +221,51 @@ fn a_second_server_on_a_port_in_use_is_refused_instead_of_joining_its_group() {
 }
 
 /// `--idle park` over kernel UDP (issue 18): with every worker parked the timer core sleeps in
-/// epoll on the sockets instead of polling them, so an idle server uses almost no CPU, and each
-/// request still wakes it and is answered. Before the sleep the timer core spun the whole run
-/// (its CPU time ≈ the wall time).
+/// epoll on the sockets instead of polling them, and each request still wakes it and is answered.
+/// Before each request the test waits (on the server's counters, not on time) until the worker
+/// is parked and the timer core has slept again since the last reply, so every round starts from
+/// the state under test and must be answered through a grant. How much CPU an idle server uses is
+/// a number `synergy bench idle` reports, not something a test on a busy machine can assert
+/// (issue 38, C2).
 #[test]
 fn an_idle_parked_server_sleeps_its_timer_core_and_answers_every_request() {
     let _g = common::serial();
     let cfg = synergy::Config { idle: synergy::config::IdleMode::Park, ..common::one_worker() };
-    let t0 = std::time::Instant::now();
     let s = UdpServer::start(
         &cfg,
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         synthetic::handler(Workload::named(WorkloadName::High).types),
     )
     .expect("start the UDP server");
-    common::wait_until("the timer core sleeps", Duration::from_secs(10), || s.runtime.stats().timer.sleeps > 0);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut buf = [0u8; 256];
-    // 100 requests, 2 ms apart: each finds the worker parked and the timer core asleep.
-    for id in 0..100u64 {
-        let until = std::time::Instant::now() + Duration::from_millis(2);
-        while std::time::Instant::now() < until {
-            std::hint::spin_loop();
-        }
+    const ROUNDS: u64 = 100;
+    for id in 0..ROUNDS {
+        let before = s.runtime.stats();
+        common::wait_until("the worker parked and the timer core asleep again", Duration::from_secs(30), || {
+            let now = s.runtime.stats();
+            now.total.parks > now.total.wakeups && now.timer.sleeps > before.timer.sleeps
+        });
+        let grants = s.runtime.stats().timer.grants;
         client
             .send_to(&encode_request(&Request { id, kind: 0, service_ns: 1_000, ..Request::default() }), s.local_addr())
             .unwrap();
-        let (n, _) = client.recv_from(&mut buf).expect("a reply within 10 s: the sleeping timer core woke");
+        let (n, _) = client.recv_from(&mut buf).expect("a reply within 30 s: the sleeping timer core woke");
         let r = decode_reply(&buf[..n]).unwrap();
         assert_eq!((r.id, r.status), (id, status::OK));
+        let after = s.runtime.stats().timer.grants;
+        assert!(after > grants, "round {id}: the parked worker answered without being granted ({grants} -> {after})");
     }
     let (stats, _) = s.shutdown();
-    let wall = t0.elapsed().as_nanos() as f64;
     let t = &stats.timer;
-    assert!(t.sleeps >= 100, "{t:?}");
-    assert!(t.grants >= 100, "every request woke the parked worker: {t:?}");
-    // Spinning, the timer core's CPU time is the wall time; asleep between requests, a fraction.
-    assert!((t.cpu_ns as f64) < 0.5 * wall, "timer core CPU {} ns of {wall} ns wall", t.cpu_ns);
-    assert!((t.slept_ns as f64) > 0.3 * wall, "slept {} ns of {wall} ns wall", t.slept_ns);
+    assert_eq!(stats.total.completed, ROUNDS, "{:?}", stats.total);
+    assert!(t.slept_ns > 0, "{t:?}");
+    eprintln!(
+        "parked server: {} sleeps ({} ms asleep), {} grants, timer core CPU {} ms (informational)",
+        t.sleeps,
+        t.slept_ns / 1_000_000,
+        t.grants,
+        t.cpu_ns / 1_000_000
+    );
 }

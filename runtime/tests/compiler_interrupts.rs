@@ -38,6 +38,16 @@ fn long_then_short(
     cfg: Config,
     long: impl Fn(&Gate) + Send + Sync + 'static,
 ) -> (Vec<Reply>, synergy::stats::RunStats) {
+    long_then_short_released(cfg, long, |_| true)
+}
+
+/// As `long_then_short`, and once the short request is queued, waits (under a watchdog) until
+/// `release_when` holds for the runtime's statistics, then sets `Gate::release`.
+fn long_then_short_released(
+    cfg: Config,
+    long: impl Fn(&Gate) + Send + Sync + 'static,
+    release_when: impl Fn(&synergy::stats::RunStats) -> bool,
+) -> (Vec<Reply>, synergy::stats::RunStats) {
     let _serial = common::serial();
     let gate = Arc::new(Gate::default());
     let transport = Arc::new(ChannelTransport::new(1, 64, 64));
@@ -58,6 +68,8 @@ fn long_then_short(
     transport.submit(0, Request { id: 1, kind: LONG, ..Default::default() }).unwrap();
     wait_until("the long request starts", Duration::from_secs(10), || gate.long_started.load(Ordering::Acquire));
     transport.submit(0, Request { id: 2, kind: SHORT, ..Default::default() }).unwrap();
+    wait_until("the awaited timer-core events", Duration::from_secs(300), || release_when(&rt.stats()));
+    gate.release.store(true, Ordering::Release);
     let mut replies = Vec::new();
     wait_until("both replies", Duration::from_secs(60), || {
         replies.extend(transport.take_replies());
@@ -97,14 +109,19 @@ fn uninstrumented_code_is_preempted_by_the_fallback_interrupt() {
     assert_eq!(stats.total.ci_taken, 0, "no probe ran: {stats:?}");
 }
 
+/// With work waiting, the timer core keeps asking, nobody answers: the long request spins without
+/// a probe until the test has seen a request go unanswered (it used to spin a fixed 20 ms, in
+/// which a timer core that a busy host delayed could miss the two scans; issue 38, C5).
 #[test]
 fn ci_alone_never_preempts_uninstrumented_code() {
-    // 20 ms without a probe: with work waiting, the timer core keeps asking, nobody answers.
-    let long = |_: &Gate| clock::spin_for(20_000_000);
-    let (replies, stats) = long_then_short(config(PreemptMode::Ci), long);
+    let long = |g: &Gate| {
+        while !g.release.load(Ordering::Acquire) {
+            clock::spin_for(100_000); // no probe in here
+        }
+    };
+    let (replies, stats) = long_then_short_released(config(PreemptMode::Ci), long, |s| s.timer.ci_unanswered >= 1);
     assert_eq!(replies[0].id, 1, "the long request ran to completion first: {replies:?}");
     assert_eq!(replies[0].preemptions, 0);
-    assert!(stats.timer.ci_unanswered >= 1, "requests were posted again: {:?}", stats.timer);
     assert_eq!(stats.timer.interrupts_sent, 0);
 }
 

@@ -149,9 +149,16 @@ fn sq_puts_the_preempted_request_at_the_tail_or_the_head() {
     assert_eq!(order(&tail), expected, "tail");
     let head = run(shinjuku(ShinjukuQueues::Sq, PreemptedTo::Head), &batch);
     assert_eq!(order(&head), expected, "head");
-    // A short request can itself be preempted only if the machine stalls its worker for a
-    // quantum; that adds at most one preemption of L0 with the tail rule.
-    assert!(preemptions_of(&tail, L0) <= 2, "tail: L0 preempted {} times", preemptions_of(&tail, L0));
+    // A short request can itself be preempted if the machine stalls its worker for a quantum; it
+    // then goes to the tail behind L0, and L0 is preempted once more for it. So with the tail
+    // rule L0 is preempted once plus once per preemption of a short, however busy the machine
+    // (issue 38, C6: the bound used to be a fixed 2).
+    let short_preemptions: u32 = tail.iter().filter(|r| r.id != L0).map(|r| r.preemptions).sum();
+    assert!(
+        preemptions_of(&tail, L0) <= 1 + short_preemptions,
+        "tail: L0 preempted {} times, the shorts {short_preemptions} times",
+        preemptions_of(&tail, L0)
+    );
     assert!(preemptions_of(&head, L0) >= 10, "head: L0 preempted {} times", preemptions_of(&head, L0));
 }
 
@@ -195,17 +202,18 @@ fn two_dispatchers_serve_their_own_workers() {
     }
 }
 
-/// Configurations Shinjuku cannot run are refused with a reason.
 /// A long request runs until a short one is answered; both reach the dispatcher in one poll, the
 /// long one first, so the short one waits from the long one's start. The dispatcher may preempt
 /// the long request only after the configured quantum, and the worker arms its deadline with the
-/// same quantum: were they different (the worker arming 5 µs, the dispatcher testing 1 ms), the
-/// short one would be served within microseconds.
+/// same quantum: both take it from the configuration (`Config::shinjuku`, which the dispatcher
+/// tests with, and `Config::builtin_params`, which the workers arm with), checked exactly here.
 #[test]
 fn the_configured_quantum_passes_before_a_preemption() {
     const QUANTUM_US: u64 = 1_000;
     let _serial = common::serial();
     let cfg = Config { shinjuku_quantum_us: QUANTUM_US, ..shinjuku(ShinjukuQueues::Sq, PreemptedTo::Tail) };
+    assert_eq!(cfg.shinjuku().quantum_ns, QUANTUM_US * 1_000, "the dispatcher's quantum");
+    assert_eq!(cfg.builtin_params().shinjuku_quantum_ns, QUANTUM_US * 1_000, "the workers' arming quantum");
     let transport = Arc::new(HeldTransport::one_worker());
     let gate = Arc::new(common::Gate::default());
     // Runtime-clock times (ns) of the long request's start and the short one's end; 0 until then.
@@ -245,13 +253,17 @@ fn the_configured_quantum_passes_before_a_preemption() {
     assert!(preemptions_of(&replies, 1) >= 1, "the long request ran until the short one was answered: {stats:?}");
     let (t0, t1) = (long_started_at.load(Ordering::Acquire), short_done_at.load(Ordering::Acquire));
     assert!(t0 > 0 && t1 > t0, "both were stamped: {t0} {t1}");
-    assert!(
-        t1 - t0 >= QUANTUM_US * 1_000,
-        "the short request was served {} µs after the long one started, inside the {QUANTUM_US} µs quantum",
+    // The worker arms the deadline before the handler stamps t0, so a worker descheduled between
+    // the two can see the quantum pass before t0: the gap is reported, not asserted (issue 38,
+    // C10). The rule itself is `policy::shinjuku::preempt_due`, unit-tested on a fake clock, and
+    // the quantum both sides use is the configured one (asserted above).
+    eprintln!(
+        "configured quantum: the short request was served {} µs after the long one started ({QUANTUM_US} µs quantum)",
         (t1 - t0) / 1_000
     );
 }
 
+/// Configurations Shinjuku cannot run are refused with a reason.
 #[test]
 fn impossible_shinjuku_configurations_are_refused() {
     let allowed = synergy::cpu::allowed_cpus();

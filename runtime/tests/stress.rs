@@ -3,7 +3,9 @@
 //! every request must be answered exactly once, and no request may start twice.
 //!
 //! SYNERGY_STRESS_PREEMPTIONS overrides the target (default 1,000,000). The run lasts until the
-//! target is reached, however many requests that takes, within ten minutes (issue 21).
+//! target is reached, however many requests and however long that takes: a busy machine only
+//! slows it. What fails it is a stall, no preemption at all for `STALL` (issue 38, C4: it used to
+//! require the million within 600 s, a minimum rate a debug build under `stress-ng` barely met).
 
 mod common;
 
@@ -95,13 +97,15 @@ struct Outcome {
     elapsed: Duration,
 }
 
-/// How long a run may take before the test concludes that the machine starved the timer core.
-const LIMIT: Duration = Duration::from_secs(600);
+/// How long a run may go without a single new preemption before the test calls it a hang (a lost
+/// interrupt path or a deadlock): a watchdog, far beyond the milliseconds between preemptions
+/// on any machine that runs at all, not a rate.
+const STALL: Duration = Duration::from_secs(180);
 
 /// Runs long checksum requests, keeping the workers' queues non-empty so that every quantum
 /// expiry preempts, until `target` preemptions and `min_migrations` migrations happened. How many
 /// requests that takes depends on how much CPU the timer core gets (on a busy 2-CPU machine, about
-/// a tenth of a quiet one's rate), so the run is bounded by time (`LIMIT`), not by a request count,
+/// a tenth of a quiet one's rate), so the run is bounded by a stall watchdog (`STALL`), not by a request count,
 /// and every request is checked as its reply arrives.
 fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap: u64) -> Outcome {
     let _serial = common::serial();
@@ -132,12 +136,16 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap:
     let done = |l: &Ledger, rt: &Runtime| {
         rt.stats().total.preemptions >= target && l.migrated.load(Ordering::Relaxed) >= min_migrations
     };
+    let mut progress = (0u64, Instant::now());
     while !done(&ledger, &rt) {
+        let preemptions = rt.stats().total.preemptions;
+        if preemptions != progress.0 {
+            progress = (preemptions, Instant::now());
+        }
         assert!(
-            t0.elapsed() < LIMIT,
-            "after {LIMIT:?} and {next_id} requests the run had {} of {target} preemptions and {} of {min_migrations} \
-             migrations: the machine starved the timer core (every checksum so far was exact); {:?}",
-            rt.stats().total.preemptions,
+            progress.1.elapsed() < STALL,
+            "watchdog: no preemption for {STALL:?}, after {next_id} requests, {preemptions} of {target} preemptions and {} of \
+             {min_migrations} migrations (every checksum so far was exact); {:?}",
             ledger.migrated.load(Ordering::Relaxed),
             rt.stats()
         );
@@ -198,11 +206,10 @@ fn a_million_preemptions_with_exact_checksums() {
     check_exact(&o);
     let t = &o.stats.total;
     eprintln!(
-        "stress: {} preemptions of {} requests in {:.1?} (avx2 {}, avx512 {}), deferred {}, skipped {}, congestion episodes {}",
-        t.preemptions, o.submitted, o.elapsed, kernels::has_avx2(), kernels::has_avx512(),
+        "stress: {} preemptions of {} requests in {:.1?} ({:.0}/s; avx2 {}, avx512 {}), deferred {}, skipped {}, congestion episodes {}",
+        t.preemptions, o.submitted, o.elapsed, t.preemptions as f64 / o.elapsed.as_secs_f64(), kernels::has_avx2(), kernels::has_avx512(),
         t.preempt_deferred, t.preempt_skipped, o.stats.timer.congestion_on
     );
-    assert!(t.preemptions >= target, "only {} preemptions", t.preemptions);
     assert!(o.replies.preempted_repeatedly > 0, "some request was preempted repeatedly");
 }
 
@@ -233,7 +240,6 @@ fn a_million_preemptions_under_compiler_interrupts_and_a_hybrid() {
             o.stats.timer.ci_unanswered,
             o.stats.timer.interrupts_sent
         );
-        assert!(t.preemptions >= target, "{}: only {} preemptions", mode.name(), t.preemptions);
         assert!(t.ci_taken > 0, "{}: probes took requests", mode.name());
         if mode == synergy::PreemptMode::Ci {
             assert_eq!(o.stats.timer.interrupts_sent, 0);
@@ -264,6 +270,7 @@ fn preempted_threads_migrate_between_workers_intact() {
          {} interrupts sent, {} quanta renewed",
         t.preemptions, o.submitted, o.elapsed, o.stats.timer.interrupts_sent, o.stats.timer.renewals
     );
-    assert!(t.preemptions >= 200, "{t:?}");
-    assert!(migrated >= 20, "preempted requests resumed on the other worker: {migrated}, {t:?}");
+    // `run` returned only once 200 preemptions and 20 migrations had happened (re-asserting that
+    // could not fail); what this test checks is that each of those requests computed its exact
+    // checksum and finished exactly once (`check_exact`, and the check of every reply on arrival).
 }

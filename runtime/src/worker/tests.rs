@@ -92,14 +92,20 @@ fn parking_with_an_os_lock_held_is_caught_in_debug_builds() {
     assert_eq!((got[1].status, got[1].value), (0, 1), "without the lock the same yield parks");
 }
 
-/// Spins `iterations` times inside its own body (no calls), so that an interrupt during a call
-/// to it stops at a rip inside it.
+/// Set by the spin functions once they run, and read by them to stop: the test ends the spin
+/// when it has seen what it waits for, so no assertion depends on how long a spin lasts.
+static SPIN_ENTERED: AtomicBool = AtomicBool::new(false);
+static SPIN_STOP: AtomicBool = AtomicBool::new(false);
+
+/// Spins inside its own body (no calls) until `SPIN_STOP`, so that an interrupt while it runs
+/// stops at a rip inside it.
 #[no_mangle]
 #[inline(never)]
-extern "C" fn synergy_unit_test_spin_in_refused_code(iterations: u64) -> u64 {
+extern "C" fn synergy_unit_test_spin_in_refused_code() -> u64 {
+    SPIN_ENTERED.store(true, Ordering::Release);
     let mut x = 0u64;
-    for i in 0..iterations {
-        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+    while !SPIN_STOP.load(Ordering::Acquire) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
     }
     x
 }
@@ -107,52 +113,68 @@ extern "C" fn synergy_unit_test_spin_in_refused_code(iterations: u64) -> u64 {
 /// The whole refusal path for an interrupt inside std's panic-count updates, end to end with
 /// signal preemption: the entry hands the interrupted rip to the handler, which refuses to park
 /// a thread stopped inside a refused range (here a test function stands in for std's `increase`)
-/// and lets it run on. Its control run, the same requests with another spin function, is
-/// preempted at the first interrupt (then, with the queue empty, renewed) and refuses nothing.
-/// The refused run may still be preempted in the few instructions around the call (seen once in
-/// 8 runs, right after the return): the test counts refusals, not the absence of a preemption.
+/// and lets it run on. Request 0 enters the spin before the others are queued, so from then on
+/// every interrupt lands inside the spin: the refused run must refuse (at least three, each a
+/// retry) and preempt nothing until the test stops the spin; its control run, the same requests
+/// with another spin function, is preempted and refuses nothing. The test waits for those
+/// events, under a watchdog, instead of counting them in a fixed spin (issue 38, C3).
 /// (Before the rip was passed, the refusal only looked at `panicking()`: 0 refusals.)
 #[test]
 fn an_interrupt_inside_refused_code_lets_the_request_run_on() {
-    fn run(spin: extern "C" fn(u64) -> u64) -> crate::stats::RunStats {
+    fn run(spin: extern "C" fn() -> u64, until: impl Fn(&crate::stats::RunStats) -> bool) -> crate::stats::RunStats {
+        SPIN_ENTERED.store(false, Ordering::Release);
+        SPIN_STOP.store(false, Ordering::Release);
         let cfg = Config { preempt: PreemptMode::Signal, pin: false, worker_cores: None, ..Config::default() };
         let transport = Arc::new(ChannelTransport::new(1, 16, 16));
         let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
             if req.id == 0 {
                 // SAFETY: the spin touches no thread-local storage or lock.
                 unsafe { feedback_start() };
-                // One call for the whole request (tens of ms, many quanta), so that interrupts
-                // land inside `spin` but for a few instructions around the call.
-                std::hint::black_box(spin(30_000_000));
+                std::hint::black_box(spin());
                 feedback_finished();
             }
             send(Reply::to(&req)).unwrap();
         })
         .expect("runtime starts");
         transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
+        let t0 = Instant::now();
+        let watchdog = Duration::from_secs(120);
+        while !SPIN_ENTERED.load(Ordering::Acquire) {
+            assert!(t0.elapsed() < watchdog, "watchdog: request 0 never started");
+            std::thread::yield_now();
+        }
         for id in 1..4 {
             transport.submit(0, Request { id, ..Request::default() }).unwrap();
         }
+        let seen = loop {
+            let s = rt.stats();
+            if until(&s) {
+                break s;
+            }
+            assert!(t0.elapsed() < watchdog, "watchdog: 120 s without the awaited interrupts: {:?}", s.total);
+            std::thread::yield_now();
+        };
+        SPIN_STOP.store(true, Ordering::Release);
         replies(&transport, 4);
         transport.close();
-        rt.shutdown()
+        rt.shutdown();
+        seen
     }
-    extern "C" fn control_spin(iterations: u64) -> u64 {
+    extern "C" fn control_spin() -> u64 {
+        SPIN_ENTERED.store(true, Ordering::Release);
         let mut x = 0u64;
-        for i in 0..iterations {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        while !SPIN_STOP.load(Ordering::Acquire) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(2));
         }
         x
     }
-    let control = run(control_spin);
-    assert!(control.total.preemptions >= 1, "the control run is preempted: {:?}", control.total);
-    assert_eq!(control.total.preempt_skipped, 0, "{:?}", control.total);
+    let control = run(control_spin, |s| s.total.preemptions >= 1);
+    assert_eq!(control.total.preempt_skipped, 0, "the control spin is never refused: {:?}", control.total);
     crate::worker::std_panic_code::also_refuse_for_test("synergy_unit_test_spin_in_refused_code");
-    let refused = run(synergy_unit_test_spin_in_refused_code);
-    assert!(
-        refused.total.preempt_skipped >= 3,
-        "interrupts inside were refused (each retry again): {:?}",
+    let refused = run(synergy_unit_test_spin_in_refused_code, |s| s.total.preempt_skipped >= 3);
+    assert_eq!(
+        refused.total.preemptions, 0,
+        "inside the refused code no interrupt preempts (three were refused meanwhile): {:?}",
         refused.total
     );
-    assert!(refused.total.preemptions <= 1, "{:?}", refused.total);
 }

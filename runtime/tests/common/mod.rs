@@ -27,6 +27,8 @@ pub const UNTIL_SHORT_DONE_BOUND: Duration = Duration::from_secs(30);
 pub struct Gate {
     pub long_started: AtomicBool,
     pub short_done: AtomicBool,
+    /// Set by a test once it has seen what it waits for, to end a long request that waits on it.
+    pub release: AtomicBool,
 }
 
 /// A handler that spins for each request's `service_ns` (see `UNTIL_SHORT_DONE`), marking `LONG`
