@@ -147,6 +147,19 @@ impl CLocked {
             assert_eq!(libc::pthread_mutex_unlock(self.mutex.get()), 0);
         }
     }
+    /// As `bump`, but holds the lock until `release` is set, after setting `held` once it has it.
+    fn bump_until(&self, held: &AtomicBool, release: &AtomicBool) {
+        // SAFETY: as in `bump`.
+        unsafe {
+            assert_eq!(libc::pthread_mutex_lock(self.mutex.get()), 0);
+            *self.count.get() += 1;
+            held.store(true, Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            assert_eq!(libc::pthread_mutex_unlock(self.mutex.get()), 0);
+        }
+    }
     fn count(&self) -> u64 {
         // SAFETY: as in `bump`.
         unsafe {
@@ -164,17 +177,29 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
     let (contended0, yielded0) = synergy_interpose::mutex::contention();
     let contended_lock = Arc::new(CLocked::new());
     let outer_lock = Arc::new(CLocked::new());
-    // An OS thread holds the contended lock most of the time (300 of every 400 µs). It runs on
-    // the timer core's CPU, never the worker's: sharing the worker's CPU, it would hold the lock
-    // only while the worker is off the CPU, and the worker would never find it taken.
+    // An OS thread holds the contended lock twice until the test lets it go, then keeps taking
+    // it 300 of every 400 µs. While it holds it the first time, a probe request (in a
+    // preemptible region: only there may a green thread yield) finds it taken and yields; the
+    // second time, a probe's nested attempt (holding `outer`) finds it taken and must block in
+    // the real lock instead of yielding. Each phase waits for its event, never
+    // for a time (issue 38, C7: both used to depend on the duty cycle overlapping the requests).
+    // It runs on the timer core's CPU, never the worker's.
     let cfg = common::one_worker();
     let holder_cpu = cfg.timer_core.expect("this test needs 2 CPUs: the worker's and one for the lock holder");
     let stop = Arc::new(AtomicBool::new(false));
+    // Per phase: (go: the test lets the holder take the lock, held, release).
+    let phases: Arc<[(AtomicBool, AtomicBool, AtomicBool); 2]> = Arc::new(Default::default());
     let holder = {
-        let (l, stop) = (contended_lock.clone(), stop.clone());
+        let (l, stop, phases) = (contended_lock.clone(), stop.clone(), phases.clone());
         std::thread::spawn(move || {
             synergy::cpu::pin_current_thread(holder_cpu).expect("pin the lock holder");
-            let mut n = 0u64;
+            for (go, held, release) in phases.iter() {
+                while !go.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                l.bump_until(held, release);
+            }
+            let mut n = 2u64;
             while !stop.load(Ordering::Acquire) {
                 l.bump(300_000);
                 n += 1;
@@ -184,6 +209,8 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
         })
     };
     const LONG: u32 = 1;
+    const YIELD_PROBE: u32 = 2;
+    const NESTED_PROBE: u32 = 3;
     // Every 13th request is long: 13 of the 162.
     const REQUESTS: u64 = 162;
     const ROUNDS: u64 = 40;
@@ -208,20 +235,65 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
                 clock::spin_for(20_000);
             }
             feedback_finished();
+        } else if req.kind == YIELD_PROBE {
+            // SAFETY: as above.
+            unsafe { feedback_start() };
+            c.bump(1_000);
+            feedback_finished();
+        } else if req.kind == NESTED_PROBE {
+            // SAFETY: as above; `outer` is released right after.
+            unsafe {
+                feedback_start();
+                libc::pthread_mutex_lock(o.mutex.get());
+            }
+            c.bump(1_000);
+            // SAFETY: held since just above.
+            unsafe { libc::pthread_mutex_unlock(o.mutex.get()) };
+            feedback_finished();
         } else {
             c.bump(200);
         }
         send(Reply::to(&req)).unwrap();
     })
     .expect("runtime starts");
-    for id in 0..REQUESTS {
-        let kind = if id % 13 == 0 { LONG } else { 0 };
-        transport.submit(0, Request { id, kind, ..Request::default() }).unwrap();
-    }
-    let long_sent = (0..REQUESTS).filter(|id| id % 13 == 0).count() as u64;
+    let kind = |id: u64| if id % 13 == 0 { LONG } else { 0 };
+    const PROBE_IDS: u64 = 1_000;
+    let submit = |ids: std::ops::Range<u64>| {
+        for id in ids {
+            transport.submit(0, Request { id, kind: kind(id), ..Request::default() }).unwrap();
+        }
+    };
+    let watchdog = Duration::from_secs(120);
+    // Phase 1: a probe finds the lock held and yields.
+    phases[0].0.store(true, Ordering::Release);
+    common::wait_until("the OS thread holds the lock", watchdog, || phases[0].1.load(Ordering::Acquire));
+    transport.submit(0, Request { id: PROBE_IDS, kind: YIELD_PROBE, ..Request::default() }).unwrap();
+    common::wait_until("the probe yields on the held lock", watchdog, || {
+        synergy_interpose::mutex::contention().1 > yielded0
+    });
+    phases[0].2.store(true, Ordering::Release);
+    common::wait_until("the probe answered", watchdog, || transport.replies_len() == 1);
+    // Phase 2: a probe takes `outer`, then finds the contended lock held.
+    phases[1].0.store(true, Ordering::Release);
+    common::wait_until("the OS thread holds the lock again", watchdog, || phases[1].1.load(Ordering::Acquire));
+    let (contended1, yielded1) = synergy_interpose::mutex::contention();
+    transport.submit(0, Request { id: PROBE_IDS + 1, kind: NESTED_PROBE, ..Request::default() }).unwrap();
+    common::wait_until("the nested attempt finds the lock held", watchdog, || {
+        synergy_interpose::mutex::contention().0 > contended1
+    });
+    assert_eq!(
+        synergy_interpose::mutex::contention().1,
+        yielded1,
+        "the nested attempt blocked in the real lock instead of yielding"
+    );
+    phases[1].2.store(true, Ordering::Release);
+    common::wait_until("the probe answered", watchdog, || transport.replies_len() == 2);
+    // The requests, beside the OS thread's duty cycle.
+    submit(0..REQUESTS);
+    let long_sent = (0..REQUESTS).filter(|&id| kind(id) == LONG).count() as u64;
     assert_eq!(long_sent, 13);
-    common::wait_until("every request answered (a hang here is a deadlock)", Duration::from_secs(120), || {
-        transport.replies_len() as u64 == REQUESTS
+    common::wait_until("every request answered (a hang here is a deadlock)", watchdog, || {
+        transport.replies_len() as u64 == REQUESTS + 2
     });
     transport.close();
     let stats = rt.shutdown();
@@ -230,10 +302,8 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
     let (contended, yielded) = synergy_interpose::mutex::contention();
     let (contended, yielded) = (contended - contended0, yielded - yielded0);
     eprintln!("lock contention on the worker: {contended} failed attempts, {yielded} yields; {} preemptions; the OS thread held the lock {held} times", stats.total.preemptions);
-    let bumps = long_sent * ROUNDS + (REQUESTS - long_sent) + held;
+    let bumps = long_sent * ROUNDS + (REQUESTS - long_sent) + held + 2;
     assert_eq!(contended_lock.count(), bumps, "mutual exclusion: no update lost");
-    assert!(yielded > 0, "a green thread that found the lock taken yielded ({contended} failed attempts)");
-    assert!(contended > yielded, "nested attempts blocked instead of yielding");
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! An interrupt delivered late must not preempt a request other than the one it was sent for
 //! (issue 15, item 6).
 //!
-//! The preempter here delays every signal by 20 ms, as a descheduled worker or a slow IPI path
-//! can. Request A (long, 2 ms) has a request queued behind it, so the timer core decides to
-//! preempt it, repeatedly, but each interrupt arrives after A has finished, while request B (long,
-//! 60 ms, with nothing queued behind it, so the timer core never decides to preempt it) runs.
-//! Every late interrupt must be ignored: B finishes without a preemption. The runtime ties each
-//! delivery to the arming of the timer it was sent for (`local::ArmGenerations`).
+//! The preempter here holds back every signal until the test lets it go, as a descheduled worker
+//! or a slow IPI path can. Request A (long) has request B queued behind it, so the timer core
+//! decides to preempt it, repeatedly; A runs until the test has seen that decision, and finishes
+//! unpreempted (its interrupts are held). Only then are the held interrupts delivered, while B
+//! (long, with nothing queued behind it, so the timer core never decides to preempt it) runs, and
+//! B runs until the test has seen one of them handled. Every late interrupt must be ignored: B
+//! finishes without a preemption. The runtime ties each delivery to the arming of the timer it
+//! was sent for (`local::ArmGenerations`). Each step waits for an event, never for a time (issue
+//! 38, C11: it used to delay by 20 ms and hope A finished inside it, up to 5 attempts).
 
 mod common;
 
@@ -16,14 +19,12 @@ use std::time::{Duration, Instant};
 use synergy::preempt::signal::SignalPreempter;
 use synergy::preempt::{Preempter, Target};
 use synergy::transport::channel::ChannelTransport;
-use synergy::{PreemptMode, Request, Runtime};
+use synergy::{clock, feedback_finished, feedback_start, send, PreemptMode, Reply, Request, Runtime};
 
-const DELAY: Duration = Duration::from_millis(20);
-
-/// Forwards every preemption to the signal preempter `DELAY` later, from a thread of its own.
+/// Holds every preemption until the test releases them; a thread of its own then sends them.
 struct DelayingPreempter {
     inner: Arc<SignalPreempter>,
-    queue: Arc<Mutex<Vec<(Instant, Target)>>>,
+    queue: Arc<Mutex<Vec<Target>>>,
 }
 
 impl Preempter for DelayingPreempter {
@@ -37,83 +38,81 @@ impl Preempter for DelayingPreempter {
         self.inner.unregister_worker()
     }
     fn preempt(&self, target: Target) -> std::io::Result<()> {
-        self.queue.lock().unwrap().push((Instant::now() + DELAY, target));
+        self.queue.lock().unwrap().push(target);
         Ok(())
     }
 }
 
-struct Outcome {
-    a_preemptions: u32,
-    b_preemptions: u32,
-    late_deliveries: u64,
-    stats: synergy::stats::RunStats,
-}
+/// Requests 1 (A) and 2 (B) spin until the test sets their flag (bounded by a watchdog).
+static A_MAY_END: AtomicBool = AtomicBool::new(false);
+static B_MAY_END: AtomicBool = AtomicBool::new(false);
+const WATCHDOG: Duration = Duration::from_secs(300);
 
-fn run_once() -> Outcome {
+#[test]
+fn a_late_interrupt_does_not_preempt_the_next_request() {
     let _serial = common::serial();
     let mut cfg = common::one_worker();
     cfg.preempt = PreemptMode::Signal;
     let inner = Arc::new(SignalPreempter::install().expect("signal preemption"));
-    let queue: Arc<Mutex<Vec<(Instant, Target)>>> = Arc::default();
+    let queue: Arc<Mutex<Vec<Target>>> = Arc::default();
     let sent = Arc::new(AtomicU64::new(0));
     let preempter = DelayingPreempter { inner: inner.clone(), queue: queue.clone() };
-    let gate = Arc::new(common::Gate::default());
     let transport = Arc::new(ChannelTransport::new(1, 64, 64));
-    let rt = Runtime::start_with_preempter(&cfg, transport.clone(), common::spin_handler(gate), Arc::new(preempter))
-        .expect("runtime starts");
-    // The delivery thread: sends each queued interrupt once its time has come.
-    let stop = Arc::new(AtomicBool::new(false));
+    let handler = |req: Request| {
+        // SAFETY: the spin reads the clock and atomics only.
+        unsafe { feedback_start() };
+        let may_end = if req.id == 1 { &A_MAY_END } else { &B_MAY_END };
+        let t0 = Instant::now();
+        while !may_end.load(Ordering::Acquire) && t0.elapsed() < WATCHDOG {
+            clock::spin_for(1_000);
+        }
+        feedback_finished();
+        send(Reply::to(&req)).unwrap();
+    };
+    let rt =
+        Runtime::start_with_preempter(&cfg, transport.clone(), handler, Arc::new(preempter)).expect("runtime starts");
+    // The delivery thread: once released, sends every held interrupt, and any later one.
+    let (release, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let deliverer = {
-        let (queue, stop, sent, inner) = (queue.clone(), stop.clone(), sent.clone(), inner.clone());
+        let (queue, release, stop, sent, inner) =
+            (queue.clone(), release.clone(), stop.clone(), sent.clone(), inner.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
-                let due: Vec<Target> = {
-                    let mut q = queue.lock().unwrap();
-                    let now = Instant::now();
-                    let (due, later): (Vec<_>, Vec<_>) = q.drain(..).partition(|(t, _)| *t <= now);
-                    *q = later;
-                    due.into_iter().map(|(_, target)| target).collect()
-                };
-                for target in due {
-                    inner.preempt(target).expect("tgkill");
-                    sent.fetch_add(1, Ordering::Relaxed);
+                if release.load(Ordering::Acquire) {
+                    let due: Vec<Target> = std::mem::take(&mut *queue.lock().unwrap());
+                    for target in due {
+                        inner.preempt(target).expect("tgkill");
+                        sent.fetch_add(1, Ordering::Release);
+                    }
                 }
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::yield_now();
             }
         })
     };
-    // A, with B queued behind it: the timer core decides to preempt A; the interrupts arrive late.
-    transport.submit(0, Request { id: 1, kind: common::LONG, service_ns: 2_000_000, ..Default::default() }).unwrap();
-    transport.submit(0, Request { id: 2, kind: common::LONG, service_ns: 60_000_000, ..Default::default() }).unwrap();
+    transport.submit(0, Request { id: 1, kind: common::LONG, ..Default::default() }).unwrap();
+    transport.submit(0, Request { id: 2, kind: common::LONG, ..Default::default() }).unwrap();
+    common::wait_until("the timer core decides to preempt A", WATCHDOG, || rt.stats().timer.interrupts_sent >= 1);
+    A_MAY_END.store(true, Ordering::Release);
+    let mut replies = Vec::new();
+    common::wait_until("A's reply", WATCHDOG, || {
+        replies.extend(transport.take_replies());
+        !replies.is_empty()
+    });
+    release.store(true, Ordering::Release);
+    common::wait_until("a late interrupt delivered and handled", WATCHDOG, || {
+        let t = rt.stats().total;
+        sent.load(Ordering::Acquire) >= 1 && (t.interrupts_ignored >= 1 || t.preemptions >= 1)
+    });
+    B_MAY_END.store(true, Ordering::Release);
+    replies.extend(common::wait_for_replies(&transport, 1, WATCHDOG));
     transport.close();
     let stats = rt.shutdown();
     stop.store(true, Ordering::Release);
     deliverer.join().unwrap();
-    let replies = transport.take_replies();
-    assert_eq!(replies.len(), 2, "{stats:?}");
     let of = |id| replies.iter().find(|r| r.id == id).unwrap().preemptions;
-    Outcome { a_preemptions: of(1), b_preemptions: of(2), late_deliveries: sent.load(Ordering::Relaxed), stats }
-}
-
-#[test]
-fn a_late_interrupt_does_not_preempt_the_next_request() {
-    // A busy machine can stretch A past the delay (A is then preempted by its own, punctual
-    // interrupt and B waits behind it), or starve the delivering thread until the runtime stopped:
-    // such a run proves nothing, so it is repeated (up to 5).
-    for attempt in 1..=5 {
-        let o = run_once();
-        let s = &o.stats;
-        eprintln!(
-            "attempt {attempt}: A preempted {}x, B {}x; {} interrupts delivered late; {:?}",
-            o.a_preemptions, o.b_preemptions, o.late_deliveries, s.total
-        );
-        if o.a_preemptions > 0 || o.late_deliveries == 0 {
-            continue;
-        }
-        assert!(s.timer.interrupts_sent >= 1, "the timer core decided to preempt A: {s:?}");
-        assert!(s.total.interrupts_ignored >= 1, "the late interrupts were ignored: {s:?}");
-        assert_eq!(o.b_preemptions, 0, "B was preempted by an interrupt sent for A: {s:?}");
-        return;
-    }
-    panic!("in 5 attempts A always outlasted the {DELAY:?} delay or no late interrupt was delivered (machine too busy to judge)");
+    eprintln!("{} interrupts delivered late; {:?}", sent.load(Ordering::Relaxed), stats.total);
+    assert_eq!(replies[0].id, 1, "A finished first");
+    assert_eq!(of(1), 0, "A's interrupts were all held back: {stats:?}");
+    assert_eq!(of(2), 0, "B was preempted by an interrupt sent for A: {stats:?}");
+    assert!(stats.total.interrupts_ignored >= 1, "the late interrupts were ignored: {stats:?}");
 }
