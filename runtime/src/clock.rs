@@ -4,7 +4,6 @@
 //! calibrated once against CLOCK_MONOTONIC; otherwise (e.g. some emulators) it is CLOCK_MONOTONIC.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 struct Calibration {
     /// ns per tick as a 32.32 fixed-point number; 0 when the TSC is not used.
@@ -156,6 +155,7 @@ pub fn spin_work(ns: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Over 200 ms, our clock and CLOCK_MONOTONIC agree within 1 %: each end is a bracketed
     /// pair (`paired_read`), so a deschedule between the two reads cannot skew it, and the

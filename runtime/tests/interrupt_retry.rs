@@ -27,8 +27,8 @@ use synergy::{feedback_finished, feedback_start, send, Reply, Request, Runtime};
 const HOLD_NS: u64 = 500_000;
 /// What it runs after that, preemptible.
 const AFTER_NS: u64 = 2_000_000;
-/// How long the section really lasted (a descheduled worker stretches it).
-static HELD_NS: AtomicU64 = AtomicU64::new(0);
+/// When the section ended (runtime clock).
+static SECTION_END_NS: AtomicU64 = AtomicU64::new(0);
 
 fn handler(req: Request) {
     if req.kind == common::LONG {
@@ -36,9 +36,8 @@ fn handler(req: Request) {
         unsafe { feedback_start() };
         {
             let _np = NoPreempt::new();
-            let t0 = clock::now_ns();
             clock::spin_for(HOLD_NS);
-            HELD_NS.store(clock::now_ns() - t0, Ordering::Relaxed);
+            SECTION_END_NS.store(clock::now_ns(), Ordering::Relaxed);
         }
         clock::spin_for(AFTER_NS);
         feedback_finished();
@@ -52,6 +51,8 @@ fn a_deferred_interrupt_is_resent_only_after_the_retry_time() {
     let cfg = common::one_worker();
     let transport = Arc::new(ChannelTransport::new(1, 64, 64));
     let rt = Runtime::start(&cfg, transport.clone(), handler).expect("runtime starts");
+    // Before the submission, so before the arming every interrupt is sent for.
+    let submitted_ns = clock::now_ns();
     transport.submit(0, Request { id: 1, kind: common::LONG, ..Default::default() }).unwrap();
     transport.submit(0, Request { id: 2, kind: common::SHORT, ..Default::default() }).unwrap();
     transport.close();
@@ -61,17 +62,20 @@ fn a_deferred_interrupt_is_resent_only_after_the_retry_time() {
     let long = replies.iter().find(|r| r.id == 1).unwrap();
     // The short request waited behind the section: the deferred interrupt was taken at its end.
     assert!(long.preemptions >= 1 && stats.total.preempt_deferred >= 1, "{stats:?}");
-    // One interrupt when the first quantum expired, then at most one per retry time while the
-    // section lasts (and one more that may cross its end). A machine that stretches the section
-    // (a descheduled worker) allows more: the bound follows the section's measured length.
-    let held_ns = HELD_NS.load(Ordering::Relaxed);
-    assert!(held_ns >= HOLD_NS, "the section ran: {held_ns} ns");
-    let bound = 2 + held_ns / INTERRUPT_RETRY_NS;
+    // The timer core decides each send at least INTERRUPT_RETRY_NS after the one before, all of
+    // them after the arming, which follows the submission: from the submission to the section's
+    // end at most one send per retry time plus the first, and one more that may cross the end
+    // (the deferred preemption is taken there, and nothing is queued after it). The window is
+    // measured, from before the arming (issue 38, C12: it used to start inside the handler, so
+    // a worker descheduled between arming and handler put sends outside it). A slow timer core
+    // only sends fewer.
+    let window_ns = SECTION_END_NS.load(Ordering::Relaxed) - submitted_ns;
+    let bound = 2 + window_ns / INTERRUPT_RETRY_NS;
     assert!(
         stats.timer.interrupts_sent <= bound,
-        "{} interrupts sent for one arming held {} µs with preemption disabled (at most {bound}: one per {} µs): {:?}",
+        "{} interrupts sent for one arming, {} µs from submission to the section's end (at most {bound}: one per {} µs): {:?}",
         stats.timer.interrupts_sent,
-        held_ns / 1_000,
+        window_ns / 1_000,
         INTERRUPT_RETRY_NS / 1_000,
         stats.timer
     );

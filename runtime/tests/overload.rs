@@ -54,16 +54,30 @@ fn an_overload_is_rejected_counted_on_both_sides_and_recovered_from() {
     assert!(s.timer.credit_decreases > 0 && s.timer.rejecting_periods > 0, "{:?}", s.timer);
 
     // Recovery: the AQM has no verdict left; requests sent one at a time (no queueing) are served.
+    // A machine that keeps the worker off its CPU for more than D_drop makes one of them wait that
+    // long, and the AQM may then rightly reject: a reject is accepted only after a measured
+    // delay over D_drop (issue 38, C14).
     assert!(!o.rejecting, "{o:?}");
+    let d_drop_ns = 20_000_000;
+    let (mut slowest_ns, mut late_rejects) = (0u64, 0u64);
     for id in burst..burst + 50 {
         t.submit(0, Request { id, kind: SHORT, flow: 3, service_ns: 2_000, ..Request::default() }).unwrap();
         let r = wait_for_replies(&t, 1, Duration::from_secs(30));
-        assert_eq!((r[0].id, r[0].status), (id, status::OK), "served after the overload");
+        slowest_ns = slowest_ns.max(r[0].done_ns.saturating_sub(r[0].arrival_ns));
+        if r[0].status == status::REJECTED && slowest_ns > d_drop_ns {
+            late_rejects += 1;
+            continue;
+        }
+        assert_eq!(
+            (r[0].id, r[0].status),
+            (id, status::OK),
+            "served after the overload (slowest so far {slowest_ns} ns)"
+        );
     }
     t.close();
     let s = rt.shutdown();
     assert_eq!(s.total.completed, burst + 50);
-    assert_eq!(s.total.rejected, rejected, "nothing rejected after the recovery");
+    assert_eq!(s.total.rejected, rejected + late_rejects, "nothing rejected after the recovery but after a stall");
 }
 
 #[test]

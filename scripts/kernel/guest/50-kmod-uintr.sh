@@ -34,10 +34,12 @@ if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   if rmmod kmod_uintr 2>/dev/null; then echo "rmmod succeeded while /dev/synergy_uintr was open"; exit 1; fi
   exec 3<&-
 else
-  # The runtime names what is missing.
+  # Said loudly (issue 38, A14): the harness counts and prints SYNERGY-TEST-SKIP lines.
+  echo "SYNERGY-TEST-SKIP 50-kmod-uintr: end-to-end user interrupts (uintr-deliver, the runtime's tests and the microbenchmark with --preempt uintr): this CPU has no UINTR; run scripts/kernel/bochs-uintr.sh"
+  # The runtime names what is missing: the module's diagnosis, not just an echo of the flag (B9).
   if synergy demo --preempt uintr --duration-ms 10 2>/tmp/err; then echo "--preempt uintr must fail here"; exit 1; fi
-  grep -q "uintr" /tmp/err
   cat /tmp/err
+  grep -q "kmod_uintr" /tmp/err
 fi
 rmmod kmod_uintr
 test ! -e /dev/synergy_uintr
