@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+bash scripts/cpu-report.sh
 require_cargo
 apt_install gcc libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev
 features=synergy-cli/dpdk,synergy-cli/leveldb,synergy-net/dpdk,synergy-apps/leveldb

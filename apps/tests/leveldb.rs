@@ -256,7 +256,7 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
         send(Reply::to(&req)).unwrap();
     })
     .expect("runtime starts");
-    let kind = |id: u64| if id % 13 == 0 { LONG } else { 0 };
+    let kind = |id: u64| if id.is_multiple_of(13) { LONG } else { 0 };
     const PROBE_IDS: u64 = 1_000;
     let submit = |ids: std::ops::Range<u64>| {
         for id in ids {

@@ -66,7 +66,7 @@ pub use runtime::{MigratableHandler, Runtime, SharedHandler, StartError};
 pub use synergy_macros::preemptible;
 pub use worker::{
     current_worker, feedback_finished, feedback_start, on_worker, send, set_preempt_probe, stack_remaining, yield_now,
-    GreenLocal, NotOnWorker, RuntimeScheduler, STATUS_HANDLER_PANICKED,
+    GreenLocal, RuntimeScheduler, SendError, STATUS_HANDLER_PANICKED, STATUS_NO_REPLY,
 };
 
 // The library's own unit tests run workers too.

@@ -39,7 +39,7 @@ impl<T: ?Sized> Mutex<T> {
         preempt::disable();
         loop {
             if self.try_acquire() {
-                return MutexGuard { mutex: self };
+                return MutexGuard { mutex: self, _not_send: std::marker::PhantomData };
             }
             self.contended.fetch_add(1, Ordering::Relaxed);
             if may_yield_on_contention() {
@@ -57,7 +57,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         preempt::disable();
         if self.try_acquire() {
-            Some(MutexGuard { mutex: self })
+            Some(MutexGuard { mutex: self, _not_send: std::marker::PhantomData })
         } else {
             preempt::enable();
             None
@@ -76,15 +76,45 @@ impl<T: ?Sized> Mutex<T> {
 }
 
 /// Whether a green thread that just failed to take a lock may yield instead of waiting: it runs
-/// on a worker and holds no other lock (its only level of disabled preemption is the one the
-/// lock attempt itself took). Shared by this mutex and the C shim (`interpose::mutex`).
+/// on a worker, holds no other lock (its only level of disabled preemption is the one the lock
+/// attempt itself took), and is not unwinding a panic (a panicking green thread never parks: it
+/// would migrate mid-unwind, and std's panic count lives in the OS thread's TLS; issue 39,
+/// item 2). Shared by this mutex and the C shim (`interpose::mutex`).
 pub fn may_yield_on_contention() -> bool {
-    local::on_worker() && local::disable_depth() == 1
+    local::on_worker() && local::disable_depth() == 1 && !std::thread::panicking()
 }
 
+/// Holds the lock, and one level of this OS thread's disabled-preemption depth (taken by `lock`,
+/// given back on drop). Like std's guard it is `!Send`: dropped on another thread it would
+/// re-enable preemption on the wrong worker (a depth underflow there, preemption stuck off
+/// here). It is `Sync` only for `T: Sync`, since `&MutexGuard<T>` hands out `&T` (issue 39,
+/// item 3: it was `Send` and `Sync` for any `T: Send`).
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// let m = synergy::sync::Mutex::new(0u32);
+/// assert_send(m.lock());
+/// ```
+///
+/// ```compile_fail
+/// fn assert_sync<T: Sync>(_: &T) {}
+/// let m = synergy::sync::Mutex::new(std::cell::Cell::new(0u32));
+/// assert_sync(&m.lock());
+/// ```
+///
+/// ```
+/// fn assert_sync<T: Sync>(_: &T) {}
+/// let m = synergy::sync::Mutex::new(0u32);
+/// assert_sync(&m.lock());
+/// ```
 pub struct MutexGuard<'a, T: ?Sized> {
     mutex: &'a Mutex<T>,
+    /// `!Send` and `!Sync`; `Sync` is given back below for `T: Sync`.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
+
+// SAFETY: `&MutexGuard<T>` gives `&T` and nothing else; with `T: Sync` that may be shared.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     type Target = T;

@@ -301,11 +301,14 @@ fn run_block(mode: PreemptMode, runs: usize, p: &Params) -> Result<Measured, Str
         ..Config::default()
     };
     let transport = Arc::new(ChannelTransport::new(1, 4, 4));
-    synergy::set_preempt_probe(Some(on_interrupt));
+    // SAFETY: `on_interrupt` stamps atomics in statics and reads the TSC: async-signal-safe, no
+    // allocation, lock, unwinding or thread-local storage; a plain fn, callable forever.
+    unsafe { synergy::set_preempt_probe(Some(on_interrupt)) };
     let rt = match Runtime::start_without_timer_core(&config, transport.clone(), receiver) {
         Ok(rt) => rt,
         Err(e) => {
-            synergy::set_preempt_probe(None);
+            // SAFETY: clearing the probe installs nothing.
+            unsafe { synergy::set_preempt_probe(None) };
             return Err(e.to_string());
         }
     };
@@ -323,7 +326,8 @@ fn run_block(mode: PreemptMode, runs: usize, p: &Params) -> Result<Measured, Str
     STOP.store(true, Ordering::Release);
     transport.close();
     rt.shutdown();
-    synergy::set_preempt_probe(None);
+    // SAFETY: clearing the probe installs nothing.
+    unsafe { synergy::set_preempt_probe(None) };
     outcome
 }
 

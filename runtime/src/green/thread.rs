@@ -34,6 +34,9 @@ pub struct GreenThread {
     pub flow: u32,
     /// How often the current request was preempted or yielded.
     pub preemptions: u32,
+    /// The current request was answered by its handler (`send`): a second reply is refused, and
+    /// the runtime sends none of its own.
+    pub replied: bool,
     /// When it was last put on the wait queue (runtime clock, ns): its queueing delay there is
     /// measured when a worker resumes it (overload control's D_m).
     pub queued_ns: u64,
@@ -57,6 +60,7 @@ impl GreenThread {
             arrival_ns: 0,
             flow: 0,
             preemptions: 0,
+            replied: false,
         }))
     }
 

@@ -18,8 +18,9 @@ static HANDLER: AtomicUsize = AtomicUsize::new(0);
 pub type Handler = extern "C" fn(u64);
 
 /// Registers what a taken preemption does; called before any worker starts. Process-wide: every
-/// runtime of the process registers the same function.
-pub fn set_handler(handler: Handler) {
+/// runtime of the process registers the same function. Crate-private (issue 39, item 4): the
+/// function runs in interrupt context on every worker, so only the runtime's own may be set.
+pub(crate) fn set_handler(handler: Handler) {
     HANDLER.store(handler as usize, Ordering::Release);
 }
 

@@ -192,13 +192,26 @@ pub fn enable() {
 }
 
 /// Preemption is disabled while this guard lives.
-pub struct NoPreempt(());
+///
+/// The guard stands for one level of *this OS thread's* disabled-preemption depth, so it is
+/// `!Send`: dropped on another thread it would re-enable preemption there (a depth underflow on
+/// that worker) and leave it disabled here for good (issue 39, item 3). Sharing `&NoPreempt` is
+/// harmless (it has no methods), so it is `Sync`.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// assert_send(synergy::preempt::NoPreempt::new());
+/// ```
+pub struct NoPreempt(std::marker::PhantomData<*const ()>);
+
+// SAFETY: a shared reference to the guard gives access to nothing (see the type's comment).
+unsafe impl Sync for NoPreempt {}
 
 impl NoPreempt {
     #[inline(always)]
     pub fn new() -> NoPreempt {
         disable();
-        NoPreempt(())
+        NoPreempt(std::marker::PhantomData)
     }
 }
 

@@ -103,22 +103,51 @@ pub fn feedback_finished() {
 }
 
 /// Error of `send` called off a worker thread.
+/// Why [`send`] refused a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotOnWorker;
+pub enum SendError {
+    /// `send` was called outside a synergy worker.
+    NotOnWorker,
+    /// The running request was already answered: every request gets exactly one reply
+    /// (issue 39, item 5), so a second one is refused and never reaches the client.
+    AlreadyReplied,
+}
 
-impl std::fmt::Display for NotOnWorker {
+impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("synergy::send called outside a synergy worker")
+        f.write_str(match self {
+            SendError::NotOnWorker => "synergy::send called outside a synergy worker",
+            SendError::AlreadyReplied => "synergy::send: this request was already answered (one reply per request)",
+        })
     }
 }
 
-impl std::error::Error for NotOnWorker {}
+impl std::error::Error for SendError {}
 
-/// Sends `reply` on the TX queue of the worker running this request now.
-pub fn send(mut reply: Reply) -> Result<(), NotOnWorker> {
+/// Sends `reply` on the TX queue of the worker running this request now: the request's one
+/// reply. A second call for the same request returns `SendError::AlreadyReplied` and sends
+/// nothing. A handler that returns without replying is answered `STATUS_NO_REPLY` by the
+/// runtime; one that panics before replying, `STATUS_HANDLER_PANICKED` (after replying, nothing
+/// more is sent).
+pub fn send(reply: Reply) -> Result<(), SendError> {
     if !local::on_worker() {
-        return Err(NotOnWorker);
+        return Err(SendError::NotOnWorker);
     }
+    let _np = NoPreempt::new();
+    let l = current();
+    // SAFETY: worker thread; short borrow; current is the live thread running this code.
+    let t = unsafe { &mut *l.state().current };
+    if std::mem::replace(&mut t.replied, true) {
+        return Err(SendError::AlreadyReplied);
+    }
+    send_from_runtime(reply);
+    Ok(())
+}
+
+/// Sends `reply` for the running request without the one-reply check: the runtime's own
+/// replies (rejects, `STATUS_NO_REPLY`, `STATUS_HANDLER_PANICKED`), which it sends only where the
+/// handler did not. Worker thread only.
+pub(crate) fn send_from_runtime(mut reply: Reply) {
     let _np = NoPreempt::new();
     let l = current();
     // SAFETY: worker thread; short borrow.
@@ -137,7 +166,6 @@ pub fn send(mut reply: Reply) -> Result<(), NotOnWorker> {
         }
     }
     shared.transport.reply(st.id, reply);
-    Ok(())
 }
 
 /// Lets other work run: inside a preemptible region (see [`feedback_start`]) parks the current
@@ -149,7 +177,9 @@ pub fn yield_now() -> bool {
         std::thread::yield_now();
         return false;
     }
-    if local::disable_depth() != 0 {
+    if local::disable_depth() != 0 || std::thread::panicking() {
+        // A panicking green thread never parks voluntarily (a `Drop` run by the unwinding that
+        // yields would migrate mid-unwind; issue 39, item 2): it spins instead.
         std::hint::spin_loop();
         return false;
     }

@@ -21,7 +21,7 @@ mod switch;
 mod tests;
 
 pub use api::{
-    current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, NotOnWorker,
+    current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, SendError,
 };
 pub use green_local::GreenLocal;
 pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};
@@ -52,8 +52,10 @@ pub const RX_BATCH: usize = 32;
 pub const POOL_KEEP: usize = 32;
 /// Stack the preemption path needs beyond the entry frame (on_preempt, switch, allocation).
 pub const PREEMPT_STACK_RESERVE: usize = 16 * 1024;
-/// Status of the reply the runtime sends when a handler panicked.
+/// Status of the reply the runtime sends when a handler panicked before replying.
 pub const STATUS_HANDLER_PANICKED: u32 = 0xFFFF_FFFF;
+/// Status of the reply the runtime sends when a handler returned without replying.
+pub const STATUS_NO_REPLY: u32 = 0xFFFF_FFFE;
 
 /// A scheduling policy as the runtime calls it: over its requests and preempted green threads.
 pub type RuntimeScheduler = dyn crate::policy::api::Scheduler<Request, ThreadPtr>;

@@ -30,8 +30,15 @@ static PREEMPT_PROBE: AtomicUsize = AtomicUsize::new(0);
 /// (after the entry saved its full state) and return to it, instead of parking it. The
 /// interrupt-path microbenchmark's receiver side; `None` restores normal preemption. The probe
 /// must not allocate, block or touch thread-local storage.
+///
+/// # Safety
+/// The probe runs in interrupt context on a worker (inside the preemption entry, on the green
+/// stack of whatever request was interrupted, with preemption disabled): it must be
+/// async-signal-safe, must not allocate, block, unwind, take locks or touch thread-local storage,
+/// and must stay callable until `set_preempt_probe(None)` returned and no interrupt is in
+/// flight (issue 39, item 4: it was a safe function).
 #[doc(hidden)]
-pub fn set_preempt_probe(probe: Option<fn()>) {
+pub unsafe fn set_preempt_probe(probe: Option<fn()>) {
     PREEMPT_PROBE.store(probe.map_or(0, |f| f as usize), Ordering::Release);
 }
 

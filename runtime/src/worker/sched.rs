@@ -1,10 +1,11 @@
 //! The scheduling loop a green thread runs: `recv` selects the next request (Algorithm 5.2, or a
 //! the policy's `Scheduler::select`) or resumes a parked thread, `serve` runs the handler around it.
 
-use super::api::{feedback_finished, send};
+use super::api::feedback_finished;
+use super::api::send_from_runtime;
 use super::queues::RealQueues;
 use super::switch::{after_switch, arm_timer, resume};
-use super::{current, panic, PostSwitch, Shared, POOL_KEEP, STATUS_HANDLER_PANICKED};
+use super::{current, panic, PostSwitch, Shared, POOL_KEEP, STATUS_HANDLER_PANICKED, STATUS_NO_REPLY};
 use crate::clock;
 use crate::green::context::switch;
 use crate::green::Context;
@@ -62,7 +63,7 @@ fn reject(req: &Request, status: u32) {
     };
     let ws = l.shared();
     ws.stats.rejected.fetch_add(1, Ordering::Relaxed);
-    let _ = send(Reply::to(req).with_status(status));
+    send_from_runtime(Reply::to(req).with_status(status));
     if let Some(c) = shared.coupling() {
         c.finished(req.flow);
     }
@@ -82,6 +83,7 @@ pub(super) fn serve(req: Request) {
         t.timed = false;
         t.region = st.shared().handler_migratable;
         t.preemptions = 0;
+        t.replied = false;
         t.started_ns = clock::now_ns();
         t.kind = req.kind;
         t.arrival_ns = req.arrival_ns;
@@ -121,13 +123,21 @@ pub(super) fn serve(req: Request) {
         ws.stats.short_done.fetch_add(1, Ordering::Relaxed);
     }
     let coupling = st.shared().coupling();
+    let replied = t.replied;
+    // Exactly one reply per request: the runtime answers only where the handler did not.
     if outcome.is_err() {
         ws.stats.handler_panics.fetch_add(1, Ordering::Relaxed);
         drop(_np);
-        let _ = send(Reply::to(&req).with_status(STATUS_HANDLER_PANICKED));
+        if !replied {
+            send_from_runtime(Reply::to(&req).with_status(STATUS_HANDLER_PANICKED));
+        }
         current().shared().stats.completed.fetch_add(1, Ordering::Release);
     } else {
-        ws.stats.completed.fetch_add(1, Ordering::Release);
+        if !replied {
+            drop(_np);
+            send_from_runtime(Reply::to(&req).with_status(STATUS_NO_REPLY));
+        }
+        current().shared().stats.completed.fetch_add(1, Ordering::Release);
     }
     // Answered either way: the request leaves its session's count.
     if let Some(c) = coupling {

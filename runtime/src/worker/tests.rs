@@ -178,3 +178,76 @@ fn an_interrupt_inside_refused_code_lets_the_request_run_on() {
         refused.total
     );
 }
+
+/// Exactly one reply per request (issue 39, item 5): a handler that replies and then panics gets
+/// no second (panicked) reply; a second `send` is refused; a handler that returns without
+/// replying is answered `STATUS_NO_REPLY`. Before the fix request 0 got two replies (its own
+/// and `STATUS_HANDLER_PANICKED`), and request 1 none.
+#[test]
+fn every_request_gets_exactly_one_reply() {
+    let transport = Arc::new(ChannelTransport::new(1, 16, 16));
+    let second = Arc::new(std::sync::Mutex::new(None));
+    let s = second.clone();
+    let rt = Runtime::start(&one_worker(8), transport.clone(), move |req: Request| match req.id {
+        0 => {
+            send(Reply::to(&req).with_value(7)).unwrap();
+            *s.lock().unwrap() = Some(send(Reply::to(&req).with_value(8)));
+            panic!("after replying, on purpose");
+        }
+        1 => {}
+        _ => send(Reply::to(&req)).unwrap(),
+    })
+    .expect("runtime starts");
+    for id in 0..3 {
+        transport.submit(0, Request { id, ..Request::default() }).unwrap();
+    }
+    let got = replies(&transport, 3);
+    transport.close();
+    let stats = rt.shutdown();
+    let more = transport.take_replies();
+    assert!(more.is_empty(), "a request was answered twice: {more:?}");
+    assert_eq!((got[0].id, got[0].status, got[0].value), (0, 0, 7), "the handler's own reply, not the panic's");
+    assert_eq!(*second.lock().unwrap(), Some(Err(crate::SendError::AlreadyReplied)));
+    assert_eq!((got[1].id, got[1].status), (1, crate::STATUS_NO_REPLY));
+    assert_eq!((got[2].id, got[2].status), (2, 0));
+    assert_eq!((stats.total.completed, stats.total.handler_panics), (3, 1));
+}
+
+/// A `Drop` run while a request unwinds (from `resume_unwind`, which runs no panic hook) meets a
+/// contended `synergy::sync::Mutex`: it must wait without parking (issue 39, item 2). Before the
+/// fix it yielded (and, with other work, parked and could migrate mid-unwind).
+#[test]
+fn a_panicking_request_never_parks_voluntarily() {
+    struct LocksOnDrop(Arc<crate::sync::Mutex<u32>>);
+    impl Drop for LocksOnDrop {
+        fn drop(&mut self) {
+            *self.0.lock() += 1;
+        }
+    }
+    let m = Arc::new(crate::sync::Mutex::new(0u32));
+    let held = m.lock();
+    let transport = Arc::new(ChannelTransport::new(1, 16, 16));
+    let m2 = m.clone();
+    let rt = Runtime::start(&one_worker(8), transport.clone(), move |_req: Request| {
+        // SAFETY: the handler touches a synergy mutex and panics; nothing thread-local.
+        unsafe { feedback_start() };
+        let _d = LocksOnDrop(m2.clone());
+        // `resume_unwind` runs no panic hook, so the hook's hold does not cover the unwinding.
+        std::panic::resume_unwind(Box::new("unwinding through a contended lock, on purpose"));
+    })
+    .expect("runtime starts");
+    transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
+    let t0 = Instant::now();
+    while m.contention_count() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "watchdog: the drop never tried the lock");
+        std::thread::yield_now();
+    }
+    let yields_while_held = rt.stats().total.yields;
+    drop(held);
+    let got = replies(&transport, 1);
+    transport.close();
+    let stats = rt.shutdown();
+    assert_eq!(got[0].status, STATUS_HANDLER_PANICKED);
+    assert_eq!(*m.lock(), 1, "the drop ran once");
+    assert_eq!((yields_while_held, stats.total.yields), (0, 0), "the unwinding request yielded: {:?}", stats.total);
+}
