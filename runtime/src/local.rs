@@ -147,6 +147,10 @@ pub struct PreemptState {
     pub panic_holds: AtomicU32,
     /// This worker's counters (they live as long as the runtime).
     stats: *const WorkerStats,
+    /// The request the running green thread serves (id and kind), for the stack-overflow report
+    /// (`worker::overflow`), which runs in a fault handler and may read only atomics.
+    pub request_id: AtomicU64,
+    pub request_kind: AtomicU32,
 }
 
 pub const OFF_WORD: usize = 8;
@@ -175,6 +179,8 @@ impl PreemptState {
             gens,
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
+            request_id: AtomicU64::new(0),
+            request_kind: AtomicU32::new(0),
             panic_holds: AtomicU32::new(0),
             stats,
         }

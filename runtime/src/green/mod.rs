@@ -1,5 +1,6 @@
 //! Green threads: a 64-byte context switched by hand-written asm, on pooled, guarded stacks.
 
+pub(crate) mod alt_stack;
 pub mod context;
 pub mod locals;
 pub mod stack;

@@ -34,6 +34,8 @@ pub struct GreenThread {
     pub flow: u32,
     /// How often the current request was preempted or yielded.
     pub preemptions: u32,
+    /// The current request's id (for the stack-overflow report; see `local::PreemptState`).
+    pub request_id: u64,
     /// The current request was answered by its handler (`send`): a second reply is refused, and
     /// the runtime sends none of its own.
     pub replied: bool,
@@ -61,6 +63,7 @@ impl GreenThread {
             flow: 0,
             preemptions: 0,
             replied: false,
+            request_id: 0,
         }))
     }
 

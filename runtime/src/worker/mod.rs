@@ -11,6 +11,7 @@
 mod api;
 mod green_local;
 mod idle;
+mod overflow;
 pub(crate) mod panic;
 mod preemption;
 mod queues;
@@ -30,6 +31,7 @@ pub(crate) use queues::SharedLoad;
 pub use queues::Work;
 use switch::{after_switch, set_current, take_thread};
 
+use crate::green::alt_stack::AltStack;
 use crate::green::context::switch;
 use crate::green::thread::ThreadPtr;
 use crate::green::{Context, GreenThread};
@@ -393,7 +395,15 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
     }
     shared.workers[id].tid.store(crate::cpu::gettid(), Ordering::Release);
     shared.workers[id].cpu.store(cpu.map_or(-1, |c| c as i32), Ordering::Release);
+    // Every worker has an alternate signal stack: for the signal preempter's handler, and for
+    // the green-stack overflow report, which runs while the green stack is unusable.
+    if let Err(e) = overflow::install().and_then(|()| AltStack::install()) {
+        local::uninstall();
+        ready(Err(format!("worker {id}: cannot set up the alternate signal stack: {e}")));
+        return;
+    }
     if let Err(e) = shared.preempter.register_worker(cpu) {
+        AltStack::uninstall();
         local::uninstall();
         ready(Err(format!("worker {id}: {} preemption setup failed: {e}", shared.preempter.name())));
         return;
@@ -401,6 +411,8 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
     // SAFETY: we are this worker's thread and hold no other borrow of its state.
     let st = unsafe { wl.state() };
     let Some(first) = take_thread(st) else {
+        shared.preempter.unregister_worker();
+        AltStack::uninstall();
         local::uninstall();
         ready(Err(format!("worker {id}: cannot allocate a green thread stack")));
         return;
@@ -415,6 +427,7 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
     after_switch();
     shared.workers[id].stats.cpu_ns.store(crate::park::thread_cpu_ns(), Ordering::Relaxed);
     shared.preempter.unregister_worker();
+    AltStack::uninstall();
     local::uninstall();
     drop(wl); // unmaps the pool's stacks
 }

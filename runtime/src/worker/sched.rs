@@ -86,6 +86,9 @@ pub(super) fn serve(req: Request) {
         t.replied = false;
         t.started_ns = clock::now_ns();
         t.kind = req.kind;
+        t.request_id = req.id;
+        l.request_id.store(req.id, Ordering::Relaxed);
+        l.request_kind.store(req.kind, Ordering::Relaxed);
         t.arrival_ns = req.arrival_ns;
         l.shared().busy.store(true, Ordering::Relaxed);
         if st.shared().scheduler.preemptible() == Preemptible::Every && t.region {

@@ -20,6 +20,10 @@ pub(super) fn set_current(l: &WorkerLocal, st: &mut WorkerState, t: *mut GreenTh
     let stack = unsafe { (*t).stack() };
     l.stack_lo.store(stack.bottom() as u64, Ordering::Relaxed);
     l.stack_hi.store(stack.top() as u64, Ordering::Relaxed);
+    // SAFETY: as above.
+    let (id, kind) = unsafe { ((*t).request_id, (*t).kind) };
+    l.request_id.store(id, Ordering::Relaxed);
+    l.request_kind.store(kind, Ordering::Relaxed);
     let need = (entry::frame_bytes() + PREEMPT_STACK_RESERVE) as u64;
     l.min_preempt_rsp.store(stack.bottom() as u64 + need, Ordering::Relaxed);
 }
