@@ -71,7 +71,11 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     };
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
     let handler = leveldb::handler(store);
-    let rt = Runtime::start_migratable(&common::one_worker(), transport.clone(), handler).expect("runtime starts");
+    let rt = Runtime::builder(&common::one_worker())
+        .transport(transport.clone())
+        .migratable_handler(handler)
+        .start()
+        .expect("runtime starts");
     // All at once: the worker's queue is never empty, so every SCAN past its quantum is preempted.
     // Again (ids shifted by a round) until SCANs were preempted: how soon depends on how much CPU
     // a busy machine leaves the timer core (issue 21).
@@ -216,46 +220,49 @@ fn c_locks_held_by_an_os_thread_and_green_threads_never_deadlock() {
     const ROUNDS: u64 = 40;
     let (c, o) = (contended_lock.clone(), outer_lock.clone());
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        if req.kind == LONG {
-            // SAFETY: the pthread mutexes are the interposed ones (they pin the holder to its worker), allocation goes through the shims.
-            unsafe { feedback_start() };
-            for round in 0..ROUNDS {
-                if round % 4 == 0 {
-                    // Nested: holding `outer`, a failed attempt on `contended` must block in the
-                    // real lock, not yield (yielding while holding would stall outer's waiters).
-                    // SAFETY: initialised mutex, released below.
-                    unsafe { libc::pthread_mutex_lock(o.mutex.get()) };
-                    c.bump(1_000);
-                    // SAFETY: held since just above.
-                    unsafe { libc::pthread_mutex_unlock(o.mutex.get()) };
-                } else {
-                    c.bump(1_000);
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            if req.kind == LONG {
+                // SAFETY: the pthread mutexes are the interposed ones (they pin the holder to its worker), allocation goes through the shims.
+                unsafe { feedback_start() };
+                for round in 0..ROUNDS {
+                    if round % 4 == 0 {
+                        // Nested: holding `outer`, a failed attempt on `contended` must block in the
+                        // real lock, not yield (yielding while holding would stall outer's waiters).
+                        // SAFETY: initialised mutex, released below.
+                        unsafe { libc::pthread_mutex_lock(o.mutex.get()) };
+                        c.bump(1_000);
+                        // SAFETY: held since just above.
+                        unsafe { libc::pthread_mutex_unlock(o.mutex.get()) };
+                    } else {
+                        c.bump(1_000);
+                    }
+                    clock::spin_for(20_000);
                 }
-                clock::spin_for(20_000);
+                feedback_finished();
+            } else if req.kind == YIELD_PROBE {
+                // SAFETY: as above.
+                unsafe { feedback_start() };
+                c.bump(1_000);
+                feedback_finished();
+            } else if req.kind == NESTED_PROBE {
+                // SAFETY: as above; `outer` is released right after.
+                unsafe {
+                    feedback_start();
+                    libc::pthread_mutex_lock(o.mutex.get());
+                }
+                c.bump(1_000);
+                // SAFETY: held since just above.
+                unsafe { libc::pthread_mutex_unlock(o.mutex.get()) };
+                feedback_finished();
+            } else {
+                c.bump(200);
             }
-            feedback_finished();
-        } else if req.kind == YIELD_PROBE {
-            // SAFETY: as above.
-            unsafe { feedback_start() };
-            c.bump(1_000);
-            feedback_finished();
-        } else if req.kind == NESTED_PROBE {
-            // SAFETY: as above; `outer` is released right after.
-            unsafe {
-                feedback_start();
-                libc::pthread_mutex_lock(o.mutex.get());
-            }
-            c.bump(1_000);
-            // SAFETY: held since just above.
-            unsafe { libc::pthread_mutex_unlock(o.mutex.get()) };
-            feedback_finished();
-        } else {
-            c.bump(200);
-        }
-        send(Reply::to(&req)).unwrap();
-    })
-    .expect("runtime starts");
+            send(Reply::to(&req)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     let kind = |id: u64| if id.is_multiple_of(13) { LONG } else { 0 };
     const PROBE_IDS: u64 = 1_000;
     let submit = |ids: std::ops::Range<u64>| {

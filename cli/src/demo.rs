@@ -78,7 +78,7 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
     // storage and takes no lock, anywhere, so the whole of it may migrate (the baselines that
     // preempt every request need that).
     let handler = unsafe { MigratableHandler::new(Arc::new(serve)) };
-    let rt = Runtime::start_migratable(cfg, transport.clone(), handler)?;
+    let rt = Runtime::builder(cfg).transport(transport.clone()).migratable_handler(handler).start()?;
     transport.start();
     let stats = rt.shutdown();
     let results = transport.results();

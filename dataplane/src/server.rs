@@ -31,7 +31,7 @@ impl UdpServer {
             UdpTransport::bind_steered(bind, config.workers, steering)
                 .map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
         );
-        let runtime = Runtime::start_migratable(config, transport.clone(), handler)?;
+        let runtime = Runtime::builder(config).transport(transport.clone()).migratable_handler(handler).start()?;
         Ok(UdpServer { runtime, transport })
     }
 
@@ -56,7 +56,11 @@ pub struct DpdkServer {
 impl DpdkServer {
     pub fn start(config: &Config, params: &crate::dpdk::DpdkParams, handler: Handler) -> Result<DpdkServer, String> {
         let transport = Arc::new(crate::dpdk::DpdkTransport::open(params)?);
-        let runtime = Runtime::start_migratable(config, transport.clone(), handler).map_err(|e| e.to_string())?;
+        let runtime = Runtime::builder(config)
+            .transport(transport.clone())
+            .migratable_handler(handler)
+            .start()
+            .map_err(|e| e.to_string())?;
         Ok(DpdkServer { runtime, transport })
     }
 

@@ -7,7 +7,7 @@
 //!
 //! A library cannot choose the process's allocator for its users, so the application installs
 //! it (`#[global_allocator] static A: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;`) and
-//! `Runtime::start` checks that it did (`is_installed`) before it starts a preempting runtime.
+//! `Builder::start` checks that it did (`is_installed`) before it starts a preempting runtime.
 
 use crate::preempt;
 use std::alloc::{GlobalAlloc, Layout, System};

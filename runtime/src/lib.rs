@@ -8,7 +8,7 @@
 //! resumes from. See docs/architecture.md.
 //!
 //! An application that preempts installs the runtime's allocator, so that no green thread is
-//! preempted inside `malloc` (whose thread caches live in TLS); [`Runtime::start`] refuses to
+//! preempted inside `malloc` (whose thread caches live in TLS); [`Builder::start`] refuses to
 //! start a preempting runtime without it:
 //!
 //! ```
@@ -62,7 +62,7 @@ pub use green::thread::ThreadPtr as PreemptedThread;
 pub use preempt::ci::preempt_point;
 pub use preempt::PreemptMode;
 pub use request::{Reply, Request};
-pub use runtime::{MigratableHandler, Runtime, SharedHandler, StartError};
+pub use runtime::{Builder, MigratableHandler, Runtime, SharedHandler, StartError};
 pub use synergy_macros::preemptible;
 pub use worker::{
     current_worker, feedback_finished, feedback_start, on_worker, send, set_preempt_probe, stack_remaining, yield_now,

@@ -19,8 +19,10 @@ pub enum StartError {
     /// A preempting runtime needs `PreemptSafeAlloc` as the global allocator.
     Allocator,
     /// The policy preempts every request (a baseline), so the whole handler is a preemptible
-    /// region; only `Runtime::start_migratable` may start it with preemption.
+    /// region; only a `MigratableHandler` may be started with it, with preemption.
     HandlerNotMigratable,
+    /// The builder was started without something it needs (named).
+    Incomplete(&'static str),
     Worker(String),
 }
 
@@ -35,10 +37,11 @@ impl std::fmt::Display for StartError {
                  to the application, or run with --preempt=none",
             ),
             StartError::HandlerNotMigratable => f.write_str(
-                "this policy preempts every request, anywhere in the handler: start the runtime with \
-                 `Runtime::start_migratable`, whose safety contract the handler must meet, or run with \
-                 --preempt=none",
+                "this policy preempts every request, anywhere in the handler: give the builder a \
+                 `MigratableHandler` (`Builder::migratable_handler`), whose safety contract the handler must \
+                 meet, or run with --preempt=none",
             ),
+            StartError::Incomplete(what) => write!(f, "the runtime builder was started without {what}"),
             StartError::Worker(e) => write!(f, "{e}"),
         }
     }
@@ -47,7 +50,6 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// How `start_with` starts a runtime.
-#[derive(Default)]
 struct Start {
     timer_core: bool,
     /// The caller promised that the whole handler meets the preemptible-region contract.
@@ -61,7 +63,7 @@ pub type SharedHandler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 
 /// A handler whose author promised that all of it meets the contract of a preemptible region, so
 /// that a runtime may preempt it, or let it yield and migrate, anywhere
-/// ([`Runtime::start_migratable`]). The promise is made once, by the `unsafe` constructor.
+/// ([`Builder::migratable_handler`]). The promise is made once, by the `unsafe` constructor.
 #[derive(Clone)]
 pub struct MigratableHandler(SharedHandler);
 
@@ -94,97 +96,105 @@ pub struct Runtime {
     started_ns: u64,
 }
 
-impl Runtime {
-    /// Starts workers and the timer core serving `transport` with `handler`, which runs once per
-    /// request on a green thread and uses `feedback_start`/`feedback_finished`/`send`. The handler
-    /// migrates between OS threads only inside the preemptible regions it opens with the `unsafe`
+/// How a runtime starts: the one way to start one (`Runtime::builder`), replacing the six
+/// `start*` constructors (issue 41). The configuration, a transport and a handler are required;
+/// a scheduling policy of the application's own is optional.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use synergy::{Config, Reply, Request, Runtime};
+/// # use synergy::transport::channel::ChannelTransport;
+/// let transport = Arc::new(ChannelTransport::new(1, 64, 64));
+/// let rt = Runtime::builder(&Config::default())
+///     .transport(transport.clone())
+///     .handler(|req: Request| synergy::send(Reply::to(&req)).unwrap())
+///     .start()?;
+/// # Ok::<(), synergy::StartError>(())
+/// ```
+#[must_use = "a builder does nothing until `start`"]
+pub struct Builder<'c> {
+    config: &'c Config,
+    transport: Option<Arc<dyn Transport>>,
+    handler: Option<SharedHandler>,
+    how: Start,
+    preempter: Option<Arc<dyn Preempter>>,
+}
+
+impl Builder<'_> {
+    /// Where requests come from and replies go.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The handler: runs once per request on a green thread and uses
+    /// `feedback_start`/`feedback_finished`/`send`. It migrates between OS threads only inside
+    /// the preemptible regions it opens with the `unsafe`
     /// [`feedback_start`](crate::feedback_start). A policy that preempts every request needs
-    /// [`Runtime::start_migratable`] instead ([`StartError::HandlerNotMigratable`]).
-    pub fn start<H>(config: &Config, transport: Arc<dyn Transport>, handler: H) -> Result<Runtime, StartError>
+    /// [`Builder::migratable_handler`] instead ([`StartError::HandlerNotMigratable`]).
+    pub fn handler<H>(mut self, handler: H) -> Self
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
-        Self::start_with(config, transport, Arc::new(handler), Start { timer_core: true, ..Start::default() }, None)
+        self.handler = Some(Arc::new(handler));
+        self.how.migratable = false;
+        self
     }
 
-    /// Like [`Runtime::start`], with the whole handler a preemptible region: every request may be
-    /// preempted or yield and migrate between OS threads at any instruction, which the baseline
-    /// policies that preempt every request need. The handler's author promised that this is
-    /// sound when making the [`MigratableHandler`].
-    pub fn start_migratable(
-        config: &Config,
-        transport: Arc<dyn Transport>,
-        handler: MigratableHandler,
-    ) -> Result<Runtime, StartError> {
-        Self::start_with(
+    /// The handler, with all of it a preemptible region: every request may be preempted, or
+    /// yield and migrate between OS threads, at any instruction, which the baseline policies that
+    /// preempt every request need. The handler's author promised that this is sound when making
+    /// the [`MigratableHandler`].
+    pub fn migratable_handler(mut self, handler: MigratableHandler) -> Self {
+        self.handler = Some(handler.0);
+        self.how.migratable = true;
+        self
+    }
+
+    /// Schedules with the application's own policy (`policy::api`; `examples/sita` is one)
+    /// instead of the built-in `config.policy`, which is then ignored. One that asks for
+    /// Shinjuku's dispatchers (`Scheduler::dispatched`) is refused: those are
+    /// `config.policy = shinjuku`'s.
+    pub fn scheduler(mut self, scheduler: Arc<RuntimeScheduler>) -> Self {
+        self.how.scheduler = Some(scheduler);
+        self
+    }
+
+    /// Delivers preemptions through `preempter` instead of the one `config.preempt` names (which
+    /// must still be a preempting mode, for the allocator check). For tests that interpose on
+    /// delivery, e.g. to delay it.
+    #[doc(hidden)]
+    pub fn preempter(mut self, preempter: Arc<dyn Preempter>) -> Self {
+        self.preempter = Some(preempter);
+        self
+    }
+
+    /// Starts no timer core: nothing preempts the workers except [`Runtime::interrupt_worker`].
+    /// For the interrupt-path microbenchmark, whose sender plays the timer core's part.
+    #[doc(hidden)]
+    pub fn without_timer_core(mut self) -> Self {
+        self.how.timer_core = false;
+        self
+    }
+
+    /// Starts the workers and (unless left out) the timer core.
+    pub fn start(self) -> Result<Runtime, StartError> {
+        let transport = self.transport.ok_or(StartError::Incomplete("a transport (`Builder::transport`)"))?;
+        let handler = self.handler.ok_or(StartError::Incomplete("a handler (`Builder::handler`)"))?;
+        Runtime::start_with(self.config, transport, handler, self.how, self.preempter)
+    }
+}
+
+impl Runtime {
+    /// A runtime to start with `config`: give it a transport and a handler, then `start` it.
+    pub fn builder(config: &Config) -> Builder<'_> {
+        Builder {
             config,
-            transport,
-            handler.0,
-            Start { timer_core: true, migratable: true, ..Start::default() },
-            None,
-        )
-    }
-
-    /// Like [`Runtime::start`], scheduling with the application's own policy (`policy::api`;
-    /// `examples/sita.rs` is one) instead of the built-in `config.policy`, which is then ignored.
-    /// A policy that preempts every request needs
-    /// [`Runtime::start_migratable_with_scheduler`]; one that asks for Shinjuku's dispatchers
-    /// (`Scheduler::dispatched`) is refused: those are `config.policy = shinjuku`'s.
-    pub fn start_with_scheduler<H>(
-        config: &Config,
-        transport: Arc<dyn Transport>,
-        handler: H,
-        scheduler: Arc<RuntimeScheduler>,
-    ) -> Result<Runtime, StartError>
-    where
-        H: Fn(Request) + Send + Sync + 'static,
-    {
-        let how = Start { timer_core: true, scheduler: Some(scheduler), ..Start::default() };
-        Self::start_with(config, transport, Arc::new(handler), how, None)
-    }
-
-    /// [`Runtime::start_migratable`] with the application's own policy
-    /// ([`Runtime::start_with_scheduler`]).
-    pub fn start_migratable_with_scheduler(
-        config: &Config,
-        transport: Arc<dyn Transport>,
-        handler: MigratableHandler,
-        scheduler: Arc<RuntimeScheduler>,
-    ) -> Result<Runtime, StartError> {
-        let how = Start { timer_core: true, migratable: true, scheduler: Some(scheduler) };
-        Self::start_with(config, transport, handler.0, how, None)
-    }
-
-    /// Like [`Runtime::start`], delivering preemptions through `preempter` instead of the one
-    /// `config.preempt` names (which must still be a preempting mode, for the allocator check).
-    /// For tests that interpose on delivery, e.g. to delay it.
-    #[doc(hidden)]
-    pub fn start_with_preempter<H>(
-        config: &Config,
-        transport: Arc<dyn Transport>,
-        handler: H,
-        preempter: Arc<dyn Preempter>,
-    ) -> Result<Runtime, StartError>
-    where
-        H: Fn(Request) + Send + Sync + 'static,
-    {
-        let how = Start { timer_core: true, ..Start::default() };
-        Self::start_with(config, transport, Arc::new(handler), how, Some(preempter))
-    }
-
-    /// Like [`Runtime::start`], but without the timer core: nothing preempts the workers except
-    /// [`Runtime::interrupt_worker`]. For the interrupt-path microbenchmark, whose sender plays
-    /// the timer core's part.
-    #[doc(hidden)]
-    pub fn start_without_timer_core<H>(
-        config: &Config,
-        transport: Arc<dyn Transport>,
-        handler: H,
-    ) -> Result<Runtime, StartError>
-    where
-        H: Fn(Request) + Send + Sync + 'static,
-    {
-        Self::start_with(config, transport, Arc::new(handler), Start::default(), None)
+            transport: None,
+            handler: None,
+            how: Start { timer_core: true, migratable: false, scheduler: None },
+            preempter: None,
+        }
     }
 
     fn start_with(

@@ -54,14 +54,17 @@ fn run(cfg: Config, requests: u64) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let transport = Arc::new(ChannelTransport::new(workers, 8192, 1 << 16));
     let (s, l) = (shards.clone(), log.clone());
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        // SAFETY: locks are synergy::sync::Mutex and allocation goes through PreemptSafeAlloc.
-        unsafe { feedback_start() };
-        let value = work(req.id, &s, &l);
-        feedback_finished();
-        send(Reply::to(&req).with_value(value)).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            // SAFETY: locks are synergy::sync::Mutex and allocation goes through PreemptSafeAlloc.
+            unsafe { feedback_start() };
+            let value = work(req.id, &s, &l);
+            feedback_finished();
+            send(Reply::to(&req).with_value(value)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     // Feed in bursts so queues stay non-empty and long requests keep getting preempted: at least
     // `requests`, and more until preemptions and deferred preemptions were both seen (how soon
     // depends on how much CPU a busy machine leaves the timer core, issue 21).

@@ -9,7 +9,12 @@ use synergy::{Config, PreemptMode, Runtime, StartError};
 fn preemption_without_the_runtime_allocator_is_refused_with_instructions() {
     let cfg = Config { preempt: PreemptMode::Signal, pin: false, ..Config::default() };
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let err = Runtime::start(&cfg, transport, |_| {}).err().expect("start must fail without PreemptSafeAlloc");
+    let err = Runtime::builder(&cfg)
+        .transport(transport)
+        .handler(|_| {})
+        .start()
+        .err()
+        .expect("start must fail without PreemptSafeAlloc");
     assert!(matches!(err, StartError::Allocator), "{err}");
     let text = err.to_string();
     assert!(text.contains("#[global_allocator]") && text.contains("synergy::PreemptSafeAlloc"), "{text}");
@@ -18,7 +23,11 @@ fn preemption_without_the_runtime_allocator_is_refused_with_instructions() {
     // Without preemption nothing can be preempted inside malloc: the system allocator will do.
     let cfg = Config { preempt: PreemptMode::None, pin: false, ..Config::default() };
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let rt = Runtime::start(&cfg, transport.clone(), |_| {}).expect("--preempt=none needs no allocator");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(|_| {})
+        .start()
+        .expect("--preempt=none needs no allocator");
     transport.close();
     rt.shutdown();
 }

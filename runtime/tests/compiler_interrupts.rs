@@ -52,19 +52,22 @@ fn long_then_short_released(
     let gate = Arc::new(Gate::default());
     let transport = Arc::new(ChannelTransport::new(1, 64, 64));
     let g = gate.clone();
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        if req.kind == LONG {
-            // SAFETY: the long bodies below spin on atomics and the clock only.
-            unsafe { feedback_start() };
-            g.long_started.store(true, Ordering::Release);
-            long(&g);
-            feedback_finished();
-        } else {
-            g.short_done.store(true, Ordering::Release);
-        }
-        send(Reply::to(&req)).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            if req.kind == LONG {
+                // SAFETY: the long bodies below spin on atomics and the clock only.
+                unsafe { feedback_start() };
+                g.long_started.store(true, Ordering::Release);
+                long(&g);
+                feedback_finished();
+            } else {
+                g.short_done.store(true, Ordering::Release);
+            }
+            send(Reply::to(&req)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     transport.submit(0, Request { id: 1, kind: LONG, ..Default::default() }).unwrap();
     wait_until("the long request starts", Duration::from_secs(10), || gate.long_started.load(Ordering::Acquire));
     transport.submit(0, Request { id: 2, kind: SHORT, ..Default::default() }).unwrap();
@@ -151,17 +154,20 @@ fn a_probe_inside_without_preemption_defers_to_the_sections_end() {
     let transport = Arc::new(ChannelTransport::new(1, 64, 64));
     let started = Arc::new(AtomicBool::new(false));
     let s = started.clone();
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        if req.kind == LONG {
-            // SAFETY: the body spins on atomics and the clock only.
-            unsafe { feedback_start() };
-            s.store(true, Ordering::Release);
-            probing_inside_a_no_preemption_section();
-            feedback_finished();
-        }
-        send(Reply::to(&req)).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            if req.kind == LONG {
+                // SAFETY: the body spins on atomics and the clock only.
+                unsafe { feedback_start() };
+                s.store(true, Ordering::Release);
+                probing_inside_a_no_preemption_section();
+                feedback_finished();
+            }
+            send(Reply::to(&req)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     transport.submit(0, Request { id: 1, kind: LONG, ..Default::default() }).unwrap();
     wait_until("the long request starts", Duration::from_secs(10), || started.load(Ordering::Acquire));
     transport.submit(0, Request { id: 2, kind: SHORT, ..Default::default() }).unwrap();

@@ -53,7 +53,8 @@ fn a_drained_session_keeps_idle_workers_from_parking_until_it_is_answered() {
     let _g = common::serial();
     let t = Arc::new(ChannelTransport::new(2, 64, 64));
     let release = Arc::new(AtomicBool::new(false));
-    let rt = Runtime::start(&coupled(50.0, 0.001), t.clone(), handler(release.clone())).unwrap();
+    let rt =
+        Runtime::builder(&coupled(50.0, 0.001)).transport(t.clone()).handler(handler(release.clone())).start().unwrap();
     wait_until("both workers park (no session yet)", Duration::from_secs(10), || {
         rt.worker_parked(0) && rt.worker_parked(1)
     });
@@ -90,7 +91,11 @@ fn a_worker_withdraws_surplus_credits_before_it_parks_and_the_pool_gets_them_bac
     let t = Arc::new(ChannelTransport::new(2, 64, 64));
     // R = 0: any credit issued beyond one per session is withdrawn before a park. α = 1 credit
     // per session per control period: the pool grows between requests.
-    let rt = Runtime::start(&coupled(0.0, 1.0), t.clone(), handler(Arc::new(AtomicBool::new(false)))).unwrap();
+    let rt = Runtime::builder(&coupled(0.0, 1.0))
+        .transport(t.clone())
+        .handler(handler(Arc::new(AtomicBool::new(false))))
+        .start()
+        .unwrap();
     let coupling = |rt: &Runtime| rt.stats().overload.and_then(|o| o.coupling).expect("the coupling runs");
     // One session, one request at a time, until both workers are parked and one of them holds a
     // withdrawal (it parks once the issued credits fall: no reply revokes them while the session

@@ -81,16 +81,19 @@ fn deep_requests_survive_interrupts_with_exact_results() {
     let transport = Arc::new(ChannelTransport::new(1, 4096, 1 << 15));
     let depths: Arc<Vec<AtomicU32>> = Arc::new((0..1_000_000).map(|_| AtomicU32::new(u32::MAX)).collect());
     let d = depths.clone();
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        let headroom = HEADROOM_KIB[(req.id % HEADROOM_KIB.len() as u64) as usize] * 1024;
-        // SAFETY: the recursion computes on its own stack only.
-        unsafe { feedback_start() };
-        let (sum, deepest) = descend(seed_of(req.id), 0, headroom);
-        feedback_finished();
-        d[req.id as usize].store(deepest, Ordering::Relaxed);
-        send(Reply::to(&req).with_value(sum)).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            let headroom = HEADROOM_KIB[(req.id % HEADROOM_KIB.len() as u64) as usize] * 1024;
+            // SAFETY: the recursion computes on its own stack only.
+            unsafe { feedback_start() };
+            let (sum, deepest) = descend(seed_of(req.id), 0, headroom);
+            feedback_finished();
+            d[req.id as usize].store(deepest, Ordering::Relaxed);
+            send(Reply::to(&req).with_value(sum)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
 
     let t0 = Instant::now();
     let mut replies = Vec::new();

@@ -80,7 +80,7 @@ fn fp_control_state_survives_yields_and_deferred_preemptions() {
     let first_wrong = Arc::new(std::sync::Mutex::new(None::<String>));
     let transport = Arc::new(ChannelTransport::new(1, 4096, 1 << 16));
     let (l, wl, ws, fw) = (lock.clone(), wrong_long.clone(), wrong_short.clone(), first_wrong.clone());
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
+    let rt = Runtime::builder(&cfg).transport(transport.clone()).handler(move |req: Request| {
         if req.kind == LONG {
             // SAFETY: locks are synergy::sync::Mutex, allocation goes through PreemptSafeAlloc, the modes are per-context registers the runtime preserves (what this test checks).
             unsafe { feedback_start() };
@@ -113,7 +113,7 @@ fn fp_control_state_survives_yields_and_deferred_preemptions() {
             synergy::preempt::without_preemption(|| *fw.lock().unwrap() = Some(msg));
         }
         send(Reply::to(&req)).unwrap();
-    })
+    }).start()
     .expect("runtime starts");
 
     // An OS thread keeps the lock taken most of the time, so long requests find it contended.

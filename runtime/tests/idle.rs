@@ -26,7 +26,10 @@ fn stats_of(rt: &Runtime) -> synergy::stats::RunStats {
 fn a_parked_worker_is_woken_by_a_request_for_it() {
     let _g = common::serial();
     let t = Arc::new(ChannelTransport::new(1, 64, 64));
-    let rt = Runtime::start(&parking(common::one_worker()), t.clone(), common::spin_handler(Arc::new(Gate::default())))
+    let rt = Runtime::builder(&parking(common::one_worker()))
+        .transport(t.clone())
+        .handler(common::spin_handler(Arc::new(Gate::default())))
+        .start()
         .unwrap();
     for round in 0..20u64 {
         // The worker parks once it has found nothing for POLL_PERIOD (the waker cleared the flag
@@ -52,9 +55,11 @@ fn a_parked_worker_is_woken_by_a_request_for_it() {
 fn shutdown_wakes_parked_workers() {
     let _g = common::serial();
     let t = Arc::new(ChannelTransport::new(2, 64, 64));
-    let rt =
-        Runtime::start(&parking(common::two_workers()), t.clone(), common::spin_handler(Arc::new(Gate::default())))
-            .unwrap();
+    let rt = Runtime::builder(&parking(common::two_workers()))
+        .transport(t.clone())
+        .handler(common::spin_handler(Arc::new(Gate::default())))
+        .start()
+        .unwrap();
     wait_until("both workers park", Duration::from_secs(10), || rt.worker_parked(0) && rt.worker_parked(1));
     t.close();
     // A hang here is the bug; the watchdog turns it into a failure.
@@ -94,7 +99,11 @@ fn bursts_and_pauses(cfg: Config) {
     let _g = common::serial();
     const BURSTS: u64 = 300;
     let t = Arc::new(ChannelTransport::new(2, 4096, 1 << 16));
-    let rt = Runtime::start(&cfg, t.clone(), common::spin_handler(Arc::new(Gate::default()))).unwrap();
+    let rt = Runtime::builder(&cfg)
+        .transport(t.clone())
+        .handler(common::spin_handler(Arc::new(Gate::default())))
+        .start()
+        .unwrap();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         rng ^= rng << 13;
@@ -160,7 +169,12 @@ impl Transport for Blind {
 fn a_transport_blind_to_its_backlog_refuses_to_park() {
     let _g = common::serial();
     let t = Arc::new(Blind(ChannelTransport::new(1, 64, 64)));
-    let e = Runtime::start(&parking(common::one_worker()), t, |_: Request| {}).err().expect("refused");
+    let e = Runtime::builder(&parking(common::one_worker()))
+        .transport(t)
+        .handler(|_: Request| {})
+        .start()
+        .err()
+        .expect("refused");
     assert!(matches!(e, StartError::Config(_)), "{e}");
     assert!(e.to_string().contains("idle = spin"), "{e}");
 }
@@ -172,7 +186,8 @@ fn a_transport_blind_to_its_backlog_refuses_to_park() {
 fn an_idle_parked_worker_uses_little_cpu() {
     let _g = common::serial();
     let t = Arc::new(ChannelTransport::new(1, 64, 64));
-    let rt = Runtime::start(&parking(common::one_worker()), t.clone(), |_: Request| {}).unwrap();
+    let rt =
+        Runtime::builder(&parking(common::one_worker())).transport(t.clone()).handler(|_: Request| {}).start().unwrap();
     wait_until("the worker parks", Duration::from_secs(10), || rt.worker_parked(0));
     // The measured interval (not a synchronisation): the worker stays parked throughout.
     std::thread::sleep(Duration::from_millis(200));

@@ -159,20 +159,23 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     let cfg = common::one_worker();
     let transport = Arc::new(ChannelTransport::new(1, 4096, 1 << 14));
     let probe_iters = 20_000u64;
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        // SAFETY: both branches compute on locals and registers only.
-        unsafe { feedback_start() };
-        let reply = if req.kind == PROBE {
-            let seed = req.id % SEEDS;
-            let (status, seen) = probe(seed, probe_iters, wide[seed as usize]);
-            Reply::to(&req).with_status(status).with_value(seen)
-        } else {
-            Reply::to(&req).with_value(kernels::mixed(req.id, 2_000))
-        };
-        feedback_finished();
-        send(reply).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            // SAFETY: both branches compute on locals and registers only.
+            unsafe { feedback_start() };
+            let reply = if req.kind == PROBE {
+                let seed = req.id % SEEDS;
+                let (status, seen) = probe(seed, probe_iters, wide[seed as usize]);
+                Reply::to(&req).with_status(status).with_value(seen)
+            } else {
+                Reply::to(&req).with_value(kernels::mixed(req.id, 2_000))
+            };
+            feedback_finished();
+            send(reply).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
 
     let t0 = Instant::now();
     let (mut next, mut answered) = (0u64, 0u64);

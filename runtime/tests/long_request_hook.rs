@@ -40,7 +40,11 @@ fn the_transport_hears_long_requests_start_stop_and_migrate() {
     let _g = common::serial();
     let t = Arc::new(Recording { inner: ChannelTransport::new(1, 64, 64), events: Mutex::new(Vec::new()) });
     let gate = Arc::new(Gate::default());
-    let rt = Runtime::start(&common::one_worker(), t.clone(), common::spin_handler(gate.clone())).unwrap();
+    let rt = Runtime::builder(&common::one_worker())
+        .transport(t.clone())
+        .handler(common::spin_handler(gate.clone()))
+        .start()
+        .unwrap();
     t.inner.submit(0, Request { id: 0, kind: LONG, service_ns: UNTIL_SHORT_DONE, ..Request::default() }).unwrap();
     common::wait_until("the long request starts", Duration::from_secs(10), || {
         gate.long_started.load(std::sync::atomic::Ordering::Acquire)

@@ -25,7 +25,10 @@ fn credits(c: Config) -> Config {
 fn an_overload_is_rejected_counted_on_both_sides_and_recovered_from() {
     let _g = common::serial();
     let t = Arc::new(ChannelTransport::new(1, 1024, 1024));
-    let rt = Runtime::start(&credits(common::one_worker()), t.clone(), common::spin_handler(Arc::new(Gate::default())))
+    let rt = Runtime::builder(&credits(common::one_worker()))
+        .transport(t.clone())
+        .handler(common::spin_handler(Arc::new(Gate::default())))
+        .start()
         .unwrap();
     // 300 requests of 300 µs at once, from 10 sessions: a 90 ms backlog, of which what waits more
     // than D_drop (20 ms) is rejected as it would start.
@@ -84,7 +87,11 @@ fn an_overload_is_rejected_counted_on_both_sides_and_recovered_from() {
 fn without_overload_control_replies_carry_no_credits_and_nothing_is_rejected() {
     let _g = common::serial();
     let t = Arc::new(ChannelTransport::new(1, 1024, 1024));
-    let rt = Runtime::start(&common::one_worker(), t.clone(), common::spin_handler(Arc::new(Gate::default()))).unwrap();
+    let rt = Runtime::builder(&common::one_worker())
+        .transport(t.clone())
+        .handler(common::spin_handler(Arc::new(Gate::default())))
+        .start()
+        .unwrap();
     for id in 0..100u64 {
         t.submit(0, Request { id, kind: SHORT, service_ns: 300_000, ..Request::default() }).unwrap();
     }

@@ -104,21 +104,24 @@ fn run(cfg: Config) -> (Checker, u64, synergy::stats::RunStats) {
     let _serial = common::serial();
     let workers = cfg.workers;
     let transport = Arc::new(ChannelTransport::new(workers, 4096, 1 << 15));
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        let (chunks, panic_at) = plan(req.id);
-        // SAFETY: the loop computes on locals; the panic path is the runtime's to pin (worker/panic.rs).
-        unsafe { feedback_start() };
-        let mut acc = 0u64;
-        for c in 0..chunks {
-            acc = acc.rotate_left(3) ^ kernels::mixed(req.id ^ ((c as u64) << 40), CHUNK);
-            if panic_at == Some(c) {
-                panic!("request {} panics after chunk {c} (partial checksum {acc:#x})", req.id);
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            let (chunks, panic_at) = plan(req.id);
+            // SAFETY: the loop computes on locals; the panic path is the runtime's to pin (worker/panic.rs).
+            unsafe { feedback_start() };
+            let mut acc = 0u64;
+            for c in 0..chunks {
+                acc = acc.rotate_left(3) ^ kernels::mixed(req.id ^ ((c as u64) << 40), CHUNK);
+                if panic_at == Some(c) {
+                    panic!("request {} panics after chunk {c} (partial checksum {acc:#x})", req.id);
+                }
             }
-        }
-        feedback_finished();
-        send(Reply::to(&req).with_value(acc)).unwrap();
-    })
-    .expect("runtime starts");
+            feedback_finished();
+            send(Reply::to(&req).with_value(acc)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
 
     let t0 = Instant::now();
     let mut checker = Checker::default();

@@ -24,18 +24,18 @@ fn start(cfg: &Config, transport: Arc<ChannelTransport>, gate: Arc<common::Gate>
     // SAFETY: `spin_handler` spins on the clock and touches atomics only: no thread-local storage,
     // no OS lock anywhere.
     let h = unsafe { MigratableHandler::new(Arc::new(handler(gate))) };
-    Runtime::start_migratable(cfg, transport, h).expect("runtime starts")
+    Runtime::builder(cfg).transport(transport).migratable_handler(h).start().expect("runtime starts")
 }
 
 /// A policy that preempts every request makes the whole handler a preemptible region, which
-/// only a handler declared migratable (an `unsafe` promise) may be: `Runtime::start` refuses it.
+/// only a handler declared migratable (an `unsafe` promise) may be: `Builder::handler` is refused.
 #[test]
 fn preempting_every_request_needs_a_migratable_handler() {
     let _serial = common::serial();
     for policy in SchedPolicy::ALL {
         let cfg = config(policy);
         let transport = Arc::new(ChannelTransport::new(cfg.workers, 16, 16));
-        let started = Runtime::start(&cfg, transport.clone(), handler(Arc::default()));
+        let started = Runtime::builder(&cfg).transport(transport.clone()).handler(handler(Arc::default())).start();
         let every = policy.spec().preemptible == Preemptible::Every;
         match started {
             Err(StartError::HandlerNotMigratable) => assert!(every, "{policy:?} refused"),
@@ -49,7 +49,10 @@ fn preempting_every_request_needs_a_migratable_handler() {
         if every {
             let none = Config { preempt: synergy::PreemptMode::None, ..cfg };
             let transport = Arc::new(ChannelTransport::new(none.workers, 16, 16));
-            let rt = Runtime::start(&none, transport.clone(), handler(Arc::default()))
+            let rt = Runtime::builder(&none)
+                .transport(transport.clone())
+                .handler(handler(Arc::default()))
+                .start()
                 .expect("without preemption nothing migrates, so a plain handler is fine");
             transport.close();
             rt.shutdown();
@@ -199,7 +202,8 @@ fn a_request_that_yields_is_resumed_under_every_policy() {
         };
         // SAFETY: the handler touches an atomic and the runtime's API only.
         let h = unsafe { MigratableHandler::new(Arc::new(handler)) };
-        let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+        let rt =
+            Runtime::builder(&cfg).transport(transport.clone()).migratable_handler(h).start().expect("runtime starts");
         for id in 0..20u64 {
             transport.submit((id as usize) % cfg.workers, Request { id, kind: SHORT, ..Request::default() }).unwrap();
         }

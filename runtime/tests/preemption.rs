@@ -16,7 +16,11 @@ fn run(mode: PreemptMode) -> (Vec<Reply>, synergy::stats::RunStats) {
     cfg.preempt = mode;
     let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
     let gate = Arc::new(common::Gate::default());
-    let rt = Runtime::start(&cfg, transport.clone(), common::spin_handler(gate.clone())).expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(common::spin_handler(gate.clone()))
+        .start()
+        .expect("runtime starts");
     // Preempted: the long request runs until the short one was answered. The control (no
     // preemption) must finish on its own: 300 ms.
     let long_ns = if mode == PreemptMode::None { 300_000_000 } else { common::UNTIL_SHORT_DONE };

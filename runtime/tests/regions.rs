@@ -27,16 +27,19 @@ fn only_a_preemptible_region_lets_a_request_park() {
     let _serial = common::serial();
     let cfg = common::one_worker();
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let rt = Runtime::start(&cfg, transport.clone(), |req: Request| {
-        let before = parked_yields();
-        // SAFETY: the region only yields; no thread-local storage, no lock.
-        unsafe { feedback_start() };
-        let inside = parked_yields();
-        feedback_finished();
-        let after = parked_yields();
-        send(Reply::to(&req).with_value(before << 32 | inside << 16 | after)).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(|req: Request| {
+            let before = parked_yields();
+            // SAFETY: the region only yields; no thread-local storage, no lock.
+            unsafe { feedback_start() };
+            let inside = parked_yields();
+            feedback_finished();
+            let after = parked_yields();
+            send(Reply::to(&req).with_value(before << 32 | inside << 16 | after)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     transport.submit(0, Request { id: 1, ..Request::default() }).unwrap();
     let mut replies = Vec::new();
     common::wait_until("the reply", Duration::from_secs(30), || {
@@ -80,28 +83,31 @@ fn green_locals_belong_to_one_request_across_parks_and_preemptions() {
     DROPPED.store(0, Ordering::Relaxed);
     let cfg = common::two_workers();
     let transport = Arc::new(ChannelTransport::new(2, 1024, 1024));
-    let rt = Runtime::start(&cfg, transport.clone(), |req: Request| {
-        let fresh = OWNER.with(|o| o.get()) == u64::MAX && STEPS.with(|s| s.get()) == 0;
-        OWNER.with(|o| o.set(req.id));
-        ALIVE.with(|_| ());
-        // SAFETY: the region keeps its state in locals and green-thread-locals only.
-        unsafe { feedback_start() };
-        let mut ok = fresh;
-        for step in 0..STEPS_PER_REQUEST {
-            STEPS.with(|s| s.set(s.get() + 1));
-            synergy::clock::spin_for(2_000);
-            if step.is_multiple_of(4) {
-                yield_now(); // parks: another request runs on this worker meanwhile
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(|req: Request| {
+            let fresh = OWNER.with(|o| o.get()) == u64::MAX && STEPS.with(|s| s.get()) == 0;
+            OWNER.with(|o| o.set(req.id));
+            ALIVE.with(|_| ());
+            // SAFETY: the region keeps its state in locals and green-thread-locals only.
+            unsafe { feedback_start() };
+            let mut ok = fresh;
+            for step in 0..STEPS_PER_REQUEST {
+                STEPS.with(|s| s.set(s.get() + 1));
+                synergy::clock::spin_for(2_000);
+                if step.is_multiple_of(4) {
+                    yield_now(); // parks: another request runs on this worker meanwhile
+                }
+                ok &= OWNER.with(|o| o.get()) == req.id && STEPS.with(|s| s.get()) == step + 1;
+                if req.id.is_multiple_of(PANIC_EVERY) && step == STEPS_PER_REQUEST / 2 {
+                    panic!("request {} panics on purpose", req.id);
+                }
             }
-            ok &= OWNER.with(|o| o.get()) == req.id && STEPS.with(|s| s.get()) == step + 1;
-            if req.id.is_multiple_of(PANIC_EVERY) && step == STEPS_PER_REQUEST / 2 {
-                panic!("request {} panics on purpose", req.id);
-            }
-        }
-        feedback_finished();
-        send(Reply::to(&req).with_value(if ok { STEPS.with(|s| s.get()) } else { WRONG })).unwrap();
-    })
-    .expect("runtime starts");
+            feedback_finished();
+            send(Reply::to(&req).with_value(if ok { STEPS.with(|s| s.get()) } else { WRONG })).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     for id in 0..REQUESTS {
         transport.submit((id % 2) as usize, Request { id, service_ns: 1, ..Request::default() }).unwrap();
     }

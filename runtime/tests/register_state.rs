@@ -86,22 +86,25 @@ fn a_preempted_request_keeps_every_register_value() {
     let cfg = common::one_worker();
     let transport = Arc::new(ChannelTransport::new(1, 4096, 1 << 14));
     let imgs = images.clone();
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        // SAFETY: both branches compute on locals, registers and a buffer allocated by the
-        // preemption-safe allocator before the asm.
-        unsafe { feedback_start() };
-        let reply = if req.kind == PROBE {
-            let image = &imgs[(req.id % SEEDS) as usize];
-            let saved = probe(image, 2_000_000);
-            let status = image.differs_from(&saved).map_or(0, |c| c + 1);
-            Reply::to(&req).with_status(status)
-        } else {
-            Reply::to(&req).with_value(kernels::mixed(req.id, 2_000))
-        };
-        feedback_finished();
-        send(reply).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            // SAFETY: both branches compute on locals, registers and a buffer allocated by the
+            // preemption-safe allocator before the asm.
+            unsafe { feedback_start() };
+            let reply = if req.kind == PROBE {
+                let image = &imgs[(req.id % SEEDS) as usize];
+                let saved = probe(image, 2_000_000);
+                let status = image.differs_from(&saved).map_or(0, |c| c + 1);
+                Reply::to(&req).with_status(status)
+            } else {
+                Reply::to(&req).with_value(kernels::mixed(req.id, 2_000))
+            };
+            feedback_finished();
+            send(reply).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
 
     let t0 = Instant::now();
     let (mut next, mut answered, mut preempted) = (0u64, 0u64, 0u64);

@@ -102,7 +102,7 @@ fn run(cfg: Config, batch: &[Request]) -> Vec<Reply> {
     // SAFETY: the handler spins on the clock and touches atomics only: no thread-local storage,
     // no OS lock.
     let h = unsafe { MigratableHandler::new(Arc::new(handler(started.clone(), answered, batch.len()))) };
-    let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+    let rt = Runtime::builder(&cfg).transport(transport.clone()).migratable_handler(h).start().expect("runtime starts");
     transport.inner.submit(0, Request { id: L0, kind: LONG, ..Request::default() }).unwrap();
     common::wait_until("the long request started", Duration::from_secs(10), || started.load(Ordering::Acquire));
     transport.submit_at_once(batch);
@@ -186,7 +186,7 @@ fn two_dispatchers_serve_their_own_workers() {
     let transport = Arc::new(ChannelTransport::new(2, 1024, 1024));
     // SAFETY: as in `run`.
     let h = unsafe { MigratableHandler::new(Arc::new(spin_handler(Arc::default()))) };
-    let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+    let rt = Runtime::builder(&cfg).transport(transport.clone()).migratable_handler(h).start().expect("runtime starts");
     for id in 0..400u64 {
         let (kind, service_ns) = if id % 10 == 0 { (LONG, 100_000) } else { (SHORT, 1_000) };
         transport.submit((id % 2) as usize, Request { id, kind, service_ns, ..Request::default() }).unwrap();
@@ -234,7 +234,7 @@ fn the_configured_quantum_passes_before_a_preemption() {
     // SAFETY: the handler spins on the clock and touches atomics only: no thread-local storage,
     // no OS lock.
     let h = unsafe { MigratableHandler::new(Arc::new(serve)) };
-    let rt = Runtime::start_migratable(&cfg, transport.clone(), h).expect("runtime starts");
+    let rt = Runtime::builder(&cfg).transport(transport.clone()).migratable_handler(h).start().expect("runtime starts");
     transport.submit_at_once(&[
         Request { id: 1, kind: LONG, service_ns: common::UNTIL_SHORT_DONE, ..Request::default() },
         Request { id: 2, kind: SHORT, service_ns: 0, ..Request::default() },

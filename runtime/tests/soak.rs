@@ -116,38 +116,41 @@ fn soak_mixed_load_with_panics_and_lock_contention() {
     let transport = Arc::new(ChannelTransport::new(2, 4096, 1 << 14));
     let locks: Arc<Vec<Mutex<u64>>> = Arc::new((0..LOCKS).map(|_| Mutex::new(0)).collect());
     let l = locks.clone();
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        if req.kind == SHORT {
-            send(Reply::to(&req).with_value(short_value(req.id))).unwrap();
-            return;
-        }
-        // SAFETY: the region computes on locals and green-thread-locals and locks
-        // synergy::sync::Mutexes; allocation goes through PreemptSafeAlloc.
-        unsafe { feedback_start() };
-        let mut acc = 0u64;
-        for c in 0..LONG_CHUNKS {
-            let mut guard = l[(req.id + c) as usize % LOCKS].lock();
-            if c % 2 == 0 {
-                // Half the chunks hold a lock (and cannot be preempted meanwhile): contention.
-                acc = acc.rotate_left(5) ^ kernels::mixed(req.id ^ (c << 40), CHUNK_ITERS);
-                *guard += 1;
-                drop(guard);
-            } else {
-                *guard += 1;
-                drop(guard);
-                acc = acc.rotate_left(5) ^ kernels::mixed(req.id ^ (c << 40), CHUNK_ITERS);
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            if req.kind == SHORT {
+                send(Reply::to(&req).with_value(short_value(req.id))).unwrap();
+                return;
             }
-            DONE_CHUNKS.with(|d| d.set(d.get() + 1));
-            if panics_at(req.id) == Some(c) {
-                panic!("soak: request {} panics on purpose", req.id);
+            // SAFETY: the region computes on locals and green-thread-locals and locks
+            // synergy::sync::Mutexes; allocation goes through PreemptSafeAlloc.
+            unsafe { feedback_start() };
+            let mut acc = 0u64;
+            for c in 0..LONG_CHUNKS {
+                let mut guard = l[(req.id + c) as usize % LOCKS].lock();
+                if c % 2 == 0 {
+                    // Half the chunks hold a lock (and cannot be preempted meanwhile): contention.
+                    acc = acc.rotate_left(5) ^ kernels::mixed(req.id ^ (c << 40), CHUNK_ITERS);
+                    *guard += 1;
+                    drop(guard);
+                } else {
+                    *guard += 1;
+                    drop(guard);
+                    acc = acc.rotate_left(5) ^ kernels::mixed(req.id ^ (c << 40), CHUNK_ITERS);
+                }
+                DONE_CHUNKS.with(|d| d.set(d.get() + 1));
+                if panics_at(req.id) == Some(c) {
+                    panic!("soak: request {} panics on purpose", req.id);
+                }
             }
-        }
-        let chunks = DONE_CHUNKS.with(|d| d.get());
-        feedback_finished();
-        let value = if chunks == LONG_CHUNKS { acc } else { u64::MAX };
-        send(Reply::to(&req).with_value(value)).unwrap();
-    })
-    .expect("runtime starts");
+            let chunks = DONE_CHUNKS.with(|d| d.get());
+            feedback_finished();
+            let value = if chunks == LONG_CHUNKS { acc } else { u64::MAX };
+            send(Reply::to(&req).with_value(value)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
 
     let t0 = Instant::now();
     let run_for = Duration::from_secs(secs);

@@ -36,14 +36,17 @@ fn child(case: &str) -> (std::process::ExitStatus, String) {
 fn child_process_entry() {
     let Ok(case) = std::env::var("SYNERGY_OVERFLOW_CHILD") else { return };
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let _rt = Runtime::start(&common::one_worker(), transport.clone(), |req: Request| {
-        // SAFETY: the recursion computes on its own frames only.
-        unsafe { feedback_start() };
-        let v = recurse(req.service_ns);
-        feedback_finished();
-        send(Reply::to(&req).with_value(v)).unwrap();
-    })
-    .expect("runtime starts");
+    let _rt = Runtime::builder(&common::one_worker())
+        .transport(transport.clone())
+        .handler(|req: Request| {
+            // SAFETY: the recursion computes on its own frames only.
+            unsafe { feedback_start() };
+            let v = recurse(req.service_ns);
+            feedback_finished();
+            send(Reply::to(&req).with_value(v)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
     match case.as_str() {
         // 10,000 frames of about 1 KiB: far past the 64 KiB green stack.
         "green" => {

@@ -69,8 +69,12 @@ fn a_late_interrupt_does_not_preempt_the_next_request() {
         feedback_finished();
         send(Reply::to(&req)).unwrap();
     };
-    let rt =
-        Runtime::start_with_preempter(&cfg, transport.clone(), handler, Arc::new(preempter)).expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(handler)
+        .preempter(Arc::new(preempter))
+        .start()
+        .expect("runtime starts");
     // The delivery thread: once released, sends every held interrupt, and any later one.
     let (release, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let deliverer = {

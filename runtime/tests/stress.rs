@@ -115,21 +115,24 @@ fn run(cfg: Config, iters: u32, target: u64, min_migrations: u64, in_flight_cap:
     let l = ledger.clone();
     // Before the runtime's threads start spinning.
     let mut replies = Replies::new(iters);
-    let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-        let was = l.slot(req.id).swap(1, Ordering::AcqRel);
-        assert_eq!(was, 0, "request {} started twice", req.id);
-        let first_worker = current_worker();
-        // SAFETY: the kernel computes on locals; the ledger is atomics.
-        unsafe { feedback_start() };
-        let value = kernels::mixed(seed(req.id), req.service_ns as u32);
-        feedback_finished();
-        if current_worker() != first_worker {
-            l.migrated.fetch_add(1, Ordering::Relaxed);
-        }
-        assert_eq!(l.slot(req.id).swap(2, Ordering::AcqRel), 1);
-        send(Reply::to(&req).with_value(value)).unwrap();
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            let was = l.slot(req.id).swap(1, Ordering::AcqRel);
+            assert_eq!(was, 0, "request {} started twice", req.id);
+            let first_worker = current_worker();
+            // SAFETY: the kernel computes on locals; the ledger is atomics.
+            unsafe { feedback_start() };
+            let value = kernels::mixed(seed(req.id), req.service_ns as u32);
+            feedback_finished();
+            if current_worker() != first_worker {
+                l.migrated.fetch_add(1, Ordering::Relaxed);
+            }
+            assert_eq!(l.slot(req.id).swap(2, Ordering::AcqRel), 1);
+            send(Reply::to(&req).with_value(value)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
 
     let t0 = Instant::now();
     let mut next_id = 0u64;

@@ -45,7 +45,11 @@ fn sita_serves_each_kind_on_its_own_group_of_workers() {
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 1024, 1024));
     let served = Served::default();
     let sita = Arc::new(sita::Sita::new(vec![LONG], 1));
-    let rt = Runtime::start_with_scheduler(&cfg, transport.clone(), recording_handler(served.clone()), sita)
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(recording_handler(served.clone()))
+        .scheduler(sita)
+        .start()
         .expect("runtime starts");
     let n = 400u64;
     for id in 0..n {
@@ -114,7 +118,11 @@ fn a_policys_rejects_are_answered_and_its_invalid_choices_counted_not_lost() {
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 64, 64));
     let served = Served::default();
     let picky = Arc::new(Picky(Synergy { steal_threshold: 0 }));
-    let rt = Runtime::start_with_scheduler(&cfg, transport.clone(), recording_handler(served.clone()), picky)
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(recording_handler(served.clone()))
+        .scheduler(picky)
+        .start()
         .expect("runtime starts");
     let kinds = [SHORT, 9, 8, 9, SHORT, 8];
     for (id, kind) in kinds.iter().enumerate() {
@@ -170,7 +178,7 @@ fn a_user_policy_cannot_ask_for_shinjukus_dispatchers() {
     let _serial = common::serial();
     let cfg = Config { ..common::one_worker() };
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 4, 4));
-    match Runtime::start_with_scheduler(&cfg, transport, |_: Request| {}, Arc::new(Dispatched)) {
+    match Runtime::builder(&cfg).transport(transport).handler(|_: Request| {}).scheduler(Arc::new(Dispatched)).start() {
         Err(StartError::Config(e)) => assert!(e.to_string().contains("dispatchers"), "{e}"),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a user policy started with dispatchers nobody runs"),

@@ -304,7 +304,8 @@ fn run_block(mode: PreemptMode, runs: usize, p: &Params) -> Result<Measured, Str
     // SAFETY: `on_interrupt` stamps atomics in statics and reads the TSC: async-signal-safe, no
     // allocation, lock, unwinding or thread-local storage; a plain fn, callable forever.
     unsafe { synergy::set_preempt_probe(Some(on_interrupt)) };
-    let rt = match Runtime::start_without_timer_core(&config, transport.clone(), receiver) {
+    let rt = match Runtime::builder(&config).transport(transport.clone()).handler(receiver).without_timer_core().start()
+    {
         Ok(rt) => rt,
         Err(e) => {
             // SAFETY: clearing the probe installs nothing.

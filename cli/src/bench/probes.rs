@@ -172,13 +172,16 @@ pub fn run(rounds: usize, iterations: u64, cpu: Option<usize>) -> Result<ProbeBe
         config.timer_core = synergy::cpu::allowed_cpus().into_iter().find(|&t| t != c);
     }
     let transport = Arc::new(ChannelTransport::new(1, 4, 4));
-    let rt = Runtime::start(&config, transport.clone(), move |_req: Request| {
-        // Not a preemptible region (no feedback_start): nothing can be parked, yet every probe
-        // runs its worker fast path. The lock is taken once, at the end.
-        let rows = measure(&kernels, rounds);
-        *o.lock().unwrap() = Some(rows);
-    })
-    .map_err(|e| e.to_string())?;
+    let rt = Runtime::builder(&config)
+        .transport(transport.clone())
+        .handler(move |_req: Request| {
+            // Not a preemptible region (no feedback_start): nothing can be parked, yet every probe
+            // runs its worker fast path. The lock is taken once, at the end.
+            let rows = measure(&kernels, rounds);
+            *o.lock().unwrap() = Some(rows);
+        })
+        .start()
+        .map_err(|e| e.to_string())?;
     transport.submit(0, Request::default()).map_err(|_| "cannot submit the benchmark request".to_string())?;
     transport.close();
     rt.shutdown();

@@ -37,14 +37,17 @@ pub struct TimerBench {
 fn one(base: &Config, timer_yield: TimerYield, duration_ms: u64) -> Result<TimerLoopRun, String> {
     let cfg = Config { timer_yield, preempt: PreemptMode::None, ..base.clone() };
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 16, 16));
-    let rt = Runtime::start(&cfg, transport.clone(), |req: Request| {
-        // SAFETY: the spin reads the runtime's clock only (no thread-local storage, no lock).
-        unsafe { feedback_start() };
-        synergy::clock::spin_for(req.service_ns);
-        feedback_finished();
-        send(Reply::to(&req)).unwrap();
-    })
-    .map_err(|e| e.to_string())?;
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(|req: Request| {
+            // SAFETY: the spin reads the runtime's clock only (no thread-local storage, no lock).
+            unsafe { feedback_start() };
+            synergy::clock::spin_for(req.service_ns);
+            feedback_finished();
+            send(Reply::to(&req)).unwrap();
+        })
+        .start()
+        .map_err(|e| e.to_string())?;
     let t0 = std::time::Instant::now();
     transport
         .submit(0, Request { id: 0, kind: 1, service_ns: duration_ms * 1_000_000, ..Request::default() })

@@ -45,10 +45,13 @@ fn main() {
         send(Reply::to(&req)).expect("the reply queue has room");
     };
     let sita = Arc::new(policy::Sita::new(vec![LONG], 1));
-    let rt = Runtime::start_with_scheduler(&cfg, transport.clone(), handler, sita).unwrap_or_else(|e| {
-        eprintln!("sita: {e}");
-        std::process::exit(1)
-    });
+    let rt =
+        Runtime::builder(&cfg).transport(transport.clone()).handler(handler).scheduler(sita).start().unwrap_or_else(
+            |e| {
+                eprintln!("sita: {e}");
+                std::process::exit(1)
+            },
+        );
     let n = 2_000u64;
     for id in 0..n {
         let (kind, service_ns) = if id % 50 == 0 { (LONG, 300_000) } else { (SHORT, 2_000) };

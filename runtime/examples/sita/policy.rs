@@ -8,7 +8,7 @@
 //! `feedback_start` are preempted when their quantum ends while work waits on their own worker,
 //! and resume at the back of that worker's inbox (processor sharing inside the long group).
 //!
-//! The same value schedules the real runtime (`Runtime::start_with_scheduler`, `main.rs`) and
+//! The same value schedules the real runtime (`Builder::scheduler`, `main.rs`) and
 //! the simulator (`synergy_sim::api_policy::ApiPolicy`; `sim/tests/sita.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};

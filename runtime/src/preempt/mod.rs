@@ -191,6 +191,13 @@ pub fn enable() {
     }
 }
 
+/// Whether an interrupt reached this worker while preemption was disabled and waits to be taken
+/// at the matching [`enable`] (false off a worker). Lets a test, or code that holds preemption
+/// off for long, see that the timer core asked.
+pub fn preemption_pending() -> bool {
+    local::on_worker() && local::current().pending()
+}
+
 /// Preemption is disabled while this guard lives.
 ///
 /// The guard stands for one level of *this OS thread's* disabled-preemption depth, so it is

@@ -82,7 +82,7 @@ pub unsafe fn feedback_start() {
 
 /// Ends the long section and its preemptible region: disarms the timer; the rest of the request
 /// runs unpreempted, on this OS thread (unless the whole handler was declared migratable with
-/// [`Runtime::start_migratable`](crate::Runtime::start_migratable)).
+/// [`Builder::migratable_handler`](crate::Builder::migratable_handler)).
 pub fn feedback_finished() {
     if !local::on_worker() {
         return;

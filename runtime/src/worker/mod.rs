@@ -83,7 +83,7 @@ pub struct Shared {
     pub factor_bits: AtomicU64,
     pub transport: Arc<dyn Transport>,
     pub handler: Handler,
-    /// The application declared its whole handler a preemptible region (`Runtime::start_migratable`).
+    /// The application declared its whole handler a preemptible region (`Builder::migratable_handler`).
     pub handler_migratable: bool,
     pub preempter: Arc<dyn Preempter>,
     /// Compiler interrupts (`--preempt=ci` and the hybrids), or None.
@@ -96,7 +96,7 @@ pub struct Shared {
     /// Green threads in existence (bounded by `max_green_threads`).
     pub live_threads: AtomicUsize,
     /// The scheduling policy's decisions (`policy::api`): a built-in system (`--policy`) or the
-    /// application's own (`Runtime::start_with_scheduler`).
+    /// application's own (`Builder::scheduler`).
     pub scheduler: Arc<RuntimeScheduler>,
     /// The policy's central queues (`Scheduler::central_queues`; DARC: short, long).
     pub central: Box<[LockedFifo<Work>]>,

@@ -35,7 +35,7 @@ use std::sync::Once;
 static INSTALL: Once = Once::new();
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-/// Wraps the process's panic hook (once; called by `Runtime::start`) so that a panic on a worker
+/// Wraps the process's panic hook (once; called when a runtime starts) so that a panic on a worker
 /// disables preemption before the hook in force (the default one prints, allocates and locks
 /// stderr) runs, and locates std's panic-count updates for `refuse_while_panicking` (saying so
 /// on stderr if it cannot). Hooks set later with `std::panic::set_hook` replace this one: set them
@@ -79,7 +79,7 @@ pub fn release_holds(panicked: bool) {
             eprintln!(
                 "synergy: a handler panicked without the runtime's panic hook (replaced by a later \
                  std::panic::set_hook?): a panic inside a preemptible request can then abort the \
-                 process; set panic hooks before Runtime::start"
+                 process; set panic hooks before starting the runtime"
             )
         });
     }

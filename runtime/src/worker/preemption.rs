@@ -1,6 +1,6 @@
 //! The worker's side of a preemption: what the preemption entry's handler does on the
 //! interrupted green thread (park it and continue on a fresh one, or let it run to completion
-//! when that is impossible), registered with `preempt::decide::set_handler` by `Runtime::start`.
+//! when that is impossible), registered with `preempt::decide::set_handler` when a runtime starts (`Builder::start`).
 
 use super::switch::{park_current, rearm_if_timed};
 use super::{current, panic};

@@ -93,7 +93,7 @@ pub(super) fn serve(req: Request) {
         l.shared().busy.store(true, Ordering::Relaxed);
         if st.shared().scheduler.preemptible() == Preemptible::Every && t.region {
             // The baselines preempt any request that outlives its quantum (the handler was
-            // declared migratable: `Runtime::start` refuses them otherwise).
+            // declared migratable: `Builder::start` refuses them otherwise).
             t.timed = true;
             arm_timer(l, st);
         }

@@ -21,7 +21,11 @@ fn run_two(
     handler: impl Fn(Request) + Send + Sync + 'static,
 ) -> (Vec<Reply>, crate::stats::RunStats) {
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-    let rt = Runtime::start(&one_worker(max_green_threads), transport.clone(), handler).expect("runtime starts");
+    let rt = Runtime::builder(&one_worker(max_green_threads))
+        .transport(transport.clone())
+        .handler(handler)
+        .start()
+        .expect("runtime starts");
     transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
     transport.submit(0, Request { id: 1, ..Request::default() }).unwrap();
     let got = replies(&transport, 2);
@@ -126,16 +130,19 @@ fn an_interrupt_inside_refused_code_lets_the_request_run_on() {
         SPIN_STOP.store(false, Ordering::Release);
         let cfg = Config { preempt: PreemptMode::Signal, pin: false, worker_cores: None, ..Config::default() };
         let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-        let rt = Runtime::start(&cfg, transport.clone(), move |req: Request| {
-            if req.id == 0 {
-                // SAFETY: the spin touches no thread-local storage or lock.
-                unsafe { feedback_start() };
-                std::hint::black_box(spin());
-                feedback_finished();
-            }
-            send(Reply::to(&req)).unwrap();
-        })
-        .expect("runtime starts");
+        let rt = Runtime::builder(&cfg)
+            .transport(transport.clone())
+            .handler(move |req: Request| {
+                if req.id == 0 {
+                    // SAFETY: the spin touches no thread-local storage or lock.
+                    unsafe { feedback_start() };
+                    std::hint::black_box(spin());
+                    feedback_finished();
+                }
+                send(Reply::to(&req)).unwrap();
+            })
+            .start()
+            .expect("runtime starts");
         transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
         let t0 = Instant::now();
         let watchdog = Duration::from_secs(120);
@@ -188,16 +195,19 @@ fn every_request_gets_exactly_one_reply() {
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
     let second = Arc::new(std::sync::Mutex::new(None));
     let s = second.clone();
-    let rt = Runtime::start(&one_worker(8), transport.clone(), move |req: Request| match req.id {
-        0 => {
-            send(Reply::to(&req).with_value(7)).unwrap();
-            *s.lock().unwrap() = Some(send(Reply::to(&req).with_value(8)));
-            panic!("after replying, on purpose");
-        }
-        1 => {}
-        _ => send(Reply::to(&req)).unwrap(),
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&one_worker(8))
+        .transport(transport.clone())
+        .handler(move |req: Request| match req.id {
+            0 => {
+                send(Reply::to(&req).with_value(7)).unwrap();
+                *s.lock().unwrap() = Some(send(Reply::to(&req).with_value(8)));
+                panic!("after replying, on purpose");
+            }
+            1 => {}
+            _ => send(Reply::to(&req)).unwrap(),
+        })
+        .start()
+        .expect("runtime starts");
     for id in 0..3 {
         transport.submit(0, Request { id, ..Request::default() }).unwrap();
     }
@@ -228,14 +238,17 @@ fn a_panicking_request_never_parks_voluntarily() {
     let held = m.lock();
     let transport = Arc::new(ChannelTransport::new(1, 16, 16));
     let m2 = m.clone();
-    let rt = Runtime::start(&one_worker(8), transport.clone(), move |_req: Request| {
-        // SAFETY: the handler touches a synergy mutex and panics; nothing thread-local.
-        unsafe { feedback_start() };
-        let _d = LocksOnDrop(m2.clone());
-        // `resume_unwind` runs no panic hook, so the hook's hold does not cover the unwinding.
-        std::panic::resume_unwind(Box::new("unwinding through a contended lock, on purpose"));
-    })
-    .expect("runtime starts");
+    let rt = Runtime::builder(&one_worker(8))
+        .transport(transport.clone())
+        .handler(move |_req: Request| {
+            // SAFETY: the handler touches a synergy mutex and panics; nothing thread-local.
+            unsafe { feedback_start() };
+            let _d = LocksOnDrop(m2.clone());
+            // `resume_unwind` runs no panic hook, so the hook's hold does not cover the unwinding.
+            std::panic::resume_unwind(Box::new("unwinding through a contended lock, on purpose"));
+        })
+        .start()
+        .expect("runtime starts");
     transport.submit(0, Request { id: 0, ..Request::default() }).unwrap();
     let t0 = Instant::now();
     while m.contention_count() == 0 {
@@ -250,4 +263,15 @@ fn a_panicking_request_never_parks_voluntarily() {
     assert_eq!(got[0].status, STATUS_HANDLER_PANICKED);
     assert_eq!(*m.lock(), 1, "the drop ran once");
     assert_eq!((yields_while_held, stats.total.yields), (0, 0), "the unwinding request yielded: {:?}", stats.total);
+}
+
+/// The builder names what it was not given, instead of starting a runtime that cannot serve.
+#[test]
+fn a_builder_missing_a_transport_or_a_handler_says_which() {
+    let cfg = one_worker(4);
+    let e = Runtime::builder(&cfg).handler(|_: Request| {}).start().err().expect("no transport");
+    assert!(matches!(e, crate::StartError::Incomplete(w) if w.contains("transport")), "{e}");
+    let t = Arc::new(ChannelTransport::new(1, 4, 4));
+    let e = Runtime::builder(&cfg).transport(t).start().err().expect("no handler");
+    assert!(e.to_string().contains("without a handler"), "{e}");
 }
