@@ -6,6 +6,7 @@ mod choices;
 mod cli;
 mod config_file;
 mod demo;
+mod logging;
 mod net_commands;
 mod sweep;
 mod validate;
@@ -794,6 +795,7 @@ fn demo(args: DemoArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    logging::init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Demo(DemoArgs::parse_default())) {
         Command::Demo(args) => demo(args),

@@ -407,8 +407,8 @@ fn spawn_loadgen_thread<T: Send + 'static>(
         .spawn(move || {
             if let Some(c) = cpu {
                 if let Err(e) = synergy::cpu::pin_current_thread(c) {
-                    eprintln!(
-                        "synergy loadgen: cannot pin the {} thread to CPU {c}: {e}",
+                    log::warn!(
+                        "loadgen: cannot pin the {} thread to CPU {c}: {e}",
                         std::thread::current().name().unwrap_or("?")
                     );
                 }

@@ -57,7 +57,7 @@ pub fn run_dispatcher(
 ) {
     if let Some(cpu) = params.cpu {
         if let Err(e) = crate::cpu::pin_current_thread(cpu) {
-            eprintln!("synergy: dispatcher {}: cannot pin to CPU {cpu}: {e}; running unpinned", params.index);
+            log::warn!("dispatcher {}: cannot pin to CPU {cpu}: {e}; running unpinned", params.index);
         }
     }
     let policy = shared.shinjuku.clone().expect("dispatchers run only under policy shinjuku");
@@ -145,7 +145,7 @@ impl Dispatcher<'_> {
             self.free[i] = false;
             if self.worker(i).mailbox.push(work).is_err() {
                 // The worker took its last unit before asking again, so its mailbox is empty.
-                eprintln!("synergy: dispatcher found worker {}'s mailbox full", self.first + i);
+                log::error!("dispatcher found worker {}'s mailbox full", self.first + i);
                 std::process::abort();
             }
         }

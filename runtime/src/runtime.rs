@@ -402,7 +402,7 @@ impl Runtime {
     fn join_workers(&mut self) {
         for h in self.workers.drain(..) {
             if h.join().is_err() {
-                eprintln!("synergy: a worker thread panicked");
+                log::error!("a worker thread panicked");
             }
         }
     }

@@ -31,7 +31,7 @@ pub fn run_timer_core(
 ) {
     if let Some(cpu) = params.cpu {
         if let Err(e) = crate::cpu::pin_current_thread(cpu) {
-            eprintln!("synergy: timer core: cannot pin to CPU {cpu}: {e}; running unpinned");
+            log::warn!("timer core: cannot pin to CPU {cpu}: {e}; running unpinned");
         }
     }
     let wq = &shared.wait_queue;
@@ -50,7 +50,7 @@ pub fn run_timer_core(
     // `--idle park` over a transport with arrival descriptors: sleep while every worker is parked.
     let mut sleep = shared.timer_wake.as_ref().and_then(|wake| {
         TimerSleep::new(wake, &shared.transport.arrival_fds())
-            .map_err(|e| eprintln!("synergy: timer core: no epoll set ({e}); it polls while workers park"))
+            .map_err(|e| log::warn!("timer core: no epoll set ({e}); it polls while workers park"))
             .ok()
     });
     let mut loop_periods = LoopPeriods::new(clock::now_ns());

@@ -64,7 +64,7 @@ impl AltStack {
         // handler runs on it now (we are in the worker's main context).
         if unsafe { libc::sigaltstack(&previous, std::ptr::null_mut()) } != 0 {
             // The kernel still points at our stack: keep it mapped rather than leave a dangling one.
-            eprintln!("synergy: cannot restore the worker's signal stack: {}", io::Error::last_os_error());
+            log::error!("cannot restore the worker's signal stack: {}", io::Error::last_os_error());
             std::mem::forget(alt.stack);
         }
     }

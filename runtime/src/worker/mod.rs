@@ -161,7 +161,7 @@ impl Shared {
         let timer_wake = sleeps
             .then(|| {
                 crate::timer_sleep::SleepWake::new()
-                    .map_err(|e| eprintln!("synergy: no eventfd ({e}): the timer core polls while workers park"))
+                    .map_err(|e| log::warn!("no eventfd ({e}): the timer core polls while workers park"))
                     .ok()
             })
             .flatten();

@@ -37,14 +37,14 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Wraps the process's panic hook (once; called when a runtime starts) so that a panic on a worker
 /// disables preemption before the hook in force (the default one prints, allocates and locks
-/// stderr) runs, and locates std's panic-count updates for `refuse_while_panicking` (saying so
-/// on stderr if it cannot). Hooks set later with `std::panic::set_hook` replace this one: set them
+/// stderr) runs, and locates std's panic-count updates for `refuse_while_panicking` (logging a
+/// warning if it cannot). Hooks set later with `std::panic::set_hook` replace this one: set them
 /// before starting a runtime.
 pub fn install_hook() {
     INSTALL.call_once(|| {
         if let Err(why) = std_panic_code::install() {
-            eprintln!(
-                "synergy: cannot locate std's panic-count code ({why}): a handler panic inside a \
+            log::warn!(
+                "cannot locate std's panic-count code ({why}): a handler panic inside a \
                  preemptible request can then abort the process (\"thread panicked while processing \
                  panic\"); keep the executable's symbol table (no `strip`) and std out of LTO"
             );
@@ -76,8 +76,8 @@ pub fn release_holds(panicked: bool) {
     let holds = local::current().panic_holds.swap(0, Ordering::Relaxed);
     if panicked && holds == 0 && !WARNED.swap(true, Ordering::Relaxed) {
         crate::preempt::without_preemption(|| {
-            eprintln!(
-                "synergy: a handler panicked without the runtime's panic hook (replaced by a later \
+            log::warn!(
+                "a handler panicked without the runtime's panic hook (replaced by a later \
                  std::panic::set_hook?): a panic inside a preemptible request can then abort the \
                  process; set panic hooks before starting the runtime"
             )

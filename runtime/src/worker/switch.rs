@@ -66,7 +66,7 @@ pub(super) fn after_switch() {
             // green-thread budget and each thread is in it at most once, so there is always room: `Ring::push` fails only when really full (it
             // waits out a consumer that claimed the oldest slot but has not released it yet).
             if queues::requeue(st.shared(), st.id, kind, ThreadPtr(t)).is_err() {
-                eprintln!("synergy: wait queue overflow (capacity below the green-thread budget)");
+                log::error!("wait queue overflow (capacity below the green-thread budget)");
                 std::process::abort();
             }
         }
