@@ -89,10 +89,13 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
             replies.extend(transport.take_replies());
             replies.len() as u64 == rounds * round_len
         });
-        if rt.stats().total.preemptions > 0 {
+        // Until a SCAN was parked and the runtime preempted (issue 38, A5: the loop and the
+        // assertion afterwards used to check the same counter).
+        let scan_parked = replies.iter().any(|r| r.kind == LEVELDB_SCAN && r.preemptions > 0);
+        if scan_parked && rt.stats().total.preemptions > 0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(300), "no SCAN preempted in 300 s (starved timer core?)");
+        assert!(t0.elapsed() < Duration::from_secs(600), "watchdog: no SCAN preempted in 600 s");
     }
     transport.close();
     let stats = rt.shutdown();
@@ -120,7 +123,6 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
         parked_scans,
         reads
     );
-    assert!(stats.total.preemptions > 0, "SCANs were preempted: {stats:?}");
     let parked_gets = replies.iter().filter(|r| r.kind == LEVELDB_GET && r.preemptions > 0).count() as u64;
     assert!(
         parked_gets <= stats.total.yields,

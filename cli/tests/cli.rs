@@ -498,8 +498,9 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     assert!(!installed.is_empty(), "libleveldb-dev is installed: {dpkg:?}");
     assert_eq!(t["leveldb_version"], installed.as_str());
     assert_eq!(t["entries"], 1000);
-    let (get, scan) = (t["get"]["mean_ns"].as_f64().unwrap(), t["scan"]["mean_ns"].as_f64().unwrap());
-    assert!(get > 0.0 && scan > get, "GET {get} ns, SCAN {scan} ns");
+    // Medians, not means: one deschedule among the GETs moves their mean (issue 38, C19).
+    let (get, scan) = (t["get"]["p50_ns"].as_f64().unwrap(), t["scan"]["p50_ns"].as_f64().unwrap());
+    assert!(get > 0.0 && scan > get, "median GET {get} ns, SCAN {scan} ns");
     let p = &v["points"][0];
     assert_eq!(p["answered"], p["sent"], "{p}");
     assert_eq!(

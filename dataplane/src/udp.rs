@@ -382,12 +382,19 @@ mod tests {
             clock::now_ns() - out[0].arrival_ns
         };
         // The kernel turns receive timestamps on in a work item after the first socket asks for
-        // them (net_enable_timestamp); until then it stamps at recvmsg. A first exchange gives it
-        // time.
-        exchange(std::time::Duration::from_millis(20));
-        let waited = exchange(std::time::Duration::from_millis(20));
-        assert!(waited >= 20_000_000, "arrival {waited} ns ago: the socket-buffer time is missing");
-        assert!(waited < 10_000_000_000, "{waited}");
+        // them (net_enable_timestamp); until then it stamps at recvmsg. So exchanges repeat until
+        // one shows the socket-buffer time (issue 38, D1: one warm-up exchange used to stand in
+        // for "the work item ran"); stamps taken at recvmsg never do, and fail after 50.
+        let mut seen = Vec::new();
+        for _ in 0..50 {
+            let waited = exchange(std::time::Duration::from_millis(20));
+            assert!(waited < 10_000_000_000, "{waited}");
+            if waited >= 20_000_000 {
+                return;
+            }
+            seen.push(waited);
+        }
+        panic!("in 50 exchanges no arrival stamp included the 20 ms in the socket buffer: {seen:?}");
     }
 
     /// A kernel timestamp converts to no earlier than the runtime clock read just before it was
@@ -553,7 +560,11 @@ mod tests {
         }
         let dropped = t.steering_state().unwrap().dropped();
         assert_eq!(passed as u64 + dropped, SENT as u64, "every datagram passed or was counted as dropped");
-        assert!(dropped > 0 && passed > BURST as usize, "{passed} passed, {dropped} dropped");
+        // Drops are asserted only where the replay of the send times predicts them: a slow sender
+        // (a busy machine) stays within the rate and rightly loses nothing (issue 38, C20).
+        if predicted + uncertain + 1 < SENT {
+            assert!(dropped > 0, "the replay predicts drops: {passed} passed, {dropped} dropped");
+        }
         // Each uncertain datagram can shift the count by one, and the last one in flight by one.
         assert!(
             passed.abs_diff(predicted) <= 1 + uncertain,

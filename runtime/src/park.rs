@@ -57,19 +57,24 @@ mod tests {
         assert_eq!(w.load(Ordering::SeqCst), 1);
     }
 
+    /// A lost wake-up fails the test after a minute instead of hanging the run (issue 38, A13:
+    /// the join had no timeout and nothing was asserted).
     #[test]
     fn a_sleeper_is_woken() {
         let w = Arc::new(AtomicU32::new(0));
-        let sleeper = {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        {
             let w = w.clone();
             std::thread::spawn(move || {
                 while w.load(Ordering::SeqCst) == 0 {
                     wait(&w, 0);
                 }
-            })
-        };
+                done_tx.send(w.load(Ordering::SeqCst)).unwrap();
+            });
+        }
         wake(&w);
-        sleeper.join().unwrap();
+        let seen = done.recv_timeout(std::time::Duration::from_secs(60)).expect("the sleeper was woken within 60 s");
+        assert_eq!(seen, 1, "the sleeper saw the waker's value");
     }
 
     #[test]

@@ -127,7 +127,8 @@ fn a_worker_withdraws_surplus_credits_before_it_parks_and_the_pool_gets_them_bac
     t.close();
     let s = rt.shutdown();
     let c = s.overload.unwrap().coupling.unwrap();
-    assert!(c.withdrawals > 0 && c.withdrawn > 0.0, "{c:?}");
+    // (The loop above ran until a withdrawal was held, so `withdrawals > 0` is not re-asserted:
+    // issue 38, A6.)
     assert!(
         (c.withdrawn - (c.returned + c.forgotten + c.held)).abs() < 1e-6,
         "every credit withdrawn is given back, forgotten or still held: {c:?}"
