@@ -212,7 +212,7 @@ pub fn run(
                 ci_unanswered: stats.timer.ci_unanswered,
                 kernel_drops: sockets.iter().map(|c| c.kernel_drops).sum(),
                 runtime: RuntimeDiagnostics::of(&stats),
-                result: result?,
+                result: result.map_err(|e| e.to_string())?,
             };
             progress(points.len() + 1, total, &point);
             points.push(point);

@@ -250,29 +250,52 @@ impl Shared {
     }
 }
 
-fn connect_flows(target: SocketAddrV4, flows: u32) -> Result<Vec<Flow>, String> {
+/// Why the load generator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("the offered load must be a positive number of requests/s, got {0}")]
+    Rate(f64),
+    #[error("the step load's second rate must be 0 or more requests/s, got {0}")]
+    StepRate(f64),
+    #[error("the step load's steps must last at least 1 ms, got {0:?}")]
+    StepLength(Duration),
+    #[error("--flows must be between 1 and 4096, got {0}")]
+    Flows(u32),
+    #[error("empty workload")]
+    EmptyWorkload,
+    #[error("loadgen socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("the load generator's CPU {0} is not available to this process")]
+    CpuUnavailable(usize),
+    #[error("cannot start the {role} thread: {source}")]
+    Spawn { role: &'static str, source: std::io::Error },
+    #[error("the {0} thread panicked")]
+    ThreadPanicked(&'static str),
+}
+
+fn connect_flows(target: SocketAddrV4, flows: u32) -> Result<Vec<Flow>, LoadgenError> {
     let any = SocketAddrV4::new(if target.ip().is_loopback() { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED }, 0);
-    (0..flows).map(|_| bind_udp(any, false).map(|fd| Flow { fd }).map_err(|e| format!("loadgen socket: {e}"))).collect()
+    (0..flows).map(|_| bind_udp(any, false).map(|fd| Flow { fd }).map_err(LoadgenError::Socket)).collect()
 }
 
 /// Runs one load level against a server at `p.target`.
-pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
+pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, LoadgenError> {
     if !(p.rps > 0.0 && p.rps.is_finite()) {
-        return Err(format!("the offered load must be a positive number of requests/s, got {}", p.rps));
+        return Err(LoadgenError::Rate(p.rps));
     }
     if let Some(step) = p.step {
         if !(step.rps >= 0.0 && step.rps.is_finite()) {
-            return Err(format!("the step load's second rate must be 0 or more requests/s, got {}", step.rps));
+            return Err(LoadgenError::StepRate(step.rps));
         }
         if step.every < Duration::from_millis(1) {
-            return Err(format!("the step load's steps must last at least 1 ms, got {:?}", step.every));
+            return Err(LoadgenError::StepLength(step.every));
         }
     }
     if p.flows == 0 || p.flows > 4096 {
-        return Err(format!("--flows must be between 1 and 4096, got {}", p.flows));
+        return Err(LoadgenError::Flows(p.flows));
     }
     if p.workload.types.is_empty() {
-        return Err("empty workload".into());
+        return Err(LoadgenError::EmptyWorkload);
     }
     clock::init();
     let flows = connect_flows(p.target, p.flows)?;
@@ -318,10 +341,10 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, String> {
         let shared = shared.clone();
         spawn_loadgen_thread("send", realtime, p.cpu, move || send_schedule(&shared))?
     };
-    let (send_errors, max_lag) = sender.join().map_err(|_| "the send thread panicked".to_string())?;
+    let (send_errors, max_lag) = sender.join().map_err(|_| LoadgenError::ThreadPanicked("send"))?;
     shared.schedule_over.store(true, Ordering::Release);
     sending_done.store(true, Ordering::Release);
-    let mut rx = receiver.join().map_err(|_| "the receive thread panicked".to_string())?;
+    let mut rx = receiver.join().map_err(|_| LoadgenError::ThreadPanicked("receive"))?;
     let end = clock::now_ns().min(start + total_ns + p.grace.as_nanos() as u64);
     let count_state = |v: u64| shared.state.iter().filter(|s| s.load(Ordering::Acquire) == v).count() as u64;
     let (sent, answered) = (count_state(SENT) + count_state(ANSWERED), count_state(ANSWERED));
@@ -392,14 +415,14 @@ fn send_schedule(shared: &Shared) -> (u64, u64) {
 
 /// Starts a load-generator thread (`loadgen-<role>`), SCHED_FIFO if `realtime`, on `cpu` if given.
 fn spawn_loadgen_thread<T: Send + 'static>(
-    role: &str,
+    role: &'static str,
     realtime: bool,
     cpu: Option<usize>,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<std::thread::JoinHandle<T>, String> {
+) -> Result<std::thread::JoinHandle<T>, LoadgenError> {
     if let Some(c) = cpu {
         if !synergy::cpu::allowed_cpus().contains(&c) {
-            return Err(format!("the load generator's CPU {c} is not available to this process"));
+            return Err(LoadgenError::CpuUnavailable(c));
         }
     }
     std::thread::Builder::new()
@@ -418,7 +441,7 @@ fn spawn_loadgen_thread<T: Send + 'static>(
             }
             f()
         })
-        .map_err(|e| format!("cannot start the {role} thread: {e}"))
+        .map_err(|source| LoadgenError::Spawn { role, source })
 }
 
 /// Whether this process may use SCHED_FIFO (tried on a short-lived thread, so the caller's own

@@ -39,7 +39,7 @@ mod dispatcher;
 pub mod green;
 mod local;
 pub mod overload;
-pub mod park;
+pub(crate) mod park;
 pub mod preempt;
 pub mod queue;
 pub mod request;
@@ -49,7 +49,7 @@ pub mod sync;
 mod timer_core;
 #[doc(hidden)]
 pub mod timer_scan;
-pub mod timer_sleep;
+pub(crate) mod timer_sleep;
 pub mod transport;
 mod worker;
 

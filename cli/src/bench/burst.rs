@@ -98,7 +98,7 @@ pub fn run(base: &Config, placement: &Placement, p: &BurstParams) -> Result<Burs
         };
         let result = loadgen::run(&lp);
         let (stats, _) = server.shutdown();
-        let result = result?;
+        let result = result.map_err(|e| e.to_string())?;
         // Steps that began before the measurement started hold warm-up arrivals only in part.
         let measured = |high: bool| {
             result

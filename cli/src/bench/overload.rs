@@ -94,7 +94,7 @@ pub fn run(base: &Config, placement: &Placement, p: &OverloadParams) -> Result<O
             };
             let result = loadgen::run(&lp);
             let (stats, sockets) = server.shutdown();
-            let result = result?;
+            let result = result.map_err(|e| e.to_string())?;
             let first = *first_goodput.get_or_insert(result.goodput_rps);
             let o = stats.overload.unwrap_or_default();
             let point = OverloadPoint {

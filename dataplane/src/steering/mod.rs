@@ -53,15 +53,32 @@ pub struct TokenBucket {
     pub burst: u32,
 }
 
+/// Why a steering policy could not be made from its name and options.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SteeringError {
+    #[error("--steer {0} needs at least one long request kind")]
+    NoLongKinds(&'static str),
+    #[error("--steer {0} takes at most 64 long request kinds")]
+    TooManyLongKinds(&'static str),
+    #[error("--steer tokens needs --tenant-rate (datagrams per second per flow)")]
+    NoTenantRate,
+    #[error("--tenant-rate must be at least 1 per second")]
+    ZeroTenantRate,
+    #[error("--tenant-burst must be at least 1")]
+    ZeroTenantBurst,
+    #[error("unknown steering {0:?}: expected hash, random, sita, scan-avoid or tokens")]
+    Unknown(String),
+}
+
 impl Steering {
     /// The policy spelled `name` (`hash`, `random`, `sita`, `scan-avoid`, `tokens`); `sita` and
     /// `scan-avoid` separate `long_kinds`; `tokens` needs `bucket`.
-    pub fn named(name: &str, long_kinds: &[u32], bucket: Option<TokenBucket>) -> Result<Steering, String> {
-        let kinds = |policy: &str| {
+    pub fn named(name: &str, long_kinds: &[u32], bucket: Option<TokenBucket>) -> Result<Steering, SteeringError> {
+        let kinds = |policy: &'static str| {
             if long_kinds.is_empty() {
-                Err(format!("--steer {policy} needs at least one long request kind"))
+                Err(SteeringError::NoLongKinds(policy))
             } else if long_kinds.len() > 64 {
-                Err(format!("--steer {policy} takes at most 64 long request kinds"))
+                Err(SteeringError::TooManyLongKinds(policy))
             } else {
                 Ok(long_kinds.to_vec())
             }
@@ -72,12 +89,12 @@ impl Steering {
             "sita" => Ok(Steering::Sita { long_kinds: kinds("sita")? }),
             "scan-avoid" => Ok(Steering::ScanAvoid { long_kinds: kinds("scan-avoid")? }),
             "tokens" => match bucket {
-                None => Err("--steer tokens needs --tenant-rate (datagrams per second per flow)".into()),
-                Some(TokenBucket { rate_per_s: 0, .. }) => Err("--tenant-rate must be at least 1 per second".into()),
-                Some(TokenBucket { burst: 0, .. }) => Err("--tenant-burst must be at least 1".into()),
+                None => Err(SteeringError::NoTenantRate),
+                Some(TokenBucket { rate_per_s: 0, .. }) => Err(SteeringError::ZeroTenantRate),
+                Some(TokenBucket { burst: 0, .. }) => Err(SteeringError::ZeroTenantBurst),
                 Some(b) => Ok(Steering::TenantTokens { rate_per_s: b.rate_per_s, burst: b.burst }),
             },
-            other => Err(format!("unknown steering {other:?}: expected hash, random, sita, scan-avoid or tokens")),
+            other => Err(SteeringError::Unknown(other.into())),
         }
     }
 
@@ -164,12 +181,15 @@ mod tests {
         assert_eq!(Steering::named("sita", &[1], None).unwrap(), Steering::Sita { long_kinds: vec![1] });
         assert_eq!(Steering::named("scan-avoid", &[2], None).unwrap(), Steering::ScanAvoid { long_kinds: vec![2] });
         assert_eq!(Steering::named("tokens", &[], b).unwrap(), Steering::TenantTokens { rate_per_s: 1000, burst: 10 });
-        assert!(Steering::named("sita", &[], None).unwrap_err().contains("long request kind"));
-        assert!(Steering::named("scan-avoid", &[], None).unwrap_err().contains("long request kind"));
-        assert!(Steering::named("tokens", &[], None).unwrap_err().contains("--tenant-rate"));
+        assert!(Steering::named("sita", &[], None).unwrap_err().to_string().contains("long request kind"));
+        assert!(Steering::named("scan-avoid", &[], None).unwrap_err().to_string().contains("long request kind"));
+        assert!(Steering::named("tokens", &[], None).unwrap_err().to_string().contains("--tenant-rate"));
         let zero = Some(TokenBucket { rate_per_s: 0, burst: 1 });
-        assert!(Steering::named("tokens", &[], zero).unwrap_err().contains("at least 1 per second"));
-        assert!(Steering::named("rr", &[], None).unwrap_err().contains("hash, random, sita, scan-avoid or tokens"));
+        assert!(Steering::named("tokens", &[], zero).unwrap_err().to_string().contains("at least 1 per second"));
+        assert!(Steering::named("rr", &[], None)
+            .unwrap_err()
+            .to_string()
+            .contains("hash, random, sita, scan-avoid or tokens"));
     }
 
     #[test]
