@@ -364,7 +364,7 @@ impl Runtime {
 
     /// Whether worker `id` is parked (`--idle park`) right now.
     pub fn worker_parked(&self, id: usize) -> bool {
-        self.shared.workers[id].parked.load(Ordering::Acquire)
+        self.shared.workers[id].park.is_parked()
     }
 
     pub fn workers(&self) -> usize {

@@ -5,7 +5,6 @@
 use super::{current, queues, Shared, SharedLoad, WorkerShared};
 use crate::clock;
 use crate::coresync::Verdict;
-use crate::park;
 use crate::policy::idle::{Grants, WorkerView};
 use crate::stats::TimerStats;
 use std::sync::atomic::Ordering;
@@ -20,8 +19,8 @@ pub(super) fn park() {
         (st.id, st.shared())
     };
     let coupling = shared.coupling();
-    let seen = ws.wake_seq.load(Ordering::SeqCst);
-    ws.parked.store(true, Ordering::SeqCst);
+    // The handshake and why it loses no wake-up: `park::ParkGate`.
+    let seen = ws.park.announce();
     // Counted parked now: another worker may take the parking turn.
     if let Some(c) = coupling {
         c.parked(id);
@@ -29,7 +28,7 @@ pub(super) fn park() {
     // After announcing: whatever arrives from now on, the timer core sees with `parked` set.
     if stopping(shared) || queues::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
         // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
-        ws.parked.store(false, Ordering::SeqCst);
+        ws.park.retract();
         // It may have taken the arrival that would have woken a sleeping timer core.
         if let Some(w) = &shared.timer_wake {
             w.worker_unparked();
@@ -41,9 +40,7 @@ pub(super) fn park() {
     }
     ws.stats.parks.fetch_add(1, Ordering::Relaxed);
     let t0 = clock::now_ns();
-    while ws.wake_seq.load(Ordering::SeqCst) == seen {
-        park::wait(&ws.wake_seq, seen);
-    }
+    ws.park.wait(seen);
     let t1 = clock::now_ns();
     if let Some(c) = coupling {
         c.woken(id);
@@ -64,7 +61,7 @@ pub(super) fn may_park() -> bool {
         (st.id, st.shared())
     };
     let Some(c) = shared.coupling() else { return true };
-    let allocated = shared.workers.iter().filter(|w| !w.parked.load(Ordering::Relaxed)).count();
+    let allocated = shared.workers.iter().filter(|w| !w.park.is_parked()).count();
     c.gate(id, allocated) == Verdict::Park
 }
 
@@ -89,12 +86,13 @@ fn stopping(shared: &Shared) -> bool {
 
 /// Wakes `w` if it is parked; true if this call did (one wake-up per park).
 pub(crate) fn wake(w: &WorkerShared) -> bool {
-    if !w.parked.swap(false, Ordering::SeqCst) {
+    // Stamped before the wake so the woken worker reads it; a stamp for a worker that was not
+    // parked is overwritten by the next real wake-up before anyone reads it.
+    if !w.park.is_parked() {
         return false;
     }
     w.wake_sent_ns.store(clock::now_ns(), Ordering::Release);
-    park::wake(&w.wake_seq);
-    true
+    w.park.wake()
 }
 
 /// Wakes every parked worker: the timer core once a shutdown's transport is finished, and an
@@ -108,7 +106,7 @@ pub fn wake_parked(shared: &Shared) {
 /// Whether the timer core may sleep (`timer_sleep`): every worker parked and nothing queued in
 /// the runtime that a worker would take, so that only an arrival can create work.
 pub fn all_parked_and_nothing_queued(shared: &Shared) -> bool {
-    shared.workers.iter().all(|w| w.parked.load(Ordering::SeqCst) && w.rx.is_empty() && w.own.is_empty())
+    shared.workers.iter().all(|w| w.park.is_parked() && w.rx.is_empty() && w.own.is_empty())
         && shared.wait_queue.is_empty()
         && shared.central.iter().all(|c| c.is_empty())
 }
@@ -148,7 +146,7 @@ impl CoreGrants {
             return;
         }
         for (v, w) in self.views.iter_mut().zip(shared.workers.iter()) {
-            v.parked = w.parked.load(Ordering::SeqCst);
+            v.parked = w.park.is_parked();
             // The transport is asked only for parked workers (a running worker polls its own).
             v.waiting = if v.parked { queues::work_waiting(shared, w.id) } else { !w.rx.is_empty() };
             v.shareable = shared.scheduler.others_may_take(w.id, &SharedLoad(shared));

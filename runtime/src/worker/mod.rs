@@ -45,7 +45,7 @@ use crate::stats::WorkerStats;
 use crate::transport::Transport;
 use std::cell::UnsafeCell;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Requests taken from the transport per poll: the first runs at once, the rest go to the ring.
@@ -236,10 +236,9 @@ pub struct WorkerShared {
     /// of work ended: completed, preempted or yielded). The dispatcher counts what it sent; the
     /// worker is free while it asked more often than it was sent work.
     pub asks: AtomicU64,
-    /// Asleep in the kernel (`--idle park`) until a waker clears this and bumps `wake_seq`
-    /// (`park.rs` has the protocol).
-    pub parked: AtomicBool,
-    pub wake_seq: AtomicU32,
+    /// Asleep in the kernel (`--idle park`) until a waker wakes it (`park::ParkGate` has the
+    /// protocol and why no wake-up is lost).
+    pub park: crate::park::ParkGate,
     /// When the last waker decided to wake this worker (runtime clock ns), for the wake-up
     /// latency.
     pub wake_sent_ns: AtomicU64,
@@ -261,8 +260,7 @@ impl WorkerShared {
             busy: AtomicBool::new(false),
             mailbox: Ring::with_capacity(1),
             asks: AtomicU64::new(0),
-            parked: AtomicBool::new(false),
-            wake_seq: AtomicU32::new(0),
+            park: crate::park::ParkGate::default(),
             wake_sent_ns: AtomicU64::new(0),
         }
     }
