@@ -216,10 +216,23 @@ fn bench_burst_serves_a_step_load_spinning_parking_and_coupled() {
 #[test]
 fn bench_ctx_reports_both_switches_and_the_ratio() {
     let _serial = common::serial();
-    let o = synergy(&["bench", "ctx", "--rounds", "3", "--round-trips", "20000"]);
+    let json = std::env::temp_dir().join(format!("synergy-ctx-{}.json", std::process::id()));
+    let o = synergy(&["bench", "ctx", "--rounds", "3", "--round-trips", "20000", "--json", json.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(out.contains("synergy") && out.contains("corosensei") && out.contains("ratio"), "{out}");
+    // The two costs and their ratio, parsed (issue 38, A18: only three words were checked).
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let (ours, theirs, ratio) = (
+        v["synergy_ns_per_switch"].as_f64().unwrap(),
+        v["corosensei_ns_per_switch"].as_f64().unwrap(),
+        v["ratio"].as_f64().unwrap(),
+    );
+    assert!(ours > 0.0 && theirs > 0.0, "{v}");
+    assert!((ratio - ours / theirs).abs() < 1e-9, "the ratio is the quotient: {v}");
+    for line in [format!("synergy     {ours:>7.2} ns/switch"), format!("ratio       {ratio:>7.3}×")] {
+        assert!(out.contains(&line), "stdout shows {line:?}: {out}");
+    }
 }
 
 /// The interrupt microbenchmark's plumbing, not its speed: with two paths in one run (the mode
@@ -268,27 +281,30 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
             assert!(m["ratio_to_baseline_p50"].is_null(), "{m}");
         } else {
             assert_eq!(m["method"], paths[i]);
-            assert!(m["ratio_to_baseline_p50"].as_f64().unwrap() > 0.0, "{m}");
             assert!(out.contains(&format!("synergy {} path / bare tgkill+sigreturn", paths[i])), "{out}");
         }
         let p = &m["phases"];
         let runs = if is_baseline { 3001 * paths.len() } else { 3001 };
         assert_eq!(p["runs"], runs, "every interrupt measured once: {m}");
         assert_eq!(p["rejected"], 0, "no sample with out-of-order stamps: {m}");
-        let pct = |phase: &str, q: &str| p[phase][q].as_f64().unwrap();
+        // (Percentile order within one sorted sample, and total >= receive/return per sample,
+        // hold by construction: unit-tested in bench/phases.rs, not re-asserted here; issue 38,
+        // A8/A9.) Every phase of every accepted sample was measured.
         for phase in ["send", "propagation", "receive", "return", "total"] {
-            assert!(pct(phase, "p50_ns") <= pct(phase, "p999_ns"), "{phase}: p50 <= p99.9: {m}");
+            assert!(p[phase]["p50_ns"].as_f64().is_some(), "{phase} summarized: {m}");
         }
-        // Per sample, total (rt3 - rt0, the receiver's whole interruption) contains receive
-        // (rt1 - rt0) and return (rt3 - rt2): the accepted stamps are ordered rt0 <= rt1 <= rt2
-        // <= rt3. So its percentiles are at least theirs.
-        for phase in ["receive", "return"] {
-            for q in ["p50_ns", "p999_ns"] {
-                assert!(pct("total", q) >= pct(phase, q), "total contains {phase} ({q}): {m}");
-            }
-        }
-        // Propagation (st2 - st0) contains the send's start, receive ends at the same stamp.
-        assert!(p["propagation"]["p50_ns"].as_f64().unwrap() > 0.0);
+    }
+    // With one path its baseline is the baseline row, so the reported ratio must be the quotient
+    // of the two p50s in this very file (issue 38, B6: it was only checked to be positive).
+    if paths.len() == 1 {
+        let p50 = |i: usize| methods[i]["phases"]["total"]["p50_ns"].as_f64().unwrap();
+        let ratio = methods[0]["ratio_to_baseline_p50"].as_f64().unwrap();
+        assert!(
+            (ratio - p50(0) / p50(1)).abs() < 1e-9 * ratio.abs().max(1.0),
+            "ratio {ratio} vs {} / {}",
+            p50(0),
+            p50(1)
+        );
     }
     assert_eq!(v["reference"].as_array().unwrap().len(), 3);
     let csv = std::fs::read_to_string(&csv).unwrap();
@@ -398,8 +414,7 @@ fn check_sweep_svg(svg: &str, v: &serde_json::Value) {
     }
 }
 
-/// The reported percentiles are consistent with what they summarize: per class ordered
-/// (p50 <= p99 <= p99.9), the classes' counts add up to the answered requests, and the overall
+/// The reported percentiles are consistent with what they summarize: the classes' counts add up to the answered requests, and the overall
 /// p99.9 latency lies within the classes' range (a mixture's quantile cannot leave it; 1%
 /// allowance for the histograms' bucket rounding).
 fn check_sweep_percentiles(v: &serde_json::Value) {
@@ -410,7 +425,8 @@ fn check_sweep_percentiles(v: &serde_json::Value) {
         let q = |c: &serde_json::Value, name: &str| c[name].as_u64().unwrap();
         let mut counted = 0;
         for c in classes {
-            assert!(q(c, "p50_ns") <= q(c, "p99_ns") && q(c, "p99_ns") <= q(c, "p999_ns"), "ordered: {c}");
+            // (p50 <= p99 <= p99.9 of one histogram holds by construction: not re-asserted;
+            // check_sweep_against_samples compares them with the raw samples.)
             counted += q(c, "count");
         }
         assert_eq!(counted, answered, "the classes' counts add up to the answered requests: {p}");
@@ -499,8 +515,9 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
     assert_eq!(t["leveldb_version"], installed.as_str());
     assert_eq!(t["entries"], 1000);
     // Medians, not means: one deschedule among the GETs moves their mean (issue 38, C19).
-    let (get, scan) = (t["get"]["p50_ns"].as_f64().unwrap(), t["scan"]["p50_ns"].as_f64().unwrap());
-    assert!(get > 0.0 && scan > get, "median GET {get} ns, SCAN {scan} ns");
+    let (get_p50, scan_p50) = (t["get"]["p50_ns"].as_f64().unwrap(), t["scan"]["p50_ns"].as_f64().unwrap());
+    assert!(get_p50 > 0.0 && scan_p50 > get_p50, "median GET {get_p50} ns, SCAN {scan_p50} ns");
+    let get = t["get"]["mean_ns"].as_f64().unwrap();
     let p = &v["points"][0];
     assert_eq!(p["answered"], p["sent"], "{p}");
     assert_eq!(
