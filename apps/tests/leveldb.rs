@@ -371,4 +371,7 @@ fn bad_keys_and_malformed_requests_are_answered_with_an_error_status() {
     assert!(client.recv_from(&mut buf).is_err(), "nothing answers a datagram without a request header");
     let (_, udp) = server.shutdown();
     assert_eq!(udp.iter().map(|c| c.malformed).sum::<u64>(), 3, "{udp:?}");
+    // The server's own count: exactly the 7 replies seen, so the quiet 300 ms above is not the
+    // only evidence that nothing else was answered (issue 38, D3).
+    assert_eq!(udp.iter().map(|c| c.replies).sum::<u64>(), 7, "{udp:?}");
 }

@@ -190,13 +190,15 @@ fn an_idle_parked_worker_uses_little_cpu() {
         Runtime::builder(&parking(common::one_worker())).transport(t.clone()).handler(|_: Request| {}).start().unwrap();
     wait_until("the worker parks", Duration::from_secs(10), || rt.worker_parked(0));
     // The measured interval (not a synchronisation): the worker stays parked throughout.
+    let idle = std::time::Instant::now();
     std::thread::sleep(Duration::from_millis(200));
+    let waited = idle.elapsed();
     t.close();
     let s = rt.shutdown();
-    assert!(
-        s.cpu_per_worker_wall() < 0.5,
-        "a worker parked for most of the run used {:.2} of its wall time on the CPU",
-        s.cpu_per_worker_wall()
-    );
-    assert_eq!(s.total.parks, 1, "no work, no wake-up: {:?}", s.total);
+    // No work, no wake-up: one park, ended by the shutdown; it lasted at least the interval the
+    // test waited through (issue 38, C15/B5: a CPU fraction of wall time is a benchmark number,
+    // `synergy bench idle` reports it).
+    assert_eq!((s.total.parks, s.total.wakeups), (1, 1), "{:?}", s.total);
+    assert!(s.total.parked_ns >= waited.as_nanos() as u64, "parked {} ns of the {waited:?} waited", s.total.parked_ns);
+    eprintln!("idle parked worker: {:.3} of its wall time on the CPU (informational)", s.cpu_per_worker_wall());
 }

@@ -59,6 +59,21 @@ run_guest() {
   fi
   # Files the guest printed between SYNERGY-FILE-BEGIN/END markers (benchmark results).
   extract_guest_files "$log" "$out/results"
+  # The microbenchmark's own output is checked, not just its exit status (issue 38, A16): every
+  # interrupt measured, no sample with out-of-order stamps, the path and the baseline reported.
+  if [[ " $* " == *"40-microbench-ipi.sh"* ]]; then
+    python3 - "$out/results/microbench-ipi.json" <<'PY' || { log "FAIL ($variant): the guest's microbenchmark output"; exit 1; }
+import json, sys
+v = json.load(open(sys.argv[1]))
+names = [m["method"] for m in v["methods"]]
+assert names == ["ipi", "tgkill+sigreturn"], names
+for m in v["methods"]:
+    p = m["phases"]
+    assert p["rejected"] == 0, (m["method"], p["rejected"])
+    assert p["runs"] >= 20000, (m["method"], p["runs"])
+print(f"microbench-ipi.json: {names}, runs {[m['phases']['runs'] for m in v['methods']]}, none rejected")
+PY
+  fi
   local passed failed
   grep '^SYNERGY-TEST-SLOW' "$log" >&2 || true
   local skipped
