@@ -24,15 +24,11 @@ mod common;
 
 use common::kernels;
 use std::arch::asm;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use synergy::preempt::save_cost::{XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
-use synergy::{feedback_finished, feedback_start, send, Reply, Request, Runtime};
-
-const PROBE: u32 = 1;
-const MIXED: u32 = 2;
+use synergy::{Reply, Request, Runtime};
 
 /// Bits of the probe reply's status.
 const XMM0_WRONG: u32 = 1;
@@ -161,66 +157,32 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     let probe_iters = 20_000u64;
     let rt = Runtime::builder(&cfg)
         .transport(transport.clone())
-        .handler(move |req: Request| {
-            // SAFETY: both branches compute on locals and registers only.
-            unsafe { feedback_start() };
-            let reply = if req.kind == PROBE {
+        // SAFETY: the probe computes on locals and registers only.
+        .handler(unsafe {
+            common::probe_handler(move |req: &Request| {
                 let seed = req.id % SEEDS;
                 let (status, seen) = probe(seed, probe_iters, wide[seed as usize]);
-                Reply::to(&req).with_status(status).with_value(seen)
-            } else {
-                Reply::to(&req).with_value(kernels::mixed(req.id, 2_000))
-            };
-            feedback_finished();
-            send(reply).unwrap();
+                Reply::to(req).with_status(status).with_value(seen)
+            })
         })
         .start()
         .expect("runtime starts");
 
     let t0 = Instant::now();
-    let (mut next, mut answered) = (0u64, 0u64);
-    let preempted_probes = AtomicU64::new(0);
     let mut failures = Vec::new();
     let mut xinuse_seen = 0u64;
-    while preempted_probes.load(Ordering::Relaxed) < target {
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "watchdog: after 600 s only {} of {target} probes were preempted ({:?})",
-            preempted_probes.load(Ordering::Relaxed),
-            rt.stats().total
-        );
-        for r in transport.take_replies() {
-            answered += 1;
-            if r.kind == PROBE {
-                preempted_probes.fetch_add((r.preemptions > 0) as u64, Ordering::Relaxed);
-                xinuse_seen |= r.value;
-                if r.status != 0 {
-                    failures.push((r.id, r.status, r.value, r.preemptions));
-                }
-            } else {
-                assert_eq!(
-                    r.value,
-                    kernels::mixed(r.id, 2_000),
-                    "mixed request {} after {} preemptions",
-                    r.id,
-                    r.preemptions
-                );
-            }
+    let next = common::feed_probes(&rt, &transport, target, |r| {
+        xinuse_seen |= r.value;
+        if r.status != 0 {
+            failures.push((r.id, r.status, r.value, r.preemptions));
         }
-        if next - answered < 8 {
-            let kind = if next % 2 == 0 { PROBE } else { MIXED };
-            transport.submit(0, Request { id: next, kind, ..Default::default() }).expect("room");
-            next += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    });
     transport.close();
     let stats = rt.shutdown();
     eprintln!(
         "live state: {} probes preempted, {} requests, {} preemptions in {:.1?}; wide components XINUSE \
          reported in use during the SSE loops (informational): {xinuse_seen:#x}",
-        preempted_probes.load(Ordering::Relaxed),
+        target,
         next,
         stats.total.preemptions,
         t0.elapsed()

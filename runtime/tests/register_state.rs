@@ -15,17 +15,14 @@
 
 mod common;
 
-use common::kernels;
 use std::arch::asm;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use synergy::cpu;
 use synergy::preempt::save_cost::{XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
-use synergy::{feedback_finished, feedback_start, send, Reply, Request, Runtime};
+use synergy::{Reply, Request, Runtime};
 
-const PROBE: u32 = 1;
-const MIXED: u32 = 2;
 const SEEDS: u64 = 32;
 
 /// Loads `image`, spins `iters` iterations on r10 alone, and saves every register component into
@@ -88,58 +85,26 @@ fn a_preempted_request_keeps_every_register_value() {
     let imgs = images.clone();
     let rt = Runtime::builder(&cfg)
         .transport(transport.clone())
-        .handler(move |req: Request| {
-            // SAFETY: both branches compute on locals, registers and a buffer allocated by the
-            // preemption-safe allocator before the asm.
-            unsafe { feedback_start() };
-            let reply = if req.kind == PROBE {
+        // SAFETY: the probe computes on locals, registers and a buffer allocated by the
+        // preemption-safe allocator before its asm.
+        .handler(unsafe {
+            common::probe_handler(move |req: &Request| {
                 let image = &imgs[(req.id % SEEDS) as usize];
                 let saved = probe(image, 2_000_000);
-                let status = image.differs_from(&saved).map_or(0, |c| c + 1);
-                Reply::to(&req).with_status(status)
-            } else {
-                Reply::to(&req).with_value(kernels::mixed(req.id, 2_000))
-            };
-            feedback_finished();
-            send(reply).unwrap();
+                Reply::to(req).with_status(image.differs_from(&saved).map_or(0, |c| c + 1))
+            })
         })
         .start()
         .expect("runtime starts");
 
     let t0 = Instant::now();
-    let (mut next, mut answered, mut preempted) = (0u64, 0u64, 0u64);
     let mut failures = Vec::new();
-    while preempted < target {
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "watchdog: after 600 s only {preempted} of {target} probes were preempted ({:?})",
-            rt.stats().total
-        );
-        for r in transport.take_replies() {
-            answered += 1;
-            if r.kind == PROBE {
-                preempted += (r.preemptions > 0) as u64;
-                if r.status != 0 {
-                    failures.push((r.id, r.status - 1, r.preemptions));
-                }
-            } else {
-                assert_eq!(
-                    r.value,
-                    kernels::mixed(r.id, 2_000),
-                    "mixed request {} after {} preemptions",
-                    r.id,
-                    r.preemptions
-                );
-            }
+    let next = common::feed_probes(&rt, &transport, target, |r| {
+        if r.status != 0 {
+            failures.push((r.id, r.status - 1, r.preemptions));
         }
-        if next - answered < 8 {
-            let kind = if next % 2 == 0 { PROBE } else { MIXED };
-            transport.submit(0, Request { id: next, kind, ..Default::default() }).expect("room");
-            next += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    });
+    let preempted = target;
     transport.close();
     let stats = rt.shutdown();
     eprintln!(

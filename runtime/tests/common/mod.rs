@@ -134,3 +134,70 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Request kinds of `feed_probes`: a probe (the test's own), and a request that runs
+/// `kernels::mixed(id, MIXED_ITERS)` to leave every vector component dirty in the registers.
+pub const PROBE: u32 = 1;
+pub const MIXED: u32 = 2;
+pub const MIXED_ITERS: u32 = 2_000;
+
+/// The handler `feed_probes` drives: inside a preemptible region, a `PROBE` is answered by
+/// `probe`, anything else with `kernels::mixed(id, MIXED_ITERS)`.
+///
+/// # Safety
+/// `probe` meets the contract of a preemptible region (`feedback_start`): it may migrate.
+pub unsafe fn probe_handler(
+    probe: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+) -> impl Fn(Request) + Send + Sync + 'static {
+    move |req: Request| {
+        // SAFETY: `probe` meets the region's contract (this function's); the mixed kernel
+        // computes on locals and registers only.
+        unsafe { feedback_start() };
+        let reply = if req.kind == PROBE {
+            probe(&req)
+        } else {
+            Reply::to(&req).with_value(kernels::mixed(req.id, MIXED_ITERS))
+        };
+        feedback_finished();
+        send(reply).unwrap();
+    }
+}
+
+/// Keeps 8 requests in flight on worker 0 of `rt`, probes and `MIXED` requests alternating,
+/// until `target` probe replies came back preempted (a 600 s watchdog, not a rate). Each `MIXED`
+/// reply must carry its exact checksum; each probe reply goes to `on_probe`. Returns how many
+/// requests were submitted.
+pub fn feed_probes(
+    rt: &synergy::Runtime,
+    transport: &synergy::transport::channel::ChannelTransport,
+    target: u64,
+    mut on_probe: impl FnMut(&Reply),
+) -> u64 {
+    let t0 = Instant::now();
+    let (mut next, mut answered, mut preempted) = (0u64, 0u64, 0u64);
+    while preempted < target {
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "watchdog: after 600 s only {preempted} of {target} probes were preempted ({:?})",
+            rt.stats().total
+        );
+        for r in transport.take_replies() {
+            answered += 1;
+            if r.kind == PROBE {
+                preempted += (r.preemptions > 0) as u64;
+                on_probe(&r);
+            } else {
+                let want = kernels::mixed(r.id, MIXED_ITERS);
+                assert_eq!(r.value, want, "mixed request {} after {} preemptions", r.id, r.preemptions);
+            }
+        }
+        if next - answered < 8 {
+            let kind = if next.is_multiple_of(2) { PROBE } else { MIXED };
+            transport.submit(0, Request { id: next, kind, ..Default::default() }).expect("room");
+            next += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    next
+}
