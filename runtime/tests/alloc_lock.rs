@@ -121,8 +121,8 @@ fn run(cfg: Config, requests: u64) {
         t.yields,
         shards.iter().map(|m| m.contention_count()).sum::<u64>()
     );
-    assert!(t.preemptions > 0, "requests were preempted: {t:?}");
-    assert!(t.preempt_deferred > 0, "some interrupts hit allocation/lock sections and were deferred: {t:?}");
+    // (The feed loop ran until both a preemption and a deferral had happened: not re-asserted,
+    // issue 38, A2.)
     assert_eq!(t.resumes, t.preemptions + t.yields, "every parked thread resumed exactly once: {t:?}");
 }
 
