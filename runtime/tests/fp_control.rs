@@ -154,7 +154,8 @@ fn fp_control_state_survives_yields_and_deferred_preemptions() {
     answered += transport.take_replies().len() as u64;
     let t = stats.total;
     eprintln!(
-        "fp control: {next} requests, {} yields, {} deferred and {} other preemptions; wrong modes: {} long, {} short",
+        "fp control: {next} requests in {:.1?} (watchdog 600 s), {} yields, {} deferred and {} other preemptions; wrong modes: {} long, {} short",
+        t0.elapsed(),
         t.yields,
         t.preempt_deferred,
         t.preemptions.saturating_sub(t.preempt_deferred),

@@ -162,9 +162,9 @@ fn panicking_long_requests_under_preemption_get_exactly_one_reply_each() {
     let t = &stats.total;
     let expected_panics = (0..submitted).filter(|&id| plan(id).1.is_some()).count() as u64;
     eprintln!(
-        "panics: {} replies, {} panicked ({} after a preemption), {} preemptions, {} deferred, {} skipped, hook calls {}",
+        "panics: {} replies, {} panicked ({} after a preemption), {} preemptions, {} deferred, {} skipped, hook calls {}; {:.1} s (watchdog {LIMIT:?})",
         c.replies, c.panicked, c.panicked_after_preemption, t.preemptions, t.preempt_deferred, t.preempt_skipped,
-        HOOK_CALLS.load(Ordering::Relaxed)
+        HOOK_CALLS.load(Ordering::Relaxed), stats.wall_ns as f64 / 1e9
     );
     assert_eq!(c.replies, submitted, "every request answered: {t:?}");
     assert_eq!(c.panicked, expected_panics);

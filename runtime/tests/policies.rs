@@ -112,7 +112,13 @@ fn every_policy_answers_every_request_exactly_once() {
         } else {
             assert_eq!(stats.total.preemptions, 0, "{policy:?} runs to completion: {stats:?}");
         }
-        eprintln!("{:>8}: {} requests, {} preemptions", policy.name(), n, stats.total.preemptions);
+        eprintln!(
+            "{:>8}: {} requests, {} preemptions, {:.1?} (watchdog 300 s)",
+            policy.name(),
+            n,
+            stats.total.preemptions,
+            t0.elapsed()
+        );
     }
 }
 
