@@ -39,11 +39,11 @@ use std::sync::atomic::AtomicU32 as GateSeq;
 ///   its sleep is not slept through;
 /// * one wake-up per park: only the waker whose swap took `parked` from true bumps.
 ///
-/// The two SeqCst fences (`announce`, `is_parked`) carry the first point. The C++ model already
+/// The two SeqCst fences (`announce`, `claim`) carry the first point. The C++ model already
 /// forbids both checks missing with SeqCst accesses alone, but loom models SeqCst accesses as
 /// acquire/release, and without the fences it reports exactly that lost wake-up; with them the
 /// argument holds in both models. On x86 they cost one `mfence` on the parking path and per
-/// look of the timer core at a parked worker (every `LOOK_EVERY_NS`).
+/// wake-up a waker claims; status reads (`is_parked`) take none.
 ///
 /// `loom_tests` below checks this with a worker and a producer that scans as the timer core
 /// does, under every interleaving loom explores.
@@ -64,7 +64,7 @@ impl ParkGate {
     pub fn announce(&self) -> u32 {
         let seen = self.seq.load(Ordering::SeqCst);
         self.parked.store(true, Ordering::SeqCst);
-        // Pairs with the fence in `is_parked`: the flag's store is ordered before this worker's
+        // Pairs with the fence in `claim`: the flag's store is ordered before this worker's
         // later check for work (a store→load ordering only a SeqCst fence gives).
         fence(Ordering::SeqCst);
         seen
@@ -91,21 +91,36 @@ impl ParkGate {
         }
     }
 
-    /// Whether the worker is parked (or announced it is about to be). A waker calls it after it
-    /// saw the work it would wake the worker for; the fence pairs with the one in `announce`.
+    /// Whether the worker is parked (or announced it is about to be): a status read, for
+    /// decisions that a later `claim` confirms.
     pub fn is_parked(&self) -> bool {
-        fence(Ordering::SeqCst);
         self.parked.load(Ordering::SeqCst)
     }
 
-    /// A waker: wakes the worker if it is parked; true if this call did (one per park).
-    pub fn wake(&self) -> bool {
-        if !self.parked.swap(false, Ordering::SeqCst) {
-            return false;
-        }
+    /// A waker that saw work for the worker claims its wake-up: true if the worker was parked
+    /// (then this waker, and no other, must `wake_claimed`). The fence pairs with the one in
+    /// `announce`.
+    pub fn claim(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.parked.swap(false, Ordering::SeqCst)
+    }
+
+    /// Ends the wait of a worker whose wake-up this waker claimed.
+    pub fn wake_claimed(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         #[cfg(not(loom))]
         futex_wake(&self.seq);
+    }
+
+    /// A waker: wakes the worker if it is parked; true if this call did (one per park). The
+    /// runtime's waker (`worker::idle::wake`) does the same two steps with its latency stamp
+    /// between them; the tests and the loom model call this.
+    #[cfg(test)]
+    pub fn wake(&self) -> bool {
+        if !self.claim() {
+            return false;
+        }
+        self.wake_claimed();
         true
     }
 }
@@ -214,7 +229,7 @@ mod loom_tests {
 
     /// A worker that parks when it finds no work (announce, check, then retract or sleep) and a
     /// producer that adds one unit of work and then makes one scan as the timer core does (work
-    /// waiting and the worker parked: wake it). The timer core scans again and again; one scan
+    /// waiting: wake the worker if it is parked, `ParkGate::wake`). The timer core scans again and again; one scan
     /// made after the work was stored is enough, which is what the SeqCst argument of
     /// `ParkGate` says. So under every interleaving the worker either saw the work, or its sleep
     /// would end at once (the scan woke it): never asleep with the work waiting. With the
@@ -241,7 +256,7 @@ mod loom_tests {
                 let (gate, work) = (gate.clone(), work.clone());
                 thread::spawn(move || {
                     work.fetch_add(1, Ordering::SeqCst);
-                    if work.load(Ordering::SeqCst) > 0 && gate.is_parked() {
+                    if work.load(Ordering::SeqCst) > 0 {
                         gate.wake();
                     }
                 })

@@ -26,7 +26,7 @@ use common::kernels;
 use std::arch::asm;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use synergy::preempt::save_cost::{XsaveImage, REGISTER_COMPONENTS};
+use synergy::preempt::save_cost::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{Reply, Request, Runtime};
 
@@ -69,10 +69,8 @@ fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
     let img = sse_only_image().as_ptr();
     let watch = if has_xinuse() { wide_components() } else { 0 };
     let mask = REGISTER_COMPONENTS & synergy::cpu::enabled_components();
-    let size = synergy::cpu::xsave_area_size().expect("XSAVE");
-    let mut buf = vec![0u8; size + 64];
-    let off = buf.as_ptr().align_offset(64);
-    let area = buf[off..].as_mut_ptr();
+    let mut saved_area = XsaveArea::standard().expect("XSAVE");
+    let area = saved_area.ptr();
     let seen: u64;
     // SAFETY: `img` is a valid standard-form image (64-byte aligned, zero header but XSTATE_BV,
     // valid MXCSR, SSE enabled in XCR0): XRSTOR with every register component requested loads
@@ -119,7 +117,7 @@ fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
             options(nostack),
         );
     }
-    let saved = &buf[off..off + size];
+    let saved = saved_area.bytes();
     let mut status = 0;
     let xmm = |r: usize| u128::from_le_bytes(saved[160 + 16 * r..176 + 16 * r].try_into().unwrap());
     if xmm(0) != u128::from(seed.wrapping_add(iters)) {

@@ -19,7 +19,7 @@ use std::arch::asm;
 use std::sync::Arc;
 use std::time::Instant;
 use synergy::cpu;
-use synergy::preempt::save_cost::{XsaveImage, REGISTER_COMPONENTS};
+use synergy::preempt::save_cost::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{Reply, Request, Runtime};
 
@@ -29,10 +29,8 @@ const SEEDS: u64 = 32;
 /// a standard-format area: the area.
 fn probe(image: &XsaveImage, iters: u64) -> Vec<u8> {
     let mask = REGISTER_COMPONENTS & cpu::enabled_components();
-    let size = cpu::xsave_area_size().expect("XSAVE");
-    let mut buf = vec![0u8; size + 64];
-    let off = buf.as_ptr().align_offset(64);
-    let area = buf[off..].as_mut_ptr();
+    let mut saved = XsaveArea::standard().expect("XSAVE");
+    let area = saved.ptr();
     // SAFETY: the image is a valid standard-form image (zero XCOMP_BV and reserved header bytes,
     // default MXCSR, only XCR0 components named); the area is 64-byte aligned with the standard
     // size. The XRSTOR and the XSAVE request only register components (x87, SSE, AVX, AVX-512),
@@ -59,7 +57,7 @@ fn probe(image: &XsaveImage, iters: u64) -> Vec<u8> {
             options(nostack),
         );
     }
-    buf[off..off + size].to_vec()
+    saved.bytes().to_vec()
 }
 
 #[test]

@@ -75,20 +75,28 @@ pub struct SaveCost {
     pub ns_per_pair: f64,
 }
 
-/// A 64-byte aligned, zeroed buffer of `len` bytes.
-struct Area(Vec<u8>, usize, usize);
+/// A 64-byte aligned, zeroed buffer for XSAVE/XRSTOR (the instructions fault on an unaligned
+/// area): the vector, the offset of its first aligned byte, and the length.
+pub struct XsaveArea(Vec<u8>, usize, usize);
 
-impl Area {
-    fn new(len: usize) -> Area {
+impl XsaveArea {
+    fn new(len: usize) -> XsaveArea {
         let v = vec![0u8; len + 64];
         let off = v.as_ptr().align_offset(64);
-        Area(v, off, len)
+        XsaveArea(v, off, len)
     }
-    fn ptr(&mut self) -> *mut u8 {
+    /// An area of the standard size for the components the OS enabled, which holds either
+    /// format; None without XSAVE.
+    pub fn standard() -> Option<XsaveArea> {
+        cpu::xsave_area_size().map(XsaveArea::new)
+    }
+    /// The area's first byte, for `xsave64`/`xsavec64`/`xrstor64`.
+    pub fn ptr(&mut self) -> *mut u8 {
         // SAFETY: `off` < 64 and the vector has `len + 64` bytes.
         unsafe { self.0.as_mut_ptr().add(self.1) }
     }
-    fn bytes(&self) -> &[u8] {
+    /// The area's bytes.
+    pub fn bytes(&self) -> &[u8] {
         &self.0[self.1..self.1 + self.2]
     }
     fn bytes_mut(&mut self) -> &mut [u8] {
@@ -111,7 +119,7 @@ fn legacy_register_bytes(component: u32) -> Vec<std::ops::Range<usize>> {
 /// components are named in XSTATE_BV, MXCSR and the x87 control word at the ABI defaults: an
 /// XRSTOR of it loads those components and puts every other requested one in its initial state.
 /// Read-only once made.
-pub struct XsaveImage(Area);
+pub struct XsaveImage(XsaveArea);
 
 impl XsaveImage {
     /// Every register zero: the named components hold their *initial* values, so whether the CPU
@@ -136,7 +144,7 @@ impl XsaveImage {
         if cpu::enabled_components() & components != components {
             return None;
         }
-        let mut area = Area::new(standard);
+        let mut area = XsaveArea::new(standard);
         let bytes = area.bytes_mut();
         bytes[0..2].copy_from_slice(&crate::green::context::DEFAULT_FPUCW.to_le_bytes());
         bytes[24..28].copy_from_slice(&crate::green::context::DEFAULT_MXCSR.to_le_bytes());
@@ -208,9 +216,9 @@ impl XsaveImage {
 
 /// One save of the state `image` loads, in `format` with instruction mask `mask`, over an area
 /// first filled with `canary`: the area, and the XSTATE_BV the save wrote.
-fn save_once(format: XsaveFormat, image: &XsaveImage, mask: u64, canary: u8) -> Area {
+fn save_once(format: XsaveFormat, image: &XsaveImage, mask: u64, canary: u8) -> XsaveArea {
     let standard = cpu::xsave_area_size().expect("an image exists, so XSAVE does");
-    let mut area = Area::new(standard);
+    let mut area = XsaveArea::new(standard);
     area.bytes_mut().fill(canary);
     let a = area.ptr();
     let img = image.as_ptr();
@@ -302,7 +310,7 @@ pub fn measure(format: XsaveFormat, live: LiveState, pairs: u64) -> Option<SaveC
     }
     let image = XsaveImage::with_pattern(live.components(), 1)?;
     let standard = cpu::xsave_area_size()?;
-    let mut area = Area::new(standard);
+    let mut area = XsaveArea::new(standard);
     let img = image.as_ptr();
     let a = area.ptr();
     let compacted = (format == XsaveFormat::Compacted) as u64;

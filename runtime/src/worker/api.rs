@@ -146,7 +146,7 @@ pub fn send(reply: Reply) -> Result<(), SendError> {
 
 /// Sends `reply` for the running request without the one-reply check: the runtime's own
 /// replies (rejects, `STATUS_NO_REPLY`, `STATUS_HANDLER_PANICKED`), which it sends only where the
-/// handler did not. Worker thread only.
+/// handler did not. Worker thread only; it disables preemption itself.
 pub(crate) fn send_from_runtime(mut reply: Reply) {
     let _np = NoPreempt::new();
     let l = current();

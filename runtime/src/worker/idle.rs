@@ -86,13 +86,13 @@ fn stopping(shared: &Shared) -> bool {
 
 /// Wakes `w` if it is parked; true if this call did (one wake-up per park).
 pub(crate) fn wake(w: &WorkerShared) -> bool {
-    // Stamped before the wake so the woken worker reads it; a stamp for a worker that was not
-    // parked is overwritten by the next real wake-up before anyone reads it.
-    if !w.park.is_parked() {
+    if !w.park.claim() {
         return false;
     }
+    // Stamped before the wake so the woken worker reads it.
     w.wake_sent_ns.store(clock::now_ns(), Ordering::Release);
-    w.park.wake()
+    w.park.wake_claimed();
+    true
 }
 
 /// Wakes every parked worker: the timer core once a shutdown's transport is finished, and an

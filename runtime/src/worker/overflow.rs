@@ -15,10 +15,12 @@ use crate::local;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
-/// The actions that were installed for SIGSEGV and SIGBUS before ours.
+/// The actions that were installed for SIGSEGV and SIGBUS before ours, and the page size
+/// (read once here: sysconf is not on POSIX's async-signal-safe list).
 struct Previous {
     segv: libc::sigaction,
     bus: libc::sigaction,
+    page: usize,
 }
 
 // SAFETY: plain data the kernel filled in, read-only once set.
@@ -46,24 +48,24 @@ pub(crate) fn install() -> std::io::Result<()> {
             {
                 result = Err(std::io::Error::last_os_error());
             }
-            Previous { segv, bus }
+            Previous { segv, bus, page: page_size() }
         }
     });
     result
 }
 
 /// The guard page of the green stack this worker runs, if it runs one.
-fn guard_page_of_current(l: &local::PreemptState) -> Option<(usize, usize)> {
+fn guard_page_of_current(l: &local::PreemptState, page: usize) -> Option<(usize, usize)> {
     let lo = l.stack_lo.load(Ordering::Relaxed) as usize;
-    (lo != 0).then(|| (lo - page_size(), lo))
+    (lo != 0).then(|| (lo - page, lo))
 }
 
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if local::on_worker() {
+    if let (true, Some(prev)) = (local::on_worker(), PREVIOUS.get()) {
         let l = local::current();
-        if let Some((lo, hi)) = guard_page_of_current(l) {
+        if let Some((lo, hi)) = guard_page_of_current(l, prev.page) {
             if (lo..hi).contains(&addr) {
                 report_and_abort(l);
             }
