@@ -98,6 +98,9 @@ pub struct LoadgenResult {
     pub lost: u64,
     /// Sends the kernel refused (our socket buffer full).
     pub send_errors: u64,
+    /// Replies the kernel dropped because the load generator's own receive buffers were full
+    /// (SO_MEMINFO's drop count over its sockets, warm-up included): loss on the client's side.
+    pub kernel_drops: u64,
     /// Datagrams that were not well-formed replies, or answered an unknown request.
     pub bad_replies: u64,
     /// Replies with a non-zero status other than `REJECTED`.
@@ -362,6 +365,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, LoadgenError> {
     rx.answered = answered;
     rx.lost = sent - answered;
     rx.send_errors += send_errors;
+    rx.kernel_drops = shared.flows.iter().map(|f| crate::udp::kernel_drops(&f.fd)).sum();
     rx.max_send_lag_ns = max_lag;
     rx.realtime = realtime;
     let window = ((end.saturating_sub(shared.warmup_end)).max(1) as f64 / 1e9).max(p.duration.as_secs_f64());
