@@ -281,6 +281,20 @@ fn connect_flows(target: SocketAddrV4, flows: u32) -> Result<Vec<Flow>, LoadgenE
     (0..flows).map(|_| bind_udp(any, false).map(|fd| Flow { fd }).map_err(LoadgenError::Socket)).collect()
 }
 
+/// The requests `run(p)` sends, in order: arrival offsets from the start of the warm-up (ns),
+/// kinds and flows, drawn in advance from the seed, so the same parameters send the same
+/// requests (one "worker" of the workload's scheduler).
+pub fn schedule(p: &LoadgenParams) -> Vec<Request> {
+    let total_ns = (p.warmup + p.duration).as_nanos() as u64;
+    match p.step {
+        None => {
+            let count = ((p.rps * total_ns as f64 / 1e9) as usize).max(1);
+            p.workload.schedule(p.rps, count, 1, p.flows, p.seed).pop().unwrap_or_default()
+        }
+        Some(_) => p.workload.schedule_phases(&step_rates(p, total_ns), p.flows, p.seed),
+    }
+}
+
 /// Runs one load level against a server at `p.target`.
 pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, LoadgenError> {
     if !(p.rps > 0.0 && p.rps.is_finite()) {
@@ -303,15 +317,8 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, LoadgenError> {
     clock::init();
     let flows = connect_flows(p.target, p.flows)?;
     let total_ns = (p.warmup + p.duration).as_nanos() as u64;
-    // The schedule: arrival offsets, kinds and flows, drawn in advance (one "worker" here).
     let steps = step_rates(p, total_ns);
-    let schedule: Vec<Request> = match p.step {
-        None => {
-            let count = ((p.rps * total_ns as f64 / 1e9) as usize).max(1);
-            p.workload.schedule(p.rps, count, 1, p.flows, p.seed).pop().unwrap_or_default()
-        }
-        Some(_) => p.workload.schedule_phases(&steps, p.flows, p.seed),
-    };
+    let schedule = self::schedule(p);
     let n = schedule.len();
     let start = clock::now_ns() + 2_000_000;
     let shared = Arc::new(Shared {

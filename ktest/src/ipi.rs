@@ -2,7 +2,7 @@
 //! between processes, and clean-up when a registered process is killed.
 
 use crate::{expect_err, ioctl, open_device, pin_to};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use synergy_uapi::ipi;
 
 static SLOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -26,21 +26,43 @@ pub(crate) fn send_to(fd: i32, cpu: u32) -> Result<i64, i32> {
     ioctl(fd, ipi::IOC_SEND, &s as *const _ as usize)
 }
 
-/// Registers the calling thread on its CPU once the process killed there has had its file
-/// released (the kernel does that as the process dies, which the caller cannot wait for
-/// directly): polls every 10 ms, at most `tries` times, then unregisters again.
-fn register_after_release(fd: i32, tries: u32, after: &str) -> Result<(), String> {
-    let mut tried = 0;
+/// A pidfd for `pid` (taken before the process is killed, so that it names that process even
+/// once a pid that is not our child's is reaped and reused).
+fn pidfd(pid: libc::pid_t) -> Result<OwnedFd, String> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(format!("pidfd_open({pid}): {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until the process behind `pidfd` has exited (issue 38, D4: this was a poll every
+/// 10 ms, bounded by tries, which KASAN under TCG could outlast). A pidfd becomes readable when
+/// the process's exit is reported, and the kernel reports it only after `do_exit` closed the
+/// process's files and ran their deferred `fput`s (`exit_files`, then `exit_task_work`, then
+/// `exit_notify`), so by then a file that process alone held has been released. The timeout is
+/// a watchdog against a hang, not the synchronization.
+fn wait_for_exit(pidfd: &OwnedFd, what: &str) -> Result<(), String> {
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     loop {
-        match reg(fd, good_handler(), slot_addr(), 0).0 {
-            Ok(_) => break,
-            Err(libc::EBUSY) if tried < tries => {
-                tried += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(format!("register after {after}: errno {e}")),
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut p, 1, 300_000) } {
+            1 => return Ok(()),
+            0 => return Err(format!("{what} did not exit within 300 s of SIGKILL")),
+            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+            _ => return Err(format!("poll on the pidfd of {what}: {}", std::io::Error::last_os_error())),
         }
     }
+}
+
+/// Registers the calling thread on its CPU, now that the process that held it has exited and
+/// so released its file (see `wait_for_exit`), then unregisters again.
+fn register_after_release(fd: i32, after: &str) -> Result<(), String> {
+    reg(fd, good_handler(), slot_addr(), 0).0.map_err(|e| {
+        format!("register after {after}: errno {e} (EBUSY: the exited process's registration outlived its file)")
+    })?;
     ioctl(fd, ipi::IOC_UNREGISTER, 0).map(|_| ()).map_err(|e| format!("unregister: errno {e}"))
 }
 
@@ -167,8 +189,8 @@ pub fn foreign_and_killed() -> Result<(), String> {
         libc::waitpid(pid, &mut status, 0);
         expect_err("send to another process's receiver", r, libc::EPERM)?;
         expect_err("register on a CPU another process holds", taken, libc::EBUSY)?;
-        // The killed child's file was released: the CPU is free again.
-        register_after_release(dev.as_raw_fd(), 100, "the owner was killed")?;
+        // The killed child was reaped, so its file was released: the CPU is free again.
+        register_after_release(dev.as_raw_fd(), "the owner was killed")?;
     }
     Ok(())
 }
@@ -314,13 +336,16 @@ pub fn pid_namespaces() -> Result<(), String> {
         }
         _ => Err("the receiver did not register".into()),
     };
-    // SAFETY: kills the receiver (reparented to init when its intermediate exited).
+    // It is not our child (its intermediate exited, so it was reparented to init): its exit is
+    // waited for through a pidfd taken while it still lives.
+    let receiver = pidfd(a)?;
+    // SAFETY: kills the receiver.
     unsafe { libc::kill(a, libc::SIGKILL) };
-    // Its file is released when it dies: the CPU becomes free again (polled: it is not our child
-    // to wait for).
+    wait_for_exit(&receiver, "the namespaced receiver")?;
+    // Its file was released as it died: the CPU is free again.
     let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
     pin_to(cpu)?;
-    register_after_release(dev.as_raw_fd(), 500, "the namespaced receiver was killed")?;
+    register_after_release(dev.as_raw_fd(), "the namespaced receiver was killed")?;
     match a_result? {
         0 => {}
         e => return Err(format!("the receiver (pid 1 of its namespace) could not register and send to itself: {e}")),
