@@ -414,12 +414,8 @@ mod tests {
             for r in &regions {
                 let range = r.offset..r.offset + r.size;
                 if w.xstate_bv & (1 << r.component) != 0 {
-                    assert!(
-                        w.all_written(range.clone()),
-                        "{}: component {} not wholly written",
-                        live.name(),
-                        r.component
-                    );
+                    let defined = r.offset..r.offset + defined_bytes(r.component, r.size);
+                    assert!(w.all_written(defined), "{}: component {} not wholly written", live.name(), r.component);
                 } else {
                     assert!(
                         w.none_written(range.clone()),
@@ -449,6 +445,18 @@ mod tests {
             let m = measure(XsaveFormat::Compacted, live, 10).unwrap();
             assert_eq!(m.saved_components & loaded, loaded & !1, "{}: the benchmark's live set", live.name());
             eprintln!("{}: XSTATE_BV {:#x}, {} bytes written", live.name(), m.saved_components, m.bytes_written);
+        }
+    }
+
+    /// The bytes of state component `component` (of `size` bytes) that hold state, which a save
+    /// must write. PKRU's component is 8 bytes of which bytes 3:0 are PKRU and 7:4 reserved (SDM
+    /// Vol. 1 §13.5.7; Linux's `struct pkru_state` is `u32 pkru, u32 pad`): an AMD EPYC without
+    /// AVX-512 (Zen 3 class, 2026-12-06) leaves the reserved half unwritten, an Intel
+    /// part and Zen 4 write it; neither is promised, so neither is asserted.
+    fn defined_bytes(component: u32, size: usize) -> usize {
+        match component {
+            9 => 4,
+            _ => size,
         }
     }
 
