@@ -1,7 +1,8 @@
 //! The applications a synergy server can run: what a request means and how it is answered.
-//! A runtime takes any `Fn(Request)` handler; these are the two the `synergy` binary serves
-//! (`--app synthetic|leveldb`).
+//! A runtime takes any `Fn(Request)` handler; these are the ones the `synergy` binary serves
+//! (`--app synthetic|echo|leveldb`).
 
+pub mod echo;
 #[cfg(feature = "leveldb")]
 pub mod leveldb;
 pub mod synthetic;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use synergy::request::{status, Key};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{clock, feedback_finished, feedback_start, send, Reply, Request, Runtime};
-use synergy_apps::leveldb::{self, Store, STATUS_BAD_KEY, STATUS_NOT_FOUND};
+use synergy_apps::leveldb::{self, store, Store, STATUS_BAD_KEY, STATUS_NOT_FOUND};
 use synergy_eval::rng::SplitMix64;
 use synergy_eval::workload::{key_name, LEVELDB_ENTRIES, LEVELDB_GET, LEVELDB_SCAN};
 use synergy_net::protocol::{decode_reply, encode_request, REPLY_LEN};
@@ -48,7 +48,8 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     let store = store("preempted");
     let reqs = requests(600, 11);
     // The reference: every request served one after another on this (non-worker) thread.
-    let want: HashMap<u64, (u32, u64)> = reqs.iter().map(|r| (r.id, leveldb::serve(&store, r))).collect();
+    let want: HashMap<u64, (u32, u64)> =
+        reqs.iter().map(|r| (r.id, leveldb::serve(&store, r, &mut synergy::Body::new()))).collect();
     assert!(want.values().any(|&(s, _)| s == STATUS_NOT_FOUND) && want.values().any(|&(s, _)| s == status::OK));
 
     // An OS thread reads the store meanwhile, so LevelDB's mutexes are contended across threads.
@@ -82,7 +83,7 @@ fn results_under_constant_preemption_equal_a_sequential_run() {
     let (round_len, t0, mut replies, mut rounds) = (reqs.len() as u64, Instant::now(), Vec::new(), 0u64);
     loop {
         for r in &reqs {
-            transport.submit(0, Request { id: r.id + rounds * round_len, ..*r }).unwrap();
+            transport.submit(0, Request { id: r.id + rounds * round_len, ..r.clone() }).unwrap();
         }
         rounds += 1;
         common::wait_until("the round answered", Duration::from_secs(120), || {
@@ -333,7 +334,7 @@ fn bad_keys_and_malformed_requests_are_answered_with_an_error_status() {
     bad_key_len[40] = 200;
     let mut garbage = get(99, b"key-000001");
     garbage[0] = b'X';
-    let sends: Vec<[u8; 128]> = vec![
+    let sends: Vec<Vec<u8>> = vec![
         get(1, b"key-000007"),
         get(2, b"key-001000"),
         get(3, b"\xff\x00 not a key"),
@@ -353,14 +354,20 @@ fn bad_keys_and_malformed_requests_are_answered_with_an_error_status() {
     }
     client.send_to(&[1, 2, 3], to).unwrap();
     let mut got = HashMap::new();
-    let mut buf = [0u8; 256];
+    let mut buf = vec![0u8; 65_536];
+    let mut value_of_1 = Vec::new();
     while got.len() < 7 {
         let (n, _) = client.recv_from(&mut buf).expect("a reply within 5 s");
-        assert_eq!(n, REPLY_LEN);
         let r = decode_reply(&buf[..n]).unwrap();
+        // Only the GET that found its key has a body: the value itself.
+        assert_eq!(n, REPLY_LEN + if r.id == 1 { store::VALUE_LEN } else { 0 }, "reply {}", r.id);
+        if r.id == 1 {
+            value_of_1 = synergy_net::protocol::reply_body(&buf[..n]).to_vec();
+        }
         assert!(got.insert(r.id, (r.status, r.value)).is_none(), "one reply per id");
     }
     assert_eq!(got[&1], (status::OK, digest_of_7));
+    assert_eq!(value_of_1, store::value_for(7), "a GET answers the value");
     assert_eq!(got[&2], (STATUS_NOT_FOUND, 0));
     assert_eq!(got[&3], (STATUS_NOT_FOUND, 0));
     assert_eq!(got[&4], (STATUS_BAD_KEY, 0), "GET without a key");

@@ -11,6 +11,8 @@ use synergy_apps::Handler;
 pub enum AppName {
     /// Requests spin for their requested service time (the thesis's synthetic workloads).
     Synthetic,
+    /// Every request is answered at once with its own body (`synergy loadgen --body-bytes`).
+    Echo,
     /// LevelDB GET/SCAN on a preloaded store (needs the `leveldb` cargo feature).
     Leveldb,
 }
@@ -23,8 +25,8 @@ const NO_LEVELDB: &str = "this synergy binary was built without LevelDB; build i
 /// Which application the server runs, and the LevelDB store's set-up.
 #[derive(clap::Args)]
 pub(crate) struct AppArgs {
-    /// The application: the synthetic spinner (`--workload` gives its request types), or LevelDB
-    /// GET/SCAN (50/50, the thesis's real application; needs the `leveldb` cargo feature).
+    /// The application: the synthetic spinner (`--workload` gives its request types), echo (each
+    /// request answered with its own body), or LevelDB GET/SCAN (50/50, the thesis's real application; needs the `leveldb` cargo feature).
     #[arg(long, value_enum, default_value = "synthetic")]
     app: AppName,
     /// LevelDB: the database directory, created fresh and removed at exit; keep it on tmpfs
@@ -57,6 +59,11 @@ impl AppArgs {
                     measured: None,
                 })
             }
+            AppName::Echo => Ok(ServedApp {
+                handler: synergy_apps::echo::handler(),
+                workload: Workload::named(synthetic),
+                measured: None,
+            }),
             AppName::Leveldb => self.start_leveldb(measure),
         }
     }

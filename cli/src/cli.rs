@@ -82,6 +82,10 @@ pub struct RuntimeArgs {
     /// 5; the paper used 5 to 15).
     #[arg(long, value_name = "US")]
     pub shinjuku_quantum_us: Option<u64>,
+    /// Shinjuku: the most requests one dispatcher's queues hold before it answers new ones
+    /// REJECTED (default 4096).
+    #[arg(long, value_name = "N")]
+    pub shinjuku_queue_limit: Option<usize>,
     /// Whether the timer core yields its CPU after every loop: auto (only where it time-shares
     /// its CPU with a worker or is not pinned), always, never.
     #[arg(long, value_parser = crate::choices::timer_yield())]
@@ -152,7 +156,7 @@ impl RuntimeArgs {
              policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
              shinjuku_queues <- self.shinjuku_queues, shinjuku_preempted <- self.shinjuku_preempted,
              shinjuku_slo_us <- self.shinjuku_slo_us, dispatchers <- self.dispatchers,
-             shinjuku_quantum_us <- self.shinjuku_quantum_us,
+             shinjuku_quantum_us <- self.shinjuku_quantum_us, shinjuku_queue_limit <- self.shinjuku_queue_limit,
              timer_yield <- self.timer_yield, idle <- self.idle, idle_poll_us <- self.idle_poll_us,
              wake_delay_us <- self.wake_delay_us, overload <- self.overload,
              target_delay_us <- self.target_delay_us, drop_delay_us <- self.drop_delay_us,

@@ -77,6 +77,10 @@ struct TrafficArgs {
     /// Seed of the arrival process and request mix.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Every request carries a body of this many bytes (wire protocol version 2; at most
+    /// 65,379 over UDP). 0: no body (version 1, what older servers speak).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    body_bytes: usize,
 }
 
 impl TrafficArgs {
@@ -404,7 +408,7 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
     }
     let t = &args.traffic;
     let workload = match args.app {
-        AppName::Synthetic => Workload::named(t.workload),
+        AppName::Synthetic | AppName::Echo => Workload::named(t.workload),
         AppName::Leveldb => {
             use synergy_eval::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
             Workload::leveldb(THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS, args.leveldb_entries)
@@ -426,6 +430,7 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
             (Some(rps), Some(ms)) => Some(loadgen::StepLoad { rps, every: Duration::from_millis(ms) }),
             _ => None,
         },
+        body_bytes: t.body_bytes,
     };
     match loadgen::run(&p) {
         Ok(r) => {
@@ -498,6 +503,7 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         seed: t.seed,
         slo: args.slo,
         keep_samples: args.samples,
+        body_bytes: t.body_bytes,
     };
     let r = sweep::run(&cfg, &p, |k, n, pt| {
         let bar: String = (0..20).map(|i| if i * n < 20 * k { '#' } else { '.' }).collect();

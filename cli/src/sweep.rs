@@ -36,6 +36,8 @@ pub struct SweepParams {
     pub slo: f64,
     /// Keep every measured reply's latency (`samples_csv`).
     pub keep_samples: bool,
+    /// Every request carries a body of this many bytes (0: none).
+    pub body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,6 +204,7 @@ pub fn run(
                 obey_credits: base.overload == synergy::config::OverloadMode::Credits,
                 cpu: None,
                 step: None,
+                body_bytes: p.body_bytes,
             };
             let result = loadgen::run(&lp);
             let (stats, sockets) = server.shutdown();

@@ -10,6 +10,12 @@
 //! (`libdpdk-dev`). The `dpdk-sys` crate on crates.io targets DPDK 18.05 and does not build
 //! against 22.11; DPDK's fast path is static inline functions, which a shim compiles once.
 //!
+//! Bodies: a request and its reply each travel in one frame of the standard 1,500-byte MTU
+//! (single-segment mbufs; IP fragments are not reassembled), so a request body is at most
+//! `DPDK_MAX_REQUEST_BODY` (1,344) bytes and a reply body `DPDK_MAX_REPLY_BODY` (1,408). A longer
+//! request is answered `status::TOO_LARGE`; a longer reply is replaced by a `TOO_LARGE` reply
+//! without body and counted in `reply_errors`. Kernel UDP carries up to 64 KiB.
+//!
 //! Without the `dpdk` feature, `DpdkTransport::open` explains that and the server falls back to
 //! kernel UDP.
 
@@ -72,15 +78,22 @@ pub struct DpdkSnapshot {
     pub reply_errors: u64,
 }
 
+/// The longest request body the DPDK transport takes: one 1,500-byte IP packet less the IPv4,
+/// UDP and request headers.
+pub const DPDK_MAX_REQUEST_BODY: usize = 1_500 - 20 - 8 - crate::protocol::REQUEST_LEN;
+/// The longest reply body it sends.
+pub const DPDK_MAX_REPLY_BODY: usize = 1_500 - 20 - 8 - crate::protocol::REPLY_LEN;
+
 #[cfg(feature = "dpdk")]
 mod imp {
     use super::*;
     use crate::frame::{self, Peer};
-    use crate::protocol::{decode_request, encode_reply, REPLY_LEN};
+    use crate::protocol::{decode_request, encode_reply_header, salvage_request_id, WireError, REPLY_LEN};
     use std::ffi::{c_char, c_int, CString};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Mutex;
     use synergy::clock;
+    use synergy::request::status;
 
     extern "C" {
         fn syn_dpdk_init(argc: c_int, argv: *mut *mut c_char) -> c_int;
@@ -258,14 +271,19 @@ mod imp {
                     Err(_) => {
                         c.not_for_us.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok((payload, peer)) => match decode_request(payload) {
+                    Ok((payload, peer)) => match decode_request(payload, DPDK_MAX_REQUEST_BODY) {
                         Ok(mut req) => {
                             req.arrival_ns = clock::now_ns();
                             req.origin = pack(&peer);
                             out.push(req);
                         }
-                        Err(_) => {
+                        Err(e) => {
                             c.malformed.fetch_add(1, Ordering::Relaxed);
+                            if let (WireError::BodyTooLarge { .. }, Some((id, kind))) = (e, salvage_request_id(payload))
+                            {
+                                let status = status::TOO_LARGE;
+                                self.reply(worker, Reply { id, kind, status, origin: pack(&peer), ..Reply::default() });
+                            }
                         }
                     },
                 }
@@ -288,8 +306,20 @@ mod imp {
                 self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            let mut buf = [0u8; frame::HEADERS_LEN + REPLY_LEN];
-            let Some(len) = frame::build(&mut buf, self.mac, self.ip, self.udp_port, &peer, &encode_reply(&reply))
+            // The message is assembled on the stack: no allocation per reply.
+            let mut message = [0u8; REPLY_LEN + DPDK_MAX_REPLY_BODY];
+            let message_len = if reply.body.len() > DPDK_MAX_REPLY_BODY {
+                self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
+                let refused = Reply { status: status::TOO_LARGE, body: Default::default(), ..reply };
+                message[..REPLY_LEN].copy_from_slice(&encode_reply_header(&refused));
+                REPLY_LEN
+            } else {
+                message[..REPLY_LEN].copy_from_slice(&encode_reply_header(&reply));
+                message[REPLY_LEN..REPLY_LEN + reply.body.len()].copy_from_slice(&reply.body);
+                REPLY_LEN + reply.body.len()
+            };
+            let mut buf = [0u8; frame::HEADERS_LEN + REPLY_LEN + DPDK_MAX_REPLY_BODY];
+            let Some(len) = frame::build(&mut buf, self.mac, self.ip, self.udp_port, &peer, &message[..message_len])
             else {
                 self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
                 return;

@@ -13,8 +13,8 @@
 //! latency from the arrival; rejected requests (`status::REJECTED`) are counted, not retried, and
 //! goodput counts only requests served.
 
-use crate::protocol::{decode_reply, encode_request};
-use crate::udp::{bind_udp, recv_from, send_to};
+use crate::protocol::{decode_reply, encode_request_header_for_body};
+use crate::udp::{bind_udp, recv_from, send_parts};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -49,6 +49,9 @@ pub struct LoadgenParams {
     pub cpu: Option<usize>,
     /// A step load (Hermes's burst test): the rate alternates between `rps` and this one's.
     pub step: Option<StepLoad>,
+    /// Every request carries a body of this many bytes (protocol version 2; 0: none, version 1).
+    /// At most `protocol::UDP_MAX_REQUEST_BODY`.
+    pub body_bytes: usize,
 }
 
 /// The offered rate switches between `LoadgenParams::rps` (first) and `rps` every `every`, from
@@ -192,6 +195,8 @@ struct Shared {
     /// A step load: its step length (ns) and each step's (duration ns, rate); requests are
     /// tallied by the step they arrive in.
     steps: Option<(u64, Vec<(u64, f64)>)>,
+    /// The body every request carries (`LoadgenParams::body_bytes`).
+    body: Vec<u8>,
 }
 
 impl Shared {
@@ -204,10 +209,9 @@ impl Shared {
     fn send(&self, i: usize, now: u64) -> bool {
         let r = &self.schedule[i];
         let measured = self.measured(i);
-        let mut req = *r;
-        req.client_ts = now;
+        let header = encode_request_header_for_body(r, now, self.body.len());
         self.state[i].store(if measured { SENT } else { SENT_WARMUP }, Ordering::Release);
-        if send_to(&self.flows[r.flow as usize].fd, &encode_request(&req), self.target) {
+        if send_parts(&self.flows[r.flow as usize].fd, &header, &self.body, self.target) {
             true
         } else {
             self.state[i].store(NOT_SENT, Ordering::Release);
@@ -266,6 +270,8 @@ pub enum LoadgenError {
     Flows(u32),
     #[error("empty workload")]
     EmptyWorkload,
+    #[error("a request body of {0} bytes does not fit in one UDP datagram (at most {max})", max = crate::protocol::UDP_MAX_REQUEST_BODY)]
+    BodyTooLarge(usize),
     #[error("loadgen socket: {0}")]
     Socket(#[source] std::io::Error),
     #[error("the load generator's CPU {0} is not available to this process")]
@@ -314,6 +320,9 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, LoadgenError> {
     if p.workload.types.is_empty() {
         return Err(LoadgenError::EmptyWorkload);
     }
+    if p.body_bytes > crate::protocol::UDP_MAX_REQUEST_BODY {
+        return Err(LoadgenError::BodyTooLarge(p.body_bytes));
+    }
     clock::init();
     let flows = connect_flows(p.target, p.flows)?;
     let total_ns = (p.warmup + p.duration).as_nanos() as u64;
@@ -335,6 +344,7 @@ pub fn run(p: &LoadgenParams) -> Result<LoadgenResult, LoadgenError> {
         warmup_end: start + p.warmup.as_nanos() as u64,
         schedule_over: AtomicBool::new(false),
         steps: p.step.map(|s| (s.every.as_nanos() as u64, steps.clone())),
+        body: (0..p.body_bytes).map(|i| (i % 251) as u8).collect(),
     });
     let sending_done = Arc::new(AtomicBool::new(false));
 
@@ -527,7 +537,7 @@ fn receive(
         unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, f.fd.as_raw_fd(), &mut ev) };
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
-    let mut buf = [0u8; 256];
+    let mut buf = vec![0u8; 65_536]; // any reply datagram, body included
     let mut outstanding_since: Option<u64> = None;
     loop {
         // SAFETY: `events` has room for its length.

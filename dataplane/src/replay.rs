@@ -62,9 +62,10 @@ impl ReplayTransport {
             .iter()
             .flat_map(|s| s.iter())
             .map(|r| {
-                let mut r = *r;
+                let mut r = r.clone();
                 r.arrival_ns += start;
-                (r, self.done[r.id as usize].load(Ordering::Acquire))
+                let done = self.done[r.id as usize].load(Ordering::Acquire);
+                (r, done)
             })
             .collect();
         out.sort_by_key(|(r, _)| r.id);
@@ -97,7 +98,7 @@ impl Transport for ReplayTransport {
         self.cursor[worker].store(cur + take, Ordering::Release);
         let start = self.start_ns();
         out.extend(self.schedule[worker][cur..cur + take].iter().map(|r| {
-            let mut r = *r;
+            let mut r = r.clone();
             r.arrival_ns += start;
             r
         }));

@@ -20,6 +20,19 @@ impl UdpServer {
         UdpServer::start_steered(config, bind, handler, &Steering::Hash)
     }
 
+    /// Serves `handler`, a plain safe handler (see [`synergy::Builder::handler`]): it may be
+    /// preempted and migrate only inside the preemptible regions it opens itself.
+    pub fn serve<H>(config: &Config, bind: SocketAddrV4, handler: H) -> Result<UdpServer, StartError>
+    where
+        H: Fn(synergy::Request) + Send + Sync + 'static,
+    {
+        let transport = Arc::new(
+            UdpTransport::bind(bind, config.workers).map_err(|e| StartError::Worker(format!("UDP transport: {e}")))?,
+        );
+        let runtime = Runtime::builder(config).transport(transport.clone()).handler(handler).start()?;
+        Ok(UdpServer { runtime, transport })
+    }
+
     /// As `start`, with datagrams spread over the workers by `steering`.
     pub fn start_steered(
         config: &Config,

@@ -5,7 +5,7 @@
 //! Datagrams that are not well-formed requests are counted; those that start like a request (so
 //! their id is known) are answered with `status::MALFORMED`, the rest dropped.
 
-use crate::protocol::{decode_request, encode_reply, salvage_request_id};
+use crate::protocol::{decode_request, encode_reply_header, salvage_request_id, WireError};
 use crate::steering::Steering;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -57,6 +57,18 @@ pub struct UdpTransport {
     closed: AtomicBool,
     /// The eBPF steering program's shared state, for the policies that have one.
     steering: Option<crate::steering::ebpf::Attached>,
+    /// The longest request body accepted; longer ones are answered `status::TOO_LARGE`.
+    max_body: usize,
+}
+
+/// The largest datagram kernel UDP delivers over IPv4 (65,535 less the IP and UDP headers).
+const MAX_DATAGRAM: usize = 65_507;
+
+thread_local! {
+    /// Where a worker's poll receives datagrams: one buffer as large as any datagram, per OS
+    /// thread, so that a poll allocates nothing. Polls run in the scheduler, never inside a
+    /// handler, so no preemption can reenter it.
+    static RECEIVE_BUFFER: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; MAX_DATAGRAM + 1].into_boxed_slice());
 }
 
 /// The origin of a request from `addr` (IPv4 address and port packed into a u64).
@@ -194,6 +206,16 @@ impl StampClock {
     }
 }
 
+/// Sends `head` then `tail` as one datagram to `to` without blocking (no copy into one buffer);
+/// false if the kernel refused (buffer full, no route, too large).
+pub fn send_parts(fd: &OwnedFd, head: &[u8], tail: &[u8], to: SocketAddrV4) -> bool {
+    use nix::sys::socket::{sendmsg, MsgFlags, SockaddrIn};
+    let iov = [io::IoSlice::new(head), io::IoSlice::new(tail)];
+    let parts = if tail.is_empty() { &iov[..1] } else { &iov[..] };
+    sendmsg(fd.as_raw_fd(), parts, &[], MsgFlags::MSG_DONTWAIT, Some(&SockaddrIn::from(to)))
+        == Ok(head.len() + tail.len())
+}
+
 /// Sends `data` to `to` without blocking; false if the kernel refused (buffer full, no route).
 pub fn send_to(fd: &OwnedFd, data: &[u8], to: SocketAddrV4) -> bool {
     use nix::sys::socket::{sendto, MsgFlags, SockaddrIn};
@@ -248,7 +270,58 @@ impl UdpTransport {
             local,
             closed: AtomicBool::new(false),
             steering,
+            max_body: crate::protocol::UDP_MAX_REQUEST_BODY,
         })
+    }
+
+    /// Accept request bodies of at most `max_body` bytes (default and most: what one datagram
+    /// carries, `protocol::UDP_MAX_REQUEST_BODY`, 65,379 bytes); a longer one is answered
+    /// `status::TOO_LARGE` without being copied.
+    pub fn with_max_body(mut self, max_body: usize) -> UdpTransport {
+        self.max_body = max_body.min(crate::protocol::UDP_MAX_REQUEST_BODY);
+        self
+    }
+
+    /// One poll's receiving, into `buf` (a buffer larger than any datagram, so an oversized one
+    /// is seen whole by its length and refused by the decoder, never cut).
+    fn poll_into(&self, worker: usize, out: &mut Vec<Request>, max: usize, buf: &mut [u8]) {
+        let c = &self.counters[worker];
+        let mut taken = 0;
+        // One reading of both clocks per poll converts the kernel's timestamps.
+        let stamps = StampClock::read();
+        while taken < max {
+            let Some((n, from, stamp)) = recv_stamped(&self.sockets[worker], buf) else { break };
+            c.received.fetch_add(1, Ordering::Relaxed);
+            match decode_request(&buf[..n.min(buf.len())], self.max_body) {
+                Ok(mut req) => {
+                    // A datagram received after `real_now` (during this poll) counts as now.
+                    req.arrival_ns = match stamp {
+                        Some(t) => stamps.to_runtime(t),
+                        None => clock::now_ns(),
+                    };
+                    req.origin = origin_of(from);
+                    out.push(req);
+                    taken += 1;
+                }
+                Err(e) => {
+                    c.malformed.fetch_add(1, Ordering::Relaxed);
+                    // Answer what can be answered, so a client with a bug learns it at once.
+                    if let Some((id, kind)) = salvage_request_id(&buf[..n.min(buf.len())]) {
+                        let status = match e {
+                            WireError::BodyTooLarge { .. } => status::TOO_LARGE,
+                            _ => status::MALFORMED,
+                        };
+                        let reply = Reply { id, kind, status, origin: origin_of(from), ..Reply::default() };
+                        self.reply(worker, reply);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The longest request body this transport accepts.
+    pub fn max_body(&self) -> usize {
+        self.max_body
     }
 
     /// The workers' sockets, worker 0 first (for benchmarks that drive the group directly).
@@ -291,38 +364,7 @@ impl Transport for UdpTransport {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut buf = [0u8; 2048];
-        let c = &self.counters[worker];
-        let mut taken = 0;
-        // One reading of both clocks per poll converts the kernel's timestamps.
-        let stamps = StampClock::read();
-        while taken < max {
-            let Some((n, from, stamp)) = recv_stamped(&self.sockets[worker], &mut buf) else { break };
-            c.received.fetch_add(1, Ordering::Relaxed);
-            // MSG_TRUNC reports the real length of an oversized datagram; cut to the buffer, it is
-            // still longer than a request and fails decoding.
-            match decode_request(&buf[..n.min(buf.len())]) {
-                Ok(mut req) => {
-                    // A datagram received after `real_now` (during this poll) counts as now.
-                    req.arrival_ns = match stamp {
-                        Some(t) => stamps.to_runtime(t),
-                        None => clock::now_ns(),
-                    };
-                    req.origin = origin_of(from);
-                    out.push(req);
-                    taken += 1;
-                }
-                Err(_) => {
-                    c.malformed.fetch_add(1, Ordering::Relaxed);
-                    // Answer what can be answered, so a client with a bug learns it at once.
-                    if let Some((id, kind)) = salvage_request_id(&buf[..n.min(buf.len())]) {
-                        let reply =
-                            Reply { id, kind, status: status::MALFORMED, origin: origin_of(from), ..Reply::default() };
-                        self.reply(worker, reply);
-                    }
-                }
-            }
-        }
+        RECEIVE_BUFFER.with_borrow_mut(|buf| self.poll_into(worker, out, max, buf));
     }
 
     fn backlog(&self, worker: usize) -> usize {
@@ -338,7 +380,8 @@ impl Transport for UdpTransport {
 
     fn reply(&self, worker: usize, reply: Reply) {
         let c = &self.counters[worker];
-        if send_to(&self.sockets[worker], &encode_reply(&reply), addr_of(reply.origin)) {
+        let header = encode_reply_header(&reply);
+        if send_parts(&self.sockets[worker], &header, &reply.body, addr_of(reply.origin)) {
             c.replies.fetch_add(1, Ordering::Relaxed);
         } else {
             c.reply_errors.fetch_add(1, Ordering::Relaxed);
@@ -451,7 +494,7 @@ mod tests {
             received
         };
         for (id, req) in requests.iter().enumerate() {
-            let req = Request { id: id as u64, ..*req };
+            let req = Request { id: id as u64, ..req.clone() };
             assert!(send_to(&client, &crate::protocol::encode_request(&req), t.local_addr()));
             // Drain as we go, so no socket buffer overflows.
             drain(&mut got);

@@ -90,6 +90,7 @@ fn dpdk_af_packet_answers_every_request_exactly_once() {
         obey_credits: false,
         cpu: None,
         step: None,
+        body_bytes: 0,
     };
     let r = loadgen::run(&lp).expect("loadgen");
     let (stats, c) = server.shutdown();

@@ -40,6 +40,7 @@ fn params(target: SocketAddrV4, rps: f64, ms: u64) -> LoadgenParams {
         obey_credits: false,
         cpu: None,
         step: None,
+        body_bytes: 0,
     }
 }
 
@@ -109,9 +110,9 @@ fn malformed_datagrams_are_counted_and_dropped_and_bad_requests_get_an_error_sta
     client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let to = s.local_addr();
     let good = encode_request(&Request { id: 1, kind: 0, service_ns: 1_000, ..Request::default() });
-    let mut bad_magic = good;
+    let mut bad_magic = good.clone();
     bad_magic[0] ^= 0xff;
-    let mut bad_version = good;
+    let mut bad_version = good.clone();
     bad_version[4] = 9;
     let mut long = good.to_vec();
     long.push(0);
@@ -302,4 +303,49 @@ fn an_idle_parked_server_sleeps_its_timer_core_and_answers_every_request() {
         t.grants,
         t.cpu_ns / 1_000_000
     );
+}
+
+/// Bodies travel both ways over kernel UDP, up to what one datagram carries; a body over the
+/// transport's limit is answered `TOO_LARGE` and never reaches the handler.
+#[test]
+fn bodies_are_echoed_up_to_a_datagram_and_a_body_over_the_limit_is_refused() {
+    let _g = common::serial();
+    let transport = std::sync::Arc::new(
+        UdpTransport::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), 1).unwrap().with_max_body(40_000),
+    );
+    let rt = synergy::Runtime::builder(&common::one_worker())
+        .transport(transport.clone())
+        .handler(|req: Request| {
+            // The reply's body: the request's, reversed, so an echo of the wrong bytes shows.
+            let mut body = synergy::Body::with_capacity(req.body().len());
+            body.extend_from_slice(&req.body().iter().rev().copied().collect::<Vec<u8>>());
+            synergy::send(synergy::Reply::to(&req).with_value(req.body().len() as u64).with_body_buf(body)).unwrap();
+        })
+        .start()
+        .expect("start the runtime");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    for (id, len) in [0usize, 1, 64, 1_000, 16_384, 40_000].into_iter().enumerate() {
+        let body: Vec<u8> = (0..len).map(|i| (i * 31 + id) as u8).collect();
+        let req = Request { id: id as u64, body: synergy::Body::from_slice(&body), ..Request::default() };
+        client.send_to(&encode_request(&req), transport.local_addr()).unwrap();
+        let (n, _) = client.recv_from(&mut buf).expect("a reply");
+        let r = decode_reply(&buf[..n]).unwrap_or_else(|e| panic!("{len}-byte body: {e}"));
+        assert_eq!((r.id, r.status, r.value, r.body_len as usize), (id as u64, status::OK, len as u64, len));
+        let echoed: Vec<u8> = body.iter().rev().copied().collect();
+        assert_eq!(synergy_net::protocol::reply_body(&buf[..n]), &echoed[..], "{len}-byte body");
+        assert_eq!(n, REPLY_LEN + len);
+    }
+    // One byte over the limit: refused with its id, unread by the handler.
+    let over = Request { id: 77, body: synergy::Body::from_slice(&[5u8; 40_001]), ..Request::default() };
+    client.send_to(&encode_request(&over), transport.local_addr()).unwrap();
+    let (n, _) = client.recv_from(&mut buf).expect("a reply to the oversized request");
+    let r = decode_reply(&buf[..n]).unwrap();
+    assert_eq!((r.id, r.status, r.body_len), (77, status::TOO_LARGE, 0));
+    transport.close();
+    let stats = rt.shutdown();
+    assert_eq!(stats.total.completed, 6, "the handler served the six, not the refused one: {stats:?}");
+    let udp = transport.counters();
+    assert_eq!((udp[0].received, udp[0].malformed, udp[0].replies), (7, 1, 7), "{udp:?}");
 }

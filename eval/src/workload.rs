@@ -229,7 +229,17 @@ impl Workload {
         } else {
             (rng.lognormal(ty.service_ns as f64, ty.sd_ns as f64) as u64).max(1)
         };
-        Request { id, kind: kind as u32, flow, service_ns, client_ts: 0, arrival_ns, origin: 0, key }
+        Request {
+            id,
+            kind: kind as u32,
+            flow,
+            service_ns,
+            client_ts: 0,
+            arrival_ns,
+            origin: 0,
+            key,
+            body: synergy::Body::new(),
+        }
     }
 }
 

@@ -62,13 +62,31 @@ pub struct ShinjukuPolicy {
     pub quantum_ns: u64,
     /// Dispatcher threads, each owning a block of workers.
     pub dispatchers: usize,
+    /// The most units of work a dispatcher's queues hold before it rejects new requests
+    /// ([`admits_new`]); preempted requests always go back (they hold a green thread already).
+    pub queue_limit: usize,
+}
+
+/// Whether a dispatcher whose queues hold `queued` units takes a new request in; if not, the
+/// request is answered REJECTED (issue 39: the queues grew without bound under overload). A
+/// dispatcher's queues then never hold more than `limit` plus one unit per worker of its block:
+/// once at the limit only preempted requests join, and each came from a worker that took a unit
+/// out of the queues first.
+pub fn admits_new(queued: usize, limit: usize) -> bool {
+    queued < limit
 }
 
 impl ShinjukuPolicy {
     /// SQ with preempted requests to the tail, one dispatcher, 5 µs: the paper's choice for
     /// multi-modal loads when types are unknown (Fig. 5c).
     pub fn sq_tail(quantum_ns: u64) -> ShinjukuPolicy {
-        ShinjukuPolicy { rule: QueueRule::Single, preempted_to: PreemptedTo::Tail, quantum_ns, dispatchers: 1 }
+        ShinjukuPolicy {
+            rule: QueueRule::Single,
+            preempted_to: PreemptedTo::Tail,
+            quantum_ns,
+            dispatchers: 1,
+            queue_limit: usize::MAX,
+        }
     }
 
     /// MQ with preempted requests to the head (Figs. 6, 7a, 8).
@@ -78,6 +96,7 @@ impl ShinjukuPolicy {
             preempted_to: PreemptedTo::Head,
             quantum_ns,
             dispatchers: 1,
+            queue_limit: usize::MAX,
         }
     }
 
@@ -89,6 +108,9 @@ impl ShinjukuPolicy {
         }
         if self.dispatchers == 0 {
             return Err("Shinjuku needs at least one dispatcher".into());
+        }
+        if self.queue_limit == 0 {
+            return Err("a Shinjuku dispatcher's queue limit must be at least 1".into());
         }
         if let QueueRule::Multi { slo_ns } = &self.rule {
             if slo_ns.is_empty() || slo_ns.contains(&0) {
@@ -307,6 +329,9 @@ mod tests {
             "the remainder goes to the first"
         );
         assert_eq!((dispatcher_of(10, 2, 22), dispatcher_of(11, 2, 22)), (0, 1));
+        let p = ShinjukuPolicy { queue_limit: 0, ..ShinjukuPolicy::sq_tail(5_000) };
+        assert!(p.validate().unwrap_err().contains("queue limit"));
+        assert!(admits_new(7, 8) && !admits_new(8, 8) && !admits_new(9, 8));
         let p = ShinjukuPolicy { dispatchers: 0, ..ShinjukuPolicy::sq_tail(5_000) };
         assert!(p.validate().is_err());
         assert!(ShinjukuPolicy::mq_head(vec![1, 0], 5).validate().is_err());

@@ -56,6 +56,10 @@ pub struct Config {
     /// Shinjuku: the quantum in µs after which a request is preempted while work waits (the
     /// paper used 5 to 15 µs; 1 to 1000 accepted).
     pub shinjuku_quantum_us: u64,
+    /// Shinjuku: the most requests one dispatcher's queues hold; beyond it new requests are
+    /// answered REJECTED (counted in the workers' `rejected` and the timer stats'
+    /// `dispatcher_rejects`). Default 4096, the depth of one worker's receive ring.
+    pub shinjuku_queue_limit: usize,
     /// Whether the timer core gives its CPU away (`sched_yield`) after every loop.
     pub timer_yield: TimerYield,
     /// What an idle worker does: spin (the thesis's design), or park after `idle_poll_us` and be
@@ -248,6 +252,7 @@ impl Config {
             preempted_to: self.shinjuku_preempted,
             quantum_ns: self.shinjuku_quantum_us * 1_000,
             dispatchers: self.dispatchers,
+            queue_limit: self.shinjuku_queue_limit,
         }
     }
 
@@ -263,6 +268,12 @@ impl Config {
             return err(format!(
                 "shinjuku_quantum_us must be between 1 and 1000 µs (the paper used 5 to 15), got {}",
                 self.shinjuku_quantum_us
+            ));
+        }
+        if !(1..=1 << 24).contains(&self.shinjuku_queue_limit) {
+            return err(format!(
+                "shinjuku_queue_limit must be between 1 and 16777216, got {}",
+                self.shinjuku_queue_limit
             ));
         }
         if self.shinjuku_queues == ShinjukuQueues::Mq
@@ -317,6 +328,7 @@ impl Default for Config {
             shinjuku_slo_us: Vec::new(),
             dispatchers: 1,
             shinjuku_quantum_us: crate::policy::system::SHINJUKU_QUANTUM_NS / 1_000,
+            shinjuku_queue_limit: 4096,
             timer_yield: TimerYield::Auto,
             idle: IdleMode::Spin,
             // CoreSync's POLL_PERIOD and the delay threshold of its (and Shenango's) allocator.

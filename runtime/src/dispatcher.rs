@@ -19,7 +19,7 @@
 //! the worker's current arming like the timer core's.
 
 use crate::clock;
-use crate::policy::shinjuku::{dispatcher_workers, preempt_due, Queues};
+use crate::policy::shinjuku::{admits_new, dispatcher_workers, preempt_due, Queues};
 use crate::policy::timer::{retry_deadline, DISARMED};
 use crate::stats::{LoopPeriods, PeriodHistogram, TimerStats};
 use crate::timer_core::send_interrupt;
@@ -46,6 +46,8 @@ struct Dispatcher<'a> {
     reserved: Vec<Option<Work>>,
     free: Vec<bool>,
     quantum_ns: u64,
+    /// `shinjuku_queue_limit`: beyond it new requests are turned away (`admits_new`).
+    queue_limit: usize,
 }
 
 pub fn run_dispatcher(
@@ -70,6 +72,7 @@ pub fn run_dispatcher(
         reserved: (0..block.len()).map(|_| None).collect(),
         free: vec![false; block.len()],
         quantum_ns: policy.quantum_ns,
+        queue_limit: policy.queue_limit,
     };
     let mut buf = Vec::with_capacity(RX_BATCH);
     let mut loop_periods = LoopPeriods::new(clock::now_ns());
@@ -78,7 +81,8 @@ pub fn run_dispatcher(
         loop_periods.tick(now, &periods, &stats);
         d.see_free_workers();
         d.take_back(params.index, now);
-        d.admit(&mut buf);
+        stats.dispatcher_queue_max.fetch_max(d.queues.len() as u64, Ordering::Relaxed);
+        d.admit(&mut buf, &stats);
         d.hand_out(now);
         d.preempt_overdue(now, &stats);
         if params.yield_each_loop {
@@ -118,19 +122,36 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Everything that arrived on the block's transport queues joins the queues.
-    fn admit(&mut self, buf: &mut Vec<crate::request::Request>) {
+    /// What arrived on the block's transport queues joins the queues while they are under their
+    /// limit; the rest goes to its worker to be answered REJECTED. A transport queue is polled
+    /// for no more than the queues and that worker's reject ring can take, so nothing taken in
+    /// is ever dropped: past both, requests wait in the transport (for UDP, the socket buffer,
+    /// whose overflow the kernel counts).
+    fn admit(&mut self, buf: &mut Vec<crate::request::Request>, stats: &TimerStats) {
         for i in 0..self.sent.len() {
             let w = self.first + i;
+            let rejects = &self.shared.workers[w].dispatcher_rejects;
+            let room = self.queue_limit.saturating_sub(self.queues.len()) + (rejects.capacity() - rejects.len());
             buf.clear();
-            self.shared.transport.poll(w, buf, RX_BATCH);
+            self.shared.transport.poll(w, buf, RX_BATCH.min(room));
             if buf.is_empty() {
                 continue;
             }
             self.shared.received(w, buf);
             for r in buf.drain(..) {
-                self.queues.push_new(Work::Request(r), r.kind as usize, r.arrival_ns);
+                if admits_new(self.queues.len(), self.queue_limit) {
+                    let (kind, arrival_ns) = (r.kind as usize, r.arrival_ns);
+                    self.queues.push_new(Work::Request(r), kind, arrival_ns);
+                } else {
+                    stats.dispatcher_rejects.fetch_add(1, Ordering::Relaxed);
+                    if rejects.push(r).is_err() {
+                        // Only this dispatcher pushes, and it polled no more than there was room.
+                        log::error!("dispatcher found worker {w}'s reject ring full");
+                        std::process::abort();
+                    }
+                }
             }
+            stats.dispatcher_queue_max.fetch_max(self.queues.len() as u64, Ordering::Relaxed);
         }
     }
 

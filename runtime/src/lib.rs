@@ -31,6 +31,7 @@
 //! which migrates with the request.
 
 pub mod alloc;
+pub mod body;
 pub mod clock;
 pub mod config;
 pub mod coresync;
@@ -57,11 +58,12 @@ mod worker;
 pub use synergy_policy as policy;
 
 pub use alloc::PreemptSafeAlloc;
+pub use body::Body;
 pub use config::Config;
 pub use green::thread::ThreadPtr as PreemptedThread;
 pub use preempt::ci::preempt_point;
 pub use preempt::PreemptMode;
-pub use request::{Reply, Request};
+pub use request::{Reply, Request, RequestDescriptor};
 pub use runtime::{Builder, MigratableHandler, Runtime, SharedHandler, StartError};
 pub use synergy_macros::preemptible;
 pub use worker::{

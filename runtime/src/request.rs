@@ -1,7 +1,12 @@
 //! What flows through the runtime: requests in, replies out.
 
+pub use crate::body::Body;
+
 /// A request as the runtime sees it. Transports decode their wire format into this.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Not `Copy`: it owns its [`Body`]. What the scheduling policies see is [`Request::descriptor`],
+/// the fixed fields without the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Request {
     /// Client-chosen identifier, echoed in the reply.
@@ -21,6 +26,39 @@ pub struct Request {
     pub origin: u64,
     /// The request's key, for key-value applications (empty when the request has none).
     pub key: Key,
+    /// The request's bytes besides the fixed fields (empty for the synthetic workloads).
+    pub body: Body,
+}
+
+impl Request {
+    /// The request's body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The request without its body: what scheduling decisions and the simulator work on.
+    pub fn descriptor(&self) -> RequestDescriptor {
+        RequestDescriptor {
+            id: self.id,
+            kind: self.kind,
+            flow: self.flow,
+            service_ns: self.service_ns,
+            arrival_ns: self.arrival_ns,
+            body_len: self.body.len() as u32,
+        }
+    }
+}
+
+/// A request's fixed fields, `Copy`: what a policy decides on (id, type, flow, times, size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestDescriptor {
+    pub id: u64,
+    pub kind: u32,
+    pub flow: u32,
+    pub service_ns: u64,
+    pub arrival_ns: u64,
+    /// The body's length in bytes.
+    pub body_len: u32,
 }
 
 /// A request's key: up to `Key::MAX` bytes, stored inline so a `Request` stays `Copy` and moves
@@ -78,10 +116,13 @@ pub mod status {
     /// Overload control's AQM turned the request away unserved (`--overload credits`): the
     /// oldest queued request had waited longer than D_drop. Not retried by the server.
     pub const REJECTED: u32 = 3;
+    /// The request's body is longer than the transport accepts (its `max_body`): refused
+    /// unread, answered so the client learns why.
+    pub const TOO_LARGE: u32 = 4;
 }
 
 /// A reply built by the application and completed by the runtime.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Reply {
     pub id: u64,
@@ -103,6 +144,8 @@ pub struct Reply {
     /// Set by the runtime in `send` under `--overload credits`: how many requests the request's
     /// session may have outstanding from now on.
     pub credits: Option<u32>,
+    /// The reply's bytes besides the fixed fields.
+    pub body: Body,
 }
 
 impl Reply {
@@ -120,6 +163,18 @@ impl Reply {
 
     pub fn with_value(mut self, value: u64) -> Reply {
         self.value = value;
+        self
+    }
+
+    /// The reply with `bytes` as its body (copied into a pooled buffer).
+    pub fn with_body(mut self, bytes: &[u8]) -> Reply {
+        self.body = Body::from_slice(bytes);
+        self
+    }
+
+    /// The reply with `body` as its body (moved: build it with `Body::with_capacity` and write).
+    pub fn with_body_buf(mut self, body: Body) -> Reply {
+        self.body = body;
         self
     }
 

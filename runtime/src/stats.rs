@@ -102,6 +102,10 @@ counters!(
         rejecting_periods,
         /// Control periods the overload controller ran (`--overload credits`).
         control_periods,
+        /// Shinjuku: new requests the dispatchers answered REJECTED because their queues were
+        /// at `shinjuku_queue_limit`, and the most units any dispatcher's queues held.
+        dispatcher_rejects,
+        dispatcher_queue_max,
     }
 );
 

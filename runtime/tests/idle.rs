@@ -116,14 +116,15 @@ fn bursts_and_pauses(cfg: Config) {
         let n = 1 + next() % 12;
         for _ in 0..n {
             let long = next() % 8 == 0;
-            let req = Request {
+            let mut req = Request {
                 id,
                 kind: if long { LONG } else { SHORT },
                 service_ns: if long { 150_000 } else { 1_000 + next() % 3_000 },
                 flow: (id % 7) as u32,
                 ..Request::default()
             };
-            while t.submit((next() % 2) as usize, req).is_err() {
+            while let Err(back) = t.submit((next() % 2) as usize, req) {
+                req = back;
                 std::hint::spin_loop();
             }
             id += 1;

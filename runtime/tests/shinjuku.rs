@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use synergy::config::ShinjukuQueues;
-use synergy::request::Reply;
+use synergy::request::{status, Reply};
 use synergy::transport::channel::ChannelTransport;
 use synergy::transport::Transport;
 use synergy::{Config, MigratableHandler, Request, Runtime};
@@ -44,7 +44,7 @@ impl HeldTransport {
             std::hint::spin_loop();
         }
         for r in batch {
-            self.inner.submit(0, *r).unwrap();
+            self.inner.submit(0, r.clone()).unwrap();
         }
         self.hold.store(false, Ordering::SeqCst);
     }
@@ -264,6 +264,63 @@ fn the_configured_quantum_passes_before_a_preemption() {
 }
 
 /// Configurations Shinjuku cannot run are refused with a reason.
+/// Issue 39, item 9: a dispatcher's queues are bounded. The only worker is held by a request that
+/// cannot be preempted while 200 shorts arrive: the dispatcher takes 8 (its limit) and turns the
+/// other 192 away, which the worker answers REJECTED once free. Before the bound, all 200 were
+/// queued (the high-water mark was 200 and nothing was rejected).
+#[test]
+fn a_dispatcher_at_its_queue_limit_rejects_new_requests_and_holds_no_more() {
+    const LIMIT: usize = 8;
+    const SHORTS: u64 = 200;
+    let _serial = common::serial();
+    let cfg = Config { shinjuku_queue_limit: LIMIT, ..shinjuku(ShinjukuQueues::Sq, PreemptedTo::Tail) };
+    let transport = Arc::new(ChannelTransport::new(1, 1024, 1024));
+    let (started, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (s, r) = (started.clone(), release.clone());
+    let h = move |req: Request| {
+        if req.id == L0 {
+            s.store(true, Ordering::Release);
+            // Not preemptible: the dispatcher's interrupts are deferred until the release.
+            synergy::preempt::without_preemption(|| {
+                let t0 = std::time::Instant::now();
+                while !r.load(Ordering::Acquire) && t0.elapsed() < L0_BOUND {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        synergy::send(Reply::to(&req)).unwrap();
+    };
+    // SAFETY: the handler touches atomics and the clock only: no thread-local storage, no OS lock.
+    let h = unsafe { MigratableHandler::new(Arc::new(h)) };
+    let rt = Runtime::builder(&cfg).transport(transport.clone()).migratable_handler(h).start().expect("runtime starts");
+    transport.submit(0, Request { id: L0, kind: LONG, ..Request::default() }).unwrap();
+    common::wait_until("the long request started", Duration::from_secs(10), || started.load(Ordering::Acquire));
+    // Ids 1001.. (L0 is 100).
+    for id in 1_001..=1_000 + SHORTS {
+        transport.submit(0, Request { id, kind: SHORT, ..Request::default() }).unwrap();
+    }
+    let rejected = SHORTS - LIMIT as u64;
+    common::wait_until("the dispatcher turned the excess away", Duration::from_secs(60), || {
+        rt.stats().timer.dispatcher_rejects == rejected
+    });
+    release.store(true, Ordering::Release);
+    let replies = common::wait_for_replies(&transport, SHORTS as usize + 1, Duration::from_secs(60));
+    transport.close();
+    let stats = rt.shutdown();
+    let rejects: Vec<u64> = replies.iter().filter(|r| r.status == status::REJECTED).map(|r| r.id).collect();
+    assert_eq!(
+        rejects,
+        (1_001 + LIMIT as u64..=1_000 + SHORTS).collect::<Vec<_>>(),
+        "the newest are turned away, in order"
+    );
+    assert!(replies.iter().filter(|r| r.status != status::REJECTED).all(|r| r.status == status::OK));
+    assert_eq!((stats.total.rejected, stats.timer.dispatcher_rejects), (rejected, rejected), "{stats:?}");
+    assert_eq!(stats.total.completed, SHORTS + 1, "{stats:?}");
+    // The queues' own high-water mark: the limit, plus at most one unit per worker of the block.
+    assert!(stats.timer.dispatcher_queue_max <= LIMIT as u64 + 1, "{stats:?}");
+    assert!(stats.timer.dispatcher_queue_max >= LIMIT as u64, "the queues filled to the limit: {stats:?}");
+}
+
 #[test]
 fn impossible_shinjuku_configurations_are_refused() {
     let allowed = synergy::cpu::allowed_cpus();

@@ -47,7 +47,12 @@ fn nothing_is_lost_and_the_pool_keeps_a_credit_per_session_under_overload() {
         // (below), so every session uses its whole grant (at least 1); and a grant was handed
         // out from a pool that one control period can at most halve (`CreditPool::update`).
         assert!(o.outstanding_at_end >= 100, "every session has a request in flight: {o:?}");
-        assert!(o.outstanding_at_end as f64 <= 2.0 * o.final_credits, "{} in flight, pool {}", o.outstanding_at_end, o.final_credits);
+        assert!(
+            o.outstanding_at_end as f64 <= 2.0 * o.final_credits,
+            "{} in flight, pool {}",
+            o.outstanding_at_end,
+            o.final_credits
+        );
         assert!(o.final_credits >= 100.0, "{}", o.final_credits);
         // 1.5x offered, so half a capacity's worth waits at the clients: credits, not the
         // server's queue, hold it back; the cores stay busy.
@@ -143,9 +148,8 @@ fn the_figures_normalise_to_coresync_and_draw_every_panel() {
     for load in figures::TABLE1_LOADS {
         // Every allocator's entry is its goodput over CoreSync's, seed by seed, then averaged.
         // The runs are deterministic, so the test reruns each point itself.
-        let goodput = |a: Allocator, seed: u64| {
-            engine::run(&Setup::coresync_paper(a, load, p.duration_ns, seed)).goodput_rps
-        };
+        let goodput =
+            |a: Allocator, seed: u64| engine::run(&Setup::coresync_paper(a, load, p.duration_ns, seed)).goodput_rps;
         let base = Allocator::CoreSync { r: figures::PAPER_R };
         assert_eq!(r.normalised(base, load), 1.0);
         for a in [Allocator::Shenango, Allocator::UTIL_RANGE, Allocator::Static] {

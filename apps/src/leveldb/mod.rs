@@ -8,8 +8,10 @@
 //! port would bypass.
 //!
 //! Requests: kind `LEVELDB_GET` with a key, kind `LEVELDB_SCAN` without one. Replies: status 0
-//! with the digest (`store::digest`) of the value (GET) or of every key and value in order (SCAN); or an
-//! error status: unknown kind, GET without a key or SCAN with one, key absent, LevelDB error.
+//! with the value as the body and its digest (`store::digest`) as the reply's value (GET), or
+//! the entries as the body, as many as fit in `SCAN_BODY_MAX` bytes (`Store::scan_into`'s
+//! format), with the digest of every key and value in order (SCAN); or an error status: unknown
+//! kind, GET without a key or SCAN with one, key absent, LevelDB error.
 
 mod ffi;
 pub mod store;
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 pub use store::{version, ScanDigest, Store};
 use synergy::clock;
-use synergy::request::{status, Reply, Request};
+use synergy::request::{status, Body, Reply, Request};
 use synergy_eval::report::Summary;
 use synergy_eval::workload::{key_name, LEVELDB_GET, LEVELDB_SCAN, THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
 
@@ -30,26 +32,34 @@ pub const STATUS_NOT_FOUND: u32 = 17;
 pub const STATUS_BAD_KEY: u32 = 18;
 /// Reply status: LevelDB reported an error.
 pub const STATUS_STORE_ERROR: u32 = 19;
+/// The most bytes of entries a SCAN's reply carries: what one UDP reply datagram holds. The
+/// reply's value (the digest) and the count cover every entry.
+pub const SCAN_BODY_MAX: usize = 65_507 - 64;
 
-/// The outcome of one request, as the handler would reply it: (status, value).
+/// The outcome of one request, as the handler would reply it: (status, value), with the GET's
+/// value or the SCAN's entries appended to `body`.
 ///
 /// Instrumented for compiler interrupts (`--preempt ci+signal`): the probe at entry is this
 /// handler's only yield point in Rust. A GET is over before a quantum ends; a SCAN runs in
 /// LevelDB's C++, which has no probes, so under `ci+signal` the timer core's request goes
 /// unanswered and the fallback signal preempts it (docs/leveldb.md).
 #[synergy::preemptible]
-pub fn serve(store: &Store, req: &Request) -> (u32, u64) {
+pub fn serve(store: &Store, req: &Request, body: &mut Body) -> (u32, u64) {
     let result = match req.kind {
         LEVELDB_GET if req.key.is_empty() => return (STATUS_BAD_KEY, 0),
-        LEVELDB_GET => store.get(req.key.as_bytes()).map(|v| v.ok_or(STATUS_NOT_FOUND)),
+        LEVELDB_GET => store.get_into(req.key.as_bytes(), Some(body)).map(|v| v.ok_or(STATUS_NOT_FOUND)),
         LEVELDB_SCAN if !req.key.is_empty() => return (STATUS_BAD_KEY, 0),
         LEVELDB_SCAN => {
             // SAFETY: the scan keeps its state in locals and LevelDB's heap objects; the pthread
             // mutexes and malloc calls of LevelDB's read path go through synergy-interpose's
             // shims (a `Store` exists only once `ensure_linked` confirmed them), which pin the
             // code to its worker while a lock is held or the allocator runs.
+            // The body's buffer is taken before the region (the scan only fills it).
+            if body.capacity() < SCAN_BODY_MAX {
+                *body = Body::with_capacity(SCAN_BODY_MAX);
+            }
             unsafe { synergy::feedback_start() };
-            let r = store.scan();
+            let r = store.scan_into(body, SCAN_BODY_MAX);
             synergy::feedback_finished();
             r.map(|d| Ok(d.digest))
         }
@@ -69,8 +79,9 @@ pub fn handler(store: Arc<Store>) -> Handler {
     // keeps no thread-local state across them; the rest is local computation.
     unsafe {
         Handler::new(Arc::new(move |req: Request| {
-            let (st, value) = serve(&store, &req);
-            let _ = synergy::send(Reply::to(&req).with_status(st).with_value(value));
+            let mut body = Body::new();
+            let (st, value) = serve(&store, &req, &mut body);
+            let _ = synergy::send(Reply::to(&req).with_status(st).with_value(value).with_body_buf(body));
         }))
     }
 }
@@ -152,6 +163,49 @@ mod tests {
     use synergy::request::Key;
     use synergy_eval::workload::LEVELDB_ENTRIES;
 
+    fn serve_(s: &Store, r: &Request) -> (u32, u64) {
+        serve(s, r, &mut Body::new())
+    }
+
+    /// The entries of a SCAN body (`Store::scan_into`'s format).
+    fn entries(mut b: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        let take = |b: &mut &[u8]| {
+            let n = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
+            let field = b[4..4 + n].to_vec();
+            *b = &b[4 + n..];
+            field
+        };
+        while !b.is_empty() {
+            let k = take(&mut b);
+            let v = take(&mut b);
+            out.push((k, v));
+        }
+        out
+    }
+
+    #[test]
+    fn a_get_answers_the_value_and_a_scan_the_entries_that_fit() {
+        let s = temp_store("bodies", 10);
+        let mut body = Body::new();
+        let get = Request { kind: LEVELDB_GET, key: Key::new(b"key-000003").unwrap(), ..Request::default() };
+        let (st, digest) = serve(&s, &get, &mut body);
+        assert_eq!((st, body.as_slice()), (status::OK, &store::value_for(3)[..]));
+        assert_eq!(digest, store::digest(store::DIGEST_SEED, &store::value_for(3)));
+        let mut body = Body::new();
+        let (st, digest) = serve(&s, &Request { kind: LEVELDB_SCAN, ..Request::default() }, &mut body);
+        assert_eq!((st, digest), (status::OK, s.scan().unwrap().digest));
+        let want: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..10).map(|i| (key_name(i).as_bytes().to_vec(), store::value_for(i).to_vec())).collect();
+        assert_eq!(entries(&body), want, "every entry, in key order");
+        // A bound cuts at an entry's boundary; the digest still covers everything.
+        let one = 8 + key_name(0).as_bytes().len() + store::value_for(0).len();
+        let mut cut = Body::with_capacity(3 * one);
+        let d = s.scan_into(&mut cut, 3 * one - 1).unwrap();
+        assert_eq!((d.entries, d.digest), (10, digest));
+        assert_eq!(entries(&cut), want[..2].to_vec());
+    }
+
     fn temp_store(test: &str, entries: u32) -> Store {
         let dir = std::env::temp_dir().join(format!("synergy-leveldb-{test}-{}", std::process::id()));
         Store::create(&dir, entries).expect("create a LevelDB store")
@@ -182,15 +236,15 @@ mod tests {
     fn bad_requests_get_error_statuses() {
         let s = temp_store("statuses", 10);
         let get = |key: &[u8]| Request { kind: LEVELDB_GET, key: Key::new(key).unwrap(), ..Request::default() };
-        assert_eq!(serve(&s, &get(b"key-000003")).0, status::OK);
-        assert_eq!(serve(&s, &get(b"key-000010")), (STATUS_NOT_FOUND, 0));
-        assert_eq!(serve(&s, &get(b"no such key")), (STATUS_NOT_FOUND, 0));
-        assert_eq!(serve(&s, &get(&[0xff; 64])), (STATUS_NOT_FOUND, 0));
-        assert_eq!(serve(&s, &get(b"")), (STATUS_BAD_KEY, 0), "GET without a key");
+        assert_eq!(serve_(&s, &get(b"key-000003")).0, status::OK);
+        assert_eq!(serve_(&s, &get(b"key-000010")), (STATUS_NOT_FOUND, 0));
+        assert_eq!(serve_(&s, &get(b"no such key")), (STATUS_NOT_FOUND, 0));
+        assert_eq!(serve_(&s, &get(&[0xff; 64])), (STATUS_NOT_FOUND, 0));
+        assert_eq!(serve_(&s, &get(b"")), (STATUS_BAD_KEY, 0), "GET without a key");
         let scan_with_key = Request { kind: LEVELDB_SCAN, key: Key::new(b"k").unwrap(), ..Request::default() };
-        assert_eq!(serve(&s, &scan_with_key), (STATUS_BAD_KEY, 0));
-        assert_eq!(serve(&s, &Request { kind: 2, ..Request::default() }), (status::UNKNOWN_KIND, 0));
-        let (st, v) = serve(&s, &Request { kind: LEVELDB_SCAN, ..Request::default() });
+        assert_eq!(serve_(&s, &scan_with_key), (STATUS_BAD_KEY, 0));
+        assert_eq!(serve_(&s, &Request { kind: 2, ..Request::default() }), (status::UNKNOWN_KIND, 0));
+        let (st, v) = serve_(&s, &Request { kind: LEVELDB_SCAN, ..Request::default() });
         assert_eq!((st, v), (status::OK, s.scan().unwrap().digest));
     }
 

@@ -8,6 +8,7 @@ use super::ffi::*;
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr;
+use synergy::Body;
 use synergy_eval::workload::key_name;
 
 /// Bytes per value: what a small-object key-value store holds (the thesis does not say).
@@ -137,6 +138,11 @@ impl Store {
 
     /// GET: the digest of `key`'s value, or `None` if the key is absent.
     pub fn get(&self, key: &[u8]) -> Result<Option<u64>, String> {
+        self.get_into(key, None)
+    }
+
+    /// GET: as `get`, also appending the value to `out` if there is one.
+    pub fn get_into(&self, key: &[u8], out: Option<&mut Body>) -> Result<Option<u64>, String> {
         let mut len = 0usize;
         let mut err = ptr::null_mut();
         // SAFETY: open db; key buffer of its length; LevelDB returns a malloc'ed copy or null.
@@ -146,7 +152,11 @@ impl Store {
             return Ok(None);
         }
         // SAFETY: v holds len bytes until freed below.
-        let d = digest(DIGEST_SEED, unsafe { std::slice::from_raw_parts(v.cast::<u8>(), len) });
+        let value = unsafe { std::slice::from_raw_parts(v.cast::<u8>(), len) };
+        let d = digest(DIGEST_SEED, value);
+        if let Some(out) = out {
+            out.extend_from_slice(value);
+        }
         // SAFETY: v came from LevelDB's allocator, freed once.
         unsafe { leveldb_free(v.cast()) };
         Ok(Some(d))
@@ -154,6 +164,14 @@ impl Store {
 
     /// SCAN: every entry, in key order.
     pub fn scan(&self) -> Result<ScanDigest, String> {
+        self.scan_into(&mut Body::new(), 0)
+    }
+
+    /// SCAN: as `scan`, also appending to `out` the entries, in key order, as long as they fit in
+    /// `max` bytes in all: each as `u32` key length (little-endian), key, `u32` value length,
+    /// value. The digest and count cover every entry, whatever fitted.
+    pub fn scan_into(&self, out: &mut Body, max: usize) -> Result<ScanDigest, String> {
+        let mut full = false;
         // SAFETY: open db; the iterator is destroyed before returning.
         let it = unsafe { leveldb_create_iterator(self.db, self.read) };
         let mut d = ScanDigest { entries: 0, digest: DIGEST_SEED };
@@ -164,10 +182,17 @@ impl Store {
                 let (mut kl, mut vl) = (0usize, 0usize);
                 let k = leveldb_iter_key(it, &mut kl);
                 let v = leveldb_iter_value(it, &mut vl);
-                d.digest = digest(
-                    digest(d.digest, std::slice::from_raw_parts(k.cast::<u8>(), kl)),
-                    std::slice::from_raw_parts(v.cast::<u8>(), vl),
-                );
+                let (key, value) =
+                    (std::slice::from_raw_parts(k.cast::<u8>(), kl), std::slice::from_raw_parts(v.cast::<u8>(), vl));
+                d.digest = digest(digest(d.digest, key), value);
+                if !full && out.len() + 8 + kl + vl <= max {
+                    out.extend_from_slice(&(kl as u32).to_le_bytes());
+                    out.extend_from_slice(key);
+                    out.extend_from_slice(&(vl as u32).to_le_bytes());
+                    out.extend_from_slice(value);
+                } else {
+                    full = true;
+                }
                 d.entries += 1;
                 leveldb_iter_next(it);
             }

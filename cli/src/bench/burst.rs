@@ -95,6 +95,7 @@ pub fn run(base: &Config, placement: &Placement, p: &BurstParams) -> Result<Burs
             obey_credits: cfg.overload == OverloadMode::Credits,
             cpu: loadgen_cpu,
             step: Some(StepLoad { rps: capacity * p.high, every: p.step }),
+            body_bytes: 0,
         };
         let result = loadgen::run(&lp);
         let (stats, _) = server.shutdown();

@@ -91,6 +91,7 @@ pub fn run(base: &Config, placement: &Placement, p: &OverloadParams) -> Result<O
                 obey_credits: mode == OverloadMode::Credits,
                 cpu: loadgen_cpu,
                 step: None,
+                body_bytes: 0,
             };
             let result = loadgen::run(&lp);
             let (stats, sockets) = server.shutdown();

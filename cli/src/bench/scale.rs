@@ -244,6 +244,7 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
             seed: 1,
             slo: p.slo,
             keep_samples: false,
+            body_bytes: 0,
         };
         let real = sweep::run(&cfg, &sp, |k, n, pt| {
             progress(&format!(

@@ -45,7 +45,7 @@ pub struct SteeringBench {
 fn round(t: &UdpTransport, client: &std::os::fd::OwnedFd, n: usize, per_socket: &mut [u64]) -> Result<f64, String> {
     let sockets = t.sockets();
     let mut buf = [0u8; 2048];
-    let datagrams: Vec<[u8; synergy_net::protocol::REQUEST_LEN]> = (0..BATCH)
+    let datagrams: Vec<Vec<u8>> = (0..BATCH)
         .map(|i| encode_request(&Request { id: i as u64, kind: (i % 2) as u32, ..Request::default() }))
         .collect();
     let t0 = Instant::now();

@@ -56,8 +56,9 @@ fn main() {
     for id in 0..n {
         let (kind, service_ns) = if id % 50 == 0 { (LONG, 300_000) } else { (SHORT, 2_000) };
         // Arrivals come in on both workers' receive queues, as RSS would spread them.
-        let req = Request { id, kind, service_ns, arrival_ns: clock::now_ns(), ..Request::default() };
-        while transport.submit((id % 2) as usize, req).is_err() {
+        let mut req = Request { id, kind, service_ns, arrival_ns: clock::now_ns(), ..Request::default() };
+        while let Err(back) = transport.submit((id % 2) as usize, req) {
+            req = back;
             std::thread::yield_now();
         }
         // Paced without spinning: the sender should not take a core from the workers.

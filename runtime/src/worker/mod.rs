@@ -236,6 +236,10 @@ pub struct WorkerShared {
     /// of work ended: completed, preempted or yielded). The dispatcher counts what it sent; the
     /// worker is free while it asked more often than it was sent work.
     pub asks: AtomicU64,
+    /// Shinjuku: new requests the dispatcher turned away (its queues at their limit), for this
+    /// worker to answer REJECTED: only a worker may send on its transport queue. The dispatcher
+    /// is the only producer and polls no more than there is room for.
+    pub dispatcher_rejects: Ring<Request>,
     /// Asleep in the kernel (`--idle park`) until a waker wakes it (`park::ParkGate` has the
     /// protocol and why no wake-up is lost).
     pub park: crate::park::ParkGate,
@@ -243,6 +247,9 @@ pub struct WorkerShared {
     /// latency.
     pub wake_sent_ns: AtomicU64,
 }
+
+/// Room for rejects each worker's `dispatcher_rejects` ring has.
+pub(crate) const DISPATCHER_REJECTS: usize = 1024;
 
 impl WorkerShared {
     pub fn new(id: usize, rx_capacity: usize) -> WorkerShared {
@@ -260,6 +267,7 @@ impl WorkerShared {
             busy: AtomicBool::new(false),
             mailbox: Ring::with_capacity(1),
             asks: AtomicU64::new(0),
+            dispatcher_rejects: Ring::with_capacity(DISPATCHER_REJECTS),
             park: crate::park::ParkGate::default(),
             wake_sent_ns: AtomicU64::new(0),
         }

@@ -98,6 +98,9 @@ pub(super) fn serve(req: Request) {
             arm_timer(l, st);
         }
     }
+    // What the runtime needs of the request once the handler owns it: its reply's addressing
+    // (for the reply the runtime sends itself) and its session.
+    let (reply_to, flow) = (Reply::to(&req), req.flow);
     let handler: *const (dyn Fn(Request) + Send + Sync) = &*shared_ref().handler;
     // SAFETY: the handler lives in Shared, which outlives all workers.
     let handled = catch_unwind(AssertUnwindSafe(|| unsafe { (*handler)(req) }));
@@ -132,19 +135,19 @@ pub(super) fn serve(req: Request) {
         ws.stats.handler_panics.fetch_add(1, Ordering::Relaxed);
         drop(_np);
         if !replied {
-            send_from_runtime(Reply::to(&req).with_status(STATUS_HANDLER_PANICKED));
+            send_from_runtime(reply_to.with_status(STATUS_HANDLER_PANICKED));
         }
         current().shared().stats.completed.fetch_add(1, Ordering::Release);
     } else {
         if !replied {
             drop(_np);
-            send_from_runtime(Reply::to(&req).with_status(STATUS_NO_REPLY));
+            send_from_runtime(reply_to.with_status(STATUS_NO_REPLY));
         }
         current().shared().stats.completed.fetch_add(1, Ordering::Release);
     }
     // Answered either way: the request leaves its session's count.
     if let Some(c) = coupling {
-        c.finished(req.flow);
+        c.finished(flow);
     }
 }
 
@@ -206,8 +209,12 @@ pub(super) fn recv() -> Request {
     }
 }
 
-/// Answers the arrivals the policy rejected during the last selection.
+/// Answers the arrivals the policy rejected during the last selection, and those a Shinjuku
+/// dispatcher turned away.
 fn answer_rejects() {
+    while let Some(req) = current().shared().dispatcher_rejects.pop() {
+        reject(&req, crate::request::status::REJECTED);
+    }
     loop {
         // SAFETY: worker thread; the borrow ends before `reject` sends.
         let Some((req, status)) = (unsafe { current().state() }).rejects.pop() else { return };
