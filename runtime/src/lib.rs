@@ -52,6 +52,11 @@ mod timer_core;
 pub mod timer_scan;
 pub(crate) mod timer_sleep;
 pub mod transport;
+pub mod wait;
+/// Time, as requests wait for it: [`sleep`](time::sleep).
+pub mod time {
+    pub use crate::wait::sleep;
+}
 mod worker;
 
 /// The scheduling decisions (crate `synergy-policy`), shared with the simulator.
@@ -66,6 +71,7 @@ pub use preempt::PreemptMode;
 pub use request::{Reply, Request, RequestDescriptor};
 pub use runtime::{Builder, MigratableHandler, Runtime, SharedHandler, StartError};
 pub use synergy_macros::preemptible;
+pub use wait::{oneshot, spawn_blocking};
 pub use worker::{
     current_worker, feedback_finished, feedback_start, on_worker, send, set_preempt_probe, stack_remaining, yield_now,
     GreenLocal, RuntimeScheduler, SendError, STATUS_HANDLER_PANICKED, STATUS_NO_REPLY,

@@ -49,6 +49,8 @@ counters!(
         ci_taken,
         /// Voluntary parks (contended green mutex).
         yields,
+        /// Times a request's green thread blocked to wait (`synergy::wait`) on this worker.
+        waits,
         /// Green threads resumed from the wait queue on this worker.
         resumes,
         /// Successful steal batches, and requests moved by them.

@@ -2,7 +2,7 @@
 //! `feedback_finished`), answer it (`send`), give the worker away (`yield_now`), and ask where it
 //! runs.
 
-use super::switch::{arm_timer, park_current, rearm_if_timed};
+use super::switch::{arm_timer, block_current, park_current, rearm_if_timed};
 use super::{current, disable_then_current};
 use crate::clock;
 use crate::local;
@@ -205,6 +205,39 @@ pub fn yield_now() -> bool {
             current().arm();
         }
         std::hint::spin_loop();
+        false
+    }
+}
+
+/// Blocks the running request's green thread on `slot` until it is notified, if it can: on a
+/// worker, preemption enabled, not panicking, and the policy not a dispatched one (Shinjuku's
+/// dispatcher hands each worker its units of work). Returns true once woken (on this same
+/// worker), false at once if it cannot block (the caller then waits on the OS thread).
+pub(crate) fn block_on(slot: &crate::wait::WaitSlot) -> bool {
+    if !local::on_worker() || local::disable_depth() != 0 || std::thread::panicking() {
+        return false;
+    }
+    let dispatched = {
+        let _np = NoPreempt::new();
+        // SAFETY: worker thread; short borrow, preemption disabled.
+        unsafe { current().state() }.shared().scheduler.dispatched()
+    };
+    if dispatched {
+        return false;
+    }
+    // Disable first: a preemption between reading the worker and disabling would migrate this
+    // thread and leave `l` naming the old worker (as in `yield_now`).
+    let l = disable_then_current();
+    let was_armed = l.disarm();
+    // Disarmed: the word cannot be 0, so no deferral is due.
+    local::enable_raw_deferred_due();
+    if block_current(slot) {
+        rearm_if_timed();
+        true
+    } else {
+        if was_armed {
+            current().arm();
+        }
         false
     }
 }

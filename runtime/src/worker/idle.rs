@@ -26,7 +26,7 @@ pub(super) fn park() {
         c.parked(id);
     }
     // After announcing: whatever arrives from now on, the timer core sees with `parked` set.
-    if stopping(shared) || queues::work_waiting(shared, id) || !shared.wait_queue.is_empty() {
+    if stopping(shared) || queues::work_waiting(shared, id) || !shared.wait_queue.is_empty() || !ws.woken.is_empty() {
         // If a waker cleared `parked` meanwhile, its bump of the sequence is simply not waited for.
         ws.park.retract();
         // It may have taken the arrival that would have woken a sleeping timer core.

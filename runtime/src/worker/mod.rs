@@ -21,6 +21,7 @@ mod switch;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use api::block_on;
 pub use api::{
     current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, SendError,
 };
@@ -29,6 +30,7 @@ pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};
 pub use preemption::{on_preempt, set_preempt_probe};
 pub(crate) use queues::SharedLoad;
 pub use queues::Work;
+pub(crate) use switch::wake_here;
 use switch::{after_switch, set_current, take_thread};
 
 use crate::green::alt_stack::AltStack;
@@ -166,7 +168,9 @@ impl Shared {
             })
             .flatten();
         Shared {
-            workers: (0..config.workers).map(|i| WorkerShared::new(i, config.rx_capacity)).collect(),
+            workers: (0..config.workers)
+                .map(|i| WorkerShared::new(i, config.rx_capacity, config.max_green_threads))
+                .collect(),
             wait_queue: Ring::with_capacity(config.max_green_threads),
             check_wait_queue: AtomicBool::new(false),
             factor_bits: AtomicU64::new(config.quantum_factor.to_bits()),
@@ -240,6 +244,10 @@ pub struct WorkerShared {
     /// worker to answer REJECTED: only a worker may send on its transport queue. The dispatcher
     /// is the only producer and polls no more than there is room for.
     pub dispatcher_rejects: Ring<Request>,
+    /// Green threads that blocked on this worker (`wait`) and were woken: they resume here, and
+    /// only here, so a request that waits never changes OS thread. Each thread is in it at most
+    /// once, and the capacity is the green-thread budget, so a push always finds room.
+    pub woken: Ring<ThreadPtr>,
     /// Asleep in the kernel (`--idle park`) until a waker wakes it (`park::ParkGate` has the
     /// protocol and why no wake-up is lost).
     pub park: crate::park::ParkGate,
@@ -252,7 +260,7 @@ pub struct WorkerShared {
 pub(crate) const DISPATCHER_REJECTS: usize = 1024;
 
 impl WorkerShared {
-    pub fn new(id: usize, rx_capacity: usize) -> WorkerShared {
+    pub fn new(id: usize, rx_capacity: usize, max_green_threads: usize) -> WorkerShared {
         WorkerShared {
             id,
             rx: Ring::with_capacity(rx_capacity),
@@ -268,6 +276,7 @@ impl WorkerShared {
             mailbox: Ring::with_capacity(1),
             asks: AtomicU64::new(0),
             dispatcher_rejects: Ring::with_capacity(DISPATCHER_REJECTS),
+            woken: Ring::with_capacity(max_green_threads),
             park: crate::park::ParkGate::default(),
             wake_sent_ns: AtomicU64::new(0),
         }
@@ -280,6 +289,8 @@ enum PostSwitch {
     Park(*mut GreenThread),
     /// Return this (finished or superseded) thread to the pool.
     Recycle(*mut GreenThread),
+    /// Publish this thread, which blocked, in its wait slot (`crate::wait::slot`).
+    Block(*mut GreenThread, *const crate::wait::WaitSlot),
 }
 
 /// Worker-private state (inside `WorkerLocal`, reached via `gs:`).

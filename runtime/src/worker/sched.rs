@@ -169,6 +169,10 @@ pub(super) fn recv() -> Request {
     // When this call last found work (or started): `--idle park` parks after POLL_PERIOD of none.
     let mut idle_since: Option<u64> = None;
     loop {
+        // A request that waited and was woken resumes first, on the worker it blocked on.
+        if let Some(t) = current().shared().woken.pop() {
+            resume(t.0);
+        }
         let selected = {
             let l = current();
             // SAFETY: worker thread; the borrow ends at the end of this block.

@@ -72,7 +72,59 @@ pub(super) fn after_switch() {
         }
         // SAFETY: t came from Box::into_raw and nothing runs on it any more.
         PostSwitch::Recycle(t) => st.pool.push(unsafe { Box::from_raw(t) }),
+        PostSwitch::Block(t, slot) => {
+            // SAFETY: t stopped running at the switch that landed here; the slot lives (an Arc
+            // the blocked thread holds on its stack) until that thread is woken and returns.
+            // From the publication on, a waker may push t to this worker's `woken` ring.
+            let published = unsafe { (*slot).publish(ThreadPtr(t), st.shared.clone(), st.id) };
+            if !published {
+                // Notified before it could be published: it is runnable at once, here.
+                wake_here(st.shared(), st.id, ThreadPtr(t));
+            }
+        }
     }
+}
+
+/// Makes blocked thread `t` of worker `id` runnable there (and wakes the worker if it parked).
+pub(crate) fn wake_here(shared: &super::Shared, id: usize, t: ThreadPtr) {
+    let w = &shared.workers[id];
+    if w.woken.push(t).is_err() {
+        log::error!("worker {id}'s woken ring overflowed (capacity below the green-thread budget)");
+        std::process::abort();
+    }
+    super::idle::wake(w);
+}
+
+/// Blocks the running green thread until `slot` is notified, running this worker on a fresh
+/// green thread meanwhile; returns true on this same worker once notified (`wake_here`), or false
+/// at once if no green thread was available. Preemption must be enabled (depth 0) and the worker
+/// disarmed, as for `park_current`.
+pub(crate) fn block_current(slot: &crate::wait::WaitSlot) -> bool {
+    let l = current();
+    debug_assert_eq!(local::disable_depth(), 0, "block_current with preemption disabled");
+    debug_assert!(!l.armed(), "block_current while preemptible");
+    // SAFETY: worker thread; not used after the switch.
+    let st = unsafe { l.state() };
+    let Some(fresh) = take_thread(st) else {
+        return false;
+    };
+    let cur = st.current;
+    // SAFETY: cur is the live thread running this code.
+    unsafe { (*cur).queued_ns = clock::now_ns() };
+    l.shared().stats.waits.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: as above.
+    if unsafe { (*cur).long_section } {
+        st.shared().transport.long_request(st.id, false);
+    }
+    l.shared().deadline.store(DISARMED, Ordering::Release);
+    st.post_switch = PostSwitch::Block(cur, slot);
+    set_current(l, st, fresh);
+    // SAFETY: fresh is a reset thread on its own stack; cur's context is saved by this call and
+    // published in the slot only after the switch (after_switch on the fresh thread).
+    unsafe { switch(&mut (*cur).ctx, &(*fresh).ctx) };
+    // Woken: resumed by this worker, from its `woken` ring.
+    after_switch();
+    true
 }
 
 /// Switches from the current (idle) thread straight to preempted thread `t`.
