@@ -191,6 +191,26 @@ pub fn encode_request(r: &Request) -> Vec<u8> {
     v
 }
 
+/// The body length a request header announces (what a stream reads next), checking the magic
+/// and version first. `header` is at least the header's 128 bytes.
+pub fn request_body_len(header: &[u8]) -> Result<usize, WireError> {
+    if header.len() < REQUEST_LEN {
+        return Err(WireError::BadLength { got: header.len() });
+    }
+    let m = u32_at(header, 0);
+    if m != REQUEST_MAGIC {
+        return Err(WireError::BadMagic(m));
+    }
+    let flags = u16_at(header, 6);
+    match u16_at(header, 4) {
+        VERSION if flags & FLAG_BODY == 0 => Ok(0),
+        VERSION => Err(WireError::Reserved),
+        VERSION_BODY if flags & FLAG_BODY != 0 => Ok(u32_at(header, REQUEST_BODY_LEN_AT) as usize),
+        VERSION_BODY => Ok(0),
+        v => Err(WireError::BadVersion(v)),
+    }
+}
+
 /// The request in `b`, its body copied into a pooled [`synergy::Body`]; `arrival_ns` and
 /// `origin` are the transport's to fill in. A body longer than `max_body` is refused
 /// (`WireError::BodyTooLarge`) before anything is copied.

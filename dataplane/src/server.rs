@@ -60,6 +60,60 @@ impl UdpServer {
     }
 }
 
+/// A synergy runtime serving a handler over TCP, framed by a codec
+/// ([`crate::stream::tcp::TcpTransport`]).
+pub struct TcpServer {
+    pub runtime: Runtime,
+    pub transport: Arc<crate::stream::tcp::TcpTransport>,
+}
+
+impl TcpServer {
+    /// Serves `handler`, a plain safe handler, on `bind`, framing with `codec`.
+    pub fn serve<H>(
+        config: &Config,
+        bind: SocketAddrV4,
+        codec: Arc<dyn crate::stream::Codec>,
+        handler: H,
+    ) -> Result<TcpServer, StartError>
+    where
+        H: Fn(synergy::Request) + Send + Sync + 'static,
+    {
+        let transport = Arc::new(
+            crate::stream::tcp::TcpTransport::bind(bind, config.workers, codec)
+                .map_err(|e| StartError::Worker(format!("TCP transport: {e}")))?,
+        );
+        let runtime = Runtime::builder(config).transport(transport.clone()).handler(handler).start()?;
+        Ok(TcpServer { runtime, transport })
+    }
+
+    /// As `serve`, with a handler that may be preempted anywhere (needed by the policies that
+    /// preempt every request).
+    pub fn start(
+        config: &Config,
+        bind: SocketAddrV4,
+        codec: Arc<dyn crate::stream::Codec>,
+        handler: Handler,
+    ) -> Result<TcpServer, StartError> {
+        let transport = Arc::new(
+            crate::stream::tcp::TcpTransport::bind(bind, config.workers, codec)
+                .map_err(|e| StartError::Worker(format!("TCP transport: {e}")))?,
+        );
+        let runtime = Runtime::builder(config).transport(transport.clone()).migratable_handler(handler).start()?;
+        Ok(TcpServer { runtime, transport })
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.transport.local_addr()
+    }
+
+    /// Stops accepting and reading, finishes every admitted request, and returns the counters.
+    pub fn shutdown(self) -> (synergy::stats::RunStats, crate::stream::tcp::TcpSnapshot) {
+        self.transport.close();
+        let stats = self.runtime.shutdown();
+        (stats, self.transport.counters())
+    }
+}
+
 /// A synergy runtime serving `handler` over DPDK.
 pub struct DpdkServer {
     pub runtime: Runtime,
