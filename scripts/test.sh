@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 bash scripts/cpu-report.sh
 require_cargo
-apt_install gcc libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev
+apt_install gcc libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev memcached libmemcached-tools
 features=synergy-cli/dpdk,synergy-cli/leveldb,synergy-net/dpdk,synergy-apps/leveldb
 require_cargo_tool fmt rustfmt
 require_cargo_tool clippy clippy

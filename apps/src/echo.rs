@@ -28,7 +28,8 @@ mod tests {
     #[test]
     fn echo_moves_the_body_into_the_reply() {
         let transport = Arc::new(ChannelTransport::new(1, 16, 16));
-        let config = synergy::Config { pin: false, ..synergy::Config::default() };
+        // No preemption: this test binary has not installed PreemptSafeAlloc.
+        let config = synergy::Config { pin: false, preempt: synergy::PreemptMode::None, ..synergy::Config::default() };
         let rt = synergy::Runtime::builder(&config)
             .transport(transport.clone())
             .migratable_handler(handler())

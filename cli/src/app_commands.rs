@@ -13,6 +13,8 @@ pub enum AppName {
     Synthetic,
     /// Every request is answered at once with its own body (`synergy loadgen --body-bytes`).
     Echo,
+    /// memcached's text protocol over TCP (`serve` only; `--bind` is its TCP address).
+    Memcached,
     /// LevelDB GET/SCAN on a preloaded store (needs the `leveldb` cargo feature).
     Leveldb,
 }
@@ -36,6 +38,12 @@ pub(crate) struct AppArgs {
     /// LevelDB: entries preloaded (keys key-000000 …); GETs draw from them, SCANs read them all.
     #[arg(long, default_value_t = synergy_eval::workload::LEVELDB_ENTRIES)]
     leveldb_entries: u32,
+    /// memcached: the store's memory limit in MiB (memcached's -m).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    memory_mb: u64,
+    /// memcached: the largest item in bytes, key and value together (memcached's -I).
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    item_max: u64,
 }
 
 /// A server's application, ready to serve: what the load generator should offer it, the
@@ -49,8 +57,21 @@ pub(crate) struct ServedApp {
 impl AppArgs {
     /// Sets the application up; `measure` = time GET and SCAN first (the workload's service
     /// times become this machine's instead of the thesis's).
+    /// The memcached service's parameters, if that is the application.
+    pub(crate) fn memcached(&self) -> Option<synergy_memcached::Params> {
+        (self.app == AppName::Memcached).then_some(synergy_memcached::Params {
+            memory_limit: (self.memory_mb as usize) << 20,
+            item_max: self.item_max as usize,
+        })
+    }
+
     pub(crate) fn start(&self, synthetic: WorkloadName, measure: bool) -> Result<ServedApp, String> {
         match self.app {
+            AppName::Memcached => {
+                Err("--app memcached runs under `synergy serve` only (TCP; it has no synthetic load \
+                 generator here yet)"
+                    .into())
+            }
             AppName::Synthetic => {
                 let workload = Workload::named(synthetic);
                 Ok(ServedApp {

@@ -194,6 +194,39 @@ fn wait_for_stop(duration_s: Option<u64>) {
     }
 }
 
+/// `serve --app memcached`: the memcached-compatible service over TCP on `bind`.
+fn serve_memcached(
+    cfg: &synergy::Config,
+    placement: &synergy::config::Placement,
+    bind: std::net::SocketAddrV4,
+    params: &synergy_memcached::Params,
+    duration_s: Option<u64>,
+) -> ExitCode {
+    let server = match synergy_memcached::serve(cfg, bind, params) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    install_stop_handlers();
+    println!(
+        "synergy serve: memcached text protocol on tcp://{} ({} worker(s) on CPUs {:?}, timer core {}, --preempt={}, {} MiB, items up to {} bytes)",
+        server.local_addr(),
+        cfg.workers,
+        placement.worker_cores,
+        placement.timer_core,
+        cfg.preempt.name(),
+        params.memory_limit >> 20,
+        params.item_max
+    );
+    wait_for_stop(duration_s);
+    let (stats, tcp) = server.shutdown();
+    println!(
+        "served {} requests ({} preemptions); connections {} accepted, {} closed; {} requests, {} malformed streams, {} replies, {} throttled",
+        stats.total.completed, stats.total.preemptions, tcp.accepted, tcp.closed, tcp.requests, tcp.malformed, tcp.replies, tcp.throttled
+    );
+    print_cpu(&stats);
+    ExitCode::SUCCESS
+}
+
 pub fn serve(args: ServeArgs) -> ExitCode {
     let (mut cfg, placement) = match args.runtime.resolve() {
         Ok(v) => v,
@@ -203,6 +236,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    if let Some(params) = args.app.memcached() {
+        return serve_memcached(&cfg, &placement, bind, &params, args.duration_s);
+    }
     let app = match args.app.start(args.workload, false) {
         Ok(a) => a,
         Err(e) => return fail(e),
@@ -412,6 +448,9 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         AppName::Leveldb => {
             use synergy_eval::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
             Workload::leveldb(THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS, args.leveldb_entries)
+        }
+        AppName::Memcached => {
+            return fail("synergy loadgen does not speak memcached yet: drive `serve --app memcached` with memcaslap");
         }
     };
     let p = loadgen::LoadgenParams {

@@ -1,0 +1,218 @@
+//! A memcached-compatible service on synergy (issue 42): memcached's text protocol over TCP
+//! ([`text`]), served from a bounded store ([`store`]) by a synergy runtime.
+//!
+//! ```no_run
+//! let config = synergy::Config::default();
+//! let server = synergy_memcached::serve(&config, "127.0.0.1:11211".parse().unwrap(), &synergy_memcached::Params::default())
+//!     .expect("memcached service starts");
+//! println!("serving memcached on {}", server.local_addr());
+//! ```
+//!
+//! Preemption where it pays: a get of more than [`text::LONG_GET_KEYS`] keys is a long request
+//! (`feedback_start` around its lookups, so a short GET on another connection is never stuck
+//! behind it); everything else is short. Replies on one connection leave in request order
+//! (the TCP transport's sequencer), as memcached's clients expect. docs/memcached.md lists what
+//! is supported and how it differs from memcached 1.6.18.
+
+pub mod store;
+pub mod text;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use store::{Arith, Store, Stored};
+use synergy::request::{Reply, Request};
+use synergy::{Body, Config, StartError};
+use synergy_net::server::TcpServer;
+use text::{Command, StoreOp, TextCodec};
+
+/// What `serve` needs besides the runtime's configuration.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// The store's memory limit (memcached's `-m`, in bytes; default 64 MiB as memcached's).
+    pub memory_limit: usize,
+    /// The largest item (memcached's `-I`, default 1 MiB): key, value and header together.
+    pub item_max: usize,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params { memory_limit: 64 << 20, item_max: 1 << 20 }
+    }
+}
+
+/// The version `version` answers.
+pub const VERSION: &str = concat!("1.6.18-synergy-", env!("CARGO_PKG_VERSION"));
+
+/// Starts the service on `bind`.
+pub fn serve(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<TcpServer, StartError> {
+    let store = Arc::new(Store::new(p.memory_limit));
+    let codec = Arc::new(TextCodec { max_value: p.item_max.saturating_sub(store::ITEM_HEADER) });
+    let max_value = codec.max_value;
+    TcpServer::serve(config, bind, codec, move |req: Request| {
+        let mut out = Body::with_capacity(64);
+        handle(&store, &req, max_value, &mut out);
+        let _ = synergy::send(Reply::to(&req).with_body_buf(out));
+    })
+}
+
+/// Runs one request against `store`, appending memcached's reply to `out`.
+pub fn handle(store: &Store, req: &Request, max_value: usize, out: &mut Body) {
+    let Some(cmd) = text::parse(req.body(), req.kind) else {
+        out.extend_from_slice(b"ERROR\r\n");
+        return;
+    };
+    let o = out.as_mut_vec();
+    match cmd {
+        Command::Get { keys, cas, touch } => {
+            let long = req.kind == text::kind::LONG_GET;
+            if long {
+                // SAFETY: the lookups use locals, the store's synergy::sync::Mutexes and the
+                // allocator (PreemptSafeAlloc in the binary); no thread-local state, no OS lock.
+                unsafe { synergy::feedback_start() };
+            }
+            for key in keys {
+                store.counters.cmd_get.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if touch.is_some() {
+                    store.counters.cmd_touch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                match store.get(key, touch) {
+                    Some(item) => {
+                        store.counters.get_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        o.extend_from_slice(b"VALUE ");
+                        o.extend_from_slice(key);
+                        if cas {
+                            let _ = write!(o, " {} {} {}\r\n", item.flags, item.value.len(), item.cas);
+                        } else {
+                            let _ = write!(o, " {} {}\r\n", item.flags, item.value.len());
+                        }
+                        o.extend_from_slice(&item.value);
+                        o.extend_from_slice(b"\r\n");
+                    }
+                    None => {
+                        store.counters.get_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            if long {
+                synergy::feedback_finished();
+            }
+            o.extend_from_slice(b"END\r\n");
+        }
+        Command::Store { op, key, flags, exptime, data, cas, noreply } => {
+            store.counters.cmd_set.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let r = if data.len() > max_value {
+                Stored::NotStored
+            } else {
+                store.store(op, key, flags, exptime, data, cas)
+            };
+            if !noreply {
+                o.extend_from_slice(match r {
+                    Stored::Stored => b"STORED\r\n",
+                    Stored::NotStored => b"NOT_STORED\r\n",
+                    Stored::Exists => b"EXISTS\r\n",
+                    Stored::NotFound => b"NOT_FOUND\r\n",
+                });
+            }
+        }
+        Command::TooLarge { op, key } => {
+            store.counters.cmd_set.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if op == StoreOp::Set {
+                store.unlink(key);
+            }
+            o.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
+        }
+        Command::Delete { key, noreply } => {
+            let hit = store.delete(key);
+            if !noreply {
+                o.extend_from_slice(if hit { b"DELETED\r\n" } else { b"NOT_FOUND\r\n" });
+            }
+        }
+        Command::Arith { incr, key, delta, noreply } => {
+            let r = store.arith(key, incr, delta);
+            if !noreply {
+                match r {
+                    Arith::Value(v) => {
+                        let _ = write!(o, "{v}\r\n");
+                    }
+                    Arith::NotFound => o.extend_from_slice(b"NOT_FOUND\r\n"),
+                    Arith::NonNumeric => {
+                        o.extend_from_slice(b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+                    }
+                }
+            }
+        }
+        Command::Touch { key, exptime, noreply } => {
+            let hit = store.touch(key, exptime);
+            if !noreply {
+                o.extend_from_slice(if hit { b"TOUCHED\r\n" } else { b"NOT_FOUND\r\n" });
+            }
+        }
+        Command::FlushAll { delay, noreply } => {
+            store.flush_all(delay);
+            if !noreply {
+                o.extend_from_slice(b"OK\r\n");
+            }
+        }
+        Command::Version => {
+            let _ = write!(o, "VERSION {VERSION}\r\n");
+        }
+        Command::Verbosity { noreply } => {
+            if !noreply {
+                o.extend_from_slice(b"OK\r\n");
+            }
+        }
+        Command::Stats { arg } => stats(store, arg, o),
+    }
+}
+
+fn stats(store: &Store, arg: Option<&[u8]>, o: &mut Vec<u8>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut s = String::new();
+    match arg {
+        None => {
+            let c = &store.counters;
+            let (items, bytes) = store.usage();
+            let mut stat = |name: &str, v: &dyn std::fmt::Display| {
+                let _ = write!(s, "STAT {name} {v}\r\n");
+            };
+            stat("pid", &std::process::id());
+            stat("uptime", &store.uptime());
+            stat("version", &VERSION);
+            stat("pointer_size", &64);
+            stat("cmd_get", &c.cmd_get.load(Relaxed));
+            stat("cmd_set", &c.cmd_set.load(Relaxed));
+            stat("cmd_flush", &c.cmd_flush.load(Relaxed));
+            stat("cmd_touch", &c.cmd_touch.load(Relaxed));
+            stat("get_hits", &c.get_hits.load(Relaxed));
+            stat("get_misses", &c.get_misses.load(Relaxed));
+            stat("get_expired", &c.get_expired.load(Relaxed));
+            stat("delete_misses", &c.delete_misses.load(Relaxed));
+            stat("delete_hits", &c.delete_hits.load(Relaxed));
+            stat("incr_misses", &c.incr_misses.load(Relaxed));
+            stat("incr_hits", &c.incr_hits.load(Relaxed));
+            stat("decr_misses", &c.decr_misses.load(Relaxed));
+            stat("decr_hits", &c.decr_hits.load(Relaxed));
+            stat("cas_misses", &c.cas_misses.load(Relaxed));
+            stat("cas_hits", &c.cas_hits.load(Relaxed));
+            stat("cas_badval", &c.cas_badval.load(Relaxed));
+            stat("touch_hits", &c.touch_hits.load(Relaxed));
+            stat("touch_misses", &c.touch_misses.load(Relaxed));
+            stat("limit_maxbytes", &store.limit_bytes());
+            stat("bytes", &bytes);
+            stat("curr_items", &items);
+            stat("total_items", &c.total_items.load(Relaxed));
+            stat("evictions", &c.evictions.load(Relaxed));
+        }
+        Some(b"settings") => {
+            let _ = write!(s, "STAT maxbytes {}\r\nSTAT evictions on\r\nSTAT cas_enabled yes\r\n", store.limit_bytes());
+        }
+        Some(_) => {
+            o.extend_from_slice(b"ERROR\r\n");
+            return;
+        }
+    }
+    o.extend_from_slice(s.as_bytes());
+    o.extend_from_slice(b"END\r\n");
+}

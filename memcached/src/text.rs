@@ -1,0 +1,403 @@
+//! memcached's text protocol, as memcached 1.6 parses it: command lines, data blocks, and the
+//! errors it answers (checked byte for byte against Debian's memcached by
+//! `tests/differential.rs`).
+//!
+//! [`frame`] finds where one message ends (a line, plus a data block for the storage commands)
+//! and answers what is wrong with it; [`parse`] turns a well-formed message into a [`Command`]
+//! borrowing its keys and data. The codec ([`TextCodec`]) passes the message's bytes to the
+//! handler as the request body, and the handler parses them again: parsing a line costs far less
+//! than copying a value twice.
+
+use synergy::request::{Reply, Request};
+use synergy_net::stream::{Codec, CodecError, Frame};
+
+/// Longest key memcached accepts.
+pub const KEY_MAX: usize = 250;
+/// memcached's relative-expiry horizon: larger exptimes are absolute Unix times.
+pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
+/// A command line longer than this without its end is refused (memcached: 2048 for most).
+pub const LINE_MAX: usize = 2048;
+/// Data blocks declared above this are refused with an error and the connection is closed
+/// (memcached would swallow them; see docs/memcached.md).
+pub const DECLARED_MAX: usize = 64 << 20;
+
+/// Request kinds (what the scheduler and the statistics see).
+pub mod kind {
+    pub const GET: u32 = 0;
+    /// A multi-key get over `LONG_GET_KEYS` keys: long, preemptible.
+    pub const LONG_GET: u32 = 1;
+    pub const STORE: u32 = 2;
+    pub const DELETE: u32 = 3;
+    pub const ARITH: u32 = 4;
+    pub const TOUCH: u32 = 5;
+    pub const OTHER: u32 = 6;
+    /// A storage command whose value is over the item size limit (the value was skipped).
+    pub const TOO_LARGE: u32 = 7;
+}
+
+/// A get with more keys than this is a long request (preemptible): memcached users know
+/// multi-gets of hundreds of keys as what holds a connection up.
+pub const LONG_GET_KEYS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+/// One parsed command, borrowing from the message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Get {
+        keys: Vec<&'a [u8]>,
+        cas: bool,
+        touch: Option<i64>,
+    },
+    Store {
+        op: StoreOp,
+        key: &'a [u8],
+        flags: u32,
+        exptime: i64,
+        data: &'a [u8],
+        cas: u64,
+        noreply: bool,
+    },
+    /// A storage command whose value was too large: skipped; a SET also drops the old value.
+    TooLarge {
+        op: StoreOp,
+        key: &'a [u8],
+    },
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
+    Arith {
+        incr: bool,
+        key: &'a [u8],
+        delta: u64,
+        noreply: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: i64,
+        noreply: bool,
+    },
+    FlushAll {
+        delay: i64,
+        noreply: bool,
+    },
+    Version,
+    Verbosity {
+        noreply: bool,
+    },
+    Stats {
+        arg: Option<&'a [u8]>,
+    },
+}
+
+/// What `frame` found at the start of a connection's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framed {
+    /// Not a whole message yet.
+    Incomplete,
+    /// A message of `len` bytes for the handler, of kind `kind`.
+    Message { kind: u32, len: usize },
+    /// `consumed` bytes answered with `reply` by the protocol alone.
+    Answer { reply: &'static [u8], consumed: usize },
+    /// `quit`.
+    Quit { consumed: usize },
+    /// An error after which memcached closes the connection.
+    Fatal { reply: &'static [u8] },
+}
+
+const ERROR: &[u8] = b"ERROR\r\n";
+const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
+const BAD_CHUNK: &[u8] = b"CLIENT_ERROR bad data chunk\r\n";
+const LINE_TOO_LONG: &[u8] = b"CLIENT_ERROR line too long\r\n";
+const DELETE_USAGE: &[u8] = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
+const DELTA: &[u8] = b"CLIENT_ERROR invalid numeric delta argument\r\n";
+
+fn tokens(line: &[u8]) -> Vec<&[u8]> {
+    line.split(|&b| b == b' ').filter(|t| !t.is_empty()).collect()
+}
+
+fn num<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
+    std::str::from_utf8(t).ok()?.parse().ok()
+}
+
+/// The line at the start of `buf` (without `\r\n` or `\n`) and its length with the end.
+fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let end = buf.iter().position(|&b| b == b'\n')?;
+    Some((buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]), end + 1))
+}
+
+fn store_op(cmd: &[u8]) -> Option<StoreOp> {
+    Some(match cmd {
+        b"set" => StoreOp::Set,
+        b"add" => StoreOp::Add,
+        b"replace" => StoreOp::Replace,
+        b"append" => StoreOp::Append,
+        b"prepend" => StoreOp::Prepend,
+        b"cas" => StoreOp::Cas,
+        _ => return None,
+    })
+}
+
+/// Where the first message of `buf` ends, or what the protocol answers; `max_value` is the
+/// largest value stored.
+pub fn frame(buf: &[u8], max_value: usize) -> Framed {
+    if buf.first() == Some(&0x80) {
+        // The binary protocol's request magic: deprecated upstream, not served here.
+        return Framed::Fatal {
+            reply: b"SERVER_ERROR the binary protocol is not supported; use the text protocol\r\n",
+        };
+    }
+    let Some((l, n)) = line(buf) else {
+        if buf.len() > LINE_MAX {
+            return Framed::Fatal { reply: LINE_TOO_LONG };
+        }
+        return Framed::Incomplete;
+    };
+    let t = tokens(l);
+    let answer = |reply| Framed::Answer { reply, consumed: n };
+    let Some(&cmd) = t.first() else { return answer(ERROR) };
+    if let Some(op) = store_op(cmd) {
+        let want = if op == StoreOp::Cas { 6 } else { 5 };
+        if t.len() != want && !(t.len() == want + 1 && t[want] == b"noreply") {
+            return answer(ERROR);
+        }
+        if t[1].len() > KEY_MAX {
+            return answer(BAD_FORMAT);
+        }
+        let (Some(_), Some(_), Some(bytes)) = (num::<u32>(t[2]), num::<i64>(t[3]), num::<i64>(t[4])) else {
+            return answer(BAD_FORMAT);
+        };
+        if op == StoreOp::Cas && num::<u64>(t[5]).is_none() {
+            return answer(BAD_FORMAT);
+        }
+        if bytes < 0 {
+            return answer(BAD_FORMAT);
+        }
+        let bytes = bytes as usize;
+        if bytes > DECLARED_MAX {
+            return Framed::Fatal { reply: b"SERVER_ERROR object too large for cache\r\n" };
+        }
+        if buf.len() < n + bytes + 2 {
+            return Framed::Incomplete;
+        }
+        if bytes > max_value {
+            return Framed::Message { kind: kind::TOO_LARGE, len: n + bytes + 2 };
+        }
+        if &buf[n + bytes..n + bytes + 2] != b"\r\n" {
+            return Framed::Answer { reply: BAD_CHUNK, consumed: n + bytes + 2 };
+        }
+        return Framed::Message { kind: kind::STORE, len: n + bytes + 2 };
+    }
+    let noreply_ok = |len: usize| t.len() == len || (t.len() == len + 1 && t[len] == b"noreply");
+    let keys_ok = |ks: &[&[u8]]| ks.iter().all(|k| k.len() <= KEY_MAX);
+    match cmd {
+        b"get" | b"gets" => match t.len() {
+            1 => answer(ERROR),
+            _ if !keys_ok(&t[1..]) => answer(BAD_FORMAT),
+            k if k - 1 > LONG_GET_KEYS => Framed::Message { kind: kind::LONG_GET, len: n },
+            _ => Framed::Message { kind: kind::GET, len: n },
+        },
+        b"gat" | b"gats" => match t.len() {
+            0..=2 => answer(ERROR),
+            _ if num::<i64>(t[1]).is_none() => answer(b"CLIENT_ERROR invalid exptime argument\r\n"),
+            _ if !keys_ok(&t[2..]) => answer(BAD_FORMAT),
+            _ => Framed::Message { kind: kind::GET, len: n },
+        },
+        b"delete" => {
+            if t.len() < 2 || t.len() > 4 {
+                return answer(ERROR);
+            }
+            if t[1].len() > KEY_MAX {
+                return answer(BAD_FORMAT);
+            }
+            let rest = &t[2..];
+            let ok = match rest {
+                [] => true,
+                [x] => *x == b"noreply" || *x == b"0",
+                [z, r] => *z == b"0" && *r == b"noreply",
+                _ => false,
+            };
+            if ok {
+                Framed::Message { kind: kind::DELETE, len: n }
+            } else {
+                answer(DELETE_USAGE)
+            }
+        }
+        b"incr" | b"decr" => {
+            if !noreply_ok(3) {
+                return answer(ERROR);
+            }
+            if t[1].len() > KEY_MAX {
+                return answer(BAD_FORMAT);
+            }
+            if !t[2].iter().all(u8::is_ascii_digit) || num::<u64>(t[2]).is_none() {
+                return answer(DELTA);
+            }
+            Framed::Message { kind: kind::ARITH, len: n }
+        }
+        b"touch" => {
+            if !noreply_ok(3) {
+                return answer(ERROR);
+            }
+            if t[1].len() > KEY_MAX {
+                return answer(BAD_FORMAT);
+            }
+            if num::<i64>(t[2]).is_none() {
+                return answer(b"CLIENT_ERROR invalid exptime argument\r\n");
+            }
+            Framed::Message { kind: kind::TOUCH, len: n }
+        }
+        b"flush_all" => {
+            let ok = match &t[1..] {
+                [] => true,
+                [x] => *x == b"noreply" || num::<i64>(x).is_some(),
+                [d, r] => num::<i64>(d).is_some() && *r == b"noreply",
+                _ => false,
+            };
+            if ok {
+                Framed::Message { kind: kind::OTHER, len: n }
+            } else {
+                answer(ERROR)
+            }
+        }
+        b"version" if t.len() == 1 => Framed::Message { kind: kind::OTHER, len: n },
+        b"verbosity" if (2..=3).contains(&t.len()) => Framed::Message { kind: kind::OTHER, len: n },
+        b"stats" if t.len() <= 2 => Framed::Message { kind: kind::OTHER, len: n },
+        b"quit" if t.len() == 1 => Framed::Quit { consumed: n },
+        _ => answer(ERROR),
+    }
+}
+
+/// The command in a whole message `frame` accepted (its `Message`).
+pub fn parse(msg: &[u8], kind: u32) -> Option<Command<'_>> {
+    let (l, n) = line(msg)?;
+    let t = tokens(l);
+    let noreply = t.last() == Some(&&b"noreply"[..]);
+    if let Some(op) = store_op(t[0]) {
+        if kind == kind::TOO_LARGE {
+            return Some(Command::TooLarge { op, key: t[1] });
+        }
+        let bytes: usize = num(t[4])?;
+        return Some(Command::Store {
+            op,
+            key: t[1],
+            flags: num(t[2])?,
+            exptime: num(t[3])?,
+            data: msg.get(n..n + bytes)?,
+            cas: if op == StoreOp::Cas { num(t[5])? } else { 0 },
+            noreply,
+        });
+    }
+    Some(match t[0] {
+        b"get" => Command::Get { keys: t[1..].to_vec(), cas: false, touch: None },
+        b"gets" => Command::Get { keys: t[1..].to_vec(), cas: true, touch: None },
+        b"gat" => Command::Get { keys: t[2..].to_vec(), cas: false, touch: Some(num(t[1])?) },
+        b"gats" => Command::Get { keys: t[2..].to_vec(), cas: true, touch: Some(num(t[1])?) },
+        b"delete" => Command::Delete { key: t[1], noreply },
+        b"incr" | b"decr" => Command::Arith { incr: t[0] == b"incr", key: t[1], delta: num(t[2])?, noreply },
+        b"touch" => Command::Touch { key: t[1], exptime: num(t[2])?, noreply },
+        b"flush_all" => {
+            let delay = t.get(1).and_then(|d| num::<i64>(d)).unwrap_or(0);
+            Command::FlushAll { delay, noreply }
+        }
+        b"version" => Command::Version,
+        b"verbosity" => Command::Verbosity { noreply },
+        b"stats" => Command::Stats { arg: t.get(1).copied() },
+        _ => return None,
+    })
+}
+
+/// The text protocol as a stream codec: a message becomes a request whose body is the message
+/// and whose kind is `kind::*`; the protocol's own answers and `quit` never reach the handler.
+/// A reply's body is written as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct TextCodec {
+    /// The largest value stored (memcached's item size limit less its item header).
+    pub max_value: usize,
+}
+
+impl Codec for TextCodec {
+    fn decode(&self, buf: &[u8], _max_body: usize) -> Result<Option<(Frame, usize)>, CodecError> {
+        Ok(Some(match frame(buf, self.max_value) {
+            Framed::Incomplete => return Ok(None),
+            Framed::Message { kind, len } => {
+                // A value over the limit is skipped, not copied: only its line goes on.
+                let body_len = if kind == kind::TOO_LARGE { line(buf).map_or(len, |(_, n)| n) } else { len };
+                let body = synergy::Body::from_slice(&buf[..body_len]);
+                (Frame::Request(Request { kind, body, ..Request::default() }), len)
+            }
+            Framed::Answer { reply, consumed } => (Frame::Answer(reply.to_vec()), consumed),
+            Framed::Quit { consumed } => (Frame::Close, consumed),
+            Framed::Fatal { reply } => {
+                return Err(CodecError {
+                    message: String::from_utf8_lossy(reply).trim().into(),
+                    reply: Some(reply.to_vec()),
+                })
+            }
+        }))
+    }
+
+    fn encode(&self, reply: &Reply, out: &mut Vec<u8>) {
+        out.extend_from_slice(&reply.body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_end_where_memcached_says() {
+        assert_eq!(frame(b"get a b\r\n", 100), Framed::Message { kind: kind::GET, len: 9 });
+        assert_eq!(frame(b"get a", 100), Framed::Incomplete);
+        assert_eq!(frame(b"set k 1 2 3\r\nabc\r\nget", 100), Framed::Message { kind: kind::STORE, len: 18 });
+        assert_eq!(frame(b"set k 1 2 3\r\nab", 100), Framed::Incomplete);
+        assert_eq!(frame(b"set k 1 2 3\r\nabcd\r\n", 100), Framed::Answer { reply: BAD_CHUNK, consumed: 18 });
+        assert_eq!(frame(b"set k 1 2 300\r\n", 100), Framed::Incomplete);
+        assert_eq!(frame(b"bogus\r\n", 100), Framed::Answer { reply: ERROR, consumed: 7 });
+        assert_eq!(frame(b"SET a 0 0 1\r\n", 100), Framed::Answer { reply: ERROR, consumed: 13 });
+        assert_eq!(frame(b"set x 0 0 -1\r\n", 100), Framed::Answer { reply: BAD_FORMAT, consumed: 14 });
+        assert_eq!(frame(b"delete k 5\r\n", 100), Framed::Answer { reply: DELETE_USAGE, consumed: 12 });
+        assert_eq!(frame(b"incr k -1\r\n", 100), Framed::Answer { reply: DELTA, consumed: 11 });
+        assert_eq!(frame(b"quit\r\n", 100), Framed::Quit { consumed: 6 });
+        assert!(matches!(frame(&[0x80, 0, 0, 5], 100), Framed::Fatal { .. }), "the binary protocol");
+        let many = format!("get {}\r\n", (0..20).map(|i| format!("k{i}")).collect::<Vec<_>>().join(" "));
+        assert!(matches!(frame(many.as_bytes(), 100), Framed::Message { kind: kind::LONG_GET, .. }));
+        let long_key = format!("get {}\r\n", "k".repeat(251));
+        assert_eq!(frame(long_key.as_bytes(), 100), Framed::Answer { reply: BAD_FORMAT, consumed: long_key.len() });
+    }
+
+    #[test]
+    fn commands_parse_with_their_arguments() {
+        let m = b"cas k 5 -1 3 77 noreply\r\nabc\r\n";
+        assert_eq!(
+            parse(m, kind::STORE),
+            Some(Command::Store {
+                op: StoreOp::Cas,
+                key: b"k",
+                flags: 5,
+                exptime: -1,
+                data: b"abc",
+                cas: 77,
+                noreply: true
+            })
+        );
+        assert_eq!(
+            parse(b"gats 10 a b\r\n", kind::GET),
+            Some(Command::Get { keys: vec![b"a", b"b"], cas: true, touch: Some(10) })
+        );
+        assert_eq!(
+            parse(b"decr n 4\r\n", kind::ARITH),
+            Some(Command::Arith { incr: false, key: b"n", delta: 4, noreply: false })
+        );
+    }
+}
