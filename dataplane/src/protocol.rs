@@ -115,9 +115,9 @@ fn put(b: &mut [u8], o: usize, v: &[u8]) {
     b[o..o + v.len()].copy_from_slice(v);
 }
 
-/// Checks magic, version and length; returns the flags and the body's length. `header_len` is
-/// the header's size, `body_len_at` where version 2 keeps the body's length.
-fn header(b: &[u8], header_len: usize, magic: u32, body_len_at: usize) -> Result<(u16, usize), WireError> {
+/// Checks a header's magic and version; returns its flags and the body length it announces.
+/// `b` holds at least `header_len` bytes; `body_len_at` is where version 2 keeps the length.
+fn announced(b: &[u8], header_len: usize, magic: u32, body_len_at: usize) -> Result<(u16, usize), WireError> {
     if b.len() < header_len {
         return Err(WireError::BadLength { got: b.len() });
     }
@@ -125,15 +125,21 @@ fn header(b: &[u8], header_len: usize, magic: u32, body_len_at: usize) -> Result
     if m != magic {
         return Err(WireError::BadMagic(m));
     }
-    let v = u16_at(b, 4);
     let flags = u16_at(b, 6);
-    let body_len = match v {
+    let body_len = match u16_at(b, 4) {
         VERSION if flags & FLAG_BODY == 0 => 0,
         VERSION => return Err(WireError::Reserved),
         VERSION_BODY if flags & FLAG_BODY != 0 => u32_at(b, body_len_at) as usize,
         VERSION_BODY => 0,
-        _ => return Err(WireError::BadVersion(v)),
+        v => return Err(WireError::BadVersion(v)),
     };
+    Ok((flags, body_len))
+}
+
+/// Checks magic, version and length (the whole message is exactly header and body); returns
+/// the flags and the body's length.
+fn header(b: &[u8], header_len: usize, magic: u32, body_len_at: usize) -> Result<(u16, usize), WireError> {
+    let (flags, body_len) = announced(b, header_len, magic, body_len_at)?;
     if b.len() != header_len + body_len {
         return Err(WireError::BadLength { got: b.len() });
     }
@@ -194,21 +200,7 @@ pub fn encode_request(r: &Request) -> Vec<u8> {
 /// The body length a request header announces (what a stream reads next), checking the magic
 /// and version first. `header` is at least the header's 128 bytes.
 pub fn request_body_len(header: &[u8]) -> Result<usize, WireError> {
-    if header.len() < REQUEST_LEN {
-        return Err(WireError::BadLength { got: header.len() });
-    }
-    let m = u32_at(header, 0);
-    if m != REQUEST_MAGIC {
-        return Err(WireError::BadMagic(m));
-    }
-    let flags = u16_at(header, 6);
-    match u16_at(header, 4) {
-        VERSION if flags & FLAG_BODY == 0 => Ok(0),
-        VERSION => Err(WireError::Reserved),
-        VERSION_BODY if flags & FLAG_BODY != 0 => Ok(u32_at(header, REQUEST_BODY_LEN_AT) as usize),
-        VERSION_BODY => Ok(0),
-        v => Err(WireError::BadVersion(v)),
-    }
+    announced(header, REQUEST_LEN, REQUEST_MAGIC, REQUEST_BODY_LEN_AT).map(|(_, len)| len)
 }
 
 /// The request in `b`, its body copied into a pooled [`synergy::Body`]; `arrival_ns` and
