@@ -14,6 +14,7 @@
 //! (the TCP transport's sequencer), as memcached's clients expect. docs/memcached.md lists what
 //! is supported and how it differs from memcached 1.6.18.
 
+pub mod meta;
 pub mod store;
 pub mod text;
 
@@ -164,6 +165,11 @@ pub fn handle(store: &Store, req: &Request, max_value: usize, out: &mut Body) {
             }
         }
         Command::Stats { arg } => stats(store, arg, o),
+        Command::MetaNoop => o.extend_from_slice(b"MN\r\n"),
+        Command::MetaGet { key, flags } => meta::get(store, key, &flags, o),
+        Command::MetaSet { key, data, flags } => meta::set(store, key, data, &flags, o),
+        Command::MetaDelete { key, flags } => meta::delete(store, key, &flags, o),
+        Command::MetaArith { key, flags } => meta::arith(store, key, &flags, o),
     }
 }
 

@@ -128,6 +128,15 @@ impl Store {
         self.started.elapsed().as_secs() as i64 + 1
     }
 
+    /// An item's remaining time to live in seconds, -1 if it never expires (meta `t`).
+    pub fn ttl(&self, item: &Item) -> i64 {
+        if item.expires == 0 {
+            -1
+        } else {
+            (item.expires - self.now()).max(0)
+        }
+    }
+
     /// Seconds the store has run.
     pub fn uptime(&self) -> i64 {
         self.started.elapsed().as_secs() as i64

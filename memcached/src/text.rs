@@ -97,6 +97,37 @@ pub enum Command<'a> {
     Stats {
         arg: Option<&'a [u8]>,
     },
+    /// The meta protocol: `mn`, and `mg`/`ms`/`md`/`ma` with their flag tokens (each a letter
+    /// and its argument, in the order given: replies echo them in that order).
+    MetaNoop,
+    MetaGet {
+        key: &'a [u8],
+        flags: Vec<&'a [u8]>,
+    },
+    MetaSet {
+        key: &'a [u8],
+        data: &'a [u8],
+        flags: Vec<&'a [u8]>,
+    },
+    MetaDelete {
+        key: &'a [u8],
+        flags: Vec<&'a [u8]>,
+    },
+    MetaArith {
+        key: &'a [u8],
+        flags: Vec<&'a [u8]>,
+    },
+}
+
+/// The flags each meta command takes (others: `CLIENT_ERROR invalid flag`).
+const MG_FLAGS: &[u8] = b"vkfcstqO";
+const MS_FLAGS: &[u8] = b"FTCqOMI";
+const MD_FLAGS: &[u8] = b"qO";
+const MA_FLAGS: &[u8] = b"DMvqO";
+const INVALID_FLAG: &[u8] = b"CLIENT_ERROR invalid flag\r\n";
+
+fn flags_ok(flags: &[&[u8]], allowed: &[u8]) -> bool {
+    flags.iter().all(|f| allowed.contains(&f[0]))
 }
 
 /// What `frame` found at the start of a connection's bytes.
@@ -197,6 +228,46 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         }
         return Framed::Message { kind: kind::STORE, len: n + bytes + 2 };
     }
+    if cmd == b"ms" {
+        if t.len() < 3 || t[1].len() > KEY_MAX {
+            return answer(BAD_FORMAT);
+        }
+        let Some(bytes) = num::<usize>(t[2]) else { return answer(BAD_FORMAT) };
+        if !flags_ok(&t[3..], MS_FLAGS) {
+            return answer(INVALID_FLAG);
+        }
+        if bytes > DECLARED_MAX {
+            return Framed::Fatal { reply: b"SERVER_ERROR object too large for cache\r\n" };
+        }
+        if buf.len() < n + bytes + 2 {
+            return Framed::Incomplete;
+        }
+        if bytes > max_value {
+            return Framed::Answer { reply: b"SERVER_ERROR object too large for cache\r\n", consumed: n + bytes + 2 };
+        }
+        if &buf[n + bytes..n + bytes + 2] != b"\r\n" {
+            return Framed::Answer { reply: BAD_CHUNK, consumed: n + bytes + 2 };
+        }
+        return Framed::Message { kind: kind::STORE, len: n + bytes + 2 };
+    }
+    let meta = match cmd {
+        b"mg" => Some((MG_FLAGS, kind::GET)),
+        b"md" => Some((MD_FLAGS, kind::DELETE)),
+        b"ma" => Some((MA_FLAGS, kind::ARITH)),
+        _ => None,
+    };
+    if let Some((allowed, k)) = meta {
+        if t.len() < 2 {
+            return answer(ERROR);
+        }
+        if t[1].len() > KEY_MAX {
+            return answer(BAD_FORMAT);
+        }
+        if !flags_ok(&t[2..], allowed) {
+            return answer(INVALID_FLAG);
+        }
+        return Framed::Message { kind: k, len: n };
+    }
     let noreply_ok = |len: usize| t.len() == len || (t.len() == len + 1 && t[len] == b"noreply");
     let keys_ok = |ks: &[&[u8]]| ks.iter().all(|k| k.len() <= KEY_MAX);
     match cmd {
@@ -273,6 +344,7 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         b"verbosity" if (2..=3).contains(&t.len()) => Framed::Message { kind: kind::OTHER, len: n },
         b"stats" if t.len() <= 2 => Framed::Message { kind: kind::OTHER, len: n },
         b"quit" if t.len() == 1 => Framed::Quit { consumed: n },
+        b"mn" => Framed::Message { kind: kind::OTHER, len: n },
         _ => answer(ERROR),
     }
 }
@@ -298,6 +370,14 @@ pub fn parse(msg: &[u8], kind: u32) -> Option<Command<'_>> {
         });
     }
     Some(match t[0] {
+        b"mn" => Command::MetaNoop,
+        b"mg" => Command::MetaGet { key: t[1], flags: t[2..].to_vec() },
+        b"md" => Command::MetaDelete { key: t[1], flags: t[2..].to_vec() },
+        b"ma" => Command::MetaArith { key: t[1], flags: t[2..].to_vec() },
+        b"ms" => {
+            let bytes: usize = num(t[2])?;
+            Command::MetaSet { key: t[1], data: msg.get(n..n + bytes)?, flags: t[3..].to_vec() }
+        }
         b"get" => Command::Get { keys: t[1..].to_vec(), cas: false, touch: None },
         b"gets" => Command::Get { keys: t[1..].to_vec(), cas: true, touch: None },
         b"gat" => Command::Get { keys: t[2..].to_vec(), cas: false, touch: Some(num(t[1])?) },
@@ -370,6 +450,10 @@ mod tests {
         assert_eq!(frame(b"incr k -1\r\n", 100), Framed::Answer { reply: DELTA, consumed: 11 });
         assert_eq!(frame(b"quit\r\n", 100), Framed::Quit { consumed: 6 });
         assert!(matches!(frame(&[0x80, 0, 0, 5], 100), Framed::Fatal { .. }), "the binary protocol");
+        assert_eq!(frame(b"mg k v x\r\n", 100), Framed::Answer { reply: INVALID_FLAG, consumed: 10 });
+        assert_eq!(frame(b"ms k 2 T5\r\nab\r\n", 100), Framed::Message { kind: kind::STORE, len: 15 });
+        assert_eq!(frame(b"ms k 2\r\na", 100), Framed::Incomplete);
+        assert_eq!(frame(b"mn\r\n", 100), Framed::Message { kind: kind::OTHER, len: 4 });
         let many = format!("get {}\r\n", (0..20).map(|i| format!("k{i}")).collect::<Vec<_>>().join(" "));
         assert!(matches!(frame(many.as_bytes(), 100), Framed::Message { kind: kind::LONG_GET, .. }));
         let long_key = format!("get {}\r\n", "k".repeat(251));

@@ -78,6 +78,24 @@ fn rename_cas(reply: &[u8], names: &mut Vec<u64>, last: &mut u64) -> String {
                 names.len() - 1
             });
             out.push_str(&format!("VALUE {} {} {} #{i}\r\n", t[1], t[2], t[3]));
+        } else if line.starts_with("VA ") || line.starts_with("HD") {
+            // Meta replies: a `c<cas>` token.
+            let mut tokens = Vec::new();
+            for t in line.trim_end().split(' ') {
+                match t.strip_prefix('c').and_then(|v| v.parse::<u64>().ok()) {
+                    Some(cas) => {
+                        *last = cas;
+                        let i = names.iter().position(|&c| c == cas).unwrap_or_else(|| {
+                            names.push(cas);
+                            names.len() - 1
+                        });
+                        tokens.push(format!("c#{i}"));
+                    }
+                    None => tokens.push(t.to_string()),
+                }
+            }
+            out.push_str(&tokens.join(" "));
+            out.push_str("\r\n");
         } else {
             out.push_str(line);
         }
@@ -177,6 +195,49 @@ fn script() -> Vec<Vec<u8>> {
         add(&format!("set {k} 0 0 2\r\n{}\r\n", &k[..2]));
     }
     add(&format!("get {}\r\n", many.join(" ")));
+    // The meta protocol.
+    for step in [
+        "mn\r\n",
+        "mg nope v\r\n",
+        "mg nope v q\r\nmn\r\n",
+        "ms mk 3\r\nabc\r\n",
+        "mg mk v\r\n",
+        "mg mk v k f c s t\r\n",
+        "mg mk\r\n",
+        "mg mk O123 v\r\n",
+        "ms mk 2 F5 T100\r\nxy\r\n",
+        "mg mk v f\r\n",
+        "ms mk 2 C1\r\nzz\r\n",
+        "mg mk c\r\n",
+        "ms mk 2 C{cas}\r\ncc\r\n",
+        "mg mk v\r\n",
+        "ms mk 2 MA\r\nqq\r\n",
+        "mg mk v\r\n",
+        "ms mn 2 ME\r\n10\r\n",
+        "ms mn 2 ME\r\n10\r\n",
+        "ma mn\r\n",
+        "ma mn v\r\n",
+        "ma mn D5 MD v\r\n",
+        "ma mn MI D18446744073709551615 v\r\n",
+        "ma nope\r\n",
+        "ma mk\r\n",
+        "md mk\r\n",
+        "md mk\r\n",
+        "md mk q\r\nmn\r\n",
+        "ms mk 2 q\r\nab\r\nmn\r\n",
+        "mg mk s v\r\n",
+        "mg\r\n",
+        "ms mk\r\n",
+        "ms mk abc\r\n",
+        "mg mk x\r\n",
+        "ms mk 2 MR\r\nrr\r\n",
+        "ms zz 2 MR\r\nrr\r\n",
+        "ms mk 2 MP\r\npp\r\n",
+        "mg mk v\r\n",
+        "mg mk v k O9 q\r\n",
+    ] {
+        add(step);
+    }
     // flush_all.
     add("flush_all\r\n");
     add("get a b n u\r\n");
