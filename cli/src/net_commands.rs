@@ -29,9 +29,10 @@ pub struct ServeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<u64>,
-    /// Data plane: kernel UDP sockets, or DPDK (falls back to UDP, saying why, if DPDK cannot start).
-    #[arg(long, value_enum, default_value = "udp")]
-    transport: TransportKind,
+    /// Data plane: kernel UDP sockets, or DPDK (falls back to UDP, saying why, if DPDK cannot
+    /// start); `--app memcached`: tcp (its default) or udp (memcached's frame header).
+    #[arg(long, value_enum)]
+    transport: Option<TransportKind>,
     /// DPDK: EAL arguments, space-separated (e.g. "--no-huge --in-memory -l 0 --vdev=net_af_packet0,iface=veth0").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     dpdk_eal: String,
@@ -57,6 +58,7 @@ pub struct ServeArgs {
 enum TransportKind {
     Udp,
     Dpdk,
+    Tcp,
 }
 
 /// What traffic the load generator offers (shared by `loadgen` and `sweep`).
@@ -200,8 +202,32 @@ fn serve_memcached(
     placement: &synergy::config::Placement,
     bind: std::net::SocketAddrV4,
     params: &synergy_memcached::Params,
+    udp: bool,
     duration_s: Option<u64>,
 ) -> ExitCode {
+    if udp {
+        let service = match synergy_memcached::serve_udp(cfg, bind, params) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        install_stop_handlers();
+        println!(
+            "synergy serve: memcached text protocol on udp://{} (memcached's frame header; {} worker(s) on CPUs {:?}, timer core {}, --preempt={})",
+            service.local_addr(),
+            cfg.workers,
+            placement.worker_cores,
+            placement.timer_core,
+            cfg.preempt.name()
+        );
+        wait_for_stop(duration_s);
+        let (stats, c) = service.shutdown();
+        println!(
+            "served {} requests ({} preemptions); datagrams {} received, {} dropped (no header or several per request); {} replies in {} datagrams, {} send errors",
+            stats.total.completed, stats.total.preemptions, c.received, c.dropped, c.replies, c.datagrams_sent, c.send_errors
+        );
+        print_cpu(&stats);
+        return ExitCode::SUCCESS;
+    }
     let server = match synergy_memcached::serve(cfg, bind, params) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -237,7 +263,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if let Some(params) = args.app.memcached() {
-        return serve_memcached(&cfg, &placement, bind, &params, args.duration_s);
+        let udp = match args.transport {
+            None | Some(TransportKind::Tcp) => false,
+            Some(TransportKind::Udp) => true,
+            Some(TransportKind::Dpdk) => return fail("--app memcached serves over tcp or udp, not dpdk"),
+        };
+        return serve_memcached(&cfg, &placement, bind, &params, udp, args.duration_s);
     }
     let app = match args.app.start(args.workload, false) {
         Ok(a) => a,
@@ -245,7 +276,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     let w = &app.workload;
     long_kinds_from(&args.runtime, &mut cfg, w);
-    if args.transport == TransportKind::Dpdk {
+    if args.transport == Some(TransportKind::Tcp) {
+        return fail(
+            "--transport tcp is for --app memcached (the other applications speak the project's UDP protocol)",
+        );
+    }
+    if args.transport == Some(TransportKind::Dpdk) {
         let params = synergy_net::dpdk::DpdkParams {
             eal_args: args.dpdk_eal.split_whitespace().map(String::from).collect(),
             device: args.dpdk_device.clone(),

@@ -17,6 +17,7 @@
 pub mod meta;
 pub mod store;
 pub mod text;
+pub mod udp;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -56,6 +57,44 @@ pub fn serve(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<TcpServe
         handle(&store, &req, max_value, &mut out);
         let _ = synergy::send(Reply::to(&req).with_body_buf(out));
     })
+}
+
+/// The service over UDP (memcached's frame header; `udp`).
+pub struct UdpService {
+    pub runtime: synergy::Runtime,
+    pub transport: Arc<udp::MemcachedUdp>,
+}
+
+impl UdpService {
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.transport.local_addr()
+    }
+
+    /// Stops receiving, finishes what was admitted, and returns the counters.
+    pub fn shutdown(self) -> (synergy::stats::RunStats, udp::UdpCounts) {
+        self.transport.close();
+        let stats = self.runtime.shutdown();
+        (stats, self.transport.counts())
+    }
+}
+
+/// Starts the service over UDP on `bind`.
+pub fn serve_udp(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<UdpService, StartError> {
+    let store = Arc::new(Store::new(p.memory_limit));
+    let max_value = p.item_max.saturating_sub(store::ITEM_HEADER);
+    let transport = Arc::new(
+        udp::MemcachedUdp::bind(bind, config.workers, max_value)
+            .map_err(|e| StartError::Worker(format!("memcached UDP transport: {e}")))?,
+    );
+    let runtime = synergy::Runtime::builder(config)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            let mut out = Body::with_capacity(64);
+            handle(&store, &req, max_value, &mut out);
+            let _ = synergy::send(Reply::to(&req).with_body_buf(out));
+        })
+        .start()?;
+    Ok(UdpService { runtime, transport })
 }
 
 /// Runs one request against `store`, appending memcached's reply to `out`.

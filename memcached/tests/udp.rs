@@ -1,0 +1,91 @@
+//! memcached over UDP (issue 42): the 8-byte frame header on every datagram, replies cut into
+//! numbered datagrams, junk and multi-datagram requests dropped and counted, and `memcaslap -U`
+//! driving the service. Needs Debian's libmemcached-tools for the last test (it fails and says so
+//! without it).
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+use synergy_memcached::udp::{HEADER, MAX_PAYLOAD};
+
+#[global_allocator]
+static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn service() -> synergy_memcached::UdpService {
+    let mut config = synergy::Config::default();
+    let allowed = synergy::cpu::allowed_cpus();
+    if allowed.len() >= 2 {
+        config.timer_core = Some(allowed[0]);
+        config.worker_cores = Some(vec![allowed[1]]);
+    }
+    synergy_memcached::serve_udp(&config, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &Default::default())
+        .expect("the service starts")
+}
+
+fn framed(id: u16, msg: &[u8]) -> Vec<u8> {
+    [&id.to_be_bytes()[..], &[0, 0, 0, 1, 0, 0], msg].concat()
+}
+
+/// Sends request `id` and reassembles its reply from its datagrams (checking each header).
+fn ask(c: &UdpSocket, to: SocketAddrV4, id: u16, msg: &[u8]) -> Vec<u8> {
+    c.send_to(&framed(id, msg), to).unwrap();
+    let mut parts: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut buf = [0u8; 65_536];
+    loop {
+        let n = c.recv(&mut buf).expect("a reply datagram within 10 s");
+        assert!(n >= HEADER && n - HEADER <= MAX_PAYLOAD, "a datagram of {n} bytes");
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id, "the request's id");
+        let (seq, count) =
+            (u16::from_be_bytes([buf[2], buf[3]]) as usize, u16::from_be_bytes([buf[4], buf[5]]) as usize);
+        parts.resize(count, None);
+        assert!(parts[seq].replace(buf[HEADER..n].to_vec()).is_none(), "datagram {seq} twice");
+        if parts.iter().all(Option::is_some) {
+            return parts.into_iter().flatten().flatten().collect();
+        }
+    }
+}
+
+#[test]
+fn requests_and_replies_travel_in_memcached_frames() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = service();
+    let to = s.local_addr();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(ask(&c, to, 7, b"set k 0 0 3\r\nabc\r\n"), b"STORED\r\n");
+    assert_eq!(ask(&c, to, 8, b"get k\r\n"), b"VALUE k 0 3\r\nabc\r\nEND\r\n");
+    // A value of 5,000 bytes comes back in four datagrams, reassembled by sequence number.
+    let value: Vec<u8> = (0..5_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let set = [&b"set big 3 0 5000\r\n"[..], &value, b"\r\n"].concat();
+    assert_eq!(ask(&c, to, 9, &set), b"STORED\r\n");
+    let got = ask(&c, to, 10, b"get big\r\n");
+    assert_eq!(got, [&b"VALUE big 3 5000\r\n"[..], &value, b"\r\nEND\r\n"].concat());
+    assert_eq!(ask(&c, to, 11, b"bogus\r\n"), b"ERROR\r\n");
+    // Junk: too short for a header; a request spread over two datagrams. Both dropped, counted.
+    c.send_to(&[1, 2, 3], to).unwrap();
+    c.send_to(&[0, 12, 0, 0, 0, 2, 0, 0, b'g'], to).unwrap();
+    // Still serving, and noreply sends nothing: the next reply is the get's.
+    c.send_to(&framed(13, b"set q 0 0 1 noreply\r\nz\r\n"), to).unwrap();
+    assert_eq!(ask(&c, to, 14, b"get q\r\n"), b"VALUE q 0 1\r\nz\r\nEND\r\n");
+    let (_, counts) = s.shutdown();
+    assert_eq!((counts.received, counts.dropped), (9, 2), "{counts:?}");
+}
+
+#[test]
+fn memcaslap_drives_the_service_over_udp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = service();
+    let target = format!("127.0.0.1:{}", s.local_addr().port());
+    let out = std::process::Command::new("memcaslap")
+        .args(["-s", &target, "-U", "-T", "1", "-c", "4", "-t", "5s"])
+        .output()
+        .expect("memcaslap: the test needs Debian's libmemcached-tools (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "memcaslap: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let (stats, counts) = s.shutdown();
+    eprintln!("memcaslap -U: {}; server {counts:?}", text.lines().filter(|l| l.contains("Ops:")).collect::<String>());
+    assert!(counts.received > 0, "{text}");
+    assert_eq!((counts.dropped, counts.send_errors), (0, 0), "{counts:?}");
+    assert_eq!(stats.total.completed, counts.received, "every datagram was a request, and answered");
+}
