@@ -98,6 +98,14 @@ pub fn bind_udp(addr: SocketAddrV4, reuse_port: bool) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Whether a datagram waits in `fd`'s receive buffer.
+pub fn datagram_pending(fd: &OwnedFd) -> bool {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int (for UDP: the size of the next datagram, 0 if none).
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut pending) };
+    pending > 0
+}
+
 /// The address `fd` is bound to.
 pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
     let sa: nix::sys::socket::SockaddrIn = nix::sys::socket::getsockname(fd.as_raw_fd()).map_err(io::Error::from)?;
@@ -368,10 +376,7 @@ impl Transport for UdpTransport {
     }
 
     fn backlog(&self, worker: usize) -> usize {
-        let mut pending: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int (for UDP: the size of the next datagram, 0 if none).
-        unsafe { libc::ioctl(self.sockets[worker].as_raw_fd(), libc::FIONREAD, &mut pending) };
-        usize::from(pending > 0)
+        usize::from(datagram_pending(&self.sockets[worker]))
     }
 
     fn arrival_fds(&self) -> Vec<std::os::fd::RawFd> {

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use synergy::request::{Reply, Request};
 use synergy::transport::Transport;
-use synergy_net::udp::{addr_of, bind_udp, local_addr, origin_of, recv_from, send_parts};
+use synergy_net::udp::{addr_of, bind_udp, datagram_pending, local_addr, origin_of, recv_from, send_parts};
 
 /// The frame header's size.
 pub const HEADER: usize = 8;
@@ -136,10 +136,7 @@ impl Transport for MemcachedUdp {
     }
 
     fn backlog(&self, worker: usize) -> usize {
-        let mut pending: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int (for UDP: the size of the next datagram, 0 if none).
-        unsafe { libc::ioctl(self.sockets[worker].as_raw_fd(), libc::FIONREAD, &mut pending) };
-        usize::from(pending > 0)
+        usize::from(datagram_pending(&self.sockets[worker]))
     }
 
     fn reply(&self, worker: usize, reply: Reply) {
