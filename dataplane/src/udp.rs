@@ -65,10 +65,15 @@ pub struct UdpTransport {
 const MAX_DATAGRAM: usize = 65_507;
 
 thread_local! {
-    /// Where a worker's poll receives datagrams: one buffer as large as any datagram, per OS
-    /// thread, so that a poll allocates nothing. Polls run in the scheduler, never inside a
-    /// handler, so no preemption can reenter it.
     static RECEIVE_BUFFER: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; MAX_DATAGRAM + 1].into_boxed_slice());
+}
+
+/// Runs `f` on this OS thread's receive buffer, larger than any datagram: where a transport's
+/// poll receives, so that it allocates nothing and keeps 64 KiB off the green stack it may run
+/// on. Polls run in the scheduler, never inside a handler, so no preemption reenters it; a
+/// nested call (a poll inside `f`) panics.
+pub fn with_receive_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    RECEIVE_BUFFER.with_borrow_mut(|buf| f(buf))
 }
 
 /// The origin of a request from `addr` (IPv4 address and port packed into a u64).
@@ -372,7 +377,7 @@ impl Transport for UdpTransport {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        RECEIVE_BUFFER.with_borrow_mut(|buf| self.poll_into(worker, out, max, buf));
+        with_receive_buffer(|buf| self.poll_into(worker, out, max, buf));
     }
 
     fn backlog(&self, worker: usize) -> usize {

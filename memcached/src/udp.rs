@@ -14,7 +14,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use synergy::request::{Reply, Request};
 use synergy::transport::Transport;
-use synergy_net::udp::{addr_of, bind_udp, datagram_pending, local_addr, origin_of, recv_from, send_parts};
+use synergy_net::udp::{
+    addr_of, bind_udp, datagram_pending, local_addr, origin_of, recv_from, send_parts, with_receive_buffer,
+};
 
 /// The frame header's size.
 pub const HEADER: usize = 8;
@@ -132,7 +134,7 @@ impl Transport for MemcachedUdp {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        RECEIVE_BUFFER.with_borrow_mut(|buf| self.poll_into(worker, out, max, buf));
+        with_receive_buffer(|buf| self.poll_into(worker, out, max, buf));
     }
 
     fn backlog(&self, worker: usize) -> usize {
@@ -151,12 +153,6 @@ impl Transport for MemcachedUdp {
     fn finished(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
-}
-
-thread_local! {
-    /// A buffer larger than any datagram, per OS thread: polls run on green stacks of 64 KiB,
-    /// too small for it, and never inside a handler, so no preemption reenters it.
-    static RECEIVE_BUFFER: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; 65_536].into_boxed_slice());
 }
 
 impl MemcachedUdp {

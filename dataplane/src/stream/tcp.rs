@@ -19,7 +19,6 @@
 //! are read as before. It is read again when its replies drain (an `EPOLLOUT` event, or a reply).
 
 use super::{Codec, Frame};
-use crate::udp::UdpSnapshot;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
@@ -204,18 +203,6 @@ impl TcpTransport {
             replies: l(&c.replies),
             reply_errors: l(&c.reply_errors),
             throttled: l(&c.throttled),
-        }
-    }
-
-    /// The counters in the UDP transport's shape, for reports that print both.
-    pub fn udp_like(&self) -> UdpSnapshot {
-        let c = self.counters();
-        UdpSnapshot {
-            received: c.requests,
-            malformed: c.malformed,
-            replies: c.replies,
-            reply_errors: c.reply_errors,
-            kernel_drops: 0,
         }
     }
 
@@ -524,9 +511,4 @@ impl Transport for TcpTransport {
     fn finished(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
-}
-
-/// The connection slot a request's `origin` names (for logs and tests).
-pub fn connection_of(origin: u64) -> usize {
-    (origin >> 40) as usize
 }

@@ -24,10 +24,10 @@ const EMPTY: usize = 0;
 const NOTIFIED: usize = 1;
 const OS_WAITING: usize = 2;
 
-/// Who to wake besides: a published green thread (with what makes it runnable), or an OS thread.
-pub(crate) enum Woken<H> {
+/// Whom a notification wakes: nobody, the published green thread, or an OS thread.
+pub(crate) enum Woken {
     Nobody,
-    Green(usize, H),
+    Green(usize),
     Os,
 }
 
@@ -57,20 +57,16 @@ impl SlotState {
     }
 
     /// The waker's step: what it must wake.
-    fn notify(&self) -> Woken<()> {
+    fn notify(&self) -> Woken {
         match self.state.swap(NOTIFIED, Ordering::AcqRel) {
             EMPTY | NOTIFIED => Woken::Nobody,
             OS_WAITING => Woken::Os,
-            t => Woken::Green(t, ()),
+            t => Woken::Green(t),
         }
-    }
-
-    fn reset(&self) {
-        self.state.store(EMPTY, Ordering::Release);
     }
 }
 
-/// A slot one waiter waits on and one waker notifies (once per `reset`).
+/// A slot one waiter waits on and one waker notifies, once.
 pub struct WaitSlot {
     st: SlotState,
     /// The futex word an OS-thread waiter sleeps on: 0 until notified.
@@ -97,15 +93,9 @@ impl WaitSlot {
         WaitSlot { st: SlotState::new(), os: AtomicU32::new(0), home: std::cell::UnsafeCell::new(None) }
     }
 
-    /// Whether the slot was notified since the last `reset`.
+    /// Whether the slot was notified.
     pub fn is_notified(&self) -> bool {
         self.st.is_notified()
-    }
-
-    /// Ready for another wait (only the waiter calls this, once it returned from a wait).
-    pub fn reset(&self) {
-        self.os.store(0, Ordering::Release);
-        self.st.reset();
     }
 }
 
@@ -143,7 +133,7 @@ mod mechanism {
                         );
                     }
                 }
-                Woken::Green(t, ()) => {
+                Woken::Green(t) => {
                     // SAFETY: this waker took the publication out, so it alone reads `home`,
                     // which the waiter wrote before publishing; the thread cannot run (and
                     // block again, rewriting it) before `wake_here` below.
@@ -188,7 +178,7 @@ mod loom_tests {
             let slot = Arc::new(SlotState::new());
             let woken_by_waker = {
                 let slot = slot.clone();
-                loom::thread::spawn(move || matches!(slot.notify(), Woken::Green(8, ())))
+                loom::thread::spawn(move || matches!(slot.notify(), Woken::Green(8)))
             };
             let self_woken = !slot.publish(8);
             let by_waker = woken_by_waker.join().unwrap();
@@ -204,11 +194,11 @@ mod loom_tests {
             let slot = Arc::new(SlotState::new());
             let a = {
                 let slot = slot.clone();
-                loom::thread::spawn(move || matches!(slot.notify(), Woken::Green(..)))
+                loom::thread::spawn(move || matches!(slot.notify(), Woken::Green(_)))
             };
             let b = {
                 let slot = slot.clone();
-                loom::thread::spawn(move || matches!(slot.notify(), Woken::Green(..)))
+                loom::thread::spawn(move || matches!(slot.notify(), Woken::Green(_)))
             };
             let self_woken = !slot.publish(16);
             let wakes = [a.join().unwrap(), b.join().unwrap(), self_woken].iter().filter(|&&w| w).count();
