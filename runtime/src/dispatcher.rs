@@ -48,6 +48,8 @@ struct Dispatcher<'a> {
     quantum_ns: u64,
     /// `shinjuku_queue_limit`: beyond it new requests are turned away (`admits_new`).
     queue_limit: usize,
+    /// The most units the queues have held, as last published in `dispatcher_queue_max`.
+    queue_max: usize,
 }
 
 pub fn run_dispatcher(
@@ -73,6 +75,7 @@ pub fn run_dispatcher(
         free: vec![false; block.len()],
         quantum_ns: policy.quantum_ns,
         queue_limit: policy.queue_limit,
+        queue_max: 0,
     };
     let mut buf = Vec::with_capacity(RX_BATCH);
     let mut loop_periods = LoopPeriods::new(clock::now_ns());
@@ -81,7 +84,7 @@ pub fn run_dispatcher(
         loop_periods.tick(now, &periods, &stats);
         d.see_free_workers();
         d.take_back(params.index, now);
-        stats.dispatcher_queue_max.fetch_max(d.queues.len() as u64, Ordering::Relaxed);
+        d.note_queue_len(&stats);
         d.admit(&mut buf, &stats);
         d.hand_out(now);
         d.preempt_overdue(now, &stats);
@@ -97,6 +100,15 @@ pub fn run_dispatcher(
 impl Dispatcher<'_> {
     fn worker(&self, i: usize) -> &crate::worker::WorkerShared {
         &self.shared.workers[self.first + i]
+    }
+
+    /// Publishes a new high-water mark of the queues (an atomic update only when it rises, not
+    /// every loop).
+    fn note_queue_len(&mut self, stats: &TimerStats) {
+        if self.queues.len() > self.queue_max {
+            self.queue_max = self.queues.len();
+            stats.dispatcher_queue_max.fetch_max(self.queue_max as u64, Ordering::Relaxed);
+        }
     }
 
     /// Which workers asked for work since their last unit: read before `take_back` (module docs).
@@ -151,7 +163,7 @@ impl Dispatcher<'_> {
                     }
                 }
             }
-            stats.dispatcher_queue_max.fetch_max(self.queues.len() as u64, Ordering::Relaxed);
+            self.note_queue_len(stats);
         }
     }
 
