@@ -19,27 +19,48 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+# Each step's wall time goes to target/ci-steps.tsv and is printed at the end, pass or fail, so
+# that a CI log says where a cold run's minutes went (docs/kernel-bench.md keeps the table).
+steps_file=target/ci-steps.tsv
+mkdir -p target
+: >"$steps_file"
+step_name="set-up" step_start=$(date +%s) run_start=$step_start
+step() {
+  local now
+  now=$(date +%s)
+  printf '%s\t%d\n' "$step_name" $((now - step_start)) >>"$steps_file"
+  step_name=$1 step_start=$now
+  log "$1"
+}
+report_steps() {
+  local rc=$? now
+  now=$(date +%s)
+  printf '%s\t%d\n' "$step_name" $((now - step_start)) >>"$steps_file"
+  log "step times (s), exit status $rc, $((now - run_start)) s in all:"
+  column -t -s $'\t' "$steps_file" >&2 || cat "$steps_file" >&2
+}
+trap report_steps EXIT
 bash scripts/cpu-report.sh
 require_cargo
 apt_install gcc libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev memcached libmemcached-tools
 features=synergy-cli/dpdk,synergy-cli/leveldb,synergy-net/dpdk,synergy-apps/leveldb
 require_cargo_tool fmt rustfmt
 require_cargo_tool clippy clippy
-log "cargo fmt --all -- --check"
+step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
-log "cargo clippy --workspace --all-targets --features $features -- -D warnings"
+step "cargo clippy --workspace --all-targets --features $features -- -D warnings"
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings
-log "cargo test --workspace --features $features"
+step "cargo test --workspace --features $features"
 cargo test --workspace --features "$features"
-log "loom model checks of the lock-free ring (--cfg loom)"
+step "loom model checks of the lock-free ring (--cfg loom)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p synergy --release --lib loom_tests
-log "kernel modules: the kernel's rustfmt and clippy"
+step "kernel modules: the kernel's rustfmt and clippy"
 bash scripts/kernel/lint-modules.sh
-log "kernel test bench (QEMU)"
+step "kernel test bench (QEMU)"
 bash scripts/kernel/qemu-test.sh
-log "kernel packages for the test configuration (scripts/kernel/package.sh --config test)"
+step "kernel packages for the test configuration (scripts/kernel/package.sh --config test)"
 bash scripts/kernel/package.sh --config test --out target/kernel-packages
-log "hardware validation of this machine (scripts/validate-hardware.sh)"
+step "hardware validation of this machine (scripts/validate-hardware.sh)"
 set +e
 bash scripts/validate-hardware.sh --runs 20000 --demo-ms 300
 rc=$?
@@ -53,5 +74,5 @@ assert rc == (1 if bad else 0), f"exit status {rc} with problems {bad}"
 assert "## Interrupt paths beside thesis Table 5.1" in open("target/validate/report.md").read()
 print(f"validate-hardware: exit {rc}; missing or failed here: {', '.join(bad) or 'nothing'}")
 PY
-log "real runtime beside the simulator at one worker (scripts/scale-bench.sh --workers 1 --quick)"
+step "real runtime beside the simulator at one worker (scripts/scale-bench.sh --workers 1 --quick)"
 bash scripts/scale-bench.sh --workers 1 --quick

@@ -87,15 +87,23 @@ PY
   [ "$guest_rc" = 0 ] || exit "$guest_rc"
 }
 
-# The plain kernel: every guest test.
+# The plain kernel: every guest test. Each phase's seconds are logged for docs/kernel-bench.md.
+phase_start=$SECONDS
 kdir=${SYNERGY_KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
+log "time: plain kernel build (or cache check) $((SECONDS - phase_start)) s"
+phase_start=$SECONDS
 run_guest plain "$kdir" scripts/kernel/guest/*.sh
+log "time: plain kernel guest run $((SECONDS - phase_start)) s"
 # The KASAN kernel: the kernel modules' own tests (load/unload, every bad input, ownership, pid
 # namespaces, the unregistration storm, kmod_uintr's refusals), where every use-after-free or
 # out-of-bounds access is reported and fails the run. The runtime's tests are left to the plain
 # kernel: they exercise the same module paths, and KASAN makes TCG several times slower.
 if [ -z "${SYNERGY_KDIR:-}" ]; then
+  phase_start=$SECONDS
   kasan_kdir=$(SYNERGY_KERNEL_VARIANT=kasan scripts/kernel/build.sh | tail -n 1)
+  log "time: KASAN kernel build (or cache check) $((SECONDS - phase_start)) s"
+  phase_start=$SECONDS
   run_guest kasan "$kasan_kdir" scripts/kernel/guest/10-kmod-ipi-load.sh scripts/kernel/guest/20-kmod-ipi-abi.sh \
     scripts/kernel/guest/50-kmod-uintr.sh scripts/kernel/guest/60-cpu-hotplug.sh scripts/kernel/guest/70-ioctl-fuzz.sh
+  log "time: KASAN kernel guest run $((SECONDS - phase_start)) s"
 fi
