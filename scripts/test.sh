@@ -7,7 +7,7 @@
 #     allocation/lock and CLI tests; the wire protocol, kernel-UDP end-to-end and overload tests;
 #     DPDK end to end on a veth pair (net_af_packet, needs root); LevelDB GET/SCAN under
 #     preemption with the malloc/pthread_mutex interposition shims (Debian's libleveldb);
-#     the uapi ABI pins;
+#     the uapi ABI pins; the panic storm once more with std as a shared library;
 #  2. the kernel test bench: builds (or reuses) the Rust-enabled test kernel, checks the modules
 #     with the kernel's rustfmt settings and a CLIPPY=1 build (no warnings allowed), boots QEMU and
 #     runs the guest tests (needs root for its apt installs; fails loudly without);
@@ -42,7 +42,7 @@ report_steps() {
 trap report_steps EXIT
 bash scripts/cpu-report.sh
 require_cargo
-apt_install gcc libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev memcached libmemcached-tools
+apt_install gcc binutils libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev memcached libmemcached-tools
 features=synergy-cli/dpdk,synergy-cli/leveldb,synergy-net/dpdk,synergy-apps/leveldb
 require_cargo_tool fmt rustfmt
 require_cargo_tool clippy clippy
@@ -52,6 +52,10 @@ step "cargo clippy --workspace --all-targets --features $features -- -D warnings
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings
 step "cargo test --workspace --features $features"
 cargo test --workspace --features "$features"
+step "panic guard with std as a shared library (-C prefer-dynamic: tests/panic_storm.rs)"
+# std then lives in libstd-*.so, whose symbol table the runtime must find instead of the
+# executable's (issue 39, item 1); cargo puts the toolchain's library directory on the path.
+RUSTFLAGS="-C prefer-dynamic" CARGO_TARGET_DIR=target/prefer-dynamic cargo test -p synergy --test panic_storm
 step "loom model checks of the lock-free ring (--cfg loom)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p synergy --release --lib loom_tests
 step "kernel modules: the kernel's rustfmt and clippy"

@@ -53,6 +53,12 @@ counters!(
         waits,
         /// Green threads resumed from the wait queue on this worker.
         resumes,
+        /// Of those, resumed here though another worker had parked them (the request changed OS
+        /// thread). Always 0 while the panic guard pins preempted requests (`panic_guard`).
+        migrations,
+        /// Preempted threads this worker selected but handed to the worker that parked them,
+        /// because the panic guard pins them there.
+        pinned_forwards,
         /// Successful steal batches, and requests moved by them.
         steals,
         stolen,

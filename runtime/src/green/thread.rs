@@ -42,6 +42,8 @@ pub struct GreenThread {
     /// When it was last put on the wait queue (runtime clock, ns): its queueing delay there is
     /// measured when a worker resumes it (overload control's D_m).
     pub queued_ns: u64,
+    /// The worker that parked it last (preempted, yielded or blocked there).
+    pub parked_on: usize,
 }
 
 impl GreenThread {
@@ -56,6 +58,7 @@ impl GreenThread {
             timed: false,
             region: false,
             queued_ns: 0,
+            parked_on: 0,
             locals: GreenLocals::default(),
             started_ns: 0,
             kind: 0,

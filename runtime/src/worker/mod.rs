@@ -27,6 +27,7 @@ pub use api::{
 };
 pub use green_local::GreenLocal;
 pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};
+pub use panic::{guard as panic_guard, PanicGuard};
 pub use preemption::{on_preempt, set_preempt_probe};
 pub(crate) use queues::SharedLoad;
 pub use queues::Work;

@@ -16,13 +16,24 @@
 //!   preemption (counted in the worker's `panic_holds`) and `serve` releases it once the request is
 //!   over, after `catch_unwind` has decreased the count.
 //!
-//! * inside the two updates themselves: `increase` bumps the global count, then loads the TLS base
-//!   once and bumps the local count through that register; `catch_unwind`'s cleanup does the
-//!   reverse. In between, `panicking()` answers from the wrong half, so the preemption path also
-//!   refuses when the interrupted rip lies in one of those two functions (`std_panic_code`,
-//!   located by symbol when the hook is installed). Without this an interrupt a few instructions
-//!   into `increase` migrated the panic half-done: the soak test under `--preempt=ipi` in the
-//!   guest aborted this way ("thread panicked while processing panic"), 2026-11-26.
+//! * inside the two updates themselves, where `panicking()` answers false: `increase` bumps the
+//!   global count first, so the preemption path also refuses while std's process-wide count is
+//!   non-zero (wherever `increase` was inlined: `resume_unwind`, which runs no hook, has it
+//!   inlined in Rust 1.95's std); `decrease` lowers the global count first, so its window is
+//!   covered by the interrupted rip lying in `decrease` or the `catch_unwind` cleanup it is
+//!   inlined into (`std_panic_code` says why those are the only places). Without the rip check an
+//!   interrupt a few instructions into `increase` migrated the panic half-done: the soak test
+//!   under `--preempt=ipi` in the guest aborted this way ("thread panicked while processing
+//!   panic"), 2026-11-26.
+//!
+//! **Failing closed.** Where std's count and code cannot be located (a stripped executable, std
+//! LTO'd into the program), the guard above is incomplete, and the runtime says so once at start
+//! and *pins* preempted requests: a preempted green thread resumes only on the worker that
+//! preempted it (`pinned`), so a thread-local base loaded before the interrupt is still this OS
+//! thread's when the code goes on, and both counts are updated on the thread that holds the
+//! panic. Other green threads that run on that worker in the meantime see a consistent count
+//! (a panicking thread is never parked while `panicking()` is true, and from the hook on it holds
+//! preemption). `SYNERGY_PIN_PREEMPTED=1` forces this mode (tests, or an abundance of caution).
 //!
 //! A handler that catches its own panic with `std::panic::catch_unwind` keeps preemption
 //! disabled until the request ends: it runs unpreempted, never unsafely.
@@ -34,6 +45,34 @@ use std::sync::Once;
 
 static INSTALL: Once = Once::new();
 static WARNED: AtomicBool = AtomicBool::new(false);
+/// Preempted requests resume only on the worker that preempted them (the guard failed closed).
+static PINNED: AtomicBool = AtomicBool::new(false);
+
+/// How the runtime keeps a panic from migrating between OS threads (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PanicGuard {
+    /// Not decided yet: no runtime has started in this process.
+    NotInstalled,
+    /// std's panic count and count-updating code were located: preempted requests may resume on
+    /// any worker.
+    Complete,
+    /// They could not be (the reason), or `SYNERGY_PIN_PREEMPTED=1` asked for it: preempted
+    /// requests resume only on the worker that preempted them.
+    Pinned(String),
+}
+
+static GUARD: std::sync::OnceLock<PanicGuard> = std::sync::OnceLock::new();
+
+/// The panic guard in force (decided when the first runtime starts).
+pub fn guard() -> PanicGuard {
+    GUARD.get().cloned().unwrap_or(PanicGuard::NotInstalled)
+}
+
+/// True if preempted requests must resume on the worker that preempted them.
+#[inline]
+pub fn pinned() -> bool {
+    PINNED.load(Ordering::Relaxed)
+}
 
 /// Wraps the process's panic hook (once; called when a runtime starts) so that a panic on a worker
 /// disables preemption before the hook in force (the default one prints, allocates and locks
@@ -42,13 +81,22 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 /// before starting a runtime.
 pub fn install_hook() {
     INSTALL.call_once(|| {
-        if let Err(why) = std_panic_code::install() {
-            log::warn!(
-                "cannot locate std's panic-count code ({why}): a handler panic inside a \
-                 preemptible request can then abort the process (\"thread panicked while processing \
-                 panic\"); keep the executable's symbol table (no `strip`) and std out of LTO"
-            );
-        }
+        let forced = std::env::var_os("SYNERGY_PIN_PREEMPTED").is_some_and(|v| v == "1");
+        let guard = match std_panic_code::install() {
+            Ok(_) if !forced => PanicGuard::Complete,
+            Ok(_) => PanicGuard::Pinned("SYNERGY_PIN_PREEMPTED=1".into()),
+            Err(why) => {
+                log::warn!(
+                    "cannot locate std's panic count ({why}): preempted requests will resume only \
+                     on the worker that preempted them (no migration, so a panic cannot straddle \
+                     two OS threads); keep the executable's symbol table (no `strip`) and std out \
+                     of LTO to let them migrate"
+                );
+                PanicGuard::Pinned(why)
+            }
+        };
+        PINNED.store(matches!(guard, PanicGuard::Pinned(_)), Ordering::Relaxed);
+        let _ = GUARD.set(guard);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             hold_preemption();
@@ -88,10 +136,13 @@ pub fn release_holds(panicked: bool) {
     }
 }
 
-/// True if the green thread interrupted at `interrupted_rip` (0: at a point the runtime chose) is
-/// inside std's panic path, where it must not be parked (see the module docs). Only reads;
-/// async-signal-safe.
+/// True if the green thread interrupted at `interrupted_rip` (0: at a point the runtime chose) may
+/// be inside std's panic path, where it must not be parked (see the module docs): this thread is
+/// panicking, or some thread is between std's two count updates, or the rip is in one of them.
+/// Only reads; async-signal-safe.
 #[inline]
 pub fn refuse_while_panicking(interrupted_rip: u64) -> bool {
-    std::thread::panicking() || std_panic_code::contains(interrupted_rip)
+    std::thread::panicking()
+        || std_panic_code::global_count().is_some_and(|n| n != 0)
+        || std_panic_code::contains(interrupted_rip)
 }

@@ -151,6 +151,11 @@ pub(super) fn serve(req: Request) {
     }
 }
 
+fn worker_id() -> usize {
+    // SAFETY: worker thread; short borrow.
+    unsafe { current().state() }.id
+}
+
 fn shared_ref() -> &'static Shared {
     // SAFETY: worker thread; short borrow.
     unsafe { current().state() }.shared()
@@ -186,7 +191,23 @@ pub(super) fn recv() -> Request {
         }
         match selected {
             Some(Selected::Request(r)) => return r,
-            Some(Selected::Resume(t)) => resume(t.0),
+            Some(Selected::Resume(t)) => {
+                // SAFETY: t was parked by a completed switch and the policy handed it to this
+                // worker alone; reading its field races with nothing.
+                let home = unsafe { (*t.0).parked_on };
+                if panic::pinned() && home != worker_id() {
+                    // The panic guard failed closed: it resumes where it was parked (first in
+                    // line there, as it is first in line here).
+                    current().shared().stats.pinned_forwards.fetch_add(1, Ordering::Relaxed);
+                    super::switch::wake_here(shared_ref(), home, t);
+                    if shared_ref().scheduler.dispatched() {
+                        // The dispatcher's answer to this worker's ask went elsewhere: ask again.
+                        current().shared().asks.fetch_add(1, Ordering::Release);
+                    }
+                    continue;
+                }
+                resume(t.0)
+            }
             None => {
                 idle_rounds += 1;
                 if let Some(idle) = shared_ref().idle {

@@ -1,30 +1,56 @@
-//! Where the standard library's panic-count updates live in this process's code.
+//! Where the standard library's panic counts and their updates live in this process.
 //!
 //! std counts panics twice: a process-wide `GLOBAL_PANIC_COUNT` and a per-OS-thread local count.
-//! `panic_count::increase` bumps the global count, then loads the thread-local base once and
-//! bumps the local count through it; `catch_unwind`'s `cleanup` (with `decrease` inlined) does the
-//! reverse. Between the two updates `std::thread::panicking()` answers from the wrong half (the
-//! global count is what makes it consult the local one), so it cannot tell a preemption handler
-//! that migrating the green thread now would leave the first OS thread's count updated and the
-//! second's not (`panic.rs` says what that breaks). The interrupted rip can: if it lies inside one
-//! of these two functions, the preemption is refused.
+//! `panic_count::increase` bumps the global count, then loads the thread-local base and bumps the
+//! local count through it; `decrease` (inlined into `catch_unwind`'s `cleanup`) does the same in
+//! reverse order of meaning: global first, then local. `std::thread::panicking()` is
+//! `global != 0 && local != 0`, so between the two updates it answers false, and a preemption
+//! there could migrate the green thread with a thread-local base already in a register, or leave
+//! one OS thread's local count updated and another's not (`panic.rs` says what that breaks).
 //!
-//! The two functions are found once, by name, in the ELF symbol table of the object that holds
-//! std (the executable, or a shared library it was linked into), and their run-time addresses
-//! computed from that object's load bias. They are `#[inline(never)]`/`#[cold]` in std and std
-//! comes precompiled, so they exist as symbols in every build that keeps its symbol table and does
-//! not LTO std into its callers. `locate` says why when it cannot find them.
+//! The complete guard (`panic::refuse_while_panicking`) therefore reads, besides `panicking()`:
+//! * **the global count itself**, located here by its symbol: `increase` bumps it *first*, so
+//!   from the first update to the second it is non-zero, wherever std inlined `increase` (Rust
+//!   1.95's std inlines it into `resume_unwind`, which runs no panic hook);
+//! * **the interrupted rip**, for `decrease`'s window (global count already back to 0, local not
+//!   yet): `decrease` and the `cleanup` it is inlined into are non-generic, non-`#[inline]` std
+//!   functions, so their code exists only in std's own object, under their own symbols. The same
+//!   ranges also cover `increase` and the functions it is inlined into, as a second line.
+//!
+//! The order of the two updates in both functions was read off the pinned toolchain's std
+//! (`objdump -d` of its `libstd-*.so`: `lock incq`/`lock decq` of the global count, then the
+//! `__tls_get_addr` and the local update); the unit test
+//! `every_writer_of_the_global_count_is_covered` disassembles its own binary and fails if a std
+//! function that writes the global count is not one of `PATHS`, so a toolchain that inlines
+//! differently fails CI instead of opening a gap.
+//!
+//! Everything is found once, by name, in the ELF symbol table of the object that holds std (the
+//! executable, or `libstd-*.so` under `-C prefer-dynamic`), at run-time addresses computed from
+//! that object's load bias, checked against an anchor (`take_hook`). `locate` says why when it
+//! cannot (a stripped executable, std inlined by LTO): the runtime then fails closed
+//! (`panic.rs`: preempted requests resume only on the worker that preempted them).
 
 use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// The mangled paths of the functions that update both panic counts: `increase`, and
-/// `catch_unwind`'s cleanup (called `try::cleanup` before Rust 1.86).
-const PATHS: [&[u8]; 3] =
-    [b"3std9panicking11panic_count8increase", b"3std9panicking12catch_unwind7cleanup", b"3std9panicking3try7cleanup"];
+/// The mangled paths of the std functions that update both panic counts: `increase`,
+/// `catch_unwind`'s cleanup (called `try::cleanup` before Rust 1.86), `decrease`, and the
+/// functions `increase` is inlined into in the toolchains seen (`resume_unwind`'s
+/// `rust_panic_without_hook`, under either name). The first two must be found.
+const PATHS: [&[u8]; 6] = [
+    b"3std9panicking11panic_count8increase",
+    b"3std9panicking12catch_unwind7cleanup",
+    b"3std9panicking3try7cleanup",
+    b"3std9panicking11panic_count8decrease",
+    b"3std9panicking13resume_unwind",
+    b"3std9panicking23rust_panic_without_hook",
+];
+
+/// The mangled path of std's process-wide panic count (a data symbol).
+const GLOBAL_COUNT_PATH: &[u8] = b"3std9panicking11panic_count18GLOBAL_PANIC_COUNT";
 
 /// The mangled path of the function whose address anchors the search (`std::panic::take_hook`
 /// is `std::panicking::take_hook`): its symbol must sit at the anchor's run-time address minus
@@ -36,22 +62,28 @@ const ANCHOR_PATH: &[u8] = b"3std9panicking9take_hook";
 /// (`_RNvNtNtCs<hash>_3std9panicking…8increase`, Rust 1.95's std). Closures and other items
 /// nested in them are not matches.
 fn classify(name: &[u8]) -> Option<usize> {
-    PATHS.iter().chain([&ANCHOR_PATH]).position(|path| {
-        let (legacy, v0) = (name.starts_with(b"_ZN"), name.starts_with(b"_R"));
-        (legacy || v0)
-            && name.windows(path.len()).enumerate().any(|(at, w)| {
-                let rest = &name[at + path.len()..];
-                w == *path
-                    && at > 0
-                    && ((legacy && name[at - 1] == b'N' && rest.starts_with(b"17h"))
-                        || (v0 && name[at - 1] == b'_' && rest.is_empty()))
-            })
-    })
+    PATHS.iter().chain([&ANCHOR_PATH]).position(|path| is_path(name, path))
+}
+
+/// True if the mangled symbol `name` is the item at `path` (in std), in either mangling.
+fn is_path(name: &[u8], path: &[u8]) -> bool {
+    let (legacy, v0) = (name.starts_with(b"_ZN"), name.starts_with(b"_R"));
+    (legacy || v0)
+        && name.windows(path.len()).enumerate().any(|(at, w)| {
+            let rest = &name[at + path.len()..];
+            w == path
+                && at > 0
+                && ((legacy && name[at - 1] == b'N' && rest.starts_with(b"17h"))
+                    || (v0 && name[at - 1] == b'_' && rest.is_empty()))
+        })
 }
 
 /// Run-time [start, end) of the located functions (one pair per prefix at most), then one pair
 /// the unit tests set; (0, 0) pairs are unused.
 static RANGES: [AtomicU64; 2 * PATHS.len() + 2] = [const { AtomicU64::new(0) }; 2 * PATHS.len() + 2];
+
+/// Run-time address of std's `GLOBAL_PANIC_COUNT` (an `AtomicUsize`), 0 until located.
+static GLOBAL_COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// True if `rip` lies in one of std's panic-count updates (as located by `install`). Reads only
 /// atomics: async-signal-safe.
@@ -60,15 +92,40 @@ pub fn contains(rip: u64) -> bool {
     RANGES.chunks(2).any(|r| (r[0].load(Ordering::Relaxed)..r[1].load(Ordering::Relaxed)).contains(&rip))
 }
 
-/// Locates the functions and publishes their ranges for `contains`. Returns how many were found
-/// (at least `increase` and one cleanup), or why none could be.
+/// std's process-wide panic count (its always-abort flag included), or `None` until `install`
+/// located it. Reads only atomics: async-signal-safe.
+#[inline]
+pub fn global_count() -> Option<usize> {
+    let addr = GLOBAL_COUNT.load(Ordering::Acquire);
+    if addr == 0 {
+        return None;
+    }
+    // SAFETY: `install` published the run-time address of std's `GLOBAL_PANIC_COUNT`, an
+    // `AtomicUsize` static (its symbol's size was checked) of an object that stays loaded (it
+    // holds the running std), found in the file whose `take_hook` symbol sits exactly where the
+    // running `take_hook` is. Atomic loads of it race with nothing that is not atomic.
+    Some(unsafe { &*(addr as *const AtomicUsize) }.load(Ordering::Relaxed))
+}
+
+/// Where std's panic machinery was found.
+#[derive(Debug)]
+pub struct Located {
+    /// The functions' run-time ranges (at least `increase` and one cleanup).
+    pub functions: Vec<Range<u64>>,
+    /// The run-time address of `GLOBAL_PANIC_COUNT`.
+    pub global_count: u64,
+}
+
+/// Locates std's panic code and count and publishes them for `contains` and `global_count`.
+/// Returns how many functions were found, or why the guard cannot be complete.
 pub fn install() -> Result<usize, String> {
-    let ranges = locate()?;
-    for (slot, r) in RANGES.chunks(2).zip(&ranges) {
+    let located = locate()?;
+    for (slot, r) in RANGES.chunks(2).zip(&located.functions) {
         slot[0].store(r.start, Ordering::Relaxed);
         slot[1].store(r.end, Ordering::Relaxed);
     }
-    Ok(ranges.len())
+    GLOBAL_COUNT.store(located.global_count, Ordering::Release);
+    Ok(located.functions.len())
 }
 
 /// Makes `contains` also cover the function whose (unmangled) symbol is `name` in the object
@@ -84,9 +141,21 @@ pub(crate) fn also_refuse_for_test(name: &str) -> Range<u64> {
     bias + value..bias + value + size
 }
 
-/// The run-time address ranges of the functions named by `PATHS`.
-pub fn locate() -> Result<Vec<Range<u64>>, String> {
+/// The run-time address ranges of the functions named by `PATHS`, and of the global count.
+pub fn locate() -> Result<Located, String> {
     let (path, bias, anchor) = std_object().ok_or("no loaded object contains std's code")?;
+    let counts = symbols(&path, STT_OBJECT, &|name| is_path(name, GLOBAL_COUNT_PATH).then_some(0))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let global_count = match counts.as_slice() {
+        [(_, value, size)] if *size == std::mem::size_of::<usize>() as u64 => bias + value,
+        _ => {
+            return Err(format!(
+                "{}: std's panic_count::GLOBAL_PANIC_COUNT not in its symbol table once, with a usize's size \
+                 ({counts:?}; stripped, or std inlined by LTO)",
+                path.display()
+            ))
+        }
+    };
     let mut found = function_symbols(&path, &classify).map_err(|e| format!("{}: {e}", path.display()))?;
     if !found.iter().any(|&(i, value, _)| i == PATHS.len() && bias + value == anchor) {
         return Err(format!(
@@ -103,7 +172,8 @@ pub fn locate() -> Result<Vec<Range<u64>>, String> {
             path.display()
         ));
     }
-    Ok(found.iter().map(|&(_, value, size)| bias + value..bias + value + size).collect())
+    let functions = found.iter().map(|&(_, value, size)| bias + value..bias + value + size).collect();
+    Ok(Located { functions, global_count })
 }
 
 /// The file and load bias of the object that holds std, and the run-time address it was found by
@@ -149,6 +219,7 @@ fn object_containing(addr: u64) -> Option<(std::path::PathBuf, u64)> {
 }
 
 const SHT_SYMTAB: u32 = 2;
+const STT_OBJECT: u8 = 1;
 const STT_FUNC: u8 = 2;
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -172,6 +243,15 @@ fn read_at(f: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 /// a class. A little-endian ELF64 file is all it reads.
 fn function_symbols(
     path: &std::path::Path,
+    class: &dyn Fn(&[u8]) -> Option<usize>,
+) -> io::Result<Vec<(usize, u64, u64)>> {
+    symbols(path, STT_FUNC, class)
+}
+
+/// As `function_symbols`, for symbols of type `kind` (`STT_FUNC`, `STT_OBJECT`).
+fn symbols(
+    path: &std::path::Path,
+    kind: u8,
     class: &dyn Fn(&[u8]) -> Option<usize>,
 ) -> io::Result<Vec<(usize, u64, u64)>> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
@@ -200,7 +280,7 @@ fn function_symbols(
     for sym in syms.chunks_exact(24) {
         let (name, info, shndx, value, size) =
             (u32_at(sym, 0) as usize, sym[4], u16_at(sym, 6), u64_at(sym, 8), u64_at(sym, 16));
-        if info & 0xf != STT_FUNC || shndx == 0 || size == 0 {
+        if info & 0xf != kind || shndx == 0 || size == 0 {
             continue;
         }
         let Some(name) = strs.get(name..) else { continue };
@@ -233,15 +313,17 @@ mod tests {
 
     #[test]
     fn increase_and_cleanup_are_found_in_this_test_binary() {
-        let ranges = locate().unwrap();
+        let located = locate().unwrap();
+        let ranges = &located.functions;
         assert!(ranges.len() >= 2, "{ranges:x?}");
         assert!(ranges.iter().all(|r| r.end > r.start && r.end - r.start < 4096), "{ranges:x?}");
         install().unwrap();
-        for r in &ranges {
+        for r in ranges {
             assert!(contains(r.start) && contains(r.end - 1) && !contains(r.end), "{r:x?}");
         }
         assert!(!contains(contains as fn(u64) -> bool as usize as u64));
         assert!(!contains(0));
+        assert!(global_count().is_some());
     }
 
     /// The rip std's `increase` stops at between its two updates (the guest's soak abort) is
@@ -249,9 +331,150 @@ mod tests {
     #[test]
     fn a_rip_between_increases_two_updates_is_refused() {
         crate::worker::panic::install_hook();
-        let increase = locate().unwrap()[0].clone();
+        let increase = locate().unwrap().functions[0].clone();
         assert!(!std::thread::panicking());
         assert!(crate::worker::panic::refuse_while_panicking(increase.start + 0x10));
-        assert!(!crate::worker::panic::refuse_while_panicking(0));
+        assert!(not_refused_once_no_test_panics(0), "a rip outside std's panic code, nothing panicking");
+    }
+
+    /// Other unit tests of this binary panic on purpose, in parallel, which makes the global
+    /// count non-zero for a while: true if `rip` is not refused at some moment within 10 s.
+    fn not_refused_once_no_test_panics(rip: u64) -> bool {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(10) {
+            if !crate::worker::panic::refuse_while_panicking(rip) {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    /// `resume_unwind` runs `increase` inlined (Rust 1.95's std) and no panic hook: a rip inside
+    /// it is refused. Failed before the fix (only `increase` and `cleanup` were covered).
+    #[test]
+    fn a_rip_inside_resume_unwinds_inlined_increase_is_refused() {
+        crate::worker::panic::install_hook();
+        let (path, bias, _) = std_object().unwrap();
+        let found = function_symbols(&path, &|name| is_path(name, PATHS[4]).then_some(0)).unwrap();
+        let &[(_, value, size)] = found.as_slice() else { panic!("resume_unwind: {found:?}") };
+        let (start, end) = (bias + value, bias + value + size);
+        assert!(!std::thread::panicking());
+        assert!(crate::worker::panic::refuse_while_panicking(start + 0x10));
+        assert!(crate::worker::panic::refuse_while_panicking(end - 1));
+    }
+
+    /// While any thread of the process is between std's two updates (here: unwinding, held in a
+    /// `Drop`), the global count is non-zero and every preemption is refused, though
+    /// `panicking()` is false on the deciding thread. Failed before the fix (`panicking()` only).
+    #[test]
+    fn another_threads_panic_in_progress_refuses_preemption_here() {
+        crate::worker::panic::install_hook();
+        struct HoldWhileUnwinding(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
+        impl Drop for HoldWhileUnwinding {
+            fn drop(&mut self) {
+                self.0.send(()).unwrap();
+                self.1.recv().unwrap();
+            }
+        }
+        let (unwinding_tx, unwinding_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let panicker = std::thread::spawn(move || {
+            let _hold = HoldWhileUnwinding(unwinding_tx, release_rx);
+            std::panic::resume_unwind(Box::new("held while unwinding"));
+        });
+        unwinding_rx.recv().unwrap();
+        assert!(!std::thread::panicking());
+        assert!(global_count().unwrap() >= 1);
+        assert!(crate::worker::panic::refuse_while_panicking(0), "a panic in progress elsewhere");
+        release_tx.send(()).unwrap();
+        assert!(panicker.join().is_err());
+    }
+
+    /// Every function of this binary that writes std's global panic count (an atomic
+    /// read-modify-write of `GLOBAL_PANIC_COUNT`, as `objdump -d` shows it) is one of `PATHS`, so
+    /// that a toolchain which inlines `increase` or `decrease` somewhere new fails here rather
+    /// than opening a window the guard misses. (With Rust 1.95 before the fix: `resume_unwind`
+    /// was not covered.)
+    #[test]
+    fn every_writer_of_the_global_count_is_covered() {
+        let objdump = |args: &[&str]| {
+            let out = std::process::Command::new("objdump")
+                .args(args)
+                .arg(std::env::current_exe().unwrap())
+                .output()
+                .expect("objdump (binutils) is installed: scripts/test.sh installs it");
+            assert!(out.status.success(), "objdump failed: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let exe = std::env::current_exe().unwrap();
+        let count = symbols(&exe, STT_OBJECT, &|n| is_path(n, GLOBAL_COUNT_PATH).then_some(0)).unwrap();
+        let &[(_, count, _)] = count.as_slice() else { panic!("GLOBAL_PANIC_COUNT: {count:?}") };
+        // Position-independent code reaches the count through GOT slots (R_X86_64_RELATIVE
+        // relocations whose addend is its address); other code names it directly.
+        let mut targets: Vec<u64> = objdump(&["-R"])
+            .lines()
+            .filter(|l| l.contains("R_X86_64_RELATIVE"))
+            .filter_map(|l| {
+                let (slot, addend) = (l.split_whitespace().next()?, l.rsplit_once("*ABS*+0x")?.1);
+                (u64::from_str_radix(addend, 16).ok()? == count).then(|| u64::from_str_radix(slot, 16).ok())?
+            })
+            .collect();
+        targets.push(count);
+        let names: Vec<String> = targets.iter().map(|t| format!(" {t:x} <")).collect();
+        // A writer: a locked read-modify-write of the count, directly or through the register a
+        // GOT slot was loaded into by the instruction before.
+        let mut function = String::new();
+        let mut via: Option<String> = None;
+        let mut writers = std::collections::BTreeSet::new();
+        for line in objdump(&["-d", "--no-show-raw-insn", "-C"]).lines() {
+            if line.ends_with(">:") {
+                function = line.split_once('<').map_or(line, |(_, f)| f.trim_end_matches(">:")).to_string();
+                via = None;
+                continue;
+            }
+            let names_count = names.iter().any(|n| line.contains(n.as_str()));
+            let through_slot = via.take().is_some_and(|reg| line.contains(&format!("({reg})")));
+            if line.contains("lock ") && (names_count || through_slot) {
+                writers.insert(function.clone());
+            } else if names_count && line.contains("mov ") {
+                // std's code does the locked update as the very next instruction.
+                via = line.split("(%rip),").nth(1).map(|r| r.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+        assert!(
+            writers.iter().any(|w| w.contains("panic_count::increase")),
+            "objdump shows no writer of GLOBAL_PANIC_COUNT, not even increase: the check reads nothing ({writers:?})"
+        );
+        // objdump -C prints `std::panicking::panic_count::increase` (v0 and legacy alike).
+        let demangled: Vec<String> = PATHS
+            .iter()
+            .map(|p| {
+                let mut parts = Vec::new();
+                let mut rest = *p;
+                while let Some(end) = rest.iter().position(|b| !b.is_ascii_digit()) {
+                    let n: usize = std::str::from_utf8(&rest[..end]).unwrap().parse().unwrap();
+                    parts.push(std::str::from_utf8(&rest[end..end + n]).unwrap().to_string());
+                    rest = &rest[end + n..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                }
+                parts.join("::")
+            })
+            .collect();
+        // `lang_start_internal` catches `main`'s panic (with `decrease` inlined) on the main OS
+        // thread, before any worker exists and after `main` returned: no green thread runs it.
+        const NEVER_ON_A_WORKER: [&str; 1] = ["std::rt::lang_start_internal"];
+        let uncovered: Vec<_> = writers
+            .iter()
+            .filter(|w| !demangled.iter().any(|d| w.as_str() == d || w.starts_with(&format!("{d}::h"))))
+            .filter(|w| !NEVER_ON_A_WORKER.contains(&w.as_str()))
+            .collect();
+        assert!(
+            uncovered.is_empty(),
+            "std functions that write the global panic count, not covered: {uncovered:?} (covered: {demangled:?})"
+        );
+        eprintln!("writers of GLOBAL_PANIC_COUNT in this binary, all covered: {writers:?}");
     }
 }

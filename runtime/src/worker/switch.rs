@@ -60,6 +60,7 @@ pub(super) fn after_switch() {
             // one else can touch it.
             let kind = unsafe {
                 (*t).queued_ns = crate::clock::now_ns();
+                (*t).parked_on = st.id;
                 (*t).kind
             };
             // Where the policy says (`queues::requeue`). The wait queue's capacity equals the
@@ -76,6 +77,8 @@ pub(super) fn after_switch() {
             // SAFETY: t stopped running at the switch that landed here; the slot lives (an Arc
             // the blocked thread holds on its stack) until that thread is woken and returns.
             // From the publication on, a waker may push t to this worker's `woken` ring.
+            unsafe { (*t).parked_on = st.id };
+            // SAFETY: as above.
             let published = unsafe { (*slot).publish(ThreadPtr(t), st.shared.clone(), st.id) };
             if !published {
                 // Notified before it could be published: it is runnable at once, here.
@@ -136,6 +139,11 @@ pub(super) fn resume(t: *mut GreenThread) -> ! {
     st.post_switch = PostSwitch::Recycle(cur);
     set_current(l, st, t);
     l.shared().stats.resumes.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: as below, t is ours and not running.
+    if unsafe { (*t).parked_on } != st.id {
+        debug_assert!(!super::panic::pinned(), "a pinned thread resumed away from its worker");
+        l.shared().stats.migrations.fetch_add(1, Ordering::Relaxed);
+    }
     // SAFETY: as below, t is ours and not running.
     if unsafe { (*t).long_section } {
         st.shared().transport.long_request(st.id, true);
