@@ -29,6 +29,9 @@ pub struct DemoParams {
     pub duration_ms: u64,
     pub seed: u64,
     pub flows: u32,
+    /// Long requests in the cooperative tier (`feedback_start_cooperative`: parked only at the
+    /// probes of `long_work`, resumed on their own worker) instead of the preemptive one.
+    pub cooperative: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +45,8 @@ pub struct ClassResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub preempt: String,
+    /// "preemptive" (`feedback_start`, any instruction, any worker) or "cooperative".
+    pub tier: String,
     pub workload: String,
     pub workers: usize,
     pub offered_rps: f64,
@@ -61,11 +66,16 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
     let schedule = workload.schedule(rps, count, cfg.workers, params.flows, params.seed);
     let transport = Arc::new(ReplayTransport::new(schedule));
     let types = workload.types.clone();
+    let cooperative = params.cooperative;
     let serve = move |req: Request| {
         let t = &types[req.kind as usize];
         if t.long {
-            // SAFETY: the spin reads the runtime's clock only: no thread-local storage, no lock.
-            unsafe { synergy::feedback_start() };
+            if cooperative {
+                synergy::feedback_start_cooperative();
+            } else {
+                // SAFETY: the spin reads the runtime's clock only: no thread-local storage, no lock.
+                unsafe { synergy::feedback_start() };
+            }
             // The synthetic application's long work: instrumented for compiler interrupts.
             synergy_apps::synthetic::long_work(t.service_ns);
             synergy::feedback_finished();
@@ -74,11 +84,17 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
         }
         let _ = synergy::send(Reply::to(&req));
     };
-    // SAFETY: the handler spins on the runtime's clock and replies; it touches no thread-local
-    // storage and takes no lock, anywhere, so the whole of it may migrate (the baselines that
-    // preempt every request need that).
-    let handler = unsafe { MigratableHandler::new(Arc::new(serve)) };
-    let rt = Runtime::builder(cfg).transport(transport.clone()).migratable_handler(handler).start()?;
+    let builder = Runtime::builder(cfg).transport(transport.clone());
+    let rt = if cooperative {
+        // Safe code: only the long requests' probes may park them.
+        builder.handler(serve).start()?
+    } else {
+        // SAFETY: the handler spins on the runtime's clock and replies; it touches no thread-local
+        // storage and takes no lock, anywhere, so the whole of it may migrate (the baselines that
+        // preempt every request need that).
+        let handler = unsafe { MigratableHandler::new(Arc::new(serve)) };
+        builder.migratable_handler(handler).start()?
+    };
     transport.start();
     let stats = rt.shutdown();
     let results = transport.results();
@@ -102,6 +118,7 @@ pub fn run_workload(cfg: &Config, params: &DemoParams) -> Result<RunResult, Star
     let overall = Summary::of(slowdowns);
     Ok(RunResult {
         preempt: cfg.preempt.name().to_string(),
+        tier: if params.cooperative { "cooperative" } else { "preemptive" }.to_string(),
         workload: workload.name.to_string(),
         workers: cfg.workers,
         offered_rps: rps,

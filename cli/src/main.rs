@@ -409,6 +409,11 @@ struct DemoArgs {
     /// Flows the requests are hashed from onto workers.
     #[arg(long, default_value_t = 64)]
     flows: u32,
+    /// How long requests may be parked: `preemptive` (`feedback_start`: at any instruction, and
+    /// resumed on any worker) or `cooperative` (`feedback_start_cooperative`, safe code: only at
+    /// the probes of their instrumented loop, and resumed on their own worker).
+    #[arg(long, value_parser = ["preemptive", "cooperative"], default_value = "preemptive")]
+    tier: String,
     /// Also write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -741,6 +746,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         duration_ms: args.duration_ms,
         seed: args.seed,
         flows: args.flows,
+        cooperative: args.tier == "cooperative",
     };
     let runs = match demo::run_demo(&cfg, &params, args.repeat) {
         Ok(r) => r,
@@ -1037,7 +1043,8 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             net_commands::long_kinds_from(&runtime, &mut cfg, &Workload::named(workload));
-            let params = demo::DemoParams { workload, load: loads[0], duration_ms, seed: 1, flows: 64 };
+            let params =
+                demo::DemoParams { workload, load: loads[0], duration_ms, seed: 1, flows: 64, cooperative: false };
             let b = match crate::bench::idle::run(&cfg, &params, &loads, rounds) {
                 Ok(b) => b,
                 Err(e) => return fail(e),

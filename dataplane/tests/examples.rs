@@ -10,9 +10,13 @@ mod echo;
 #[path = "../examples/fanout.rs"]
 mod fanout;
 
+#[path = "../examples/kv.rs"]
+mod kv;
+
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 use synergy::request::status;
+use synergy::request::Key;
 use synergy::{Body, Request};
 use synergy_net::protocol::{decode_reply, encode_request, reply_body, REPLY_LEN};
 
@@ -60,4 +64,82 @@ fn fanout_joins_two_sub_requests_answered_by_a_back_end() {
     let (back_stats, back) = backend.shutdown();
     assert_eq!(front_stats.total.completed, 3);
     assert_eq!((back_stats.total.completed, back[0].replies), (6, 6), "two sub-requests per request");
+}
+
+/// `kv`: SET then GET every key byte for byte, a missing key, and SCANs, each SCAN answered with
+/// the exact entry and byte counts; GETs sent while a SCAN runs overtake it on the one worker
+/// (the SCAN yields at its probes), which the test waits for: SCANs are repeated, GETs sent
+/// behind each, until a SCAN comes back parked at least once with a GET answered before it.
+#[test]
+fn kv_gets_sets_and_scans_and_its_scan_is_preempted() {
+    let _g = common::serial();
+    let server = kv::start(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &common::one_worker()).expect("kv starts");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let mut call = |id: u64, kind: u32, key: &[u8], body: &[u8]| {
+        let req = Request { id, kind, key: Key::new(key).unwrap(), body: Body::from_slice(body), ..Request::default() };
+        client.send_to(&encode_request(&req), server.local_addr()).unwrap();
+        let (n, _) = client.recv_from(&mut buf).expect("a reply within 10 s");
+        (decode_reply(&buf[..n]).unwrap(), reply_body(&buf[..n]).to_vec())
+    };
+    let keys = 20_000u64;
+    let value = |k: u64| vec![(k % 251) as u8; (k % 97) as usize];
+    for k in 0..keys {
+        let (r, _) = call(k, kv::SET, format!("key{k:06}").as_bytes(), &value(k));
+        assert_eq!((r.id, r.status), (k, status::OK));
+    }
+    for k in (0..keys).step_by(997) {
+        let (r, body) = call(k, kv::GET, format!("key{k:06}").as_bytes(), b"");
+        assert_eq!((r.status, body), (status::OK, value(k)), "GET key{k:06}");
+    }
+    assert_eq!(call(1, kv::GET, b"nokey", b"").0.status, kv::NOT_FOUND);
+    assert_eq!(call(2, 99, b"k", b"").0.status, status::UNKNOWN_KIND);
+    let from = 5_000u64;
+    let (r, body) = call(3, kv::SCAN, format!("key{from:06}").as_bytes(), b"");
+    let bytes: u64 = (from..keys).map(|k| value(k).len() as u64).sum();
+    assert_eq!((r.status, r.value, body), (status::OK, keys - from, bytes.to_le_bytes().to_vec()));
+
+    // A SCAN and GETs behind it, until one SCAN was parked with a GET answered first.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut rounds = 0;
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no SCAN was overtaken in {rounds} rounds");
+        rounds += 1;
+        let scan = Request { id: 1_000_000, kind: kv::SCAN, key: Key::new(b"key").unwrap(), ..Request::default() };
+        socket.send_to(&encode_request(&scan), server.local_addr()).unwrap();
+        let (mut gets_sent, mut gets_first) = (0u64, 0u64);
+        let scan_reply = loop {
+            if gets_sent < 50 {
+                let get = Request {
+                    id: gets_sent,
+                    kind: kv::GET,
+                    key: Key::new(b"key000007").unwrap(),
+                    ..Request::default()
+                };
+                socket.send_to(&encode_request(&get), server.local_addr()).unwrap();
+                gets_sent += 1;
+            }
+            let (n, _) = socket.recv_from(&mut buf).expect("a reply within 10 s");
+            let r = decode_reply(&buf[..n]).unwrap();
+            if r.id == 1_000_000 {
+                break r;
+            }
+            gets_first += 1;
+        };
+        assert_eq!((scan_reply.status, scan_reply.value), (status::OK, keys));
+        // The GETs still in flight come back after it.
+        for _ in gets_first..gets_sent {
+            socket.recv_from(&mut buf).expect("every GET answered");
+        }
+        if scan_reply.preemptions > 0 && gets_first > 0 {
+            break;
+        }
+    }
+    let (stats, udp) = server.shutdown();
+    assert_eq!(stats.total.migrations, 0, "a cooperative SCAN stays on its worker");
+    assert_eq!(stats.timer.interrupts_sent, 0, "and is never interrupted");
+    assert_eq!(udp[0].malformed, 0);
 }

@@ -77,6 +77,12 @@ pub fn os_locks_held() -> u32 {
 pub struct ArmGenerations {
     pub armed: AtomicU64,
     pub target: AtomicU64,
+    /// The current arming is a cooperative one (`feedback_start_cooperative`): the timer core
+    /// answers its expiry with a compiler-interrupt request only, never an interrupt, and the
+    /// preemption word stays unarmed, so an interrupt still on its way is ignored. Written by
+    /// the worker before it publishes the arming's deadline (Release), read by the timer core
+    /// after the deadline (Acquire).
+    pub probes_only: std::sync::atomic::AtomicBool,
     /// The compiler-interrupt request word (`--preempt=ci` and the hybrids), on a cache line of
     /// its own that the worker's probes read and only a request or its answer writes: 0, or the
     /// arming the timer core asks to end. The worker swaps it to 0 when a probe sees it.

@@ -123,13 +123,18 @@ pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &Timer
         match decide(now, deadline, queued, quantum) {
             TimerDecision::Preempt { next_deadline } => {
                 // Compiler interrupts: post a request (and wait a grace period) unless one posted
-                // for this arming went unanswered and the hybrid's interrupt follows.
-                let step = shared.ci.map(|ci| ci_step(w.gens.ci_request.0.load(Ordering::Acquire), armed, ci.fallback));
-                let post = matches!(step, Some(CiStep::Request | CiStep::RequestAgain));
-                let next_deadline = match shared.ci {
-                    Some(ci) if post => now + ci.grace_ns.unwrap_or(quantum),
-                    _ => next_deadline,
+                // for this arming went unanswered and the hybrid's interrupt follows. A
+                // cooperative arming (read after the deadline, as `armed`) is only ever asked,
+                // whatever the mode: its request is parked at its own probes or not at all.
+                let probes_only = w.gens.probes_only.load(Ordering::Acquire);
+                let step = if probes_only {
+                    Some(CiStep::Request)
+                } else {
+                    shared.ci.map(|ci| ci_step(w.gens.ci_request.0.load(Ordering::Acquire), armed, ci.fallback))
                 };
+                let post = matches!(step, Some(CiStep::Request | CiStep::RequestAgain));
+                let next_deadline =
+                    if post { now + shared.ci.and_then(|ci| ci.grace_ns).unwrap_or(quantum) } else { next_deadline };
                 // Only if the worker has not disarmed/re-armed meanwhile (a new request).
                 if w.deadline.compare_exchange(deadline, next_deadline, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                     w.gens.target.store(armed, Ordering::Release);

@@ -44,6 +44,9 @@ pub struct GreenThread {
     pub queued_ns: u64,
     /// The worker that parked it last (preempted, yielded or blocked there).
     pub parked_on: usize,
+    /// The running request is a cooperative long one (`feedback_start_cooperative`): it is
+    /// parked only at its probes and resumes only on the worker that parked it.
+    pub cooperative: bool,
 }
 
 impl GreenThread {
@@ -59,6 +62,7 @@ impl GreenThread {
             region: false,
             queued_ns: 0,
             parked_on: 0,
+            cooperative: false,
             locals: GreenLocals::default(),
             started_ns: 0,
             kind: 0,

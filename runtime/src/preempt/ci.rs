@@ -36,13 +36,22 @@ fn take_request() {
     let p = local::disable_then_current();
     let gens = p.gens();
     let request = gens.ci_request.0.swap(0, Ordering::AcqRel);
-    if request == 0 || request != gens.armed.load(Ordering::Acquire) || !p.armed() {
+    // A cooperative arming never arms the word (no interrupt may redirect it); its requests are
+    // taken here, at the probes, alone.
+    let cooperative = gens.probes_only.load(Ordering::Relaxed);
+    if request == 0 || request != gens.armed.load(Ordering::Acquire) || !(p.armed() || cooperative) {
         // For an arming that ended (the request finished or was preempted meanwhile).
         p.stats().interrupts_ignored.fetch_add(1, Ordering::Relaxed);
         super::enable();
         return;
     }
     p.stats().ci_taken.fetch_add(1, Ordering::Relaxed);
+    if cooperative && p.depth() > 1 {
+        // Inside a no-preemption section: nothing can be deferred without an armed word; the
+        // timer core asks again a grace period later.
+        super::enable();
+        return;
+    }
     if p.depth() > 1 {
         // Inside a no-preemption section: pending, taken by the enable() that ends it (the
         // depth stays nonzero here, so this enable only decrements).

@@ -80,6 +80,64 @@ pub unsafe fn feedback_start() {
     }
 }
 
+/// Marks the running request as long, in safe code: the *cooperative* tier. Like
+/// [`feedback_start`] it arms this worker's timer with the dynamic quantum, but the request is
+/// never interrupted asynchronously and never changes OS thread: once its quantum expired and
+/// work waits, the timer core asks it to yield (a compiler-interrupt request, whatever
+/// `--preempt` says), it yields at the next probe of its own `#[synergy::preemptible]` code (a
+/// function entry or loop back-edge: points its author can see, like an `.await`), and it
+/// resumes on this same worker once the policy selects it again. Code without probes runs to
+/// its end. So only the request's own code between two probes is interleaved with other
+/// requests on this OS thread: thread-local storage, `!Send` values and references into either
+/// stay valid; at worst a `RefCell` held across a probe and borrowed by another request panics,
+/// and a `std::sync::Mutex` held across a probe and wanted by another request on the same worker
+/// deadlocks it (hold neither across a probe, as across an `.await`).
+///
+/// The price against [`feedback_start`]: a request is parked only at probes (latency bounded by
+/// the gap between probes, not by the interrupt), and a parked one waits for its own worker
+/// instead of the first free one (docs/benchmarks.md measures both tiers' tails). A no-op off
+/// worker threads; ended by [`feedback_finished`] or the end of the handler.
+///
+/// # Examples
+/// ```no_run
+/// #[synergy::preemptible]
+/// fn scan(items: &[u64]) -> u64 {
+///     items.iter().fold(0, |acc, x| acc ^ x.rotate_left(7)) // a probe at the loop's back-edge
+/// }
+///
+/// fn handle(req: synergy::Request) {
+///     synergy::feedback_start_cooperative();
+///     let sum = scan(&[1, 2, 3]);
+///     synergy::feedback_finished();
+///     let _ = synergy::send(synergy::Reply::to(&req).with_value(sum));
+/// }
+/// ```
+pub fn feedback_start_cooperative() {
+    if !local::on_worker() {
+        return;
+    }
+    let _np = NoPreempt::new();
+    let l = current();
+    // SAFETY: worker thread; short borrow.
+    let st = unsafe { l.state() };
+    // SAFETY: current is live.
+    let t = unsafe { &mut *st.current };
+    t.long = true;
+    if t.region {
+        // Already asynchronously preemptible (`migratable_handler`): that tier stays in force.
+        return;
+    }
+    t.cooperative = true;
+    if !t.long_section {
+        t.long_section = true;
+        st.shared().transport.long_request(st.id, true);
+    }
+    if st.shared().scheduler.preemptible() != Preemptible::Never {
+        t.timed = true;
+        arm_timer(l, st);
+    }
+}
+
 /// Ends the long section and its preemptible region: disarms the timer; the rest of the request
 /// runs unpreempted, on this OS thread (unless the whole handler was declared migratable with
 /// [`Builder::migratable_handler`](crate::Builder::migratable_handler)).

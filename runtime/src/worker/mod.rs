@@ -23,7 +23,8 @@ mod tests;
 
 pub(crate) use api::block_on;
 pub use api::{
-    current_worker, feedback_finished, feedback_start, on_worker, send, stack_remaining, yield_now, SendError,
+    current_worker, feedback_finished, feedback_start, feedback_start_cooperative, on_worker, send, stack_remaining,
+    yield_now, SendError,
 };
 pub use green_local::GreenLocal;
 pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};

@@ -82,6 +82,7 @@ pub(super) fn serve(req: Request) {
         t.long = false;
         t.timed = false;
         t.region = st.shared().handler_migratable;
+        t.cooperative = false;
         t.preemptions = 0;
         t.replied = false;
         t.started_ns = clock::now_ns();
@@ -194,10 +195,10 @@ pub(super) fn recv() -> Request {
             Some(Selected::Resume(t)) => {
                 // SAFETY: t was parked by a completed switch and the policy handed it to this
                 // worker alone; reading its field races with nothing.
-                let home = unsafe { (*t.0).parked_on };
-                if panic::pinned() && home != worker_id() {
-                    // The panic guard failed closed: it resumes where it was parked (first in
-                    // line there, as it is first in line here).
+                let (home, cooperative) = unsafe { ((*t.0).parked_on, (*t.0).cooperative) };
+                if (cooperative || panic::pinned()) && home != worker_id() {
+                    // A cooperative request, or any while the panic guard failed closed: it
+                    // resumes where it was parked (first in line there, as it is here).
                     current().shared().stats.pinned_forwards.fetch_add(1, Ordering::Relaxed);
                     super::switch::wake_here(shared_ref(), home, t);
                     if shared_ref().scheduler.dispatched() {

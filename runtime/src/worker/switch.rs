@@ -141,7 +141,9 @@ pub(super) fn resume(t: *mut GreenThread) -> ! {
     l.shared().stats.resumes.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as below, t is ours and not running.
     if unsafe { (*t).parked_on } != st.id {
-        debug_assert!(!super::panic::pinned(), "a pinned thread resumed away from its worker");
+        // SAFETY: as above.
+        let cooperative = unsafe { (*t).cooperative };
+        debug_assert!(!super::panic::pinned() && !cooperative, "a pinned thread resumed away from its worker");
         l.shared().stats.migrations.fetch_add(1, Ordering::Relaxed);
     }
     // SAFETY: as below, t is ours and not running.
@@ -208,10 +210,17 @@ pub(super) fn rearm_if_timed() {
 pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
     let factor = f64::from_bits(st.shared().factor_bits.load(Ordering::Relaxed));
     let q = st.shared().scheduler.quantum_ns(st.ema.get(), factor);
+    // SAFETY: current is the live thread running this code.
+    let cooperative = unsafe { (*st.current).cooperative };
     // A new arming: interrupts sent for an earlier one (still on their way) no longer apply, and
-    // neither does one deferred for it. The generation is published before the deadline that
-    // the timer core reads first (Release/Acquire), so it decides on a consistent pair.
+    // neither does one deferred for it. The generation and the arming's kind are published
+    // before the deadline that the timer core reads first (Release/Acquire), so it decides on a
+    // consistent set.
     l.gens().armed.fetch_add(1, Ordering::AcqRel);
+    l.gens().probes_only.store(cooperative, Ordering::Release);
     l.shared().deadline.store(clock::now_ns() + q, Ordering::Release);
-    l.arm();
+    if !cooperative {
+        // A cooperative arming leaves the word unarmed: no interrupt may redirect the request.
+        l.arm();
+    }
 }
