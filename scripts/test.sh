@@ -42,7 +42,7 @@ report_steps() {
 trap report_steps EXIT
 bash scripts/cpu-report.sh
 require_cargo
-apt_install gcc binutils libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev memcached libmemcached-tools
+apt_install gcc binutils libc6-dev libdpdk-dev pkg-config iproute2 libleveldb-dev memcached libmemcached-tools python3 python3-pymemcache
 features=synergy-cli/dpdk,synergy-cli/leveldb,synergy-net/dpdk,synergy-apps/leveldb
 require_cargo_tool fmt rustfmt
 require_cargo_tool clippy clippy

@@ -203,7 +203,7 @@ pub fn handle(store: &Store, req: &Request, max_value: usize, out: &mut Body) {
                 o.extend_from_slice(b"OK\r\n");
             }
         }
-        Command::Stats { arg } => stats(store, arg, o),
+        Command::Stats { arg, detail } => stats(store, arg, detail, o),
         Command::MetaNoop => o.extend_from_slice(b"MN\r\n"),
         Command::MetaGet { key, flags } => meta::get(store, key, &flags, o),
         Command::MetaSet { key, data, flags } => meta::set(store, key, data, &flags, o),
@@ -212,7 +212,7 @@ pub fn handle(store: &Store, req: &Request, max_value: usize, out: &mut Body) {
     }
 }
 
-fn stats(store: &Store, arg: Option<&[u8]>, o: &mut Vec<u8>) {
+fn stats(store: &Store, arg: Option<&[u8]>, detail: Option<&[u8]>, o: &mut Vec<u8>) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut s = String::new();
     match arg {
@@ -252,6 +252,16 @@ fn stats(store: &Store, arg: Option<&[u8]>, o: &mut Vec<u8>) {
         }
         Some(b"settings") => {
             let _ = write!(s, "STAT maxbytes {}\r\nSTAT evictions on\r\nSTAT cas_enabled yes\r\n", store.limit_bytes());
+        }
+        // Per-prefix detail is not collected (as memcached with `stats detail off`, its
+        // default): on/off are acknowledged, a dump is empty.
+        Some(b"detail") => {
+            o.extend_from_slice(match detail {
+                Some(b"on" | b"off") => b"OK\r\n",
+                Some(b"dump") => b"END\r\n",
+                _ => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
+            });
+            return;
         }
         Some(_) => {
             o.extend_from_slice(b"ERROR\r\n");

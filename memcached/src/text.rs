@@ -96,6 +96,8 @@ pub enum Command<'a> {
     },
     Stats {
         arg: Option<&'a [u8]>,
+        /// `stats detail on|off|dump`'s third token.
+        detail: Option<&'a [u8]>,
     },
     /// The meta protocol: `mn`, and `mg`/`ms`/`md`/`ma` with their flag tokens (each a letter
     /// and its argument, in the order given: replies echo them in that order).
@@ -340,10 +342,14 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
                 answer(ERROR)
             }
         }
-        b"version" if t.len() == 1 => Framed::Message { kind: kind::OTHER, len: n },
+        // memcached 1.6 ignores whatever follows `version` and `quit` (memccapable sends
+        // `version foo bar`).
+        b"version" => Framed::Message { kind: kind::OTHER, len: n },
         b"verbosity" if (2..=3).contains(&t.len()) => Framed::Message { kind: kind::OTHER, len: n },
-        b"stats" if t.len() <= 2 => Framed::Message { kind: kind::OTHER, len: n },
-        b"quit" if t.len() == 1 => Framed::Quit { consumed: n },
+        b"stats" if t.len() <= 2 || (t.len() == 3 && t[1] == b"detail") => {
+            Framed::Message { kind: kind::OTHER, len: n }
+        }
+        b"quit" => Framed::Quit { consumed: n },
         b"mn" => Framed::Message { kind: kind::OTHER, len: n },
         _ => answer(ERROR),
     }
@@ -391,7 +397,7 @@ pub fn parse(msg: &[u8], kind: u32) -> Option<Command<'_>> {
         }
         b"version" => Command::Version,
         b"verbosity" => Command::Verbosity { noreply },
-        b"stats" => Command::Stats { arg: t.get(1).copied() },
+        b"stats" => Command::Stats { arg: t.get(1).copied(), detail: t.get(2).copied() },
         _ => return None,
     })
 }

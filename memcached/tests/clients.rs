@@ -1,7 +1,7 @@
 //! Real clients nobody here wrote, against the service (issue 42): libmemcached-tools' `memccp`,
-//! `memccat` and `memcflush` (a file in, the same bytes out, then gone), and `memcaslap`
-//! (4 connections, 90% get / 10% set, over TCP), each with a check of what was read back or of
-//! the server's own counts. Needs Debian's `libmemcached-tools` (`scripts/test.sh` installs it);
+//! `memccat` and `memcflush` (a file in, the same bytes out, then gone), `memcaslap`
+//! (4 connections, 90% get / 10% set, over TCP) and `memccapable -a` (the ASCII conformance
+//! checker), each with a check of what was read back or of the server's own counts. Needs Debian's `libmemcached-tools` (`scripts/test.sh` installs it);
 //! without it the tests fail and say so.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -88,4 +88,43 @@ fn memcaslap_runs_against_the_service_without_errors() {
     assert_eq!((tcp.accepted, tcp.malformed, tcp.reply_errors), (4, 0, 0), "{tcp:?}");
     assert_eq!(tcp.requests, tcp.replies, "{tcp:?}");
     assert_eq!(stats.total.completed, tcp.requests);
+}
+
+/// libmemcached-tools' conformance checker, ASCII protocol: every test passes. Failed before
+/// `version foo bar` was answered as memcached does (16 of 27 tests use it as a sync point).
+#[test]
+fn memccapable_ascii_passes_every_test() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = synergy_memcached::serve(&config(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &Default::default())
+        .expect("the service starts");
+    let port = server.local_addr().port().to_string();
+    let out = tool("memccapable", &["-a", "-h", "127.0.0.1", "-p", &port, "-t", "10"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (_, tcp) = server.shutdown();
+    assert!(out.status.success() && text.contains("All tests passed"), "memccapable -a:\n{text}");
+    let passed = text.matches("[pass]").count();
+    eprintln!("memccapable -a: {passed} tests passed; server {tcp:?}");
+    assert!(passed >= 27, "{text}");
+    assert_eq!(tcp.reply_errors, 0, "{tcp:?}");
+}
+
+/// Python's `pymemcache` (Debian's python3-pymemcache, run with Debian's own python3): store,
+/// add, replace, append, prepend, gets/cas (current and stale), incr/decr, set_many/get_many, a
+/// 512 KB value of every byte value, touch, delete, stats, version, flush_all, each answer
+/// checked by `tests/clients/pymemcache_check.py`.
+#[test]
+fn pymemcache_reads_back_what_it_wrote() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = synergy_memcached::serve(&config(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &Default::default())
+        .expect("the service starts");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pymemcache_check.py");
+    let port = server.local_addr().port().to_string();
+    let out = Command::new("/usr/bin/python3").args([script, &port]).output().unwrap_or_else(|e| {
+        panic!("/usr/bin/python3: {e}: needs Debian's python3 and python3-pymemcache (scripts/test.sh installs them)")
+    });
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (_, tcp) = server.shutdown();
+    assert!(out.status.success(), "pymemcache: {text}");
+    assert!(text.contains("pymemcache: 29 checks passed"), "{text}");
+    assert_eq!((tcp.malformed, tcp.reply_errors), (0, 0), "{tcp:?}");
 }
