@@ -14,6 +14,7 @@
 //! (the TCP transport's sequencer), as memcached's clients expect. docs/memcached.md lists what
 //! is supported and how it differs from memcached 1.6.18.
 
+pub mod loadgen;
 pub mod meta;
 pub mod store;
 pub mod text;

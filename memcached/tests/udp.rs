@@ -89,3 +89,34 @@ fn memcaslap_drives_the_service_over_udp() {
     assert_eq!((counts.dropped, counts.send_errors), (0, 0), "{counts:?}");
     assert_eq!(stats.total.completed, counts.received, "every datagram was a request, and answered");
 }
+
+/// The side-by-side benchmark's load generator (`loadgen`, scripts/memcached-bench.sh) against
+/// the service at a low rate: after `populate` every key hits, every measured request of the
+/// mixed workload (single GETs, SETs, 100-200-key multi-gets of several datagrams) is answered
+/// in full exactly once, and the server counted the same requests.
+#[test]
+fn the_open_loop_generator_gets_every_reply_of_the_mixed_workload() {
+    use synergy_memcached::loadgen::{populate, run, LoadParams, Workload, MULTI_GET};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = service();
+    let target = server.local_addr();
+    populate(target, 5_000).expect("every key stored");
+    let p = LoadParams {
+        target,
+        workload: Workload::UsrLong,
+        rps: 2_000.0,
+        duration: Duration::from_millis(1_500),
+        warmup: Duration::from_millis(200),
+        keys: 5_000,
+        sockets: 2,
+        seed: 7,
+    };
+    let r = run(&p).expect("the run");
+    eprintln!("{}", r.to_json());
+    let (_, udp) = server.shutdown();
+    assert!(r.sent > 2_000, "{r:?}");
+    assert_eq!(r.completed, r.sent, "every measured request answered in full: {r:?}; server {udp:?}");
+    assert_eq!(r.get_misses, 0, "every key was stored: {r:?}");
+    assert!(r.classes[MULTI_GET].completed > 0, "the mix has multi-gets: {r:?}");
+    assert_eq!(udp.dropped, 0, "{udp:?}");
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian's memcached beside synergy's memcached service (issue 42): builds `synergy` and the
+# open-loop memcached load generator (memcached/examples/mcload.rs), then runs
+# scripts/memcached-bench.py: memcached's capacity, then memcached -t 1, memcached -t 2 and
+# synergy --preempt none|signal|ci+signal one after the other at fractions of it, oslat on the
+# server's CPU as the noise floor. Results: target/memcached-bench/{results.json,results.csv,
+# latency.svg,throughput.svg}. docs/memcached.md explains the setup and shows the results.
+#
+#   scripts/memcached-bench.sh [--workload usr|usr-long] [--rounds N] [--loads 0.1,0.3,...]
+#                              [--duration-ms MS] [--keys N] [--server-cpu C] [--generator-cpu C]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_cargo
+apt_install memcached rt-tests python3 util-linux
+cargo build --release -p synergy-cli --bin synergy
+cargo build --release -p synergy-memcached --example mcload
+out=${SYNERGY_BENCH_OUT:-target/memcached-bench}
+exec /usr/bin/python3 scripts/memcached-bench.py --synergy target/release/synergy \
+  --mcload target/release/examples/mcload --out "$out" "$@"
