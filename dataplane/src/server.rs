@@ -106,6 +106,11 @@ impl TcpServer {
         self.transport.local_addr()
     }
 
+    /// The transport's counters so far (connections accepted and closed, requests, replies).
+    pub fn counters(&self) -> crate::stream::tcp::TcpSnapshot {
+        self.transport.counters()
+    }
+
     /// Stops accepting and reading, finishes every admitted request, and returns the counters.
     pub fn shutdown(self) -> (synergy::stats::RunStats, crate::stream::tcp::TcpSnapshot) {
         self.transport.close();

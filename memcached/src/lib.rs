@@ -50,6 +50,7 @@ pub const VERSION: &str = concat!("1.6.18-synergy-", env!("CARGO_PKG_VERSION"));
 
 /// Starts the service on `bind`.
 pub fn serve(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<TcpServer, StartError> {
+    raise_fd_limit();
     let store = Arc::new(Store::new(p.memory_limit));
     let codec = Arc::new(TextCodec { max_value: p.item_max.saturating_sub(store::ITEM_HEADER) });
     let max_value = codec.max_value;
@@ -58,6 +59,26 @@ pub fn serve(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<TcpServe
         handle(&store, &req, max_value, &mut out);
         let _ = synergy::send(Reply::to(&req).with_body_buf(out));
     })
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit, as memcached raises it for
+/// `-c` connections: each connection is a file descriptor, and Debian's default soft limit
+/// (1,024) would refuse the 1,025th client. Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `l` is a valid rlimit for the kernel to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return 0;
+    }
+    if l.rlim_cur < l.rlim_max {
+        let raised = libc::rlimit { rlim_cur: l.rlim_max, rlim_max: l.rlim_max };
+        // SAFETY: a valid rlimit; raising the soft limit up to the hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+        log::warn!("cannot raise RLIMIT_NOFILE to {}: {}", l.rlim_max, std::io::Error::last_os_error());
+    }
+    l.rlim_cur
 }
 
 /// The service over UDP (memcached's frame header; `udp`).

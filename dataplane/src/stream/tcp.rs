@@ -50,6 +50,8 @@ struct Counters {
     reply_errors: AtomicU64,
     /// Times a connection stopped being read because of its unanswered requests or bytes.
     throttled: AtomicU64,
+    /// Failed accepts (out of file descriptors: the connection waits in the listen queue).
+    accept_errors: AtomicU64,
 }
 
 /// A snapshot of a TCP transport's counters.
@@ -62,6 +64,7 @@ pub struct TcpSnapshot {
     pub replies: u64,
     pub reply_errors: u64,
     pub throttled: u64,
+    pub accept_errors: u64,
 }
 
 /// A connection's output side: the sequencer and the bytes not yet written.
@@ -121,6 +124,8 @@ pub struct TcpTransport {
     /// Connection slots (index = the slot in an origin); `None` is free.
     conns: RwLock<Vec<Option<Arc<Conn>>>>,
     next_generation: AtomicU64,
+    /// When the last accept failure was logged (runtime clock, ns).
+    accept_warned_ns: AtomicU64,
     counters: Counters,
     closed: AtomicBool,
 }
@@ -172,6 +177,7 @@ impl TcpTransport {
             workers: ios.into_boxed_slice(),
             conns: RwLock::new(Vec::new()),
             next_generation: AtomicU64::new(0),
+            accept_warned_ns: AtomicU64::new(0),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
         })
@@ -203,6 +209,7 @@ impl TcpTransport {
             replies: l(&c.replies),
             reply_errors: l(&c.reply_errors),
             throttled: l(&c.throttled),
+            accept_errors: l(&c.accept_errors),
         }
     }
 
@@ -216,7 +223,19 @@ impl TcpTransport {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log::warn!("TCP accept: {e}");
+                    // Out of file descriptors (EMFILE) the connection stays queued and every
+                    // poll fails again: say so once a second, not once a poll.
+                    let now = synergy::clock::now_ns();
+                    let last = self.accept_warned_ns.load(Ordering::Relaxed);
+                    if now.saturating_sub(last) >= 1_000_000_000
+                        && self
+                            .accept_warned_ns
+                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        log::warn!("TCP accept: {e} (connections wait in the listen queue)");
+                    }
+                    self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             };
