@@ -4,6 +4,7 @@
 //! * 10,000 idle connections (held by a child process: each side needs its own descriptors),
 //!   then a fresh client is served and every idle connection is accepted and closed cleanly;
 //! * a connection closed in the middle of a value: nothing is stored, the old value survives.
+//!
 //! UDP junk and truncated frames are tests/udp.rs's.
 
 use std::io::{Read, Write};
