@@ -399,6 +399,30 @@ impl Runtime {
         self.stats()
     }
 
+    /// Like [`shutdown`](Runtime::shutdown), but gives the requests in flight at most `deadline`
+    /// to finish: then the runtime stops at once. Workers leave as soon as the request they run
+    /// ends or is preempted (every armed request is preempted from then on, whether work waits
+    /// or not); requests still queued or parked are abandoned (no reply; their green threads'
+    /// stacks are released with the process). Returns the counters and how many admitted
+    /// requests were abandoned. It cannot hang on a long request in a preemptible region; a
+    /// request that cannot be preempted (outside a region) is waited for until it ends.
+    pub fn shutdown_within(mut self, deadline: std::time::Duration) -> (RunStats, u64) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let until = std::time::Instant::now() + deadline;
+        while std::time::Instant::now() < until && !self.workers.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(std::time::Duration::from_millis(1).min(deadline));
+        }
+        if !self.workers.iter().all(|h| h.is_finished()) {
+            self.shared.abort.store(true, Ordering::SeqCst);
+            crate::worker::wake_parked(&self.shared);
+        }
+        self.join_workers();
+        self.stop_timer();
+        let stats = self.stats();
+        let abandoned = stats.total.admitted.saturating_sub(stats.total.completed);
+        (stats, abandoned)
+    }
+
     fn join_workers(&mut self) {
         for h in self.workers.drain(..) {
             if h.join().is_err() {

@@ -118,7 +118,10 @@ pub(crate) fn scan_workers(shared: &Shared, now: u64, factor: f64, stats: &Timer
         // Read after the deadline (the worker publishes the generation first): if the CAS
         // below succeeds, this is the arming whose deadline expired.
         let armed = w.gens.armed.load(Ordering::Acquire);
-        let queued = shared.scheduler.preempt_at_quantum_end(w.id, &crate::worker::SharedLoad(shared));
+        // Stopping (`shutdown_within`'s deadline passed): every expired quantum preempts, so a
+        // long request parks and its worker can leave.
+        let queued = shared.scheduler.preempt_at_quantum_end(w.id, &crate::worker::SharedLoad(shared))
+            || shared.abort.load(Ordering::Relaxed);
         let quantum = shared.scheduler.quantum_ns(w.short_ema.load(Ordering::Relaxed), factor);
         match decide(now, deadline, queued, quantum) {
             TimerDecision::Preempt { next_deadline } => {

@@ -175,6 +175,11 @@ pub(super) fn recv() -> Request {
     // When this call last found work (or started): `--idle park` parks after POLL_PERIOD of none.
     let mut idle_since: Option<u64> = None;
     loop {
+        if shared_ref().abort.load(Ordering::Relaxed) {
+            // Stopping at once (`shutdown_within`'s deadline, or a dropped runtime): leave now,
+            // whatever is still queued or parked.
+            idle_maintenance();
+        }
         // A request that waited and was woken resumes first, on the worker it blocked on.
         if let Some(t) = current().shared().woken.pop() {
             resume(t.0);
