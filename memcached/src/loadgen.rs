@@ -135,19 +135,20 @@ pub fn key(k: u64) -> String {
     format!("usr:{k:016}")
 }
 
-/// A small deterministic generator (splitmix64): the schedule depends on the seed alone.
-struct Rng(u64);
+/// A small deterministic generator (splitmix64): the schedule depends on the seed alone. Public
+/// for the protocol fuzzer (tests/fuzz.rs), whose inputs are reproducible from their seed too.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -272,18 +273,18 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
         }
         let r = rng.unit();
         let (class, payload) = if p.workload == Workload::UsrLong && r < 0.01 {
-            let n = 100 + rng.next() % 101;
+            let n = 100 + rng.next_u64() % 101;
             let mut line = String::from("get");
             for _ in 0..n {
                 line.push(' ');
-                line.push_str(&key(rng.next() % p.keys));
+                line.push_str(&key(rng.next_u64() % p.keys));
             }
             line.push_str("\r\n");
             (MULTI_GET, line)
         } else if r > 0.998 {
-            (SET, format!("set {} 0 0 2\r\nv{}\r\n", key(rng.next() % p.keys), rng.next() % 10))
+            (SET, format!("set {} 0 0 2\r\nv{}\r\n", key(rng.next_u64() % p.keys), rng.next_u64() % 10))
         } else {
-            (GET, format!("get {}\r\n", key(rng.next() % p.keys)))
+            (GET, format!("get {}\r\n", key(rng.next_u64() % p.keys)))
         };
         tally.slots[id as usize] = Slot { sent_ns: if measured { now + 1 } else { u64::MAX }, class, datagrams: 0 };
         msg.clear();

@@ -19,18 +19,17 @@ use synergy::Body;
 use synergy_memcached::store::Store;
 use synergy_memcached::text::{self, Framed};
 
-struct Rng(u64);
+use synergy_memcached::loadgen::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+/// Draws on top of the load generator's splitmix64.
+trait Draw {
+    fn below(&mut self, n: u64) -> u64;
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str;
+}
+
+impl Draw for Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[self.below(xs.len() as u64) as usize]

@@ -21,8 +21,8 @@ mod common;
 
 use common::kernels;
 use std::any::Any;
-use std::panic::{catch_unwind, panic_any, resume_unwind, AssertUnwindSafe, PanicHookInfo};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{catch_unwind, panic_any, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synergy::transport::channel::ChannelTransport;
@@ -32,7 +32,7 @@ use synergy::{
 };
 
 /// Kernel iterations per chunk of work (a few µs), and chunks per request.
-const CHUNK: u32 = 20;
+const CHUNK: u32 = 150;
 const CHUNKS: u32 = 5;
 const LIMIT: Duration = Duration::from_secs(600);
 const MIN_PREEMPTED_PANICS: u64 = 20;
@@ -131,27 +131,6 @@ fn handler(req: Request) {
     send(Reply::to(&req).with_value(acc)).unwrap();
 }
 
-static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts worker panics instead of printing 50,000 messages (after formatting the message and
-/// locking stderr, as the default hook does); other threads' panics go to the default hook.
-fn install_quiet_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-            if synergy::on_worker() {
-                let message = info.to_string();
-                let _stderr = std::io::stderr().lock();
-                std::hint::black_box(message);
-                HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
-            } else {
-                default(info);
-            }
-        }));
-    });
-}
-
 /// Replies checked as they come: exactly one per request, the panicked status exactly where the
 /// panic escaped the handler, the exact checksum otherwise.
 #[derive(Default)]
@@ -214,14 +193,14 @@ fn two_workers_beside_the_timer_core() -> Config {
 
 fn storm(preempt: PreemptMode) {
     let _serial = common::serial();
-    install_quiet_hook();
+    common::quiet_hook::install();
     let n = requests();
     let cfg = Config { preempt, quantum_factor: 10.0, ..two_workers_beside_the_timer_core() };
     let transport = Arc::new(ChannelTransport::new(cfg.workers, 4096, 1 << 15));
     let rt = Runtime::builder(&cfg).transport(transport.clone()).handler(handler).start().expect("runtime starts");
     let guard = synergy::panic_guard();
     assert_eq!(matches!(guard, PanicGuard::Pinned(_)), expect_pinned(), "panic guard {guard:?}");
-    let hooks_before = HOOK_CALLS.load(Ordering::Relaxed);
+    let hooks_before = common::quiet_hook::HOOK_CALLS.load(Ordering::Relaxed);
 
     let t0 = Instant::now();
     let mut tally = Tally::default();
@@ -272,7 +251,11 @@ fn storm(preempt: PreemptMode) {
     assert_eq!(transport.dropped_replies(), 0);
     assert_eq!(panicked, expected_panics);
     assert_eq!(t.handler_panics, expected_panics);
-    assert_eq!(HOOK_CALLS.load(Ordering::Relaxed) - hooks_before, expected_hooks, "one hook call per panic! ");
+    assert_eq!(
+        common::quiet_hook::HOOK_CALLS.load(Ordering::Relaxed) - hooks_before,
+        expected_hooks,
+        "one hook call per panic! "
+    );
     assert_eq!(t.resumes, t.preemptions + t.yields, "each parked thread resumed exactly once");
     if expect_pinned() {
         assert_eq!(t.migrations, 0, "pinned: no request resumed on another worker");
@@ -297,6 +280,9 @@ fn a_stripped_copy_fails_closed_and_survives_both_storms() {
     if std::env::var_os("SYNERGY_EXPECT_PANIC_GUARD").is_some() {
         return; // the child itself
     }
+    // The child's runtimes must not share the two CPUs with this binary's own storms (a timer
+    // core that gets no CPU preempts nothing, and the storms wait for preemptions).
+    let _serial = common::serial();
     let std_in_a_library = std::fs::read_to_string("/proc/self/maps").unwrap().contains("/libstd-");
     let dir = std::env::temp_dir().join(format!("synergy-stripped-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

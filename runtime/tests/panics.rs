@@ -14,8 +14,7 @@
 mod common;
 
 use common::kernels;
-use std::panic::PanicHookInfo;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synergy::transport::channel::ChannelTransport;
@@ -35,26 +34,6 @@ fn plan(id: u64) -> (u32, Option<u32>) {
 
 fn checksum(id: u64, chunks: u32) -> u64 {
     (0..chunks).fold(0u64, |acc, c| acc.rotate_left(3) ^ kernels::mixed(id ^ ((c as u64) << 40), CHUNK))
-}
-
-/// Hook calls seen on worker threads.
-static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
-
-/// Does what the default hook does that matters here (formats the message, which allocates, and
-/// takes stderr's lock, which records the owning OS thread) without printing 5,000 messages;
-/// panics of the test's own threads still go to the default hook.
-fn install_quiet_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-        if synergy::on_worker() {
-            let message = info.to_string();
-            let _stderr = std::io::stderr().lock();
-            std::hint::black_box(message);
-            HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
-        } else {
-            default(info);
-        }
-    }));
 }
 
 /// Checks replies as they come: exactly one per request, the panicked status exactly for the
@@ -157,19 +136,19 @@ fn run(cfg: Config) -> (Checker, u64, synergy::stats::RunStats) {
 
 #[test]
 fn panicking_long_requests_under_preemption_get_exactly_one_reply_each() {
-    install_quiet_hook();
+    common::quiet_hook::install();
     let (c, submitted, stats) = run(common::one_worker());
     let t = &stats.total;
     let expected_panics = (0..submitted).filter(|&id| plan(id).1.is_some()).count() as u64;
     eprintln!(
         "panics: {} replies, {} panicked ({} after a preemption), {} preemptions, {} deferred, {} skipped, hook calls {}; {:.1} s (watchdog {LIMIT:?})",
         c.replies, c.panicked, c.panicked_after_preemption, t.preemptions, t.preempt_deferred, t.preempt_skipped,
-        HOOK_CALLS.load(Ordering::Relaxed), stats.wall_ns as f64 / 1e9
+        common::quiet_hook::HOOK_CALLS.load(Ordering::Relaxed), stats.wall_ns as f64 / 1e9
     );
     assert_eq!(c.replies, submitted, "every request answered: {t:?}");
     assert_eq!(c.panicked, expected_panics);
     assert_eq!(t.handler_panics, expected_panics);
-    assert_eq!(HOOK_CALLS.load(Ordering::Relaxed), expected_panics, "the hook ran once per panic");
+    assert_eq!(common::quiet_hook::HOOK_CALLS.load(Ordering::Relaxed), expected_panics, "the hook ran once per panic");
     assert_eq!(t.completed, submitted);
     assert_eq!(t.resumes, t.preemptions + t.yields, "each parked thread resumed exactly once");
 }

@@ -66,10 +66,7 @@ pub unsafe fn feedback_start() {
     let t = unsafe { &mut *st.current };
     t.long = true;
     t.region = true;
-    if !t.long_section {
-        t.long_section = true;
-        st.shared().transport.long_request(st.id, true);
-    }
+    open_long_section(st, t);
     match st.shared().scheduler.preemptible() {
         Preemptible::MarkedLong => {
             t.timed = true;
@@ -128,13 +125,18 @@ pub fn feedback_start_cooperative() {
         return;
     }
     t.cooperative = true;
-    if !t.long_section {
-        t.long_section = true;
-        st.shared().transport.long_request(st.id, true);
-    }
+    open_long_section(st, t);
     if st.shared().scheduler.preemptible() != Preemptible::Never {
         t.timed = true;
         arm_timer(l, st);
+    }
+}
+
+/// Tells the transport, once per long section, that this worker now runs a long request.
+fn open_long_section(st: &super::WorkerState, t: &mut crate::green::GreenThread) {
+    if !t.long_section {
+        t.long_section = true;
+        st.shared().transport.long_request(st.id, true);
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kernels;
+pub mod quiet_hook;
 
 #[global_allocator]
 static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
