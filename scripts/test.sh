@@ -56,7 +56,7 @@ step "panic guard with std as a shared library (-C prefer-dynamic: tests/panic_s
 # std then lives in libstd-*.so, whose symbol table the runtime must find instead of the
 # executable's (issue 39, item 1); cargo puts the toolchain's library directory on the path.
 RUSTFLAGS="-C prefer-dynamic" CARGO_TARGET_DIR=target/prefer-dynamic cargo test -p synergy --test panic_storm
-step "loom model checks of the lock-free ring (--cfg loom)"
+step "loom model checks (--cfg loom): the ring, parking, the wait slot, the channel and Notify"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p synergy --release --lib loom_tests
 step "kernel modules: the kernel's rustfmt and clippy"
 bash scripts/kernel/lint-modules.sh

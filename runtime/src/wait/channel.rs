@@ -11,8 +11,12 @@
 //! instructions, never across a wait), so a request holding it is never parked or moved.
 
 use super::WaitSlot;
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
 
 /// Runs `f` on the locked state, unpreempted (see the module docs).
 fn locked<S, R>(m: &Mutex<S>, f: impl FnOnce(&mut S) -> R) -> R {
@@ -212,9 +216,14 @@ impl<T> Drop for Receiver<T> {
 /// A notification one waiter takes: `notify_one` wakes the oldest waiter, or, if none waits,
 /// leaves a permit that the next `wait` takes at once (so a notification sent just before the
 /// wait is not lost); `notify_all` wakes every waiter registered now.
-#[derive(Default)]
 pub struct Notify {
     state: Mutex<NotifyState>,
+}
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify { state: Mutex::new(NotifyState::default()) }
+    }
 }
 
 #[derive(Default)]
@@ -267,7 +276,61 @@ impl Notify {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    /// A notification racing a wait: in every interleaving the waiter returns (a lost wake-up
+    /// would leave it yielding forever, which loom reports), and the permit is consumed.
+    #[test]
+    fn notify_one_racing_a_wait_always_wakes_it() {
+        loom::model(|| {
+            let n = Arc::new(Notify::new());
+            let waker = {
+                let n = n.clone();
+                loom::thread::spawn(move || n.notify_one())
+            };
+            n.wait();
+            waker.join().unwrap();
+            assert!(!locked(&n.state, |s| s.permit), "the notification was taken once");
+        });
+    }
+
+    /// A capacity-1 channel, a sender of two values racing the receiver: both arrive, in
+    /// order, whoever waits for whom; then the sender's drop closes the channel. (Bounded to
+    /// three preemptions per execution: unbounded, the lock and the yields make loom explore
+    /// for over a minute.)
+    #[test]
+    fn two_values_through_a_full_channel_arrive_in_order() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let (tx, mut rx) = channel::<u8>(1);
+            let sender = loom::thread::spawn(move || {
+                tx.send(1).unwrap();
+                tx.send(2).unwrap();
+            });
+            assert_eq!(rx.recv(), Ok(1));
+            assert_eq!(rx.recv(), Ok(2));
+            sender.join().unwrap();
+            assert_eq!(rx.recv(), Err(RecvError));
+        });
+    }
+
+    /// A sender blocked on a full channel while the receiver goes away gets its value back.
+    #[test]
+    fn a_blocked_sender_learns_the_receiver_is_gone() {
+        loom::model(|| {
+            let (tx, rx) = channel::<u8>(1);
+            tx.send(1).unwrap();
+            let sender = loom::thread::spawn(move || tx.send(2));
+            drop(rx);
+            assert_eq!(sender.join().unwrap(), Err(SendError(2)));
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -12,13 +12,15 @@
 //! Either way the thread resumes on its own worker, so waiting never moves a request to another OS
 //! thread: safe code may wait (issue 41's safety model). The green thread's stack holds an `Arc`
 //! of the slot while it is blocked, so the slot outlives the publication. Under `--cfg loom` the
-//! state word is loom's and `loom_tests` model-checks the two steps (`SlotState`).
+//! state word and the OS waiter's word are loom's (an OS waiter yields to loom instead of
+//! sleeping on the futex): `loom_tests` model-checks the two steps (`SlotState`), and the
+//! channel's and `Notify`'s tests run whole waits and wake-ups on it.
 
 #[cfg(loom)]
-use loom::sync::atomic::AtomicUsize;
+use loom::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::atomic::Ordering;
 #[cfg(not(loom))]
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 
 const EMPTY: usize = 0;
 const NOTIFIED: usize = 1;
@@ -124,6 +126,7 @@ mod mechanism {
                     self.os.store(1, Ordering::Release);
                     // SAFETY: FUTEX_WAKE on a live, aligned u32 of this process (the notifier
                     // holds a reference to the slot).
+                    #[cfg(not(loom))]
                     unsafe {
                         libc::syscall(
                             libc::SYS_futex,
@@ -159,7 +162,10 @@ mod mechanism {
                 return; // notified meanwhile
             }
             while self.os.load(Ordering::Acquire) == 0 {
+                #[cfg(not(loom))]
                 crate::park::wait(&self.os, 0);
+                #[cfg(loom)]
+                loom::thread::yield_now();
             }
         }
     }
