@@ -19,6 +19,7 @@ pub struct BuiltinParams {
     pub shinjuku_quantum_ns: u64,
     /// DARC: request kinds classified long at arrival, and the workers kept for short ones.
     pub long_kinds: Vec<u32>,
+    /// Workers kept free of long requests for short ones (DARC).
     pub darc_reserved: usize,
 }
 
@@ -61,6 +62,7 @@ fn central_work(w: usize, load: &dyn LoadView) -> bool {
 /// quantum only while work waits; preempted requests go to the global wait queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Synergy {
+    /// A worker's queue longer than this may be stolen from.
     pub steal_threshold: usize,
 }
 
@@ -163,6 +165,7 @@ impl<R, T> Scheduler<R, T> for Dfcfs {
 /// quantum; preempted requests go back to the dispatcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shinjuku {
+    /// Time after which a request is preempted while work waits.
     pub quantum_ns: u64,
 }
 
@@ -202,7 +205,9 @@ impl<R, T> Scheduler<R, T> for Shinjuku {
 /// request, preempted requests to the central queue's tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Concord {
+    /// Time after which a request is preempted while work waits.
     pub quantum_ns: u64,
+    /// Requests a worker's local queue holds at most (JBSQ's bound); the rest wait centrally.
     pub local_bound: usize,
 }
 
@@ -243,6 +248,7 @@ impl<R, T> Scheduler<R, T> for Concord {
 /// processor sharing on each worker with a fixed quantum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TinyQuanta {
+    /// Time after which a request is preempted while work waits.
     pub quantum_ns: u64,
 }
 
@@ -279,7 +285,9 @@ impl<R, T> Scheduler<R, T> for TinyQuanta {
 /// queue; the first `reserved` workers serve short requests only; run to completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Darc {
+    /// Request kinds classified long at arrival.
     pub long_kinds: Vec<u32>,
+    /// Workers kept for short requests only.
     pub reserved: usize,
 }
 

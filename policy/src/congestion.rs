@@ -5,6 +5,7 @@
 //! request has waited at least THRESH_WQD. THRESH_WQD = 0 means "never congested".
 
 #[derive(Debug, Clone)]
+/// Says whether the wait queue is congested (see the module docs).
 pub struct CongestionDetector {
     thresh_ns: u64,
     next_check_ns: u64,
@@ -13,6 +14,7 @@ pub struct CongestionDetector {
 }
 
 impl CongestionDetector {
+    /// A detector checking every `thresh_ns` from `now_ns`, the wait queue's producer index then being `producer`.
     pub fn new(thresh_ns: u64, now_ns: u64, producer: u64) -> Self {
         CongestionDetector {
             thresh_ns,
@@ -35,6 +37,7 @@ impl CongestionDetector {
         self.congested
     }
 
+    /// Whether the last check found a preempted request that waited at least THRESH_WQD.
     pub fn is_congested(&self) -> bool {
         self.congested
     }

@@ -59,7 +59,9 @@ pub enum Hold {
 /// The gate's verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParkGate {
+    /// Sleep now.
     Park,
+    /// Keep polling for the hold's reason.
     KeepPolling(Hold),
     /// Withdraw this many credits from the pool, then keep polling (and ask again).
     Withdraw(f64),

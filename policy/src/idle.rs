@@ -43,6 +43,7 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// Nothing waiting yet, for `workers` workers.
     pub fn new(workers: usize) -> Grants {
         Grants {
             waiting_since: vec![None; workers],

@@ -4,6 +4,8 @@
 //! call into these functions, so the decisions the thesis specifies (Algorithms 5.2 and 5.3,
 //! §5.1.1.2 quantum sizing, §5.1.3.1 congestion detection) are tested here on plain data.
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod builtin;
 pub mod congestion;

@@ -10,14 +10,21 @@ use std::collections::VecDeque;
 
 /// The queues of `workers` workers.
 pub struct ModelQueues<R, T> {
+    /// Each worker's local queue of new requests.
     pub local: Vec<VecDeque<R>>,
+    /// Each worker's inbox (work handed to it by another worker or a dispatcher).
     pub inbox: Vec<VecDeque<Selected<R, T>>>,
+    /// The central queues (Shinjuku's dispatchers, Concord's central queue).
     pub central: Vec<VecDeque<Selected<R, T>>>,
+    /// The global wait queue of preempted threads.
     pub wait: VecDeque<T>,
+    /// Each worker's mailbox (a dispatcher's unit of work for it).
     pub mailbox: Vec<VecDeque<Selected<R, T>>>,
     /// Arrivals in each worker's receive queue, not yet polled.
     pub pending: Vec<VecDeque<(R, ArrivalInfo)>>,
+    /// Whether each worker runs a request now.
     pub busy: Vec<bool>,
+    /// Whether congestion control asks workers to look at the wait queue first.
     pub check_wait_queue: bool,
     /// Requests the policy rejected, with their status.
     pub rejected: Vec<(R, u32)>,
@@ -33,6 +40,7 @@ fn queues<X>(n: usize) -> Vec<VecDeque<X>> {
 }
 
 impl<R, T> ModelQueues<R, T> {
+    /// Empty queues for `workers` workers and `central_queues` central queues.
     pub fn new(workers: usize, central_queues: usize) -> Self {
         ModelQueues {
             local: queues(workers),

@@ -74,7 +74,9 @@ pub struct CreditPool {
 /// What one update did, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreditChange {
+    /// The pool grew (D_m ≤ D_t).
     Increased,
+    /// The pool shrank (D_m > D_t).
     Decreased,
     /// No measurement this period: the pool stays.
     Held,
@@ -86,6 +88,7 @@ impl CreditPool {
         CreditPool { params, total: initial.clamp(1.0, params.max_total), decreases: 0 }
     }
 
+    /// The pool's parameters.
     pub fn params(&self) -> &CreditParams {
         &self.params
     }

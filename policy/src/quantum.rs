@@ -24,6 +24,7 @@ impl Default for ShortEma {
 }
 
 impl ShortEma {
+    /// An EMA starting at `initial_ns`.
     pub fn new(initial_ns: u64) -> Self {
         ShortEma { value_ns: initial_ns }
     }
@@ -35,6 +36,7 @@ impl ShortEma {
         self.value_ns = next.max(0) as u64;
     }
 
+    /// The current average (ns).
     pub fn get(&self) -> u64 {
         self.value_ns
     }

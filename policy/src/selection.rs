@@ -15,7 +15,9 @@ pub enum Selected<R, T> {
 
 /// The queues a worker sees. The runtime implements it over lock-free rings; tests over VecDeques.
 pub trait WorkerQueues {
+    /// What a new request is (the runtime's `Request`).
     type Request;
+    /// What a preempted thread is (the runtime's green-thread pointer).
     type Thread;
     /// Next request from this worker's own queue (including whatever its transport has received).
     fn pop_local(&mut self) -> Option<Self::Request>;

@@ -29,8 +29,10 @@ pub enum PreemptedTo {
 }
 
 impl PreemptedTo {
+    /// Both places, in the order the command line lists them.
     pub const ALL: [PreemptedTo; 2] = [PreemptedTo::Tail, PreemptedTo::Head];
 
+    /// Its command-line spelling.
     pub fn name(self) -> &'static str {
         match self {
             PreemptedTo::Tail => "tail",
@@ -38,6 +40,7 @@ impl PreemptedTo {
         }
     }
 
+    /// The place spelled `name` on the command line.
     pub fn named(name: &str) -> Option<PreemptedTo> {
         PreemptedTo::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -50,13 +53,18 @@ pub enum QueueRule {
     Single,
     /// One queue per request kind, with that kind's SLO in ns (MQ). Kinds beyond the list share
     /// the last queue (a request's kind comes from the wire and may be anything).
-    Multi { slo_ns: Vec<u64> },
+    Multi {
+        /// Each queue's SLO (ns), by request kind.
+        slo_ns: Vec<u64>,
+    },
 }
 
 /// The whole of a Shinjuku configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShinjukuPolicy {
+    /// Which queues requests are kept in (SQ or MQ).
     pub rule: QueueRule,
+    /// Where a preempted request goes back in its queue.
     pub preempted_to: PreemptedTo,
     /// A request is preemptible once it has run this long (5-15 µs in the paper).
     pub quantum_ns: u64,
@@ -144,6 +152,7 @@ pub struct Queues<T> {
 }
 
 impl<T> Queues<T> {
+    /// Empty queues under `rule`, preempted requests going back to `preempted_to`.
     pub fn new(rule: &QueueRule, preempted_to: PreemptedTo) -> Queues<T> {
         let slo_ns = match rule {
             QueueRule::Single => Vec::new(),
@@ -157,10 +166,12 @@ impl<T> Queues<T> {
         kind.min(self.queues.len() - 1)
     }
 
+    /// Units of work queued, in all queues.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no unit of work is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

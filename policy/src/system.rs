@@ -53,6 +53,7 @@ pub enum Preemptible {
 /// (`builtin.rs`), which a test checks against this table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spec {
+    /// Which of the system's requests the timer core may preempt.
     pub preemptible: Preemptible,
     /// A fixed quantum; `None`: QUANTUM_FACTOR × EMA of short service times.
     pub fixed_quantum_ns: Option<u64>,
@@ -66,6 +67,7 @@ pub const TQ_QUANTUM_NS: u64 = 2_000;
 pub const CONCORD_LOCAL_BOUND: usize = 2;
 
 impl SchedPolicy {
+    /// Every built-in system, in the order reports list them.
     pub const ALL: [SchedPolicy; 7] = [
         SchedPolicy::Synergy,
         SchedPolicy::Cfcfs,
@@ -76,6 +78,7 @@ impl SchedPolicy {
         SchedPolicy::Darc,
     ];
 
+    /// Its command-line spelling (`--policy`).
     pub fn name(self) -> &'static str {
         match self {
             SchedPolicy::Synergy => "synergy",
@@ -88,10 +91,12 @@ impl SchedPolicy {
         }
     }
 
+    /// The system spelled `name` on the command line.
     pub fn named(name: &str) -> Option<SchedPolicy> {
         SchedPolicy::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// What the timer does to this system's requests.
     pub fn spec(self) -> Spec {
         let (preemptible, fixed_quantum_ns) = match self {
             SchedPolicy::Synergy => (Preemptible::MarkedLong, None),

@@ -7,6 +7,7 @@ use super::congestion::CongestionDetector;
 pub const DISARMED: u64 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the timer core does about one worker at one scan (`decide`).
 pub enum TimerDecision {
     /// No long request on this worker.
     Disarmed,
@@ -14,9 +15,15 @@ pub enum TimerDecision {
     Running,
     /// Quantum expired and the worker's queue holds work: interrupt it. `next_deadline` is armed
     /// too, so that a deferred or lost interrupt is retried, no sooner than `INTERRUPT_RETRY_NS` later.
-    Preempt { next_deadline: u64 },
+    Preempt {
+        /// When the worker is to be looked at again (ns, runtime clock).
+        next_deadline: u64,
+    },
     /// Quantum expired but nothing waits behind the request: let it run another quantum.
-    Renew { next_deadline: u64 },
+    Renew {
+        /// When the worker is to be looked at again (ns, runtime clock).
+        next_deadline: u64,
+    },
 }
 
 /// How long an interrupt sent for an arming is given to take effect before the same arming is
@@ -76,7 +83,9 @@ pub fn ci_step(posted: u64, armed: u64, has_fallback: bool) -> CiStep {
 /// What changed when the wait queue's congestion state flipped (lines 5–12).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CongestionChange {
+    /// Whether workers should look at the wait queue before new requests.
     pub check_wait_queue: bool,
+    /// The quantum factor in force from now on.
     pub factor: f64,
 }
 
@@ -90,6 +99,7 @@ pub struct QuantumControl {
 }
 
 impl QuantumControl {
+    /// A controller with the normal and congested quantum factors and THRESH_WQD, the wait queue's producer index at `now_ns` being `producer`.
     pub fn new(quantum_factor: f64, congested_factor: f64, thresh_wqd_ns: u64, now_ns: u64, producer: u64) -> Self {
         QuantumControl {
             quantum_factor,

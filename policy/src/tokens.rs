@@ -10,7 +10,9 @@
 /// Parameters of the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
+    /// Time between two requests once the burst is spent (ns).
     pub interval_ns: u64,
+    /// Requests a tenant may send at once.
     pub burst: u64,
 }
 
