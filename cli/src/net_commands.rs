@@ -30,7 +30,8 @@ pub struct ServeArgs {
     #[arg(long)]
     duration_s: Option<u64>,
     /// Data plane: kernel UDP sockets, or DPDK (falls back to UDP, saying why, if DPDK cannot
-    /// start); `--app memcached`: tcp (its default) or udp (memcached's frame header).
+    /// start); `--app memcached`: tcp (its default), udp (memcached's frame header), or tcp+udp
+    /// (both on the same address and port, one store, as memcached's -p and -U together).
     #[arg(long, value_enum)]
     transport: Option<TransportKind>,
     /// DPDK: EAL arguments, space-separated (e.g. "--no-huge --in-memory -l 0 --vdev=net_af_packet0,iface=veth0").
@@ -59,6 +60,8 @@ enum TransportKind {
     Udp,
     Dpdk,
     Tcp,
+    #[value(name = "tcp+udp")]
+    TcpUdp,
 }
 
 /// What traffic the load generator offers (shared by `loadgen` and `sweep`).
@@ -202,10 +205,33 @@ fn serve_memcached(
     placement: &synergy::config::Placement,
     bind: std::net::SocketAddrV4,
     params: &synergy_memcached::Params,
-    udp: bool,
+    transport: TransportKind,
     duration_s: Option<u64>,
 ) -> ExitCode {
-    if udp {
+    if transport == TransportKind::TcpUdp {
+        let service = match synergy_memcached::serve_tcp_and_udp(cfg, bind, bind, params) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        install_stop_handlers();
+        let (tcp, udp) = service.local_addrs();
+        println!(
+            "synergy serve: memcached text protocol on tcp://{tcp} and udp://{udp} (one store; {} worker(s) on CPUs {:?}, timer core {}, --preempt={})",
+            cfg.workers,
+            placement.worker_cores,
+            placement.timer_core,
+            cfg.preempt.name()
+        );
+        wait_for_stop(duration_s);
+        let (stats, t, u) = service.shutdown();
+        println!(
+            "served {} requests ({} preemptions); tcp: {} connections, {} requests, {} malformed streams; udp: {} datagrams, {} dropped, {} replies",
+            stats.total.completed, stats.total.preemptions, t.accepted, t.requests, t.malformed, u.received, u.dropped, u.replies
+        );
+        print_cpu(&stats);
+        return ExitCode::SUCCESS;
+    }
+    if transport == TransportKind::Udp {
         let service = match synergy_memcached::serve_udp(cfg, bind, params) {
             Ok(s) => s,
             Err(e) => return fail(e),
@@ -263,12 +289,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if let Some(params) = args.app.memcached() {
-        let udp = match args.transport {
-            None | Some(TransportKind::Tcp) => false,
-            Some(TransportKind::Udp) => true,
-            Some(TransportKind::Dpdk) => return fail("--app memcached serves over tcp or udp, not dpdk"),
-        };
-        return serve_memcached(&cfg, &placement, bind, &params, udp, args.duration_s);
+        let transport = args.transport.unwrap_or(TransportKind::Tcp);
+        if transport == TransportKind::Dpdk {
+            return fail("--app memcached serves over tcp, udp or tcp+udp, not dpdk");
+        }
+        return serve_memcached(&cfg, &placement, bind, &params, transport, args.duration_s);
     }
     let app = match args.app.start(args.workload, false) {
         Ok(a) => a,
@@ -276,9 +301,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     let w = &app.workload;
     long_kinds_from(&args.runtime, &mut cfg, w);
-    if args.transport == Some(TransportKind::Tcp) {
+    if matches!(args.transport, Some(TransportKind::Tcp | TransportKind::TcpUdp)) {
         return fail(
-            "--transport tcp is for --app memcached (the other applications speak the project's UDP protocol)",
+            "--transport tcp and tcp+udp are for --app memcached (the other applications speak the project's UDP protocol)",
         );
     }
     if args.transport == Some(TransportKind::Dpdk) {

@@ -14,6 +14,7 @@
 //! (the TCP transport's sequencer), as memcached's clients expect. docs/memcached.md lists what
 //! is supported and how it differs from memcached 1.6.18.
 
+pub mod both;
 pub mod loadgen;
 pub mod meta;
 pub mod store;
@@ -117,6 +118,59 @@ pub fn serve_udp(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<UdpS
         })
         .start()?;
     Ok(UdpService { runtime, transport })
+}
+
+/// The service over TCP and UDP at once (memcached's `-p` and `-U` together): one runtime and
+/// one store behind both (`both::TcpAndUdp`).
+pub struct TcpAndUdpService {
+    pub runtime: synergy::Runtime,
+    pub transport: Arc<both::TcpAndUdp>,
+}
+
+impl TcpAndUdpService {
+    /// The TCP and the UDP address.
+    pub fn local_addrs(&self) -> (SocketAddrV4, SocketAddrV4) {
+        (self.transport.tcp.local_addr(), self.transport.udp.local_addr())
+    }
+
+    /// Stops both, finishes what was admitted, and returns the counters.
+    pub fn shutdown(self) -> (synergy::stats::RunStats, synergy_net::stream::tcp::TcpSnapshot, udp::UdpCounts) {
+        self.transport.tcp.close();
+        self.transport.udp.close();
+        let stats = self.runtime.shutdown();
+        (stats, self.transport.tcp.counters(), self.transport.udp.counts())
+    }
+}
+
+/// Starts the service on TCP `tcp` and UDP `udp` at once.
+pub fn serve_tcp_and_udp(
+    config: &Config,
+    tcp: SocketAddrV4,
+    udp: SocketAddrV4,
+    p: &Params,
+) -> Result<TcpAndUdpService, StartError> {
+    raise_fd_limit();
+    let store = Arc::new(Store::new(p.memory_limit));
+    let max_value = p.item_max.saturating_sub(store::ITEM_HEADER);
+    let codec = Arc::new(TextCodec { max_value });
+    let tcp = Arc::new(
+        synergy_net::stream::tcp::TcpTransport::bind(tcp, config.workers, codec)
+            .map_err(|e| StartError::Worker(format!("memcached TCP transport: {e}")))?,
+    );
+    let udp = Arc::new(
+        udp::MemcachedUdp::bind(udp, config.workers, max_value)
+            .map_err(|e| StartError::Worker(format!("memcached UDP transport: {e}")))?,
+    );
+    let transport = Arc::new(both::TcpAndUdp::new(tcp, udp, config.workers));
+    let runtime = synergy::Runtime::builder(config)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            let mut out = Body::with_capacity(64);
+            handle(&store, &req, max_value, &mut out);
+            let _ = synergy::send(Reply::to(&req).with_body_buf(out));
+        })
+        .start()?;
+    Ok(TcpAndUdpService { runtime, transport })
 }
 
 /// Runs one request against `store`, appending memcached's reply to `out`.

@@ -120,3 +120,52 @@ fn the_open_loop_generator_gets_every_reply_of_the_mixed_workload() {
     assert!(r.classes[MULTI_GET].completed > 0, "the mix has multi-gets: {r:?}");
     assert_eq!(udp.dropped, 0, "{udp:?}");
 }
+
+/// TCP and UDP from one server (memcached's `-p` and `-U` together): a value stored over TCP is
+/// read over UDP and one stored over UDP is read over TCP (one store), each reply going back the
+/// way its request came, and both transports count what they carried.
+#[test]
+fn one_server_speaks_tcp_and_udp_over_one_store() {
+    use std::io::{Read, Write};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = synergy::Config::default();
+    let allowed = synergy::cpu::allowed_cpus();
+    if allowed.len() >= 2 {
+        config.timer_core = Some(allowed[0]);
+        config.worker_cores = Some(vec![allowed[1]]);
+    }
+    let any = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+    let service = synergy_memcached::serve_tcp_and_udp(&config, any, any, &Default::default()).expect("it starts");
+    let (tcp_addr, udp_addr) = service.local_addrs();
+    let mut tcp = std::net::TcpStream::connect(tcp_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tcp_call = |cmd: &[u8], end: &[u8]| {
+        tcp.write_all(cmd).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(end) {
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    };
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let udp_call = |id: u16, cmd: &[u8]| {
+        udp.send_to(&framed(id, cmd), udp_addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = udp.recv(&mut buf).unwrap();
+        assert_eq!(u16::from_be_bytes([buf[0], buf[1]]), id);
+        buf[HEADER..n].to_vec()
+    };
+    assert_eq!(tcp_call(b"set via-tcp 0 0 3\r\nabc\r\n", b"\r\n"), b"STORED\r\n");
+    assert_eq!(udp_call(7, b"get via-tcp\r\n"), b"VALUE via-tcp 0 3\r\nabc\r\nEND\r\n");
+    assert_eq!(udp_call(8, b"set via-udp 0 0 2\r\nxy\r\n"), b"STORED\r\n");
+    assert_eq!(tcp_call(b"get via-udp\r\n", b"END\r\n"), b"VALUE via-udp 0 2\r\nxy\r\nEND\r\n");
+    drop(tcp);
+    let (stats, tcp_counts, udp_counts) = service.shutdown();
+    assert_eq!((tcp_counts.requests, tcp_counts.replies), (2, 2), "{tcp_counts:?}");
+    assert_eq!((udp_counts.received, udp_counts.replies), (2, 2), "{udp_counts:?}");
+    assert_eq!(stats.total.completed, 4);
+}
