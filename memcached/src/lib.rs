@@ -55,11 +55,7 @@ pub fn serve(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<TcpServe
     let store = Arc::new(Store::new(p.memory_limit));
     let codec = Arc::new(TextCodec { max_value: p.item_max.saturating_sub(store::ITEM_HEADER) });
     let max_value = codec.max_value;
-    TcpServer::serve(config, bind, codec, move |req: Request| {
-        let mut out = Body::with_capacity(64);
-        handle(&store, &req, max_value, &mut out);
-        let _ = synergy::send(Reply::to(&req).with_body_buf(out));
-    })
+    TcpServer::serve(config, bind, codec, handler(store, max_value))
 }
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit, as memcached raises it for
@@ -105,18 +101,9 @@ impl UdpService {
 pub fn serve_udp(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<UdpService, StartError> {
     let store = Arc::new(Store::new(p.memory_limit));
     let max_value = p.item_max.saturating_sub(store::ITEM_HEADER);
-    let transport = Arc::new(
-        udp::MemcachedUdp::bind(bind, config.workers, max_value)
-            .map_err(|e| StartError::Worker(format!("memcached UDP transport: {e}")))?,
-    );
-    let runtime = synergy::Runtime::builder(config)
-        .transport(transport.clone())
-        .handler(move |req: Request| {
-            let mut out = Body::with_capacity(64);
-            handle(&store, &req, max_value, &mut out);
-            let _ = synergy::send(Reply::to(&req).with_body_buf(out));
-        })
-        .start()?;
+    let transport = Arc::new(bind_udp(bind, config.workers, max_value)?);
+    let runtime =
+        synergy::Runtime::builder(config).transport(transport.clone()).handler(handler(store, max_value)).start()?;
     Ok(UdpService { runtime, transport })
 }
 
@@ -157,20 +144,25 @@ pub fn serve_tcp_and_udp(
         synergy_net::stream::tcp::TcpTransport::bind(tcp, config.workers, codec)
             .map_err(|e| StartError::Worker(format!("memcached TCP transport: {e}")))?,
     );
-    let udp = Arc::new(
-        udp::MemcachedUdp::bind(udp, config.workers, max_value)
-            .map_err(|e| StartError::Worker(format!("memcached UDP transport: {e}")))?,
-    );
+    let udp = Arc::new(bind_udp(udp, config.workers, max_value)?);
     let transport = Arc::new(both::TcpAndUdp::new(tcp, udp, config.workers));
-    let runtime = synergy::Runtime::builder(config)
-        .transport(transport.clone())
-        .handler(move |req: Request| {
-            let mut out = Body::with_capacity(64);
-            handle(&store, &req, max_value, &mut out);
-            let _ = synergy::send(Reply::to(&req).with_body_buf(out));
-        })
-        .start()?;
+    let runtime =
+        synergy::Runtime::builder(config).transport(transport.clone()).handler(handler(store, max_value)).start()?;
     Ok(TcpAndUdpService { runtime, transport })
+}
+
+fn bind_udp(bind: SocketAddrV4, workers: usize, max_value: usize) -> Result<udp::MemcachedUdp, StartError> {
+    udp::MemcachedUdp::bind(bind, workers, max_value)
+        .map_err(|e| StartError::Worker(format!("memcached UDP transport: {e}")))
+}
+
+/// The request handler over `store`: runs the request, sends memcached's reply.
+fn handler(store: Arc<Store>, max_value: usize) -> impl Fn(Request) + Send + Sync + 'static {
+    move |req: Request| {
+        let mut out = Body::with_capacity(64);
+        handle(&store, &req, max_value, &mut out);
+        let _ = synergy::send(Reply::to(&req).with_body_buf(out));
+    }
 }
 
 /// Runs one request against `store`, appending memcached's reply to `out`.

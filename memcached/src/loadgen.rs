@@ -135,22 +135,8 @@ pub fn key(k: u64) -> String {
     format!("usr:{k:016}")
 }
 
-/// A small deterministic generator (splitmix64): the schedule depends on the seed alone. Public
-/// for the protocol fuzzer (tests/fuzz.rs), whose inputs are reproducible from their seed too.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The schedule's generator (splitmix64, the workloads' own): it depends on the seed alone.
+pub use synergy_eval::rng::SplitMix64 as Rng;
 
 /// Stores every key once (2-byte values), `window` requests in flight, each answered before the
 /// run starts, so that GETs hit. Fails if a SET is not answered `STORED` within 5 s.
@@ -253,7 +239,7 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
     let start = Instant::now();
     let warmup_ns = p.warmup.as_nanos() as u64;
     let end_ns = warmup_ns + p.duration.as_nanos() as u64;
-    let mut rng = Rng(p.seed ^ 0x5EED);
+    let mut rng = Rng::new(p.seed ^ 0x5EED);
     let mean_gap_ns = 1e9 / p.rps;
     let (mut at_ns, mut id, mut sent, mut late) = (0f64, 0u16, 0u64, 0u64);
     let mut msg = Vec::with_capacity(4096);
@@ -271,7 +257,7 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
             sent += 1;
             late += (now - due > LATE_NS) as u64;
         }
-        let r = rng.unit();
+        let r = rng.next_f64();
         let (class, payload) = if p.workload == Workload::UsrLong && r < 0.01 {
             let n = 100 + rng.next_u64() % 101;
             let mut line = String::from("get");
@@ -291,7 +277,7 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
         msg.extend_from_slice(&frame(id, payload.as_bytes()));
         let _ = sockets[id as usize % sockets.len()].send(&msg);
         id = id.wrapping_add(1);
-        at_ns += -mean_gap_ns * (1.0 - rng.unit()).ln();
+        at_ns += -mean_gap_ns * (1.0 - rng.next_f64()).ln();
     }
     let drain_until = start.elapsed() + Duration::from_millis(100);
     while start.elapsed() < drain_until {

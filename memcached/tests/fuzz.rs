@@ -21,7 +21,7 @@ use synergy_memcached::text::{self, Framed};
 
 use synergy_memcached::loadgen::Rng;
 
-/// Draws on top of the load generator's splitmix64.
+/// Draws on top of the workloads' splitmix64.
 trait Draw {
     fn below(&mut self, n: u64) -> u64;
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str;
@@ -243,7 +243,7 @@ fn the_parser_survives_mutated_protocol_streams() {
     let mut o = Outcomes::default();
     let mut stored = 0u64;
     for input in 0..inputs {
-        let mut r = Rng(input.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xF022);
+        let mut r = Rng::new(input.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xF022);
         let mut stream = Vec::new();
         for _ in 0..1 + r.below(4) {
             let mut m = command(&mut r);

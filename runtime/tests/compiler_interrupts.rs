@@ -41,45 +41,13 @@ fn long_then_short(
     long_then_short_released(cfg, long, |_| true)
 }
 
-/// As `long_then_short`, and once the short request is queued, waits (under a watchdog) until
-/// `release_when` holds for the runtime's statistics, then sets `Gate::release`.
 fn long_then_short_released(
     cfg: Config,
     long: impl Fn(&Gate) + Send + Sync + 'static,
     release_when: impl Fn(&synergy::stats::RunStats) -> bool,
 ) -> (Vec<Reply>, synergy::stats::RunStats) {
-    let _serial = common::serial();
-    let gate = Arc::new(Gate::default());
-    let transport = Arc::new(ChannelTransport::new(1, 64, 64));
-    let g = gate.clone();
-    let rt = Runtime::builder(&cfg)
-        .transport(transport.clone())
-        .handler(move |req: Request| {
-            if req.kind == LONG {
-                // SAFETY: the long bodies below spin on atomics and the clock only.
-                unsafe { feedback_start() };
-                g.long_started.store(true, Ordering::Release);
-                long(&g);
-                feedback_finished();
-            } else {
-                g.short_done.store(true, Ordering::Release);
-            }
-            send(Reply::to(&req)).unwrap();
-        })
-        .start()
-        .expect("runtime starts");
-    transport.submit(0, Request { id: 1, kind: LONG, ..Default::default() }).unwrap();
-    wait_until("the long request starts", Duration::from_secs(10), || gate.long_started.load(Ordering::Acquire));
-    transport.submit(0, Request { id: 2, kind: SHORT, ..Default::default() }).unwrap();
-    wait_until("the awaited timer-core events", Duration::from_secs(300), || release_when(&rt.stats()));
-    gate.release.store(true, Ordering::Release);
-    let mut replies = Vec::new();
-    wait_until("both replies", Duration::from_secs(60), || {
-        replies.extend(transport.take_replies());
-        replies.len() == 2
-    });
-    transport.close();
-    (replies, rt.shutdown())
+    // SAFETY: the long bodies below spin on atomics and the clock only.
+    common::long_then_short_released(cfg, || unsafe { feedback_start() }, long, release_when)
 }
 
 #[test]

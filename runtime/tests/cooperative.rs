@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{wait_until, Gate, LONG, SHORT};
+use common::{Gate, LONG};
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,44 +33,12 @@ fn spin_with_probes_until_short_done(gate: &Gate) {
     });
 }
 
-/// A long cooperative request and, once it runs, a short one, on one worker; returns the
-/// replies in the order they came, and the statistics.
 fn long_then_short(
     cfg: Config,
     long: fn(&Gate),
     release_when: impl Fn(&synergy::stats::RunStats) -> bool,
 ) -> (Vec<Reply>, synergy::stats::RunStats) {
-    let _serial = common::serial();
-    let gate = Arc::new(Gate::default());
-    let transport = Arc::new(ChannelTransport::new(1, 64, 64));
-    let g = gate.clone();
-    let rt = Runtime::builder(&cfg)
-        .transport(transport.clone())
-        .handler(move |req: Request| {
-            if req.kind == LONG {
-                feedback_start_cooperative();
-                g.long_started.store(true, Ordering::Release);
-                long(&g);
-                feedback_finished();
-            } else {
-                g.short_done.store(true, Ordering::Release);
-            }
-            send(Reply::to(&req)).unwrap();
-        })
-        .start()
-        .expect("runtime starts");
-    transport.submit(0, Request { id: 1, kind: LONG, ..Default::default() }).unwrap();
-    wait_until("the long request starts", Duration::from_secs(10), || gate.long_started.load(Ordering::Acquire));
-    transport.submit(0, Request { id: 2, kind: SHORT, ..Default::default() }).unwrap();
-    wait_until("the awaited timer-core events", Duration::from_secs(300), || release_when(&rt.stats()));
-    gate.release.store(true, Ordering::Release);
-    let mut replies = Vec::new();
-    wait_until("both replies", Duration::from_secs(120), || {
-        replies.extend(transport.take_replies());
-        replies.len() == 2
-    });
-    transport.close();
-    (replies, rt.shutdown())
+    common::long_then_short_released(cfg, feedback_start_cooperative, long, release_when)
 }
 
 /// Under `--preempt=signal` (no compiler interrupts configured) the timer core still only asks a

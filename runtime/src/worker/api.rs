@@ -5,6 +5,7 @@
 use super::switch::{arm_timer, block_current, park_current, rearm_if_timed};
 use super::{current, disable_then_current};
 use crate::clock;
+use crate::green::GreenThread;
 use crate::local;
 use crate::policy::system::Preemptible;
 use crate::policy::timer::DISARMED;
@@ -55,26 +56,19 @@ use std::sync::atomic::Ordering;
 /// }
 /// ```
 pub unsafe fn feedback_start() {
-    if !local::on_worker() {
-        return;
-    }
-    let _np = NoPreempt::new();
-    let l = current();
-    // SAFETY: worker thread; short borrow.
-    let st = unsafe { l.state() };
-    // SAFETY: current is live.
-    let t = unsafe { &mut *st.current };
-    t.long = true;
-    t.region = true;
-    open_long_section(st, t);
-    match st.shared().scheduler.preemptible() {
-        Preemptible::MarkedLong => {
-            t.timed = true;
-            arm_timer(l, st);
+    with_running_request(|l, st, t| {
+        t.long = true;
+        t.region = true;
+        open_long_section(st, t);
+        match st.shared().scheduler.preemptible() {
+            Preemptible::MarkedLong => {
+                t.timed = true;
+                arm_timer(l, st);
+            }
+            // Every: armed since the request started; Never: nothing is preempted.
+            Preemptible::Every | Preemptible::Never => {}
         }
-        // Every: armed since the request started; Never: nothing is preempted.
-        Preemptible::Every | Preemptible::Never => {}
-    }
+    })
 }
 
 /// Marks the running request as long, in safe code: the *cooperative* tier. Like
@@ -110,30 +104,23 @@ pub unsafe fn feedback_start() {
 /// }
 /// ```
 pub fn feedback_start_cooperative() {
-    if !local::on_worker() {
-        return;
-    }
-    let _np = NoPreempt::new();
-    let l = current();
-    // SAFETY: worker thread; short borrow.
-    let st = unsafe { l.state() };
-    // SAFETY: current is live.
-    let t = unsafe { &mut *st.current };
-    t.long = true;
-    if t.region {
-        // Already asynchronously preemptible (`migratable_handler`): that tier stays in force.
-        return;
-    }
-    t.cooperative = true;
-    open_long_section(st, t);
-    if st.shared().scheduler.preemptible() != Preemptible::Never {
-        t.timed = true;
-        arm_timer(l, st);
-    }
+    with_running_request(|l, st, t| {
+        t.long = true;
+        if t.region {
+            // Already asynchronously preemptible (`migratable_handler`): that tier stays in force.
+            return;
+        }
+        t.cooperative = true;
+        open_long_section(st, t);
+        if st.shared().scheduler.preemptible() != Preemptible::Never {
+            t.timed = true;
+            arm_timer(l, st);
+        }
+    })
 }
 
 /// Tells the transport, once per long section, that this worker now runs a long request.
-fn open_long_section(st: &super::WorkerState, t: &mut crate::green::GreenThread) {
+fn open_long_section(st: &super::WorkerState, t: &mut GreenThread) {
     if !t.long_section {
         t.long_section = true;
         st.shared().transport.long_request(st.id, true);
@@ -144,22 +131,31 @@ fn open_long_section(st: &super::WorkerState, t: &mut crate::green::GreenThread)
 /// runs unpreempted, on this OS thread (unless the whole handler was declared migratable with
 /// [`Builder::migratable_handler`](crate::Builder::migratable_handler)).
 pub fn feedback_finished() {
+    with_running_request(|l, st, t| {
+        t.region = st.shared().handler_migratable;
+        if t.long_section {
+            t.long_section = false;
+            st.shared().transport.long_request(st.id, false);
+        }
+        l.disarm();
+        l.shared().deadline.store(DISARMED, Ordering::Release);
+    })
+}
+
+/// Runs `f` on this worker, its state and its running green thread, with preemption disabled (so
+/// the three stay this worker's); does nothing off the workers.
+fn with_running_request(f: impl FnOnce(&super::WorkerLocal, &mut super::WorkerState, &mut GreenThread)) {
     if !local::on_worker() {
         return;
     }
     let _np = NoPreempt::new();
     let l = current();
-    // SAFETY: worker thread; short borrow.
+    // SAFETY: worker thread; the borrow ends with `f`, which cannot switch (preemption is off).
     let st = unsafe { l.state() };
-    // SAFETY: current is live.
+    // SAFETY: current is the live green thread running this code; `st` reaches it only through
+    // this raw pointer, so the two borrows do not overlap.
     let t = unsafe { &mut *st.current };
-    t.region = st.shared().handler_migratable;
-    if t.long_section {
-        t.long_section = false;
-        st.shared().transport.long_request(st.id, false);
-    }
-    l.disarm();
-    l.shared().deadline.store(DISARMED, Ordering::Release);
+    f(l, st, t)
 }
 
 /// Error of `send` called off a worker thread.

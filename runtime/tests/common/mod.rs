@@ -10,7 +10,8 @@ static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use synergy::{clock, feedback_finished, feedback_start, send, Config, Reply, Request};
+use synergy::transport::channel::ChannelTransport;
+use synergy::{clock, feedback_finished, feedback_start, send, Config, Reply, Request, Runtime};
 
 /// Request kinds of `spin_handler`.
 pub const SHORT: u32 = 0;
@@ -201,4 +202,47 @@ pub fn feed_probes(
         }
     }
     next
+}
+
+/// One worker runs a long request (begun by `start`: `feedback_start` or its cooperative
+/// form, then `long`) and, once it started, a short one; once the short one is queued, waits
+/// (under a watchdog) until `release_when` holds for the runtime's statistics, then sets
+/// `Gate::release`. Returns the replies in the order they came, and the statistics.
+pub fn long_then_short_released(
+    cfg: Config,
+    start: fn(),
+    long: impl Fn(&Gate) + Send + Sync + 'static,
+    release_when: impl Fn(&synergy::stats::RunStats) -> bool,
+) -> (Vec<Reply>, synergy::stats::RunStats) {
+    let _serial = serial();
+    let gate = Arc::new(Gate::default());
+    let transport = Arc::new(ChannelTransport::new(1, 64, 64));
+    let g = gate.clone();
+    let rt = Runtime::builder(&cfg)
+        .transport(transport.clone())
+        .handler(move |req: Request| {
+            if req.kind == LONG {
+                start();
+                g.long_started.store(true, Ordering::Release);
+                long(&g);
+                feedback_finished();
+            } else {
+                g.short_done.store(true, Ordering::Release);
+            }
+            send(Reply::to(&req)).unwrap();
+        })
+        .start()
+        .expect("runtime starts");
+    transport.submit(0, Request { id: 1, kind: LONG, ..Default::default() }).unwrap();
+    wait_until("the long request starts", Duration::from_secs(10), || gate.long_started.load(Ordering::Acquire));
+    transport.submit(0, Request { id: 2, kind: SHORT, ..Default::default() }).unwrap();
+    wait_until("the awaited timer-core events", Duration::from_secs(300), || release_when(&rt.stats()));
+    gate.release.store(true, Ordering::Release);
+    let mut replies = Vec::new();
+    wait_until("both replies", Duration::from_secs(60), || {
+        replies.extend(transport.take_replies());
+        replies.len() == 2
+    });
+    transport.close();
+    (replies, rt.shutdown())
 }
