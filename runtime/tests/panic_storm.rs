@@ -135,21 +135,14 @@ fn handler(req: Request) {
 /// panic escaped the handler, the exact checksum otherwise.
 #[derive(Default)]
 struct Tally {
-    seen: Vec<bool>,
-    replies: u64,
+    once: common::OncePerRequest,
     panicked: u64,
     panicked_preempted: u64,
 }
 
 impl Tally {
     fn check(&mut self, r: &Reply) {
-        let id = r.id as usize;
-        if id >= self.seen.len() {
-            self.seen.resize(id + 1, false);
-        }
-        assert!(!self.seen[id], "request {} answered twice", r.id);
-        self.seen[id] = true;
-        self.replies += 1;
+        self.once.count(r.id);
         let (kind, _) = plan(r.id);
         if kind.escapes() {
             assert_eq!(r.status, STATUS_HANDLER_PANICKED, "request {} ({kind:?}): {r:?}", r.id);
@@ -233,7 +226,8 @@ fn storm(preempt: PreemptMode) {
     for r in transport.take_replies() {
         tally.check(&r);
     }
-    let Tally { replies, panicked, panicked_preempted, .. } = tally;
+    let Tally { once, panicked, panicked_preempted } = tally;
+    let replies = once.replies;
     let t = &stats.total;
     let expected_panics = (0..next).filter(|&id| plan(id).0.escapes()).count() as u64;
     let expected_hooks: u64 = (0..next).map(|id| plan(id).0.hook_calls()).sum();

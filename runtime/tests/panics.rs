@@ -40,21 +40,14 @@ fn checksum(id: u64, chunks: u32) -> u64 {
 /// requests that panic, the exact checksum for the others.
 #[derive(Default)]
 struct Checker {
-    seen: Vec<bool>,
-    replies: u64,
+    once: common::OncePerRequest,
     panicked: u64,
     panicked_after_preemption: u64,
 }
 
 impl Checker {
     fn check(&mut self, r: &Reply) {
-        let id = r.id as usize;
-        if id >= self.seen.len() {
-            self.seen.resize(id + 1, false);
-        }
-        assert!(!self.seen[id], "request {} answered twice", r.id);
-        self.seen[id] = true;
-        self.replies += 1;
+        self.once.count(r.id);
         let (chunks, panic_at) = plan(r.id);
         if panic_at.is_some() {
             assert_eq!(r.status, STATUS_HANDLER_PANICKED, "request {} panicked: {r:?}", r.id);
@@ -142,10 +135,10 @@ fn panicking_long_requests_under_preemption_get_exactly_one_reply_each() {
     let expected_panics = (0..submitted).filter(|&id| plan(id).1.is_some()).count() as u64;
     eprintln!(
         "panics: {} replies, {} panicked ({} after a preemption), {} preemptions, {} deferred, {} skipped, hook calls {}; {:.1} s (watchdog {LIMIT:?})",
-        c.replies, c.panicked, c.panicked_after_preemption, t.preemptions, t.preempt_deferred, t.preempt_skipped,
+        c.once.replies, c.panicked, c.panicked_after_preemption, t.preemptions, t.preempt_deferred, t.preempt_skipped,
         common::quiet_hook::HOOK_CALLS.load(Ordering::Relaxed), stats.wall_ns as f64 / 1e9
     );
-    assert_eq!(c.replies, submitted, "every request answered: {t:?}");
+    assert_eq!(c.once.replies, submitted, "every request answered: {t:?}");
     assert_eq!(c.panicked, expected_panics);
     assert_eq!(t.handler_panics, expected_panics);
     assert_eq!(common::quiet_hook::HOOK_CALLS.load(Ordering::Relaxed), expected_panics, "the hook ran once per panic");

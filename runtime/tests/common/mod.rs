@@ -246,3 +246,24 @@ pub fn long_then_short_released(
     transport.close();
     (replies, rt.shutdown())
 }
+
+/// Replies counted by request id, each at most once (a second reply for an id fails the test).
+#[derive(Default)]
+pub struct OncePerRequest {
+    seen: Vec<bool>,
+    /// Replies counted so far.
+    pub replies: u64,
+}
+
+impl OncePerRequest {
+    /// Counts the reply to request `id`; fails if that request was answered before.
+    pub fn count(&mut self, id: u64) {
+        let i = id as usize;
+        if i >= self.seen.len() {
+            self.seen.resize(i + 1, false);
+        }
+        assert!(!self.seen[i], "request {id} answered twice");
+        self.seen[i] = true;
+        self.replies += 1;
+    }
+}
