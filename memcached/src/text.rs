@@ -330,16 +330,20 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
             Framed::Message { kind: kind::TOUCH, len: n }
         }
         b"flush_all" => {
-            let ok = match &t[1..] {
-                [] => true,
-                [x] => *x == b"noreply" || num::<i64>(x).is_some(),
-                [d, r] => num::<i64>(d).is_some() && *r == b"noreply",
-                _ => false,
+            // memcached 1.6.18: a delay that is not a number is a client error (silent with
+            // `noreply`); more tokens than `delay noreply` are an unknown command.
+            let (delay, noreply) = match &t[1..] {
+                [] => (None, false),
+                [x] if *x == b"noreply" => (None, true),
+                [d] => (Some(*d), false),
+                [d, r] if *r == b"noreply" => (Some(*d), true),
+                _ => return answer(ERROR),
             };
-            if ok {
-                Framed::Message { kind: kind::OTHER, len: n }
-            } else {
-                answer(ERROR)
+            match delay {
+                Some(d) if num::<i64>(d).is_none() => {
+                    answer(if noreply { &b""[..] } else { b"CLIENT_ERROR invalid exptime argument\r\n" })
+                }
+                _ => Framed::Message { kind: kind::OTHER, len: n },
             }
         }
         // memcached 1.6 ignores whatever follows `version` and `quit` (memccapable sends
@@ -351,6 +355,9 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         }
         b"quit" => Framed::Quit { consumed: n },
         b"mn" => Framed::Message { kind: kind::OTHER, len: n },
+        // What looks like an HTTP request line is hung up on without a reply, as memcached does
+        // (its test t/malicious-commands.t): the last token starts with "HTTP/".
+        _ if t.last().is_some_and(|l| l.starts_with(b"HTTP/")) => Framed::Fatal { reply: b"" },
         _ => answer(ERROR),
     }
 }
@@ -439,6 +446,22 @@ impl Codec for TextCodec {
 
 #[cfg(test)]
 mod tests {
+
+    /// memcached's t/malicious-commands.t: an HTTP request line is hung up on, no reply; a known
+    /// command with such a token is still served.
+    #[test]
+    fn an_http_request_line_is_hung_up_on() {
+        for line in [&b"GET / HTTP/1.0\r\n"[..], b"PUT /asdf/asd/fasdfasdf/sadf HTTP/1.1\r\n", b"DELETE HTTP/1.1\r\n"] {
+            assert!(
+                matches!(frame(line, 1 << 20), Framed::Fatal { reply: b"" }),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(matches!(frame(b"get / HTTP/1.0\r\n", 1 << 20), Framed::Message { .. }));
+        assert!(matches!(frame(b"bogus\r\n", 1 << 20), Framed::Answer { reply: ERROR, .. }));
+    }
+
     use super::*;
 
     #[test]

@@ -187,6 +187,9 @@ fn script() -> Vec<Vec<u8>> {
     add("stats detail on\r\n");
     add("stats detail off\r\n");
     add("flush_all 0 noreply extra\r\n");
+    // memcached's t/flush-all.t: a delay that is not a number.
+    add("flush_all invalid\r\n");
+    add("flush_all abc noreply\r\n");
     // memccapable's sync point (the version strings differ: normalised below).
     add("version foo bar\r\n");
     add("version\r\n");
