@@ -6,8 +6,9 @@
 //! stream through `text::frame` and `text::parse` into `handle` on one store.
 //!
 //! Checked for every input: no panic; every frame consumes at least one byte and no more than
-//! it was given (so a connection always progresses); every reply is empty (silenced by `noreply`, or a hang-up) or ends with `\r\n`; the store
-//! never holds more than its memory limit. CI runs `SYNERGY_FUZZ_INPUTS` (default 200,000)
+//! it was given (so a connection always progresses); every reply is empty (silenced by
+//! `noreply`, or a hang-up) or ends with `\r\n`; the store never holds more than its memory
+//! limit. CI runs `SYNERGY_FUZZ_INPUTS` (default 200,000)
 //! inputs; the long run's count and the process's peak RSS are in docs/memcached.md.
 //!
 //! Why not cargo-fuzz: it needs a nightly toolchain (`-Zsanitizer`), and this project builds on
