@@ -46,16 +46,13 @@ fn take_request() {
         return;
     }
     p.stats().ci_taken.fetch_add(1, Ordering::Relaxed);
-    if cooperative && p.depth() > 1 {
-        // Inside a no-preemption section: nothing can be deferred without an armed word; the
-        // timer core asks again a grace period later.
-        super::enable();
-        return;
-    }
     if p.depth() > 1 {
         // Inside a no-preemption section: pending, taken by the enable() that ends it (the
-        // depth stays nonzero here, so this enable only decrements).
-        p.defer();
+        // depth stays nonzero here, so this enable only decrements). A cooperative arming has
+        // no armed word to defer on: the timer core asks again a grace period later.
+        if !cooperative {
+            p.defer();
+        }
         super::enable();
         return;
     }

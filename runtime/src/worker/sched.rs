@@ -200,8 +200,8 @@ pub(super) fn recv() -> Request {
             Some(Selected::Resume(t)) => {
                 // SAFETY: t was parked by a completed switch and the policy handed it to this
                 // worker alone; reading its field races with nothing.
-                let (home, cooperative) = unsafe { ((*t.0).parked_on, (*t.0).cooperative) };
-                if (cooperative || panic::pinned()) && home != worker_id() {
+                let (home, pinned) = unsafe { ((*t.0).parked_on, super::switch::resumes_only_where_parked(&*t.0)) };
+                if pinned && home != worker_id() {
                     // A cooperative request, or any while the panic guard failed closed: it
                     // resumes where it was parked (first in line there, as it is here).
                     current().shared().stats.pinned_forwards.fetch_add(1, Ordering::Relaxed);

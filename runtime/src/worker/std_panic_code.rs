@@ -144,8 +144,16 @@ pub(crate) fn also_refuse_for_test(name: &str) -> Range<u64> {
 /// The run-time address ranges of the functions named by `PATHS`, and of the global count.
 pub fn locate() -> Result<Located, String> {
     let (path, bias, anchor) = std_object().ok_or("no loaded object contains std's code")?;
-    let counts = symbols(&path, STT_OBJECT, &|name| is_path(name, GLOBAL_COUNT_PATH).then_some(0))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // One reading of the symbol table: the functions of `PATHS` and the anchor by their class,
+    // the global count as class `GLOBAL_COUNT_CLASS`.
+    const GLOBAL_COUNT_CLASS: usize = PATHS.len() + 1;
+    let mut found = symbols(&path, &|name, kind| match kind {
+        STT_FUNC => classify(name),
+        STT_OBJECT => is_path(name, GLOBAL_COUNT_PATH).then_some(GLOBAL_COUNT_CLASS),
+        _ => None,
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let counts: Vec<_> = found.iter().filter(|f| f.0 == GLOBAL_COUNT_CLASS).copied().collect();
     let global_count = match counts.as_slice() {
         [(_, value, size)] if *size == std::mem::size_of::<usize>() as u64 => bias + value,
         _ => {
@@ -156,7 +164,6 @@ pub fn locate() -> Result<Located, String> {
             ))
         }
     };
-    let mut found = function_symbols(&path, &classify).map_err(|e| format!("{}: {e}", path.display()))?;
     if !found.iter().any(|&(i, value, _)| i == PATHS.len() && bias + value == anchor) {
         return Err(format!(
             "{}: std::panic::take_hook is not where its symbol says (not the running code)",
@@ -240,20 +247,19 @@ fn read_at(f: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// (class, st_value, st_size) of the defined functions in `path`'s `.symtab` that `class` puts in
-/// a class. A little-endian ELF64 file is all it reads.
+/// a class (the tests look up single functions with it).
+#[cfg(test)]
 fn function_symbols(
     path: &std::path::Path,
     class: &dyn Fn(&[u8]) -> Option<usize>,
 ) -> io::Result<Vec<(usize, u64, u64)>> {
-    symbols(path, STT_FUNC, class)
+    symbols(path, &|name, kind| if kind == STT_FUNC { class(name) } else { None })
 }
 
-/// As `function_symbols`, for symbols of type `kind` (`STT_FUNC`, `STT_OBJECT`).
-fn symbols(
-    path: &std::path::Path,
-    kind: u8,
-    class: &dyn Fn(&[u8]) -> Option<usize>,
-) -> io::Result<Vec<(usize, u64, u64)>> {
+/// (class, st_value, st_size) of the defined symbols in `path`'s `.symtab` that `class` puts in a
+/// class by name and type (`STT_FUNC`, `STT_OBJECT`), in one reading of the table. A
+/// little-endian ELF64 file is all it reads.
+fn symbols(path: &std::path::Path, class: &dyn Fn(&[u8], u8) -> Option<usize>) -> io::Result<Vec<(usize, u64, u64)>> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let f = File::open(path)?;
     let eh = read_at(&f, 0, 64)?;
@@ -280,12 +286,12 @@ fn symbols(
     for sym in syms.chunks_exact(24) {
         let (name, info, shndx, value, size) =
             (u32_at(sym, 0) as usize, sym[4], u16_at(sym, 6), u64_at(sym, 8), u64_at(sym, 16));
-        if info & 0xf != kind || shndx == 0 || size == 0 {
+        if shndx == 0 || size == 0 {
             continue;
         }
         let Some(name) = strs.get(name..) else { continue };
         let name = name.split(|&b| b == 0).next().unwrap_or_default();
-        if let Some(i) = class(name) {
+        if let Some(i) = class(name, info & 0xf) {
             if !out.iter().any(|&(_, v, _)| v == value) {
                 out.push((i, value, size));
             }
@@ -408,7 +414,8 @@ mod tests {
             String::from_utf8(out.stdout).unwrap()
         };
         let exe = std::env::current_exe().unwrap();
-        let count = symbols(&exe, STT_OBJECT, &|n| is_path(n, GLOBAL_COUNT_PATH).then_some(0)).unwrap();
+        let count =
+            symbols(&exe, &|n, kind| (kind == STT_OBJECT && is_path(n, GLOBAL_COUNT_PATH)).then_some(0)).unwrap();
         let &[(_, count, _)] = count.as_slice() else { panic!("GLOBAL_PANIC_COUNT: {count:?}") };
         // Position-independent code reaches the count through GOT slots (R_X86_64_RELATIVE
         // relocations whose addend is its address); other code names it directly.

@@ -130,6 +130,12 @@ pub(crate) fn block_current(slot: &crate::wait::WaitSlot) -> bool {
     true
 }
 
+/// Whether parked thread `t` may resume only on the worker that parked it (`parked_on`): it runs
+/// a cooperative request, or the panic guard failed closed (`panic::pinned`).
+pub(super) fn resumes_only_where_parked(t: &GreenThread) -> bool {
+    t.cooperative || super::panic::pinned()
+}
+
 /// Switches from the current (idle) thread straight to preempted thread `t`.
 pub(super) fn resume(t: *mut GreenThread) -> ! {
     let l = current();
@@ -142,8 +148,7 @@ pub(super) fn resume(t: *mut GreenThread) -> ! {
     // SAFETY: as below, t is ours and not running.
     if unsafe { (*t).parked_on } != st.id {
         // SAFETY: as above.
-        let cooperative = unsafe { (*t).cooperative };
-        debug_assert!(!super::panic::pinned() && !cooperative, "a pinned thread resumed away from its worker");
+        debug_assert!(!resumes_only_where_parked(unsafe { &*t }), "a pinned thread resumed away from its worker");
         l.shared().stats.migrations.fetch_add(1, Ordering::Relaxed);
     }
     // SAFETY: as below, t is ours and not running.
