@@ -163,12 +163,9 @@ pub fn populate(target: SocketAddrV4, keys: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Request `id` in one datagram: the frame header (`udp::header`), then the text.
 fn frame(id: u16, payload: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(8 + payload.len());
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&[0, 0, 0, 1, 0, 0]);
-    m.extend_from_slice(payload);
-    m
+    [&crate::udp::header(id, 0, 1)[..], payload].concat()
 }
 
 /// Per request id: its send time (ns since the run's start + 1; 0: none outstanding; `u64::MAX`:
@@ -274,7 +271,8 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
         };
         tally.slots[id as usize] = Slot { sent_ns: if measured { now + 1 } else { u64::MAX }, class, datagrams: 0 };
         msg.clear();
-        msg.extend_from_slice(&frame(id, payload.as_bytes()));
+        msg.extend_from_slice(&crate::udp::header(id, 0, 1));
+        msg.extend_from_slice(payload.as_bytes());
         let _ = sockets[id as usize % sockets.len()].send(&msg);
         id = id.wrapping_add(1);
         at_ns += -mean_gap_ns * (1.0 - rng.next_f64()).ln();

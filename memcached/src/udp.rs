@@ -51,6 +51,15 @@ pub struct MemcachedUdp {
     closed: AtomicBool,
 }
 
+/// The frame header of datagram `seq` of `count` for request `id` (big-endian; reserved 0).
+pub fn header(id: u16, seq: u16, count: u16) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[0..2].copy_from_slice(&id.to_be_bytes());
+    h[2..4].copy_from_slice(&seq.to_be_bytes());
+    h[4..6].copy_from_slice(&count.to_be_bytes());
+    h
+}
+
 /// The origin of request `id` from `from`: the address in the upper 48 bits, the id below.
 fn origin(from: SocketAddrV4, id: u16) -> u64 {
     (origin_of(from) << 16) | u64::from(id)
@@ -115,10 +124,7 @@ impl MemcachedUdp {
         }
         for seq in 0..count {
             let part = &payload[(seq * MAX_PAYLOAD).min(payload.len())..((seq + 1) * MAX_PAYLOAD).min(payload.len())];
-            let mut header = [0u8; HEADER];
-            header[0..2].copy_from_slice(&id.to_be_bytes());
-            header[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
-            header[4..6].copy_from_slice(&(count as u16).to_be_bytes());
+            let header = header(id, seq as u16, count as u16);
             if send_parts(&self.sockets[worker], &header, part, to) {
                 self.counters.datagrams_sent.fetch_add(1, Ordering::Relaxed);
             } else {

@@ -24,7 +24,7 @@ fn service() -> synergy_memcached::UdpService {
 }
 
 fn framed(id: u16, msg: &[u8]) -> Vec<u8> {
-    [&id.to_be_bytes()[..], &[0, 0, 0, 1, 0, 0], msg].concat()
+    [&synergy_memcached::udp::header(id, 0, 1)[..], msg].concat()
 }
 
 /// Sends request `id` and reassembles its reply from its datagrams (checking each header).

@@ -412,15 +412,23 @@ impl Runtime {
         while std::time::Instant::now() < until && !self.workers.iter().all(|h| h.is_finished()) {
             std::thread::sleep(std::time::Duration::from_millis(1).min(deadline));
         }
-        if !self.workers.iter().all(|h| h.is_finished()) {
-            self.shared.abort.store(true, Ordering::SeqCst);
-            crate::worker::wake_parked(&self.shared);
+        if self.workers.iter().all(|h| h.is_finished()) {
+            self.join_workers();
+        } else {
+            self.abort_workers();
         }
-        self.join_workers();
         self.stop_timer();
         let stats = self.stats();
         let abandoned = stats.total.admitted.saturating_sub(stats.total.completed);
         (stats, abandoned)
+    }
+
+    /// Stops the workers at once: idle ones leave, busy ones as soon as their request ends or is
+    /// preempted; what is still queued or parked is abandoned.
+    fn abort_workers(&mut self) {
+        self.shared.abort.store(true, Ordering::SeqCst);
+        crate::worker::wake_parked(&self.shared);
+        self.join_workers();
     }
 
     fn join_workers(&mut self) {
@@ -444,9 +452,7 @@ impl Drop for Runtime {
     /// parked are abandoned (their stacks leak rather than run again).
     fn drop(&mut self) {
         if !self.workers.is_empty() {
-            self.shared.abort.store(true, Ordering::SeqCst);
-            crate::worker::wake_parked(&self.shared);
-            self.join_workers();
+            self.abort_workers();
         }
         self.stop_timer();
     }
