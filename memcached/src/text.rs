@@ -162,6 +162,12 @@ fn num<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
     std::str::from_utf8(t).ok()?.parse().ok()
 }
 
+/// memcached's `safe_strtol`: a decimal that fits a C `long` (64 bits here), then stored into
+/// an `int32_t`, truncated as C truncates (4294967295 becomes -1, 4294967297 becomes 1).
+fn strtol32(t: &[u8]) -> Option<i32> {
+    num::<i64>(t).map(|l| l as i32)
+}
+
 /// The line at the start of `buf` (without `\r\n` or `\n`) and its length with the end.
 fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
     let end = buf.iter().position(|&b| b == b'\n')?;
@@ -206,13 +212,15 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         if t[1].len() > KEY_MAX {
             return answer(BAD_FORMAT);
         }
-        let (Some(_), Some(_), Some(bytes)) = (num::<u32>(t[2]), num::<i64>(t[3]), num::<i64>(t[4])) else {
+        let (Some(_), Some(_), Some(bytes)) = (num::<u32>(t[2]), strtol32(t[3]), strtol32(t[4])) else {
             return answer(BAD_FORMAT);
         };
         if op == StoreOp::Cas && num::<u64>(t[5]).is_none() {
             return answer(BAD_FORMAT);
         }
-        if bytes < 0 {
+        // memcached: `vlen < 0 || vlen > INT_MAX - 2` (after the truncation above, so
+        // 4294967295 is -1) is a format error, and the connection goes on without a data block.
+        if bytes < 0 || bytes > i32::MAX - 2 {
             return answer(BAD_FORMAT);
         }
         let bytes = bytes as usize;
@@ -281,7 +289,7 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         },
         b"gat" | b"gats" => match t.len() {
             0..=2 => answer(ERROR),
-            _ if num::<i64>(t[1]).is_none() => answer(b"CLIENT_ERROR invalid exptime argument\r\n"),
+            _ if strtol32(t[1]).is_none() => answer(b"CLIENT_ERROR invalid exptime argument\r\n"),
             _ if !keys_ok(&t[2..]) => answer(BAD_FORMAT),
             _ => Framed::Message { kind: kind::GET, len: n },
         },
@@ -301,6 +309,10 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
             };
             if ok {
                 Framed::Message { kind: kind::DELETE, len: n }
+            } else if rest.last() == Some(&&b"noreply"[..]) {
+                // memcached sets `noreply` before it checks the line, so the usage error is
+                // silent too (its t/issue_3.t).
+                answer(b"")
             } else {
                 answer(DELETE_USAGE)
             }
@@ -324,7 +336,7 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
             if t[1].len() > KEY_MAX {
                 return answer(BAD_FORMAT);
             }
-            if num::<i64>(t[2]).is_none() {
+            if strtol32(t[2]).is_none() {
                 return answer(b"CLIENT_ERROR invalid exptime argument\r\n");
             }
             Framed::Message { kind: kind::TOUCH, len: n }
@@ -371,12 +383,12 @@ pub fn parse(msg: &[u8], kind: u32) -> Option<Command<'_>> {
         if kind == kind::TOO_LARGE {
             return Some(Command::TooLarge { op, key: t[1] });
         }
-        let bytes: usize = num(t[4])?;
+        let bytes = usize::try_from(strtol32(t[4])?).ok()?;
         return Some(Command::Store {
             op,
             key: t[1],
             flags: num(t[2])?,
-            exptime: num(t[3])?,
+            exptime: strtol32(t[3])?.into(),
             data: msg.get(n..n + bytes)?,
             cas: if op == StoreOp::Cas { num(t[5])? } else { 0 },
             noreply,
@@ -393,11 +405,11 @@ pub fn parse(msg: &[u8], kind: u32) -> Option<Command<'_>> {
         }
         b"get" => Command::Get { keys: t[1..].to_vec(), cas: false, touch: None },
         b"gets" => Command::Get { keys: t[1..].to_vec(), cas: true, touch: None },
-        b"gat" => Command::Get { keys: t[2..].to_vec(), cas: false, touch: Some(num(t[1])?) },
-        b"gats" => Command::Get { keys: t[2..].to_vec(), cas: true, touch: Some(num(t[1])?) },
+        b"gat" => Command::Get { keys: t[2..].to_vec(), cas: false, touch: Some(strtol32(t[1])?.into()) },
+        b"gats" => Command::Get { keys: t[2..].to_vec(), cas: true, touch: Some(strtol32(t[1])?.into()) },
         b"delete" => Command::Delete { key: t[1], noreply },
         b"incr" | b"decr" => Command::Arith { incr: t[0] == b"incr", key: t[1], delta: num(t[2])?, noreply },
-        b"touch" => Command::Touch { key: t[1], exptime: num(t[2])?, noreply },
+        b"touch" => Command::Touch { key: t[1], exptime: strtol32(t[2])?.into(), noreply },
         b"flush_all" => {
             let delay = t.get(1).and_then(|d| num::<i64>(d)).unwrap_or(0);
             Command::FlushAll { delay, noreply }
@@ -476,6 +488,20 @@ mod tests {
         assert_eq!(frame(b"SET a 0 0 1\r\n", 100), Framed::Answer { reply: ERROR, consumed: 13 });
         assert_eq!(frame(b"set x 0 0 -1\r\n", 100), Framed::Answer { reply: BAD_FORMAT, consumed: 14 });
         assert_eq!(frame(b"delete k 5\r\n", 100), Framed::Answer { reply: DELETE_USAGE, consumed: 12 });
+        assert_eq!(frame(b"delete k 5 noreply\r\n", 100), Framed::Answer { reply: b"", consumed: 20 });
+        // memcached's t/issue_70.t: a length that is negative as an int32_t, or leaves no room
+        // for the "\r\n", is a format error with no data block to swallow.
+        for line in [&b"set k 0 0 4294967295\r\n"[..], b"set k 0 0 2147483647\r\nabc", b"set k 0 0 -1\r\n"] {
+            let consumed = line.iter().position(|&b| b == b'\n').unwrap() + 1;
+            assert_eq!(
+                frame(line, 100),
+                Framed::Answer { reply: BAD_FORMAT, consumed },
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // ... while a length that truncates to a small int32_t is that length (C's truncation).
+        assert_eq!(frame(b"set k 0 0 4294967297\r\na\r\n", 100), Framed::Message { kind: kind::STORE, len: 25 });
         assert_eq!(frame(b"incr k -1\r\n", 100), Framed::Answer { reply: DELTA, consumed: 11 });
         assert_eq!(frame(b"quit\r\n", 100), Framed::Quit { consumed: 6 });
         assert!(matches!(frame(&[0x80, 0, 0, 5], 100), Framed::Fatal { .. }), "the binary protocol");

@@ -173,6 +173,9 @@ fn script() -> Vec<Vec<u8>> {
     add("delete k 0\r\n");
     add("delete k\r\n");
     add("delete k 5\r\n");
+    add("set k 0 0 1\r\nz\r\n");
+    add("delete k 5 noreply\r\n");
+    add("get k\r\n");
     // Errors: unknown commands, case, missing arguments, bad chunks, long keys, bad numbers.
     add("bogus\r\n");
     add("SET a 0 0 1\r\nz\r\n");
@@ -198,6 +201,10 @@ fn script() -> Vec<Vec<u8>> {
     add(&format!("get {long_key}\r\n"));
     add(&format!("set {long_key} 0 0 1\r\nz\r\n"));
     add("set x 0 0 -1\r\n");
+    add("set x 0 0 4294967295\r\n");
+    add("set x 0 0 2147483647\r\n");
+    add("set x 0 0 4294967297\r\nz\r\n");
+    add("get x\r\n");
     add("set x abc 0 1\r\nz\r\n");
     add("set  sp2  0 0 1\r\nz\r\n");
     add("get sp2\r\n");
