@@ -17,6 +17,7 @@
 pub mod both;
 pub mod loadgen;
 pub mod meta;
+pub mod slabs;
 pub mod store;
 pub mod text;
 pub mod udp;
@@ -26,6 +27,7 @@ use std::io::Write as _;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use store::{Arith, Store, Stored};
+
 use synergy::request::{Reply, Request};
 use synergy::{Body, Config, StartError};
 use synergy_net::server::TcpServer;
@@ -317,9 +319,73 @@ fn stats(store: &Store, arg: Option<&[u8]>, detail: Option<&[u8]>, o: &mut Vec<u
             stat("curr_items", &items);
             stat("total_items", &c.total_items.load(Relaxed));
             stat("evictions", &c.evictions.load(Relaxed));
+            stat(
+                "reclaimed",
+                &(1..=store.classes.len()).map(|i| store.classes.stats(i).reclaimed.load(Relaxed)).sum::<u64>(),
+            );
+            stat("get_flushed", &c.get_flushed.load(Relaxed));
         }
         Some(b"settings") => {
-            let _ = write!(s, "STAT maxbytes {}\r\nSTAT evictions on\r\nSTAT cas_enabled yes\r\n", store.limit_bytes());
+            let _ = write!(
+                s,
+                "STAT maxbytes {}\r\nSTAT evictions on\r\nSTAT cas_enabled yes\r\nSTAT growth_factor 1.25\r\n\
+                 STAT chunk_size 48\r\nSTAT slab_page_size {}\r\nSTAT slab_chunk_max {}\r\n",
+                store.limit_bytes(),
+                slabs::PAGE_SIZE,
+                slabs::CHUNK_MAX
+            );
+        }
+        // memcached's slab classes as the store charges items in them (`slabs`): the classes
+        // that hold or held items, memcached's names; per-class hit counters are not kept.
+        Some(b"slabs") => {
+            let cl = &store.classes;
+            let mut active = 0;
+            for i in 1..=cl.len() {
+                let st = cl.stats(i);
+                let pages = st.pages.load(Relaxed);
+                if pages == 0 {
+                    continue;
+                }
+                active += 1;
+                let total = pages * cl.per_page(i) as u64;
+                let used = st.used_chunks.load(Relaxed);
+                let _ = write!(
+                    s,
+                    "STAT {i}:chunk_size {}\r\nSTAT {i}:chunks_per_page {}\r\nSTAT {i}:total_pages {pages}\r\n\
+                     STAT {i}:total_chunks {total}\r\nSTAT {i}:used_chunks {used}\r\nSTAT {i}:free_chunks {}\r\n\
+                     STAT {i}:free_chunks_end 0\r\n",
+                    cl.chunk_size(i),
+                    cl.per_page(i),
+                    total.saturating_sub(used),
+                );
+            }
+            let _ = write!(s, "STAT active_slabs {active}\r\nSTAT total_malloced {}\r\n", cl.malloced());
+        }
+        Some(b"items") => {
+            let cl = &store.classes;
+            for i in 1..=cl.len() {
+                let st = cl.stats(i);
+                let number = st.number.load(Relaxed);
+                if number == 0 {
+                    continue;
+                }
+                let _ = write!(
+                    s,
+                    "STAT items:{i}:number {number}\r\nSTAT items:{i}:mem_requested {}\r\n\
+                     STAT items:{i}:evicted {}\r\nSTAT items:{i}:reclaimed {}\r\n",
+                    st.mem_requested.load(Relaxed),
+                    st.evicted.load(Relaxed),
+                    st.reclaimed.load(Relaxed),
+                );
+            }
+        }
+        // No size histogram is kept (memcached's own default: `-o track_sizes` off).
+        Some(b"sizes") => s.push_str("STAT sizes_status disabled\r\n"),
+        Some(b"reset") => {
+            store.counters.reset();
+            store.classes.reset();
+            o.extend_from_slice(b"RESET\r\n");
+            return;
         }
         // Per-prefix detail is not collected (as memcached with `stats detail off`, its
         // default): on/off are acknowledged, a dump is empty.

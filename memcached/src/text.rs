@@ -220,7 +220,7 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         }
         // memcached: `vlen < 0 || vlen > INT_MAX - 2` (after the truncation above, so
         // 4294967295 is -1) is a format error, and the connection goes on without a data block.
-        if bytes < 0 || bytes > i32::MAX - 2 {
+        if !(0..=i32::MAX - 2).contains(&bytes) {
             return answer(BAD_FORMAT);
         }
         let bytes = bytes as usize;

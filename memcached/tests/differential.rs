@@ -187,6 +187,8 @@ fn script() -> Vec<Vec<u8>> {
     add("verbosity 1 2\r\n");
     add("verbosity foo noreply\r\n");
     add("stats detail dump\r\n");
+    add("stats reset\r\n");
+    add("stats sizes\r\n");
     add("stats detail on\r\n");
     add("stats detail off\r\n");
     add("flush_all 0 noreply extra\r\n");
