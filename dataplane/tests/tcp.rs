@@ -177,3 +177,50 @@ fn a_malformed_stream_is_closed() {
     let (_, tcp) = server.shutdown();
     assert_eq!((tcp.malformed, tcp.requests), (1, 0));
 }
+
+/// A codec that panics on a line "boom" (a user's codec with a bug).
+struct PanickyCodec;
+
+impl synergy_net::stream::Codec for PanickyCodec {
+    fn decode(
+        &self,
+        buf: &[u8],
+        max_body: usize,
+    ) -> Result<Option<(synergy_net::stream::Frame, usize)>, synergy_net::stream::CodecError> {
+        assert!(!buf.starts_with(b"boom"), "the codec has a bug");
+        LineCodec.decode(buf, max_body)
+    }
+
+    fn encode(&self, reply: &Reply, out: &mut Vec<u8>) {
+        LineCodec.encode(reply, out)
+    }
+}
+
+/// A codec that panics closes the connection it was decoding, counted as malformed; the
+/// process lives on and serves the other connections (it aborted: "panic in a function that
+/// cannot unwind", the worker's green thread).
+#[test]
+fn a_codec_that_panics_closes_its_connection_and_the_server_goes_on() {
+    let _g = common::serial();
+    let server = TcpServer::serve(&common::one_worker(), any(), Arc::new(PanickyCodec), |req: Request| {
+        send(Reply::to(&req).with_body(req.body())).unwrap();
+    })
+    .expect("server starts");
+    let mut bad = connect(&server);
+    bad.write_all(b"ok\nboom\n").unwrap();
+    let mut r = BufReader::new(bad.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "ok\n", "what came before the bad frame is answered");
+    line.clear();
+    assert_eq!(r.read_line(&mut line).unwrap(), 0, "then the connection is closed");
+    let mut good = connect(&server);
+    good.write_all(b"still\n").unwrap();
+    let mut r = BufReader::new(good.try_clone().unwrap());
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "still\n");
+    drop((good, r));
+    let (_, tcp) = server.shutdown();
+    assert_eq!((tcp.malformed, tcp.requests), (1, 2));
+}

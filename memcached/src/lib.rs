@@ -276,6 +276,7 @@ pub fn handle(store: &Store, req: &Request, max_value: usize, out: &mut Body) {
         Command::Stats { arg, detail } => stats(store, arg, detail, o),
         Command::MetaNoop => o.extend_from_slice(b"MN\r\n"),
         Command::MetaGet { key, flags } => meta::get(store, key, &flags, o),
+        Command::MetaDebug { key, flags } => meta::debug(store, key, &flags, o),
         Command::MetaSet { key, data, flags } => meta::set(store, key, data, &flags, o),
         Command::MetaDelete { key, flags } => meta::delete(store, key, &flags, o),
         Command::MetaArith { key, flags } => meta::arith(store, key, &flags, o),

@@ -21,7 +21,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use synergy::sync::Mutex;
+use synergy::sync::{Mutex, MutexGuard};
 
 /// What memcached charges per item besides key and value, at least (`slabs::item_total`
 /// without the key; the item size limit is checked against value plus this).
@@ -40,6 +40,23 @@ pub struct Item {
     stored: i64,
     /// Seen since the CLOCK hand last passed (it is spared once).
     referenced: bool,
+    /// What the meta protocol reads and marks.
+    pub meta: ItemMeta,
+}
+
+/// An item's state for the meta protocol (memcached's `it_flags` bits and access time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemMeta {
+    /// Read since it was stored (`ITEM_FETCHED`; meta `h`).
+    pub fetched: bool,
+    /// Last read (store clock; meta `l`).
+    pub accessed: i64,
+    /// Marked stale by `md <key> I` (`ITEM_STALE`; meta `X`).
+    pub stale: bool,
+    /// A client has been handed the right to recache it (`ITEM_TOKEN_SENT`; meta `W`/`Z`).
+    pub token_sent: bool,
+    /// Its key came base64-encoded (meta `b`) and is handed back so.
+    pub key_binary: bool,
 }
 
 struct Shard {
@@ -149,6 +166,21 @@ pub enum Arith {
     NonNumeric,
 }
 
+/// incr/decr's arithmetic on a stored value, as memcached: the value must be a decimal u64
+/// (leading spaces allowed, trailing ones too); incr wraps at 2^64, decr stops at 0; a result
+/// not longer than the old value is written over it padded with spaces (memcached updates in
+/// place). The new number and the value to store.
+pub fn arith_value(old: &[u8], incr: bool, delta: u64) -> Option<(u64, Vec<u8>)> {
+    let text = std::str::from_utf8(old).ok()?;
+    let n = text.trim_start().trim_end_matches(' ').parse::<u64>().ok()?;
+    let new = if incr { n.wrapping_add(delta) } else { n.saturating_sub(delta) };
+    let mut value = new.to_string().into_bytes();
+    if value.len() < old.len() {
+        value.resize(old.len(), b' ');
+    }
+    Some((new, value))
+}
+
 fn shard_of(key: &[u8]) -> usize {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
@@ -238,8 +270,11 @@ impl Store {
         match live {
             Some((true, _)) => {
                 let expires = touch.map(|e| self.expiry(e));
+                let now = self.now();
                 let item = s.map.get_mut(key).expect("present");
                 item.referenced = true;
+                item.meta.fetched = true;
+                item.meta.accessed = now;
                 if let Some(e) = expires {
                     item.expires = e;
                     if e != 0 {
@@ -326,7 +361,8 @@ impl Store {
                     (data.to_vec(), flags, self.expiry(exptime))
                 }
             };
-            self.put(&mut s, key, Item { value, flags, expires, cas: 0, stored: 0, referenced: false });
+            let meta = ItemMeta { accessed: self.now(), ..ItemMeta::default() };
+            self.put(&mut s, key, Item { value, flags, expires, cas: 0, stored: 0, referenced: false, meta });
             Stored::Stored
         };
         self.make_room(key);
@@ -430,6 +466,18 @@ impl Store {
         }
     }
 
+    /// Before a write of an item of this size outside `store`: what `store` does first (see
+    /// `reclaim_before_growth`).
+    pub fn prepare_write(&self, key_len: usize, flags: u32, value_len: usize) {
+        self.reclaim_before_growth(self.classes.place(slabs::item_total(key_len, flags, value_len)));
+    }
+
+    /// `key`'s shard, locked, for a command that reads and changes an item in one step (the
+    /// meta protocol's).
+    pub fn lock<'a>(&'a self, key: &'a [u8]) -> Locked<'a> {
+        Locked { store: self, shard: Some(self.shards[shard_of(key)].lock()), key, wrote: false }
+    }
+
     /// Removes a SET's old value that a too-large replacement failed to replace (memcached does,
     /// so that a failed SET leaves no stale value).
     pub fn unlink(&self, key: &[u8]) {
@@ -453,9 +501,7 @@ impl Store {
         hit
     }
 
-    /// incr/decr as memcached: the value must be a decimal u64 (leading spaces allowed, trailing
-    /// ones too); incr wraps at 2^64, decr stops at 0; a result not longer than the old value is
-    /// written over it padded with spaces (memcached updates in place).
+    /// incr/decr as memcached (`arith_value`).
     pub fn arith(&self, key: &[u8], incr: bool, delta: u64) -> Arith {
         let (hits, misses) = if incr {
             (&self.counters.incr_hits, &self.counters.incr_misses)
@@ -469,14 +515,8 @@ impl Store {
                 return Arith::NotFound;
             }
             let item = s.map.get(key).expect("present");
-            let text = std::str::from_utf8(&item.value).unwrap_or("x");
-            let Ok(old) = text.trim_start().trim_end_matches(' ').parse::<u64>() else { return Arith::NonNumeric };
+            let Some((new, value)) = arith_value(&item.value, incr, delta) else { return Arith::NonNumeric };
             hits.fetch_add(1, Ordering::Relaxed);
-            let new = if incr { old.wrapping_add(delta) } else { old.saturating_sub(delta) };
-            let mut value = new.to_string().into_bytes();
-            if value.len() < item.value.len() {
-                value.resize(item.value.len(), b' ');
-            }
             let item = Item { value, ..item.clone() };
             self.put(&mut s, key, item);
             new
@@ -518,6 +558,112 @@ impl Store {
 
     pub fn limit_bytes(&self) -> usize {
         self.limit
+    }
+}
+
+/// One key's shard, locked (`Store::lock`). The item's value and size change only through
+/// `link` (which charges it); its metadata through `meta`, `set_expiry` and `new_cas`. Dropping
+/// it unlocks the shard and then, if it linked an item, evicts as a write must.
+pub struct Locked<'a> {
+    store: &'a Store,
+    shard: Option<MutexGuard<'a, Shard>>,
+    key: &'a [u8],
+    wrote: bool,
+}
+
+impl Locked<'_> {
+    fn shard(&mut self) -> &mut Shard {
+        self.shard.as_mut().expect("held until drop")
+    }
+
+    /// The store's clock.
+    pub fn now(&self) -> i64 {
+        self.store.now()
+    }
+
+    /// The live item under the key; a dead one is unlinked (and counted as memcached's get
+    /// counts it).
+    pub fn item(&mut self) -> Option<&Item> {
+        let (store, key) = (self.store, self.key);
+        let state = self.shard().map.get(key).map(|i| (store.live(i), store.flushed(i)));
+        match state {
+            Some((true, _)) => self.shard.as_ref().expect("held").map.get(key),
+            Some((false, flushed)) => {
+                store.remove(self.shard(), key);
+                let c = if flushed { &store.counters.get_flushed } else { &store.counters.get_expired };
+                c.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The item linked under the key, live or not: what a command goes on reading after it
+    /// found the item live with `item` (its own `T` may have just made it expire, and memcached
+    /// answers the rest of the command from the item it holds).
+    pub fn current(&self) -> Option<&Item> {
+        self.shard.as_ref().expect("held until drop").map.get(self.key)
+    }
+
+    /// The current item's metadata, to mark.
+    pub fn meta(&mut self) -> Option<&mut ItemMeta> {
+        let key = self.key;
+        self.shard().map.get_mut(key).map(|i| &mut i.meta)
+    }
+
+    /// Sets the current item's expiry to `expires` (store clock, as `Store::expiry` gives it).
+    pub fn set_expiry(&mut self, expires: i64) {
+        let key = self.key;
+        if let Some(i) = self.shard().map.get_mut(key) {
+            i.expires = expires;
+        }
+        if expires != 0 {
+            self.store.death_due(expires);
+        }
+    }
+
+    /// Gives the current item a new CAS unique and returns it.
+    pub fn new_cas(&mut self) -> Option<u64> {
+        let cas = self.store.next_cas.fetch_add(1, Ordering::Relaxed);
+        let key = self.key;
+        self.shard().map.get_mut(key).map(|i| {
+            i.cas = cas;
+            cas
+        })
+    }
+
+    /// Links a new item under the key (replacing any), charged; returns its CAS unique.
+    pub fn link(&mut self, value: Vec<u8>, flags: u32, expires: i64, meta: ItemMeta) -> u64 {
+        let (store, key) = (self.store, self.key);
+        let meta = ItemMeta { accessed: store.now(), ..meta };
+        store.put(self.shard(), key, Item { value, flags, expires, cas: 0, stored: 0, referenced: false, meta });
+        self.wrote = true;
+        self.shard.as_ref().expect("held").map.get(key).expect("just linked").cas
+    }
+
+    /// Unlinks the item; whether there was a live one.
+    pub fn unlink(&mut self) -> bool {
+        let live = self.item().is_some();
+        let (store, key) = (self.store, self.key);
+        store.remove(self.shard(), key);
+        live
+    }
+
+    /// The slab class the live item is charged in, and its `ITEM_ntotal` (meta `me`).
+    pub fn placement(&mut self) -> Option<(usize, usize)> {
+        let (store, key) = (self.store, self.key);
+        let item = self.item()?;
+        let (p, total) = store.placement(key, item);
+        Some((p.class, total))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        drop(self.shard.take());
+        if self.wrote {
+            self.store.make_room(self.key);
+        }
     }
 }
 

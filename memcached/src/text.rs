@@ -106,6 +106,11 @@ pub enum Command<'a> {
         key: &'a [u8],
         flags: Vec<&'a [u8]>,
     },
+    /// `me <key> [b]`.
+    MetaDebug {
+        key: &'a [u8],
+        flags: Vec<&'a [u8]>,
+    },
     MetaSet {
         key: &'a [u8],
         data: &'a [u8],
@@ -119,17 +124,6 @@ pub enum Command<'a> {
         key: &'a [u8],
         flags: Vec<&'a [u8]>,
     },
-}
-
-/// The flags each meta command takes (others: `CLIENT_ERROR invalid flag`).
-const MG_FLAGS: &[u8] = b"vkfcstqO";
-const MS_FLAGS: &[u8] = b"FTCqOMI";
-const MD_FLAGS: &[u8] = b"qO";
-const MA_FLAGS: &[u8] = b"DMvqO";
-const INVALID_FLAG: &[u8] = b"CLIENT_ERROR invalid flag\r\n";
-
-fn flags_ok(flags: &[&[u8]], allowed: &[u8]) -> bool {
-    flags.iter().all(|f| allowed.contains(&f[0]))
 }
 
 /// What `frame` found at the start of a connection's bytes.
@@ -238,14 +232,27 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
         }
         return Framed::Message { kind: kind::STORE, len: n + bytes + 2 };
     }
-    if cmd == b"ms" {
-        if t.len() < 3 || t[1].len() > KEY_MAX {
-            return answer(BAD_FORMAT);
+    if matches!(cmd, b"mg" | b"ms" | b"md" | b"ma" | b"me") {
+        let swallowed = if cmd == b"ms" { t.get(2).and_then(|l| strtol32(l)).map(|len| len as usize) } else { None };
+        if let Some((reply, swallow)) = crate::meta::check(&t) {
+            let Some(bytes) = swallowed.filter(|_| swallow) else { return answer(reply) };
+            // memcached swallows the data block after an error found once its length was read.
+            if bytes > DECLARED_MAX {
+                return Framed::Fatal { reply: b"SERVER_ERROR object too large for cache\r\n" };
+            }
+            if buf.len() < n + bytes + 2 {
+                return Framed::Incomplete;
+            }
+            return Framed::Answer { reply, consumed: n + bytes + 2 };
         }
-        let Some(bytes) = num::<usize>(t[2]) else { return answer(BAD_FORMAT) };
-        if !flags_ok(&t[3..], MS_FLAGS) {
-            return answer(INVALID_FLAG);
-        }
+        let kind = match cmd {
+            b"mg" => kind::GET,
+            b"md" => kind::DELETE,
+            b"ma" => kind::ARITH,
+            b"me" => kind::OTHER,
+            _ => kind::STORE,
+        };
+        let Some(bytes) = swallowed else { return Framed::Message { kind, len: n } };
         if bytes > DECLARED_MAX {
             return Framed::Fatal { reply: b"SERVER_ERROR object too large for cache\r\n" };
         }
@@ -259,24 +266,6 @@ pub fn frame(buf: &[u8], max_value: usize) -> Framed {
             return Framed::Answer { reply: BAD_CHUNK, consumed: n + bytes + 2 };
         }
         return Framed::Message { kind: kind::STORE, len: n + bytes + 2 };
-    }
-    let meta = match cmd {
-        b"mg" => Some((MG_FLAGS, kind::GET)),
-        b"md" => Some((MD_FLAGS, kind::DELETE)),
-        b"ma" => Some((MA_FLAGS, kind::ARITH)),
-        _ => None,
-    };
-    if let Some((allowed, k)) = meta {
-        if t.len() < 2 {
-            return answer(ERROR);
-        }
-        if t[1].len() > KEY_MAX {
-            return answer(BAD_FORMAT);
-        }
-        if !flags_ok(&t[2..], allowed) {
-            return answer(INVALID_FLAG);
-        }
-        return Framed::Message { kind: k, len: n };
     }
     let noreply_ok = |len: usize| t.len() == len || (t.len() == len + 1 && t[len] == b"noreply");
     let keys_ok = |ks: &[&[u8]]| ks.iter().all(|k| k.len() <= KEY_MAX);
@@ -397,6 +386,7 @@ pub fn parse(msg: &[u8], kind: u32) -> Option<Command<'_>> {
     Some(match t[0] {
         b"mn" => Command::MetaNoop,
         b"mg" => Command::MetaGet { key: t[1], flags: t[2..].to_vec() },
+        b"me" => Command::MetaDebug { key: t[1], flags: t[2..].to_vec() },
         b"md" => Command::MetaDelete { key: t[1], flags: t[2..].to_vec() },
         b"ma" => Command::MetaArith { key: t[1], flags: t[2..].to_vec() },
         b"ms" => {
@@ -505,9 +495,18 @@ mod tests {
         assert_eq!(frame(b"incr k -1\r\n", 100), Framed::Answer { reply: DELTA, consumed: 11 });
         assert_eq!(frame(b"quit\r\n", 100), Framed::Quit { consumed: 6 });
         assert!(matches!(frame(&[0x80, 0, 0, 5], 100), Framed::Fatal { .. }), "the binary protocol");
-        assert_eq!(frame(b"mg k v x\r\n", 100), Framed::Answer { reply: INVALID_FLAG, consumed: 10 });
+        assert_eq!(
+            frame(b"mg k v x\r\n", 100),
+            Framed::Answer { reply: b"CLIENT_ERROR invalid flag\r\n", consumed: 10 }
+        );
+        // An ms refused for its flags swallows its data block, as memcached does.
+        assert_eq!(
+            frame(b"ms k 2 x\r\nab\r\nmn\r\n", 100),
+            Framed::Answer { reply: b"CLIENT_ERROR invalid flag\r\n", consumed: 14 }
+        );
         assert_eq!(frame(b"ms k 2 T5\r\nab\r\n", 100), Framed::Message { kind: kind::STORE, len: 15 });
         assert_eq!(frame(b"ms k 2\r\na", 100), Framed::Incomplete);
+        assert_eq!(frame(b"ms quiet\r\n", 100), Framed::Answer { reply: BAD_FORMAT, consumed: 10 });
         assert_eq!(frame(b"mn\r\n", 100), Framed::Message { kind: kind::OTHER, len: 4 });
         let many = format!("get {}\r\n", (0..20).map(|i| format!("k{i}")).collect::<Vec<_>>().join(" "));
         assert!(matches!(frame(many.as_bytes(), 100), Framed::Message { kind: kind::LONG_GET, .. }));

@@ -260,6 +260,43 @@ fn script() -> Vec<Vec<u8>> {
         "ms mk 2 MP\r\npp\r\n",
         "mg mk v\r\n",
         "mg mk v k O9 q\r\n",
+        // memcached's t/metaget.t: hit-before and no-update, misses that echo O and k.
+        "mg mk s h u\r\n",
+        "mg mk s h\r\n",
+        "mg mk s h u\r\n",
+        "mg nope k O5\r\n",
+        "me nope\r\n",
+        // Autovivify and the recache win (W), then the token already sent (Z).
+        "mg vv s c v N30\r\n",
+        "mg vv s c v N30\r\n",
+        // Invalidate: stale (X) and won again; a stale set under a lower CAS; a CAS of 0.
+        "ms iv 3\r\nmoo\r\n",
+        "md iv I T30\r\n",
+        "mg iv s c v\r\n",
+        "ms iv 1 T90 C0\r\nf\r\n",
+        "ms iv 1 I T90 C1\r\nf\r\n",
+        "mg iv s c v\r\n",
+        // Base64 keys.
+        "ms 44OG44K544OI 2 b\r\npo\r\n",
+        "mg 44OG44K544OI v\r\n",
+        "mg 44OG44K544OI b v k\r\n",
+        "mg !!!! b v\r\n",
+        // Arithmetic with a seed, quietly, under a CAS.
+        "ma ctr N0 J13 v\r\n",
+        "ma ctr N0 J13 v\r\n",
+        "ma ctr q D1\r\nmn\r\n",
+        "ma ctr C99999 v\r\n",
+        "ma ctr MD D100 v c\r\n",
+        // Errors: duplicate, unknown, bad modes (an ms one swallows its data), long opaque,
+        // too many tokens.
+        "mg mk v v\r\n",
+        "md mk x\r\n",
+        "ma mk MZ\r\n",
+        "ms mk 2 MZ\r\nzz\r\n",
+        "ms mk 2 x\r\nzz\r\n",
+        "mg mk O123456789012345678901234567890123\r\n",
+        "mg mk a b c d e f g h i j k l m n o p q r s\r\n",
+        "md mk C1 q\r\n",
     ] {
         add(step);
     }

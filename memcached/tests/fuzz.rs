@@ -117,12 +117,13 @@ fn command(r: &mut Rng) -> Vec<u8> {
             .as_bytes()
             .to_vec(),
         11..=13 => {
-            let op = r.pick(&["mg", "ms", "md", "ma"]);
-            let flags: Vec<&str> = (0..r.below(5))
+            let op = r.pick(&["mg", "ms", "md", "ma", "me"]);
+            let flags: Vec<&str> = (0..r.below(6))
                 .map(|_| {
                     r.pick(&[
                         "v", "k", "f", "c", "s", "t", "q", "O123", "T30", "F5", "C1", "MA", "MP", "MR", "MI", "MD",
-                        "D2", "N5", "zz", "I",
+                        "D2", "N5", "zz", "I", "T-1", "N0", "R30", "h", "l", "u", "b", "J7", "C0", "ME", "MS", "M",
+                        "Dx", "P", "L",
                     ])
                 })
                 .collect();

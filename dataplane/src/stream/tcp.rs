@@ -18,7 +18,7 @@
 //! unanswered or `MAX_UNSENT` bytes of replies the client has not taken; the other connections
 //! are read as before. It is read again when its replies drain (an `EPOLLOUT` event, or a reply).
 
-use super::{Codec, Frame};
+use super::{Codec, CodecError, Frame};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
@@ -366,7 +366,14 @@ impl TcpTransport {
                 throttled = true;
                 break;
             }
-            match self.codec.decode(&input[used..], self.max_body) {
+            // A codec is the application's code: one that panics closes the connection it was
+            // decoding (counted malformed) instead of unwinding into the worker's scheduling
+            // loop, which cannot unwind (the process would abort).
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.codec.decode(&input[used..], self.max_body)
+            }))
+            .unwrap_or_else(|_| Err(CodecError { message: "the codec panicked".into(), reply: None }));
+            match decoded {
                 Ok(None) => break,
                 Ok(Some((frame, n))) => {
                     used += n.max(1);
