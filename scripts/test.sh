@@ -7,7 +7,8 @@
 #     allocation/lock and CLI tests; the wire protocol, kernel-UDP end-to-end and overload tests;
 #     DPDK end to end on a veth pair (net_af_packet, needs root); LevelDB GET/SCAN under
 #     preemption with the malloc/pthread_mutex interposition shims (Debian's libleveldb);
-#     the uapi ABI pins; the panic storm once more with std as a shared library;
+#     the uapi ABI pins; the panic storm once more with std as a shared library; memcached's
+#     own protocol test files (t/*.t) against synergy's memcached service;
 #  2. the kernel test bench: builds (or reuses) the Rust-enabled test kernel, checks the modules
 #     with the kernel's rustfmt settings and a CLIPPY=1 build (no warnings allowed), boots QEMU and
 #     runs the guest tests (needs root for its apt installs; fails loudly without);
@@ -58,6 +59,10 @@ step "panic guard with std as a shared library (-C prefer-dynamic: tests/panic_s
 RUSTFLAGS="-C prefer-dynamic" CARGO_TARGET_DIR=target/prefer-dynamic cargo test -p synergy --test panic_storm
 step "loom model checks (--cfg loom): the ring, parking, the wait slot, the channel and Notify"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p synergy --release --lib loom_tests
+step "memcached's own protocol test files against synergy (scripts/memcached-t.sh)"
+# memcached's t/*.t (Perl) in daemon mode against `synergy serve --app memcached`, with the
+# memcached-debug its harness wants built from Debian's source package (issue 42).
+scripts/memcached-t.sh --synergy target/debug/synergy
 step "kernel modules: the kernel's rustfmt and clippy"
 bash scripts/kernel/lint-modules.sh
 step "kernel test bench (QEMU)"
