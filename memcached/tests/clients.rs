@@ -65,7 +65,8 @@ fn memcaslap_runs_against_the_service_without_errors() {
     let server = synergy_memcached::serve(&config(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &Default::default())
         .expect("the service starts");
     let target = format!("127.0.0.1:{}", server.local_addr().port());
-    let out = tool("memcaslap", &["-s", &target, "-T", "1", "-c", "4", "-t", "5s"]);
+    // A count, not a time (`-x`): the 100,000 operations on any machine, however slow.
+    let out = tool("memcaslap", &["-s", &target, "-T", "1", "-c", "4", "-x", "100000"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "memcaslap: {text}{}", String::from_utf8_lossy(&out.stderr));
     let ops: u64 = text
@@ -81,7 +82,8 @@ fn memcaslap_runs_against_the_service_without_errors() {
         .unwrap_or_else(|| panic!("no get_misses in memcaslap's output: {text}"));
     let (stats, tcp) = server.shutdown();
     eprintln!("memcaslap: {ops} operations, {misses} get misses; server {tcp:?}");
-    assert!(ops > 0);
+    assert!(ops >= 100_000, "{text}");
+    assert!(tcp.requests >= 100_000, "{tcp:?}");
     // memcaslap sets each object before it gets it, and 64 MiB hold its window: every get hits.
     assert_eq!(misses, 0, "{text}");
     // Every request the server parsed was answered, none malformed, on memcaslap's 4 connections.

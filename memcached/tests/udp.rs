@@ -78,14 +78,20 @@ fn memcaslap_drives_the_service_over_udp() {
     let s = service();
     let target = format!("127.0.0.1:{}", s.local_addr().port());
     let out = std::process::Command::new("memcaslap")
-        .args(["-s", &target, "-U", "-T", "1", "-c", "4", "-t", "5s"])
+        .args(["-s", &target, "-U", "-T", "1", "-c", "4", "-x", "100000"])
         .output()
         .expect("memcaslap: the test needs Debian's libmemcached-tools (scripts/test.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "memcaslap: {text}{}", String::from_utf8_lossy(&out.stderr));
     let (stats, counts) = s.shutdown();
     eprintln!("memcaslap -U: {}; server {counts:?}", text.lines().filter(|l| l.contains("Ops:")).collect::<String>());
-    assert!(counts.received > 0, "{text}");
+    let ops: u64 = text
+        .lines()
+        .find_map(|l| l.split("Ops: ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no 'Ops:' in memcaslap's output: {text}"));
+    assert!(ops >= 100_000 && counts.received >= 100_000, "{ops} operations; {counts:?}\n{text}");
     assert_eq!((counts.dropped, counts.send_errors), (0, 0), "{counts:?}");
     assert_eq!(stats.total.completed, counts.received, "every datagram was a request, and answered");
 }
