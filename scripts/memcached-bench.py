@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Debian's memcached and synergy's memcached service side by side (issue 42), driven by the same
-open-loop UDP load generator (memcached/examples/mcload.rs), one server after the other, on the
-same CPUs, at loads that are fractions of memcached's measured capacity.
+open-loop load generator over UDP or TCP (memcached/examples/mcload.rs, `--transport`), one server
+after the other, on the same CPUs, at loads that are fractions of memcached's measured capacity.
 
 Run by scripts/memcached-bench.sh (which builds the binaries); writes RESULTS_DIR/results.json,
 results.csv and latency.svg (short-GET p99.9 against load, one line per server) and
@@ -42,6 +42,24 @@ def wait_udp(port, timeout=10.0):
         raise SystemExit(f"no server answered on udp port {port}")
 
 
+def wait_tcp(port, timeout=10.0):
+    """Until the server answers `version` on a TCP connection."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"version\r\n")
+                if b"VERSION" in s.recv(2048):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"no server answered on tcp port {port}")
+
+
+def wait_ready(args, port):
+    (wait_tcp if args.transport == "tcp" else wait_udp)(port)
+
+
 class Server:
     def __init__(self, name, argv):
         self.name, self.argv = name, argv
@@ -62,9 +80,10 @@ class Server:
 
 def servers(args, port):
     cpu_server, cpu_gen = args.server_cpu, args.generator_cpu
-    mc = lambda t, cpus: ["taskset", "-c", cpus, "memcached", "-U", str(port), "-p", "0", "-l", "127.0.0.1",
+    ports = ["-U", str(port), "-p", "0"] if args.transport == "udp" else ["-U", "0", "-p", str(port)]
+    mc = lambda t, cpus: ["taskset", "-c", cpus, "memcached", *ports, "-l", "127.0.0.1",
                           "-t", str(t), "-c", "4096", "-m", "1024", "-u", "root"]
-    syn = lambda mode: [args.synergy, "serve", "--app", "memcached", "--transport", "udp",
+    syn = lambda mode: [args.synergy, "serve", "--app", "memcached", "--transport", args.transport,
                         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-cores", str(cpu_server),
                         "--timer-core", str(cpu_gen), "--timer-yield", "always", "--preempt", mode,
                         "--memory-mb", "1024"]
@@ -80,7 +99,7 @@ def servers(args, port):
 def load(args, port, rates, populate):
     argv = ["taskset", "-c", str(args.generator_cpu), args.mcload, "--target", f"127.0.0.1:{port}",
             "--workload", args.workload, "--keys", str(args.keys), "--rps", ",".join(str(int(r)) for r in rates),
-            "--duration-ms", str(args.duration_ms), "--seed", str(args.seed)]
+            "--duration-ms", str(args.duration_ms), "--seed", str(args.seed), "--transport", args.transport]
     if populate:
         argv.append("--populate")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
@@ -99,7 +118,7 @@ def capacity(args):
     port = free_port()
     best, rps, fails, points = 0.0, 10_000.0, 0, []
     with Server("memcached -t 1", servers(args, port)[0].argv):
-        wait_udp(port)
+        wait_ready(args, port)
         load(args, port, [1000], populate=True)
         while fails < 2 and rps < 2_000_000:
             p = load(args, port, [rps], populate=False)[0]
@@ -176,6 +195,7 @@ def main():
     ap.add_argument("--mcload", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--workload", default="usr-long", choices=["usr", "usr-long"])
+    ap.add_argument("--transport", default="udp", choices=["udp", "tcp"])
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--duration-ms", type=int, default=3000)
     ap.add_argument("--loads", default="0.1,0.3,0.5,0.7,0.9")
@@ -197,7 +217,7 @@ def main():
             port = free_port()
             argv = servers(args, port)[[s.name for s in servers(args, 0)].index(srv.name)].argv
             with Server(srv.name, argv):
-                wait_udp(port)
+                wait_ready(args, port)
                 load(args, port, [1000], populate=True)
                 for p, frac in zip(load(args, port, [cap * f for f in fractions], populate=False), fractions):
                     get = next(c for c in p["classes"] if c["class"] == "get")
@@ -212,7 +232,7 @@ def main():
                           f"late {p['late_fraction']:.3f}{'' if p['valid'] else ' INVALID'}, GET p50/p99/p99.9 "
                           f"{get['p50_ns']/1e3:.1f}/{get['p99_ns']/1e3:.1f}/{get['p999_ns']/1e3:.1f} us",
                           flush=True)
-    result = {"cpu_model": cpu_model, "workload": args.workload, "keys": args.keys,
+    result = {"cpu_model": cpu_model, "workload": args.workload, "transport": args.transport, "keys": args.keys,
               "duration_ms": args.duration_ms, "capacity_rps": cap, "capacity_points": cap_points,
               "server_cpu": args.server_cpu, "generator_cpu": args.generator_cpu,
               "timer_core_cpu": args.generator_cpu, "oslat": noise, "rows": rows}
@@ -233,9 +253,9 @@ def main():
             thr.setdefault(n, []).append((med([r["offered_rps"] for r in rs]), med([r["achieved_rps"] for r in rs]),
                                           all(r["valid"] for r in rs)))
     svg_lines(os.path.join(args.out, "latency.svg"),
-              f"short GET p99.9, {args.workload}, capacity {cap:.0f}/s ({cpu_model})",
+              f"short GET p99.9, {args.workload} over {args.transport}, capacity {cap:.0f}/s ({cpu_model})",
               "load (fraction of memcached -t 1's capacity)", "GET p99.9 (us, log)", lat, logy=True)
-    svg_lines(os.path.join(args.out, "throughput.svg"), f"achieved against offered, {args.workload}",
+    svg_lines(os.path.join(args.out, "throughput.svg"), f"achieved against offered, {args.workload} over {args.transport}",
               "offered (requests/s)", "achieved (requests/s)", thr)
     print(f"capacity {cap:.0f} requests/s; oslat on CPU {args.server_cpu}: {noise}")
     print(f"wrote {args.out}/results.json, results.csv, latency.svg, throughput.svg")

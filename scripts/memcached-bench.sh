@@ -6,7 +6,7 @@
 # server's CPU as the noise floor. Results: target/memcached-bench/{results.json,results.csv,
 # latency.svg,throughput.svg}. docs/memcached.md explains the setup and shows the results.
 #
-#   scripts/memcached-bench.sh [--workload usr|usr-long] [--rounds N] [--loads 0.1,0.3,...]
+#   scripts/memcached-bench.sh [--workload usr|usr-long] [--transport udp|tcp] [--rounds N] [--loads 0.1,0.3,...]
 #                              [--duration-ms MS] [--keys N] [--server-cpu C] [--generator-cpu C]
 set -euo pipefail
 cd "$(dirname "$0")/.."

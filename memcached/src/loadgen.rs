@@ -1,6 +1,6 @@
-//! An open-loop load generator that speaks memcached's text protocol over UDP (issue 42's side by
-//! side): Poisson arrivals on a fixed schedule, each request sent at its time whatever the replies
-//! do (memcaslap is closed loop: it waits for each reply, so its latencies hide queueing).
+//! An open-loop load generator that speaks memcached's text protocol over UDP or TCP (issue 42's
+//! side by side): Poisson arrivals on a fixed schedule, each request sent at its time whatever the
+//! replies do (memcaslap is closed loop: it waits for each reply, so its latencies hide queueing).
 //!
 //! As Caladan's generator does, a send more than [`LATE_NS`] behind its schedule counts as late,
 //! and a point with more than [`MAX_LATE_FRACTION`] late sends is invalid (`LoadResult::valid`):
@@ -11,6 +11,13 @@
 //! far beyond any latency measured here). A reply is complete when all of its datagrams arrived
 //! (the header's count); its latency is the time from the request's send to the last datagram.
 //!
+//! Over TCP ([`Proto::Tcp`]) requests go round-robin over `sockets` connections, each written
+//! without waiting (non-blocking, Nagle off), and each connection's replies are matched to its
+//! requests in order, as memcached answers them. Multi-gets travel on a connection of their own:
+//! memcached (and synergy) answer one connection in request order, so a short GET behind a long
+//! one on the same connection waits for it on either server; the issue's tail claim is across
+//! connections, and that is what this measures.
+//!
 //! Workloads ([`Workload`]): **USR-like** (the Facebook USR pool as Shenango, Caladan,
 //! Breakwater and Skyloft use it: 20-byte keys, 2-byte values, 0.2% SETs, the rest single-key
 //! GETs over a uniformly chosen key), and **USR plus long requests**, ours: the same, with 1% of
@@ -19,8 +26,9 @@
 //! RocksDB's SCAN for that); the mix is what synergy's preemption is for.
 
 use hdrhistogram::Histogram;
-use std::io;
-use std::net::{SocketAddrV4, UdpSocket};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddrV4, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// A send this far behind its scheduled time is late.
@@ -53,6 +61,25 @@ impl Workload {
     }
 }
 
+/// The transport the generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// memcached's UDP frame header, replies matched by request id.
+    Udp,
+    /// Connections written without waiting, replies matched in order.
+    Tcp,
+}
+
+impl Proto {
+    pub fn named(name: &str) -> Option<Proto> {
+        match name {
+            "udp" => Some(Proto::Udp),
+            "tcp" => Some(Proto::Tcp),
+            _ => None,
+        }
+    }
+}
+
 /// Request classes, as reported.
 pub const GET: usize = 0;
 pub const SET: usize = 1;
@@ -70,8 +97,10 @@ pub struct LoadParams {
     pub warmup: Duration,
     /// Keys in the key space (each stored once before the run by `populate`).
     pub keys: u64,
-    /// Client sockets (the server sees one flow per socket).
+    /// Client sockets (the server sees one flow per socket); over TCP, the connections for
+    /// short requests (multi-gets get one more of their own).
     pub sockets: usize,
+    pub proto: Proto,
     pub seed: u64,
 }
 
@@ -140,7 +169,50 @@ pub use synergy_eval::rng::SplitMix64 as Rng;
 
 /// Stores every key once (2-byte values), `window` requests in flight, each answered before the
 /// run starts, so that GETs hit. Fails if a SET is not answered `STORED` within 5 s.
-pub fn populate(target: SocketAddrV4, keys: u64) -> io::Result<()> {
+pub fn populate(target: SocketAddrV4, keys: u64, proto: Proto) -> io::Result<()> {
+    match proto {
+        Proto::Udp => populate_udp(target, keys),
+        Proto::Tcp => populate_tcp(target, keys),
+    }
+}
+
+fn populate_tcp(target: SocketAddrV4, keys: u64) -> io::Result<()> {
+    let mut c = TcpStream::connect(target)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.set_nodelay(true)?;
+    let window = 64u64;
+    let (mut next, mut done) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    while done < keys {
+        let mut batch = Vec::new();
+        while next < keys && next - done < window {
+            batch.extend_from_slice(format!("set {} 0 0 2\r\nv{}\r\n", key(next), next % 10).as_bytes());
+            next += 1;
+        }
+        c.write_all(&batch)?;
+        while done < next {
+            while let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+                if &buf[..end] != b"STORED" {
+                    return Err(io::Error::other(format!("populating: {:?}", String::from_utf8_lossy(&buf[..end]))));
+                }
+                buf.drain(..end + 2);
+                done += 1;
+            }
+            if done == next {
+                break;
+            }
+            let n = c.read(&mut chunk).map_err(|e| io::Error::new(e.kind(), format!("populating: {e}")))?;
+            if n == 0 {
+                return Err(io::Error::other("populating: the server closed the connection"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Ok(())
+}
+
+fn populate_udp(target: SocketAddrV4, keys: u64) -> io::Result<()> {
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     socket.connect(target)?;
     socket.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -186,11 +258,7 @@ struct Tally {
 
 impl Tally {
     fn new() -> Tally {
-        Tally {
-            slots: vec![Slot::default(); 65_536],
-            hist: (0..3).map(|_| Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap()).collect(),
-            misses: 0,
-        }
+        Tally { slots: vec![Slot::default(); 65_536], hist: (0..3).map(|_| hist()).collect(), misses: 0 }
     }
 
     /// Reads every datagram waiting on `s` (non-blocking).
@@ -220,9 +288,201 @@ impl Tally {
     }
 }
 
+/// The next request of the workload: its class and its text.
+fn draw(rng: &mut Rng, p: &LoadParams) -> (usize, String) {
+    let r = rng.next_f64();
+    if p.workload == Workload::UsrLong && r < 0.01 {
+        let n = 100 + rng.next_u64() % 101;
+        let mut line = String::from("get");
+        for _ in 0..n {
+            line.push(' ');
+            line.push_str(&key(rng.next_u64() % p.keys));
+        }
+        line.push_str("\r\n");
+        (MULTI_GET, line)
+    } else if r > 0.998 {
+        (SET, format!("set {} 0 0 2\r\nv{}\r\n", key(rng.next_u64() % p.keys), rng.next_u64() % 10))
+    } else {
+        (GET, format!("get {}\r\n", key(rng.next_u64() % p.keys)))
+    }
+}
+
 /// Runs one point on the calling thread alone (sends at their times, reads replies in between),
 /// then drains replies for 100 ms.
 pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
+    match p.proto {
+        Proto::Udp => run_udp(p),
+        Proto::Tcp => run_tcp(p),
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+/// What a point's counts make of it.
+fn result(p: &LoadParams, sent: u64, late: u64, misses: u64, hist: &[Histogram<u64>]) -> LoadResult {
+    let completed: u64 = hist.iter().map(|h| h.len()).sum();
+    let late_fraction = if sent == 0 { 0.0 } else { late as f64 / sent as f64 };
+    LoadResult {
+        offered_rps: p.rps,
+        sent,
+        completed,
+        achieved_rps: completed as f64 / p.duration.as_secs_f64(),
+        late,
+        late_fraction,
+        valid: late_fraction <= MAX_LATE_FRACTION,
+        get_misses: misses,
+        classes: hist
+            .iter()
+            .enumerate()
+            .map(|(i, h)| ClassResult {
+                name: CLASSES[i],
+                completed: h.len(),
+                p50_ns: h.value_at_quantile(0.5),
+                p99_ns: h.value_at_quantile(0.99),
+                p999_ns: h.value_at_quantile(0.999),
+            })
+            .collect(),
+    }
+}
+
+/// One TCP connection of the generator: bytes not yet taken by the kernel, the requests awaiting
+/// their replies in order (send time as in `Slot`, class), the reply bytes not yet parsed.
+struct Conn {
+    stream: TcpStream,
+    unsent: Vec<u8>,
+    waiting: VecDeque<(u64, usize)>,
+    input: Vec<u8>,
+}
+
+/// Where the first whole reply in `buf` ends, and whether it was a GET's empty answer (`END`
+/// alone): `VALUE` blocks (their data skipped by its length) up to `END`, or one line.
+fn reply_len(buf: &[u8]) -> Option<(usize, bool)> {
+    let mut at = 0;
+    loop {
+        let end = at + buf[at..].windows(2).position(|w| w == b"\r\n")?;
+        let line = &buf[at..end];
+        if let Some(rest) = line.strip_prefix(b"VALUE ") {
+            let len: usize = std::str::from_utf8(rest).ok()?.split(' ').nth(2)?.parse().ok()?;
+            at = end + 2 + len + 2;
+            if buf.len() < at {
+                return None;
+            }
+            continue;
+        }
+        return Some((end + 2, at == 0 && line == b"END"));
+    }
+}
+
+impl Conn {
+    /// Writes what the kernel takes.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.unsent.is_empty() {
+            match self.stream.write(&self.unsent) {
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what arrived and records every whole reply.
+    fn drain(
+        &mut self,
+        buf: &mut [u8],
+        start: Instant,
+        hist: &mut [Histogram<u64>],
+        misses: &mut u64,
+    ) -> io::Result<()> {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => return Err(io::Error::other("the server closed a connection")),
+                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let now = start.elapsed().as_nanos() as u64;
+        let mut used = 0;
+        while let Some((len, miss)) = reply_len(&self.input[used..]) {
+            used += len;
+            let Some((sent_ns, class)) = self.waiting.pop_front() else {
+                return Err(io::Error::other("a reply to no request"));
+            };
+            if class == GET && miss {
+                *misses += 1;
+            }
+            if sent_ns != u64::MAX {
+                hist[class].record((now + 1).saturating_sub(sent_ns).max(1)).expect("within bounds");
+            }
+        }
+        self.input.drain(..used);
+        Ok(())
+    }
+}
+
+fn run_tcp(p: &LoadParams) -> io::Result<LoadResult> {
+    let short = p.sockets.max(1);
+    let conns = short + usize::from(p.workload == Workload::UsrLong);
+    let mut conns: Vec<Conn> = (0..conns)
+        .map(|_| {
+            let stream = TcpStream::connect(p.target)?;
+            stream.set_nodelay(true)?;
+            stream.set_nonblocking(true)?;
+            Ok(Conn { stream, unsent: Vec::new(), waiting: VecDeque::new(), input: Vec::new() })
+        })
+        .collect::<io::Result<_>>()?;
+    let mut hist: Vec<Histogram<u64>> = (0..3).map(|_| hist()).collect();
+    let mut misses = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    let start = Instant::now();
+    let warmup_ns = p.warmup.as_nanos() as u64;
+    let end_ns = warmup_ns + p.duration.as_nanos() as u64;
+    let mut rng = Rng::new(p.seed ^ 0x5EED);
+    let mean_gap_ns = 1e9 / p.rps;
+    let (mut at_ns, mut sent, mut late, mut next_short) = (0f64, 0u64, 0u64, 0usize);
+    while (at_ns as u64) < end_ns {
+        let due = at_ns as u64;
+        let mut now = start.elapsed().as_nanos() as u64;
+        while now < due {
+            for c in &mut conns {
+                c.flush()?;
+                c.drain(&mut buf, start, &mut hist, &mut misses)?;
+            }
+            now = start.elapsed().as_nanos() as u64;
+        }
+        let measured = due >= warmup_ns;
+        if measured {
+            sent += 1;
+            late += (now - due > LATE_NS) as u64;
+        }
+        let (class, payload) = draw(&mut rng, p);
+        let c = if class == MULTI_GET {
+            &mut conns[short]
+        } else {
+            next_short = (next_short + 1) % short;
+            &mut conns[next_short]
+        };
+        c.waiting.push_back((if measured { now + 1 } else { u64::MAX }, class));
+        c.unsent.extend_from_slice(payload.as_bytes());
+        c.flush()?;
+        at_ns += -mean_gap_ns * (1.0 - rng.next_f64()).ln();
+    }
+    let drain_until = start.elapsed() + Duration::from_millis(100);
+    while start.elapsed() < drain_until {
+        for c in &mut conns {
+            c.flush()?;
+            c.drain(&mut buf, start, &mut hist, &mut misses)?;
+        }
+    }
+    Ok(result(p, sent, late, misses, &hist))
+}
+
+fn run_udp(p: &LoadParams) -> io::Result<LoadResult> {
     let sockets: Vec<UdpSocket> = (0..p.sockets.max(1))
         .map(|_| {
             let s = UdpSocket::bind("0.0.0.0:0")?;
@@ -254,21 +514,7 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
             sent += 1;
             late += (now - due > LATE_NS) as u64;
         }
-        let r = rng.next_f64();
-        let (class, payload) = if p.workload == Workload::UsrLong && r < 0.01 {
-            let n = 100 + rng.next_u64() % 101;
-            let mut line = String::from("get");
-            for _ in 0..n {
-                line.push(' ');
-                line.push_str(&key(rng.next_u64() % p.keys));
-            }
-            line.push_str("\r\n");
-            (MULTI_GET, line)
-        } else if r > 0.998 {
-            (SET, format!("set {} 0 0 2\r\nv{}\r\n", key(rng.next_u64() % p.keys), rng.next_u64() % 10))
-        } else {
-            (GET, format!("get {}\r\n", key(rng.next_u64() % p.keys)))
-        };
+        let (class, payload) = draw(&mut rng, p);
         tally.slots[id as usize] = Slot { sent_ns: if measured { now + 1 } else { u64::MAX }, class, datagrams: 0 };
         msg.clear();
         msg.extend_from_slice(&crate::udp::header(id, 0, 1));
@@ -283,30 +529,7 @@ pub fn run(p: &LoadParams) -> io::Result<LoadResult> {
             tally.drain(s, &mut buf, start);
         }
     }
-    let completed: u64 = tally.hist.iter().map(|h| h.len()).sum();
-    let late_fraction = if sent == 0 { 0.0 } else { late as f64 / sent as f64 };
-    Ok(LoadResult {
-        offered_rps: p.rps,
-        sent,
-        completed,
-        achieved_rps: completed as f64 / p.duration.as_secs_f64(),
-        late,
-        late_fraction,
-        valid: late_fraction <= MAX_LATE_FRACTION,
-        get_misses: tally.misses,
-        classes: tally
-            .hist
-            .iter()
-            .enumerate()
-            .map(|(i, h)| ClassResult {
-                name: CLASSES[i],
-                completed: h.len(),
-                p50_ns: h.value_at_quantile(0.5),
-                p99_ns: h.value_at_quantile(0.99),
-                p999_ns: h.value_at_quantile(0.999),
-            })
-            .collect(),
-    })
+    Ok(result(p, sent, late, tally.misses, &tally.hist))
 }
 
 #[cfg(test)]
@@ -320,6 +543,16 @@ mod tests {
         let f = frame(0x1234, b"get x\r\n");
         assert_eq!(&f[..8], &[0x12, 0x34, 0, 0, 0, 1, 0, 0]);
         assert_eq!(&f[8..], b"get x\r\n");
+    }
+
+    #[test]
+    fn tcp_replies_end_where_memcached_ends_them() {
+        assert_eq!(reply_len(b"END\r\nEND\r\n"), Some((5, true)));
+        assert_eq!(reply_len(b"STORED\r\n"), Some((8, false)));
+        let two = b"VALUE a 0 2\r\nxy\r\nVALUE b 0 3\r\nEND\r\nEND\r\n";
+        assert_eq!(reply_len(two), Some((two.len(), false)), "a value that reads END is data");
+        assert_eq!(reply_len(&two[..20]), None);
+        assert_eq!(reply_len(b"VALUE a 0 2\r\nxy"), None);
     }
 
     #[test]

@@ -255,12 +255,10 @@ pub fn get(store: &Store, key: &[u8], flag_tokens: &[&[u8]], o: &mut Vec<u8>) {
     let mut l = store.lock(&f.key);
     let now = l.now();
     let mut created = false;
-    if l.item().is_none() {
-        if f.vivify.is_some() {
-            // An empty item, its expiry set by the `N` token below (memcached's order).
-            l.link(Vec::new(), 0, 0, ItemMeta { key_binary: f.key_binary, ..ItemMeta::default() });
-            created = true;
-        }
+    if l.item().is_none() && f.vivify.is_some() {
+        // An empty item, its expiry set by the `N` token below (memcached's order).
+        l.link(Vec::new(), 0, 0, ItemMeta { key_binary: f.key_binary, ..ItemMeta::default() });
+        created = true;
     }
     let ttl_set = f.ttl.is_some();
     let Some(item) = l.item() else {

@@ -130,3 +130,38 @@ fn pymemcache_reads_back_what_it_wrote() {
     assert!(text.contains("pymemcache: 29 checks passed"), "{text}");
     assert_eq!((tcp.malformed, tcp.reply_errors), (0, 0), "{tcp:?}");
 }
+
+/// The side-by-side benchmark's load generator over TCP (`loadgen`, Proto::Tcp) against the TCP
+/// service at a low rate: after `populate` every key hits, and every measured request of the
+/// mixed workload (GETs and SETs on 3 connections, 100-200-key multi-gets on a fourth) is
+/// answered exactly once, in order on its connection; the server counted them all.
+#[test]
+fn the_open_loop_generator_gets_every_reply_over_tcp() {
+    use std::time::Duration;
+    use synergy_memcached::loadgen::{populate, run, LoadParams, Proto, Workload, MULTI_GET};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = synergy_memcached::serve(&config(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), &Default::default())
+        .expect("the service starts");
+    let target = server.local_addr();
+    populate(target, 5_000, Proto::Tcp).expect("every key stored");
+    let p = LoadParams {
+        target,
+        workload: Workload::UsrLong,
+        rps: 2_000.0,
+        duration: Duration::from_millis(1_500),
+        warmup: Duration::from_millis(200),
+        keys: 5_000,
+        sockets: 3,
+        seed: 7,
+        proto: Proto::Tcp,
+    };
+    let r = run(&p).expect("the run");
+    eprintln!("{}", r.to_json());
+    let (_, tcp) = server.shutdown();
+    assert!(r.sent > 2_000, "{r:?}");
+    assert_eq!(r.completed, r.sent, "every measured request answered: {r:?}; server {tcp:?}");
+    assert_eq!(r.get_misses, 0, "every key was stored: {r:?}");
+    assert!(r.classes[MULTI_GET].completed > 0, "the mix has multi-gets: {r:?}");
+    assert_eq!((tcp.accepted, tcp.malformed, tcp.reply_errors), (5, 0, 0), "populate's and the run's 4: {tcp:?}");
+    assert_eq!(tcp.requests, tcp.replies, "{tcp:?}");
+}

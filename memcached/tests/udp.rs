@@ -102,11 +102,11 @@ fn memcaslap_drives_the_service_over_udp() {
 /// in full exactly once, and the server counted the same requests.
 #[test]
 fn the_open_loop_generator_gets_every_reply_of_the_mixed_workload() {
-    use synergy_memcached::loadgen::{populate, run, LoadParams, Workload, MULTI_GET};
+    use synergy_memcached::loadgen::{populate, run, LoadParams, Proto, Workload, MULTI_GET};
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = service();
     let target = server.local_addr();
-    populate(target, 5_000).expect("every key stored");
+    populate(target, 5_000, Proto::Udp).expect("every key stored");
     let p = LoadParams {
         target,
         workload: Workload::UsrLong,
@@ -116,6 +116,7 @@ fn the_open_loop_generator_gets_every_reply_of_the_mixed_workload() {
         keys: 5_000,
         sockets: 2,
         seed: 7,
+        proto: Proto::Udp,
     };
     let r = run(&p).expect("the run");
     eprintln!("{}", r.to_json());
