@@ -17,7 +17,9 @@ const UDP: u64 = 1;
 
 /// The two transports as one (see the module docs).
 pub struct TcpAndUdp {
+    /// The TCP side.
     pub tcp: Arc<TcpTransport>,
+    /// The UDP side.
     pub udp: Arc<MemcachedUdp>,
     /// Per worker: which transport its next poll asks first, alternating, so that a flood on one
     /// cannot starve the other.
@@ -25,6 +27,7 @@ pub struct TcpAndUdp {
 }
 
 impl TcpAndUdp {
+    /// Both, for `workers` workers.
     pub fn new(tcp: Arc<TcpTransport>, udp: Arc<MemcachedUdp>, workers: usize) -> TcpAndUdp {
         TcpAndUdp { tcp, udp, udp_first: (0..workers).map(|_| AtomicBool::new(false)).collect() }
     }

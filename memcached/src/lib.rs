@@ -14,6 +14,8 @@
 //! (the TCP transport's sequencer), as memcached's clients expect. docs/memcached.md lists what
 //! is supported and how it differs from memcached 1.6.18.
 
+#![deny(missing_docs)]
+
 pub mod both;
 pub mod loadgen;
 pub mod meta;
@@ -82,11 +84,14 @@ pub fn raise_fd_limit() -> u64 {
 
 /// The service over UDP (memcached's frame header; `udp`).
 pub struct UdpService {
+    /// The runtime serving it.
     pub runtime: synergy::Runtime,
+    /// Its UDP transport.
     pub transport: Arc<udp::MemcachedUdp>,
 }
 
 impl UdpService {
+    /// The bound address.
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.transport.local_addr()
     }
@@ -112,7 +117,9 @@ pub fn serve_udp(config: &Config, bind: SocketAddrV4, p: &Params) -> Result<UdpS
 /// The service over TCP and UDP at once (memcached's `-p` and `-U` together): one runtime and
 /// one store behind both (`both::TcpAndUdp`).
 pub struct TcpAndUdpService {
+    /// The runtime serving both.
     pub runtime: synergy::Runtime,
+    /// The two transports as one.
     pub transport: Arc<both::TcpAndUdp>,
 }
 

@@ -46,6 +46,7 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// The workload called `name` (`usr`, `usr-long`).
     pub fn named(name: &str) -> Option<Workload> {
         match name {
             "usr" => Some(Workload::Usr),
@@ -53,6 +54,7 @@ impl Workload {
             _ => None,
         }
     }
+    /// Its name.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Usr => "usr",
@@ -71,6 +73,7 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// The transport called `name` (`udp`, `tcp`).
     pub fn named(name: &str) -> Option<Proto> {
         match name {
             "udp" => Some(Proto::Udp),
@@ -81,17 +84,24 @@ impl Proto {
 }
 
 /// Request classes, as reported.
+/// Single-key GETs (the short requests whose tail is the result).
 pub const GET: usize = 0;
+/// SETs.
 pub const SET: usize = 1;
+/// The 100-200-key multi-gets of `usr-long`.
 pub const MULTI_GET: usize = 2;
 const CLASSES: [&str; 3] = ["get", "set", "multiget"];
 
+/// One point's settings.
 #[derive(Debug, Clone)]
 pub struct LoadParams {
+    /// The server.
     pub target: SocketAddrV4,
+    /// What to send.
     pub workload: Workload,
     /// Offered load, requests per second.
     pub rps: f64,
+    /// The measured window (after the warm-up).
     pub duration: Duration,
     /// Requests sent before this are not measured.
     pub warmup: Duration,
@@ -100,34 +110,47 @@ pub struct LoadParams {
     /// Client sockets (the server sees one flow per socket); over TCP, the connections for
     /// short requests (multi-gets get one more of their own).
     pub sockets: usize,
+    /// UDP or TCP.
     pub proto: Proto,
+    /// The schedule's seed (the same seed, the same requests at the same times).
     pub seed: u64,
 }
 
 /// Latency of one class (ns).
 #[derive(Debug, Clone, Default)]
 pub struct ClassResult {
+    /// `get`, `set` or `multiget`.
     pub name: &'static str,
+    /// Measured requests of the class answered.
     pub completed: u64,
+    /// Median latency.
     pub p50_ns: u64,
+    /// 99th percentile.
     pub p99_ns: u64,
+    /// 99.9th percentile.
     pub p999_ns: u64,
 }
 
+/// One point's result.
 #[derive(Debug, Clone, Default)]
 pub struct LoadResult {
+    /// The rate asked for.
     pub offered_rps: f64,
     /// Measured requests sent, and those answered in full.
     pub sent: u64,
+    /// Measured requests answered in full.
     pub completed: u64,
     /// Measured completions per second of the measured window.
     pub achieved_rps: f64,
+    /// Sends more than `LATE_NS` behind their time.
     pub late: u64,
+    /// `late` over `sent`.
     pub late_fraction: f64,
     /// At most `MAX_LATE_FRACTION` of the sends were late.
     pub valid: bool,
     /// GET replies that said END without a value (a key the server evicted or never had).
     pub get_misses: u64,
+    /// Per class (`GET`, `SET`, `MULTI_GET`).
     pub classes: Vec<ClassResult>,
 }
 

@@ -23,11 +23,15 @@ const MAX_OPAQUE: usize = 32;
 pub struct Flags<'a> {
     /// The key, base64-decoded under `b`.
     pub key: Cow<'a, [u8]>,
+    /// `b`: the key came base64-encoded.
     pub key_binary: bool,
     /// Every flag token in order (what the reply echoes, in that order).
     pub tokens: Vec<&'a [u8]>,
+    /// `v`: answer the value.
     pub value: bool,
+    /// `q`: drop the nominal reply.
     pub no_reply: bool,
+    /// `u`: do not mark the item read.
     pub no_update: bool,
     /// `N`: vivify on a miss with this exptime.
     pub vivify: Option<i64>,
@@ -35,10 +39,15 @@ pub struct Flags<'a> {
     pub ttl: Option<i64>,
     /// `R`: win a recache when the remaining TTL is under this exptime.
     pub recache: Option<i64>,
+    /// `C`: the CAS unique to compare with.
     pub cas: Option<u64>,
+    /// `M`: the mode letter.
     pub mode: Option<u8>,
+    /// `F`: the client flags to store.
     pub client_flags: u32,
+    /// `D`: `ma`'s delta.
     pub delta: Option<u64>,
+    /// `J`: `ma`'s seed for an autovivified item.
     pub initial: u64,
     /// `I`: invalidate (md) or store as stale (ms).
     pub set_stale: bool,

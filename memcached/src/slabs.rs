@@ -32,7 +32,9 @@ pub fn item_total(key_len: usize, flags: u32, value_len: usize) -> usize {
 /// many of that class's chunks it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
+    /// The class, 1-based.
     pub class: usize,
+    /// Chunks of it the item takes.
     pub chunks: usize,
 }
 
@@ -41,11 +43,17 @@ pub struct Placement {
 /// most pages the class has needed at once (memcached never gives a page back).
 #[derive(Debug, Default)]
 pub struct ClassStats {
+    /// Items held (`items:N:number`).
     pub number: AtomicU64,
+    /// Chunks held (`N:used_chunks`).
     pub used_chunks: AtomicU64,
+    /// The items' `ITEM_ntotal` summed (`items:N:mem_requested`).
     pub mem_requested: AtomicU64,
+    /// The most pages needed at once (`N:total_pages`).
     pub pages: AtomicU64,
+    /// Live items taken to make room (`items:N:evicted`).
     pub evicted: AtomicU64,
+    /// Dead items taken back (`items:N:reclaimed`).
     pub reclaimed: AtomicU64,
 }
 

@@ -31,10 +31,13 @@ const SHARDS: usize = 64;
 /// An item as stored.
 #[derive(Debug, Clone)]
 pub struct Item {
+    /// The value, without its "\r\n".
     pub value: Vec<u8>,
+    /// The client's flags.
     pub flags: u32,
     /// Expiry on the store's clock (seconds since it started); 0 = never; negative = expired.
     pub expires: i64,
+    /// Its CAS unique (new with every write).
     pub cas: u64,
     /// When it was stored (store clock), for a delayed `flush_all`.
     stored: i64,
@@ -69,26 +72,47 @@ struct Shard {
 /// Statistics memcached names the same way.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// memcached's `cmd_get`.
     pub cmd_get: AtomicU64,
+    /// memcached's `cmd_set`.
     pub cmd_set: AtomicU64,
+    /// memcached's `cmd_touch`.
     pub cmd_touch: AtomicU64,
+    /// memcached's `cmd_flush`.
     pub cmd_flush: AtomicU64,
+    /// memcached's `get_hits`.
     pub get_hits: AtomicU64,
+    /// memcached's `get_misses`.
     pub get_misses: AtomicU64,
+    /// memcached's `get_expired`.
     pub get_expired: AtomicU64,
+    /// memcached's `get_flushed`.
     pub get_flushed: AtomicU64,
+    /// memcached's `delete_hits`.
     pub delete_hits: AtomicU64,
+    /// memcached's `delete_misses`.
     pub delete_misses: AtomicU64,
+    /// memcached's `incr_hits`.
     pub incr_hits: AtomicU64,
+    /// memcached's `incr_misses`.
     pub incr_misses: AtomicU64,
+    /// memcached's `decr_hits`.
     pub decr_hits: AtomicU64,
+    /// memcached's `decr_misses`.
     pub decr_misses: AtomicU64,
+    /// memcached's `cas_hits`.
     pub cas_hits: AtomicU64,
+    /// memcached's `cas_misses`.
     pub cas_misses: AtomicU64,
+    /// memcached's `cas_badval`.
     pub cas_badval: AtomicU64,
+    /// memcached's `touch_hits`.
     pub touch_hits: AtomicU64,
+    /// memcached's `touch_misses`.
     pub touch_misses: AtomicU64,
+    /// memcached's `total_items`.
     pub total_items: AtomicU64,
+    /// memcached's `evictions`.
     pub evictions: AtomicU64,
 }
 
@@ -144,6 +168,7 @@ pub struct Store {
     next_death: AtomicI64,
     started: std::time::Instant,
     started_unix: i64,
+    /// memcached's counters.
     pub counters: Counters,
     /// The slab classes items are charged in, with their counters.
     pub classes: Classes,
@@ -152,17 +177,24 @@ pub struct Store {
 /// How a storage command fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
+    /// `STORED`.
     Stored,
+    /// `NOT_STORED`: the condition (add, replace, append, prepend) did not hold.
     NotStored,
+    /// `EXISTS`: the CAS unique did not match.
     Exists,
+    /// `NOT_FOUND`: a cas on nothing.
     NotFound,
 }
 
 /// How an incr/decr fared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arith {
+    /// The new number.
     Value(u64),
+    /// No live item.
     NotFound,
+    /// The value is not a decimal number.
     NonNumeric,
 }
 
@@ -485,6 +517,7 @@ impl Store {
         self.remove(&mut s, key);
     }
 
+    /// `delete`: whether a live item was there.
     pub fn delete(&self, key: &[u8]) -> bool {
         let mut s = self.shards[shard_of(key)].lock();
         let hit = self.live_in(&mut s, key, false) && self.remove(&mut s, key).is_some();
@@ -493,6 +526,7 @@ impl Store {
         hit
     }
 
+    /// `touch`: sets a live item's exptime; whether there was one.
     pub fn touch(&self, key: &[u8], exptime: i64) -> bool {
         self.counters.cmd_touch.fetch_add(1, Ordering::Relaxed);
         let hit = self.get(key, Some(exptime)).is_some();
@@ -556,6 +590,7 @@ impl Store {
         self.charged.load(Ordering::Relaxed)
     }
 
+    /// The memory limit, in chunk bytes.
     pub fn limit_bytes(&self) -> usize {
         self.limit
     }

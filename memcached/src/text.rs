@@ -23,13 +23,19 @@ pub const DECLARED_MAX: usize = 64 << 20;
 
 /// Request kinds (what the scheduler and the statistics see).
 pub mod kind {
+    /// A get of up to `LONG_GET_KEYS` keys, and `mg`: short.
     pub const GET: u32 = 0;
     /// A multi-key get over `LONG_GET_KEYS` keys: long, preemptible.
     pub const LONG_GET: u32 = 1;
+    /// A storage command (`set`, `add`, ..., `ms`).
     pub const STORE: u32 = 2;
+    /// `delete`, `md`.
     pub const DELETE: u32 = 3;
+    /// `incr`, `decr`, `ma`.
     pub const ARITH: u32 = 4;
+    /// `touch`.
     pub const TOUCH: u32 = 5;
+    /// Everything else (`stats`, `version`, `flush_all`, `mn`, `me`, ...).
     pub const OTHER: u32 = 6;
     /// A storage command whose value is over the item size limit (the value was skipped).
     pub const TOO_LARGE: u32 = 7;
@@ -39,89 +45,146 @@ pub mod kind {
 /// multi-gets of hundreds of keys as what holds a connection up.
 pub const LONG_GET_KEYS: usize = 16;
 
+/// Which storage command (the meta protocol's `ms` modes map onto the same ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOp {
+    /// Store whatever is there.
     Set,
+    /// Store only if nothing live is there.
     Add,
+    /// Store only if something live is there.
     Replace,
+    /// Add the data after the live value (its flags and expiry kept).
     Append,
+    /// Add the data before the live value.
     Prepend,
+    /// Store only if the live item's CAS unique is the one given.
     Cas,
 }
 
 /// One parsed command, borrowing from the message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {
+    /// `get`, `gets`, `gat`, `gats`.
     Get {
+        /// The keys, in the order asked.
         keys: Vec<&'a [u8]>,
+        /// `gets`/`gats`: answer each item's CAS unique too.
         cas: bool,
+        /// `gat`/`gats`: the new exptime for each item found.
         touch: Option<i64>,
     },
+    /// `set`, `add`, `replace`, `append`, `prepend`, `cas`.
     Store {
+        /// Which of them.
         op: StoreOp,
+        /// The key.
         key: &'a [u8],
+        /// The client's flags, stored with the value.
         flags: u32,
+        /// memcached's exptime (see `Store::expiry`).
         exptime: i64,
+        /// The data block, without its "\r\n".
         data: &'a [u8],
+        /// `cas`'s unique (0 for the others).
         cas: u64,
+        /// Answer nothing.
         noreply: bool,
     },
     /// A storage command whose value was too large: skipped; a SET also drops the old value.
     TooLarge {
+        /// Which storage command.
         op: StoreOp,
+        /// The key.
         key: &'a [u8],
     },
+    /// `delete <key> [0] [noreply]`.
     Delete {
+        /// The key.
         key: &'a [u8],
+        /// Answer nothing.
         noreply: bool,
     },
+    /// `incr`, `decr`.
     Arith {
+        /// `incr` (else `decr`).
         incr: bool,
+        /// The key.
         key: &'a [u8],
+        /// What to add or take away.
         delta: u64,
+        /// Answer nothing.
         noreply: bool,
     },
+    /// `touch <key> <exptime> [noreply]`.
     Touch {
+        /// The key.
         key: &'a [u8],
+        /// The new exptime.
         exptime: i64,
+        /// Answer nothing.
         noreply: bool,
     },
+    /// `flush_all [delay] [noreply]`.
     FlushAll {
+        /// Seconds until the flush takes effect (0: now).
         delay: i64,
+        /// Answer nothing.
         noreply: bool,
     },
+    /// `version`.
     Version,
+    /// `verbosity <level> [noreply]` (acknowledged; there is no verbose output to set).
     Verbosity {
+        /// Answer nothing.
         noreply: bool,
     },
+    /// `stats [group]`.
     Stats {
+        /// The group (`settings`, `slabs`, `items`, `sizes`, `reset`, `detail`), if any.
         arg: Option<&'a [u8]>,
         /// `stats detail on|off|dump`'s third token.
         detail: Option<&'a [u8]>,
     },
-    /// The meta protocol: `mn`, and `mg`/`ms`/`md`/`ma` with their flag tokens (each a letter
-    /// and its argument, in the order given: replies echo them in that order).
+    /// The meta protocol's no-op, `mn`. The other meta commands carry the key token and their
+    /// flag tokens (each a letter and its argument, in the order given: replies echo them in
+    /// that order); `meta::preparse` reads them.
     MetaNoop,
+    /// `mg <key> <flags>*`.
     MetaGet {
+        /// The key token (base64 under the `b` flag).
         key: &'a [u8],
+        /// The flag tokens.
         flags: Vec<&'a [u8]>,
     },
     /// `me <key> [b]`.
     MetaDebug {
+        /// The key token.
         key: &'a [u8],
+        /// The tokens after the key (`b`).
         flags: Vec<&'a [u8]>,
     },
+    /// `ms <key> <datalen> <flags>*` and its data block.
     MetaSet {
+        /// The key token.
         key: &'a [u8],
+        /// The data block, without its "\r\n".
         data: &'a [u8],
+        /// The flag tokens.
         flags: Vec<&'a [u8]>,
     },
+    /// `md <key> <flags>*`.
     MetaDelete {
+        /// The key token.
         key: &'a [u8],
+        /// The flag tokens.
         flags: Vec<&'a [u8]>,
     },
+    /// `ma <key> <flags>*`.
     MetaArith {
+        /// The key token.
         key: &'a [u8],
+        /// The flag tokens.
         flags: Vec<&'a [u8]>,
     },
 }
@@ -132,13 +195,29 @@ pub enum Framed {
     /// Not a whole message yet.
     Incomplete,
     /// A message of `len` bytes for the handler, of kind `kind`.
-    Message { kind: u32, len: usize },
+    Message {
+        /// Its `kind::*`.
+        kind: u32,
+        /// Its bytes, data block included.
+        len: usize,
+    },
     /// `consumed` bytes answered with `reply` by the protocol alone.
-    Answer { reply: &'static [u8], consumed: usize },
+    Answer {
+        /// The answer (may be empty: an error silenced by `noreply`).
+        reply: &'static [u8],
+        /// The bytes it answers.
+        consumed: usize,
+    },
     /// `quit`.
-    Quit { consumed: usize },
+    Quit {
+        /// The line's bytes.
+        consumed: usize,
+    },
     /// An error after which memcached closes the connection.
-    Fatal { reply: &'static [u8] },
+    Fatal {
+        /// What is written before the close (may be empty: a hang-up).
+        reply: &'static [u8],
+    },
 }
 
 const ERROR: &[u8] = b"ERROR\r\n";

@@ -26,11 +26,15 @@ pub const MAX_PAYLOAD: usize = 1_400;
 /// A snapshot of the transport's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UdpCounts {
+    /// Datagrams taken as requests.
     pub received: u64,
     /// Shorter than a header, or a request spread over several datagrams: dropped.
     pub dropped: u64,
+    /// Replies sent.
     pub replies: u64,
+    /// Datagrams those replies took.
     pub datagrams_sent: u64,
+    /// Datagrams the kernel refused.
     pub send_errors: u64,
 }
 
@@ -43,6 +47,8 @@ struct Counters {
     send_errors: AtomicU64,
 }
 
+/// memcached's UDP transport: one socket per worker (`SO_REUSEPORT`), frames in, replies cut
+/// into numbered datagrams out.
 pub struct MemcachedUdp {
     sockets: Box<[OwnedFd]>,
     local: SocketAddrV4,
@@ -90,14 +96,17 @@ impl MemcachedUdp {
         })
     }
 
+    /// The bound address.
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local
     }
 
+    /// Stops receiving (requests already taken are still answered).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
 
+    /// The counters now.
     pub fn counts(&self) -> UdpCounts {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
