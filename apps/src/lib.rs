@@ -2,6 +2,8 @@
 //! A runtime takes any `Fn(Request)` handler; these are the ones the `synergy` binary serves
 //! (`--app synthetic|echo|leveldb`).
 
+#![deny(missing_docs)]
+
 pub mod echo;
 #[cfg(feature = "leveldb")]
 pub mod leveldb;

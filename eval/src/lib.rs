@@ -2,6 +2,8 @@
 //! schedules), a seeded RNG, latency summaries, and the SVG plots every benchmark writes.
 //! Nothing here runs requests: the runtime, the simulator and the load generator do.
 
+#![deny(missing_docs)]
+
 pub mod plot;
 pub mod report;
 pub mod rng;

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
+/// One group of bars (one x position), each bar a series.
 pub struct BarGroup {
+    /// The group's label on the x axis.
     pub label: String,
     /// (series name, value); missing series may be omitted.
     pub bars: Vec<(String, f64)>,
@@ -126,7 +128,9 @@ fn fmt_num(v: f64) -> String {
 
 /// One line of a line chart: (x, y) points in x order.
 pub struct Series {
+    /// The legend's name.
     pub name: String,
+    /// (x, y), in x order.
     pub points: Vec<(f64, f64)>,
 }
 

@@ -12,17 +12,25 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A latency sample's summary (nearest-rank percentiles).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
+    /// Values summarised.
     pub count: usize,
+    /// Median.
     pub p50_ns: u64,
+    /// 99th percentile.
     pub p99_ns: u64,
+    /// 99.9th percentile.
     pub p999_ns: u64,
+    /// The largest value.
     pub max_ns: u64,
+    /// The mean.
     pub mean_ns: f64,
 }
 
 impl Summary {
+    /// The summary of `values` (any order).
     pub fn of(mut values: Vec<u64>) -> Summary {
         values.sort_unstable();
         let mean =

@@ -1,13 +1,16 @@
 //! A small, seedable PRNG (SplitMix64) for reproducible workloads; no external dependency.
 
+/// SplitMix64: its whole state is one `u64`, so a seed names a sequence.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// The generator started at `seed`.
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

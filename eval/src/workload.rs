@@ -14,15 +14,20 @@ pub struct RequestType {
     /// with mean `service_ns` and this standard deviation (each request's own time is in its
     /// `Request::service_ns`; per-type slowdowns divide by the mean).
     pub sd_ns: u64,
+    /// The fraction of requests of this type.
     pub share: f64,
+    /// Marked long by the application (`feedback_start` around it).
     pub long: bool,
     /// Requests of this type carry a key drawn uniformly from the workload's `keys`.
     pub keyed: bool,
 }
 
+/// A workload: request types and their shares.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
+    /// Its name (`high`, `extreme`, ...).
     pub name: &'static str,
+    /// Its request types; the kind of a request is its type's index.
     pub types: Vec<RequestType>,
     /// Size of the key space keyed types draw from (`key_name(0..keys)`); 0 if none is keyed.
     pub keys: u32,
@@ -32,9 +37,11 @@ pub struct Workload {
 pub const LEVELDB_ENTRIES: u32 = 1000;
 /// The thesis's mean LevelDB service times (Table 6.1): GET 0.92 µs, SCAN 94 µs.
 pub const THESIS_LEVELDB_GET_NS: u64 = 920;
+/// The thesis's mean LevelDB SCAN service time (Table 6.1).
 pub const THESIS_LEVELDB_SCAN_NS: u64 = 94_000;
-/// LevelDB request kinds.
+/// LevelDB request kind: GET.
 pub const LEVELDB_GET: u32 = 0;
+/// LevelDB request kind: SCAN.
 pub const LEVELDB_SCAN: u32 = 1;
 
 /// The `i`-th key of a key-value workload: `key-000042`. Keys sort in index order.
@@ -48,6 +55,7 @@ pub fn key_name(i: u32) -> Key {
     Key::new(&b).expect("10 bytes")
 }
 
+/// The workloads by name (the thesis's, Shinjuku's and ours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadName {
     /// 1 µs / 100 µs, 50% / 50%.
@@ -69,6 +77,7 @@ pub enum WorkloadName {
 }
 
 impl WorkloadName {
+    /// Every workload.
     pub const ALL: [WorkloadName; 7] = [
         WorkloadName::High,
         WorkloadName::Extreme,
@@ -99,6 +108,7 @@ impl WorkloadName {
 }
 
 impl Workload {
+    /// The workload called `name`.
     pub fn named(name: WorkloadName) -> Workload {
         let t = |us: f64, share: f64, long: bool| RequestType {
             service_ns: (us * 1000.0) as u64,

@@ -29,6 +29,8 @@
 //! unaffected. glibc's internal calls (e.g. `strdup` → malloc) do not go through the PLT and are
 //! not intercepted; nothing in LevelDB's read path uses them.
 
+#![deny(missing_docs)]
+
 pub mod malloc;
 pub mod mutex;
 

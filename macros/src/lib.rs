@@ -10,6 +10,8 @@
 //! tokens the attribute cannot see as loops. The runtime re-exports the attribute as
 //! `synergy::preemptible`; the generated code calls `::synergy::preempt_point`.
 
+#![deny(missing_docs)]
+
 mod expand;
 
 use proc_macro::TokenStream;

@@ -105,12 +105,17 @@ pub fn on_tmpfs(dir: &std::path::Path) -> Option<bool> {
 /// Service times of GET and SCAN on this machine, as Table 6.1 reports them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceTimes {
+    /// The LevelDB library measured (`major.minor`).
     pub leveldb_version: String,
+    /// Entries in the store.
     pub entries: u32,
+    /// GET service times.
     pub get: Summary,
+    /// SCAN service times.
     pub scan: Summary,
     /// The thesis's means (Table 6.1), for comparison.
     pub thesis_get_ns: f64,
+    /// The thesis's SCAN mean.
     pub thesis_scan_ns: f64,
 }
 

@@ -44,15 +44,20 @@ pub fn digest(mut h: u64, bytes: &[u8]) -> u64 {
     h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(PRIME).rotate_left(23);
     (h ^ bytes.len() as u64).wrapping_mul(PRIME)
 }
+
+/// The digest's starting value (FNV-1a's offset basis).
 pub const DIGEST_SEED: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// What a SCAN read: entries in order and the digest of every key and value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanDigest {
+    /// Entries read.
     pub entries: u64,
+    /// The digest of their keys and values, in order.
     pub digest: u64,
 }
 
+/// A LevelDB database opened through its C API.
 pub struct Store {
     db: *mut leveldb_t,
     options: *mut leveldb_options_t,
@@ -132,6 +137,7 @@ impl Store {
         Ok(())
     }
 
+    /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
     }
