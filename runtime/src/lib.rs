@@ -73,9 +73,9 @@ pub use runtime::{Builder, MigratableHandler, Runtime, SharedHandler, StartError
 pub use synergy_macros::preemptible;
 pub use wait::{oneshot, spawn_blocking};
 pub use worker::{
-    current_worker, feedback_finished, feedback_start, feedback_start_cooperative, on_worker, panic_guard, send,
-    set_preempt_probe, stack_remaining, yield_now, GreenLocal, PanicGuard, RuntimeScheduler, SendError,
-    STATUS_HANDLER_PANICKED, STATUS_NO_REPLY,
+    current_worker, feedback_finished, feedback_start, feedback_start_cooperative, on_worker, panic_guard,
+    request_preemptions, send, set_preempt_probe, stack_remaining, yield_now, GreenLocal, PanicGuard, RuntimeScheduler,
+    SendError, STATUS_HANDLER_PANICKED, STATUS_NO_REPLY,
 };
 
 // The library's own unit tests run workers too.

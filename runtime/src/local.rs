@@ -145,6 +145,14 @@ pub struct PreemptState {
     pub min_preempt_rsp: AtomicU64,
     /// gs:[32] — this worker's arm generations (`ArmGenerations`; lives as long as the runtime).
     gens: *const ArmGenerations,
+    /// gs:[40] — the running green thread's XSAVE area (64-byte aligned, allocated with the
+    /// thread), where the preemption entry saves the extended state: off the green stack, so a
+    /// request deep in its stack can still be preempted (issue 39, item 8). 0 when none runs.
+    pub save_area: AtomicU64,
+    /// gs:[48] — the top of this worker's preemption stack (16-byte aligned), where the entry
+    /// runs the scheduler's handler: the park path (a fresh green thread, the queues) needs KiB
+    /// of stack that a deep request's green stack may not have. 0 before the worker set it.
+    pub preempt_stack: AtomicU64,
     /// Usable stack range of the running green thread, for the interrupt path's sanity check.
     pub stack_lo: AtomicU64,
     pub stack_hi: AtomicU64,
@@ -163,6 +171,10 @@ pub const OFF_WORD: usize = 8;
 pub const OFF_INTERRUPTED_RIP: usize = 16;
 pub const OFF_MIN_PREEMPT_RSP: usize = 24;
 pub const OFF_GENS: usize = 32;
+pub const OFF_SAVE_AREA: usize = 40;
+pub const OFF_PREEMPT_STACK: usize = 48;
+const _: () = assert!(core::mem::offset_of!(PreemptState, save_area) == OFF_SAVE_AREA);
+const _: () = assert!(core::mem::offset_of!(PreemptState, preempt_stack) == OFF_PREEMPT_STACK);
 const _: () = assert!(core::mem::offset_of!(PreemptState, word) == OFF_WORD);
 const _: () = assert!(core::mem::offset_of!(PreemptState, interrupted_rip) == OFF_INTERRUPTED_RIP);
 const _: () = assert!(core::mem::offset_of!(PreemptState, min_preempt_rsp) == OFF_MIN_PREEMPT_RSP);
@@ -183,6 +195,8 @@ impl PreemptState {
             interrupted_rip: AtomicU64::new(0),
             min_preempt_rsp: AtomicU64::new(u64::MAX),
             gens,
+            save_area: AtomicU64::new(0),
+            preempt_stack: AtomicU64::new(0),
             stack_lo: AtomicU64::new(0),
             stack_hi: AtomicU64::new(0),
             request_id: AtomicU64::new(0),

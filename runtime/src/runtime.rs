@@ -208,7 +208,11 @@ impl Runtime {
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
         crate::worker::panic::install_hook();
-        preempt::decide::set_handler(crate::worker::on_preempt);
+        preempt::decide::set_handler(crate::worker::on_preempt, crate::worker::on_resume);
+        // Every mode parks through the preemption entry (a compiler interrupt, a deferred
+        // preemption and a cooperative request's probe too), which saves into each thread's
+        // XSAVE area: its size is known before the first green thread is made.
+        preempt::entry::init().map_err(StartError::Preemption)?;
         if config.preempt != preempt::PreemptMode::None && !crate::alloc::is_installed() {
             return Err(StartError::Allocator);
         }

@@ -63,6 +63,13 @@ impl Default for Context {
 }
 
 impl Context {
+    /// The context of a thread parked by the preemption entry: resuming it continues at `rip`
+    /// (the entry's resume path) with `rbx` and `rsp` at `frame` (its saved registers on its green
+    /// stack), the ABI's default control words (the entry's restore brings back the thread's own).
+    pub fn preempted(frame: u64, rip: u64) -> Context {
+        Context { rbx: frame, rsp: frame, rip, ..Context::default() }
+    }
+
     /// A context that starts `entry` on the stack whose (exclusive) top is `stack_top`, with the
     /// ABI's default FP control state. `entry` must never return.
     pub fn new(stack_top: usize, entry: extern "C" fn() -> !) -> Context {
@@ -125,6 +132,30 @@ pub unsafe fn switch(from: *mut Context, to: *const Context) {
             out("r14") _,
             out("r15") _,
             clobber_abi("sysv64"),
+        )
+    }
+}
+
+/// Continues at `to` without saving where it is called from: the caller's frames (on whatever
+/// stack it runs) are abandoned, as `longjmp` abandons them.
+///
+/// # Safety
+/// As `switch` for `to`; and nothing the caller's frames own may need dropping or be used again
+/// (the preemption path calls it on the worker's preemption stack, whose frames are scratch).
+#[inline(always)]
+pub unsafe fn jump(to: *const Context) -> ! {
+    // SAFETY: per the contract; the control and status words are loaded unconditionally (there
+    // is no saved `from` to compare with).
+    unsafe {
+        core::arch::asm!(
+            "ldmxcsr [rsi + 0x20]",
+            "fldcw [rsi + 0x24]",
+            "mov rbx, [rsi + 0x00]",
+            "mov rbp, [rsi + 0x08]",
+            "mov rsp, [rsi + 0x10]",
+            "jmp qword ptr [rsi + 0x18]",
+            in("rsi") to,
+            options(noreturn),
         )
     }
 }

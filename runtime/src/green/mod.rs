@@ -3,6 +3,7 @@
 pub(crate) mod alt_stack;
 pub mod context;
 pub mod locals;
+pub mod save_area;
 pub mod stack;
 pub mod thread;
 

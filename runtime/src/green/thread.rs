@@ -1,6 +1,7 @@
 //! A green thread: a context, its stack, and the bookkeeping of the request it is running.
 
 use super::locals::GreenLocals;
+use super::save_area::SaveArea;
 use super::{Context, Stack};
 use std::io;
 
@@ -9,6 +10,8 @@ pub struct GreenThread {
     /// Saved registers while not running (first field: one aligned cache line).
     pub ctx: Context,
     stack: Stack,
+    /// Where the preemption entry saves its extended state (`save_area`).
+    save: SaveArea,
     /// The running request was marked long by `feedback_start()`.
     pub long: bool,
     /// Between `feedback_start()` and `feedback_finished()`: the transport was told that this
@@ -50,12 +53,16 @@ pub struct GreenThread {
 }
 
 impl GreenThread {
-    pub fn new(stack_size: usize, entry: extern "C" fn() -> !) -> io::Result<Box<GreenThread>> {
+    /// A thread with a stack of `stack_size` usable bytes, an XSAVE area of `save_bytes` (the
+    /// preemption entry's, `preempt::entry::xsave_size`), starting at `entry`.
+    pub fn new(stack_size: usize, save_bytes: usize, entry: extern "C" fn() -> !) -> io::Result<Box<GreenThread>> {
         let stack = Stack::new(stack_size)?;
+        let save = SaveArea::new(save_bytes)?;
         let ctx = Context::new(stack.top(), entry);
         Ok(Box::new(GreenThread {
             ctx,
             stack,
+            save,
             long: false,
             long_section: false,
             timed: false,
@@ -87,6 +94,11 @@ impl GreenThread {
 
     pub fn stack(&self) -> &Stack {
         &self.stack
+    }
+
+    /// The address of its XSAVE area (0 if it has none).
+    pub fn save_area(&self) -> u64 {
+        self.save.addr()
     }
 }
 

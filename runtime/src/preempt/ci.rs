@@ -59,5 +59,5 @@ fn take_request() {
     // Disarmed, no interrupt can redirect us, and the word cannot reach 0: back to depth 0.
     p.disarm();
     local::enable_raw_deferred_due();
-    super::decide::run_handler(0);
+    super::entry::preempt_now();
 }

@@ -8,12 +8,25 @@
 //! the interrupted rip in the worker's `interrupted_rip` slot (gs:[16]) and resumes the thread at
 //! `preempt_stub` instead, which builds that frame with `lea` + `push gs:[16]`: no register or
 //! flag changes.
-//! The entry saves RFLAGS and all general-purpose registers on the green stack, then the
-//! extended state (x87/SSE/AVX/AVX-512/...) into a 64-byte aligned area below them: with XSAVEC
-//! (compacted, only the components in use) where the CPU has it, else XSAVE (`cpu::xsave_format`),
-//! calls the scheduler's handler through `decide::run_handler` (which parks this green thread on the wait queue and switches to a
-//! fresh one), and when the thread is resumed — on any worker — restores it all in reverse and
-//! `ret 128` jumps back to the interrupted rip while popping the red-zone gap.
+//!
+//! The entry saves RFLAGS and all general-purpose registers on the green stack (the *frame*:
+//! with the red-zone gap and the rip, `green_frame_bytes()`, all the green stack must have room
+//! for), then the extended state (x87/SSE/AVX/AVX-512/...) into the running thread's own XSAVE
+//! area (gs:[40], allocated with the thread: with XSAVEC, compacted, only the components in use,
+//! where the CPU has it, else XSAVE; `cpu::xsave_format`), and calls the scheduler's handler
+//! (`decide::run_handler`) on the worker's preemption stack (gs:[48]), not on the green stack:
+//! the park path (a fresh green thread, the queues) needs KiB a request deep in its stack does
+//! not have (issue 39, item 8). The handler either parks the thread, giving it a context that
+//! resumes at `preempt_resume` with rsp and rbx at the frame, and continues elsewhere, or
+//! returns to let the thread continue. Either way the thread ends in `preempt_restore`, on
+//! whichever worker runs it then: XRSTOR from its area, the registers popped in reverse, and
+//! `ret 128` back to the interrupted rip, popping the red-zone gap.
+//!
+//! The word stays disarmed from the decision until after XRSTOR; the handler only says whether to
+//! arm it (`Handler`'s return), and `preempt_restore` arms it once the area has been read back.
+//! So no interrupt can enter the entry again on the same thread while its area holds a saved
+//! state, and one area per thread suffices; an interrupt after the arming (during the pops) nests
+//! below the frame like any other.
 
 use core::arch::naked_asm;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -52,10 +65,16 @@ pub fn xsave_size() -> usize {
     XSAVE_SIZE.load(Ordering::Relaxed) as usize
 }
 
-/// Stack bytes the entry needs below the interrupted rsp (red zone, GPRs, alignment, XSAVE area),
-/// excluding what `on_preempt` itself uses.
-pub fn frame_bytes() -> usize {
-    128 + 8 + 8 + 15 * 8 + 64 + xsave_size()
+/// Green-stack bytes the entry needs below the interrupted rsp: the red-zone gap, the rip,
+/// RFLAGS and 15 general-purpose registers. Everything else lives elsewhere (the XSAVE area with
+/// the thread, the handler's frames on the worker's preemption stack).
+pub fn green_frame_bytes() -> usize {
+    128 + 8 + 8 + 15 * 8
+}
+
+/// Where a thread the handler parked resumes (`Context::preempted`).
+pub fn resume_address() -> u64 {
+    preempt_resume as *const () as u64
 }
 
 /// Address to redirect an interrupted thread to when its rip was stored in `interrupted_rip`.
@@ -209,17 +228,21 @@ unsafe extern "C" fn preempt_stub() {
 #[unsafe(naked)]
 unsafe extern "C" fn preempt_entry() {
     // SAFETY: reached only as described in the module docs, on a green stack with room for
-    // `frame_bytes()` plus on_preempt's frame (stacks are sized for it). Every register the
-    // interrupted code could observe is saved before anything is clobbered: pushfq and the pushes
-    // change only rsp; rbx then holds the GPR block address (rbx itself was saved); the XSAVE
-    // header must be zero before XSAVE (XRSTOR faults on a non-zero XCOMP_BV/reserved field), so
-    // it is cleared with integer stores that touch no vector state (XSAVEC writes XSTATE_BV and
-    // XCOMP_BV itself; the rest of the header must still be zero). edx:eax = all ones asks for
-    // every component enabled in XCR0; XSAVEC then writes only those in use (the flags the
-    // `cmp` changes were saved by pushfq). After XSAVE, MXCSR and the x87 control word are reset to the
-    // ABI defaults and, with AVX, vzeroupper clears the saved upper vector state (all of it comes back with XRSTOR); the flags it tests were saved by pushfq. `cld` gives the Rust callee the ABI's DF = 0; the original
-    // DF is in the saved RFLAGS. The handler's argument is the interrupted rip, 16 slots (RFLAGS and
-    // 15 GPRs) above rbx; rdi was saved. The call happens with rsp 64-byte (so 16-byte) aligned.
+    // `green_frame_bytes()` (the decision checked `min_preempt_rsp`), with the word disarmed, on
+    // a worker whose gs:[40] is the running thread's XSAVE area and gs:[48] its preemption
+    // stack. Every register the interrupted code could observe is saved before anything is
+    // clobbered: pushfq and the pushes change only rsp; rbx then holds the frame's address (rbx
+    // itself was saved) and rcx the area's. The XSAVE header must be zero before XSAVE (XRSTOR
+    // faults on a non-zero XCOMP_BV/reserved field), so it is cleared with integer stores that
+    // touch no vector state (XSAVEC writes XSTATE_BV and XCOMP_BV itself; the rest of the header
+    // must still be zero). edx:eax = all ones asks for every component enabled in XCR0; XSAVEC
+    // then writes only those in use (the flags the `cmp` changes were saved by pushfq). After
+    // XSAVE, MXCSR and the x87 control word are reset to the ABI defaults and, with AVX,
+    // vzeroupper clears the saved upper vector state (all of it comes back with XRSTOR). `cld`
+    // gives the Rust callee the ABI's DF = 0; the original DF is in the saved RFLAGS. The handler
+    // runs on the preemption stack (16-byte aligned top, so aligned at the call as the ABI
+    // wants), which nothing else uses while the word is disarmed; if it returns, the thread
+    // continues here with rbx intact (callee-saved) and `preempt_restore` takes over.
     naked_asm!(
         "pushfq",
         "cld",
@@ -239,24 +262,23 @@ unsafe extern "C" fn preempt_entry() {
         "push r14",
         "push r15",
         "mov rbx, rsp",
-        "sub rsp, qword ptr [rip + {xsize}]",
-        "and rsp, -64",
-        "mov qword ptr [rsp + 512], 0",
-        "mov qword ptr [rsp + 520], 0",
-        "mov qword ptr [rsp + 528], 0",
-        "mov qword ptr [rsp + 536], 0",
-        "mov qword ptr [rsp + 544], 0",
-        "mov qword ptr [rsp + 552], 0",
-        "mov qword ptr [rsp + 560], 0",
-        "mov qword ptr [rsp + 568], 0",
+        "mov rcx, qword ptr gs:[{area}]",
+        "mov qword ptr [rcx + 512], 0",
+        "mov qword ptr [rcx + 520], 0",
+        "mov qword ptr [rcx + 528], 0",
+        "mov qword ptr [rcx + 536], 0",
+        "mov qword ptr [rcx + 544], 0",
+        "mov qword ptr [rcx + 552], 0",
+        "mov qword ptr [rcx + 560], 0",
+        "mov qword ptr [rcx + 568], 0",
         "mov eax, -1",
         "mov edx, -1",
         "cmp byte ptr [rip + {compacted}], 0",
         "jne 6f",
-        "xsave64 [rsp]",
+        "xsave64 [rcx]",
         "jmp 7f",
         "6:",
-        "xsavec64 [rsp]",
+        "xsavec64 [rcx]",
         "7:",
         "ldmxcsr dword ptr [rip + {mxcsr}]",
         "fldcw word ptr [rip + {fpucw}]",
@@ -265,11 +287,63 @@ unsafe extern "C" fn preempt_entry() {
         "vzeroupper",
         "5:",
         "mov rdi, qword ptr [rbx + 128]",
+        "mov rsi, rbx",
+        "mov rsp, qword ptr gs:[{pstack}]",
         "call {on_preempt}",
+        "jmp {restore}",
+        area = const crate::local::OFF_SAVE_AREA,
+        pstack = const crate::local::OFF_PREEMPT_STACK,
+        compacted = sym COMPACTED,
+        mxcsr = sym DEFAULT_MXCSR,
+        fpucw = sym DEFAULT_FPUCW,
+        has_avx = sym HAS_AVX,
+        on_preempt = sym super::decide::run_handler,
+        restore = sym preempt_restore,
+    )
+}
+
+/// Where a thread the handler parked continues when a worker switches to it: rbx and rsp are
+/// its frame (`Context::preempted`), gs names the worker it now runs on, whose gs:[40] was set
+/// to this thread's area when it was made current.
+#[unsafe(naked)]
+unsafe extern "C" fn preempt_resume() {
+    // SAFETY: reached only by a context switch to a `Context::preempted`, with the word disarmed
+    // (a resumed thread's worker arms only in `preempt_restore`). The resume handler runs on this
+    // worker's preemption stack, free as the entry's handler left it (nothing runs there across a
+    // switch); rbx is callee-saved across the call.
+    naked_asm!(
+        "mov rsp, qword ptr gs:[{pstack}]",
+        "call {on_resume}",
+        "jmp {restore}",
+        pstack = const crate::local::OFF_PREEMPT_STACK,
+        on_resume = sym super::decide::run_resume,
+        restore = sym preempt_restore,
+    )
+}
+
+/// Restores the thread whose frame rbx points at and returns to its interrupted rip; rax says
+/// whether to arm the preemption word (the handler's answer).
+#[unsafe(naked)]
+unsafe extern "C" fn preempt_restore() {
+    // SAFETY: reached from `preempt_entry` or `preempt_resume` with rbx = the frame on this
+    // thread's green stack and gs:[40] = this thread's area, holding what the entry saved. r12 is
+    // scratch until its pop (its value is in the frame). XRSTOR needs edx:eax all ones (rax's
+    // answer moved to r12 first) and restores exactly the components XSAVE(C) wrote. The word is
+    // armed (the same two read-modify-writes as `PreemptState::arm`) only after XRSTOR: an
+    // interrupt from then on nests below the frame and saves into the area, whose state was read
+    // back. `test`, `or` and `and` change RFLAGS, which popfq restores last.
+    naked_asm!(
+        "mov r12, rax",
+        "mov rsp, rbx",
+        "mov rcx, qword ptr gs:[{area}]",
         "mov eax, -1",
         "mov edx, -1",
-        "xrstor64 [rsp]",
-        "mov rsp, rbx",
+        "xrstor64 [rcx]",
+        "test r12, r12",
+        "jz 2f",
+        "or dword ptr gs:[{word}], {np}",
+        "and dword ptr gs:[{word}], {clear_armed}",
+        "2:",
         "pop r15",
         "pop r14",
         "pop r13",
@@ -287,11 +361,35 @@ unsafe extern "C" fn preempt_entry() {
         "pop rax",
         "popfq",
         "ret 128",
-        xsize = sym XSAVE_SIZE,
-        compacted = sym COMPACTED,
-        mxcsr = sym DEFAULT_MXCSR,
-        fpucw = sym DEFAULT_FPUCW,
-        has_avx = sym HAS_AVX,
-        on_preempt = sym super::decide::run_handler,
+        area = const crate::local::OFF_SAVE_AREA,
+        word = const crate::local::OFF_WORD,
+        np = const crate::local::NOT_PENDING,
+        clear_armed = const !crate::local::NOT_ARMED,
+    )
+}
+
+/// Takes a preemption here and now, as if an interrupt had arrived at the return address: for
+/// the preemptions the runtime takes itself (a deferred one at `enable`, a compiler-interrupt
+/// probe), so they too park through the entry, on the preemption stack. The caller must be on a
+/// worker's green thread with the word disarmed and depth 0, and must not use any worker state
+/// it read before the call afterwards (it may return on another worker).
+pub(crate) fn preempt_now() {
+    // SAFETY: per the function's contract. `preempt_now_entry` is called with the ABI's rules:
+    // what it clobbers beyond them it restores (the entry saves everything).
+    unsafe { preempt_now_entry() }
+}
+
+#[unsafe(naked)]
+unsafe extern "C" fn preempt_now_entry() {
+    // SAFETY: a call: [rsp] is the return address, and nothing below rsp is live (a caller keeps
+    // nothing in its red zone across a call). rax is caller-saved, so it may carry the address
+    // while the frame the entry expects is built: [rsp] = rip with a 128-byte gap above, which
+    // `ret 128` pops back to exactly the rsp a plain `ret` would leave.
+    naked_asm!(
+        "mov rax, qword ptr [rsp]",
+        "lea rsp, [rsp - 128]",
+        "mov qword ptr [rsp], rax",
+        "jmp {entry}",
+        entry = sym preempt_entry,
     )
 }

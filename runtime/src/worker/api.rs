@@ -312,6 +312,17 @@ pub fn stack_remaining() -> Option<usize> {
     Some(sp.saturating_sub(lo))
 }
 
+/// How often the running request has been preempted or has yielded so far (what its reply will
+/// carry as `Reply::preemptions`), or `None` off worker threads.
+pub fn request_preemptions() -> Option<u32> {
+    if !local::on_worker() {
+        return None;
+    }
+    let _np = NoPreempt::new();
+    // SAFETY: worker thread, preemption disabled; short borrow of the live current thread.
+    Some(unsafe { (*current().state().current).preemptions })
+}
+
 /// Whether the caller runs on a synergy worker.
 pub fn on_worker() -> bool {
     local::on_worker()

@@ -23,13 +23,13 @@ mod tests;
 
 pub(crate) use api::block_on;
 pub use api::{
-    current_worker, feedback_finished, feedback_start, feedback_start_cooperative, on_worker, send, stack_remaining,
-    yield_now, SendError,
+    current_worker, feedback_finished, feedback_start, feedback_start_cooperative, on_worker, request_preemptions,
+    send, stack_remaining, yield_now, SendError,
 };
 pub use green_local::GreenLocal;
 pub use idle::{all_parked_and_nothing_queued, wake_parked, CoreGrants};
 pub use panic::{guard as panic_guard, PanicGuard};
-pub use preemption::{on_preempt, set_preempt_probe};
+pub use preemption::{on_preempt, on_resume, set_preempt_probe};
 pub(crate) use queues::SharedLoad;
 pub use queues::Work;
 pub(crate) use switch::wake_here;
@@ -56,8 +56,9 @@ use std::sync::Arc;
 pub const RX_BATCH: usize = 32;
 /// Idle pool threads a worker keeps; the surplus is unmapped in a batch.
 pub const POOL_KEEP: usize = 32;
-/// Stack the preemption path needs beyond the entry frame (on_preempt, switch, allocation).
-pub const PREEMPT_STACK_RESERVE: usize = 16 * 1024;
+/// Each worker's preemption stack, where the entry runs the scheduler's handler (the park path:
+/// a fresh green thread, the queues, the allocator); a guard page below it.
+pub const PREEMPT_STACK_BYTES: usize = 64 * 1024;
 /// Status of the reply the runtime sends when a handler panicked before replying.
 pub const STATUS_HANDLER_PANICKED: u32 = 0xFFFF_FFFF;
 /// Status of the reply the runtime sends when a handler returned without replying.
@@ -406,6 +407,15 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
         ema: ShortEma::default(),
     };
     let wl = WorkerLocal::new(state, &shared.workers[id]);
+    // Lives until this function returns, after the last green thread stopped.
+    let preempt_stack = match crate::green::Stack::new(PREEMPT_STACK_BYTES) {
+        Ok(s) => s,
+        Err(e) => {
+            ready(Err(format!("worker {id}: cannot map the preemption stack: {e}")));
+            return;
+        }
+    };
+    wl.preempt.preempt_stack.store(preempt_stack.top() as u64 & !15, Ordering::Relaxed);
     // SAFETY: `wl` is boxed (fixed address) and outlives every use: uninstalled below before it
     // is dropped; its PreemptState is its first field (see `current`).
     if let Err(e) = unsafe { local::install(&wl.preempt) } {

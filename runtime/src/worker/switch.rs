@@ -4,10 +4,11 @@
 
 use super::queues;
 use super::sched::green_main;
-use super::{current, PostSwitch, WorkerLocal, WorkerState, PREEMPT_STACK_RESERVE};
+use super::{current, PostSwitch, WorkerLocal, WorkerState};
 use crate::clock;
-use crate::green::context::switch;
+use crate::green::context::{jump, switch};
 use crate::green::thread::ThreadPtr;
+use crate::green::Context;
 use crate::green::GreenThread;
 use crate::local;
 use crate::policy::timer::DISARMED;
@@ -24,7 +25,11 @@ pub(super) fn set_current(l: &WorkerLocal, st: &mut WorkerState, t: *mut GreenTh
     let (id, kind) = unsafe { ((*t).request_id, (*t).kind) };
     l.request_id.store(id, Ordering::Relaxed);
     l.request_kind.store(kind, Ordering::Relaxed);
-    let need = (entry::frame_bytes() + PREEMPT_STACK_RESERVE) as u64;
+    // SAFETY: as above.
+    l.save_area.store(unsafe { (*t).save_area() }, Ordering::Relaxed);
+    // Only the entry's frame must fit on the green stack (its XSAVE area and its handler live
+    // elsewhere), with a margin for a user interrupt's frame and alignment below the red zone.
+    let need = (entry::green_frame_bytes() + 64) as u64;
     l.min_preempt_rsp.store(stack.bottom() as u64 + need, Ordering::Relaxed);
 }
 
@@ -39,7 +44,7 @@ pub(super) fn take_thread(st: &mut WorkerState) -> Option<*mut GreenThread> {
         shared.live_threads.fetch_sub(1, Ordering::AcqRel);
         return None;
     }
-    match GreenThread::new(shared.params.stack_size, green_main) {
+    match GreenThread::new(shared.params.stack_size, entry::xsave_size(), green_main) {
         Ok(t) => Some(Box::into_raw(t)),
         Err(_) => {
             shared.live_threads.fetch_sub(1, Ordering::AcqRel);
@@ -199,20 +204,72 @@ pub(super) fn park_current() -> bool {
     true
 }
 
+/// Parks the thread the preemption entry stopped (its registers at `frame` on its green stack,
+/// its extended state in its area) on the wait queue and continues on a fresh green thread: its
+/// context resumes at the entry's resume path (`Context::preempted`), so nothing of this call,
+/// which runs on the worker's preemption stack, has to survive; the jump abandons it. Returns
+/// (at once) only if no green thread was available. Preemption must be enabled (depth 0) and the
+/// word disarmed.
+pub(super) fn park_preempted(frame: u64) {
+    let l = current();
+    debug_assert_eq!(local::disable_depth(), 0, "park_preempted with preemption disabled");
+    debug_assert!(!l.armed(), "park_preempted while preemptible");
+    debug_assert_eq!(local::os_locks_held(), 0, "park_preempted with one of the runtime's OS locks held");
+    // SAFETY: worker thread; not used after the jump.
+    let st = unsafe { l.state() };
+    let Some(fresh) = take_thread(st) else {
+        l.shared().stats.preempt_skipped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let cur = st.current;
+    // SAFETY: cur is the live thread the entry stopped; it runs nowhere until it is queued.
+    unsafe {
+        (*cur).preemptions += 1;
+        (*cur).ctx = Context::preempted(frame, entry::resume_address());
+    }
+    // SAFETY: as above.
+    if unsafe { (*cur).long_section } {
+        st.shared().transport.long_request(st.id, false);
+    }
+    l.shared().deadline.store(DISARMED, Ordering::Release);
+    st.post_switch = PostSwitch::Park(cur);
+    set_current(l, st, fresh);
+    // SAFETY: fresh is a reset thread on its own stack; cur's context is complete (above) and it
+    // is published on the wait queue only after the jump (after_switch on the fresh thread). The
+    // frames left behind are this function's and the entry handler's on the preemption stack,
+    // which own nothing that needs dropping.
+    unsafe { jump(&(*fresh).ctx) }
+}
+
 /// After a park: a timed request (long, or any under a baseline that preempts every request)
 /// continues under a fresh quantum on its new worker (thesis §5.1.1.1: the handler calls
 /// feedback_start before returning to the application).
 pub(super) fn rearm_if_timed() {
+    if start_quantum_if_timed() {
+        current().arm();
+    }
+}
+
+/// `rearm_if_timed` but for the arming of the word itself, which it leaves to the caller (the
+/// preemption entry arms after XRSTOR): whether the word is to be armed.
+pub(super) fn start_quantum_if_timed() -> bool {
     let l = current();
     // SAFETY: worker thread; short borrow.
     let st = unsafe { l.state() };
     // SAFETY: current is live.
-    if unsafe { (*st.current).timed } {
-        arm_timer(l, st);
-    }
+    let timed = unsafe { (*st.current).timed };
+    timed && start_quantum(l, st)
 }
 
 pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
+    if start_quantum(l, st) {
+        l.arm();
+    }
+}
+
+/// A new quantum for the running request: a new arm generation and the timer core's deadline;
+/// whether the word is to be armed (not for a cooperative request).
+fn start_quantum(l: &WorkerLocal, st: &mut WorkerState) -> bool {
     let factor = f64::from_bits(st.shared().factor_bits.load(Ordering::Relaxed));
     let q = st.shared().scheduler.quantum_ns(st.ema.get(), factor);
     // SAFETY: current is the live thread running this code.
@@ -224,8 +281,6 @@ pub(super) fn arm_timer(l: &WorkerLocal, st: &mut WorkerState) {
     l.gens().armed.fetch_add(1, Ordering::AcqRel);
     l.gens().probes_only.store(cooperative, Ordering::Release);
     l.shared().deadline.store(clock::now_ns() + q, Ordering::Release);
-    if !cooperative {
-        // A cooperative arming leaves the word unarmed: no interrupt may redirect the request.
-        l.arm();
-    }
+    // A cooperative arming leaves the word unarmed: no interrupt may redirect the request.
+    !cooperative
 }
