@@ -38,6 +38,7 @@ fn mono_ns() -> u64 {
 }
 
 #[inline(always)]
+/// Reads the time-stamp counter (`rdtsc`): cycles, not nanoseconds (`tsc_hz` converts).
 pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no preconditions in user mode on Linux (CR4.TSD is clear).
     unsafe { core::arch::x86_64::_rdtsc() }

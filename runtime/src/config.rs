@@ -104,8 +104,10 @@ pub enum ShinjukuQueues {
 }
 
 impl ShinjukuQueues {
+    /// Every value, in the order `--help` lists them.
     pub const ALL: [ShinjukuQueues; 2] = [ShinjukuQueues::Sq, ShinjukuQueues::Mq];
 
+    /// The name the flag and the config file use for this value.
     pub fn name(self) -> &'static str {
         match self {
             ShinjukuQueues::Sq => "sq",
@@ -113,6 +115,7 @@ impl ShinjukuQueues {
         }
     }
 
+    /// The value of that name, if there is one.
     pub fn named(name: &str) -> Option<ShinjukuQueues> {
         ShinjukuQueues::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -130,8 +133,10 @@ pub enum OverloadMode {
 }
 
 impl OverloadMode {
+    /// Every value, in the order `--help` lists them.
     pub const ALL: [OverloadMode; 2] = [OverloadMode::None, OverloadMode::Credits];
 
+    /// The name the flag and the config file use for this value.
     pub fn name(self) -> &'static str {
         match self {
             OverloadMode::None => "none",
@@ -139,6 +144,7 @@ impl OverloadMode {
         }
     }
 
+    /// The value of that name, if there is one.
     pub fn named(name: &str) -> Option<OverloadMode> {
         OverloadMode::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -156,8 +162,10 @@ pub enum Coupling {
 }
 
 impl Coupling {
+    /// Every value, in the order `--help` lists them.
     pub const ALL: [Coupling; 2] = [Coupling::CoreSync, Coupling::None];
 
+    /// The name the flag and the config file use for this value.
     pub fn name(self) -> &'static str {
         match self {
             Coupling::CoreSync => "coresync",
@@ -165,6 +173,7 @@ impl Coupling {
         }
     }
 
+    /// The value of that name, if there is one.
     pub fn named(name: &str) -> Option<Coupling> {
         Coupling::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -182,8 +191,10 @@ pub enum IdleMode {
 }
 
 impl IdleMode {
+    /// Every value, in the order `--help` lists them.
     pub const ALL: [IdleMode; 2] = [IdleMode::Spin, IdleMode::Park];
 
+    /// The name the flag and the config file use for this value.
     pub fn name(self) -> &'static str {
         match self {
             IdleMode::Spin => "spin",
@@ -191,6 +202,7 @@ impl IdleMode {
         }
     }
 
+    /// The value of that name, if there is one.
     pub fn named(name: &str) -> Option<IdleMode> {
         IdleMode::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -206,13 +218,17 @@ impl IdleMode {
 pub enum TimerYield {
     /// Yield only where the placement time-shares the timer core (see `Placement::timer_yields`).
     Auto,
+    /// Always yield after every loop (for a timer core known to share its CPU).
     Always,
+    /// Never yield: spin (a timer core with a CPU of its own).
     Never,
 }
 
 impl TimerYield {
+    /// Every value, in the order `--help` lists them.
     pub const ALL: [TimerYield; 3] = [TimerYield::Auto, TimerYield::Always, TimerYield::Never];
 
+    /// The name the flag and the config file use for this value.
     pub fn name(self) -> &'static str {
         match self {
             TimerYield::Auto => "auto",
@@ -221,6 +237,7 @@ impl TimerYield {
         }
     }
 
+    /// The value of that name, if there is one.
     pub fn named(name: &str) -> Option<TimerYield> {
         TimerYield::ALL.into_iter().find(|t| t.name() == name)
     }
@@ -368,7 +385,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 /// Where each thread runs, after defaults are filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
+    /// The CPU the timer core (or Shinjuku's first dispatcher) runs on.
     pub timer_core: usize,
+    /// The CPU of each worker, in worker order.
     pub worker_cores: Vec<usize>,
     /// Shinjuku's dispatchers after the first (which takes the timer core's CPU): the CPUs they
     /// are pinned to, in order; shorter than `dispatchers - 1` when the allowed CPUs leave none
@@ -382,7 +401,9 @@ pub struct Placement {
     pub timer_yields: bool,
 }
 
+/// The smallest green-thread stack `stack_kib` accepts (the preemption frame, a handler's own frames and the guard page's margin).
 pub const MIN_STACK_KIB: usize = 32;
+/// The most workers one runtime starts.
 pub const MAX_WORKERS: usize = 1024;
 
 impl Config {

@@ -59,7 +59,9 @@ struct SessionSlot {
 /// What a worker does after asking the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// Park now.
     Park,
+    /// Keep polling: parking would leave a drained session without credits.
     KeepPolling,
 }
 
@@ -91,6 +93,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// An empty ledger for `workers` workers.
     pub fn new(workers: usize) -> Ledger {
         Ledger { held: vec![0.0; workers], ..Ledger::default() }
     }
@@ -112,6 +115,7 @@ fn unpack(w: u64) -> CreditState {
 }
 
 impl CouplingShared {
+    /// The coupling state for `session_slots` sessions and `workers` workers; `r` is CoreSync's R (credits kept per parked core).
     pub fn new(r: f64, session_slots: usize, workers: usize) -> CouplingShared {
         CouplingShared {
             r,
@@ -270,6 +274,7 @@ impl CouplingShared {
         state
     }
 
+    /// The coupling's counters, for `RunStats`.
     pub fn snapshot(&self) -> CouplingSnapshot {
         let s = unpack(self.state.load(Ordering::Acquire));
         CouplingSnapshot {
@@ -295,7 +300,9 @@ pub struct CouplingSnapshot {
     pub r: f64,
     /// The last tally: active sessions, drained sessions, issued credits.
     pub sessions: u64,
+    /// Drained sessions in the last tally (see `sessions`).
     pub drained: u64,
+    /// Credits issued in the last tally (see `sessions`).
     pub issued: u64,
     /// Idle spells in which a drained session kept a worker from parking.
     pub drained_vetoes: u64,
@@ -305,8 +312,11 @@ pub struct CouplingSnapshot {
     /// found work before parking; held by workers now (`withdrawn = returned + forgotten +
     /// held`, read consistently once the timer core has stopped).
     pub withdrawn: f64,
+    /// Withdrawn credits given back by woken workers (see `withdrawn`).
     pub returned: f64,
+    /// Withdrawn credits forgotten by workers that found work before parking (see `withdrawn`).
     pub forgotten: f64,
+    /// Withdrawn credits held by parked workers now (see `withdrawn`).
     pub held: f64,
 }
 

@@ -87,8 +87,11 @@ pub fn enabled_components() -> u64 {
 /// Where one state component lies in an XSAVE area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
+    /// The XSAVE state component (CPUID leaf 0xD's sub-leaf).
     pub component: u32,
+    /// Its offset in the standard-format area.
     pub offset: usize,
+    /// Its size in bytes.
     pub size: usize,
 }
 

@@ -30,6 +30,8 @@
 //! Per-request state that would otherwise go into a `thread_local!` goes into a [`GreenLocal`],
 //! which migrates with the request.
 
+#![deny(missing_docs)]
+
 pub mod alloc;
 pub mod body;
 pub mod clock;

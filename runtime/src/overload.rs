@@ -27,7 +27,6 @@
 use crate::clock;
 use crate::coresync::{CouplingShared, Ledger};
 use crate::policy::overload::{session_active, CreditChange, CreditParams, CreditPool};
-use crate::stats::TimerStats;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Sessions are tracked in this many slots (a session is a request's `flow`, modulo this): two
@@ -40,6 +39,7 @@ const RECOUNT_EVERY_NS: u64 = 1_000_000;
 /// The settings `Config` resolves to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OverloadParams {
+    /// The credit pool's parameters (targets, drop threshold, bounds).
     pub credits: CreditParams,
     /// The control period (CoreSync updates once per network RTT).
     pub period_ns: u64,
@@ -79,6 +79,7 @@ pub struct OverloadShared {
 }
 
 impl OverloadShared {
+    /// The shared state for `workers` workers with `params`.
     pub fn new(params: OverloadParams, workers: usize) -> OverloadShared {
         OverloadShared {
             params,
@@ -93,6 +94,7 @@ impl OverloadShared {
         }
     }
 
+    /// The parameters it was made with.
     pub fn params(&self) -> &OverloadParams {
         &self.params
     }
@@ -121,6 +123,7 @@ impl OverloadShared {
         self.per_session.load(Ordering::Relaxed)
     }
 
+    /// The controller's counters and pool, for `RunStats`.
     pub fn snapshot(&self) -> OverloadSnapshot {
         OverloadSnapshot {
             credits_total: f64::from_bits(self.total_bits.load(Ordering::Relaxed)),
@@ -141,6 +144,7 @@ pub struct OverloadSnapshot {
     pub credits_total: f64,
     /// What replies grant each session.
     pub credits_per_session: u32,
+    /// Sessions seen active in the last recount.
     pub active_sessions: u64,
     /// The largest D_m a control period measured.
     pub max_d_m_ns: u64,
@@ -167,6 +171,7 @@ pub struct CreditControl {
 }
 
 impl CreditControl {
+    /// The timer core's controller over `shared`.
     pub fn new(shared: &OverloadShared) -> CreditControl {
         CreditControl {
             pool: CreditPool::new(shared.params.credits, 1.0),
@@ -192,8 +197,9 @@ impl CreditControl {
     }
 
     /// One look (every loop of the timer core; acts once per control period). `wait_queue` is the
-    /// wait queue's (producer, consumer) indices.
-    pub fn tick(&mut self, shared: &OverloadShared, now: u64, wait_queue: (u64, u64), stats: &TimerStats) {
+    /// wait queue's (producer, consumer) indices. Returns what the period decided when one ended
+    /// (the caller counts it: this module knows nothing of the runtime's statistics).
+    pub fn tick(&mut self, shared: &OverloadShared, now: u64, wait_queue: (u64, u64)) -> Option<ControlPeriod> {
         if let Some(coupling) = &shared.coupling {
             // Withdrawals take effect at once (the worker polls until the grants fall).
             if coupling.serve_withdrawals(&mut self.pool, &mut self.ledger, self.active) {
@@ -202,7 +208,7 @@ impl CreditControl {
             }
         }
         if now.saturating_sub(self.last_update_ns) < shared.params.period_ns {
-            return;
+            return None;
         }
         let stuck = self.wait_queue_bound(wait_queue, now);
         self.last_update_ns = now;
@@ -222,21 +228,14 @@ impl CreditControl {
         if let Some(coupling) = &shared.coupling {
             coupling.publish(&self.active_slots);
         }
-        stats.control_periods.fetch_add(1, Ordering::Relaxed);
         let take = |slot: fn(&DelaySlot) -> &AtomicU64| {
             shared.delays.iter().map(|d| slot(d).swap(0, Ordering::Relaxed)).max().unwrap_or(0).checked_sub(1)
         };
         let started = take(|d| &d.started);
         let preempted = take(|d| &d.resumed).max(stuck);
         let d_m = started.max(preempted);
-        match self.pool.update(d_m, self.active) {
-            CreditChange::Increased => stats.credit_increases.fetch_add(1, Ordering::Relaxed),
-            CreditChange::Decreased => stats.credit_decreases.fetch_add(1, Ordering::Relaxed),
-            CreditChange::Held => 0,
-        };
-        if d_m.is_some_and(|d| self.pool.rejecting(d)) {
-            stats.rejecting_periods.fetch_add(1, Ordering::Relaxed);
-        }
+        let change = self.pool.update(d_m, self.active);
+        let rejecting = d_m.is_some_and(|d| self.pool.rejecting(d));
         // Starts that waited too long were rejected as they started; the verdict is for what
         // the workers cannot see at a start: preempted requests waiting.
         let verdict = preempted.is_some_and(|d| self.pool.rejecting(d));
@@ -246,7 +245,17 @@ impl CreditControl {
         if let Some(d) = d_m {
             shared.max_d_m_ns.fetch_max(d, Ordering::Relaxed);
         }
+        Some(ControlPeriod { change, rejecting })
     }
+}
+
+/// What one control period of [`CreditControl::tick`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlPeriod {
+    /// How the credit pool moved.
+    pub change: CreditChange,
+    /// The period's D_m was over the drop threshold (the pool rejects).
+    pub rejecting: bool,
 }
 
 #[cfg(test)]
@@ -269,23 +278,20 @@ mod tests {
     #[test]
     fn the_oldest_start_of_a_period_is_d_m_and_drives_the_pool() {
         let s = shared();
-        let stats = TimerStats::default();
         let mut c = CreditControl::new(&s);
         let t = c.last_update_ns + 2 * RECOUNT_EVERY_NS;
         assert!(!s.on_start(0, 7, t - 5_000, t));
         assert!(!s.on_start(1, 8, t - 150_000, t), "150 µs < D_drop 160 µs");
-        c.tick(&s, t, (0, 0), &stats);
+        assert_eq!(c.tick(&s, t, (0, 0)), Some(ControlPeriod { change: CreditChange::Decreased, rejecting: false }));
         assert_eq!(s.snapshot().max_d_m_ns, 150_000);
-        assert_eq!(stats.credit_decreases.load(Ordering::Relaxed), 1);
         assert_eq!(s.snapshot().active_sessions, 2);
         // Next period: the only start waited 1 µs, the pool grows.
         assert!(!s.on_start(0, 7, t + 20_000, t + 20_001));
-        c.tick(&s, t + 20_001, (0, 0), &stats);
-        assert_eq!(stats.credit_increases.load(Ordering::Relaxed), 1);
+        assert_eq!(c.tick(&s, t + 20_001, (0, 0)).map(|p| p.change), Some(CreditChange::Increased));
+        // Within the same period: nothing decided.
+        assert_eq!(c.tick(&s, t + 20_002, (0, 0)), None);
         // A period with no start: held.
-        c.tick(&s, t + 40_000, (0, 0), &stats);
-        assert_eq!(stats.credit_increases.load(Ordering::Relaxed) + stats.credit_decreases.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.control_periods.load(Ordering::Relaxed), 3);
+        assert_eq!(c.tick(&s, t + 40_001, (0, 0)).map(|p| p.change), Some(CreditChange::Held));
     }
 
     /// The CI failure of 2026-11-26 (runtime/tests/overload.rs rejected nothing of a 90 ms
@@ -302,79 +308,72 @@ mod tests {
     #[test]
     fn a_late_start_is_its_own_verdict_not_the_next_requests() {
         let s = shared();
-        let stats = TimerStats::default();
         let mut c = CreditControl::new(&s);
         let t = c.last_update_ns + 2 * RECOUNT_EVERY_NS;
         assert!(s.on_start(0, 7, t - 900_000, t));
-        c.tick(&s, t + 10_000, (0, 0), &stats);
-        assert_eq!(stats.rejecting_periods.load(Ordering::Relaxed), 1, "D_m 900 µs is reported");
+        assert_eq!(c.tick(&s, t + 10_000, (0, 0)).map(|p| p.rejecting), Some(true), "D_m 900 µs is reported");
         assert!(!s.on_start(0, 7, t + 10_000, t + 10_001), "a fresh request after it is served");
     }
 
     #[test]
     fn a_preempted_request_resumed_late_rejects_new_ones_for_two_periods() {
         let s = shared();
-        let stats = TimerStats::default();
         let mut c = CreditControl::new(&s);
         let t = c.last_update_ns + 2 * RECOUNT_EVERY_NS;
         s.on_resume(0, t - 200_000, t);
-        c.tick(&s, t, (0, 0), &stats);
+        c.tick(&s, t, (0, 0));
         assert!(s.on_start(1, 8, t + 1, t + 1), "fresh, but the workers are behind");
         assert!(s.rejecting_at(t + 19_999));
         assert!(!s.rejecting_at(t + 20_000));
-        c.tick(&s, t + 10_000, (0, 0), &stats);
+        c.tick(&s, t + 10_000, (0, 0));
         assert!(!s.on_start(1, 8, t + 10_001, t + 10_001), "a period with no late resume lifts it");
     }
 
     #[test]
     fn nothing_happens_within_a_period() {
         let s = shared();
-        let stats = TimerStats::default();
         let mut c = CreditControl::new(&s);
         let t = c.last_update_ns;
         s.on_start(0, 1, t.saturating_sub(1_000_000), t);
-        c.tick(&s, t + 9_999, (0, 0), &stats);
-        assert_eq!(stats.credit_decreases.load(Ordering::Relaxed) + stats.credit_increases.load(Ordering::Relaxed), 0);
+        assert_eq!(c.tick(&s, t + 9_999, (0, 0)), None);
     }
 
     #[test]
     fn a_wait_queue_head_no_one_resumes_counts_from_when_it_stopped_moving() {
         let s = shared();
-        let stats = TimerStats::default();
         let mut c = CreditControl::new(&s);
         let t = c.last_update_ns + 2 * RECOUNT_EVERY_NS;
         // Three threads queued, one taken: moving, no bound yet.
-        c.tick(&s, t, (3, 1), &stats);
+        c.tick(&s, t, (3, 1));
         assert_eq!(s.snapshot().max_d_m_ns, 0);
         // The consumer index stays at 1 while the queue holds work: the head waits since t.
-        c.tick(&s, t + 100_000, (5, 1), &stats);
-        c.tick(&s, t + 300_000, (5, 1), &stats);
+        c.tick(&s, t + 100_000, (5, 1));
+        c.tick(&s, t + 300_000, (5, 1));
         assert_eq!(s.snapshot().max_d_m_ns, 300_000);
         assert!(s.rejecting_at(t + 300_000), "300 µs > D_drop 160 µs");
         assert!(s.rejecting_at(t + 319_999), "for two periods");
         assert!(!s.rejecting_at(t + 320_000), "a verdict the timer core did not renew expires");
         // A resume moves it: the bound starts over (and a resumed thread reports its own wait).
         s.on_resume(0, t + 100_000, t + 320_000);
-        c.tick(&s, t + 320_000, (5, 2), &stats);
+        c.tick(&s, t + 320_000, (5, 2));
         assert!(s.rejecting_at(t + 320_000), "the resumed thread waited 220 µs");
-        c.tick(&s, t + 340_000, (5, 3), &stats);
+        c.tick(&s, t + 340_000, (5, 3));
         assert!(!s.rejecting_at(t + 340_000));
         // Empty: no bound.
-        c.tick(&s, t + 900_000, (5, 5), &stats);
-        c.tick(&s, t + 990_000, (5, 5), &stats);
+        c.tick(&s, t + 900_000, (5, 5));
+        c.tick(&s, t + 990_000, (5, 5));
         assert!(!s.rejecting_at(t + 990_000));
     }
 
     #[test]
     fn every_session_gets_at_least_one_credit() {
         let s = shared();
-        let stats = TimerStats::default();
         let mut c = CreditControl::new(&s);
         let t = c.last_update_ns + RECOUNT_EVERY_NS;
         for flow in 0..100 {
             s.on_start(0, flow, t, t);
         }
-        c.tick(&s, t, (0, 0), &stats);
+        c.tick(&s, t, (0, 0));
         assert_eq!(s.snapshot().active_sessions, 100);
         assert!(s.snapshot().credits_total >= 100.0);
         assert_eq!(s.credits_per_session(), 1);

@@ -2,6 +2,9 @@
 
 pub use crate::body::Body;
 
+/// A request handler that can be shared (between a server's restarts, say) and cloned.
+pub type SharedHandler = std::sync::Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
 /// A request as the runtime sees it. Transports decode their wire format into this.
 ///
 /// Not `Copy`: it owns its [`Body`]. What the scheduling policies see is [`Request::descriptor`],
@@ -52,10 +55,15 @@ impl Request {
 /// A request's fixed fields, `Copy`: what a policy decides on (id, type, flow, times, size).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestDescriptor {
+    /// The request's id (echoed in the reply).
     pub id: u64,
+    /// Its kind (the application's or the workload's class).
     pub kind: u32,
+    /// Its flow (session) for overload control and steering.
     pub flow: u32,
+    /// The service time the client asked for (synthetic workloads), ns.
     pub service_ns: u64,
+    /// When it reached the server (ns, the runtime's clock).
     pub arrival_ns: u64,
     /// The body's length in bytes.
     pub body_len: u32,
@@ -84,10 +92,12 @@ impl Key {
         Some(k)
     }
 
+    /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
 
+    /// Whether the key is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -107,6 +117,7 @@ impl std::fmt::Debug for Key {
 
 /// Reply statuses shared by every application (applications add their own above 16).
 pub mod status {
+    /// Served.
     pub const OK: u32 = 0;
     /// The transport could read the request's id but not the rest of it (bad length, reserved
     /// bits, a key longer than `Key::MAX`): answered so the client learns why, not dropped.
@@ -125,13 +136,17 @@ pub mod status {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Reply {
+    /// The id of the request answered.
     pub id: u64,
+    /// The kind of the request answered.
     pub kind: u32,
     /// 0 = ok; application-defined error codes otherwise.
     pub status: u32,
     /// Application result (a checksum, a value, a count).
     pub value: u64,
+    /// The client's timestamp, echoed.
     pub client_ts: u64,
+    /// When the request arrived (ns, the runtime's clock), echoed.
     pub arrival_ns: u64,
     /// Set by the runtime in `send`: when the reply left (runtime clock, ns).
     pub done_ns: u64,
@@ -161,6 +176,7 @@ impl Reply {
         }
     }
 
+    /// Sets the reply's value word.
     pub fn with_value(mut self, value: u64) -> Reply {
         self.value = value;
         self
@@ -178,6 +194,7 @@ impl Reply {
         self
     }
 
+    /// Sets the reply's status (`status::*`).
     pub fn with_status(mut self, status: u32) -> Reply {
         self.status = status;
         self

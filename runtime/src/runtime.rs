@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 /// Why a runtime could not start.
 #[derive(Debug)]
 pub enum StartError {
+    /// The configuration is invalid.
     Config(ConfigError),
+    /// The preemption mechanism could not be set up (a module missing, a CPU without UINTR).
     Preemption(std::io::Error),
     /// A preempting runtime needs `PreemptSafeAlloc` as the global allocator.
     Allocator,
@@ -23,6 +25,7 @@ pub enum StartError {
     HandlerNotMigratable,
     /// The builder was started without something it needs (named).
     Incomplete(&'static str),
+    /// A worker thread could not start.
     Worker(String),
 }
 
@@ -58,8 +61,7 @@ struct Start {
     scheduler: Option<Arc<RuntimeScheduler>>,
 }
 
-/// A request handler that can be shared (between a server's restarts, say) and cloned.
-pub type SharedHandler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+pub use crate::request::SharedHandler;
 
 /// A handler whose author promised that all of it meets the contract of a preemptible region, so
 /// that a runtime may preempt it, or let it yield and migrate, anywhere
@@ -83,6 +85,7 @@ impl MigratableHandler {
     }
 }
 
+/// A running synergy runtime: its workers, timer core (or dispatchers) and transport; `stop` ends it.
 pub struct Runtime {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
@@ -208,7 +211,7 @@ impl Runtime {
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
         crate::worker::panic::install_hook();
-        preempt::decide::set_handler(crate::worker::on_preempt, crate::worker::on_resume);
+        preempt::hook::set_handler(crate::worker::on_preempt, crate::worker::on_resume);
         // Every mode parks through the preemption entry (a compiler interrupt, a deferred
         // preemption and a cooperative request's probe too), which saves into each thread's
         // XSAVE area: its size is known before the first green thread is made.
@@ -341,6 +344,7 @@ impl Runtime {
         Ok(rt)
     }
 
+    /// Where each thread runs.
     pub fn placement(&self) -> &Placement {
         &self.placement
     }
@@ -371,10 +375,12 @@ impl Runtime {
         self.shared.workers[id].park.is_parked()
     }
 
+    /// How many workers it runs.
     pub fn workers(&self) -> usize {
         self.shared.workers.len()
     }
 
+    /// Its counters now.
     pub fn stats(&self) -> RunStats {
         let workers: Vec<WorkerSnapshot> = self.shared.workers.iter().map(|w| w.stats.snapshot()).collect();
         let mut total = WorkerSnapshot::default();

@@ -4,12 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
     ($live:ident, $snap:ident { $($(#[$doc:meta])* $field:ident),* $(,)? }) => {
+        #[doc = concat!("Live counters (relaxed atomics, updated on the hot path); [`", stringify!($snap), "`] is a copy.")]
         #[derive(Default, Debug)]
         pub struct $live { $($(#[$doc])* pub $field: AtomicU64,)* }
+        #[doc = concat!("The counters of [`", stringify!($live), "`] at one moment; `+=` sums them.")]
         #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
         #[cfg_attr(feature = "serde", derive(serde::Serialize))]
         pub struct $snap { $($(#[$doc])* pub $field: u64,)* }
         impl $live {
+            /// Reads every counter (each alone: the copy is not one atomic moment).
             pub fn snapshot(&self) -> $snap {
                 $snap { $($field: self.$field.load(Ordering::Relaxed),)* }
             }
@@ -34,7 +37,10 @@ counters!(
         /// Placements and requeues in which the scheduling policy named a worker or queue that
         /// does not exist (the request then stayed local, or went to the wait queue).
         policy_errors,
+        /// Requests completed that never opened a preemptible region (short ones: they start and
+        /// end on one worker, and feed its short-request EMA).
         short_done,
+        /// Requests completed that opened a preemptible region (long ones).
         long_done,
         /// Green threads parked on the wait queue by an interrupt (direct or deferred).
         preemptions,
@@ -61,11 +67,15 @@ counters!(
         pinned_forwards,
         /// Successful steal batches, and requests moved by them.
         steals,
+        /// Requests moved by those steal batches.
         stolen,
+        /// Handlers that panicked (each answered once: by the handler's own reply if it sent
+        /// one, else with the handler-panicked status).
         handler_panics,
         /// Times the worker parked (`--idle park`), and was woken again by the timer core (or by
         /// shutdown).
         parks,
+        /// Times a parked worker was woken again.
         wakeups,
         /// Sum over wake-ups of the time from the waker's decision to the worker running again.
         wake_latency_ns,
@@ -100,11 +110,13 @@ counters!(
         /// Times the timer core slept in epoll with every worker parked, and for how long (ns)
         /// (`--idle park` over a transport with arrival descriptors: `timer_sleep`).
         sleeps,
+        /// Nanoseconds the timer core spent in those sleeps.
         slept_ns,
         /// The timer core's thread CPU time (ns), recorded as it exits.
         cpu_ns,
         /// Control periods in which the credit pool grew (D_m ≤ D_t) or shrank (`--overload credits`).
         credit_increases,
+        /// Control periods in which the credit pool shrank (D_m > D_t).
         credit_decreases,
         /// Control periods in which D_m exceeded D_drop (the AQM rejected what started then).
         rejecting_periods,
@@ -113,17 +125,36 @@ counters!(
         /// Shinjuku: new requests the dispatchers answered REJECTED because their queues were
         /// at `shinjuku_queue_limit`, and the most units any dispatcher's queues held.
         dispatcher_rejects,
+        /// The most units any dispatcher's queues held at once.
         dispatcher_queue_max,
     }
 );
+
+impl TimerStats {
+    /// Counts one period of the overload controller (`--overload credits`).
+    pub fn count_control_period(&self, period: crate::overload::ControlPeriod) {
+        use crate::policy::overload::CreditChange;
+        self.control_periods.fetch_add(1, Ordering::Relaxed);
+        match period.change {
+            CreditChange::Increased => self.credit_increases.fetch_add(1, Ordering::Relaxed),
+            CreditChange::Decreased => self.credit_decreases.fetch_add(1, Ordering::Relaxed),
+            CreditChange::Held => 0,
+        };
+        if period.rejecting {
+            self.rejecting_periods.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Timer-core loop periods (time from one loop's clock read to the next's) in power-of-two
 /// buckets: bucket `i` counts periods in [2^i, 2^(i+1)) ns, bucket 0 also those under 1 ns. The
 /// timer core counts into a local array and publishes it every `PERIOD_FLUSH` loops and at exit.
 pub const PERIOD_BUCKETS: usize = 40;
+/// Loops between two publications of the timer core's period histogram.
 pub const PERIOD_FLUSH: u64 = 4096;
 
 #[derive(Debug)]
+/// The timer core's loop periods, published (`PERIOD_BUCKETS` power-of-two buckets).
 pub struct PeriodHistogram {
     buckets: [AtomicU64; PERIOD_BUCKETS],
 }
@@ -149,6 +180,7 @@ pub struct LoopPeriods {
 }
 
 impl LoopPeriods {
+    /// Starts counting loop periods at `now_ns`.
     pub fn new(now_ns: u64) -> LoopPeriods {
         LoopPeriods { local: [0; PERIOD_BUCKETS], last: now_ns, loops: 0 }
     }
@@ -187,6 +219,7 @@ impl PeriodHistogram {
         }
     }
 
+    /// The published buckets.
     pub fn snapshot(&self) -> PeriodSnapshot {
         PeriodSnapshot { buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect() }
     }
@@ -196,10 +229,12 @@ impl PeriodHistogram {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeriodSnapshot {
+    /// Counts per bucket (`PERIOD_BUCKETS`).
     pub buckets: Vec<u64>,
 }
 
 impl PeriodSnapshot {
+    /// Loop periods counted in all.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }
@@ -227,11 +262,15 @@ impl PeriodSnapshot {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RunStats {
+    /// Per worker, in worker order.
     pub workers: Vec<WorkerSnapshot>,
+    /// The workers' counters summed.
     pub total: WorkerSnapshot,
+    /// The timer core's (or the dispatchers') counters.
     pub timer: TimerSnapshot,
     /// The timer core's loop periods.
     pub timer_periods: PeriodSnapshot,
+    /// Green threads allocated now (running, parked, blocked or pooled).
     pub green_threads_live: u64,
     /// Time from the runtime's start to this snapshot (to the end of `shutdown` for its result).
     pub wall_ns: u64,

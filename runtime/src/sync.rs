@@ -13,6 +13,7 @@ use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// A mutual-exclusion lock for green threads: a contended lock yields the worker to other requests instead of blocking its OS thread, and preemption is deferred while it is held.
 pub struct Mutex<T: ?Sized> {
     locked: AtomicBool,
     contended: AtomicU64,
@@ -25,16 +26,19 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 impl<T> Mutex<T> {
+    /// A lock holding `value`.
     pub const fn new(value: T) -> Mutex<T> {
         Mutex { locked: AtomicBool::new(false), contended: AtomicU64::new(0), data: UnsafeCell::new(value) }
     }
 
+    /// The value, taking the lock apart.
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
 }
 
 impl<T: ?Sized> Mutex<T> {
+    /// Locks, yielding to other green threads while another holds it.
     pub fn lock(&self) -> MutexGuard<'_, T> {
         preempt::disable();
         loop {
@@ -54,6 +58,7 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
+    /// Locks if no one holds it.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         preempt::disable();
         if self.try_acquire() {

@@ -80,7 +80,9 @@ pub fn run_timer_core(
             grants.tick(&shared, now, &stats);
         }
         if let (Some(control), Some(o)) = (credits.as_mut(), shared.overload.as_ref()) {
-            control.tick(o, now, (wq.producer_index(), wq.consumer_index()), &stats);
+            if let Some(period) = control.tick(o, now, (wq.producer_index(), wq.consumer_index())) {
+                stats.count_control_period(period);
+            }
         }
         if params.yield_each_loop {
             // Time-shared with a worker: let it run instead of burning a whole time slice.

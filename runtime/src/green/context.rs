@@ -26,13 +26,19 @@ pub const DEFAULT_FPUCW: u16 = 0x037F;
 
 #[repr(C, align(64))]
 #[derive(Debug, Clone, Copy)]
+/// A green thread's saved context: what the System V ABI makes callee-saved across the switch call, plus where to resume.
 pub struct Context {
+    /// Callee-saved rbx.
     pub rbx: u64,
+    /// Callee-saved rbp.
     pub rbp: u64,
+    /// The stack pointer to resume with.
     pub rsp: u64,
+    /// The instruction to resume at.
     pub rip: u64,
     /// MXCSR (bytes 0..4) and the x87 control word (bytes 4..6); bytes 6..8 stay zero.
     pub mxcsr: u32,
+    /// The x87 control word (bytes 4..6 of the pair above).
     pub fpucw: u16,
     _pad: [u8; 2],
     _reserved: [u64; 3],

@@ -54,6 +54,7 @@ impl GreenLocals {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
+    /// Whether no green-thread local was ever set on this thread.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

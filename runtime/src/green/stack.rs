@@ -3,6 +3,7 @@
 
 use std::io;
 
+/// An mmap'd green-thread stack with a PROT_NONE guard page below it.
 pub struct Stack {
     base: *mut u8,
     mapped: usize,
@@ -11,6 +12,7 @@ pub struct Stack {
 // SAFETY: a Stack is an owned mapping; moving its ownership between threads is fine.
 unsafe impl Send for Stack {}
 
+/// The system's page size.
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
@@ -56,6 +58,7 @@ impl Stack {
         self.base as usize + page_size()
     }
 
+    /// Whether `addr` lies in the usable part of this stack (the guard page excluded).
     pub fn contains(&self, addr: usize) -> bool {
         addr >= self.bottom() && addr < self.top()
     }

@@ -6,6 +6,7 @@ use super::{Context, Stack};
 use std::io;
 
 #[repr(C)]
+/// A green thread: its stack, its saved context and XSAVE area, and the request it runs.
 pub struct GreenThread {
     /// Saved registers while not running (first field: one aligned cache line).
     pub ctx: Context,
@@ -31,6 +32,7 @@ pub struct GreenThread {
     /// The current request's kind and arrival (runtime clock, ns): Shinjuku's dispatcher queues
     /// a preempted request by them.
     pub kind: u32,
+    /// When the request it runs arrived (ns, the runtime's clock).
     pub arrival_ns: u64,
     /// The current request's session (`flow`), set under overload control: its reply's grant
     /// and its end are counted for CoreSync's coupling.
@@ -92,6 +94,7 @@ impl GreenThread {
         debug_assert!(self.locals.is_empty(), "green-thread-local values outlived their request");
     }
 
+    /// Its stack.
     pub fn stack(&self) -> &Stack {
         &self.stack
     }

@@ -14,7 +14,7 @@
 //! for), then the extended state (x87/SSE/AVX/AVX-512/...) into the running thread's own XSAVE
 //! area (gs:[40], allocated with the thread: with XSAVEC, compacted, only the components in use,
 //! where the CPU has it, else XSAVE; `cpu::xsave_format`), and calls the scheduler's handler
-//! (`decide::run_handler`) on the worker's preemption stack (gs:[48]), not on the green stack:
+//! (`hook::run_handler`) on the worker's preemption stack (gs:[48]), not on the green stack:
 //! the park path (a fresh green thread, the queues) needs KiB a request deep in its stack does
 //! not have (issue 39, item 8). The handler either parks the thread, giving it a context that
 //! resumes at `preempt_resume` with rsp and rbx at the frame, and continues elsewhere, or
@@ -61,6 +61,7 @@ pub fn init() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Bytes of the XSAVE area the entry saves into (the components enabled in XCR0, compacted where XSAVEC is used), as CPUID leaf 0xD gives it.
 pub fn xsave_size() -> usize {
     XSAVE_SIZE.load(Ordering::Relaxed) as usize
 }
@@ -297,7 +298,7 @@ unsafe extern "C" fn preempt_entry() {
         mxcsr = sym DEFAULT_MXCSR,
         fpucw = sym DEFAULT_FPUCW,
         has_avx = sym HAS_AVX,
-        on_preempt = sym super::decide::run_handler,
+        on_preempt = sym super::hook::run_handler,
         restore = sym preempt_restore,
     )
 }
@@ -316,7 +317,7 @@ unsafe extern "C" fn preempt_resume() {
         "call {on_resume}",
         "jmp {restore}",
         pstack = const crate::local::OFF_PREEMPT_STACK,
-        on_resume = sym super::decide::run_resume,
+        on_resume = sym super::hook::run_resume,
         restore = sym preempt_restore,
     )
 }

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use synergy_uapi::ipi;
 
+/// `--preempt=ipi`: interrupts through kmod_ipi (`/dev/synergy_ipi`), one direct IPI per preemption.
 pub struct IpiPreempter {
     dev: File,
 }

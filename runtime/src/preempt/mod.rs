@@ -5,6 +5,7 @@
 pub mod ci;
 pub mod decide;
 pub mod entry;
+pub(crate) mod hook;
 pub mod ipi;
 pub mod save_cost;
 pub mod signal;
@@ -47,6 +48,7 @@ pub enum PreemptMode {
 }
 
 impl PreemptMode {
+    /// Every mode, in the order `--help` lists them.
     pub const ALL: [PreemptMode; 8] = [
         PreemptMode::None,
         PreemptMode::Signal,
@@ -63,6 +65,7 @@ impl PreemptMode {
         PreemptMode::ALL.into_iter().find(|m| m.name() == name)
     }
 
+    /// The name `--preempt` uses for this mode.
     pub fn name(self) -> &'static str {
         match self {
             PreemptMode::None => "none",
@@ -106,10 +109,13 @@ pub struct Target {
 /// `unregister_worker` on each worker thread (after its GS base is set), before it takes requests
 /// and when it stops.
 pub trait Preempter: Send + Sync {
+    /// The mode's name, for reports.
     fn name(&self) -> &'static str;
+    /// Called on each worker's own thread before it serves (`cpu`: where it is pinned): sets up what delivery to it needs (kmod_ipi or kmod_uintr registration).
     fn register_worker(&self, _cpu: Option<usize>) -> io::Result<()> {
         Ok(())
     }
+    /// Called on each worker's own thread as it exits: undoes `register_worker`.
     fn unregister_worker(&self) {}
     /// Interrupts the worker `target`.
     fn preempt(&self, target: Target) -> io::Result<()>;
@@ -216,6 +222,7 @@ unsafe impl Sync for NoPreempt {}
 
 impl NoPreempt {
     #[inline(always)]
+    /// Disables preemption on this OS thread until the guard drops.
     pub fn new() -> NoPreempt {
         disable();
         NoPreempt(std::marker::PhantomData)

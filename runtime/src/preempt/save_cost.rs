@@ -36,8 +36,10 @@ pub enum LiveState {
 }
 
 impl LiveState {
+    /// Every live state, in the order the benchmark reports them.
     pub const ALL: [LiveState; 3] = [LiveState::Sse, LiveState::Avx2, LiveState::Avx512];
 
+    /// The name the report uses.
     pub fn name(self) -> &'static str {
         match self {
             LiveState::Sse => "sse",
@@ -65,7 +67,9 @@ pub const REGISTER_COMPONENTS: u64 = 0b1110_0111;
 /// One measurement.
 #[derive(Debug, Clone)]
 pub struct SaveCost {
+    /// The save instruction.
     pub format: XsaveFormat,
+    /// What was live when it ran.
     pub live: LiveState,
     /// XSTATE_BV the save wrote (the components it found in use).
     pub saved_components: u64,
@@ -265,9 +269,13 @@ fn save_once(format: XsaveFormat, image: &XsaveImage, mask: u64, canary: u8) -> 
 /// What one save of `image`'s state wrote: XSTATE_BV, XCOMP_BV, the saved area (from the 0x00
 /// canary) and, per byte, whether the instruction wrote it.
 pub struct SaveWrites {
+    /// XSTATE_BV of the saved header: the components saved with non-initial values.
     pub xstate_bv: u64,
+    /// XCOMP_BV of the saved header (bit 63: compacted format).
     pub xcomp_bv: u64,
+    /// The area as written.
     pub area: Vec<u8>,
+    /// Per byte: whether the save wrote it (both canaries overwritten).
     pub written: Vec<bool>,
 }
 
@@ -280,6 +288,7 @@ impl SaveWrites {
     pub fn none_written(&self, r: std::ops::Range<usize>) -> bool {
         self.written[r].iter().all(|&w| !w)
     }
+    /// How many bytes the save wrote.
     pub fn count(&self) -> usize {
         self.written.iter().filter(|&&w| w).count()
     }

@@ -16,8 +16,10 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Once;
 
+/// The signal the timer core sends (SIGURG: ignored by default, so a stray one harms no process).
 pub const PREEMPT_SIGNAL: libc::c_int = libc::SIGURG;
 
+/// `--preempt=signal`: `tgkill` with `PREEMPT_SIGNAL`, handled on the worker's alternate signal stack.
 pub struct SignalPreempter {
     pid: libc::pid_t,
 }

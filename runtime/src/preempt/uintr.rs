@@ -16,6 +16,7 @@ use synergy_uapi::uintr::{self, clui, senduipi, stui};
 /// User vector of every preemption (any of 0..63 would do: the handler ignores it).
 const PREEMPT_VECTOR: u32 = 0;
 
+/// `--preempt=uintr`: Intel user interrupts set up by kmod_uintr, sent with `senduipi`.
 pub struct UintrPreempter {
     dev: File,
     /// (worker tid, receiver id), added by `register_worker`.

@@ -30,12 +30,14 @@ impl<T> DerefMut for FifoGuard<'_, T> {
     }
 }
 
+/// A FIFO behind a mutex: the baselines' central and per-worker queues.
 pub struct LockedFifo<T> {
     items: Mutex<VecDeque<T>>,
     len: AtomicUsize,
 }
 
 impl<T> LockedFifo<T> {
+    /// An empty FIFO with room for `capacity` values before it grows.
     pub fn with_capacity(capacity: usize) -> LockedFifo<T> {
         LockedFifo { items: Mutex::new(VecDeque::with_capacity(capacity)), len: AtomicUsize::new(0) }
     }
@@ -46,12 +48,14 @@ impl<T> LockedFifo<T> {
         FifoGuard { items: self.items.lock().unwrap_or_else(|e| e.into_inner()), _held: held }
     }
 
+    /// Appends `value`.
     pub fn push_back(&self, value: T) {
         let mut q = self.lock();
         q.push_back(value);
         self.len.store(q.len(), Ordering::Release);
     }
 
+    /// Takes the oldest value.
     pub fn pop_front(&self) -> Option<T> {
         if self.is_empty() {
             return None;
@@ -62,10 +66,12 @@ impl<T> LockedFifo<T> {
         v
     }
 
+    /// How many values it holds.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
     }
 
+    /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

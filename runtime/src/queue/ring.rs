@@ -62,6 +62,7 @@ struct Slot<T> {
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
+/// A bounded lock-free multi-producer, multi-consumer ring (Vyukov's sequence-numbered slots).
 pub struct Ring<T> {
     enqueue_pos: Padded,
     dequeue_pos: Padded,
@@ -90,6 +91,7 @@ impl<T> Ring<T> {
         }
     }
 
+    /// How many values it holds at most.
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -164,6 +166,7 @@ impl<T> Ring<T> {
         tail.saturating_sub(head) as usize
     }
 
+    /// Whether it held no value when looked at.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

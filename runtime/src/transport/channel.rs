@@ -7,6 +7,7 @@ use crate::queue::Ring;
 use crate::request::{Reply, Request};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// An in-process transport: the application pushes requests and takes replies (embedding, tests, benchmarks).
 pub struct ChannelTransport {
     rx: Box<[Ring<Request>]>,
     replies: Ring<Reply>,
@@ -15,6 +16,7 @@ pub struct ChannelTransport {
 }
 
 impl ChannelTransport {
+    /// A channel for `workers` workers: each with a receive ring of `rx_capacity` requests, and one reply ring of `reply_capacity`.
     pub fn new(workers: usize, rx_capacity: usize, reply_capacity: usize) -> ChannelTransport {
         ChannelTransport {
             rx: (0..workers).map(|_| Ring::with_capacity(rx_capacity)).collect(),

@@ -5,6 +5,7 @@ pub mod channel;
 
 use crate::request::{Reply, Request};
 
+/// Where requests come from and replies go: kernel UDP, TCP, DPDK, or the in-process channel; each worker polls its own queue.
 pub trait Transport: Send + Sync + 'static {
     /// Moves up to `max` requests received for `worker` into `out`, without blocking. The
     /// runtime calls it for a given `worker` from one thread at a time (that worker's, or under a

@@ -60,8 +60,10 @@ pub struct SendError<T>(pub T);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TrySendError<T> {
     #[error("the channel is full")]
+    /// The channel is full; the value is handed back.
     Full(T),
     #[error("the receiver was dropped")]
+    /// Every receiver is gone; the value is handed back.
     Closed(T),
 }
 
@@ -74,8 +76,10 @@ pub struct RecvError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     #[error("the channel is empty")]
+    /// No value now.
     Empty,
     #[error("every sender was dropped and the channel is empty")]
+    /// Every sender is gone and no value is left.
     Closed,
 }
 
@@ -233,6 +237,7 @@ struct NotifyState {
 }
 
 impl Notify {
+    /// A `Notify` with no permit stored.
     pub fn new() -> Notify {
         Notify::default()
     }

@@ -41,8 +41,10 @@ pub struct RecvError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     #[error("no value yet")]
+    /// No value yet.
     Empty,
     #[error("the sender was dropped without sending")]
+    /// The sender is gone without sending.
     Closed,
 }
 

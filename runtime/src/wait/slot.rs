@@ -91,6 +91,7 @@ impl Default for WaitSlot {
 }
 
 impl WaitSlot {
+    /// An empty slot.
     pub fn new() -> WaitSlot {
         WaitSlot { st: SlotState::new(), os: AtomicU32::new(0), home: std::cell::UnsafeCell::new(None) }
     }
@@ -107,16 +108,16 @@ mod mechanism {
     use crate::worker::Shared;
     use std::sync::Arc;
 
-    impl WaitSlot {
+    impl crate::worker::BlockedOn for WaitSlot {
         /// `after_switch`'s step for a thread that blocked on this slot (module docs).
-        ///
-        /// # Safety
-        /// `t` is the green thread that blocked on this slot and has just switched away.
-        pub(crate) unsafe fn publish(&self, t: ThreadPtr, shared: Arc<Shared>, worker: usize) -> bool {
+        unsafe fn publish(&self, t: ThreadPtr, shared: Arc<Shared>, worker: usize) -> bool {
             // SAFETY: only the waiter writes `home`, before publishing (module docs).
             unsafe { *self.home.get() = Some((shared, worker)) };
             self.st.publish(t.0 as usize)
         }
+    }
+
+    impl WaitSlot {
 
         /// Notifies the slot: its waiter returns (or its next wait returns at once).
         pub fn notify(&self) {

@@ -269,7 +269,7 @@ pub fn yield_now() -> bool {
 /// worker, preemption enabled, not panicking, and the policy not a dispatched one (Shinjuku's
 /// dispatcher hands each worker its units of work). Returns true once woken (on this same
 /// worker), false at once if it cannot block (the caller then waits on the OS thread).
-pub(crate) fn block_on(slot: &crate::wait::WaitSlot) -> bool {
+pub(crate) fn block_on(slot: &(dyn super::BlockedOn + 'static)) -> bool {
     if !local::on_worker() || local::disable_depth() != 0 || std::thread::panicking() {
         return false;
     }

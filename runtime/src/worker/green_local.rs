@@ -51,6 +51,7 @@ pub struct GreenLocal<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> GreenLocal<T> {
+    /// A green-thread local whose value on each green thread starts as `init()`.
     pub const fn new(init: fn() -> T) -> GreenLocal<T> {
         GreenLocal { init, key: AtomicUsize::new(UNASSIGNED), _values: PhantomData }
     }

@@ -68,7 +68,7 @@ pub const STATUS_NO_REPLY: u32 = 0xFFFF_FFFE;
 pub type RuntimeScheduler = dyn crate::policy::api::Scheduler<Request, ThreadPtr>;
 
 /// The application's handler, shared by the workers (one allocation, called through one pointer).
-pub type Handler = crate::runtime::SharedHandler;
+pub type Handler = crate::request::SharedHandler;
 
 /// Parameters workers need at run time.
 #[derive(Debug, Clone)]
@@ -292,8 +292,20 @@ enum PostSwitch {
     Park(*mut GreenThread),
     /// Return this (finished or superseded) thread to the pool.
     Recycle(*mut GreenThread),
-    /// Publish this thread, which blocked, in its wait slot (`crate::wait::slot`).
-    Block(*mut GreenThread, *const crate::wait::WaitSlot),
+    /// Publish this thread, which blocked, in what it waits on (`BlockedOn`).
+    Block(*mut GreenThread, *const (dyn BlockedOn + 'static)),
+}
+
+/// What a blocking green thread is published in once it has switched away: the one step of the
+/// waiting protocol the worker runs (`after_switch`). `wait::WaitSlot` is the implementation; the
+/// waiting primitives sit above the worker and the worker knows them only through this.
+pub(crate) trait BlockedOn {
+    /// Publishes blocked thread `t`, whose home is worker `worker` of `shared`; false if it was
+    /// notified first (the worker then makes `t` runnable at once, `wake_here`).
+    ///
+    /// # Safety
+    /// `t` is the green thread that blocked on `self` and has just switched away.
+    unsafe fn publish(&self, t: ThreadPtr, shared: Arc<Shared>, worker: usize) -> bool;
 }
 
 /// Worker-private state (inside `WorkerLocal`, reached via `gs:`).
@@ -311,6 +323,9 @@ pub struct WorkerState {
     /// Arrivals the policy rejected during a selection, answered right after it.
     rejects: Vec<(Request, u32)>,
     ema: ShortEma,
+    /// Where a fresh or recycled green thread starts (`sched::green_main`): set here, at the top
+    /// of `worker`, so that the switch below the scheduler never names it.
+    thread_main: extern "C" fn() -> !,
 }
 
 impl WorkerState {
@@ -405,6 +420,7 @@ pub fn run_worker(id: usize, shared: Arc<Shared>, cpu: Option<usize>, ready: &dy
         poll_buf: Vec::with_capacity(RX_BATCH),
         rejects: Vec::new(),
         ema: ShortEma::default(),
+        thread_main: sched::green_main,
     };
     let wl = WorkerLocal::new(state, &shared.workers[id]);
     // Lives until this function returns, after the last green thread stopped.

@@ -1,7 +1,7 @@
 //! The worker's side of a preemption: what the preemption entry's handler does on the
 //! interrupted green thread (park it and continue on a fresh one, or let it run to completion
 //! when that is impossible), and what its resume path does when a parked thread runs again;
-//! registered with `preempt::decide::set_handler` when a runtime starts (`Builder::start`). Both
+//! registered with `preempt::hook::set_handler` when a runtime starts (`Builder::start`). Both
 //! run on the worker's preemption stack (`preempt::entry`).
 
 use super::switch::{after_switch, park_preempted, start_quantum_if_timed};
@@ -9,7 +9,7 @@ use super::{current, panic};
 use crate::policy::timer::DISARMED;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// What a taken preemption does (`preempt::decide::Handler`): runs on the worker's preemption
+/// What a taken preemption does (`preempt::hook::Handler`): runs on the worker's preemption
 /// stack after the entry saved the interrupted thread's full state (`interrupted_rip`: where it
 /// stopped; `frame`: its saved registers). Parks the thread and never returns, or returns whether
 /// the entry should arm the word once the thread's state is restored.
@@ -26,7 +26,7 @@ pub extern "C" fn on_preempt(interrupted_rip: u64, frame: u64) -> u64 {
 }
 
 /// What the entry's resume path does when a thread `on_preempt` parked runs again, on whichever
-/// worker took it (`preempt::decide::ResumeHandler`): the switch's bookkeeping, then a fresh
+/// worker took it (`preempt::hook::ResumeHandler`): the switch's bookkeeping, then a fresh
 /// quantum for a timed request (thesis §5.1.1.1); returns whether to arm the word.
 pub extern "C" fn on_resume() -> u64 {
     after_switch();

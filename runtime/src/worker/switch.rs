@@ -3,8 +3,7 @@
 //! (`after_switch`), which is what lets no other worker run a thread whose stack is still in use.
 
 use super::queues;
-use super::sched::green_main;
-use super::{current, PostSwitch, WorkerLocal, WorkerState};
+use super::{current, BlockedOn, PostSwitch, WorkerLocal, WorkerState};
 use crate::clock;
 use crate::green::context::{jump, switch};
 use crate::green::thread::ThreadPtr;
@@ -36,7 +35,7 @@ pub(super) fn set_current(l: &WorkerLocal, st: &mut WorkerState, t: *mut GreenTh
 /// A green thread from the pool, or a new one within the global budget.
 pub(super) fn take_thread(st: &mut WorkerState) -> Option<*mut GreenThread> {
     if let Some(mut t) = st.pool.pop() {
-        t.reset(green_main);
+        t.reset(st.thread_main);
         return Some(Box::into_raw(t));
     }
     let shared = st.shared();
@@ -44,7 +43,7 @@ pub(super) fn take_thread(st: &mut WorkerState) -> Option<*mut GreenThread> {
         shared.live_threads.fetch_sub(1, Ordering::AcqRel);
         return None;
     }
-    match GreenThread::new(shared.params.stack_size, entry::xsave_size(), green_main) {
+    match GreenThread::new(shared.params.stack_size, entry::xsave_size(), st.thread_main) {
         Ok(t) => Some(Box::into_raw(t)),
         Err(_) => {
             shared.live_threads.fetch_sub(1, Ordering::AcqRel);
@@ -107,7 +106,7 @@ pub(crate) fn wake_here(shared: &super::Shared, id: usize, t: ThreadPtr) {
 /// green thread meanwhile; returns true on this same worker once notified (`wake_here`), or false
 /// at once if no green thread was available. Preemption must be enabled (depth 0) and the worker
 /// disarmed, as for `park_current`.
-pub(crate) fn block_current(slot: &crate::wait::WaitSlot) -> bool {
+pub(crate) fn block_current(slot: &(dyn BlockedOn + 'static)) -> bool {
     let l = current();
     debug_assert_eq!(local::disable_depth(), 0, "block_current with preemption disabled");
     debug_assert!(!l.armed(), "block_current while preemptible");
