@@ -71,11 +71,8 @@ fn code_of(text: &str) -> String {
 /// Every path the code names through `crate::` or `super::`, resolved to an absolute module path
 /// prefix (`["worker", "switch", "wake_here"]`); `use` groups (`{a, b::c}`) are expanded.
 fn references(m: &Module, code: &str) -> Vec<Vec<String>> {
-    let parent: Vec<String> = if m.is_folder || m.path.is_empty() {
-        m.path.clone()
-    } else {
-        m.path[..m.path.len() - 1].to_vec()
-    };
+    let parent: Vec<String> =
+        if m.is_folder || m.path.is_empty() { m.path.clone() } else { m.path[..m.path.len() - 1].to_vec() };
     let bytes = code.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;

@@ -118,7 +118,6 @@ mod mechanism {
     }
 
     impl WaitSlot {
-
         /// Notifies the slot: its waiter returns (or its next wait returns at once).
         pub fn notify(&self) {
             match self.st.notify() {
