@@ -28,6 +28,7 @@ pub const MAX_CPUS: u32 = 64;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpiVersion {
+    /// The module's `ABI_VERSION`.
     pub abi_version: u32,
     /// Reserved, always 0.
     pub flags: u32,
@@ -51,7 +52,9 @@ pub struct IpiRegister {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpiCpuApic {
+    /// In: a CPU number (below `MAX_CPUS`, online).
     pub cpu: u32,
+    /// Out: that CPU's APIC ID.
     pub apic_id: u32,
 }
 
@@ -61,6 +64,7 @@ pub struct IpiCpuApic {
 pub struct IpiSend {
     /// Target CPU, or an APIC ID with `SEND_BY_APIC_ID`.
     pub target: u32,
+    /// `SEND_BY_APIC_ID` or 0; other bits must be 0.
     pub flags: u32,
 }
 

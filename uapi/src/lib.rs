@@ -2,6 +2,7 @@
 //! structures. `no_std` and dependency-free: the kernel modules compile these very files
 //! (`#[path]` includes), so there is exactly one definition of every number and layout.
 #![no_std]
+#![deny(missing_docs)]
 
 pub mod ioctl;
 pub mod ipi;

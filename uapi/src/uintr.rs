@@ -6,7 +6,9 @@
 
 use super::ioctl::{io, ior, iowr};
 
+/// The module's device node.
 pub const DEVICE_PATH: &str = "/dev/synergy_uintr";
+/// The ioctl type of `/dev/synergy_uintr`.
 pub const IOC_MAGIC: u8 = 0xB6;
 /// 2: valid registrations set the hardware up (1 refused them all).
 pub const ABI_VERSION: u32 = 3;
@@ -78,11 +80,17 @@ pub fn testui() -> bool {
 /// CR4.UINTR (bit 25) enables user interrupts.
 pub const CR4_UINTR: u64 = 1 << 25;
 
+/// IA32_UINTR_RR: the user-interrupt request register (pending vectors).
 pub const MSR_IA32_UINTR_RR: u32 = 0x985;
+/// IA32_UINTR_HANDLER: the user handler's address.
 pub const MSR_IA32_UINTR_HANDLER: u32 = 0x986;
+/// IA32_UINTR_STACKADJUST: the stack adjustment (bit 0: load instead of subtract).
 pub const MSR_IA32_UINTR_STACKADJUST: u32 = 0x987;
+/// IA32_UINTR_MISC: the UITT's highest valid index, UITTSZ (bits 31:0), and the notification vector UINV (bits 39:32).
 pub const MSR_IA32_UINTR_MISC: u32 = 0x988;
+/// IA32_UINTR_PD: the receiver's UPID address.
 pub const MSR_IA32_UINTR_PD: u32 = 0x989;
+/// IA32_UINTR_TT: the sender's UITT address (bit 0: valid).
 pub const MSR_IA32_UINTR_TT: u32 = 0x98A;
 
 /// The notification vector (UINV) kmod_uintr gives every receiver: Linux's
@@ -105,8 +113,11 @@ pub const UITT_ENTRY_LEN: usize = 16;
 /// An encoding refused because a field does not fit or an address is misaligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncodeError {
+    /// A vector beyond the field's bits (user vectors are 0..=63).
     VectorOutOfRange,
+    /// An address not aligned as the SDM requires.
     Misaligned,
+    /// An address not canonical.
     NotCanonical,
 }
 
@@ -132,15 +143,19 @@ pub const fn upid_control(on: bool, sn: bool, nv: u8, apic_id: u32, x2apic: bool
     (on as u64) | ((sn as u64) << 1) | ((nv as u64) << 16) | (ndst << 32)
 }
 
+/// The UPID control's ON bit (outstanding notification).
 pub const fn upid_on(control: u64) -> bool {
     control & 1 != 0
 }
+/// The UPID control's SN bit (suppress notification).
 pub const fn upid_sn(control: u64) -> bool {
     control & 2 != 0
 }
+/// The UPID control's notification vector.
 pub const fn upid_nv(control: u64) -> u8 {
     (control >> 16) as u8
 }
+/// The UPID control's notification destination (APIC ID, encoded as `upid_control` says).
 pub const fn upid_ndst(control: u64) -> u32 {
     (control >> 32) as u32
 }
@@ -212,6 +227,7 @@ pub const fn handler_msr(handler: u64) -> Result<u64, EncodeError> {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UintrVersion {
+    /// The module's `ABI_VERSION`.
     pub abi_version: u32,
     /// 1 if the CPU supports UINTR (CPUID.7.0:EDX[5]), else 0: every registration then fails
     /// with EOPNOTSUPP.
@@ -220,6 +236,7 @@ pub struct UintrVersion {
     /// CPU-hotplug callback prepares each CPU that comes online and forgets each that goes
     /// offline, so this equals the number of online CPUs while the module is loaded (ABI 3).
     pub cpus_ready: u32,
+    /// Reserved, always 0.
     pub reserved: u32,
 }
 
@@ -235,6 +252,7 @@ pub struct UintrReceiver {
     /// Bytes to skip below the interrupted RSP (even, at most `MAX_STACK_SKIP`), or with
     /// `RECEIVER_STACK_LOAD` the user stack pointer to switch to.
     pub stack_adjust: u64,
+    /// `RECEIVER_STACK_LOAD` or 0; other bits must be 0.
     pub flags: u32,
     /// Out: the receiver's id, for `IOC_REGISTER_SENDER`.
     pub receiver_id: u32,
@@ -248,13 +266,17 @@ pub const MAX_STACK_SKIP: u64 = 4096;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UintrSender {
+    /// A receiver of the caller's own process (`UintrReceiver::receiver_id`).
     pub receiver_id: u32,
+    /// The user vector to post (0..=63).
     pub vector: u32,
     /// Out: the UITT index to pass to `senduipi`.
     pub uitt_index: u32,
+    /// Must be 0.
     pub flags: u32,
 }
 
+/// Reads the module's `UintrVersion`.
 pub const IOC_VERSION: u32 = ior::<UintrVersion>(IOC_MAGIC, 0x00);
 /// Registers the calling thread as a receiver: its UPID is allocated and its
 /// IA32_UINTR_{HANDLER,STACKADJUST,MISC,PD,RR} are loaded whenever it runs (and cleared when it
