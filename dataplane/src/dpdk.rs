@@ -30,8 +30,11 @@ pub struct DpdkParams {
     pub eal_args: Vec<String>,
     /// DPDK device name, e.g. `net_af_packet0`.
     pub device: String,
+    /// The IPv4 address it answers on.
     pub ip: Ipv4Addr,
+    /// The UDP port it answers on.
     pub port: u16,
+    /// Workers (one RX/TX queue pair each).
     pub workers: usize,
 }
 
@@ -39,14 +42,18 @@ pub struct DpdkParams {
 pub use imp::DpdkTransport;
 
 #[cfg(not(feature = "dpdk"))]
+/// Stands in for the DPDK transport in a build without the `dpdk` feature: `open` says how to get one.
 pub struct DpdkTransport(());
 
 #[cfg(not(feature = "dpdk"))]
 impl DpdkTransport {
+    /// Fails: this build has no DPDK (the error says how to build one).
     pub fn open(_p: &DpdkParams) -> Result<DpdkTransport, String> {
         Err("this synergy was built without DPDK support (rebuild with `--features dpdk` after `apt-get install libdpdk-dev pkg-config`)".into())
     }
+    /// Nothing to close.
     pub fn close(&self) {}
+    /// All zero.
     pub fn counters(&self) -> DpdkSnapshot {
         DpdkSnapshot::default()
     }
@@ -68,13 +75,17 @@ impl Transport for DpdkTransport {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// The DPDK transport's counters.
 pub struct DpdkSnapshot {
+    /// Frames received.
     pub frames: u64,
     /// Frames that were not an IPv4/UDP datagram to our address (ARP, other traffic).
     pub not_for_us: u64,
     /// Datagrams to us that were not well-formed requests.
     pub malformed: u64,
+    /// Reply frames sent.
     pub replies: u64,
+    /// Reply frames the device did not take.
     pub reply_errors: u64,
 }
 
@@ -131,6 +142,7 @@ mod imp {
     // polling flag, whose acquire/release orders the handovers).
     unsafe impl Sync for Queue {}
 
+    /// DPDK: one RX/TX queue pair per worker on one port, frames parsed and built by `frame`.
     pub struct DpdkTransport {
         port: u16,
         mac: [u8; 6],
@@ -151,6 +163,7 @@ mod imp {
     }
 
     impl DpdkTransport {
+        /// Initialises the EAL with `p.eal_args`, and starts `p.device` with a queue pair per worker.
         pub fn open(p: &DpdkParams) -> Result<DpdkTransport, String> {
             if p.workers == 0 || p.workers > 64 {
                 return Err(format!("DPDK transport: {} workers (1 to 64)", p.workers));
@@ -217,14 +230,17 @@ mod imp {
             })
         }
 
+        /// The port's Ethernet address.
         pub fn mac(&self) -> [u8; 6] {
             self.mac
         }
 
+        /// Stop receiving: the runtime drains what it has and `shutdown` returns.
         pub fn close(&self) {
             self.closed.store(true, Ordering::Release);
         }
 
+        /// Its counters so far.
         pub fn counters(&self) -> DpdkSnapshot {
             let c = &self.counters;
             DpdkSnapshot {

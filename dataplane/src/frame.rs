@@ -5,9 +5,13 @@
 
 use std::net::Ipv4Addr;
 
+/// Bytes of an Ethernet header (no VLAN tag).
 pub const ETH_LEN: usize = 14;
+/// Bytes of an IPv4 header without options.
 pub const IPV4_LEN: usize = 20;
+/// Bytes of a UDP header.
 pub const UDP_LEN: usize = 8;
+/// Bytes before a datagram's payload.
 pub const HEADERS_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const PROTO_UDP: u8 = 17;
@@ -15,21 +19,28 @@ const PROTO_UDP: u8 = 17;
 /// Where a datagram came from: enough to answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
+    /// Its Ethernet address.
     pub mac: [u8; 6],
+    /// Its IPv4 address.
     pub ip: Ipv4Addr,
+    /// Its UDP port.
     pub port: u16,
 }
 
 /// Why a frame is not a datagram for us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
+    /// Shorter than its headers say.
     Truncated,
+    /// Not an IPv4 frame (ARP, IPv6, ...).
     NotIpv4,
     /// IPv4 options, fragments or a bad header checksum: not handled by this data plane.
     UnsupportedIp,
+    /// Not UDP.
     NotUdp,
     /// Another destination address or port.
     NotForUs,
+    /// The IP or UDP length disagrees with the frame.
     BadLength,
 }
 

@@ -8,6 +8,8 @@
 //! - [`server`]: a runtime behind a UDP, TCP or DPDK transport;
 //! - [`loadgen`]: the open-loop load generator and its latency histograms.
 
+#![deny(missing_docs)]
+
 pub mod dpdk;
 pub mod frame;
 pub mod loadgen;

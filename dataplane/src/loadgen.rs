@@ -28,16 +28,23 @@ use synergy::request::{status, Request};
 use synergy_eval::workload::Workload;
 
 #[derive(Debug, Clone)]
+/// How the load generator runs: where, what, how fast, for how long.
 pub struct LoadgenParams {
+    /// The server.
     pub target: SocketAddrV4,
+    /// The request mix (kinds, service times, shares).
     pub workload: Workload,
     /// Offered load, requests per second.
     pub rps: f64,
+    /// How long the measured window lasts.
     pub duration: Duration,
+    /// How long requests are sent, unmeasured, before it.
     pub warmup: Duration,
     /// Time to wait for stragglers after the last send.
     pub grace: Duration,
+    /// Sessions (each its own socket and `flow`).
     pub flows: u32,
+    /// Seed of the arrival and request-kind draws.
     pub seed: u64,
     /// Also keep every measured reply's (kind, latency) in `LoadgenResult::samples`, so that the
     /// reported percentiles can be checked against the raw data.
@@ -58,7 +65,9 @@ pub struct LoadgenParams {
 /// the start of the warm-up on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepLoad {
+    /// The second rate, requests per second.
     pub rps: f64,
+    /// How long each step lasts.
     pub every: Duration,
 }
 
@@ -67,30 +76,43 @@ pub struct StepLoad {
 pub struct StepResult {
     /// From the start of the warm-up.
     pub start_ms: f64,
+    /// The step's offered rate, requests per second.
     pub offered_rps: f64,
     /// Measured requests that arrived in this step and were served.
     pub served: u64,
+    /// p50 latency of those requests (ns).
     pub p50_ns: u64,
+    /// p99 latency of those requests (ns).
     pub p99_ns: u64,
+    /// p99.9 latency of those requests (ns).
     pub p999_ns: u64,
 }
 
 /// Latency summary of one request type (ns) or of all (slowdown, ×1).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClassLatency {
+    /// The type's service time (ns).
     pub service_ns: u64,
+    /// Whether the workload counts it as long.
     pub long: bool,
+    /// Measured replies of this type.
     pub count: u64,
+    /// p50 latency, send to reply (ns).
     pub p50_ns: u64,
+    /// p99 latency, send to reply (ns).
     pub p99_ns: u64,
+    /// p99.9 latency, send to reply (ns).
     pub p999_ns: u64,
+    /// p99.9 slowdown (latency over service time).
     pub slowdown_p999: f64,
     /// p99.9 of the server's own account of this type's requests (`server_ns`).
     pub server_p999_ns: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// What one run measured.
 pub struct LoadgenResult {
+    /// The offered rate, requests per second.
     pub offered_rps: f64,
     /// Replies recorded per second of the measured window.
     pub achieved_rps: f64,
@@ -98,6 +120,7 @@ pub struct LoadgenResult {
     pub sent: u64,
     /// Of those, answered.
     pub answered: u64,
+    /// Sent but never answered.
     pub lost: u64,
     /// Sends the kernel refused (our socket buffer full).
     pub send_errors: u64,
@@ -117,11 +140,14 @@ pub struct LoadgenResult {
     pub unsent: u64,
     /// `obey_credits`: time measured requests waited at the client for a credit (ns).
     pub client_queue_p50_ns: u64,
+    /// p99 of that wait (ns).
     pub client_queue_p99_ns: u64,
     /// From a request's arrival (its scheduled time) to its reply, client queueing included
     /// (ns); what `classes` report starts at the send.
     pub end_to_end_p50_ns: u64,
+    /// p99 of the same (ns).
     pub end_to_end_p99_ns: u64,
+    /// p99.9 of the same (ns).
     pub end_to_end_p999_ns: u64,
     /// `obey_credits`: the mean of the credits replies carried.
     pub mean_credits: f64,
@@ -132,13 +158,17 @@ pub struct LoadgenResult {
     pub max_send_lag_ns: u64,
     /// Whether the load generator's threads ran SCHED_FIFO (see `make_realtime`).
     pub realtime: bool,
+    /// Per request type.
     pub classes: Vec<ClassLatency>,
+    /// p99.9 slowdown over every measured reply.
     pub overall_slowdown_p999: f64,
+    /// p99.9 latency over every measured reply (ns).
     pub overall_latency_p999_ns: u64,
     /// The same p99.9s from the server's own account (`server_ns` of each reply: from the
     /// kernel's receive timestamp to the reply's construction): what the simulator models, with
     /// the kernel's UDP send and receive paths on both sides left out.
     pub server_slowdown_p999: f64,
+    /// p99.9 of the server's own latencies (ns).
     pub server_latency_p999_ns: u64,
     /// With a step load: each step's served requests and latency (by the step they arrived in).
     pub steps: Vec<StepResult>,
@@ -261,24 +291,39 @@ impl Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadgenError {
     #[error("the offered load must be a positive number of requests/s, got {0}")]
+    /// The offered load is not a positive number.
     Rate(f64),
     #[error("the step load's second rate must be 0 or more requests/s, got {0}")]
+    /// The step load's second rate is negative or not a number.
     StepRate(f64),
     #[error("the step load's steps must last at least 1 ms, got {0:?}")]
+    /// Steps shorter than 1 ms.
     StepLength(Duration),
     #[error("--flows must be between 1 and 4096, got {0}")]
+    /// A session count outside 1..=4096.
     Flows(u32),
     #[error("empty workload")]
+    /// A workload with no request type.
     EmptyWorkload,
     #[error("a request body of {0} bytes does not fit in one UDP datagram (at most {max})", max = crate::protocol::UDP_MAX_REQUEST_BODY)]
+    /// A body too large for one datagram.
     BodyTooLarge(usize),
     #[error("loadgen socket: {0}")]
+    /// A socket could not be made or connected.
     Socket(#[source] std::io::Error),
     #[error("the load generator's CPU {0} is not available to this process")]
+    /// The requested CPU is not in this process's affinity.
     CpuUnavailable(usize),
     #[error("cannot start the {role} thread: {source}")]
-    Spawn { role: &'static str, source: std::io::Error },
+    /// A thread could not start.
+    Spawn {
+        /// Which thread (sender, receiver).
+        role: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error("the {0} thread panicked")]
+    /// A thread panicked.
     ThreadPanicked(&'static str),
 }
 

@@ -39,9 +39,13 @@
 
 use synergy::request::{Body, Key, Reply, Request};
 
+/// Bytes of a request header (the whole request in version 1).
 pub const REQUEST_LEN: usize = 128;
+/// Bytes of a reply header (the whole reply in version 1).
 pub const REPLY_LEN: usize = 64;
+/// The first 4 bytes of every request.
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"SYNQ");
+/// The first 4 bytes of every reply.
 pub const REPLY_MAGIC: u32 = u32::from_le_bytes(*b"SYNP");
 /// The version of messages without a body.
 pub const VERSION: u16 = 1;
@@ -74,9 +78,12 @@ const _: () = assert!(KEY_AT + Key::MAX <= REQUEST_BODY_LEN_AT);
 pub enum WireError {
     /// Not the message's exact length (`got` bytes).
     BadLength {
+        /// The datagram's length.
         got: usize,
     },
+    /// Not a message of this protocol (its first 4 bytes).
     BadMagic(u32),
+    /// A version this side does not speak.
     BadVersion(u16),
     /// Flags or padding bits set that this version does not define.
     Reserved,
@@ -84,7 +91,9 @@ pub enum WireError {
     BadKeyLength(u8),
     /// A body longer than the receiver accepts (`max` bytes).
     BodyTooLarge {
+        /// The body's length.
         len: usize,
+        /// The longest body accepted.
         max: usize,
     },
 }
@@ -275,13 +284,21 @@ pub fn encode_reply(r: &Reply) -> Vec<u8> {
 /// A reply as the client sees it (its body: [`reply_body`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireReply {
+    /// The request's id.
     pub id: u64,
+    /// The request's kind.
     pub kind: u32,
+    /// `synergy::request::status` (0: ok).
     pub status: u32,
+    /// The application's result word.
     pub value: u64,
+    /// The client's timestamp, echoed.
     pub client_ts: u64,
+    /// The worker that served it.
     pub worker: u32,
+    /// How often it was preempted.
     pub preemptions: u32,
+    /// The server's own latency: receive timestamp to reply (ns).
     pub server_ns: u64,
     /// The session's credits, if the server runs overload control.
     pub credits: Option<u32>,
@@ -300,6 +317,7 @@ pub fn salvage_request_id(b: &[u8]) -> Option<(u64, u32)> {
     Some((u64_at(b, 8), u32_at(b, 16)))
 }
 
+/// Decodes a reply datagram (either version).
 pub fn decode_reply(b: &[u8]) -> Result<WireReply, WireError> {
     let (flags, body_len) = header(b, REPLY_LEN, REPLY_MAGIC, REPLY_BODY_LEN_AT)?;
     let padding_from = if flags & FLAG_CREDITS != 0 { CREDITS_AT + 4 } else { CREDITS_AT };

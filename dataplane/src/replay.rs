@@ -8,6 +8,7 @@ use synergy::clock;
 use synergy::request::{Reply, Request};
 use synergy::transport::Transport;
 
+/// An in-process transport that plays a fixed schedule of arrivals to the workers and records when each request was answered (`synergy demo`, the simulator comparisons).
 pub struct ReplayTransport {
     /// Per worker: requests sorted by `arrival_ns` offset from start.
     schedule: Box<[Box<[Request]>]>,
@@ -40,6 +41,7 @@ impl ReplayTransport {
         self.start_ns.store(clock::now_ns(), Ordering::Release);
     }
 
+    /// When `start` was called (the runtime's clock, ns).
     pub fn start_ns(&self) -> u64 {
         self.start_ns.load(Ordering::Acquire)
     }
@@ -72,14 +74,17 @@ impl ReplayTransport {
         out
     }
 
+    /// Requests answered so far.
     pub fn answered(&self) -> usize {
         self.answered.load(Ordering::Acquire)
     }
 
+    /// Replies for a request already answered (must stay 0).
     pub fn duplicates(&self) -> usize {
         self.duplicates.load(Ordering::Acquire)
     }
 
+    /// Requests in the schedule.
     pub fn total(&self) -> usize {
         self.done.len()
     }

@@ -11,11 +11,14 @@ use synergy::{Runtime, StartError};
 
 /// A synergy runtime serving `handler` over kernel UDP.
 pub struct UdpServer {
+    /// The runtime serving it (its counters: `runtime.stats()`).
     pub runtime: Runtime,
+    /// The kernel UDP transport (its counters, its address).
     pub transport: Arc<UdpTransport>,
 }
 
 impl UdpServer {
+    /// Serves `handler` (a `MigratableHandler`: preempted anywhere) on `bind`, datagrams hashed over the workers.
     pub fn start(config: &Config, bind: SocketAddrV4, handler: Handler) -> Result<UdpServer, StartError> {
         UdpServer::start_steered(config, bind, handler, &Steering::Hash)
     }
@@ -48,6 +51,7 @@ impl UdpServer {
         Ok(UdpServer { runtime, transport })
     }
 
+    /// The address it serves on (the port the kernel chose for port 0).
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.transport.local_addr()
     }
@@ -63,7 +67,9 @@ impl UdpServer {
 /// A synergy runtime serving a handler over TCP, framed by a codec
 /// ([`crate::stream::tcp::TcpTransport`]).
 pub struct TcpServer {
+    /// The runtime serving it (its counters: `runtime.stats()`).
     pub runtime: Runtime,
+    /// The TCP transport (its counters, its address).
     pub transport: Arc<crate::stream::tcp::TcpTransport>,
 }
 
@@ -102,6 +108,7 @@ impl TcpServer {
         Ok(TcpServer { runtime, transport })
     }
 
+    /// The address it listens on (the port the kernel chose for port 0).
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.transport.local_addr()
     }
@@ -121,11 +128,14 @@ impl TcpServer {
 
 /// A synergy runtime serving `handler` over DPDK.
 pub struct DpdkServer {
+    /// The runtime serving it (its counters: `runtime.stats()`).
     pub runtime: Runtime,
+    /// The DPDK transport.
     pub transport: Arc<crate::dpdk::DpdkTransport>,
 }
 
 impl DpdkServer {
+    /// Serves `handler` over DPDK with `params`.
     pub fn start(config: &Config, params: &crate::dpdk::DpdkParams, handler: Handler) -> Result<DpdkServer, String> {
         let transport = Arc::new(crate::dpdk::DpdkTransport::open(params)?);
         let runtime = Runtime::builder(config)
@@ -136,6 +146,7 @@ impl DpdkServer {
         Ok(DpdkServer { runtime, transport })
     }
 
+    /// Stops receiving, finishes every admitted request, and returns the run's counters.
     pub fn shutdown(self) -> (synergy::stats::RunStats, crate::dpdk::DpdkSnapshot) {
         self.transport.close();
         let stats = self.runtime.shutdown();

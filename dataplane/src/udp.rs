@@ -18,17 +18,26 @@ use synergy::transport::Transport;
 /// Counters of one worker's socket.
 #[derive(Default)]
 pub struct UdpCounters {
+    /// Datagrams received.
     pub received: AtomicU64,
+    /// Datagrams that were not well-formed requests.
     pub malformed: AtomicU64,
+    /// Replies sent.
     pub replies: AtomicU64,
+    /// Replies the kernel refused.
     pub reply_errors: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// One worker socket's counters at one moment.
 pub struct UdpSnapshot {
+    /// Datagrams received.
     pub received: u64,
+    /// Datagrams that were not well-formed requests.
     pub malformed: u64,
+    /// Replies sent.
     pub replies: u64,
+    /// Replies the kernel refused.
     pub reply_errors: u64,
     /// Datagrams the kernel dropped because the socket's receive buffer was full (overload).
     pub kernel_drops: u64,
@@ -50,6 +59,7 @@ pub fn kernel_drops(fd: &OwnedFd) -> u64 {
     u64::from(info[SK_MEMINFO_DROPS])
 }
 
+/// Kernel UDP: one SO_REUSEPORT socket per worker (the kernel or an eBPF program spreads datagrams over them), replies sent from the worker's own socket.
 pub struct UdpTransport {
     sockets: Box<[OwnedFd]>,
     counters: Box<[UdpCounters]>,
@@ -81,6 +91,7 @@ pub fn origin_of(addr: SocketAddrV4) -> u64 {
     (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
 }
 
+/// The address a request came from (`origin_of` reversed).
 pub fn addr_of(origin: u64) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from((origin >> 16) as u32), origin as u16)
 }
@@ -357,6 +368,7 @@ impl UdpTransport {
         self.closed.store(true, Ordering::Release);
     }
 
+    /// Each worker socket's counters.
     pub fn counters(&self) -> Vec<UdpSnapshot> {
         self.counters
             .iter()

@@ -29,19 +29,25 @@ use std::os::fd::OwnedFd;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Steering {
     #[default]
+    /// The kernel's default: a hash of the source address and port (SO_REUSEPORT).
     Hash,
+    /// A random socket per datagram (eBPF).
     Random,
     /// Requests whose kind is one of these go to worker 0; the rest are spread over the others.
     Sita {
+        /// The request kinds that are long.
         long_kinds: Vec<u32>,
     },
     /// Requests whose kind is not one of these avoid workers running a long request.
     ScanAvoid {
+        /// The request kinds that are long.
         long_kinds: Vec<u32>,
     },
     /// Each flow may send `burst` datagrams at once and `rate_per_s` per second after that.
     TenantTokens {
+        /// Datagrams per second each flow may send after its burst.
         rate_per_s: u32,
+        /// Datagrams a flow may send at once.
         burst: u32,
     },
 }
@@ -49,7 +55,9 @@ pub enum Steering {
 /// Token-bucket parameters of `--steer tokens`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBucket {
+    /// Datagrams per second each flow may send after its burst.
     pub rate_per_s: u32,
+    /// Datagrams a flow may send at once.
     pub burst: u32,
 }
 
@@ -57,16 +65,22 @@ pub struct TokenBucket {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SteeringError {
     #[error("--steer {0} needs at least one long request kind")]
+    /// SITA or SCAN-avoid without a long kind.
     NoLongKinds(&'static str),
     #[error("--steer {0} takes at most 64 long request kinds")]
+    /// More long kinds than the program can test.
     TooManyLongKinds(&'static str),
     #[error("--steer tokens needs --tenant-rate (datagrams per second per flow)")]
+    /// `tokens` without its rate.
     NoTenantRate,
     #[error("--tenant-rate must be at least 1 per second")]
+    /// A token rate of 0.
     ZeroTenantRate,
     #[error("--tenant-burst must be at least 1")]
+    /// A token burst of 0.
     ZeroTenantBurst,
     #[error("unknown steering {0:?}: expected hash, random, sita, scan-avoid or tokens")]
+    /// No policy of that name.
     Unknown(String),
 }
 
@@ -98,6 +112,7 @@ impl Steering {
         }
     }
 
+    /// The name `--steer` uses.
     pub fn name(&self) -> &'static str {
         match self {
             Steering::Hash => "hash",

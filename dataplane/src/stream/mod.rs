@@ -31,6 +31,7 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct CodecError {
+    /// What was wrong, for the log and the counters.
     pub message: String,
     /// Bytes to send before closing (e.g. memcached's `CLIENT_ERROR ...`).
     pub reply: Option<Vec<u8>>,

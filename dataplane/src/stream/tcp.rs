@@ -57,13 +57,21 @@ struct Counters {
 /// A snapshot of a TCP transport's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TcpSnapshot {
+    /// Connections accepted.
     pub accepted: u64,
+    /// Connections closed (by the client, an error, or the server).
     pub closed: u64,
+    /// Requests parsed.
     pub requests: u64,
+    /// Connections closed for input the codec could not parse.
     pub malformed: u64,
+    /// Replies written.
     pub replies: u64,
+    /// Replies that could not be written (the connection was gone).
     pub reply_errors: u64,
+    /// Times a connection stopped being read because its unsent replies reached the limit (backpressure).
     pub throttled: u64,
+    /// Failed accepts (e.g. out of descriptors).
     pub accept_errors: u64,
 }
 
@@ -189,6 +197,7 @@ impl TcpTransport {
         self
     }
 
+    /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local
     }
@@ -198,6 +207,7 @@ impl TcpTransport {
         self.closed.store(true, Ordering::Release);
     }
 
+    /// Its counters so far.
     pub fn counters(&self) -> TcpSnapshot {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);

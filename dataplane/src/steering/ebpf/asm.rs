@@ -7,9 +7,13 @@
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
+    /// Opcode: class, size or operation, and source bits.
     pub code: u8,
+    /// dst register (low nibble) and src register (high nibble).
     pub regs: u8,
+    /// Signed offset (memory accesses, jumps).
     pub off: i16,
+    /// Signed immediate.
     pub imm: i32,
 }
 
@@ -18,15 +22,25 @@ pub struct Insn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reg(pub u8);
 
+/// Register R0: return value.
 pub const R0: Reg = Reg(0);
+/// Register R1: first argument; the program context on entry.
 pub const R1: Reg = Reg(1);
+/// Register R2: second argument.
 pub const R2: Reg = Reg(2);
+/// Register R3: third argument.
 pub const R3: Reg = Reg(3);
+/// Register R4: fourth argument.
 pub const R4: Reg = Reg(4);
+/// Register R6: callee-saved.
 pub const R6: Reg = Reg(6);
+/// Register R7: callee-saved.
 pub const R7: Reg = Reg(7);
+/// Register R8: callee-saved.
 pub const R8: Reg = Reg(8);
+/// Register R9: callee-saved.
 pub const R9: Reg = Reg(9);
+/// Register FP: the read-only frame pointer (r10).
 pub const FP: Reg = Reg(10);
 
 // Instruction classes, sizes, modes and sources.
@@ -46,28 +60,41 @@ const X: u8 = 0x08;
 /// Memory access sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
+    /// 32 bits.
     W = 0x00,
+    /// 64 bits.
     DW = 0x18,
 }
 
 /// ALU operations (64-bit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alu {
+    /// `dst += src`.
     Add = 0x00,
+    /// `dst -= src`.
     Sub = 0x10,
+    /// `dst &= src`.
     And = 0x50,
+    /// `dst >>= src` (logical).
     Rsh = 0x70,
+    /// `dst %= src` (unsigned).
     Mod = 0x90,
+    /// `dst = src`.
     Mov = 0xb0,
 }
 
 /// Jump conditions (64-bit, unsigned comparisons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cond {
+    /// `==`.
     Eq = 0x10,
+    /// `>` (unsigned).
     Gt = 0x20,
+    /// `>=` (unsigned).
     Ge = 0x30,
+    /// `!=`.
     Ne = 0x50,
+    /// `<` (unsigned).
     Lt = 0xa0,
 }
 
@@ -83,11 +110,17 @@ const PSEUDO_MAP_FD: u8 = 1;
 /// Kernel helpers the programs call (`enum bpf_func_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Helper {
+    /// `bpf_map_lookup_elem`.
     MapLookupElem = 1,
+    /// `bpf_map_update_elem`.
     MapUpdateElem = 2,
+    /// `bpf_ktime_get_ns`.
     KtimeGetNs = 5,
+    /// `bpf_get_prandom_u32`.
     GetPrandomU32 = 7,
+    /// `bpf_skb_load_bytes`.
     SkbLoadBytes = 26,
+    /// `bpf_sk_select_reuseport`.
     SkSelectReuseport = 82,
 }
 
@@ -110,10 +143,12 @@ fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
 }
 
 impl Asm {
+    /// An empty program.
     pub fn new() -> Asm {
         Asm::default()
     }
 
+    /// A new label, to be placed once with `label`.
     pub fn new_label(&mut self) -> Label {
         self.labels.push(None);
         Label(self.labels.len() - 1)
@@ -140,10 +175,12 @@ impl Asm {
         self.push(insn(ALU64 | op as u8 | X, dst, src, 0, 0))
     }
 
+    /// `dst = imm` (sign-extended to 64 bits).
     pub fn mov_imm(&mut self, dst: Reg, imm: i32) -> &mut Asm {
         self.alu_imm(Alu::Mov, dst, imm)
     }
 
+    /// `dst = src`.
     pub fn mov(&mut self, dst: Reg, src: Reg) -> &mut Asm {
         self.alu_reg(Alu::Mov, dst, src)
     }
@@ -190,6 +227,7 @@ impl Asm {
         self.push(insn(code, dst, src, 0, imm))
     }
 
+    /// `goto to`.
     pub fn ja(&mut self, to: Label) -> &mut Asm {
         self.jump_to(JMP | JA, R0, R0, 0, to)
     }
@@ -204,10 +242,12 @@ impl Asm {
         self.jump_to(JMP | cond as u8 | X, dst, src, 0, to)
     }
 
+    /// Calls kernel helper `helper` (arguments in r1-r5, result in r0).
     pub fn call(&mut self, helper: Helper) -> &mut Asm {
         self.push(insn(JMP | CALL, R0, R0, 0, helper as i32))
     }
 
+    /// Returns r0.
     pub fn exit(&mut self) -> &mut Asm {
         self.push(insn(JMP | EXIT, R0, R0, 0, 0))
     }

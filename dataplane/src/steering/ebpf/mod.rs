@@ -30,8 +30,18 @@ pub const BUCKET_FLOWS: u32 = 65_536;
 /// Which program to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Program {
-    ScanAvoid { long_kinds: Vec<u32> },
-    TenantTokens { interval_ns: u32, burst: u32 },
+    /// Avoid the sockets whose workers run a long request, for requests of the other kinds (`long_kinds`).
+    ScanAvoid {
+        /// The request kinds that are long.
+        long_kinds: Vec<u32>,
+    },
+    /// Per-flow token buckets: one datagram every `interval_ns`, `burst` at once; over the rate, dropped.
+    TenantTokens {
+        /// Nanoseconds between two datagrams of a flow at its rate.
+        interval_ns: u32,
+        /// Datagrams a flow may send at once.
+        burst: u32,
+    },
 }
 
 /// A program attached to a socket group, with its maps. Dropping it detaches nothing (the

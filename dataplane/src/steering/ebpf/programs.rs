@@ -20,7 +20,9 @@ pub const UDP_HEADER_LEN: i32 = 8;
 pub const REQUEST_FLOW_OFFSET: i32 = 20;
 /// Offsets in the state value, and its size.
 pub const BUSY_AT: i16 = 0;
+/// Offset in the state value of the count of datagrams dropped.
 pub const DROPPED_AT: i16 = 8;
+/// Bytes of the state value.
 pub const STATE_LEN: u32 = 16;
 /// Most sockets SCAN-avoid tracks: one bit each in `busy`.
 pub const MAX_SCAN_AVOID_SOCKETS: usize = 64;
@@ -41,7 +43,9 @@ const SLOT_STATE_KEY: i16 = -20;
 
 /// The maps a program refers to, by file descriptor (the kernel resolves them at load).
 pub struct Maps {
+    /// The REUSEPORT_SOCKARRAY of the group's sockets.
     pub sockets: i32,
+    /// The one-element state array (busy bits, drop count).
     pub state: i32,
     /// The per-flow token buckets (LRU hash: u32 flow → u64 theoretical arrival time).
     pub buckets: Option<i32>,

@@ -16,8 +16,11 @@ const BPF_PROG_LOAD: libc::c_int = 5;
 /// `enum bpf_map_type` values used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapType {
+    /// `BPF_MAP_TYPE_ARRAY`.
     Array = 2,
+    /// `BPF_MAP_TYPE_LRU_HASH`.
     LruHash = 9,
+    /// `BPF_MAP_TYPE_REUSEPORT_SOCKARRAY`.
     ReuseportSockarray = 20,
 }
 
