@@ -115,7 +115,7 @@ fn unpack(w: u64) -> CreditState {
 }
 
 impl CouplingShared {
-    /// The coupling state for `session_slots` sessions and `workers` workers; `r` is CoreSync's R (credits kept per parked core).
+    /// The coupling state for `session_slots` sessions and `workers` workers; `r` is CoreSync's R (credits issued per allocated core beyond one per session).
     pub fn new(r: f64, session_slots: usize, workers: usize) -> CouplingShared {
         CouplingShared {
             r,

@@ -56,6 +56,7 @@ impl ApiPolicy {
     pub fn rejected(&self) -> usize {
         self.queues.rejected.len()
     }
+    /// Placements and requeues that named a queue that does not exist.
     pub fn policy_errors(&self) -> u64 {
         self.queues.policy_errors
     }

@@ -29,15 +29,22 @@ use synergy_policy::shinjuku::{dispatcher_of, preempt_due, Queues, ShinjukuPolic
 /// Dispatcher-side and mailbox costs, ns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ShinjukuCosts {
+    /// The dispatcher's cost per request it hands out (ns).
     pub dispatch_ns: u64,
+    /// A mailbox message between dispatcher and worker (ns).
     pub mailbox_ns: u64,
+    /// The dispatcher's cost to send a preemption (ns).
     pub preempt_send_ns: u64,
+    /// From the send to the worker taking the interrupt (ns).
     pub ipi_latency_ns: u64,
+    /// The worker's own cost per request besides its service (ns).
     pub worker_request_ns: u64,
+    /// How often the dispatcher looks for expired quanta (ns).
     pub recheck_ns: u64,
 }
 
 impl ShinjukuCosts {
+    /// The Shinjuku paper's numbers (Tables 1 and 2).
     pub const PAPER: ShinjukuCosts = ShinjukuCosts {
         dispatch_ns: 91,
         mailbox_ns: 46,
@@ -76,6 +83,7 @@ impl Dispatcher {
     }
 }
 
+/// Shinjuku with its dispatcher modelled: each action costs dispatcher time, preemptions travel as IPIs, preempted requests go back through the dispatcher.
 pub struct Dispatched {
     name: String,
     policy: ShinjukuPolicy,
@@ -91,6 +99,7 @@ pub struct Dispatched {
 }
 
 impl Dispatched {
+    /// A Shinjuku named `name` with `policy`, `costs` and `workers` workers.
     pub fn new(name: &str, policy: ShinjukuPolicy, costs: ShinjukuCosts, workers: usize) -> Dispatched {
         policy.validate().expect("a valid Shinjuku policy");
         let dispatchers = (0..policy.dispatchers).map(|_| Dispatcher { queues: policy.queues(), free_at: 0 }).collect();

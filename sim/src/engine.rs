@@ -10,10 +10,14 @@ use synergy_policy::idle::{Grants, WorkerView, GRANT_PERIOD_NS};
 
 /// What the policy may use of the simulated machine.
 pub struct Ctx {
+    /// Simulated time (ns).
     pub now: u64,
+    /// Workers simulated.
     pub workers: usize,
+    /// What the mechanisms cost.
     pub overheads: Overheads,
     dispatcher_free_at: u64,
+    /// Steals made.
     pub steals: u64,
 }
 
@@ -29,6 +33,7 @@ impl Ctx {
 
 /// What an idle worker runs next.
 pub struct Pick {
+    /// The request.
     pub req: SimRequest,
     /// Run at most this long before `quantum_end` (None: to completion).
     pub quantum: Option<u64>,
@@ -60,11 +65,15 @@ enum Event {
 /// `synergy bench idle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SimIdle {
+    /// Idle this long before parking (ns).
     pub poll_period_ns: u64,
+    /// Work waits this long before a parked worker is granted (ns).
     pub wake_delay_ns: u64,
+    /// From a grant to the woken worker taking work (ns).
     pub wake_ns: u64,
 }
 
+/// Simulates `requests` under `policy` on `workers` workers with `overheads`; returns what it measured.
 pub fn run(
     policy: &mut dyn Policy,
     requests: &[SimRequest],

@@ -9,6 +9,8 @@
 //! (preemption, context switch, steal) or as dispatcher time (one central dispatcher core that
 //! serialises every dispatch, for the centralised policies).
 
+#![deny(missing_docs)]
+
 pub mod api_policy;
 pub mod coresync;
 pub mod dispatched;
@@ -45,9 +47,13 @@ impl Overheads {
 /// One simulated request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimRequest {
+    /// Its index in the run's request list.
     pub id: usize,
+    /// Its request type (the workload's index).
     pub class: usize,
+    /// When it arrives (ns from the start).
     pub arrival_ns: u64,
+    /// Its service time (ns).
     pub service_ns: u64,
     /// CPU still needed.
     pub remaining_ns: u64,
@@ -62,32 +68,50 @@ pub struct SimRequest {
 /// Latency summary of one class.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SimClass {
+    /// The type's service time (ns).
     pub service_ns: u64,
+    /// Requests of this type completed.
     pub count: usize,
+    /// Mean latency (ns).
     pub mean_latency_ns: f64,
+    /// p50 latency (ns).
     pub p50_ns: u64,
+    /// p99 latency (ns).
     pub p99_ns: u64,
+    /// p99.9 latency (ns).
     pub p999_ns: u64,
+    /// p99 slowdown (latency / service time).
     pub slowdown_p99: f64,
+    /// p99.9 slowdown.
     pub slowdown_p999: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// What one simulated run measured.
 pub struct SimResult {
+    /// The policy's name.
     pub policy: String,
+    /// Workers simulated.
     pub workers: usize,
+    /// The offered rate, requests per second.
     pub offered_rps: f64,
+    /// Requests completed.
     pub completed: usize,
     /// Mean time from arrival to first start of service (queueing delay), ns.
     pub mean_wait_ns: f64,
+    /// p99.9 of every request's slowdown.
     pub overall_slowdown_p999: f64,
     /// p99 of every request's latency, and of its slowdown (latency / its own service time).
     pub overall_p99_ns: u64,
+    /// p99 of every request's slowdown.
     pub overall_slowdown_p99: f64,
     /// When the last request finished (or the last arrival, if later), ns from the start.
     pub end_ns: u64,
+    /// Preemptions taken.
     pub preemptions: u64,
+    /// Steals made.
     pub steals: u64,
+    /// Per request type.
     pub classes: Vec<SimClass>,
     /// Time-weighted workers not parked (all of them unless `--idle park` is simulated).
     pub cores_in_use: f64,
@@ -238,6 +262,7 @@ fn build_policy(
     })
 }
 
+/// The policies `simulate --policy` knows by these names.
 pub const POLICIES: [&str; 7] = ["synergy", "cfcfs", "dfcfs", "shinjuku", "concord", "tq", "darc"];
 
 /// Shinjuku with its dispatcher modelled (`dispatched.rs`): SQ to the tail, SQ to the head, MQ
@@ -247,6 +272,7 @@ pub const FAITHFUL_SHINJUKU: [&str; 3] = ["shinjuku-sq", "shinjuku-sq-head", "sh
 /// Synergy's component ablation (thesis §6.3.1), usable as policy names.
 pub const ABLATION: [&str; 5] = ["rss-ci", "rss-ci+ws", "rss-ci+ws+wq", "rss-ci+ws+wq+cp", "rss-ci+ws+wq+cp+qa"];
 
+/// Whether `name` names a policy (one above, a Shinjuku variant, an ablation step or Synergy with knobs).
 pub fn is_policy(name: &str) -> bool {
     POLICIES.contains(&name)
         || FAITHFUL_SHINJUKU.contains(&name)
@@ -260,8 +286,11 @@ pub fn is_policy(name: &str) -> bool {
 /// preemption mechanism's cost on the worker (Figure 6.7: signal, IPI, UINTR, CI).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SynergyKnobs {
+    /// QUANTUM_FACTOR (`q`).
     pub quantum_factor: f64,
+    /// THRESH_WQD, µs (`d`; 0: never congested).
     pub thresh_wqd_us: u64,
+    /// CONGESTED_QUANTUM_FACTOR (`f`).
     pub congested_factor: f64,
     /// Preemption cost on the worker (ns), if the name sets it.
     pub preempt_ns: Option<u64>,

@@ -27,19 +27,29 @@ use synergy_policy::selection::{select, Selected, WorkerQueues};
 use synergy_policy::system;
 use synergy_policy::timer::QuantumControl;
 
+/// What happens when a running request's quantum ends.
 pub enum QuantumEnd {
+    /// It is preempted.
     Preempt,
+    /// It runs on, for at most this much longer (ns).
     Continue(u64),
 }
 
+/// A scheduling policy as the simulator drives it: arrivals, what each idle worker runs next, and quantum ends.
 pub trait Policy {
+    /// Its name in results.
     fn name(&self) -> String;
+    /// Request `r` arrives.
     fn arrive(&mut self, r: SimRequest, ctx: &mut Ctx);
+    /// What idle worker `w` runs next, if anything.
     fn next(&mut self, w: usize, ctx: &mut Ctx) -> Option<Pick>;
+    /// Request `r`'s quantum on worker `w` ended (default: run on).
     fn quantum_end(&mut self, _w: usize, _r: &SimRequest, _ctx: &mut Ctx) -> QuantumEnd {
         QuantumEnd::Continue(u64::MAX)
     }
+    /// Request `r` was preempted on worker `w`.
     fn preempted(&mut self, _w: usize, _r: SimRequest, _ctx: &mut Ctx) {}
+    /// Request `r` completed on worker `w`.
     fn completed(&mut self, _w: usize, _r: &SimRequest, _ctx: &mut Ctx) {}
     /// What the core grants of `--idle park` see of worker `w` (`policy::idle::WorkerView`):
     /// (work waits that it would take, some of that work others could take); None where the
@@ -82,6 +92,7 @@ fn pick(q: Queued, quantum: Option<u64>, overhead_ns: u64) -> Pick {
 }
 
 #[derive(Default)]
+/// Centralised FCFS: one queue, no preemption.
 pub struct CFcfs {
     q: VecDeque<Queued>,
 }
@@ -113,9 +124,11 @@ pub struct Central {
 }
 
 impl Central {
+    /// Shinjuku: a central queue and a fixed quantum of `quantum_ns`.
     pub fn shinjuku(quantum_ns: u64) -> Central {
         Central { name: "shinjuku", q: VecDeque::new(), local: Vec::new(), local_bound: 0, quantum_ns }
     }
+    /// Concord: Shinjuku's queue with JBSQ(2) per-worker queues for `workers` workers.
     pub fn concord(workers: usize, quantum_ns: u64) -> Central {
         Central {
             name: "concord",
@@ -193,6 +206,7 @@ pub struct Darc {
 }
 
 impl Darc {
+    /// DARC with `reserved` workers kept for short requests.
     pub fn new(reserved: usize) -> Darc {
         Darc { short: VecDeque::new(), long: VecDeque::new(), reserved }
     }
@@ -236,6 +250,7 @@ pub struct Components {
 }
 
 impl Components {
+    /// Every component (Synergy itself).
     pub const ALL: Components =
         Components { work_stealing: true, wait_queue: true, conditional: true, adaptive_quantum: true };
 
@@ -312,10 +327,12 @@ impl WorkerQueues for SimQueues<'_> {
 }
 
 impl Synergy {
+    /// Synergy with every component.
     pub fn new(workers: usize, quantum_factor: f64, steal_threshold: usize, initial_ema_ns: f64) -> Synergy {
         Synergy::with_components("synergy", Components::ALL, workers, quantum_factor, steal_threshold, initial_ema_ns)
     }
 
+    /// Synergy with only `parts`, named `name` (the ablation).
     pub fn with_components(
         name: &str,
         parts: Components,

@@ -26,27 +26,37 @@ use synergy_eval::plot::{line_panel, svg_page, Series};
 use synergy_eval::workload::{RequestType, Workload, WorkloadName};
 use synergy_policy::shinjuku::{PreemptedTo, ShinjukuPolicy};
 
+/// Workers of the paper's baselines.
 pub const BASELINE_WORKERS: usize = 16;
+/// Shinjuku's workers (two of the 16 cores run its dispatcher and network).
 pub const SHINJUKU_WORKERS: usize = 14;
+/// Client flows.
 pub const FLOWS: u32 = 1920;
+/// Shinjuku's quantum (ns).
 pub const QUANTUM_NS: u64 = 5_000;
+/// Fig. 5c's p99 bound (ns).
 pub const FIG5C_P99_BOUND_NS: u64 = 300_000;
+/// Fig. 6's p99 slowdown bounds.
 pub const FIG6_SLOWDOWN_BOUNDS: [f64; 2] = [10.0, 50.0];
 /// Resuming a preempted request's context: ~100 cycles at 2.3 GHz (Table 2).
 pub const PAPER_SWITCH_NS: u64 = 43;
 /// Fig. 7b's worker-side cost per request besides its 1 µs of service: 11 workers at 5 M req/s
 /// spend 2.2 µs per request; less 1 µs of service, the 91 ns hand-off and the 46 ns mailbox.
 pub const FIG7B_WORKER_NS: u64 = 1_060;
+/// Fig. 7b's worker counts.
 pub const FIG7B_WORKERS: [usize; 12] = [1, 2, 4, 6, 8, 10, 11, 12, 14, 16, 18, 22];
 /// Dispatcher costs per request Fig. 7b is run with: the paper's message costs, and the cost at
 /// which one dispatcher would cap at exactly 5 M req/s (the pessimistic reading of Fig. 7b).
 pub const FIG7B_DISPATCH_NS: [u64; 2] = [91, 200];
 
 #[derive(Debug, Clone)]
+/// How the Shinjuku paper's figures are simulated.
 pub struct ShinjukuParams {
     /// Fractions of the 16 baseline workers' capacity.
     pub loads: Vec<f64>,
+    /// Requests per point.
     pub requests: usize,
+    /// Seed of the arrivals and service times.
     pub seed: u64,
     /// Requests per Fig. 7b point (offered above capacity; throughput = completed / makespan).
     pub scale_requests: usize,
@@ -66,59 +76,85 @@ impl Default for ShinjukuParams {
 /// One system at one load.
 #[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {
+    /// The figure.
     pub figure: &'static str,
+    /// The system.
     pub system: String,
+    /// Its workers.
     pub workers: usize,
+    /// The load (fraction of the baselines' capacity).
     pub load: f64,
+    /// The offered rate, requests per second.
     pub offered_rps: f64,
+    /// Every request completed.
     pub completed_all: bool,
     /// The system kept up with the offered load: its last request finished within twice the
     /// longest service time of the last arrival. A finite run of an overloaded system still ends
     /// (the backlog drains after the arrivals stop) and its p99 can look fine when the backlog is
     /// all long requests; this tells such a point apart.
     pub kept_up: bool,
+    /// p99 latency (ns).
     pub p99_ns: u64,
+    /// p99 slowdown.
     pub slowdown_p99: f64,
     /// Per request type: p99 latency and its slowdown (per-type tails).
     pub class_p99_ns: Vec<u64>,
+    /// Per request type: its p99 slowdown.
     pub class_slowdown_p99: Vec<f64>,
+    /// Preemptions taken.
     pub preemptions: u64,
 }
 
 /// The highest offered load of one system under one bound (0 if none met it).
 #[derive(Debug, Clone, Serialize)]
 pub struct FigureMax {
+    /// The figure.
     pub figure: &'static str,
+    /// The system.
     pub system: String,
     /// "p99 <= 300 us" or "p99 slowdown <= 10".
     pub bound: String,
+    /// The highest offered load that met it (requests per second).
     pub max_rps: f64,
 }
 
 /// Fig. 7b: throughput at saturation.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScalePoint {
+    /// Dispatcher cores.
     pub dispatchers: usize,
+    /// The dispatcher's cost per request (ns).
     pub dispatch_ns: u64,
+    /// Workers.
     pub workers: usize,
+    /// Requests completed per second.
     pub throughput_rps: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Every Shinjuku figure, simulated.
 pub struct ShinjukuResult {
+    /// Requests per point.
     pub requests_per_point: usize,
+    /// The dispatcher costs used.
     pub costs: ShinjukuCosts,
+    /// The worker's preemption cost (ns).
     pub preempt_ns: u64,
+    /// The context switch's cost (ns).
     pub switch_ns: u64,
     /// MQ's SLO per request type and figure: each type's p99 run alone under SQ at its share of
     /// half the capacity (the paper's method), ns.
     pub mq_slo_ns: Vec<(&'static str, Vec<u64>)>,
+    /// Figs. 5 and 6: every system at every load.
     pub curves: Vec<CurvePoint>,
+    /// The highest load under each bound.
     pub max: Vec<FigureMax>,
+    /// Fig. 7b.
     pub scale: Vec<ScalePoint>,
 }
 
 impl ShinjukuResult {
+    /// The highest load of `system` in `figure` under `bound` (0 if none).
     pub fn max_rps(&self, figure: &str, system: &str, bound: &str) -> f64 {
         self.max
             .iter()
@@ -126,6 +162,7 @@ impl ShinjukuResult {
             .map_or(0.0, |m| m.max_rps)
     }
 
+    /// Fig. 7b's throughput for that configuration (0 if not run).
     pub fn throughput(&self, dispatchers: usize, dispatch_ns: u64, workers: usize) -> f64 {
         self.scale
             .iter()
@@ -262,6 +299,7 @@ pub fn scale_point(dispatchers: usize, dispatch_ns: u64, workers: usize, request
     ScalePoint { dispatchers, dispatch_ns, workers, throughput_rps: r.completed as f64 * 1e9 / r.end_ns.max(1) as f64 }
 }
 
+/// Runs every figure with `p`.
 pub fn run(p: &ShinjukuParams) -> ShinjukuResult {
     let extreme = Workload::named(WorkloadName::Extreme);
     let mut fig5c = baselines();
@@ -350,6 +388,7 @@ pub fn table(r: &ShinjukuResult) -> String {
     s
 }
 
+/// The curves as CSV, one row per system, load and request type.
 pub fn csv(r: &ShinjukuResult) -> String {
     let mut s = String::from("figure,system,workers,load,offered_rps,completed_all,kept_up,p99_ns,slowdown_p99,class,class_p99_ns,class_slowdown_p99,preemptions\n");
     for c in &r.curves {

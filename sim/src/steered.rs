@@ -24,8 +24,10 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in the order results list them.
     pub const ALL: [Rule; 4] = [Rule::Hash, Rule::RoundRobin, Rule::Sita, Rule::ScanAvoid];
 
+    /// The name results use.
     pub fn name(self) -> &'static str {
         match self {
             Rule::Hash => "hash",
@@ -36,6 +38,7 @@ impl Rule {
     }
 }
 
+/// Ingress steering (Syrup): each worker its own queue, filled by `rule` at arrival; no stealing, no preemption.
 pub struct Steered {
     rule: Rule,
     queues: Vec<VecDeque<SimRequest>>,

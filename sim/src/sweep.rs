@@ -9,17 +9,27 @@ use synergy_eval::plot::{line_panel, svg_page, Series};
 use synergy_eval::workload::Workload;
 
 #[derive(Debug, Clone)]
+/// A simulated load sweep (`synergy simulate --sweep`).
 pub struct SimSweepParams {
+    /// The workload.
     pub workload: Workload,
+    /// Workers.
     pub workers: usize,
+    /// Policies, by name.
     pub policies: Vec<String>,
+    /// Loads as fractions of capacity.
     pub loads: Vec<f64>,
+    /// Requests per point.
     pub requests: usize,
     /// Client flows (RSS hashes flow f to worker f mod workers).
     pub flows: u32,
+    /// Seed of the arrivals and service times.
     pub seed: u64,
+    /// The p99.9 slowdown SLO.
     pub slo: f64,
+    /// Synergy's QUANTUM_FACTOR.
     pub quantum_factor: f64,
+    /// Synergy's work-stealing threshold.
     pub steal_threshold: usize,
     /// Shinjuku's quantum (`shinjuku`, `shinjuku-sq…`, `shinjuku-mq`), ns.
     pub shinjuku_quantum_ns: u64,
@@ -40,26 +50,42 @@ fn per_policy(table: &[(String, u64)], name: &str) -> Option<u64> {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One policy's highest load under the SLO.
 pub struct PolicySummary {
+    /// The policy.
     pub policy: String,
+    /// Requests per second.
     pub max_rps_under_slo: f64,
     /// The thesis's number for this workload and system (14 workers), if it reports one.
     pub thesis_rps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// What a sweep measured.
 pub struct SimSweepResult {
+    /// The workload's name.
     pub workload: String,
+    /// Workers.
     pub workers: usize,
+    /// Client flows.
     pub flows: u32,
+    /// The workload's capacity on those workers (requests per second).
     pub capacity_rps: f64,
+    /// The p99.9 slowdown SLO.
     pub slo: f64,
+    /// Requests per point.
     pub requests_per_point: usize,
+    /// The shared overheads.
     pub overheads: Overheads,
+    /// Preemption cost per policy (ns).
     pub preempt_ns: Vec<(String, u64)>,
+    /// Dispatch cost per policy where it differs (ns).
     pub dispatch_ns: Vec<(String, u64)>,
+    /// Parked workers' settings, if simulated.
     pub idle: Option<SimIdle>,
+    /// (load, result) per policy and load.
     pub points: Vec<(f64, SimResult)>,
+    /// Per policy.
     pub summary: Vec<PolicySummary>,
 }
 
@@ -86,6 +112,7 @@ pub fn thesis_max_rps(workload: &str, policy: &str) -> Option<f64> {
     Some(v)
 }
 
+/// Runs the sweep, calling `progress` after each point.
 pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) -> Result<SimSweepResult, String> {
     let capacity = p.workload.capacity_rps(p.workers);
     let mut points = Vec::new();
@@ -141,6 +168,7 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
     })
 }
 
+/// The points as CSV.
 pub fn csv(r: &SimSweepResult) -> String {
     let mut s = String::from(
         "policy,load,offered_rps,slowdown_p999,short_p999_ns,long_p999_ns,mean_wait_ns,preemptions,steals,cores_in_use,wakeups\n",

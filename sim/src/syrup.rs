@@ -16,9 +16,13 @@ use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
 use synergy_eval::workload::{RequestType, Workload};
 
+/// Workers of Syrup's figures.
 pub const WORKERS: usize = 6;
+/// Client flows of Fig. 2.
 pub const FIG2_FLOWS: u32 = 50;
+/// Fig. 2's GET p99 bound (ns).
 pub const FIG2_P99_BOUND_NS: u64 = 200_000;
+/// Fig. 6's GET p99 bound (ns).
 pub const FIG6_GET_P99_BOUND_NS: u64 = 150_000;
 const GET_NS: u64 = 11_000;
 const SCAN_NS: u64 = 700_000;
@@ -45,9 +49,11 @@ pub fn fig6_workload() -> Workload {
 }
 
 #[derive(Debug, Clone)]
+/// How Syrup's figures are simulated.
 pub struct SyrupParams {
     /// Loads as fractions of the workload's capacity on `WORKERS` workers.
     pub loads: Vec<f64>,
+    /// Requests per point.
     pub requests: usize,
     /// One hash secret and arrival sequence per seed.
     pub seeds: Vec<u64>,
@@ -64,44 +70,68 @@ impl Default for SyrupParams {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One rule at one load and seed.
 pub struct SyrupPoint {
+    /// The steering rule.
     pub rule: &'static str,
+    /// The seed.
     pub seed: u64,
+    /// The load (fraction of capacity).
     pub load: f64,
+    /// The offered rate, requests per second.
     pub offered_rps: f64,
     /// Per class (GET, then SCAN in Fig. 6): p99 and p99.9 latency, ns, and their slowdowns.
     pub p99_ns: Vec<u64>,
+    /// Per class: p99.9 latency, ns.
     pub p999_ns: Vec<u64>,
+    /// Per class: p99 slowdown.
     pub slowdown_p99: Vec<f64>,
+    /// Per class: p99.9 slowdown.
     pub slowdown_p999: Vec<f64>,
 }
 
 /// The highest load of one rule and seed whose GET p99 met the bound (0 if none did).
 #[derive(Debug, Clone, Serialize)]
 pub struct SyrupMax {
+    /// The steering rule.
     pub rule: &'static str,
+    /// The seed.
     pub seed: u64,
+    /// Requests per second.
     pub max_rps: f64,
     /// At that load: the SCANs' p99 (Fig. 6), ns.
     pub scan_p99_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One of Syrup's figures, simulated.
 pub struct SyrupFigure {
+    /// `fig2` or `fig6`.
     pub figure: &'static str,
+    /// The workload's name.
     pub workload: String,
+    /// Workers.
     pub workers: usize,
+    /// Client flows.
     pub flows: u32,
+    /// The workload's capacity (requests per second).
     pub capacity_rps: f64,
+    /// The GET p99 bound (ns).
     pub bound_ns: u64,
+    /// Every rule, load and seed.
     pub points: Vec<SyrupPoint>,
+    /// The highest load under the bound, per rule and seed.
     pub max: Vec<SyrupMax>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Both of Syrup's figures.
 pub struct SyrupResult {
+    /// Requests per point.
     pub requests_per_point: usize,
+    /// Fig. 2.
     pub fig2: SyrupFigure,
+    /// Fig. 6.
     pub fig6: SyrupFigure,
 }
 
@@ -156,6 +186,7 @@ fn figure(
     }
 }
 
+/// Runs both figures with `p`.
 pub fn run(p: &SyrupParams) -> SyrupResult {
     let fig2 = figure("fig2", &fig2_workload(), &[Rule::Hash, Rule::RoundRobin], FIG2_FLOWS, FIG2_P99_BOUND_NS, p);
     let fig6 = figure("fig6", &fig6_workload(), &Rule::ALL, FIG2_FLOWS, FIG6_GET_P99_BOUND_NS, p);
@@ -169,6 +200,7 @@ impl SyrupFigure {
     }
 }
 
+/// Every point as CSV.
 pub fn csv(r: &SyrupResult) -> String {
     let mut s = String::from("figure,rule,seed,load,offered_rps,class,p99_ns,p999_ns,slowdown_p99,slowdown_p999\n");
     for f in [&r.fig2, &r.fig6] {

@@ -16,29 +16,38 @@ use serde::Serialize;
 use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
 
+/// CoreSync's Table I: loads as fractions of capacity.
 pub const TABLE1_LOADS: [f64; 3] = [1.0, 1.3, 1.5];
+/// CoreSync's Fig. 3: loads as fractions of capacity.
 pub const FIG3_LOADS: [f64; 3] = [0.2, 0.5, 0.8];
+/// CoreSync's Fig. 7: the values of R compared.
 pub const FIG7_R: [f64; 4] = [10.0, 20.0, 50.0, 100.0];
 /// CoreSync's R for synthetic workloads.
 pub const PAPER_R: f64 = 50.0;
 /// Hermes's burst test (§4.2): the two rates, its cores, its sessions, and its best variant's
 /// p99.9 peak (Hermes Indirect).
 pub const BURST_RPS: [f64; 2] = [100_000.0, 5_000_000.0];
+/// Cores of Hermes's burst test.
 pub const BURST_CORES: usize = 14;
+/// Sessions of Hermes's burst test.
 pub const BURST_SESSIONS: usize = 50;
+/// Hermes Indirect's p99.9 peak in the burst test (ns).
 pub const HERMES_BEST_P999_NS: u64 = 54_000;
 /// This project's futex wake-up on its KVM host (`synergy bench idle`: 33-49 µs).
 pub const MEASURED_WAKE_NS: u64 = 40_000;
 
 #[derive(Debug, Clone, Serialize)]
+/// How long and how often the CoreSync and Hermes figures are simulated.
 pub struct FigureParams {
     /// Measured span of each CoreSync point (after a warm-up of a fifth of it).
     pub duration_ns: u64,
+    /// One run per seed and point.
     pub seeds: Vec<u64>,
     /// Each rate of the burst test lasts this long (Hermes: 1 s) ...
     pub burst_phase_ns: u64,
     /// ... for this many low-high cycles.
     pub burst_cycles: usize,
+    /// Width of the burst test's timeline windows (ns).
     pub burst_window_ns: u64,
 }
 
@@ -57,45 +66,70 @@ impl Default for FigureParams {
 /// One run of a CoreSync figure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
+    /// `table1`, `fig3` or `fig7`.
     pub figure: &'static str,
+    /// The allocator.
     pub allocator: Allocator,
+    /// The load (fraction of capacity).
     pub load: f64,
+    /// The seed.
     pub seed: u64,
+    /// What it measured.
     pub outcome: Outcome,
 }
 
 /// A row of Table I: one allocator at one load, goodput averaged over the seeds.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableRow {
+    /// The load (fraction of capacity).
     pub load: f64,
+    /// The allocator's name.
     pub allocator: String,
+    /// Goodput averaged over the seeds.
     pub goodput_rps: f64,
     /// Goodput over CoreSync's at the same load and seed, averaged over seeds.
     pub normalised: f64,
+    /// The same, per seed.
     pub normalised_per_seed: Vec<f64>,
+    /// p99 latency, averaged over the seeds (ns).
     pub p99_ns: u64,
+    /// Cores in use, averaged over the seeds.
     pub cores_in_use: f64,
+    /// Rejects per second, averaged over the seeds.
     pub rejected_rps: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One allocator through Hermes's burst test.
 pub struct Burst {
+    /// The allocator.
     pub allocator: Allocator,
+    /// The wake-up cost simulated (ns).
     pub wake_ns: u64,
+    /// What the whole test measured.
     pub outcome: Outcome,
     /// The largest p99.9 of any window, client-side (with the RTT) and at the server.
     pub peak_window_p999_ns: u64,
+    /// The largest p99.9 of any window at the server (ns).
     pub peak_window_server_p999_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Every CoreSync and Hermes figure, simulated.
 pub struct CoreSyncResult {
+    /// How they were run.
     pub params: FigureParams,
+    /// The capacity loads are fractions of (requests per second).
     pub capacity_rps: f64,
+    /// Table I's rows.
     pub table1: Vec<TableRow>,
+    /// Fig. 3's runs.
     pub fig3: Vec<Point>,
+    /// Fig. 7's runs.
     pub fig7: Vec<Point>,
+    /// The burst test, per allocator.
     pub burst: Vec<Burst>,
+    /// Hermes's own best p99.9 peak, for comparison (ns).
     pub hermes_best_p999_ns: u64,
 }
 
@@ -159,6 +193,7 @@ pub fn burst_setup(allocator: Allocator, wake_ns: u64, p: &FigureParams) -> Setu
     }
 }
 
+/// Runs every figure with `p`.
 pub fn run(p: &FigureParams) -> CoreSyncResult {
     let table_grid: Vec<(Allocator, f64)> = TABLE1_LOADS.iter().flat_map(|&l| baselines().map(|a| (a, l))).collect();
     let table_points = points("table1", &table_grid, p);
@@ -247,6 +282,7 @@ impl CoreSyncResult {
         pts.iter().map(|x| f(&x.outcome)).sum::<f64>() / pts.len().max(1) as f64
     }
 
+    /// Table I's normalised goodput of `allocator` at `load` (0 if not run).
     pub fn normalised(&self, allocator: Allocator, load: f64) -> f64 {
         self.table1
             .iter()
@@ -326,6 +362,7 @@ pub fn table(r: &CoreSyncResult) -> String {
     s
 }
 
+/// The results as CSV, one row per run.
 pub fn csv(r: &CoreSyncResult) -> String {
     let mut s = String::from(
         "figure,allocator,load,seed,window_start_ms,offered_rps,goodput_rps,rejected_rps,p99_us,p999_us,server_p999_us,client_wait_p99_us,cores_in_use,efficiency,parks,wakeups,withdrawals,drained_vetoes\n",
@@ -386,6 +423,7 @@ pub fn csv(r: &CoreSyncResult) -> String {
     s
 }
 
+/// The results drawn as an SVG page.
 pub fn svg(r: &CoreSyncResult) -> String {
     let by_load = |figure: &str, allocs: &[Allocator], f: &dyn Fn(&Outcome) -> f64| -> Vec<Series> {
         allocs

@@ -46,11 +46,20 @@ use synergy_policy::overload::CreditParams;
 /// Service times.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum Service {
-    Exponential { mean_ns: u64 },
-    Fixed { ns: u64 },
+    /// Exponentially distributed.
+    Exponential {
+        /// The mean (ns).
+        mean_ns: u64,
+    },
+    /// Always the same.
+    Fixed {
+        /// The service time (ns).
+        ns: u64,
+    },
 }
 
 impl Service {
+    /// The mean service time (ns).
     pub fn mean_ns(&self) -> f64 {
         match *self {
             Service::Exponential { mean_ns } => mean_ns as f64,
@@ -69,10 +78,26 @@ impl Service {
 /// How cores are allocated (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum Allocator {
+    /// Every core polls all the time.
     Static,
+    /// Shenango's: park after POLL_PERIOD idle, grants by queueing delay, no coupling with the credits.
     Shenango,
-    CoreSync { r: f64 },
-    UtilRange { lo: f64, hi: f64, window_ns: u64 },
+    /// CoreSync's: Shenango's rule with Algorithm 1's gate (drained sessions veto parking, one
+    /// core parks at a time, parking withdraws credits down to `sessions + R · cores` issued).
+    CoreSync {
+        /// CoreSync's R: credits issued per allocated core beyond one per session.
+        r: f64,
+    },
+    /// Every window, a core is added when the allocated cores were busier than `hi` and an idle
+    /// one parked when less busy than `lo`.
+    UtilRange {
+        /// Park a core below this utilisation.
+        lo: f64,
+        /// Add a core above this utilisation.
+        hi: f64,
+        /// The window utilisation is judged over (ns).
+        window_ns: u64,
+    },
 }
 
 impl Allocator {
@@ -80,6 +105,7 @@ impl Allocator {
     /// range, not the window; ten 5 µs allocation intervals here).
     pub const UTIL_RANGE: Allocator = Allocator::UtilRange { lo: 0.75, hi: 0.95, window_ns: 50_000 };
 
+    /// The name the tables and plots use.
     pub fn name(&self) -> String {
         match *self {
             Allocator::Static => "static (all cores poll)".into(),
@@ -93,13 +119,16 @@ impl Allocator {
 /// A stretch of constant offered load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Phase {
+    /// How long it lasts (ns).
     pub duration_ns: u64,
+    /// Its offered rate, requests per second.
     pub rps: f64,
 }
 
 /// Overload control's settings: the runtime's controller settings and its control period.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Credits {
+    /// The credit controller's settings.
     pub params: CreditParams,
     /// The control period (CoreSync: one RTT).
     pub period_ns: u64,
@@ -116,14 +145,19 @@ impl Credits {
 /// One simulated run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setup {
+    /// Server cores.
     pub cores: usize,
+    /// Client sessions.
     pub sessions: usize,
+    /// One-way network latency (ns).
     pub one_way_ns: u64,
+    /// Service times.
     pub service: Service,
     /// Offered load over time, in order.
     pub phases: Vec<Phase>,
     /// Measurements start here (from the start of the first phase) and end with the last phase.
     pub warmup_ns: u64,
+    /// How cores are allocated.
     pub allocator: Allocator,
     /// CoreSync's POLL_PERIOD: idle this long before asking to park.
     pub poll_period_ns: u64,
@@ -131,9 +165,11 @@ pub struct Setup {
     pub wake_delay_ns: u64,
     /// From a grant to the woken core taking work.
     pub wake_ns: u64,
+    /// Overload control (None: none).
     pub credits: Option<Credits>,
     /// Width of the timeline's windows (0: no timeline).
     pub timeline_ns: u64,
+    /// Seed of the arrival and service draws.
     pub seed: u64,
 }
 
@@ -177,32 +213,46 @@ pub fn capacity_rps(cores: usize, service: Service) -> f64 {
 /// One window of the timeline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Window {
+    /// The window's start (ns from the start of the run).
     pub start_ns: u64,
+    /// The offered rate in it.
     pub offered_rps: f64,
+    /// Replies completed in it.
     pub completed: usize,
+    /// Their p99 latency, send to reply (ns).
     pub p99_ns: u64,
+    /// Their p99.9 (ns).
     pub p999_ns: u64,
+    /// Their p99.9 at the server (ns).
     pub server_p999_ns: u64,
+    /// Time-weighted cores not parked.
     pub cores_in_use: f64,
 }
 
 /// What one run measured, over `[warmup, end]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Outcome {
+    /// The allocator's name.
     pub allocator: String,
+    /// The offered rate, requests per second.
     pub offered_rps: f64,
     /// Successful replies received per second.
     pub goodput_rps: f64,
     /// Rejects received per second, and in all.
     pub rejected_rps: f64,
+    /// Rejects received in all.
     pub rejected: u64,
+    /// Successful replies in all.
     pub completed: u64,
     /// Latency of successful requests from send to reply (what CoreSync reports).
     pub p50_ns: u64,
+    /// p99 of the same (ns).
     pub p99_ns: u64,
+    /// p99.9 of the same (ns).
     pub p999_ns: u64,
     /// From arrival at the server to the reply leaving it.
     pub server_p99_ns: u64,
+    /// p99.9 of the same (ns).
     pub server_p999_ns: u64,
     /// Time requests waited at the client for a credit.
     pub client_wait_p99_ns: u64,
@@ -210,24 +260,32 @@ pub struct Outcome {
     pub end_to_end_p99_ns: u64,
     /// Time-weighted cores not parked, and its fraction of the cores.
     pub cores_in_use: f64,
+    /// `cores_in_use` over the cores.
     pub utilisation: f64,
     /// Busy core time over allocated core time (Hermes's runtime efficiency).
     pub efficiency: f64,
+    /// Times a core parked.
     pub parks: u64,
+    /// Times a parked core was woken.
     pub wakeups: u64,
     /// CoreSync: withdrawals made and credits withdrawn.
     pub withdrawals: u64,
+    /// Credits withdrawn by them.
     pub withdrawn_credits: f64,
     /// Parking attempts a drained session vetoed (counted once per idle spell).
     pub drained_vetoes: u64,
     /// The credit pool at the end, and the requests waiting at clients then.
     pub final_credits: f64,
+    /// Requests waiting at clients at the end.
     pub waiting_at_clients: usize,
     /// Over the whole run: requests sent, replies received, and requests sent and not answered
     /// when it ended (in the network or at the server). Nothing is lost: sent = replies +
     /// outstanding.
     pub sent_total: u64,
+    /// Replies received.
     pub replies_total: u64,
+    /// Sent and not answered when the run ended.
     pub outstanding_at_end: u64,
+    /// Windows of `Setup::timeline_ns`.
     pub timeline: Vec<Window>,
 }
