@@ -32,6 +32,18 @@ pub(crate) fn apic_id(cpu: usize) -> Option<u32> {
     Some(id)
 }
 
+/// The calling task's exec generation (`self_exec_id`): incremented by every `execve` the task
+/// makes, and inherited by the threads it creates, so within one thread group it names the
+/// program image that is running. A registration records it, and the modules refuse to act on a
+/// registration made by an earlier image of the same process (an fd inherited across `execve`
+/// without `O_CLOEXEC`, or an interrupt still pending at the exec): its handler address means
+/// nothing in the new program.
+pub(crate) fn current_exec_id() -> u64 {
+    // SAFETY: `current` is a live task; only the task itself writes its `self_exec_id` (during
+    // its own exec), so reading it from its own context does not race.
+    unsafe { (*kernel::task::Task::current_raw()).self_exec_id }
+}
+
 /// The identity of a process: a counted reference to its thread-group `struct pid`. Numbers from
 /// `task_tgid_nr_ns` depend on the pid namespace that reads them (two containers' servers can
 /// both be pid 1), so permission checks compare these identities instead, which are the same

@@ -14,8 +14,13 @@
 //!
 //! The trampoline starts with `endbr64` (an indirect-branch target under IBT; a NOP elsewhere).
 //! kCFI would need a type-hash preamble that a naked function does not get, so on kernels with
-//! `CONFIG_CFI_CLANG` the callback is an ordinary function ending in `module_put` (the epilogue
-//! window this module otherwise closes is then open again; the module's README says so).
+//! kCFI the callback is an ordinary function ending in `module_put` (the epilogue window this
+//! module otherwise closes is then open again; the module's README says so). The option is
+//! `CONFIG_CFI` since Linux 6.18 (`CONFIG_CFI_CLANG` before, now only a transitional symbol that
+//! a new configuration does not set): keyed on either, so the naked tail call is never built
+//! into a kCFI kernel, where its first indirect call would trap (issue 40, item 9;
+//! scripts/kernel/check-kcfi-build.sh builds against a `CONFIG_CFI=y` configuration and checks
+//! the disassembly).
 
 /// Defines `unsafe extern "C" fn $name(arg: $arg)`, a callback (a task_work's `callback_head`, an
 /// IPI's `void *info`: one pointer argument, called by kernel code) that runs `$body(arg)` (an
@@ -39,7 +44,7 @@ macro_rules! callback_then_module_put {
         // which returns to our caller, kernel code, so no module text runs after the reference
         // is dropped; that reference was taken by try_module_get when the callback was queued
         // (the contract above).
-        #[cfg(not(CONFIG_CFI_CLANG))]
+        #[cfg(not(any(CONFIG_CFI, CONFIG_CFI_CLANG)))]
         // clippy does not count `#[unsafe(naked)]`'s body as unsafe code, but it is: keep the
         // SAFETY comment.
         #[allow(clippy::unnecessary_safety_comment)]
@@ -62,7 +67,7 @@ macro_rules! callback_then_module_put {
         ///
         /// # Safety
         /// As above.
-        #[cfg(CONFIG_CFI_CLANG)]
+        #[cfg(any(CONFIG_CFI, CONFIG_CFI_CLANG))]
         unsafe extern "C" fn $name(arg: $arg) {
             // SAFETY: the defined function's contract is the body's, plus the module reference.
             unsafe { $body(arg) };

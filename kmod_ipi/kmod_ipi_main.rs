@@ -58,7 +58,7 @@ mod cpu_task;
 #[path = "../kmod_common/module_put_tail.rs"]
 mod module_put_tail;
 use arc_of_field::arc_of_field;
-use cpu_task::{apic_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
+use cpu_task::{apic_id, current_exec_id, nr_cpu_ids, ThreadGroup, USER_ADDR_MAX};
 use module_put_tail::callback_then_module_put;
 
 #[path = "../uapi/src/ipi.rs"]
@@ -141,6 +141,9 @@ struct Receiver {
     task: ARef<Task>,
     /// The registering process, compared by identity (not by a namespace's pid number).
     group: ThreadGroup,
+    /// The program image that registered (`current_exec_id`): after an `execve` of the process
+    /// no send reaches this receiver and no delivery redirects it.
+    exec_id: u64,
     handler: u64,
     rip_slot: u64,
     /// Id of the file that registered it.
@@ -290,12 +293,16 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
     if cpu >= nr_cpus() {
         return Err(EINVAL);
     }
+    let group = ThreadGroup::of_current()?;
+    let exec_id = current_exec_id();
+    // Registrations an earlier image of this process left behind (an fd inherited across
+    // `execve`) are dropped here, so the new program can register on their CPUs.
+    unregister_all(|r| r.group.same_as(&group) && r.exec_id != exec_id);
     let me_owner_task = |r: &Receiver| r.task.as_ptr() == task_ptr;
     if (0..MAX_CPUS).any(|c| with_slot(c, |r| me_owner_task(r)).unwrap_or(false)) {
         return Err(EBUSY);
     }
     let current = kernel::current!();
-    let group = ThreadGroup::of_current()?;
     let receiver = Arc::new(
         Receiver {
             // What INIT_CSD() does; `info` is set by each send to the reference it hands over.
@@ -313,6 +320,7 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
             active: AtomicBool::new(true),
             task: ARef::from(&**current),
             group,
+            exec_id,
             handler: req.handler,
             rip_slot: req.rip_slot,
             owner,
@@ -455,6 +463,15 @@ fn send(req: &abi::IpiSend) -> Result {
     if !r.group.same_as(&ThreadGroup::of_current()?) {
         return Err(EPERM);
     }
+    if r.exec_id != current_exec_id() {
+        // Registered by this process before it exec'd: the handler address belongs to the old
+        // program. Drop the registration and say why.
+        // Our reference keeps it (and so its address) alive while the table's is dropped.
+        let stale: *const Receiver = &*r;
+        unregister_all(|x| core::ptr::eq(x, stale));
+        drop(r);
+        return Err(ESTALE);
+    }
     r.stats.sent.fetch_add(1, Ordering::Relaxed);
     if r.ipi_in_flight.swap(true, Ordering::AcqRel) {
         // An IPI to this receiver has not been handled yet: it will do for this send too.
@@ -585,6 +602,11 @@ fn redirect(r: &Receiver) {
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    if r.exec_id != current_exec_id() {
+        // Queued before the task exec'd: the handler address belongs to the old program.
+        r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let regs = user_regs(task);
     // SAFETY: `regs` is this task's saved user frame; we run in its context with no concurrent
     // writer. Sanity-check it is a user frame before changing anything.
@@ -594,10 +616,13 @@ fn redirect(r: &Receiver) {
         return;
     }
     // Like signal delivery: an interrupted restartable sequence resumes at its abort handler.
-    let Ok(ip) = rseq_resume_ip(task, ip as u64) else {
+    // Nothing is changed yet: the section's `rseq_cs` is cleared only once the redirect is
+    // certain (below), so a refused redirect leaves the thread its abort.
+    let Ok(resume) = rseq_resume_at(task, ip as u64) else {
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    let ip = resume.ip;
     let slot = || UserSlice::new(UserPtr::from_addr(r.rip_slot as usize), 8);
     match slot().reader().read::<u64>() {
         Ok(0) => {}
@@ -614,32 +639,57 @@ fn redirect(r: &Receiver) {
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    if let Some(cs_field) = resume.clear_cs {
+        if clear_rseq_cs(cs_field).is_err() {
+            // Not redirected after all: give the slot back (the thread's own memory, and only
+            // it runs now), so its next delivery is not refused as busy.
+            let _ = slot().writer().write(&0u64);
+            r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
     // SAFETY: as above; the thread resumes at its own registered handler.
     unsafe { (*regs).ip = r.handler as usize };
     r.stats.delivered.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Where a redirected thread resumes, and the `rseq_cs` field to clear if it is redirected.
+struct ResumeAt {
+    ip: u64,
+    /// User address of the thread's `rseq_cs` field, when `ip` is a section's abort handler.
+    clear_cs: Option<usize>,
+}
+
+/// Clears the thread's `rseq_cs` field (at user address `cs_field`), as the kernel does when it
+/// sends a thread to its abort handler.
+fn clear_rseq_cs(cs_field: usize) -> Result {
+    UserSlice::new(UserPtr::from_addr(cs_field), 8)
+        .writer()
+        .write(&0u64)
+}
+
 /// Where the interrupted thread must resume: `ip`, or, if `ip` is inside the thread's current
-/// restartable-sequence critical section, that section's abort handler, with the thread's
-/// `rseq_cs` pointer cleared. This is what the kernel does before it delivers a signal
+/// restartable-sequence critical section, that section's abort handler, whose `rseq_cs` pointer
+/// the caller clears once it redirects (and only then). This is what the kernel does before it delivers a signal
 /// (`rseq_update_user_cs()`, not exported to modules), with the same checks of the descriptor
 /// (uapi `struct rseq_cs`): version 0, the section and the abort handler in user space, the abort
 /// handler outside the section and preceded by the thread's registered signature. A descriptor
 /// that fails them is an error: the caller then does not redirect, and the kernel's own rseq
 /// handling deals with the thread at its next preemption or signal (it kills it).
 #[cfg(CONFIG_RSEQ)]
-fn rseq_resume_ip(task: *mut bindings::task_struct, ip: u64) -> Result<u64> {
+fn rseq_resume_at(task: *mut bindings::task_struct, ip: u64) -> Result<ResumeAt> {
     /// Offset of `rseq_cs` in the uapi `struct rseq`.
     const RSEQ_CS_FIELD: usize = 8;
     // SAFETY: `task` is current; its rseq registration changes only by its own rseq() calls.
     let (area, sig) = unsafe { ((*task).rseq.usrptr as usize, (*task).rseq.sig) };
+    let stay = Ok(ResumeAt { ip, clear_cs: None });
     if area == 0 {
-        return Ok(ip);
+        return stay;
     }
     let cs_field = || UserSlice::new(UserPtr::from_addr(area + RSEQ_CS_FIELD), 8);
     let cs_addr: u64 = cs_field().reader().read()?;
     if cs_addr == 0 {
-        return Ok(ip);
+        return stay;
     }
     if cs_addr > USER_ADDR_MAX {
         return Err(EFAULT);
@@ -657,7 +707,7 @@ fn rseq_resume_ip(task: *mut bindings::task_struct, ip: u64) -> Result<u64> {
     }
     if ip.wrapping_sub(start) >= len {
         // Not inside the section (a stale pointer: the kernel clears it lazily too).
-        return Ok(ip);
+        return stay;
     }
     if abort.wrapping_sub(start) < len || abort < 4 {
         return Err(EINVAL);
@@ -668,12 +718,14 @@ fn rseq_resume_ip(task: *mut bindings::task_struct, ip: u64) -> Result<u64> {
     if abort_sig != sig {
         return Err(EINVAL);
     }
-    cs_field().writer().write(&0u64)?;
-    Ok(abort)
+    Ok(ResumeAt {
+        ip: abort,
+        clear_cs: Some(area + RSEQ_CS_FIELD),
+    })
 }
 
 /// Without CONFIG_RSEQ no thread has a restartable sequence.
 #[cfg(not(CONFIG_RSEQ))]
-fn rseq_resume_ip(_task: *mut bindings::task_struct, ip: u64) -> Result<u64> {
-    Ok(ip)
+fn rseq_resume_at(_task: *mut bindings::task_struct, ip: u64) -> Result<ResumeAt> {
+    Ok(ResumeAt { ip, clear_cs: None })
 }

@@ -66,7 +66,7 @@ mod cpu_task;
 #[path = "../kmod_common/module_put_tail.rs"]
 mod module_put_tail;
 use arc_of_field::arc_of_field;
-use cpu_task::{apic_id, ThreadGroup, USER_ADDR_MAX};
+use cpu_task::{apic_id, current_exec_id, ThreadGroup, USER_ADDR_MAX};
 use module_put_tail::callback_then_module_put;
 
 #[path = "../uapi/src/uintr.rs"]
@@ -127,7 +127,8 @@ const APICBASE_X2APIC: u64 = 1 << 10;
 const UPID_SN: u64 = 2;
 
 static SUPPORTED: AtomicBool = AtomicBool::new(false);
-static NEXT_RECEIVER_ID: AtomicU32 = AtomicU32::new(1);
+/// The last receiver id handed out (`abi::next_receiver_id` gives the next, never wrapping).
+static LAST_RECEIVER_ID: AtomicU32 = AtomicU32::new(abi::FIRST_RECEIVER_ID - 1);
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
 
 kernel::sync::global_lock! {
@@ -286,6 +287,9 @@ struct ThreadState {
     task: ARef<Task>,
     /// The thread's process, compared by identity (not by a namespace's pid number).
     group: ThreadGroup,
+    /// The program image that registered (`current_exec_id`): once the thread has exec'd, its
+    /// image is never loaded again and senders cannot reach its receiver.
+    exec_id: u64,
     /// Id of the file it was registered through.
     owner: u64,
     img: Image,
@@ -517,6 +521,13 @@ unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
     // A defunct or exiting thread never returns to user mode with UINTR again; a CPU without
     // CR4.UINTR (brought online after the module loaded) cannot take the image.
     if s.defunct.load(Ordering::Acquire) || exiting || !cr4_has_uintr() {
+        return;
+    }
+    // SAFETY: `task` is current (see above): reading its own exec generation does not race.
+    if unsafe { (*task).self_exec_id } != s.exec_id {
+        // The thread exec'd: its handler address means nothing in the new program. Never load
+        // the image again (the file's release tears the rest down).
+        s.defunct.store(true, Ordering::Release);
         return;
     }
     // Called with preemption off but interrupts on: no notification may be processed between the
@@ -798,7 +809,11 @@ fn own_state(owner: u64, create: bool) -> Result<Arc<ThreadState>> {
         .iter()
         .find(|s| s.task.as_ptr() == me && !s.dead.load(Ordering::Acquire))
     {
-        return if s.owner == owner {
+        return if s.exec_id != current_exec_id() {
+            // Registered before this thread exec'd (the fd was inherited): that state belongs
+            // to the old program; the file's release tears it down.
+            Err(ESTALE)
+        } else if s.owner == owner {
             Ok(s.clone())
         } else {
             Err(EBUSY)
@@ -809,12 +824,14 @@ fn own_state(owner: u64, create: bool) -> Result<Arc<ThreadState>> {
     }
     let current = kernel::current!();
     let group = ThreadGroup::of_current()?;
+    let exec_id = current_exec_id();
     let s = Arc::pin_init(
         try_pin_init!(ThreadState {
             notifier: Opaque::new(bindings::preempt_notifier::default()),
             work: Opaque::new(bindings::callback_head { next: null_mut(), func: None }),
             task: ARef::from(&**current),
             group,
+            exec_id,
             owner,
             img: Image::default(),
             loaded: AtomicBool::new(false),
@@ -876,7 +893,14 @@ fn register_receiver(owner: u64, r: &abi::UintrReceiver) -> Result<u32> {
         pr_err!("cannot encode IA32_UINTR_PD: {:?}\n", e);
         EINVAL
     })?;
-    let id = NEXT_RECEIVER_ID.fetch_add(1, Ordering::Relaxed);
+    let Ok(last) = LAST_RECEIVER_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+        abi::next_receiver_id(last)
+    }) else {
+        pr_warn!("every receiver id has been handed out: reload kmod_uintr to register more\n");
+        return Err(ENOSPC);
+    };
+    // `fetch_update` returns the previous value; the one stored is the new id.
+    let id = last + 1;
     let res = s.update(&mut |img| {
         img.handler.store(handler, Ordering::Relaxed);
         img.stack_adjust.store(stack_adjust, Ordering::Relaxed);
@@ -928,10 +952,13 @@ fn receiver_upid(id: u32) -> Result<Arc<Upid>> {
         }
         let parts = s.parts.lock();
         if let Some(r) = parts.receiver.as_ref().filter(|r| r.id == id) {
-            return if s.group.same_as(&me) {
-                Ok(r.upid.clone())
-            } else {
+            return if !s.group.same_as(&me) {
                 Err(EPERM)
+            } else if s.exec_id != current_exec_id() {
+                // Registered by this process before it exec'd.
+                Err(ESTALE)
+            } else {
+                Ok(r.upid.clone())
             };
         }
     }

@@ -2,6 +2,8 @@
 //!
 //! * `ipi-rseq`: a delivery that interrupts a restartable-sequence critical section resumes at
 //!   the section's abort handler, as a signal would (issue 16, item 8).
+//! * `ipi-rseq-refused`: a redirect refused because the receiver's slot is busy leaves the
+//!   thread's `rseq_cs` alone (issue 40, item 6).
 //! * `ipi-send-burst`: bursts of sends from one CPU to three receivers; every send is accounted
 //!   for (delivered exactly once, or merged into an IPI still in flight), and the cost of each
 //!   send is printed (issue 16, item 8; measured under TCG: only ratios within one run mean much).
@@ -258,6 +260,152 @@ pub fn rseq() -> Result<(), String> {
         }
         if after == 0 {
             return Err(format!("no delivery landed in a critical section ({delivered} deliveries): the check did not exercise the abort"));
+        }
+        Ok(())
+    })
+}
+
+// ---- ipi-rseq-refused ----------------------------------------------------------------------
+
+/// Sections that reached their end with `rseq_cs` cleared although they were never aborted: a
+/// refused redirect took their abort away (issue 40, item 6).
+static LOST_CS: AtomicU64 = AtomicU64::new(0);
+static BUSY_COMMITS: AtomicU64 = AtomicU64::new(0);
+static BUSY_ABORTS: AtomicU64 = AtomicU64::new(0);
+static BUSY_STOP: AtomicBool = AtomicBool::new(false);
+static BUSY_CS: RseqCs = RseqCs {
+    version: 0,
+    flags: 0,
+    start_ip: AtomicU64::new(0),
+    post_commit_offset: AtomicU64::new(0),
+    abort_ip: AtomicU64::new(0),
+};
+
+/// Runs critical sections until `BUSY_STOP`: each arms `rseq_cs` (at `cs_field`), spins, and at
+/// its end (still inside the section) checks that `rseq_cs` still names it; a section that finds
+/// it cleared counts in `LOST_CS`. Only an abort may clear it while the thread is inside (the
+/// kernel clears it when it sends the thread to the abort handler), and aborts leave the section.
+///
+/// # Safety
+/// `cs_field` must be the calling thread's registered `struct rseq`'s `rseq_cs` field.
+#[unsafe(naked)]
+unsafe extern "C" fn rseq_busy_loop(cs_field: *mut u64) {
+    core::arch::naked_asm!(
+        "lea rsi, [rip + {cs}]",
+        "lea rax, [rip + 3f]",
+        "mov qword ptr [rsi + 8], rax",
+        "lea rdx, [rip + 4f]",
+        "sub rdx, rax",
+        "mov qword ptr [rsi + 16], rdx",
+        "lea rax, [rip + 5f]",
+        "mov qword ptr [rsi + 24], rax",
+        "2:",
+        "cmp byte ptr [rip + {stop}], 0",
+        "jne 6f",
+        "lea rax, [rip + {cs}]",
+        "mov qword ptr [rdi], rax",
+        // The critical section.
+        "3:",
+        "mov edx, 20000",
+        "7:",
+        "dec edx",
+        "jnz 7b",
+        "cmp qword ptr [rdi], 0",
+        "je 8f",
+        "inc qword ptr [rip + {commits}]",
+        "4:",
+        "jmp 2b",
+        "8:",
+        "inc qword ptr [rip + {lost}]",
+        "jmp 2b",
+        ".long {sig}",
+        "5:",
+        "inc qword ptr [rip + {aborts}]",
+        "jmp 2b",
+        "6:",
+        "mov qword ptr [rdi], 0",
+        "ret",
+        cs = sym BUSY_CS,
+        stop = sym BUSY_STOP,
+        commits = sym BUSY_COMMITS,
+        lost = sym LOST_CS,
+        aborts = sym BUSY_ABORTS,
+        sig = const RSEQ_SIG,
+    )
+}
+
+/// `ipi-rseq-refused`: a receiver inside a critical section whose redirect is refused (its rip
+/// slot is busy, as while a previous delivery's handler runs) keeps its `rseq_cs`: the section
+/// is neither resumed without its abort nor redirected. Before the fix the module cleared
+/// `rseq_cs` before it found the slot busy.
+pub fn rseq_refused() -> Result<(), String> {
+    const SENDS: u64 = 3_000;
+    if online_cpus() < 2 {
+        return Err("needs 2 CPUs".into());
+    }
+    let dev = open_device(ipi::DEVICE_PATH, "kmod_ipi")?;
+    let fd = dev.as_raw_fd();
+    pin_to(0)?;
+    let ready = Barrier::new(2);
+    let cpu = AtomicU32::new(u32::MAX);
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| -> Result<ipi::IpiStats, String> {
+            let r = (|| {
+                pin_to(1)?;
+                let field = rseq_cs_field()?;
+                cpu.store(register(fd, &TARGETS[1])?, Ordering::Release);
+                // Busy from now on: every delivery that reaches the redirect is refused.
+                SLOT_1.store(1, Ordering::SeqCst);
+                Ok::<_, String>(field)
+            })();
+            ready.wait();
+            let field = r?;
+            // SAFETY: our own rseq_cs field.
+            unsafe { rseq_busy_loop(field) };
+            let st = stats(fd)?;
+            SLOT_1.store(0, Ordering::SeqCst);
+            ioctl(fd, ipi::IOC_UNREGISTER, 0).map_err(|e| format!("unregister: errno {e}"))?;
+            Ok(st)
+        });
+        ready.wait();
+        let sent = (|| {
+            let cpu = cpu.load(Ordering::Acquire);
+            if cpu == u32::MAX {
+                return Ok(0); // the receiver failed; its error is reported below
+            }
+            for _ in 0..SENDS {
+                send(fd, cpu).map_err(|e| format!("send: errno {e}"))?;
+                // Pacing, not synchronisation: lets most IPIs be handled before the next send.
+                let until = Instant::now() + Duration::from_micros(50);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+            Ok::<_, String>(SENDS)
+        })();
+        BUSY_STOP.store(true, Ordering::Release);
+        let joined = receiver.join().map_err(|_| "receiver panicked".to_string()).and_then(|r| r);
+        let sent = sent?;
+        let st = joined?;
+        let (lost, commits, aborts) = (
+            LOST_CS.load(Ordering::Relaxed),
+            BUSY_COMMITS.load(Ordering::Relaxed),
+            BUSY_ABORTS.load(Ordering::Relaxed),
+        );
+        println!(
+            "ipi-rseq-refused: {sent} sends; module: {} delivered, {} refused busy, {} not running, {} faults; sections: {commits} committed, {aborts} aborted, {lost} found rseq_cs cleared",
+            st.delivered, st.missed_busy, st.missed_not_running, st.missed_fault
+        );
+        if lost != 0 {
+            return Err(format!("{lost} critical sections lost their rseq_cs to a redirect that was then refused"));
+        }
+        if st.delivered != 0 {
+            return Err(format!("{} deliveries redirected a receiver whose slot was busy", st.delivered));
+        }
+        if st.missed_busy == 0 {
+            return Err(
+                "no send reached the receiver while it ran: the check did not exercise a refused redirect".into()
+            );
         }
         Ok(())
     })

@@ -6,6 +6,7 @@ mod fuzz;
 mod hotplug;
 mod ipi;
 mod ipi_deliver;
+mod ipi_exec;
 mod ipi_lifetime;
 mod uintr;
 
@@ -21,6 +22,8 @@ const CASES: &[(&str, &str, Check)] = &[
     ("ipi-unregister-storm", "kmod_ipi: every thread of a process unregisters at once, 10,000 rounds", ipi::unregister_storm),
     ("ipi-close-during-delivery", "kmod_ipi: the file closed with IPIs in flight and deliveries queued on running receivers, 300 rounds", ipi_lifetime::close_during_delivery),
     ("ipi-rseq", "kmod_ipi: a delivery into a restartable sequence's critical section resumes at its abort handler", ipi_deliver::rseq),
+    ("ipi-rseq-refused", "kmod_ipi: a redirect refused for a busy slot leaves the thread's rseq critical section its abort", ipi_deliver::rseq_refused),
+    ("ipi-exec", "kmod_ipi: a registration inherited across execve cannot redirect the new program (ESTALE, dropped)", ipi_exec::exec_inherited),
     ("ipi-send-burst", "kmod_ipi: bursts of sends to 3 spinning receivers, every send accounted for once; cost per send", ipi_deliver::send_burst),
     ("cpu-hotplug", "kmod_uintr and kmod_ipi: a CPU with a registered receiver offline and online 3 times; kmod_uintr prepares each CPU that comes online", hotplug::cpu_hotplug),
     ("uintr-refusal", "kmod_uintr: UINTR support reported as CPUID says; every bad argument gets its errno; valid registrations refused without UINTR, accepted with it", uintr::refusal),
@@ -30,6 +33,7 @@ const CASES: &[(&str, &str, Check)] = &[
 /// Cases that take arguments: name, what it checks, the check.
 type CheckWithArgs = fn(&[String]) -> Result<(), String>;
 const CASES_WITH_ARGS: &[(&str, &str, CheckWithArgs)] = &[
+    ("ipi-exec-helper", "the program ipi-exec execs: ipi-exec-helper <fd> <cpu>", ipi_exec::exec_helper),
     ("fuzz", "random ioctls against one module: fuzz <ipi|uintr> <count> [seed]", fuzz::run),
     (
         "ipi-rmmod-race",

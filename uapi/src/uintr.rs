@@ -258,6 +258,22 @@ pub struct UintrReceiver {
     pub receiver_id: u32,
 }
 
+/// The receiver id handed out after `last` (ids start at 1, `FIRST_RECEIVER_ID`), or `None` once
+/// the 32-bit space is used up: an id is never handed out twice, so a sender can never name a
+/// newer receiver by an old id (issue 40, item 4). Registration then fails with ENOSPC. At one
+/// registration per microsecond that takes 71 minutes of nothing but registering; the module
+/// says so in the log when it happens, and reloading it starts over.
+pub const fn next_receiver_id(last: u32) -> Option<u32> {
+    if last == u32::MAX - 1 {
+        None
+    } else {
+        Some(last + 1)
+    }
+}
+
+/// The first receiver id (0 is never an id: `UintrReceiver::receiver_id` must be 0 on input).
+pub const FIRST_RECEIVER_ID: u32 = 1;
+
 /// Largest subtractive stack adjustment accepted (the red zone is 128 bytes).
 pub const MAX_STACK_SKIP: u64 = 4096;
 
@@ -282,12 +298,14 @@ pub const IOC_VERSION: u32 = ior::<UintrVersion>(IOC_MAGIC, 0x00);
 /// IA32_UINTR_{HANDLER,STACKADJUST,MISC,PD,RR} are loaded whenever it runs (and cleared when it
 /// does not). UIF starts at 0: the thread executes `stui` when it is ready for interrupts.
 /// EINVAL (flags, handler, stack_adjust), EFAULT, EBUSY (thread already a receiver, or
-/// registered through another file), EOPNOTSUPP (no UINTR).
+/// registered through another file), ENOSPC (every receiver id used: `next_receiver_id`),
+/// ESTALE (the thread registered through this file before it exec'd), EOPNOTSUPP (no UINTR).
 pub const IOC_REGISTER_RECEIVER: u32 = iowr::<UintrReceiver>(IOC_MAGIC, 0x01);
 /// ENOENT (the calling thread is not a receiver through this file).
 pub const IOC_UNREGISTER_RECEIVER: u32 = io(IOC_MAGIC, 0x02);
 /// EINVAL (flags, vector >= 64), EFAULT, ENOENT (no such receiver), EPERM (another process's),
-/// ENOSPC (UITT full), EOPNOTSUPP (no UINTR).
+/// ESTALE (a receiver this process registered before it exec'd), ENOSPC (UITT full),
+/// EOPNOTSUPP (no UINTR).
 pub const IOC_REGISTER_SENDER: u32 = iowr::<UintrSender>(IOC_MAGIC, 0x03);
 /// ENOENT (the calling thread is not a sender through this file).
 pub const IOC_UNREGISTER_SENDER: u32 = io(IOC_MAGIC, 0x04);
@@ -296,6 +314,24 @@ pub const IOC_UNREGISTER_SENDER: u32 = io(IOC_MAGIC, 0x04);
 mod tests {
     use super::*;
     use core::mem::{align_of, size_of};
+
+    /// Ids are never reused: the last one handed out is u32::MAX - 1, then none (issue 40,
+    /// item 4; the module's AtomicU32 wrapped to 0 and then to live ids before).
+    #[test]
+    fn receiver_ids_stop_at_the_boundary_instead_of_wrapping() {
+        assert_eq!(next_receiver_id(FIRST_RECEIVER_ID), Some(2));
+        assert_eq!(next_receiver_id(u32::MAX - 2), Some(u32::MAX - 1));
+        assert_eq!(next_receiver_id(u32::MAX - 1), None);
+        let mut id = u32::MAX - 3;
+        let mut handed_out = 0;
+        while let Some(next) = next_receiver_id(id) {
+            assert!(next > id, "ids only grow: {id} -> {next}");
+            assert_ne!(next, 0, "0 is never an id");
+            id = next;
+            handed_out += 1;
+        }
+        assert_eq!((id, handed_out), (u32::MAX - 1, 2));
+    }
 
     #[test]
     fn upid_control_matches_the_sdm_layout() {

@@ -155,9 +155,13 @@ pub(crate) fn ioctl(fd: i32, cmd: u32, arg: usize) -> io::Result<()> {
 }
 
 /// Opens the device `path` of kernel module `module` for `--preempt=<mode>`, saying what to load
-/// when it is missing.
+/// when it is missing. Close-on-exec (issue 40, item 1): a program the application execs must not
+/// inherit the registrations (std opens every file with `O_CLOEXEC`; the flag is named here so
+/// that no later change of the open call loses it, and `the_device_is_opened_close_on_exec`
+/// checks it).
 pub(crate) fn open_module_device(mode: &str, module: &str, path: &str) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(path).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
@@ -247,4 +251,16 @@ impl Drop for NoPreempt {
 pub fn without_preemption<R>(f: impl FnOnce() -> R) -> R {
     let _g = NoPreempt::new();
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_device_is_opened_close_on_exec() {
+        use std::os::fd::AsRawFd;
+        let f = super::open_module_device("test", "none", "/dev/null").expect("/dev/null opens");
+        // SAFETY: F_GETFD on a live descriptor we own.
+        let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFD) };
+        assert!(flags >= 0 && flags & libc::FD_CLOEXEC != 0, "FD_CLOEXEC not set: {flags:#x}");
+    }
 }
