@@ -38,6 +38,41 @@ pub struct DpdkParams {
     pub workers: usize,
 }
 
+/// Why the DPDK transport could not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DpdkError {
+    /// This build has no DPDK.
+    #[error("this synergy was built without DPDK support (rebuild with `--features dpdk` after `apt-get install libdpdk-dev pkg-config`)")]
+    NotBuilt,
+    /// A worker count outside 1..=64.
+    #[error("DPDK transport: {0} workers (1 to 64)")]
+    Workers(usize),
+    /// An EAL argument or the device name holds a NUL byte.
+    #[error("a DPDK argument contains a NUL byte: {0:?}")]
+    NulByte(String),
+    /// `rte_eal_init` failed.
+    #[error("DPDK EAL initialisation failed (rte_errno {rte_errno}): check the EAL arguments {args:?}")]
+    Eal {
+        /// DPDK's error number.
+        rte_errno: i32,
+        /// The arguments it was given.
+        args: Vec<String>,
+    },
+    /// No DPDK device of that name.
+    #[error("DPDK has no device {0:?} (give it with --vdev or a PCI address in the EAL arguments)")]
+    NoDevice(String),
+    /// The port could not be configured or started.
+    #[error("cannot set up DPDK port {device} with {queues} queue pairs: error {code}")]
+    PortSetup {
+        /// The device.
+        device: String,
+        /// Queue pairs asked for.
+        queues: usize,
+        /// DPDK's return code.
+        code: i32,
+    },
+}
+
 #[cfg(feature = "dpdk")]
 pub use imp::DpdkTransport;
 
@@ -48,8 +83,8 @@ pub struct DpdkTransport(());
 #[cfg(not(feature = "dpdk"))]
 impl DpdkTransport {
     /// Fails: this build has no DPDK (the error says how to build one).
-    pub fn open(_p: &DpdkParams) -> Result<DpdkTransport, String> {
-        Err("this synergy was built without DPDK support (rebuild with `--features dpdk` after `apt-get install libdpdk-dev pkg-config`)".into())
+    pub fn open(_p: &DpdkParams) -> Result<DpdkTransport, DpdkError> {
+        Err(DpdkError::NotBuilt)
     }
     /// Nothing to close.
     pub fn close(&self) {}
@@ -164,16 +199,16 @@ mod imp {
 
     impl DpdkTransport {
         /// Initialises the EAL with `p.eal_args`, and starts `p.device` with a queue pair per worker.
-        pub fn open(p: &DpdkParams) -> Result<DpdkTransport, String> {
+        pub fn open(p: &DpdkParams) -> Result<DpdkTransport, DpdkError> {
             if p.workers == 0 || p.workers > 64 {
-                return Err(format!("DPDK transport: {} workers (1 to 64)", p.workers));
+                return Err(DpdkError::Workers(p.workers));
             }
             {
                 let mut up = EAL.lock().unwrap_or_else(|e| e.into_inner());
                 if !*up {
                     let mut args: Vec<CString> = std::iter::once("synergy".to_string())
                         .chain(p.eal_args.iter().cloned())
-                        .map(|a| CString::new(a).map_err(|_| "an EAL argument contains a NUL byte".to_string()))
+                        .map(|a| CString::new(a.clone()).map_err(|_| DpdkError::NulByte(a)))
                         .collect::<Result<_, _>>()?;
                     let mut argv: Vec<*mut c_char> = args.iter_mut().map(|a| a.as_ptr() as *mut c_char).collect();
                     // EAL pins the calling thread to its main lcore; the runtime places its own
@@ -185,31 +220,22 @@ mod imp {
                     // SAFETY: restores this thread's previous affinity mask.
                     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved) };
                     if r != 0 {
-                        return Err(format!(
-                            "DPDK EAL initialisation failed (rte_errno {}): check the EAL arguments {:?}",
-                            -r, p.eal_args
-                        ));
+                        return Err(DpdkError::Eal { rte_errno: -r, args: p.eal_args.clone() });
                     }
                     std::mem::forget(args);
                     *up = true;
                 }
             }
-            let name = CString::new(p.device.clone()).map_err(|_| "bad device name".to_string())?;
+            let name = CString::new(p.device.clone()).map_err(|_| DpdkError::NulByte(p.device.clone()))?;
             let mut port = 0u16;
             // SAFETY: valid C string and out-pointer.
             if unsafe { syn_dpdk_port_by_name(name.as_ptr(), &mut port) } != 0 {
-                return Err(format!(
-                    "DPDK has no device {:?} (give it with --vdev or a PCI address in the EAL arguments)",
-                    p.device
-                ));
+                return Err(DpdkError::NoDevice(p.device.clone()));
             }
             // SAFETY: plain calls on a port DPDK reported.
             let r = unsafe { syn_dpdk_port_setup(port, p.workers as u16, 8191) };
             if r != 0 {
-                return Err(format!(
-                    "cannot set up DPDK port {} with {} queue pairs: error {}",
-                    p.device, p.workers, r
-                ));
+                return Err(DpdkError::PortSetup { device: p.device.clone(), queues: p.workers, code: r });
             }
             let mut mac = [0u8; 6];
             // SAFETY: `mac` has 6 bytes.
@@ -395,5 +421,25 @@ mod imp {
             mac.copy_from_slice(&b[..6]);
             Some(Peer { mac, ip: Ipv4Addr::from((origin >> 32) as u32), port: (origin >> 16) as u16 })
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "dpdk")))]
+mod tests {
+    use super::*;
+
+    /// A build without DPDK says so with its own error, which names how to get one.
+    #[test]
+    fn a_build_without_dpdk_refuses_with_a_typed_error() {
+        let p = DpdkParams {
+            eal_args: vec![],
+            device: "net_null0".into(),
+            ip: Ipv4Addr::LOCALHOST,
+            port: 7000,
+            workers: 1,
+        };
+        let e = DpdkTransport::open(&p).err().expect("no DPDK in this build");
+        assert_eq!(e, DpdkError::NotBuilt);
+        assert!(e.to_string().contains("--features dpdk"), "{e}");
     }
 }

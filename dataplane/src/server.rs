@@ -126,6 +126,17 @@ impl TcpServer {
     }
 }
 
+/// Why a DPDK server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DpdkStartError {
+    /// The DPDK transport could not open.
+    #[error(transparent)]
+    Transport(#[from] crate::dpdk::DpdkError),
+    /// The runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] StartError),
+}
+
 /// A synergy runtime serving `handler` over DPDK.
 pub struct DpdkServer {
     /// The runtime serving it (its counters: `runtime.stats()`).
@@ -136,13 +147,13 @@ pub struct DpdkServer {
 
 impl DpdkServer {
     /// Serves `handler` over DPDK with `params`.
-    pub fn start(config: &Config, params: &crate::dpdk::DpdkParams, handler: Handler) -> Result<DpdkServer, String> {
+    pub fn start(
+        config: &Config,
+        params: &crate::dpdk::DpdkParams,
+        handler: Handler,
+    ) -> Result<DpdkServer, DpdkStartError> {
         let transport = Arc::new(crate::dpdk::DpdkTransport::open(params)?);
-        let runtime = Runtime::builder(config)
-            .transport(transport.clone())
-            .migratable_handler(handler)
-            .start()
-            .map_err(|e| e.to_string())?;
+        let runtime = Runtime::builder(config).transport(transport.clone()).migratable_handler(handler).start()?;
         Ok(DpdkServer { runtime, transport })
     }
 

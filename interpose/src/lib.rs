@@ -41,7 +41,7 @@ pub const SYMBOLS: &str = include_str!("exported.txt");
 /// object is linked only if something refers to it), resolves the real `pthread_mutex_*`, and
 /// checks that the executable exports each shim, i.e. that shared libraries will call them:
 /// fails, saying how to export them, if the binary did not opt in.
-pub fn ensure_linked() -> Result<(), String> {
+pub fn ensure_linked() -> Result<(), ShimsNotExported> {
     let shims: [(&str, usize); 11] = [
         ("malloc", malloc::malloc as *const () as usize),
         ("free", malloc::free as *const () as usize),
@@ -70,12 +70,20 @@ pub fn ensure_linked() -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "the executable does not export synergy-interpose's shims ({}), so C libraries would bypass them: \
-         its build script must print cargo:rustc-link-arg-bins=-Wl,--export-dynamic-symbol=SYMBOL for each \
-         symbol in DEP_SYNERGY_INTERPOSE_SYMBOLS (see synergy-interpose's docs)",
-        missing.join(", ")
-    ))
+    Err(ShimsNotExported { missing })
+}
+
+/// The executable does not export some of the shims, so C libraries would bypass them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the executable does not export synergy-interpose's shims ({}), so C libraries would bypass them: \
+     its build script must print cargo:rustc-link-arg-bins=-Wl,--export-dynamic-symbol=SYMBOL for each \
+     symbol in DEP_SYNERGY_INTERPOSE_SYMBOLS (see synergy-interpose's docs)",
+    missing.join(", ")
+)]
+pub struct ShimsNotExported {
+    /// The shims the dynamic linker resolves to something else.
+    pub missing: Vec<&'static str>,
 }
 
 #[cfg(test)]

@@ -84,6 +84,32 @@ pub fn admits_new(queued: usize, limit: usize) -> bool {
     queued < limit
 }
 
+/// What `ShinjukuPolicy::validate` refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShinjukuConfigError {
+    /// A quantum of 0.
+    ZeroQuantum,
+    /// No dispatcher.
+    NoDispatcher,
+    /// A dispatcher queue limit of 0.
+    ZeroQueueLimit,
+    /// The multi-queue rule without a positive SLO for every kind.
+    MultiQueueSlo,
+}
+
+impl std::fmt::Display for ShinjukuConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ShinjukuConfigError::ZeroQuantum => "the Shinjuku quantum must be positive",
+            ShinjukuConfigError::NoDispatcher => "Shinjuku needs at least one dispatcher",
+            ShinjukuConfigError::ZeroQueueLimit => "a Shinjuku dispatcher's queue limit must be at least 1",
+            ShinjukuConfigError::MultiQueueSlo => "the multi-queue policy needs a positive SLO for each request kind",
+        })
+    }
+}
+
+impl std::error::Error for ShinjukuConfigError {}
+
 impl ShinjukuPolicy {
     /// SQ with preempted requests to the tail, one dispatcher, 5 µs: the paper's choice for
     /// multi-modal loads when types are unknown (Fig. 5c).
@@ -110,19 +136,19 @@ impl ShinjukuPolicy {
 
     /// Checks what the paper's algorithm needs: a quantum, at least one dispatcher, and for MQ at
     /// least one queue with nonzero SLOs.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ShinjukuConfigError> {
         if self.quantum_ns == 0 {
-            return Err("the Shinjuku quantum must be positive".into());
+            return Err(ShinjukuConfigError::ZeroQuantum);
         }
         if self.dispatchers == 0 {
-            return Err("Shinjuku needs at least one dispatcher".into());
+            return Err(ShinjukuConfigError::NoDispatcher);
         }
         if self.queue_limit == 0 {
-            return Err("a Shinjuku dispatcher's queue limit must be at least 1".into());
+            return Err(ShinjukuConfigError::ZeroQueueLimit);
         }
         if let QueueRule::Multi { slo_ns } = &self.rule {
             if slo_ns.is_empty() || slo_ns.contains(&0) {
-                return Err("the multi-queue policy needs a positive SLO for each request kind".into());
+                return Err(ShinjukuConfigError::MultiQueueSlo);
             }
         }
         Ok(())
@@ -341,7 +367,8 @@ mod tests {
         );
         assert_eq!((dispatcher_of(10, 2, 22), dispatcher_of(11, 2, 22)), (0, 1));
         let p = ShinjukuPolicy { queue_limit: 0, ..ShinjukuPolicy::sq_tail(5_000) };
-        assert!(p.validate().unwrap_err().contains("queue limit"));
+        assert_eq!(p.validate(), Err(ShinjukuConfigError::ZeroQueueLimit));
+        assert!(ShinjukuConfigError::ZeroQueueLimit.to_string().contains("queue limit"));
         assert!(admits_new(7, 8) && !admits_new(8, 8) && !admits_new(9, 8));
         let p = ShinjukuPolicy { dispatchers: 0, ..ShinjukuPolicy::sq_tail(5_000) };
         assert!(p.validate().is_err());

@@ -315,7 +315,7 @@ impl Config {
                  dispatchers replace): use overload = none"
                 .into());
         }
-        self.shinjuku().validate().map_err(ConfigError)
+        self.shinjuku().validate().map_err(|e| ConfigError(e.to_string()))
     }
 }
 

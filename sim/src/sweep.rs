@@ -112,8 +112,19 @@ pub fn thesis_max_rps(workload: &str, policy: &str) -> Option<f64> {
     Some(v)
 }
 
+/// Why a sweep could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SweepError {
+    /// No policy of that name.
+    #[error("unknown policy {0:?} (known: {known})", known = super::POLICIES.join(", "))]
+    UnknownPolicy(String),
+    /// `--idle park` with a policy whose simulation has no parked workers.
+    #[error("policy {0:?} does not model parked workers (--idle park): synergy and its variants, and cfcfs, do")]
+    NoParkedWorkers(String),
+}
+
 /// Runs the sweep, calling `progress` after each point.
-pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) -> Result<SimSweepResult, String> {
+pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) -> Result<SimSweepResult, SweepError> {
     let capacity = p.workload.capacity_rps(p.workers);
     let mut points = Vec::new();
     for name in &p.policies {
@@ -125,14 +136,12 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
         };
         let (q, threshold, sq) = (p.quantum_factor, p.steal_threshold, p.shinjuku_quantum_ns);
         let make = policy_maker_with_shinjuku_quantum(name, p.workers, &p.workload, q, threshold, sq)
-            .ok_or_else(|| format!("unknown policy {name:?} (known: {})", super::POLICIES.join(", ")))?;
+            .ok_or_else(|| SweepError::UnknownPolicy(name.clone()))?;
         for &load in &p.loads {
             let mut policy = make();
             let (rps, n, w, flows, seed) = (capacity * load, p.requests, p.workers, p.flows, p.seed);
             let r = simulate_with_idle(policy.as_mut(), &p.workload, rps, n, w, flows, overheads, seed, p.idle)
-                .ok_or_else(|| {
-                    format!("policy {name:?} does not model parked workers (--idle park): synergy and its variants, and cfcfs, do")
-                })?;
+                .ok_or_else(|| SweepError::NoParkedWorkers(name.clone()))?;
             progress(name, load, &r);
             points.push((load, r));
         }
@@ -303,5 +312,30 @@ mod tests {
         for (s, l) in short.iter().zip(&long) {
             assert!(s > l && *l > 0, "5 µs: {short:?} preemptions, 50 µs: {long:?}");
         }
+    }
+
+    /// A policy the simulator does not know is a typed error naming it, not a panic or a string.
+    #[test]
+    fn an_unknown_policy_is_refused_by_name() {
+        let p = SimSweepParams {
+            workload: Workload::named(WorkloadName::High),
+            workers: 2,
+            policies: vec!["fifo-but-faster".into()],
+            loads: vec![0.5],
+            requests: 100,
+            flows: 4,
+            seed: 1,
+            slo: 50.0,
+            quantum_factor: 2.0,
+            steal_threshold: 1,
+            shinjuku_quantum_ns: 5_000,
+            overheads: Overheads::ZERO,
+            preempt_ns: vec![],
+            dispatch_ns: vec![],
+            idle: None,
+        };
+        let e = run(&p, |_, _, _| {}).err().expect("refused");
+        assert_eq!(e, SweepError::UnknownPolicy("fifo-but-faster".into()));
+        assert!(e.to_string().contains("synergy"), "lists the known ones: {e}");
     }
 }

@@ -20,7 +20,7 @@ use super::Handler;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
-pub use store::{version, ScanDigest, Store};
+pub use store::{version, ScanDigest, Store, StoreError};
 use synergy::clock;
 use synergy::request::{status, Body, Reply, Request};
 use synergy_eval::report::Summary;
@@ -119,6 +119,28 @@ pub struct ServiceTimes {
     pub thesis_scan_ns: f64,
 }
 
+/// Why the service times could not be measured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeasureError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key the store was created with is missing.
+    #[error("key {0:?} missing from the store")]
+    Missing(String),
+    /// A SCAN read another number of entries than the store holds.
+    #[error("SCAN read {read} entries, the store has {entries}")]
+    ScanCount {
+        /// Entries the SCAN read.
+        read: u64,
+        /// Entries the store holds.
+        entries: u32,
+    },
+    /// No GET or no SCAN was asked for.
+    #[error("need at least one GET and one SCAN to time")]
+    NothingToTime,
+}
+
 /// Times `gets` GETs of uniformly random keys and `scans` SCANs, one at a time on this thread
 /// (each timed on its own, so the mean is the service time a worker sees). `entries` is the
 /// store's size.
@@ -128,7 +150,7 @@ pub fn measure_service_times(
     gets: usize,
     scans: usize,
     seed: u64,
-) -> Result<ServiceTimes, String> {
+) -> Result<ServiceTimes, MeasureError> {
     let mut rng = synergy_eval::rng::SplitMix64::new(seed);
     let mut get_ns = Vec::with_capacity(gets);
     for _ in 0..gets {
@@ -137,7 +159,7 @@ pub fn measure_service_times(
         let v = store.get(k.as_bytes())?;
         get_ns.push(clock::now_ns() - t);
         if v.is_none() {
-            return Err(format!("{:?} missing from the store", k));
+            return Err(MeasureError::Missing(String::from_utf8_lossy(k.as_bytes()).into_owned()));
         }
     }
     let mut scan_ns = Vec::with_capacity(scans);
@@ -146,11 +168,11 @@ pub fn measure_service_times(
         let d = store.scan()?;
         scan_ns.push(clock::now_ns() - t);
         if d.entries != u64::from(entries) {
-            return Err(format!("SCAN read {} entries, the store has {entries}", d.entries));
+            return Err(MeasureError::ScanCount { read: d.entries, entries });
         }
     }
     if get_ns.is_empty() || scan_ns.is_empty() {
-        return Err("need at least one GET and one SCAN to time".into());
+        return Err(MeasureError::NothingToTime);
     }
     Ok(ServiceTimes {
         leveldb_version: version(),

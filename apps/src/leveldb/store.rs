@@ -72,6 +72,25 @@ unsafe impl Send for Store {}
 // SAFETY: as above.
 unsafe impl Sync for Store {}
 
+/// Why the LevelDB store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// LevelDB's locks and allocations would bypass the runtime's shims.
+    #[error(transparent)]
+    Interpose(#[from] synergy_interpose::ShimsNotExported),
+    /// The directory's path holds a NUL byte.
+    #[error("{}: NUL in path", .0.display())]
+    NulInPath(PathBuf),
+    /// LevelDB reported an error.
+    #[error("LevelDB at {}: {message}", path.display())]
+    LevelDb {
+        /// The database.
+        path: PathBuf,
+        /// LevelDB's message.
+        message: String,
+    },
+}
+
 /// Takes the error LevelDB reported through `err`, if any.
 fn take_error(err: *mut libc::c_char) -> Result<(), String> {
     if err.is_null() {
@@ -87,11 +106,11 @@ fn take_error(err: *mut libc::c_char) -> Result<(), String> {
 impl Store {
     /// Creates a fresh database at `dir` (anything there before is destroyed) with `entries`
     /// entries. `dir` should be on tmpfs (e.g. /dev/shm) so that no disk I/O is measured.
-    pub fn create(dir: &Path, entries: u32) -> Result<Store, String> {
+    pub fn create(dir: &Path, entries: u32) -> Result<Store, StoreError> {
         // LevelDB's locks and allocations must go through the shims from here on.
         synergy_interpose::ensure_linked()?;
         let cdir =
-            CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: NUL in path", dir.display()))?;
+            CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| StoreError::NulInPath(dir.to_path_buf()))?;
         // SAFETY: creating and configuring option objects; freed in Drop.
         let (options, read, write) = unsafe {
             let o = leveldb_options_create();
@@ -110,7 +129,7 @@ impl Store {
         let loaded = opened.and_then(|()| store.preload(write, entries));
         // SAFETY: created above, no longer used.
         unsafe { leveldb_writeoptions_destroy(write) };
-        loaded.map(|()| store).map_err(|e| format!("LevelDB at {}: {e}", dir.display()))
+        loaded.map(|()| store).map_err(|message| StoreError::LevelDb { path: dir.to_path_buf(), message })
     }
 
     fn preload(&self, write: *mut leveldb_writeoptions_t, entries: u32) -> Result<(), String> {
@@ -143,17 +162,17 @@ impl Store {
     }
 
     /// GET: the digest of `key`'s value, or `None` if the key is absent.
-    pub fn get(&self, key: &[u8]) -> Result<Option<u64>, String> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
         self.get_into(key, None)
     }
 
     /// GET: as `get`, also appending the value to `out` if there is one.
-    pub fn get_into(&self, key: &[u8], out: Option<&mut Body>) -> Result<Option<u64>, String> {
+    pub fn get_into(&self, key: &[u8], out: Option<&mut Body>) -> Result<Option<u64>, StoreError> {
         let mut len = 0usize;
         let mut err = ptr::null_mut();
         // SAFETY: open db; key buffer of its length; LevelDB returns a malloc'ed copy or null.
         let v = unsafe { leveldb_get(self.db, self.read, key.as_ptr().cast(), key.len(), &mut len, &mut err) };
-        take_error(err)?;
+        take_error(err).map_err(|message| StoreError::LevelDb { path: self.path.clone(), message })?;
         if v.is_null() {
             return Ok(None);
         }
@@ -169,14 +188,14 @@ impl Store {
     }
 
     /// SCAN: every entry, in key order.
-    pub fn scan(&self) -> Result<ScanDigest, String> {
+    pub fn scan(&self) -> Result<ScanDigest, StoreError> {
         self.scan_into(&mut Body::new(), 0)
     }
 
     /// SCAN: as `scan`, also appending to `out` the entries, in key order, as long as they fit in
     /// `max` bytes in all: each as `u32` key length (little-endian), key, `u32` value length,
     /// value. The digest and count cover every entry, whatever fitted.
-    pub fn scan_into(&self, out: &mut Body, max: usize) -> Result<ScanDigest, String> {
+    pub fn scan_into(&self, out: &mut Body, max: usize) -> Result<ScanDigest, StoreError> {
         let mut full = false;
         // SAFETY: open db; the iterator is destroyed before returning.
         let it = unsafe { leveldb_create_iterator(self.db, self.read) };
@@ -209,7 +228,7 @@ impl Store {
             leveldb_iter_get_error(it, &mut err);
             leveldb_iter_destroy(it);
         }
-        take_error(err)?;
+        take_error(err).map_err(|message| StoreError::LevelDb { path: self.path.clone(), message })?;
         Ok(d)
     }
 }

@@ -279,7 +279,7 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
                 idle: None,
             };
             progress(&format!("{} simulated, {} workers, preemption {cost} ns", workload.name, p.workers));
-            let sim = synergy_sim::sweep::run(&simp, |_, _, _| {})?;
+            let sim = synergy_sim::sweep::run(&simp, |_, _, _| {}).map_err(|e| e.to_string())?;
             for &policy in &p.policies {
                 let summary = real.summary.iter().find(|s| s.policy == policy.name() && s.preempt == mode.name());
                 let m = Maxima {
