@@ -334,7 +334,7 @@ mod tests {
             dispatch_ns: vec![],
             idle: None,
         };
-        let e = run(&p, |_, _, _| {}).err().expect("refused");
+        let e = run(&p, |_, _, _| {}).expect_err("refused");
         assert_eq!(e, SweepError::UnknownPolicy("fifo-but-faster".into()));
         assert!(e.to_string().contains("synergy"), "lists the known ones: {e}");
     }
