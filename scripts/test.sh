@@ -65,6 +65,8 @@ step "memcached's own protocol test files against synergy (scripts/memcached-t.s
 scripts/memcached-t.sh --synergy target/debug/synergy
 step "kernel modules: the kernel's rustfmt and clippy"
 bash scripts/kernel/lint-modules.sh
+step "kernel modules built for a kCFI kernel (CONFIG_CFI=y, build only: scripts/kernel/check-kcfi-build.sh)"
+bash scripts/kernel/check-kcfi-build.sh
 step "kernel test bench (QEMU)"
 bash scripts/kernel/qemu-test.sh
 step "kernel packages for the test configuration (scripts/kernel/package.sh --config test)"

@@ -9,14 +9,20 @@
 #
 # The CFI tree is a copy of the cached plain test kernel's build tree with CONFIG_CFI=y and
 # `make modules_prepare` (the Rust core and kernel crates rebuilt with -fsanitize=kcfi); it is
-# cached beside it. The modules are built into target/kcfi-modules (Kbuild's MO=), so the plain
-# build in kmod_*/ is left alone.
+# cached beside it. The modules are built from a copy of their sources in target/kcfi-modules, so
+# the plain build in kmod_*/ is left alone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 . scripts/lib.sh
 plain=$(scripts/kernel/build.sh | tail -n 1)
-case "$(basename "$plain")" in linux-6.*) llvm=1 ;; *) llvm=-19 ;; esac
+# The toolchain build.sh uses (clang, and bindgen on PATH: without it Kconfig finds Rust
+# unavailable and drops CONFIG_RUST).
+series=${SYNERGY_KERNEL:-7.3}
+cache=${SYNERGY_CACHE:-$HOME/.cache/synergy}
+. scripts/kernel/source-lib.sh
+kernel_toolchain
+kernel_install_deps
 cfi="$plain-cfi"
 mk=(make -C "$cfi" LLVM="$llvm" -j"$(nproc)")
 if [ ! -f "$cfi/.synergy-cfi-prepared" ]; then
@@ -24,18 +30,25 @@ if [ ! -f "$cfi/.synergy-cfi-prepared" ]; then
   rm -rf "$cfi"
   cp -a "$plain" "$cfi"
   rm -f "$cfi/.synergy-built"
-  "$cfi/scripts/config" --file "$cfi/.config" --enable CFI
+  # Rust under kCFI needs integer-normalised type hashes (RUST depends on !CFI ||
+  # CFI_ICALL_NORMALIZE_INTEGERS): without it olddefconfig silently drops CONFIG_RUST.
+  "$cfi/scripts/config" --file "$cfi/.config" --enable CFI --enable CFI_ICALL_NORMALIZE_INTEGERS
   "${mk[@]}" olddefconfig >/dev/null
-  grep -qx 'CONFIG_CFI=y' "$cfi/.config" || { log "FAIL: CONFIG_CFI=y did not survive olddefconfig (clang without -fsanitize=kcfi?)"; exit 1; }
+  for want in CONFIG_CFI=y CONFIG_RUST=y; do
+    grep -qx "$want" "$cfi/.config" || { log "FAIL: $want did not survive olddefconfig"; exit 1; }
+  done
   "${mk[@]}" modules_prepare >&2
   touch "$cfi/.synergy-cfi-prepared"
 fi
+# A clean copy of the modules' sources (the checkout's kmod_*/ hold the plain build's objects,
+# which Kbuild refuses to mix with another configuration's).
 out="$root/target/kcfi-modules"
 rm -rf "$out"
 mkdir -p "$out"
-log "building the modules against the CONFIG_CFI=y tree (into $out)"
+git ls-files -z Kbuild kmod_ipi kmod_uintr kmod_common uapi/src | tar --null -T - -cf - | tar -xf - -C "$out"
+log "building the modules against the CONFIG_CFI=y tree (in $out)"
 # modpost cannot check symbols against a vmlinux that was not rebuilt: its warnings are expected.
-"${mk[@]}" M="$root" MO="$out" KBUILD_MODPOST_WARN=1 modules >&2
+"${mk[@]}" M="$out" KBUILD_MODPOST_WARN=1 modules >&2
 python3 - "$out" <<'PY'
 import re, subprocess, sys
 out = sys.argv[1]
