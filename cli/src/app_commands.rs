@@ -1,7 +1,10 @@
 //! Application set-up shared by the binary's subcommands (`--app synthetic|leveldb`), and
 //! `synergy bench leveldb`, which measures LevelDB's GET and SCAN service times (Table 6.1).
 
-use crate::fail;
+#[cfg(not(feature = "leveldb"))]
+use crate::unavailable;
+#[cfg(feature = "leveldb")]
+use crate::{run_failed, usage_error};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synergy_apps::Handler;
@@ -55,8 +58,6 @@ pub(crate) struct ServedApp {
 }
 
 impl AppArgs {
-    /// Sets the application up; `measure` = time GET and SCAN first (the workload's service
-    /// times become this machine's instead of the thesis's).
     /// The memcached service's parameters, if that is the application.
     pub(crate) fn memcached(&self) -> Option<synergy_memcached::Params> {
         (self.app == AppName::Memcached).then_some(synergy_memcached::Params {
@@ -65,6 +66,13 @@ impl AppArgs {
         })
     }
 
+    /// Why this application cannot run with this binary (exit 3), if it cannot.
+    pub(crate) fn unavailable_here(&self) -> Option<String> {
+        (self.app == AppName::Leveldb && !cfg!(feature = "leveldb")).then(|| format!("--app leveldb: {NO_LEVELDB}"))
+    }
+
+    /// Sets the application up; `measure` = time GET and SCAN first (the workload's service
+    /// times become this machine's instead of the thesis's).
     pub(crate) fn start(&self, synthetic: WorkloadName, measure: bool) -> Result<ServedApp, String> {
         match self.app {
             AppName::Memcached => {
@@ -102,12 +110,13 @@ impl AppArgs {
                 dir.display()
             );
         }
-        let store = std::sync::Arc::new(leveldb::Store::create(&dir, self.leveldb_entries)?);
+        let store = std::sync::Arc::new(leveldb::Store::create(&dir, self.leveldb_entries).map_err(|e| e.to_string())?);
         use synergy_eval::workload::{THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS};
         let (mut get_ns, mut scan_ns) = (THESIS_LEVELDB_GET_NS, THESIS_LEVELDB_SCAN_NS);
         let mut measured = None;
         if measure {
-            let t = leveldb::measure_service_times(&store, self.leveldb_entries, 200_000, 2_000, 7)?;
+            let t = leveldb::measure_service_times(&store, self.leveldb_entries, 200_000, 2_000, 7)
+                .map_err(|e| e.to_string())?;
             eprintln!(
                 "LevelDB {} with {} entries: GET {:.2} µs, SCAN {:.1} µs mean service time (thesis: 0.92 µs, 94 µs)",
                 t.leveldb_version,
@@ -152,16 +161,16 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
     use synergy_apps::leveldb;
     use synergy_eval::plot::{bar_chart, BarGroup};
     if args.gets == 0 || args.scans == 0 || args.leveldb_entries == 0 {
-        return fail("--gets, --scans and --leveldb-entries must be at least 1");
+        return usage_error("--gets, --scans and --leveldb-entries must be at least 1");
     }
     let dir = args.leveldb_dir.clone().unwrap_or_else(leveldb::default_dir);
     let store = match leveldb::Store::create(&dir, args.leveldb_entries) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return run_failed(e),
     };
     let t = match leveldb::measure_service_times(&store, args.leveldb_entries, args.gets, args.scans, 7) {
         Ok(t) => t,
-        Err(e) => return fail(e),
+        Err(e) => return run_failed(e),
     };
     drop(store);
     println!(
@@ -192,7 +201,7 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
         t.thesis_scan_ns / t.thesis_get_ns
     );
     if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
-        return fail(format!("cannot create {}: {e}", args.out_dir.display()));
+        return run_failed(format!("cannot create {}: {e}", args.out_dir.display()));
     }
     let csv = format!(
         "type,count,mean_ns,p50_ns,p99_ns,thesis_mean_ns\nGET,{},{:.1},{},{},{}\nSCAN,{},{:.1},{},{},{}\n",
@@ -220,7 +229,7 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
     let svg = bar_chart("LevelDB mean service time (log scale)", "µs", &groups, true);
     let base = args.out_dir.join(&args.name);
     if let Err(e) = crate::write_results(&base, &t, csv, svg) {
-        return fail(e);
+        return run_failed(e);
     }
     println!("wrote {}.{{json,csv,svg}}", base.display());
     ExitCode::SUCCESS
@@ -228,5 +237,5 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
 
 #[cfg(not(feature = "leveldb"))]
 pub(crate) fn bench_leveldb(_args: BenchLeveldbArgs) -> ExitCode {
-    fail(NO_LEVELDB)
+    unavailable(NO_LEVELDB)
 }

@@ -145,32 +145,35 @@ struct SimulateArgs {
 fn simulate(a: SimulateArgs) -> ExitCode {
     use synergy_sim::{self as sim, sweep};
     if a.workers == 0 || a.workers > 1024 {
-        return fail(format!("--workers must be between 1 and 1024, got {}", a.workers));
+        return usage_error(format!("--workers must be between 1 and 1024, got {}", a.workers));
     }
     if let Some(bad) = a.policies.iter().find(|p| !sim::is_policy(p)) {
-        return fail(format!(
+        return usage_error(format!(
             "unknown policy {bad:?}; known: {}, the ablation {}, and synergy-q<F>, synergy-d<US>-f<F>, synergy-q<F>-d<US>-f<F>",
             sim::POLICIES.join(", "),
             sim::ABLATION.join(", ")
         ));
     }
     if let Err(e) = check_loads(&a.loads) {
-        return fail(e);
+        return usage_error(e);
     }
     if a.flows == 0 {
-        return fail("--flows must be at least 1");
+        return usage_error("--flows must be at least 1");
     }
     if !(1_000..=100_000_000).contains(&a.requests) {
-        return fail(format!("--requests must be between 1000 and 100000000, got {}", a.requests));
+        return usage_error(format!("--requests must be between 1000 and 100000000, got {}", a.requests));
     }
     if a.quantum_factor.is_nan() || a.quantum_factor <= 0.0 || a.slo.is_nan() || a.slo <= 1.0 {
-        return fail("--quantum-factor must be positive and --slo above 1");
+        return usage_error("--quantum-factor must be positive and --slo above 1");
     }
     if !(1..=1_000_000).contains(&a.shinjuku_quantum_us) {
-        return fail(format!("--shinjuku-quantum-us must be between 1 and 1000000, got {}", a.shinjuku_quantum_us));
+        return usage_error(format!(
+            "--shinjuku-quantum-us must be between 1 and 1000000, got {}",
+            a.shinjuku_quantum_us
+        ));
     }
     if let Err(e) = std::fs::create_dir_all(&a.out_dir) {
-        return fail(format!("cannot create {}: {e}", a.out_dir.display()));
+        return run_failed(format!("cannot create {}: {e}", a.out_dir.display()));
     }
     let p = sweep::SimSweepParams {
         workload: Workload::named(a.workload),
@@ -224,12 +227,12 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     });
     let r = match r {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage_error(e),
     };
     print!("{}", sweep::table(&r));
     let base = a.out_dir.join(&a.name);
     if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
-        return fail(e);
+        return run_failed(e);
     }
     println!("wrote {}.{{json,csv,svg}}", base.display());
     ExitCode::SUCCESS
@@ -271,13 +274,13 @@ struct ScaleArgs {
 fn bench_scale(a: ScaleArgs) -> ExitCode {
     use crate::bench::scale;
     if let Err(e) = check_loads(&a.loads) {
-        return fail(e);
+        return usage_error(e);
     }
     if a.duration_ms == 0 || a.slo.is_nan() || a.slo <= 1.0 || a.microbench_runs == 0 {
-        return fail("--duration-ms and --microbench-runs must be at least 1 and --slo above 1");
+        return usage_error("--duration-ms and --microbench-runs must be at least 1 and --slo above 1");
     }
     if !(1_000..=100_000_000).contains(&a.sim_requests) {
-        return fail(format!("--sim-requests must be between 1000 and 100000000, got {}", a.sim_requests));
+        return usage_error(format!("--sim-requests must be between 1000 and 100000000, got {}", a.sim_requests));
     }
     let modes = a.modes.clone().unwrap_or_else(|| {
         let mut m = vec![synergy::PreemptMode::Signal];
@@ -292,7 +295,7 @@ fn bench_scale(a: ScaleArgs) -> ExitCode {
     });
     for m in &modes {
         if let Err(e) = synergy::preempt::preempter_for(*m) {
-            return fail(e);
+            return unavailable(e);
         }
     }
     let p = scale::ScaleParams {
@@ -309,15 +312,15 @@ fn bench_scale(a: ScaleArgs) -> ExitCode {
     };
     let r = match scale::run(&p, |line| eprintln!("[scale] {line}")) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return run_failed(e),
     };
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            return fail(format!("cannot create {}: {e}", dir.display()));
+            return run_failed(format!("cannot create {}: {e}", dir.display()));
         }
     }
     if let Err(e) = write_results(&a.out, &r, scale::csv(&r), scale::svg(&r)) {
-        return fail(e);
+        return run_failed(e);
     }
     print!("{}", scale::table(&r));
     ExitCode::SUCCESS
@@ -352,24 +355,35 @@ struct MicrobenchArgs {
 fn microbench(args: MicrobenchArgs) -> ExitCode {
     use crate::bench::{interrupt, interrupt_report};
     if args.runs == 0 || args.runs > 100_000_000 {
-        return fail(format!("--runs must be between 1 and 100000000, got {}", args.runs));
+        return usage_error(format!("--runs must be between 1 and 100000000, got {}", args.runs));
     }
     let allowed = synergy::cpu::allowed_cpus();
     if allowed.len() < 2 {
-        return fail("the microbenchmark needs two CPUs (a sender and a receiver)");
+        return unavailable("the microbenchmark needs two CPUs (a sender and a receiver)");
     }
     let sender_cpu = args.sender_cpu.unwrap_or(allowed[0]);
     let receiver_cpu =
         args.receiver_cpu.unwrap_or_else(|| *allowed.iter().find(|&&c| c != sender_cpu).unwrap_or(&allowed[1]));
     for (name, c) in [("--sender-cpu", sender_cpu), ("--receiver-cpu", receiver_cpu)] {
         if !allowed.contains(&c) {
-            return fail(format!("{name} {c}: that CPU is not available to this process (allowed: {allowed:?})"));
+            return unavailable(format!(
+                "{name} {c}: that CPU is not available to this process (allowed: {allowed:?})"
+            ));
+        }
+    }
+    // A path this machine lacks (a module not loaded, no UINTR) is the environment's, not a usage
+    // error; `none` and repeated paths are refused by `interrupt::run` below.
+    for &mode in &args.preempt {
+        if mode != synergy::PreemptMode::None {
+            if let Err(e) = synergy::preempt::preempter_for(mode) {
+                return unavailable(e);
+            }
         }
     }
     let params = interrupt::Params { modes: args.preempt, runs: args.runs, sender_cpu, receiver_cpu };
     let r = match interrupt::run(&params) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage_error(e),
     };
     print!("{}", interrupt_report::table(&r));
     let outputs: [(&Option<PathBuf>, String); 3] = [
@@ -380,7 +394,7 @@ fn microbench(args: MicrobenchArgs) -> ExitCode {
     for (path, text) in outputs {
         if let Some(path) = path {
             if let Err(e) = std::fs::write(path, text) {
-                return fail(format!("cannot write {}: {e}", path.display()));
+                return run_failed(format!("cannot write {}: {e}", path.display()));
             }
         }
     }
@@ -662,9 +676,43 @@ struct ConfigArgs {
     runtime: RuntimeArgs,
 }
 
-pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
+/// Exit statuses (docs/cli.md, "Exit codes"): 0 success, and these.
+pub(crate) mod exit {
+    /// The run failed, or a check it was asked for did not hold.
+    pub(crate) const FAILED: u8 = 1;
+    /// The command line or the configuration is wrong (clap's own errors exit 2 as well).
+    pub(crate) const USAGE: u8 = 2;
+    /// The command cannot run in this environment: a kernel module not loaded, a device not
+    /// accessible, DPDK or LevelDB not built in, a CPU or an instruction set missing.
+    pub(crate) const UNAVAILABLE: u8 = 3;
+}
+
+/// A usage error (exit 2): a flag's or the configuration's value is wrong.
+pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("synergy: error: {msg}");
-    ExitCode::from(2)
+    ExitCode::from(exit::USAGE)
+}
+
+/// The run failed (exit 1).
+pub(crate) fn run_failed(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("synergy: error: {msg}");
+    ExitCode::from(exit::FAILED)
+}
+
+/// The command cannot run here (exit 3); `msg` says what to do.
+pub(crate) fn unavailable(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("synergy: error: {msg}");
+    ExitCode::from(exit::UNAVAILABLE)
+}
+
+/// A runtime that did not start: a bad configuration is a usage error, a preemption mechanism
+/// this machine lacks (a module not loaded, no UINTR) is unavailable, anything else a failure.
+pub(crate) fn start_error(e: synergy::StartError) -> ExitCode {
+    match e {
+        synergy::StartError::Config(_) => usage_error(e),
+        synergy::StartError::Preemption(_) => unavailable(e),
+        _ => run_failed(e),
+    }
 }
 
 /// Writes `<base>.json` (`value`), `<base>.csv` and `<base>.svg`: every benchmark's outputs.
@@ -698,23 +746,23 @@ pub(crate) fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Resul
 fn demo(args: DemoArgs) -> ExitCode {
     let (mut cfg, placement) = match args.runtime.resolve_over(demo::default_config()) {
         Ok(v) => v,
-        Err(e) => return fail(e),
+        Err(e) => return usage_error(e),
     };
     net_commands::long_kinds_from(&args.runtime, &mut cfg, &Workload::named(args.workload));
     if !(args.load > 0.0 && args.load <= 2.0) {
-        return fail(format!("--load must be in (0, 2], got {}", args.load));
+        return usage_error(format!("--load must be in (0, 2], got {}", args.load));
     }
     if !(1..=600_000).contains(&args.duration_ms) {
-        return fail(format!("--duration-ms must be between 1 and 600000, got {}", args.duration_ms));
+        return usage_error(format!("--duration-ms must be between 1 and 600000, got {}", args.duration_ms));
     }
     if !(1..=100).contains(&args.repeat) {
-        return fail(format!("--repeat must be between 1 and 100, got {}", args.repeat));
+        return usage_error(format!("--repeat must be between 1 and 100, got {}", args.repeat));
     }
     if args.flows == 0 {
-        return fail("--flows must be at least 1");
+        return usage_error("--flows must be at least 1");
     }
     if let Err(e) = synergy::preempt::preempter_for(cfg.preempt) {
-        return fail(e);
+        return unavailable(e);
     }
     for w in &placement.warnings {
         eprintln!("synergy: warning: {w}");
@@ -750,13 +798,13 @@ fn demo(args: DemoArgs) -> ExitCode {
     };
     let runs = match demo::run_demo(&cfg, &params, args.repeat) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return run_failed(e),
     };
     println!();
     print!("{}", demo::format_table(&runs));
     if let Some(path) = &args.json {
         if let Err(e) = write_json(path, &runs) {
-            return fail(e);
+            return run_failed(e);
         }
         println!("results written to {}", path.display());
     }
@@ -790,12 +838,12 @@ fn demo(args: DemoArgs) -> ExitCode {
         let title =
             format!("synergy demo: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
         if let Err(e) = std::fs::write(path, bar_chart(&title, "latency (µs, log scale)", &groups, true)) {
-            return fail(format!("cannot write {}: {e}", path.display()));
+            return run_failed(format!("cannot write {}: {e}", path.display()));
         }
         println!("plot written to {}", path.display());
     }
     if runs.iter().any(|r| r.answered != r.requests || r.duplicates != 0) {
-        return fail("some requests were not answered exactly once");
+        return run_failed("some requests were not answered exactly once");
     }
     ExitCode::SUCCESS
 }
@@ -807,11 +855,11 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, json, svg }) => {
             if rounds == 0 || round_trips == 0 {
-                return fail("--rounds and --round-trips must be at least 1");
+                return usage_error("--rounds and --round-trips must be at least 1");
             }
             if let Some(c) = cpu {
                 if !synergy::cpu::allowed_cpus().contains(&c) {
-                    return fail(format!("CPU {c} is not available to this process"));
+                    return unavailable(format!("CPU {c} is not available to this process"));
                 }
             }
             let r = crate::bench::ctx::run(rounds, round_trips, cpu);
@@ -824,7 +872,7 @@ fn main() -> ExitCode {
             );
             if let Some(path) = &json {
                 if let Err(e) = write_json(path, &r) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             if let Some(path) = &svg {
@@ -839,7 +887,7 @@ fn main() -> ExitCode {
                     path,
                     bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false),
                 ) {
-                    return fail(format!("cannot write {}: {e}", path.display()));
+                    return run_failed(format!("cannot write {}: {e}", path.display()));
                 }
             }
             ExitCode::SUCCESS
@@ -848,7 +896,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Scale(a)) => bench_scale(a),
         Command::Bench(BenchCommand::SyrupSim { requests, seeds, out }) => {
             if requests < 1_000 || seeds == 0 || seeds > 100 {
-                return fail("--requests must be at least 1000, --seeds between 1 and 100");
+                return usage_error("--requests must be at least 1000, --seeds between 1 and 100");
             }
             let p = synergy_sim::syrup::SyrupParams { requests, seeds: (1..=seeds).collect(), ..Default::default() };
             let r = synergy_sim::syrup::run(&p);
@@ -879,17 +927,17 @@ fn main() -> ExitCode {
             }
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &r, synergy_sim::syrup::csv(&r), synergy_sim::syrup::svg(&r)) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::CoresyncSim { duration_ms, seeds, burst_phase_ms, burst_cycles, out }) => {
             if !(10..=10_000).contains(&duration_ms) || !(1..=20).contains(&seeds) {
-                return fail("--duration-ms must be 10-10000 and --seeds 1-20");
+                return usage_error("--duration-ms must be 10-10000 and --seeds 1-20");
             }
             if !(10..=10_000).contains(&burst_phase_ms) || !(1..=10).contains(&burst_cycles) {
-                return fail("--burst-phase-ms must be 10-10000 and --burst-cycles 1-10");
+                return usage_error("--burst-phase-ms must be 10-10000 and --burst-cycles 1-10");
             }
             let p = synergy_sim::coresync::figures::FigureParams {
                 duration_ns: duration_ms * 1_000_000,
@@ -903,14 +951,14 @@ fn main() -> ExitCode {
             if let Some(base) = &out {
                 let (csv, svg) = (synergy_sim::coresync::figures::csv(&r), synergy_sim::coresync::figures::svg(&r));
                 if let Err(e) = write_results(base, &r, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::ShinjukuSim { requests, seed, out }) => {
             if requests < 1_000 {
-                return fail("--requests must be at least 1000");
+                return usage_error("--requests must be at least 1000");
             }
             let p = synergy_sim::shinjuku::ShinjukuParams {
                 requests,
@@ -923,18 +971,18 @@ fn main() -> ExitCode {
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &r, synergy_sim::shinjuku::csv(&r), synergy_sim::shinjuku::svg(&r))
                 {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Steering { sockets, datagrams, rounds, out }) => {
             if !(2..=64).contains(&sockets) || datagrams == 0 || rounds == 0 {
-                return fail("--sockets must be between 2 and 64, --datagrams and --rounds at least 1");
+                return usage_error("--sockets must be between 2 and 64, --datagrams and --rounds at least 1");
             }
             let b = match crate::bench::steering::run(sockets, datagrams, rounds) {
                 Ok(b) => b,
-                Err(e) => return fail(e),
+                Err(e) => return run_failed(e),
             };
             println!(
                 "ingress steering over {sockets} sockets ({}), median of {rounds} rounds × {datagrams} datagrams:",
@@ -949,14 +997,14 @@ fn main() -> ExitCode {
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::steering::csv(&b), crate::bench::steering::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Ring { rounds, items, out }) => {
             if rounds == 0 || items == 0 {
-                return fail("--rounds and --items must be at least 1");
+                return usage_error("--rounds and --items must be at least 1");
             }
             let b = crate::bench::ring::run(rounds, items);
             println!("bounded queues ({}), median of {rounds} rounds × {items} items:", b.cpu_model);
@@ -965,43 +1013,43 @@ fn main() -> ExitCode {
             }
             if let Some(base) = &out {
                 if let Err(e) = write_results(base, &b, crate::bench::ring::csv(&b), crate::bench::ring::svg(&b)) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Probes { rounds, iterations, cpu, out }) => {
             if rounds == 0 || iterations < 1000 {
-                return fail("--rounds must be at least 1 and --iterations at least 1000");
+                return usage_error("--rounds must be at least 1 and --iterations at least 1000");
             }
             if let Some(c) = cpu {
                 if !synergy::cpu::allowed_cpus().contains(&c) {
-                    return fail(format!("CPU {c} is not available to this process"));
+                    return unavailable(format!("CPU {c} is not available to this process"));
                 }
             }
             let b = match crate::bench::probes::run(rounds, iterations, cpu) {
                 Ok(b) => b,
-                Err(e) => return fail(e),
+                Err(e) => return run_failed(e),
             };
             print!("{}", crate::bench::probes::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::probes::csv(&b), crate::bench::probes::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Scan { workers, checks, rounds, cpu, out }) => {
             if workers.is_empty() || workers.contains(&0) || workers.iter().any(|&n| n > 4096) {
-                return fail("--workers must list worker counts between 1 and 4096");
+                return usage_error("--workers must list worker counts between 1 and 4096");
             }
             if checks == 0 || rounds == 0 {
-                return fail("--checks and --rounds must be at least 1");
+                return usage_error("--checks and --rounds must be at least 1");
             }
             if let Some(c) = cpu {
                 if !synergy::cpu::allowed_cpus().contains(&c) {
-                    return fail(format!("CPU {c} is not available to this process"));
+                    return unavailable(format!("CPU {c} is not available to this process"));
                 }
             }
             let b = crate::bench::scan::run(&workers, checks, rounds, cpu);
@@ -1009,65 +1057,65 @@ fn main() -> ExitCode {
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::scan::csv(&b), crate::bench::scan::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Xsave { rounds, pairs, out }) => {
             if rounds == 0 || pairs == 0 {
-                return fail("--rounds and --pairs must be at least 1");
+                return usage_error("--rounds and --pairs must be at least 1");
             }
             if synergy::cpu::xsave_area_size().is_none() {
-                return fail("this CPU or OS has no XSAVE: nothing to measure");
+                return unavailable("this CPU or OS has no XSAVE: nothing to measure");
             }
             let b = crate::bench::xsave::run(rounds, pairs);
             print!("{}", crate::bench::xsave::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::xsave::csv(&b), crate::bench::xsave::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Idle { runtime, workload, loads, duration_ms, rounds, out }) => {
             if let Err(e) = check_loads(&loads) {
-                return fail(e);
+                return usage_error(e);
             }
             if !(1..=600_000).contains(&duration_ms) || !(1..=100).contains(&rounds) {
-                return fail("--duration-ms must be between 1 and 600000 and --rounds between 1 and 100");
+                return usage_error("--duration-ms must be between 1 and 600000 and --rounds between 1 and 100");
             }
             let (mut cfg, _) = match runtime.resolve_over(demo::default_config()) {
                 Ok(v) => v,
-                Err(e) => return fail(e),
+                Err(e) => return usage_error(e),
             };
             net_commands::long_kinds_from(&runtime, &mut cfg, &Workload::named(workload));
             let params =
                 demo::DemoParams { workload, load: loads[0], duration_ms, seed: 1, flows: 64, cooperative: false };
             let b = match crate::bench::idle::run(&cfg, &params, &loads, rounds) {
                 Ok(b) => b,
-                Err(e) => return fail(e),
+                Err(e) => return run_failed(e),
             };
             print!("{}", crate::bench::idle::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::idle::csv(&b), crate::bench::idle::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Overload { runtime, workload, loads, duration_ms, flows, out }) => {
             if let Err(e) = check_loads(&loads) {
-                return fail(e);
+                return usage_error(e);
             }
             if !(1..=600_000).contains(&duration_ms) || !(1..=4096).contains(&flows) {
-                return fail("--duration-ms must be between 1 and 600000 and --flows between 1 and 4096");
+                return usage_error("--duration-ms must be between 1 and 600000 and --flows between 1 and 4096");
             }
             let (mut cfg, placement) = match runtime.resolve() {
                 Ok(v) => v,
-                Err(e) => return fail(e),
+                Err(e) => return usage_error(e),
             };
             let w = Workload::named(workload);
             net_commands::long_kinds_from(&runtime, &mut cfg, &w);
@@ -1081,28 +1129,28 @@ fn main() -> ExitCode {
             };
             let b = match crate::bench::overload::run(&cfg, &placement, &params) {
                 Ok(b) => b,
-                Err(e) => return fail(e),
+                Err(e) => return run_failed(e),
             };
             print!("{}", crate::bench::overload::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::overload::csv(&b), crate::bench::overload::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Burst { runtime, workload, low, high, step_ms, duration_ms, flows, out }) => {
             if !(low > 0.0 && low < high && high <= 4.0) {
-                return fail("--low and --high must satisfy 0 < low < high <= 4 (fractions of capacity)");
+                return usage_error("--low and --high must satisfy 0 < low < high <= 4 (fractions of capacity)");
             }
             if !(1..=60_000).contains(&step_ms) || !(1..=600_000).contains(&duration_ms) || !(1..=4096).contains(&flows)
             {
-                return fail("--step-ms must be 1-60000, --duration-ms 1-600000 and --flows 1-4096");
+                return usage_error("--step-ms must be 1-60000, --duration-ms 1-600000 and --flows 1-4096");
             }
             let (mut cfg, placement) = match runtime.resolve() {
                 Ok(v) => v,
-                Err(e) => return fail(e),
+                Err(e) => return usage_error(e),
             };
             let w = Workload::named(workload);
             net_commands::long_kinds_from(&runtime, &mut cfg, &w);
@@ -1117,28 +1165,28 @@ fn main() -> ExitCode {
             };
             let b = match crate::bench::burst::run(&cfg, &placement, &params) {
                 Ok(b) => b,
-                Err(e) => return fail(e),
+                Err(e) => return run_failed(e),
             };
             print!("{}", crate::bench::burst::table(&b));
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::burst::csv(&b), crate::bench::burst::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Timer { runtime, duration_ms, out }) => {
             if duration_ms == 0 {
-                return fail("--duration-ms must be at least 1");
+                return usage_error("--duration-ms must be at least 1");
             }
             let (cfg, _) = match runtime.resolve() {
                 Ok(c) => c,
-                Err(e) => return fail(e),
+                Err(e) => return usage_error(e),
             };
             let b = match crate::bench::timer::run(&cfg, duration_ms) {
                 Ok(b) => b,
-                Err(e) => return fail(e),
+                Err(e) => return run_failed(e),
             };
             println!("timer-core loop period on CPU {} ({}), {duration_ms} ms each:", b.timer_core, b.cpu_model);
             for r in &b.runs {
@@ -1148,7 +1196,7 @@ fn main() -> ExitCode {
             if let Some(base) = &out {
                 let (csv, svg) = (crate::bench::timer::csv(&b), crate::bench::timer::svg(&b));
                 if let Err(e) = write_results(base, &b, csv, svg) {
-                    return fail(e);
+                    return run_failed(e);
                 }
             }
             ExitCode::SUCCESS
@@ -1186,7 +1234,7 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => usage_error(e),
         },
     }
 }

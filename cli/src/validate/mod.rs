@@ -68,14 +68,14 @@ pub struct Step {
 
 pub fn run(args: ValidateArgs) -> ExitCode {
     if args.runs == 0 || args.demo_ms == 0 {
-        return crate::fail("--runs and --demo-ms must be at least 1");
+        return crate::usage_error("--runs and --demo-ms must be at least 1");
     }
     if let Err(e) = std::fs::create_dir_all(&args.out) {
-        return crate::fail(format!("cannot create {}: {e}", args.out.display()));
+        return crate::run_failed(format!("cannot create {}: {e}", args.out.display()));
     }
     let self_exe = match std::env::current_exe() {
         Ok(p) => p,
-        Err(e) => return crate::fail(format!("cannot find this executable: {e}")),
+        Err(e) => return crate::run_failed(format!("cannot find this executable: {e}")),
     };
     let cpu = CpuFacts::read();
     let host = host_facts(cpu);
@@ -190,7 +190,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
 
     let report = report::Report::new(host, checks, steps, &microbench_base.with_extension("json"));
     if let Err(e) = report.write(&args.out) {
-        return crate::fail(format!("cannot write the report in {}: {e}", args.out.display()));
+        return crate::run_failed(format!("cannot write the report in {}: {e}", args.out.display()));
     }
     let problems = report.problems();
     println!("report: {}", args.out.join("report.md").display());
