@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The C compiler's layout of every kernel structure the synergy modules touch from Rust: field
- * offsets, sizes, and where the user register frame sits on a task's stack. Each module links
+ * offsets, sizes, and where the user register frame sits on a task's stack; and of the user-space
+ * structures kmod_ipi reads and writes (the uapi `struct rseq` and `struct rseq_cs`). Each module links
  * this (through its own one-line wrapper, kmod_ipi/c_layout.c and kmod_uintr/c_layout.c) and
  * compares it with what the Rust bindings say at init (kmod_common/c_layout.rs); on any
  * difference the module refuses to load. bindgen once got task_struct wrong by 48 bytes
@@ -17,6 +18,7 @@
 #include <linux/sched/task_stack.h>
 #include <linux/stddef.h>
 #include <linux/types.h>
+#include <uapi/linux/rseq.h>
 #include <asm/processor.h>
 #include <asm/ptrace.h>
 #include <asm/smp.h>
@@ -50,6 +52,13 @@ struct synergy_c_layout {
 	u64 irq_work_size;
 	u64 irq_work_func;
 	u64 cpu_to_apicid_size;
+	u64 user_rseq_rseq_cs;
+	u64 user_rseq_cs_size;
+	u64 user_rseq_cs_version;
+	u64 user_rseq_cs_flags;
+	u64 user_rseq_cs_start_ip;
+	u64 user_rseq_cs_post_commit_offset;
+	u64 user_rseq_cs_abort_ip;
 	u64 magic_end;
 };
 
@@ -95,5 +104,13 @@ const struct synergy_c_layout synergy_c_layout = {
 	.irq_work_size = sizeof(struct irq_work),
 	.irq_work_func = offsetof(struct irq_work, func),
 	.cpu_to_apicid_size = sizeof(x86_cpu_to_apicid),
+	/* The user-space ABI kmod_ipi reads and writes: struct rseq and struct rseq_cs. */
+	.user_rseq_rseq_cs = offsetof(struct rseq, rseq_cs),
+	.user_rseq_cs_size = sizeof(struct rseq_cs),
+	.user_rseq_cs_version = offsetof(struct rseq_cs, version),
+	.user_rseq_cs_flags = offsetof(struct rseq_cs, flags),
+	.user_rseq_cs_start_ip = offsetof(struct rseq_cs, start_ip),
+	.user_rseq_cs_post_commit_offset = offsetof(struct rseq_cs, post_commit_offset),
+	.user_rseq_cs_abort_ip = offsetof(struct rseq_cs, abort_ip),
 	.magic_end = SYNERGY_C_LAYOUT_MAGIC,
 };

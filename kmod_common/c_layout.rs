@@ -41,7 +41,33 @@ struct CLayout {
     irq_work_size: u64,
     irq_work_func: u64,
     cpu_to_apicid_size: u64,
+    user_rseq_rseq_cs: u64,
+    user_rseq_cs_size: u64,
+    user_rseq_cs_version: u64,
+    user_rseq_cs_flags: u64,
+    user_rseq_cs_start_ip: u64,
+    user_rseq_cs_post_commit_offset: u64,
+    user_rseq_cs_abort_ip: u64,
     magic_end: u64,
+}
+
+/// The user-space ABI of restartable sequences as kmod_ipi reads and writes it (uapi
+/// `linux/rseq.h`), checked against the C compiler's layout with everything else.
+pub(crate) mod user_rseq {
+    /// Offset of `rseq_cs` (a u64 user pointer) in `struct rseq`.
+    pub(crate) const RSEQ_CS: usize = 8;
+    /// `struct rseq_cs`: its size and its fields' offsets.
+    pub(crate) const CS_SIZE: usize = 32;
+    /// `u32 version` (0).
+    pub(crate) const CS_VERSION: usize = 0;
+    /// `u32 flags`.
+    pub(crate) const CS_FLAGS: usize = 4;
+    /// `u64 start_ip`.
+    pub(crate) const CS_START_IP: usize = 8;
+    /// `u64 post_commit_offset` (the section's length).
+    pub(crate) const CS_POST_COMMIT_OFFSET: usize = 16;
+    /// `u64 abort_ip`.
+    pub(crate) const CS_ABORT_IP: usize = 24;
 }
 
 extern "C" {
@@ -118,6 +144,13 @@ fn rust_layout() -> CLayout {
         irq_work_size: u(size_of::<bindings::irq_work>()),
         irq_work_func: u(offset_of!(bindings::irq_work, func)),
         cpu_to_apicid_size: u(size_of_pointee(&raw const bindings::x86_cpu_to_apicid)),
+        user_rseq_rseq_cs: u(user_rseq::RSEQ_CS),
+        user_rseq_cs_size: u(user_rseq::CS_SIZE),
+        user_rseq_cs_version: u(user_rseq::CS_VERSION),
+        user_rseq_cs_flags: u(user_rseq::CS_FLAGS),
+        user_rseq_cs_start_ip: u(user_rseq::CS_START_IP),
+        user_rseq_cs_post_commit_offset: u(user_rseq::CS_POST_COMMIT_OFFSET),
+        user_rseq_cs_abort_ip: u(user_rseq::CS_ABORT_IP),
         magic_end: MAGIC,
     }
 }
@@ -170,6 +203,13 @@ pub(crate) fn check() -> Result {
         irq_work_size,
         irq_work_func,
         cpu_to_apicid_size,
+        user_rseq_rseq_cs,
+        user_rseq_cs_size,
+        user_rseq_cs_version,
+        user_rseq_cs_flags,
+        user_rseq_cs_start_ip,
+        user_rseq_cs_post_commit_offset,
+        user_rseq_cs_abort_ip,
         magic_end,
     );
     if bad != 0 {

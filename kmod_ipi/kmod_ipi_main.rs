@@ -678,15 +678,20 @@ fn clear_rseq_cs(cs_field: usize) -> Result {
 /// handling deals with the thread at its next preemption or signal (it kills it).
 #[cfg(CONFIG_RSEQ)]
 fn rseq_resume_at(task: *mut bindings::task_struct, ip: u64) -> Result<ResumeAt> {
-    /// Offset of `rseq_cs` in the uapi `struct rseq`.
-    const RSEQ_CS_FIELD: usize = 8;
+    use c_layout::user_rseq::{
+        CS_ABORT_IP, CS_POST_COMMIT_OFFSET, CS_SIZE, CS_START_IP, CS_VERSION, RSEQ_CS,
+    };
+    // The descriptor is read as the words it is made of (the C layout is checked at init).
+    const _: () = assert!(CS_SIZE == 32 && CS_VERSION == 0);
+    const _: () = assert!(CS_START_IP % 8 == 0 && CS_POST_COMMIT_OFFSET % 8 == 0);
+    const _: () = assert!(CS_ABORT_IP % 8 == 0 && CS_ABORT_IP < CS_SIZE);
     // SAFETY: `task` is current; its rseq registration changes only by its own rseq() calls.
     let (area, sig) = unsafe { ((*task).rseq.usrptr as usize, (*task).rseq.sig) };
     let stay = Ok(ResumeAt { ip, clear_cs: None });
     if area == 0 {
         return stay;
     }
-    let cs_field = || UserSlice::new(UserPtr::from_addr(area + RSEQ_CS_FIELD), 8);
+    let cs_field = || UserSlice::new(UserPtr::from_addr(area + RSEQ_CS), 8);
     let cs_addr: u64 = cs_field().reader().read()?;
     if cs_addr == 0 {
         return stay;
@@ -695,12 +700,18 @@ fn rseq_resume_at(task: *mut bindings::task_struct, ip: u64) -> Result<ResumeAt>
         return Err(EFAULT);
     }
     // struct rseq_cs { u32 version; u32 flags; u64 start_ip, post_commit_offset, abort_ip; }
-    let mut cs = [0u64; 4];
-    let mut reader = UserSlice::new(UserPtr::from_addr(cs_addr as usize), 32).reader();
+    let mut cs = [0u64; CS_SIZE / 8];
+    let mut reader = UserSlice::new(UserPtr::from_addr(cs_addr as usize), CS_SIZE).reader();
     for word in &mut cs {
         *word = reader.read()?;
     }
-    let (version, start, len, abort) = (cs[0] as u32, cs[1], cs[2], cs[3]);
+    // `version` is the low half of the first word (x86-64 is little-endian).
+    let (version, start, len, abort) = (
+        cs[CS_VERSION / 8] as u32,
+        cs[CS_START_IP / 8],
+        cs[CS_POST_COMMIT_OFFSET / 8],
+        cs[CS_ABORT_IP / 8],
+    );
     if version != 0 || start > USER_ADDR_MAX || len > USER_ADDR_MAX - start || abort > USER_ADDR_MAX
     {
         return Err(EINVAL);
@@ -720,7 +731,7 @@ fn rseq_resume_at(task: *mut bindings::task_struct, ip: u64) -> Result<ResumeAt>
     }
     Ok(ResumeAt {
         ip: abort,
-        clear_cs: Some(area + RSEQ_CS_FIELD),
+        clear_cs: Some(area + RSEQ_CS),
     })
 }
 
