@@ -108,6 +108,29 @@ static ABORTS_AFTER_DELIVERY: AtomicU64 = AtomicU64::new(0);
 /// glibc's rseq signature on x86 (RSEQ_SIG), which glibc registered every thread with.
 const RSEQ_SIG: u32 = 0x5305_3053;
 
+/// The start of both rseq loops' asm: fills in the descriptor `{cs}` (start `3:`, post-commit
+/// offset to `4:`, abort `5:`), then at `2:` leaves through `6:` once `{stop}` is set, or arms
+/// `rseq_cs` (at `rdi`) with the descriptor and falls into the section at `3:`.
+macro_rules! rseq_section_prologue {
+    () => {
+        concat!(
+            "lea rsi, [rip + {cs}]\n",
+            "lea rax, [rip + 3f]\n",
+            "mov qword ptr [rsi + 8], rax\n",
+            "lea rdx, [rip + 4f]\n",
+            "sub rdx, rax\n",
+            "mov qword ptr [rsi + 16], rdx\n",
+            "lea rax, [rip + 5f]\n",
+            "mov qword ptr [rsi + 24], rax\n",
+            "2:\n",
+            "cmp byte ptr [rip + {stop}], 0\n",
+            "jne 6f\n",
+            "lea rax, [rip + {cs}]\n",
+            "mov qword ptr [rdi], rax",
+        )
+    };
+}
+
 /// Runs critical sections until `STOP`: each arms `rseq_cs` (at `cs_field`), reads the delivery
 /// count, spins, reads it again and commits (the section's last instruction) only if it did not
 /// change; if it did, the section was resumed after a delivery, which counts as a violation. The
@@ -119,20 +142,7 @@ const RSEQ_SIG: u32 = 0x5305_3053;
 #[unsafe(naked)]
 unsafe extern "C" fn rseq_loop(cs_field: *mut u64) {
     core::arch::naked_asm!(
-        // The descriptor: start, post-commit offset and abort of the section below.
-        "lea rsi, [rip + {cs}]",
-        "lea rax, [rip + 3f]",
-        "mov qword ptr [rsi + 8], rax",
-        "lea rdx, [rip + 4f]",
-        "sub rdx, rax",
-        "mov qword ptr [rsi + 16], rdx",
-        "lea rax, [rip + 5f]",
-        "mov qword ptr [rsi + 24], rax",
-        "2:",
-        "cmp byte ptr [rip + {stop}], 0",
-        "jne 6f",
-        "lea rax, [rip + {cs}]",
-        "mov qword ptr [rdi], rax",
+        rseq_section_prologue!(),
         // The critical section.
         "3:",
         "mov rcx, qword ptr [rip + {delivered}]",
@@ -291,19 +301,7 @@ static BUSY_CS: RseqCs = RseqCs {
 #[unsafe(naked)]
 unsafe extern "C" fn rseq_busy_loop(cs_field: *mut u64) {
     core::arch::naked_asm!(
-        "lea rsi, [rip + {cs}]",
-        "lea rax, [rip + 3f]",
-        "mov qword ptr [rsi + 8], rax",
-        "lea rdx, [rip + 4f]",
-        "sub rdx, rax",
-        "mov qword ptr [rsi + 16], rdx",
-        "lea rax, [rip + 5f]",
-        "mov qword ptr [rsi + 24], rax",
-        "2:",
-        "cmp byte ptr [rip + {stop}], 0",
-        "jne 6f",
-        "lea rax, [rip + {cs}]",
-        "mov qword ptr [rdi], rax",
+        rseq_section_prologue!(),
         // The critical section.
         "3:",
         "mov edx, 20000",
