@@ -78,11 +78,36 @@ class Server:
             self.proc.wait()
 
 
+def cpu_list(text):
+    """CPUs from a list such as `2-5,8`."""
+    cpus = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def servers(args, port):
-    cpu_server, cpu_gen = args.server_cpu, args.generator_cpu
     ports = ["-U", str(port), "-p", "0"] if args.transport == "udp" else ["-U", "0", "-p", str(port)]
-    mc = lambda t, cpus: ["taskset", "-c", cpus, "memcached", *ports, "-l", "127.0.0.1",
+    mc = lambda t, cpus: ["taskset", "-c", cpus, args.memcached, *ports, "-l", "127.0.0.1",
                           "-t", str(t), "-c", "4096", "-m", "1024", "-u", "root"]
+    if args.server_cpus:
+        # Several server CPUs (the 16-core machine): memcached gets all of them (-t = their count);
+        # synergy's timer core takes the first and its workers the rest, so both servers use the
+        # same CPUs; the generator runs on CPUs of its own.
+        cpus = cpu_list(args.server_cpus)
+        workers = cpus[1:]
+        syn = lambda mode: [args.synergy, "serve", "--app", "memcached", "--transport", args.transport,
+                            "--bind", f"127.0.0.1:{port}", "--workers", str(len(workers)),
+                            "--worker-cores", ",".join(map(str, workers)), "--timer-core", str(cpus[0]),
+                            "--preempt", mode, "--memory-mb", "1024"]
+        return [
+            Server(f"memcached -t {len(cpus)}", mc(len(cpus), args.server_cpus)),
+            Server("synergy none", syn("none")),
+            Server("synergy signal", syn("signal")),
+            Server("synergy ci+signal", syn("ci+signal")),
+        ]
+    cpu_server, cpu_gen = args.server_cpu, args.generator_cpu
     syn = lambda mode: [args.synergy, "serve", "--app", "memcached", "--transport", args.transport,
                         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-cores", str(cpu_server),
                         "--timer-core", str(cpu_gen), "--timer-yield", "always", "--preempt", mode,
@@ -97,7 +122,8 @@ def servers(args, port):
 
 
 def load(args, port, rates, populate):
-    argv = ["taskset", "-c", str(args.generator_cpu), args.mcload, "--target", f"127.0.0.1:{port}",
+    gen_cpus = args.generator_cpus or str(args.generator_cpu)
+    argv = ["taskset", "-c", gen_cpus, args.mcload, "--target", f"127.0.0.1:{port}",
             "--workload", args.workload, "--keys", str(args.keys), "--rps", ",".join(str(int(r)) for r in rates),
             "--duration-ms", str(args.duration_ms), "--seed", str(args.seed), "--transport", args.transport]
     if populate:
@@ -113,11 +139,13 @@ def answered(p):
 
 
 def capacity(args):
-    """The highest offered load memcached -t 1 answers >= 99% of at a valid point (a sweep up
-    by 20% steps from 10,000 requests/s until it fails twice)."""
+    """The highest offered load memcached (the first server: -t 1, or -t with every server CPU)
+    answers >= 99% of at a valid point (a sweep up by 20% steps from 10,000 requests/s until it
+    fails twice)."""
     port = free_port()
     best, rps, fails, points = 0.0, 10_000.0, 0, []
-    with Server("memcached -t 1", servers(args, port)[0].argv):
+    first = servers(args, port)[0]
+    with Server(first.name, first.argv):
         wait_ready(args, port)
         load(args, port, [1000], populate=True)
         while fails < 2 and rps < 2_000_000:
@@ -131,17 +159,21 @@ def capacity(args):
     return best, points
 
 
+OSLAT = "oslat"
+
+
 def oslat(cpu, seconds):
     """The machine's noise floor on `cpu` (Debian's rt-tests): the longest a busy loop there was
     kept from running, and how many 1 us samples took longer than 10 us."""
     path = f"/tmp/synergy-oslat-{os.getpid()}.json"
-    subprocess.run(["oslat", "-c", str(cpu), "-D", str(seconds), f"--json={path}"], capture_output=True, text=True)
     try:
+        subprocess.run([OSLAT, "-c", str(cpu), "-D", str(seconds), f"--json={path}"], capture_output=True, text=True)
         t = next(iter(json.load(open(path))["thread"].values()))
         over10 = sum(n for us, n in t["histogram"].items() if int(us) > 10)
         return {"cpu": cpu, "seconds": seconds, "min_us": t["min"], "avg_us": t["avg"], "max_us": t["max"],
                 "samples_over_10us": over10}
     except (OSError, ValueError, KeyError, StopIteration) as e:
+        print(f"oslat on CPU {cpu} did not run ({e}): the noise floor is missing from the results", flush=True)
         return {"cpu": cpu, "seconds": seconds, "error": str(e)}
     finally:
         if os.path.exists(path):
@@ -203,10 +235,18 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--generator-cpu", type=int, default=0)
+    ap.add_argument("--server-cpus", help="several server CPUs, e.g. 2-9: memcached -t <count> on all of "
+                    "them; synergy's timer core on the first, its workers on the rest (the 16-core run)")
+    ap.add_argument("--generator-cpus", help="the load generator's CPUs, e.g. 10-13 (default --generator-cpu)")
+    ap.add_argument("--memcached", default="memcached", help="the memcached binary (a carried one on the device)")
+    ap.add_argument("--oslat", default="oslat", help="rt-tests' oslat binary")
     args = ap.parse_args()
+    global OSLAT
+    OSLAT = args.oslat
     os.makedirs(args.out, exist_ok=True)
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    noise = oslat(args.server_cpu, 5)
+    noise_cpu = cpu_list(args.server_cpus)[-1] if args.server_cpus else args.server_cpu
+    noise = oslat(noise_cpu, 5)
     cap, cap_points = capacity(args)
     if cap == 0:
         raise SystemExit("memcached answered < 99% even at 10,000 requests/s: no capacity to scale by")
@@ -235,7 +275,9 @@ def main():
     result = {"cpu_model": cpu_model, "workload": args.workload, "transport": args.transport, "keys": args.keys,
               "duration_ms": args.duration_ms, "capacity_rps": cap, "capacity_points": cap_points,
               "server_cpu": args.server_cpu, "generator_cpu": args.generator_cpu,
-              "timer_core_cpu": args.generator_cpu, "oslat": noise, "rows": rows}
+              "server_cpus": args.server_cpus, "generator_cpus": args.generator_cpus,
+              "timer_core_cpu": cpu_list(args.server_cpus)[0] if args.server_cpus else args.generator_cpu,
+              "oslat": noise, "rows": rows}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
     with open(os.path.join(args.out, "results.csv"), "w") as f:
@@ -254,10 +296,10 @@ def main():
                                           all(r["valid"] for r in rs)))
     svg_lines(os.path.join(args.out, "latency.svg"),
               f"short GET p99.9, {args.workload} over {args.transport}, capacity {cap:.0f}/s ({cpu_model})",
-              "load (fraction of memcached -t 1's capacity)", "GET p99.9 (us, log)", lat, logy=True)
+              f"load (fraction of {names[0]}'s capacity)", "GET p99.9 (us, log)", lat, logy=True)
     svg_lines(os.path.join(args.out, "throughput.svg"), f"achieved against offered, {args.workload} over {args.transport}",
               "offered (requests/s)", "achieved (requests/s)", thr)
-    print(f"capacity {cap:.0f} requests/s; oslat on CPU {args.server_cpu}: {noise}")
+    print(f"capacity {cap:.0f} requests/s; oslat on CPU {noise_cpu}: {noise}")
     print(f"wrote {args.out}/results.json, results.csv, latency.svg, throughput.svg")
 
 
