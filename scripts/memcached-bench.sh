@@ -8,6 +8,11 @@
 #
 #   scripts/memcached-bench.sh [--workload usr|usr-long] [--transport udp|tcp] [--rounds N] [--loads 0.1,0.3,...]
 #                              [--duration-ms MS] [--keys N] [--server-cpu C] [--generator-cpu C]
+#                              [--server-cpus LIST --generator-cpus LIST] [--memcached PATH] [--oslat PATH]
+# --server-cpus (e.g. 2-9) is the many-CPU comparison: memcached -t <count> on those CPUs, synergy's
+# timer core on the first and its workers on the rest, the generator on --generator-cpus; with
+# --memcached/--oslat naming carried binaries, scripts/memcached-bench.py runs without a build
+# (the 16-core machine, issue 44).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
