@@ -266,6 +266,10 @@ struct ScaleArgs {
     /// Interrupts per mode for the preemption cost.
     #[arg(long, default_value_t = 50_000)]
     microbench_runs: usize,
+    /// The real runtime's green-thread budget (`max_green_threads`): every preempted request
+    /// holds a green thread until it resumes.
+    #[arg(long, default_value_t = synergy::Config::default().max_green_threads)]
+    max_green_threads: usize,
     /// Writes <BASE>.json, <BASE>.csv and <BASE>.svg.
     #[arg(long, value_name = "BASE", default_value = "target/scale-bench/scale")]
     out: PathBuf,
@@ -298,8 +302,16 @@ fn bench_scale(a: ScaleArgs) -> ExitCode {
             return unavailable(e);
         }
     }
+    let allowed = synergy::cpu::allowed_cpus().len();
+    let workers = a.workers.unwrap_or_else(|| scale::default_workers(allowed));
+    if workers + 1 > allowed {
+        return unavailable(format!(
+            "{workers} workers and a timer core need {} CPUs; this process may use {allowed}",
+            workers + 1
+        ));
+    }
     let p = scale::ScaleParams {
-        workers: a.workers.unwrap_or_else(|| scale::default_workers(synergy::cpu::allowed_cpus().len())),
+        workers,
         workloads: a.workloads.clone(),
         policies: a.policies.clone(),
         modes,
@@ -309,6 +321,7 @@ fn bench_scale(a: ScaleArgs) -> ExitCode {
         slo: a.slo,
         sim_requests: a.sim_requests,
         microbench_runs: a.microbench_runs,
+        max_green_threads: a.max_green_threads,
     };
     let r = match scale::run(&p, |line| eprintln!("[scale] {line}")) {
         Ok(r) => r,

@@ -100,6 +100,7 @@ fn bad_values_are_rejected_with_a_clear_error() {
 fn commands_that_cannot_run_here_exit_3_and_say_why() {
     let cases: &[(&[&str], &str)] = &[
         (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
+        (&["bench", "scale", "--workers", "4096"], "need 4097 CPUs"),
         // kmod_ipi is never loaded on the host (the guest runs it).
         (&["demo", "--preempt", "ipi"], "insmod kmod_ipi.ko"),
         // No UINTR under this VM (CPUID.7.0:EDX[5] = 0 on every host CI draws), and no kmod_uintr.

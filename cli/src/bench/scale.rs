@@ -29,6 +29,9 @@ pub struct ScaleParams {
     pub slo: f64,
     pub sim_requests: usize,
     pub microbench_runs: usize,
+    /// The real runtime's green-thread budget (every preempted request holds one until it
+    /// resumes; at many workers and high load the default 4,096 runs out).
+    pub max_green_threads: usize,
 }
 
 /// Where the threads ran.
@@ -226,6 +229,7 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
             timer_core: Some(placement.timer_core),
             // The thesis's setups spin; so does the simulator below.
             idle: synergy::config::IdleMode::Spin,
+            max_green_threads: p.max_green_threads,
             ..synergy::Config::default()
         };
         cfg.long_kinds = workload.types.iter().enumerate().filter(|(_, t)| t.long).map(|(i, _)| i as u32).collect();
