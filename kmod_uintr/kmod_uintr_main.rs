@@ -41,7 +41,7 @@
 //! The misc device is root-only (0600); a sender can only name receivers of its own process.
 
 use core::{
-    ffi::{c_int, c_uint, c_ulong, c_void},
+    ffi::{c_int, c_uint, c_void},
     ptr::null_mut,
     sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
@@ -91,6 +91,11 @@ const _: () = assert!(
 );
 const _: () =
     assert!(abi::IOC_UNREGISTER_SENDER == kernel::ioctl::_IO(abi::IOC_MAGIC as u32, 0x04));
+const _: () = assert!(
+    abi::IOC_FAKE_STATE == kernel::ioctl::_IOR::<abi::UintrFakeState>(abi::IOC_MAGIC as u32, 0x7f)
+);
+const _: () =
+    assert!(abi::IOC_FAKE_FAIL_WRITES == kernel::ioctl::_IOW::<u32>(abi::IOC_MAGIC as u32, 0x7d));
 const _: () = assert!(abi::UINV as u32 == bindings::POSTED_INTR_NESTED_VECTOR);
 
 // SAFETY: `repr(C)` structs of u32/u64 fields without padding: all bytes initialised, every bit
@@ -104,7 +109,10 @@ unsafe impl kernel::transmute::AsBytes for abi::UintrReceiver {}
 unsafe impl kernel::transmute::FromBytes for abi::UintrSender {}
 // SAFETY: see above.
 unsafe impl kernel::transmute::AsBytes for abi::UintrSender {}
+// SAFETY: see above (8 u64 then 6 u32: no padding).
+unsafe impl kernel::transmute::AsBytes for abi::UintrFakeState {}
 
+#[cfg(not(synergy_test_build))]
 module! {
     type: SynergyUintr,
     name: "kmod_uintr",
@@ -113,17 +121,50 @@ module! {
     license: "GPL",
 }
 
-// The kernel's CR4 shadow accessors (arch/x86/kernel/cpu/common.c). Linux 7.3 exports them to KVM
-// only; scripts/kernel/patches/7.3/0001-*.patch (applied by build.sh and package.sh) exports them
-// to this module as well.
-extern "C" {
-    fn cr4_update_irqsoff(set: c_ulong, clear: c_ulong);
-    fn cr4_read_shadow() -> c_ulong;
+// A module built for the QEMU test bench (`--cfg synergy_test_build`, scripts/kernel/modules.sh
+// with SYNERGY_TEST_BUILD=1; never the package build) can run on recorded fake registers
+// (hw.rs), so its lifetime logic runs where the CPU has no UINTR.
+#[cfg(synergy_test_build)]
+module! {
+    type: SynergyUintr,
+    name: "kmod_uintr",
+    authors: ["synergy developers"],
+    description: "synergy: Intel user interrupts (UINTR) set-up",
+    license: "GPL",
+    params: {
+        fake_hardware: bool {
+            default: false,
+            description: "Test builds only: UINTR MSRs, CR4.UINTR and UIF on recorded per-CPU fakes (kmod_uintr/hw.rs)",
+        },
+    },
 }
 
+/// Whether the module was loaded with `fake_hardware=1` (always false outside test builds).
+fn fake_hardware_requested() -> bool {
+    #[cfg(synergy_test_build)]
+    {
+        module_parameters::fake_hardware.value()
+    }
+    #[cfg(not(synergy_test_build))]
+    {
+        false
+    }
+}
+
+// The kernel's CR4 shadow accessors (arch/x86/kernel/cpu/common.c) are declared in hw.rs. Linux
+// 7.3 exports them to KVM only; scripts/kernel/patches/7.3/0001-*.patch (applied by build.sh and
+// package.sh) exports them to this module as well.
+mod hw;
+use hw::{cr4_has_uintr, la57, rdmsr, wrmsr, APICBASE_X2APIC, MSR_FAULTS, MSR_IA32_APICBASE};
+
+/// The APIC is in x2APIC mode (the UPID's destination encoding): read by `cpu_online`.
+static X2APIC: AtomicBool = AtomicBool::new(false);
+
+/// Scheduler callbacks of registered threads (`sched_in` and `sched_out`), for the fake
+/// backend's accesses per context switch (`IOC_FAKE_STATE`).
+static SWITCHES: AtomicU64 = AtomicU64::new(0);
+
 const UITT_LEN: usize = abi::UITT_ENTRIES as usize;
-const MSR_IA32_APICBASE: u32 = 0x1B;
-const APICBASE_X2APIC: u64 = 1 << 10;
 const UPID_SN: u64 = 2;
 
 static SUPPORTED: AtomicBool = AtomicBool::new(false);
@@ -137,56 +178,6 @@ kernel::sync::global_lock! {
 }
 
 // ---- Hardware access (only ever reached on a CPU with UINTR) ----------------------------------
-
-/// MSR accesses that faulted (#GP, handled by the kernel's `_safe` accessors): counted here and
-/// reported when the module unloads, since they happen in scheduler callbacks where printing is
-/// not allowed.
-static MSR_FAULTS: AtomicU64 = AtomicU64::new(0);
-
-/// Reads `msr` through the kernel's exception-handled accessor (`rdmsr_safe_regs`): a read that
-/// faults returns 0 and is counted in `MSR_FAULTS` instead of oopsing. Safe: reading an MSR has
-/// no side effects and a fault is handled.
-fn rdmsr(msr: u32) -> u64 {
-    // The register image of `rdmsr_safe_regs`: eax, ecx, edx, ebx, esp (unused), ebp, esi, edi.
-    let mut regs = [0u32, msr, 0, 0, 0, 0, 0, 0];
-    // SAFETY: `regs` is the 8-register array the function reads and writes.
-    if unsafe { bindings::rdmsr_safe_regs(regs.as_mut_ptr()) } != 0 {
-        MSR_FAULTS.fetch_add(1, Ordering::Relaxed);
-        return 0;
-    }
-    (u64::from(regs[2]) << 32) | u64::from(regs[0])
-}
-
-/// Writes `v` to `msr` through the kernel's exception-handled accessor (`wrmsr_safe_regs`): a
-/// write that faults changes nothing and is counted in `MSR_FAULTS`.
-///
-/// # Safety
-/// `msr` is a UINTR MSR of this CPU and `v` a value valid for it (computed by `abi`'s encoders
-/// from checked inputs), and the caller runs with interrupts off on the CPU it means to program,
-/// as the thread whose image it loads: a valid write changes how this CPU delivers user
-/// interrupts to the running thread.
-unsafe fn wrmsr(msr: u32, v: u64) {
-    let mut regs = [v as u32, msr, (v >> 32) as u32, 0, 0, 0, 0, 0];
-    // SAFETY: `regs` is the 8-register array the function reads; the write's effect is the
-    // caller's contract.
-    if unsafe { bindings::wrmsr_safe_regs(regs.as_mut_ptr()) } != 0 {
-        MSR_FAULTS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// 5-level paging (kernel addresses are then 57-bit canonical).
-fn la57() -> bool {
-    // SAFETY: reads this CPU's shadow; LA57 is the same on every CPU and never changes.
-    let cr4 = unsafe { cr4_read_shadow() } as u64;
-    cr4 & abi::CR4_LA57 != 0
-}
-
-fn cr4_has_uintr() -> bool {
-    // SAFETY: reads this CPU's shadow; a stale answer after migration only means a CPU that also
-    // has CR4.UINTR set (every online CPU does while the module is loaded).
-    let cr4 = unsafe { cr4_read_shadow() } as u64;
-    cr4 & abi::CR4_UINTR != 0
-}
 
 /// CPUs prepared by `cpu_online` and not yet forgotten by `cpu_offline` (`UintrVersion::cpus_ready`).
 static CPUS_READY: AtomicU32 = AtomicU32::new(0);
@@ -204,7 +195,13 @@ unsafe extern "C" fn cpu_online(_cpu: c_uint) -> c_int {
     if SUPPORTED.load(Ordering::Relaxed) {
         let _irqs_off = kernel::interrupt::local_interrupt_disable();
         // SAFETY: interrupts are off, as cr4_update_irqsoff needs; we run on the CPU to change.
-        unsafe { cr4_update_irqsoff(abi::CR4_UINTR as c_ulong, 0) };
+        unsafe { hw::cr4_set_uintr(true) };
+        // The APIC mode, read here (and again for each CPU that comes online) instead of on
+        // every `sched_in` (issue 40, item 8). Linux enables x2APIC on every CPU or on none.
+        X2APIC.store(
+            rdmsr(MSR_IA32_APICBASE) & APICBASE_X2APIC != 0,
+            Ordering::Relaxed,
+        );
     }
     CPUS_READY.fetch_add(1, Ordering::Relaxed);
     0
@@ -222,7 +219,7 @@ unsafe extern "C" fn cpu_offline(_cpu: c_uint) -> c_int {
         let _irqs_off = kernel::interrupt::local_interrupt_disable();
         // SAFETY: as in `cpu_online`. No thread has UINTR state left at module exit (every file
         // is closed and every queued tear-down has run: they hold the module).
-        unsafe { cr4_update_irqsoff(0, abi::CR4_UINTR as c_ulong) };
+        unsafe { hw::cr4_set_uintr(false) };
     }
     CPUS_READY.fetch_sub(1, Ordering::Relaxed);
     0
@@ -278,6 +275,41 @@ struct Image {
     uif: AtomicBool,
 }
 
+/// The values of an `Image`, for putting it back (`ThreadState::update`).
+struct ImageValues([u64; 6], bool);
+
+impl Image {
+    fn snapshot(&self) -> ImageValues {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ImageValues(
+            [
+                l(&self.handler),
+                l(&self.stack_adjust),
+                l(&self.misc),
+                l(&self.pd),
+                l(&self.tt),
+                l(&self.uirr),
+            ],
+            self.uif.load(Ordering::Relaxed),
+        )
+    }
+
+    fn restore(&self, v: &ImageValues) {
+        let fields = [
+            &self.handler,
+            &self.stack_adjust,
+            &self.misc,
+            &self.pd,
+            &self.tt,
+            &self.uirr,
+        ];
+        for (f, &x) in fields.iter().zip(v.0.iter()) {
+            f.store(x, Ordering::Relaxed);
+        }
+        self.uif.store(v.1, Ordering::Relaxed);
+    }
+}
+
 #[pin_data]
 struct ThreadState {
     /// Linked into the task's preempt notifiers from `attach` until `detach`.
@@ -302,7 +334,7 @@ struct ThreadState {
     dead: AtomicBool,
     /// Queued by that final `sched_out`; signals `exited` (`on_dead`).
     dead_work: Opaque<bindings::irq_work>,
-    /// Complete once the final `sched_out` has run (`wait_dead_and_free` waits for it).
+    /// Complete once the final `sched_out` has run (`wait_dead` waits for it).
     #[pin]
     exited: Completion,
     #[pin]
@@ -347,27 +379,32 @@ impl ThreadState {
     }
 
     /// Loads the image into this CPU's MSRs and re-targets the UPID at this CPU. Interrupts off,
-    /// running as the state's thread, CR4.UINTR set.
-    fn load(&self, cpu: usize) {
+    /// running as the state's thread, CR4.UINTR set. Returns false if a write faulted (every
+    /// write is still tried; the ioctl paths roll back, `sched_in` can only count it).
+    fn load(&self, cpu: usize) -> bool {
         let img = &self.img;
         // SAFETY: interrupts are off; every value was produced by `abi`'s encoders from checked
         // input (or is 0). PD is written before MISC, so UINV never names a stale descriptor.
-        unsafe {
-            wrmsr(
-                abi::MSR_IA32_UINTR_HANDLER,
-                img.handler.load(Ordering::Relaxed),
-            );
-            wrmsr(
-                abi::MSR_IA32_UINTR_STACKADJUST,
-                img.stack_adjust.load(Ordering::Relaxed),
-            );
-            wrmsr(abi::MSR_IA32_UINTR_PD, img.pd.load(Ordering::Relaxed));
-            wrmsr(abi::MSR_IA32_UINTR_TT, img.tt.load(Ordering::Relaxed));
-            wrmsr(abi::MSR_IA32_UINTR_MISC, img.misc.load(Ordering::Relaxed));
+        let mut ok = unsafe {
+            [
+                wrmsr(
+                    abi::MSR_IA32_UINTR_HANDLER,
+                    img.handler.load(Ordering::Relaxed),
+                ),
+                wrmsr(
+                    abi::MSR_IA32_UINTR_STACKADJUST,
+                    img.stack_adjust.load(Ordering::Relaxed),
+                ),
+                wrmsr(abi::MSR_IA32_UINTR_PD, img.pd.load(Ordering::Relaxed)),
+                wrmsr(abi::MSR_IA32_UINTR_TT, img.tt.load(Ordering::Relaxed)),
+                wrmsr(abi::MSR_IA32_UINTR_MISC, img.misc.load(Ordering::Relaxed)),
+            ]
         }
+        .iter()
+        .all(|&w| w);
         let mut uirr = img.uirr.load(Ordering::Relaxed);
         if let Some(upid) = self.upid() {
-            let x2apic = rdmsr(MSR_IA32_APICBASE) & APICBASE_X2APIC != 0;
+            let x2apic = X2APIC.load(Ordering::Relaxed);
             // Re-arm: destination = this CPU, SN = ON = 0. A sender that saw SN set only posted
             // into the PIR; one that set ON and sent to our previous CPU had its notification
             // taken there as an ordinary interrupt. Either way the request is in the PIR, taken
@@ -379,41 +416,48 @@ impl ThreadState {
             uirr |= upid.pir.swap(0, Ordering::SeqCst);
         }
         // SAFETY: as above; UIRR accepts any 64-bit value.
-        unsafe { wrmsr(abi::MSR_IA32_UINTR_RR, uirr) };
+        ok &= unsafe { wrmsr(abi::MSR_IA32_UINTR_RR, uirr) };
         img.uirr.store(0, Ordering::Relaxed);
         // CR4.UINTR is set on every CPU while the module is loaded.
         if img.uif.load(Ordering::Relaxed) {
-            abi::stui()
+            hw::stui()
         } else {
-            abi::clui()
+            hw::clui()
         }
         self.loaded.store(true, Ordering::Relaxed);
+        ok
     }
 
     /// Saves UIRR and UIF, suppresses notifications and clears every UINTR MSR. Interrupts off,
-    /// running as the state's thread.
-    fn save_and_clear(&self) {
+    /// running as the state's thread. Returns false if a write faulted (every write is still
+    /// tried; the scheduler callbacks can only count it, the ioctl paths roll back).
+    fn save_and_clear(&self) -> bool {
         if let Some(upid) = self.upid() {
             upid.control.fetch_or(UPID_SN, Ordering::SeqCst);
         }
         if !self.loaded.swap(false, Ordering::Relaxed) {
-            return;
+            return true;
         }
-        self.img.uif.store(abi::testui(), Ordering::Relaxed);
+        self.img.uif.store(hw::testui(), Ordering::Relaxed);
         // MISC first: from here on a late notification on UINV is an ordinary interrupt.
+        // A write that faults is counted in MSR_FAULTS (reported at unload) and the rest are
+        // still written.
         // SAFETY: interrupts are off; zero is valid for every UINTR MSR.
-        unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
+        let misc = unsafe { wrmsr(abi::MSR_IA32_UINTR_MISC, 0) };
         let uirr = rdmsr(abi::MSR_IA32_UINTR_RR);
         self.img.uirr.store(uirr, Ordering::Relaxed);
         // SAFETY: as above.
-        unsafe {
-            wrmsr(abi::MSR_IA32_UINTR_RR, 0);
-            wrmsr(abi::MSR_IA32_UINTR_PD, 0);
-            wrmsr(abi::MSR_IA32_UINTR_TT, 0);
-            wrmsr(abi::MSR_IA32_UINTR_HANDLER, 0);
-            wrmsr(abi::MSR_IA32_UINTR_STACKADJUST, 0);
-        }
-        abi::clui();
+        let rest = unsafe {
+            [
+                wrmsr(abi::MSR_IA32_UINTR_RR, 0),
+                wrmsr(abi::MSR_IA32_UINTR_PD, 0),
+                wrmsr(abi::MSR_IA32_UINTR_TT, 0),
+                wrmsr(abi::MSR_IA32_UINTR_HANDLER, 0),
+                wrmsr(abi::MSR_IA32_UINTR_STACKADJUST, 0),
+            ]
+        };
+        hw::clui();
+        misc && rest.iter().all(|&w| w)
     }
 
     /// Runs `f` as this thread on its CPU with interrupts off (no context switch, hence no
@@ -466,9 +510,11 @@ impl ThreadState {
         Err(EAGAIN)
     }
 
-    /// Links the notifier into the calling thread's list and loads the (empty) image.
+    /// Links the notifier into the calling thread's list and loads the (empty) image. If a
+    /// register write faults, the notifier is unlinked again and the call fails with EIO.
     fn attach(&self) -> Result {
         let n = self.notifier.get();
+        let mut loaded = true;
         self.on_own_cpu(&mut |cpu| {
             // SAFETY: `n` is ours, unlinked, and lives as long as the state; we run as the
             // thread, interrupts off, so no context switch walks its list meanwhile.
@@ -481,8 +527,19 @@ impl ThreadState {
                 bindings::preempt_notifier_register(n);
             }
             self.attached.store(true, Ordering::Release);
-            self.load(cpu);
-        })
+            loaded = self.load(cpu);
+            if !loaded {
+                let _ = self.save_and_clear();
+                // SAFETY: linked just above, on this thread, interrupts still off.
+                unsafe { bindings::preempt_notifier_unregister(n) };
+                self.attached.store(false, Ordering::Release);
+            }
+        })?;
+        if loaded {
+            Ok(())
+        } else {
+            Err(EIO)
+        }
     }
 
     /// Clears the MSRs and unlinks the notifier. Must be called by the thread itself.
@@ -492,7 +549,8 @@ impl ThreadState {
         }
         let n = self.notifier.get();
         self.on_own_cpu(&mut |_| {
-            self.save_and_clear();
+            // Detaching goes on whatever the registers say: a fault is counted (MSR_FAULTS).
+            let _ = self.save_and_clear();
             // SAFETY: linked by `attach` on this same thread; we run as it, interrupts off.
             unsafe { bindings::preempt_notifier_unregister(n) };
             self.attached.store(false, Ordering::Release);
@@ -501,18 +559,34 @@ impl ThreadState {
 
     /// Applies a change of the image (made by `change`) to this thread's MSRs. Must be called by
     /// the thread itself.
+    /// If a register write faults (issue 40, item 7), the image before the change is put back
+    /// and loaded again and the call fails with EIO, so a failed registration leaves neither
+    /// half-written registers nor a half-changed image.
     fn update(&self, change: &mut dyn FnMut(&Image)) -> Result {
+        let mut loaded = true;
         self.on_own_cpu(&mut |cpu| {
-            self.save_and_clear();
+            let cleared = self.save_and_clear();
+            let before = self.img.snapshot();
             change(&self.img);
-            self.load(cpu);
-        })
+            loaded = self.load(cpu) && cleared;
+            if !loaded {
+                let _ = self.save_and_clear();
+                self.img.restore(&before);
+                let _ = self.load(cpu);
+            }
+        })?;
+        if loaded {
+            Ok(())
+        } else {
+            Err(EIO)
+        }
     }
 }
 
 /// # Safety
 /// Called only by the scheduler, for a notifier linked by `link_notifier`.
 unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the scheduler calls us only for notifiers linked with PREEMPT_OPS.
     let s = unsafe { state_of_notifier(n) };
     let task = s.task.as_ptr();
@@ -533,7 +607,8 @@ unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
     // Called with preemption off but interrupts on: no notification may be processed between the
     // MSR writes and the PIR hand-over. The kernel's own irq-state API (traced, nestable).
     let _irqs_off = kernel::interrupt::local_interrupt_disable();
-    s.load(cpu as usize);
+    // A faulting write here can only be counted (MSR_FAULTS, reported at unload).
+    let _ = s.load(cpu as usize);
 }
 
 /// # Safety
@@ -543,9 +618,11 @@ unsafe extern "C" fn sched_out(
     _next: *mut bindings::task_struct,
 ) {
     // Called with interrupts off (the runqueue lock is held).
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the scheduler calls us only for notifiers linked with PREEMPT_OPS.
     let s = unsafe { state_of_notifier(n) };
-    s.save_and_clear();
+    // A fault here can only be counted (MSR_FAULTS, reported at unload).
+    let _ = s.save_and_clear();
     // SAFETY: `task` is current; `__state` precedes `stack` in task_struct, where the binding's
     // layout matches C's (see `cpu_task::ThreadGroup`).
     let state = unsafe { core::ptr::read_volatile(&raw const (*s.task.as_ptr()).__state) };
@@ -596,16 +673,19 @@ fn this_module() -> *mut bindings::module {
 }
 
 /// Tears down a state removed from the registry by `release`.
-fn teardown(s: Arc<ThreadState>) {
+/// Returns the state if it must be freed after an RCU grace period (a dead thread's, once its
+/// final notifier call has been waited for: `wait_dead`), so that the caller frees a whole
+/// batch after one grace period.
+fn teardown(s: Arc<ThreadState>) -> Option<Arc<ThreadState>> {
     if s.task.as_ptr() == Task::current_raw() {
         if s.detach().is_err() {
             leak(s, c"could not detach a thread's UINTR state");
         }
-        return;
+        return None;
     }
     s.defunct.store(true, Ordering::Release);
     if !s.attached.load(Ordering::Acquire) || s.dead.load(Ordering::Acquire) {
-        return wait_dead_and_free(s);
+        return wait_dead(s);
     }
     // SAFETY: THIS_MODULE is this module; the open file being released still holds it.
     if unsafe { bindings::try_module_get(this_module()) } {
@@ -618,11 +698,15 @@ fn teardown(s: Arc<ThreadState>) {
             bindings::task_work_add(
                 s.task.as_ptr(),
                 w,
-                bindings::task_work_notify_mode_TWA_RESUME,
+                // TWA_SIGNAL (issue 40, item 2): the thread is kicked and runs the tear-down on
+                // its way back to user space at once, also when it spins there without
+                // entering the kernel (TWA_RESUME waited for its next kernel entry: on a
+                // tickless CPU, indefinitely, with its UITT entry, UPID and MSRs kept).
+                bindings::task_work_notify_mode_TWA_SIGNAL,
             )
         };
         if rc == 0 {
-            return;
+            return None;
         }
         // SAFETY: undo the reference and module reference taken for the work.
         drop(unsafe { Arc::from_raw(raw) });
@@ -630,26 +714,46 @@ fn teardown(s: Arc<ThreadState>) {
         unsafe { bindings::module_put(this_module()) };
     }
     // The thread is past running task_works in its exit: it is about to die.
-    wait_dead_and_free(s);
+    wait_dead(s)
 }
 
-/// Frees the state of a thread that is dead or about to die, once its final context switch has
-/// called the notifier for the last time. Waits, without polling, for the completion that
-/// switch signals (`sched_out` → `dead_work` → `exited`): a thread past running its task_works is
-/// in its last steps of `do_exit`.
-fn wait_dead_and_free(s: Arc<ThreadState>) {
-    if s.attached.load(Ordering::Acquire) {
-        s.exited.wait_for_completion();
-        // `on_dead` has signalled; wait until the irq_work machinery is done with `dead_work`
-        // (its BUSY flag is cleared after the callback returned).
-        // SAFETY: `dead_work` was queued (the completion proves it) and is never queued again.
-        unsafe { bindings::irq_work_sync(s.dead_work.get()) };
-        // The final sched_out ran with interrupts off, a read-side critical section: after a
-        // grace period it has returned, and the dead thread never walks its notifiers again.
-        // SAFETY: process context.
-        unsafe { bindings::synchronize_rcu() };
+/// Waits until the final context switch of a thread that is dead or about to die has called the
+/// notifier for the last time: without polling, for the completion that switch signals
+/// (`sched_out` -> `dead_work` -> `exited`); a thread past running its task_works is in its last
+/// steps of `do_exit`. Returns the state, to be freed after a grace period (`free_after_grace`),
+/// or `None` if it was never attached (nothing can still walk it) and is freed here.
+fn wait_dead(s: Arc<ThreadState>) -> Option<Arc<ThreadState>> {
+    if !s.attached.load(Ordering::Acquire) {
+        return None;
     }
-    drop(s);
+    s.exited.wait_for_completion();
+    // `on_dead` has signalled; wait until the irq_work machinery is done with `dead_work` (its
+    // BUSY flag is cleared after the callback returned).
+    // SAFETY: `dead_work` was queued (the completion proves it) and is never queued again.
+    unsafe { bindings::irq_work_sync(s.dead_work.get()) };
+    Some(s)
+}
+
+/// Grace periods waited for by tear-downs (`IOC_FAKE_STATE`): one per release, however many
+/// dead threads it frees (issue 40, item 3; before, one per dead thread).
+static GRACE_PERIODS: AtomicU64 = AtomicU64::new(0);
+
+/// Frees the states `wait_dead` returned after one RCU grace period: each final `sched_out` ran
+/// with interrupts off, a read-side critical section, so after it none of them walks its
+/// notifiers again.
+fn free_after_grace(dead: KVec<Arc<ThreadState>>) {
+    if dead.is_empty() {
+        return;
+    }
+    grace_period();
+    drop(dead);
+}
+
+/// One RCU grace period (process context), counted.
+fn grace_period() {
+    GRACE_PERIODS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: process context.
+    unsafe { bindings::synchronize_rcu() };
 }
 
 /// The irq_work the final `sched_out` of a registered thread queues: it runs in hard-irq context
@@ -658,7 +762,7 @@ fn wait_dead_and_free(s: Arc<ThreadState>) {
 ///
 /// # Safety
 /// Called only by the irq_work machinery with the `dead_work` field of a live ThreadState (the
-/// state is freed only after `irq_work_sync` on it, in `wait_dead_and_free`).
+/// state is freed only after `irq_work_sync` on it, in `wait_dead`).
 unsafe extern "C" fn on_dead(w: *mut bindings::irq_work) {
     // SAFETY: see the function's contract: `w` points into a live ThreadState.
     let s = unsafe {
@@ -692,7 +796,8 @@ struct HwEnable {
 impl HwEnable {
     fn new() -> Result<HwEnable> {
         c_layout::check()?;
-        let supported = abi::cpu_has_uintr();
+        hw::init(fake_hardware_requested())?;
+        let supported = hw::cpu_has_uintr();
         SUPPORTED.store(supported, Ordering::Relaxed);
         if supported {
             // SAFETY: process context; pairs with preempt_notifier_dec in Drop (or below).
@@ -1006,14 +1111,27 @@ fn register_sender(owner: u64, req: &abi::UintrSender) -> Result<u32> {
         pr_err!("cannot encode IA32_UINTR_TT: {:?}\n", e);
         EINVAL
     })?;
-    s.update(&mut |img| {
+    let res = s.update(&mut |img| {
         img.tt.store(tt, Ordering::Relaxed);
         let uinv = (img.misc.load(Ordering::Relaxed) >> 32) as u8;
         img.misc.store(
             abi::misc_msr(abi::UITT_ENTRIES - 1, uinv),
             Ordering::Relaxed,
         );
-    })?;
+    });
+    if let Err(e) = res {
+        // Undo the entry (the valid bit first) and the target; a sender part created for it
+        // goes too, and the state with it if it holds nothing else.
+        sender.uitt.entries[index].word0.store(0, Ordering::SeqCst);
+        sender.uitt.entries[index].upid.store(0, Ordering::SeqCst);
+        sender.targets.pop();
+        if sender.targets.is_empty() {
+            parts.sender = None;
+            drop(parts);
+            drop_if_empty(&s)?;
+        }
+        return Err(e);
+    }
     Ok(index as u32)
 }
 
@@ -1049,6 +1167,7 @@ impl MiscDevice for UintrFile {
 
     fn release(me: KBox<Self>, _file: &File) {
         let owner = me.id;
+        let mut dead = KVec::new();
         loop {
             let next = {
                 let mut reg = REGISTRY.lock();
@@ -1058,10 +1177,22 @@ impl MiscDevice for UintrFile {
                 }
             };
             match next {
-                Some(s) => teardown(s),
+                Some(s) => {
+                    if let Some(d) = teardown(s) {
+                        if dead.reserve(1, GFP_KERNEL).is_ok() {
+                            // Cannot fail: the room is reserved.
+                            let _ = dead.push(d, GFP_KERNEL);
+                        } else {
+                            // No memory to batch: this one gets its own grace period.
+                            grace_period();
+                            drop(d);
+                        }
+                    }
+                }
                 None => break,
             }
         }
+        free_after_grace(dead);
     }
 
     fn ioctl(me: &UintrFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -1106,6 +1237,28 @@ impl MiscDevice for UintrFile {
             abi::IOC_UNREGISTER_RECEIVER if supported => unregister_receiver(me.id).map(|()| 0),
             abi::IOC_UNREGISTER_SENDER if supported => unregister_sender(me.id).map(|()| 0),
             abi::IOC_UNREGISTER_RECEIVER | abi::IOC_UNREGISTER_SENDER => Err(ENOENT),
+            abi::IOC_FAKE_FAIL_WRITES if hw::fake() => {
+                let n: u32 = user().reader().read()?;
+                hw::fake_fail_writes(u64::from(n));
+                Ok(0)
+            }
+            abi::IOC_FAKE_STATE if hw::fake() => {
+                let live = REGISTRY.lock().len() as u32;
+                // Preemption off while the CPU's registers are read: one CPU's answer, named.
+                let state = {
+                    let _irqs_off = kernel::interrupt::local_interrupt_disable();
+                    // SAFETY: raw_smp_processor_id has no preconditions; interrupts are off.
+                    let cpu = unsafe { bindings::raw_smp_processor_id() } as u32;
+                    hw::fake_state(
+                        cpu,
+                        SWITCHES.load(Ordering::Relaxed),
+                        GRACE_PERIODS.load(Ordering::Relaxed),
+                        live,
+                    )
+                };
+                user().writer().write(&state)?;
+                Ok(0)
+            }
             _ => Err(ENOTTY),
         }
     }

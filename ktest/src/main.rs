@@ -9,6 +9,7 @@ mod ipi_deliver;
 mod ipi_exec;
 mod ipi_lifetime;
 mod uintr;
+mod uintr_fake;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ const CASES: &[(&str, &str, Check)] = &[
     ("ipi-send-burst", "kmod_ipi: bursts of sends to 3 spinning receivers, every send accounted for once; cost per send", ipi_deliver::send_burst),
     ("cpu-hotplug", "kmod_uintr and kmod_ipi: a CPU with a registered receiver offline and online 3 times; kmod_uintr prepares each CPU that comes online", hotplug::cpu_hotplug),
     ("uintr-refusal", "kmod_uintr: UINTR support reported as CPUID says; every bad argument gets its errno; valid registrations refused without UINTR, accepted with it", uintr::refusal),
+    ("uintr-fake", "kmod_uintr on its fake backend (a test build loaded with fake_hardware=1): registration, context switches, migration, sender, unregistration, thread and process exit; MSR accesses per switch", uintr_fake::fake),
     ("uintr-deliver", "kmod_uintr on a UINTR CPU: self and cross-thread user interrupts, posted while asleep, across migrations, registers intact, clean-up", uintr::deliver),
 ];
 

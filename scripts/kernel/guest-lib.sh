@@ -37,7 +37,7 @@ build_initramfs() {
   shift 2
   apt_install busybox-static cpio gzip
   local modules
-  mapfile -t modules < <(KDIR="$kdir" scripts/kernel/modules.sh)
+  mapfile -t modules < <(KDIR="$kdir" SYNERGY_TEST_BUILD=1 scripts/kernel/modules.sh)
   [ ${#modules[@]} -gt 0 ] || { log "no kernel module was built"; exit 1; }
   rm -rf "$dir"
   mkdir -p "$dir"/{bin,modules,tests}

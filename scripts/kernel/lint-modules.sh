@@ -14,14 +14,14 @@ KDIR=${KDIR:-$(scripts/kernel/build.sh | tail -n 1)}
 case "$(basename "$KDIR")" in linux-6.*) llvm=1 ;; *) llvm=-19 ;; esac
 
 log "rustfmt --check (kernel style) on the modules"
-rustfmt --check --edition 2021 --config-path "$KDIR/.rustfmt.toml" kmod_ipi/kmod_ipi_main.rs kmod_uintr/kmod_uintr_main.rs kmod_common/*.rs
+rustfmt --check --edition 2021 --config-path "$KDIR/.rustfmt.toml" kmod_ipi/kmod_ipi_main.rs kmod_uintr/kmod_uintr_main.rs kmod_uintr/hw.rs kmod_common/*.rs
 
 log "CLIPPY=1 build of the modules"
 # Force the modules' objects to be rebuilt by clippy-driver. Not `make M=... clean`: with the
 # repository root as the external module directory, Kbuild's clean deletes every *.o and *.a
 # below it, cargo's target/ included (cargo then fails to link the DPDK shim it built).
 rm -f kmod_ipi/*.o kmod_ipi/.*.cmd kmod_uintr/*.o kmod_uintr/.*.cmd
-out=$(make -C "$KDIR" M="$root" LLVM="${LLVM:-$llvm}" CLIPPY=1 -j"$(nproc)" modules 2>&1) || {
+out=$(make -C "$KDIR" M="$root" LLVM="${LLVM:-$llvm}" CLIPPY=1 RUSTFLAGS_MODULE="--cfg synergy_test_build" -j"$(nproc)" modules 2>&1) || {
   echo "$out" >&2
   log "FAIL: the CLIPPY=1 module build failed"
   exit 1

@@ -4,7 +4,7 @@
 //! IA32_UINTR_* MSRs, as plain `const fn`s so that user-space tests check every bit against the
 //! SDM layout and the module computes the same values from the same source.
 
-use super::ioctl::{io, ior, iowr};
+use super::ioctl::{io, ior, iow, iowr};
 
 /// The module's device node.
 pub const DEVICE_PATH: &str = "/dev/synergy_uintr";
@@ -309,6 +309,51 @@ pub const IOC_UNREGISTER_RECEIVER: u32 = io(IOC_MAGIC, 0x02);
 pub const IOC_REGISTER_SENDER: u32 = iowr::<UintrSender>(IOC_MAGIC, 0x03);
 /// ENOENT (the calling thread is not a sender through this file).
 pub const IOC_UNREGISTER_SENDER: u32 = io(IOC_MAGIC, 0x04);
+
+/// Answer of `IOC_FAKE_STATE`: the calling CPU's registers under the module's fake UINTR backend
+/// (kmod_uintr/hw.rs; a test build loaded with `fake_hardware=1`), and its counters. Addresses
+/// (PD, TT) are reported only as set or not.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UintrFakeState {
+    /// IA32_UINTR_HANDLER.
+    pub handler: u64,
+    /// IA32_UINTR_STACKADJUST.
+    pub stack_adjust: u64,
+    /// IA32_UINTR_MISC.
+    pub misc: u64,
+    /// IA32_UINTR_RR.
+    pub rr: u64,
+    /// MSR reads since the module loaded, every CPU.
+    pub msr_reads: u64,
+    /// MSR writes since the module loaded, every CPU.
+    pub msr_writes: u64,
+    /// Scheduler callbacks (`sched_in` and `sched_out`) of registered threads since the module loaded.
+    pub switches: u64,
+    /// RCU grace periods tear-downs waited for since the module loaded.
+    pub grace_periods: u64,
+    /// The CPU that answered.
+    pub cpu: u32,
+    /// IA32_UINTR_PD is non-zero.
+    pub pd_set: u32,
+    /// IA32_UINTR_TT's valid bit.
+    pub tt_valid: u32,
+    /// UIF.
+    pub uif: u32,
+    /// CR4.UINTR.
+    pub cr4_uintr: u32,
+    /// Thread states in the module's registry.
+    pub live_states: u32,
+}
+
+/// Test builds only: the calling CPU's fake UINTR registers (`UintrFakeState`). ENOTTY unless
+/// the module runs its fake backend.
+pub const IOC_FAKE_STATE: u32 = ior::<UintrFakeState>(IOC_MAGIC, 0x7f);
+
+/// Test builds only: the next N (a u32) MSR writes of the fake backend fault, as a `#GP` caught
+/// by the kernel's `_safe` accessor would (fault injection). ENOTTY unless the module runs its
+/// fake backend.
+pub const IOC_FAKE_FAIL_WRITES: u32 = iow::<u32>(IOC_MAGIC, 0x7d);
 
 #[cfg(test)]
 mod tests {
