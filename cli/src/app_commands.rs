@@ -68,7 +68,14 @@ impl AppArgs {
 
     /// Why this application cannot run with this binary (exit 3), if it cannot.
     pub(crate) fn unavailable_here(&self) -> Option<String> {
-        (self.app == AppName::Leveldb && !cfg!(feature = "leveldb")).then(|| format!("--app leveldb: {NO_LEVELDB}"))
+        #[cfg(feature = "leveldb")]
+        {
+            None
+        }
+        #[cfg(not(feature = "leveldb"))]
+        {
+            (self.app == AppName::Leveldb).then(|| format!("--app leveldb: {NO_LEVELDB}"))
+        }
     }
 
     /// Sets the application up; `measure` = time GET and SCAN first (the workload's service
