@@ -136,6 +136,8 @@ struct Receiver {
     work: Opaque<bindings::callback_head>,
     /// Set while `work` is queued: one pending delivery at a time.
     work_queued: AtomicBool,
+    /// Frees the receiver after a grace period when an IPI handler held its last reference.
+    rcu: Opaque<bindings::callback_head>,
     /// Cleared by unregistration: a delivery still queued then must not redirect.
     active: AtomicBool,
     task: ARef<Task>,
@@ -158,10 +160,20 @@ unsafe impl Send for Receiver {}
 // SAFETY: see above.
 unsafe impl Sync for Receiver {}
 
-#[pin_data]
+#[pin_data(PinnedDrop)]
 struct SynergyIpi {
     #[pin]
     _miscdev: MiscDeviceRegistration<IpiFile>,
+}
+
+#[pinned_drop]
+impl PinnedDrop for SynergyIpi {
+    fn drop(self: Pin<&mut Self>) {
+        // Receivers whose last reference an IPI handler dropped are freed by RCU callbacks of
+        // this module (`free_receiver_rcu`): wait for every one before the text goes.
+        // SAFETY: process context (module exit).
+        unsafe { bindings::rcu_barrier() };
+    }
 }
 
 impl kernel::InPlaceModule for SynergyIpi {
@@ -317,6 +329,10 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
                 func: Some(deliver),
             }),
             work_queued: AtomicBool::new(false),
+            rcu: Opaque::new(bindings::callback_head {
+                next: null_mut(),
+                func: None,
+            }),
             active: AtomicBool::new(true),
             task: ARef::from(&**current),
             group,
@@ -524,24 +540,32 @@ callback_then_module_put! {
 unsafe extern "C" fn ipi_handler_body(info: *mut c_void) {
     // SAFETY: per the contract, `info` is our reference.
     let r = unsafe { Arc::from_raw(info.cast_const().cast::<Receiver>()) };
+    if let Some(r) = queue_delivery(r) {
+        release_in_irq(r);
+    }
+}
+
+/// The IPI handler's work: queues the delivery on the receiver's task if it runs here; returns
+/// the reference when it was not handed to the queued work.
+fn queue_delivery(r: Arc<Receiver>) -> Option<Arc<Receiver>> {
     // The smp core has unlocked the csd before calling us: the next send may queue it again.
     r.ipi_in_flight.store(false, Ordering::Release);
     if !r.active.load(Ordering::Acquire) {
-        return;
+        return Some(r);
     }
     if r.task.as_ptr() != Task::current_raw() {
         r.stats.missed_not_running.fetch_add(1, Ordering::Relaxed);
-        return;
+        return Some(r);
     }
     if r.work_queued.swap(true, Ordering::AcqRel) {
         r.stats.missed_busy.fetch_add(1, Ordering::Relaxed);
-        return;
+        return Some(r);
     }
     // A queued `deliver` keeps this module loaded until it has run.
     // SAFETY: THIS_MODULE is this module; try_module_get is callable from any context.
     if !unsafe { bindings::try_module_get(this_module()) } {
         r.work_queued.store(false, Ordering::Release);
-        return;
+        return Some(r);
     }
     let work = r.work.get();
     let task = r.task.as_ptr();
@@ -557,10 +581,35 @@ unsafe extern "C" fn ipi_handler_body(info: *mut c_void) {
         let r = unsafe { Arc::from_raw(work_ref) };
         r.work_queued.store(false, Ordering::Release);
         r.stats.missed_fault.fetch_add(1, Ordering::Relaxed);
-        drop(r);
-        // SAFETY: pairs with the try_module_get above.
+        // SAFETY: pairs with the try_module_get above; the send's module reference keeps this
+        // module loaded until the handler returns.
         unsafe { bindings::module_put(this_module()) };
+        return Some(r);
     }
+    None
+}
+
+/// Drops the IPI handler's reference without ever freeing the receiver in hard-irq context
+/// (issue 40, item 5): when unregistration raced the IPI and this is the last reference, the
+/// receiver (its `struct pid` and task references, its memory) is freed after an RCU grace
+/// period, in softirq context (`free_receiver_rcu`). Module exit waits for those callbacks
+/// (`rcu_barrier` in `SynergyIpi`'s drop).
+fn release_in_irq(r: Arc<Receiver>) {
+    if let Some(last) = Arc::into_unique_or_drop(r) {
+        let raw = Arc::into_raw(Arc::from(last)).cast_mut();
+        // SAFETY: `raw` is the last reference, given up here and taken back by the callback;
+        // its `rcu` head is used for nothing else; call_rcu may be called from hard irq.
+        unsafe { bindings::call_rcu((*raw).rcu.get(), Some(free_receiver_rcu)) };
+    }
+}
+
+/// Frees a receiver whose last reference an IPI handler dropped (`release_in_irq`).
+///
+/// # Safety
+/// Called only by RCU for the `rcu` head of a receiver whose last reference was given up to it.
+unsafe extern "C" fn free_receiver_rcu(head: *mut bindings::callback_head) {
+    // SAFETY: per the contract, the reference given up in `release_in_irq`.
+    drop(unsafe { arc_of_field!(head, Receiver, rcu) });
 }
 
 /// The user register frame of `task`, at the top of its kernel stack (x86-64 `task_pt_regs`;

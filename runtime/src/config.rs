@@ -1,5 +1,7 @@
 //! Runtime configuration: defaults, an optional TOML file, validation with clear errors.
 
+/// The overload controller's settings (`Config::overload_params`).
+pub use crate::overload::OverloadParams;
 use crate::policy::shinjuku::{PreemptedTo, QueueRule, ShinjukuPolicy};
 use crate::policy::system::SchedPolicy;
 use crate::preempt::PreemptMode;

@@ -94,11 +94,6 @@ impl OverloadShared {
         }
     }
 
-    /// The parameters it was made with.
-    pub fn params(&self) -> &OverloadParams {
-        &self.params
-    }
-
     /// Called by `worker` as it starts a request of session `flow` that arrived at `arrival_ns`:
     /// records the delay and the session; true if the AQM rejects it (it waited more than
     /// D_drop, or the timer core's verdict stands).

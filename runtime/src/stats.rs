@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::coresync::CouplingSnapshot;
+pub use crate::overload::OverloadSnapshot;
+
 macro_rules! counters {
     ($live:ident, $snap:ident { $($(#[$doc:meta])* $field:ident),* $(,)? }) => {
         #[doc = concat!("Live counters (relaxed atomics, updated on the hot path); [`", stringify!($snap), "`] is a copy.")]
