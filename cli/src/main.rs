@@ -1222,28 +1222,31 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Config(args) => match args.runtime.resolve() {
             Ok((cfg, placement)) => {
-                println!("{cfg:#?}");
+                // The effective configuration as TOML that `--config` reads back to the same
+                // configuration; what it resolves to on this machine follows as comments.
+                print!("{}", crate::config_file::to_toml(&cfg));
+                println!("\n# Resolved on this machine (comments: `--config` ignores them):");
                 let timer_mode = if placement.timer_yields {
                     "yields its CPU after every loop (time-shared with a worker, not pinned, or --timer-yield always)"
                 } else {
                     "spins on its CPU (sched_yield only where it time-shares one)"
                 };
                 println!(
-                    "timer core: CPU {}, {timer_mode}\nworkers:    CPUs {:?}",
+                    "# timer core: CPU {}, {timer_mode}\n# workers:    CPUs {:?}",
                     placement.timer_core, placement.worker_cores
                 );
                 match synergy::cpu::xsave_format() {
                     Some((format, bytes)) => println!(
-                        "preemption entry saves the extended state with {} ({bytes}-byte area; SYNERGY_XSAVE=standard forces XSAVE)",
+                        "# preemption entry saves the extended state with {} ({bytes}-byte area; SYNERGY_XSAVE=standard forces XSAVE)",
                         match format {
                             synergy::cpu::XsaveFormat::Compacted => "XSAVEC, only the components in use",
                             synergy::cpu::XsaveFormat::Standard => "XSAVE, every component XCR0 enables",
                         }
                     ),
-                    None => println!("warning: no XSAVE: preemption is unavailable"),
+                    None => println!("# warning: no XSAVE: preemption is unavailable"),
                 }
                 for w in placement.warnings {
-                    println!("warning: {w}");
+                    println!("# warning: {w}");
                 }
                 ExitCode::SUCCESS
             }

@@ -141,15 +141,28 @@ fn config_file_errors_name_the_file_and_key() {
     let o = synergy(&["config", "--config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.toml") && stderr(&o).contains("unknown field `quantum_factr`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("did you mean `quantum_factor`?"), "{}", stderr(&o));
     let good = dir.join("good.toml");
     std::fs::write(&good, "workers = 1\nquantum_factor = 3.5\nthresh_wqd_us = 15\n").unwrap();
     let o = synergy(&["config", "--config", good.to_str().unwrap(), "--steal-threshold", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
-        out.contains("quantum_factor: 3.5") && out.contains("thresh_wqd_us: 15") && out.contains("steal_threshold: 4"),
+        out.contains("quantum_factor = 3.5")
+            && out.contains("thresh_wqd_us = 15")
+            && out.contains("steal_threshold = 4"),
         "{out}"
     );
+    // Precedence flag > file > default, and the printed configuration reads back to itself
+    // (issue 43, item 3): `config` with the flag over the file, saved, read with nothing else,
+    // prints the same.
+    let printed = dir.join("printed.toml");
+    std::fs::write(&printed, &out).unwrap();
+    let again = synergy(&["config", "--config", printed.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), out, "the printed configuration does not read back to itself");
+    let over = synergy(&["config", "--config", printed.to_str().unwrap(), "--steal-threshold", "6"]);
+    assert!(String::from_utf8_lossy(&over.stdout).contains("steal_threshold = 6"), "a flag overrides the file");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::ops::Range;
 
 /// Where a preempted request goes back into its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum PreemptedTo {
     /// Behind everything queued: processor sharing among the long requests.
     Tail,

@@ -15,7 +15,7 @@
 
 /// A scheduling system of the thesis's comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum SchedPolicy {
     /// Synergy (thesis ch. 5): per-worker queues, stealing, a global wait queue, job-aware
     /// preemption of application-classified long requests with an adaptive quantum.

@@ -9,13 +9,15 @@ use std::fmt;
 
 /// Every tunable of the runtime. TOML keys use the same names.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(default, deny_unknown_fields))]
 pub struct Config {
     /// Worker threads (one per core).
     pub workers: usize,
     /// CPUs for the workers, in worker order. Default: every allowed CPU except the timer core.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub worker_cores: Option<Vec<usize>>,
     /// CPU of the timer core. Default: the first allowed CPU.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub timer_core: Option<usize>,
     /// QUANTUM_FACTOR: quantum = factor × EMA of short service times.
     pub quantum_factor: f64,
@@ -97,7 +99,7 @@ pub struct Config {
 
 /// Shinjuku's queues (`--shinjuku-queues`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum ShinjukuQueues {
     /// SQ: one FIFO of every request.
     Sq,
@@ -125,7 +127,7 @@ impl ShinjukuQueues {
 
 /// Overload control (`--overload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum OverloadMode {
     /// Admit everything: beyond capacity queues (and the kernel's socket buffers) grow.
     None,
@@ -154,7 +156,7 @@ impl OverloadMode {
 
 /// How parking and overload control are coupled (`--coupling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum Coupling {
     /// CoreSync's Algorithm 1 gates parking (`coresync`).
     CoreSync,
@@ -183,7 +185,7 @@ impl Coupling {
 
 /// What an idle worker does (`--idle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum IdleMode {
     /// Poll its queues without pause: the lowest latency, one core burnt per worker at any load.
     Spin,
@@ -216,7 +218,7 @@ impl IdleMode {
 /// the process's other threads), or is not pinned, yields: otherwise what it shares with waits
 /// for the scheduler's time slice (milliseconds) to run at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum TimerYield {
     /// Yield only where the placement time-shares the timer core (see `Placement::timer_yields`).
     Auto,

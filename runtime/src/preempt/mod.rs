@@ -16,7 +16,7 @@ use std::io;
 
 /// How the timer core delivers a preemption to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PreemptMode {
     /// Never interrupt: long requests run to completion (a baseline for comparisons).
     #[cfg_attr(feature = "serde", serde(rename = "none"))]
