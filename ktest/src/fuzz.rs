@@ -142,8 +142,25 @@ fn random_cmd(rng: &mut Rng, m: &Module) -> u32 {
     }
 }
 
-/// One child's work: `n` ioctls, each counted in `done`.
-fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> {
+/// Outcomes counted per command: the module's own commands in order, then every other number.
+/// Slot 0 is success, slot e the errno e (the last slot: any larger errno).
+const OUTCOMES: usize = 134;
+const ROWS: usize = 8;
+
+/// The shared counters: ioctls done, and outcomes per (command row, errno).
+#[repr(C)]
+struct Shared {
+    done: AtomicU64,
+    outcomes: [[AtomicU64; OUTCOMES]; ROWS],
+}
+
+fn row_of(m: &Module, cmd: u32) -> usize {
+    m.cmds.iter().position(|&c| c == cmd).unwrap_or(m.cmds.len())
+}
+
+/// One child's work: `n` ioctls, each counted in `done` and by outcome.
+fn child(m: &Module, seed: u64, n: u64, shared: &Shared) -> Result<(), String> {
+    let done = &shared.done;
     let mut rng = Rng(seed | 1);
     let arena = Arena::new()?;
     let open = || crate::open_device(m.path, "the module").map(std::os::fd::IntoRawFd::into_raw_fd);
@@ -151,6 +168,28 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
     let code = child as *const () as u64;
     let mut slot_mapped = true;
     let mut my_cpu = 0u32;
+    let mut my_receiver = 1u64;
+    // Half the children start registered (pinned to a random CPU), so that sends, statistics and
+    // senders have a receiver of their own to reach: without it the fuzzer's random
+    // registrations rarely succeed and SEND never did (the outcome table showed it).
+    if rng.chance(2) {
+        let cpu = rng.below(crate::online_cpus() as u64) as usize;
+        crate::pin_to(cpu)?;
+        let fd = fds[0];
+        if m.magic == ipi::IOC_MAGIC {
+            let mut r = ipi::IpiRegister { handler: code, rip_slot: arena.slot_page as u64, cpu: u32::MAX, flags: 0 };
+            // SAFETY: a valid, writable IpiRegister.
+            if unsafe { libc::ioctl(fd, ipi::IOC_REGISTER as _, &mut r as *mut ipi::IpiRegister) } == 0 {
+                my_cpu = r.cpu;
+            }
+        } else {
+            let mut r = uintr::UintrReceiver { handler: code, stack_adjust: 128, flags: 0, receiver_id: 0 };
+            // SAFETY: a valid, writable UintrReceiver.
+            if unsafe { libc::ioctl(fd, uintr::IOC_REGISTER_RECEIVER as _, &mut r as *mut uintr::UintrReceiver) } == 0 {
+                my_receiver = u64::from(r.receiver_id);
+            }
+        }
+    }
     for _ in 0..n {
         if rng.chance(200) && fds.len() < 4 {
             fds.push(open()?);
@@ -171,7 +210,7 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
         // and sends reach this process's own receivers: deliveries then redirect it to `code` or
         // into the (non-executable) slot page, and it dies of that at a random moment too.
         if rng.chance(8) {
-            let words = well_formed(&mut rng, m, cmd, code, slot, my_cpu);
+            let words = well_formed(&mut rng, m, cmd, code, slot, my_cpu, my_receiver);
             let p = arena.rw as usize + PAGE; // the second read-write page
             for (i, w) in words.iter().enumerate() {
                 // SAFETY: at most 4 words, inside the second read-write page.
@@ -181,6 +220,12 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
         }
         // SAFETY: the kernel validates every argument; wild pointers are what is being tested.
         let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
+        let outcome = if r >= 0 {
+            0
+        } else {
+            (std::io::Error::last_os_error().raw_os_error().unwrap_or(0).max(1) as usize).min(OUTCOMES - 1)
+        };
+        shared.outcomes[row_of(m, cmd)][outcome].fetch_add(1, Ordering::Relaxed);
         done.fetch_add(1, Ordering::Relaxed);
         if r >= 0 && cmd == ipi::IOC_REGISTER && m.magic == ipi::IOC_MAGIC && arg >= arena.rw as usize {
             // The answer names the CPU registered on (IpiRegister::cpu, the third word's low half).
@@ -206,7 +251,7 @@ fn child(m: &Module, seed: u64, n: u64, done: &AtomicU64) -> Result<(), String> 
 
 /// The words of a well-formed argument for `cmd` (the module's own layout), with one field
 /// replaced by a random value half of the time.
-fn well_formed(rng: &mut Rng, m: &Module, cmd: u32, code: u64, slot: u64, my_cpu: u32) -> Vec<u64> {
+fn well_formed(rng: &mut Rng, m: &Module, cmd: u32, code: u64, slot: u64, my_cpu: u32, my_receiver: u64) -> Vec<u64> {
     let handler = if rng.chance(2) { code } else { slot };
     let mut words = if m.magic == ipi::IOC_MAGIC {
         match cmd {
@@ -221,7 +266,10 @@ fn well_formed(rng: &mut Rng, m: &Module, cmd: u32, code: u64, slot: u64, my_cpu
             // UintrReceiver { handler, stack_adjust, flags: 0, receiver_id: 0 }
             uintr::IOC_REGISTER_RECEIVER => vec![handler, 128, 0],
             // UintrSender { receiver_id, vector, uitt_index, flags }
-            uintr::IOC_REGISTER_SENDER => vec![rng.below(4) | (rng.below(64) << 32), 0],
+            uintr::IOC_REGISTER_SENDER => {
+                let id = if rng.chance(2) { my_receiver } else { rng.below(4) };
+                vec![id | (rng.below(64) << 32), 0]
+            }
             _ => vec![0; 4],
         }
     };
@@ -251,7 +299,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let shared = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            PAGE,
+            std::mem::size_of::<Shared>().next_multiple_of(PAGE),
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_ANONYMOUS,
             -1,
@@ -261,8 +309,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if shared == libc::MAP_FAILED {
         return Err(format!("mmap shared: {}", std::io::Error::last_os_error()));
     }
-    // SAFETY: a page of zeroes, aligned, shared: a valid AtomicU64 for every process.
-    let done = unsafe { &*(shared as *const AtomicU64) };
+    // SAFETY: zeroed pages, aligned, shared: a valid `Shared` (atomics only) for every process.
+    let shared = unsafe { &*(shared as *const Shared) };
+    let done = &shared.done;
     let mut rng = Rng(seed | 1);
     let (mut children, mut killed, mut died) = (0u64, 0u64, 0u64);
     while done.load(Ordering::Relaxed) < total {
@@ -275,7 +324,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             return Err(format!("fork: {}", std::io::Error::last_os_error()));
         }
         if pid == 0 {
-            let code = match child(m, child_seed, n, done) {
+            let code = match child(m, child_seed, n, shared) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("fuzz child: {e}");
@@ -326,5 +375,81 @@ pub fn run(args: &[String]) -> Result<(), String> {
         m.path,
         done.load(Ordering::Relaxed)
     );
+    // Add this run's outcomes to the table file the guest script sums over every run.
+    if let Ok(path) = std::env::var("SYNERGY_FUZZ_TABLE") {
+        let mut table = read_table(&path);
+        for (r, row) in shared.outcomes.iter().enumerate() {
+            for (e, n) in row.iter().enumerate() {
+                table[r][e] += n.load(Ordering::Relaxed);
+            }
+        }
+        let text: String =
+            table.iter().map(|row| row.iter().map(u64::to_string).collect::<Vec<_>>().join(" ") + "\n").collect();
+        std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn read_table(path: &str) -> Vec<[u64; OUTCOMES]> {
+    let mut table = vec![[0u64; OUTCOMES]; ROWS];
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for (r, line) in text.lines().enumerate().take(ROWS) {
+            for (e, n) in line.split(' ').enumerate().take(OUTCOMES) {
+                table[r][e] = n.parse().unwrap_or(0);
+            }
+        }
+    }
+    table
+}
+
+fn outcome_name(e: usize) -> String {
+    match e {
+        0 => "ok".into(),
+        1 => "EPERM".into(),
+        2 => "ENOENT".into(),
+        3 => "ESRCH".into(),
+        5 => "EIO".into(),
+        6 => "ENXIO".into(),
+        11 => "EAGAIN".into(),
+        12 => "ENOMEM".into(),
+        14 => "EFAULT".into(),
+        16 => "EBUSY".into(),
+        19 => "ENODEV".into(),
+        22 => "EINVAL".into(),
+        25 => "ENOTTY".into(),
+        28 => "ENOSPC".into(),
+        95 => "EOPNOTSUPP".into(),
+        116 => "ESTALE".into(),
+        e => format!("errno {e}"),
+    }
+}
+
+/// `fuzz-report <ipi|uintr> <table>`: the ioctl x outcome table over every fuzz run that added to
+/// `table`; fails unless each of the module's own ioctls reached success and at least one error
+/// (a command that only ever got one answer was not exercised).
+pub fn report(args: &[String]) -> Result<(), String> {
+    let (m, names): (&Module, &[&str]) = match args.first().map(String::as_str) {
+        Some("ipi") => (&IPI, &["VERSION", "REGISTER", "UNREGISTER", "CPU_APIC_ID", "SEND", "STATS"]),
+        Some("uintr") => {
+            (&UINTR, &["VERSION", "REGISTER_RECEIVER", "UNREGISTER_RECEIVER", "REGISTER_SENDER", "UNREGISTER_SENDER"])
+        }
+        _ => return Err("usage: synergy-ktest fuzz-report <ipi|uintr> <table file>".into()),
+    };
+    let path = args.get(1).ok_or("fuzz-report: <table file> missing")?;
+    let table = read_table(path);
+    let mut uncovered = Vec::new();
+    println!("fuzz {}: ioctl x outcome over every run", m.path);
+    for (r, row) in table.iter().enumerate().take(m.cmds.len() + 1) {
+        let name = names.get(r).copied().unwrap_or("(other numbers)");
+        let cells: Vec<String> =
+            row.iter().enumerate().filter(|(_, &n)| n > 0).map(|(e, n)| format!("{} {n}", outcome_name(e))).collect();
+        println!("  {name:<20} {}", cells.join(", "));
+        if r < m.cmds.len() && (row[0] == 0 || row[1..].iter().all(|&n| n == 0)) {
+            uncovered.push(name);
+        }
+    }
+    if !uncovered.is_empty() {
+        return Err(format!("{uncovered:?} never reached both success and an error"));
+    }
     Ok(())
 }

@@ -37,6 +37,7 @@ type CheckWithArgs = fn(&[String]) -> Result<(), String>;
 const CASES_WITH_ARGS: &[(&str, &str, CheckWithArgs)] = &[
     ("ipi-exec-helper", "the program ipi-exec execs: ipi-exec-helper <fd> <cpu>", ipi_exec::exec_helper),
     ("fuzz", "random ioctls against one module: fuzz <ipi|uintr> <count> [seed]", fuzz::run),
+    ("fuzz-report", "the ioctl x outcome table the fuzz runs added to SYNERGY_FUZZ_TABLE: fuzz-report <ipi|uintr> <file>", fuzz::report),
     (
         "ipi-rmmod-race",
         "kmod_ipi removed and reloaded right after killing a process it was delivering to: ipi-rmmod-race <kmod_ipi.ko> [rounds]",

@@ -8,12 +8,17 @@ modules=${SYNERGY_MODULES:-/modules}
 # fuzzer's valid registrations reach its logic instead of stopping at EOPNOTSUPP (issue 40).
 uintr_args=
 [ -z "${SYNERGY_MODULES:-}" ] && uintr_args=fake_hardware=1
+rm -f /tmp/fuzz-ipi.tsv /tmp/fuzz-uintr.tsv
 for i in $(seq 1 50); do
   insmod "$modules"/kmod_ipi.ko
   # shellcheck disable=SC2086 # empty or one word
   insmod "$modules"/kmod_uintr.ko $uintr_args
-  synergy-ktest fuzz ipi 2000 "$i"
-  synergy-ktest fuzz uintr 2000 "$i"
+  SYNERGY_FUZZ_TABLE=/tmp/fuzz-ipi.tsv synergy-ktest fuzz ipi 2000 "$i"
+  SYNERGY_FUZZ_TABLE=/tmp/fuzz-uintr.tsv synergy-ktest fuzz uintr 2000 "$i"
   rmmod kmod_uintr
   rmmod kmod_ipi
 done
+# The ioctl x outcome table over all 50 cycles: each module's own ioctls must have reached
+# success and at least one error (issue 40, item 11).
+synergy-ktest fuzz-report ipi /tmp/fuzz-ipi.tsv
+synergy-ktest fuzz-report uintr /tmp/fuzz-uintr.tsv
