@@ -29,7 +29,10 @@ pub struct RuntimeArgs {
     pub congested_quantum_factor: Option<f64>,
     /// THRESH_WQD in µs: wait-queue congestion check interval; 0 = never congested.
     #[arg(long, value_name = "US")]
-    pub thresh_wqd: Option<u64>,
+    pub thresh_wqd_us: Option<u64>,
+    /// The old name of --thresh-wqd-us (one release, with a warning).
+    #[arg(long = "thresh-wqd", value_name = "US", hide = true)]
+    pub old_thresh_wqd: Option<u64>,
     /// STEAL_THRESHOLD: steal only from peers with more queued requests than this.
     #[arg(long)]
     pub steal_threshold: Option<usize>,
@@ -39,7 +42,10 @@ pub struct RuntimeArgs {
     /// ci+signal|ci+ipi|ci+uintr: µs a compiler-interrupt request may stay unanswered (no probe
     /// reached) before the interrupt follows; 0 = one quantum.
     #[arg(long, value_name = "US")]
-    pub ci_grace: Option<u64>,
+    pub ci_grace_us: Option<u64>,
+    /// The old name of --ci-grace-us (one release, with a warning).
+    #[arg(long = "ci-grace", value_name = "US", hide = true)]
+    pub old_ci_grace: Option<u64>,
     /// Green-thread stack size in KiB.
     #[arg(long, value_name = "KIB")]
     pub stack_kib: Option<usize>,
@@ -49,9 +55,12 @@ pub struct RuntimeArgs {
     /// Capacity of each worker's local RX ring.
     #[arg(long)]
     pub rx_capacity: Option<usize>,
-    /// Do not pin threads to CPUs.
-    #[arg(long)]
-    pub no_pin: bool,
+    /// Pin each thread to its CPU (true, the default) or not (`--pin false`).
+    #[arg(long, value_name = "BOOL")]
+    pub pin: Option<bool>,
+    /// The old spelling of `--pin false` (one release, with a warning).
+    #[arg(long = "no-pin", hide = true)]
+    pub old_no_pin: bool,
     /// Scheduling policy: synergy, or a baseline of the thesis's comparison (cfcfs, dfcfs,
     /// shinjuku, concord, tq, darc), run on synergy's workers and preemption mechanism (shinjuku
     /// with its own dispatcher threads in place of the timer core).
@@ -62,7 +71,10 @@ pub struct RuntimeArgs {
     pub long_kinds: Option<Vec<u32>>,
     /// DARC: workers reserved for short requests.
     #[arg(long, value_name = "N")]
-    pub darc_reserved: Option<usize>,
+    pub darc_reserved_workers: Option<usize>,
+    /// The old name of --darc-reserved-workers (one release, with a warning).
+    #[arg(long = "darc-reserved", value_name = "N", hide = true)]
+    pub old_darc_reserved: Option<usize>,
     /// Shinjuku: one queue for every request (sq, default) or one per request kind (mq, served by
     /// the largest share of its SLO waited; needs --shinjuku-slo-us).
     #[arg(long, value_parser = crate::choices::shinjuku_queues())]
@@ -148,12 +160,28 @@ impl RuntimeArgs {
         macro_rules! set {
             ($($field:ident <- $arg:expr),*) => { $(if let Some(v) = $arg.clone() { c.$field = v; })* };
         }
+        // Flags renamed to their config keys (CHANGELOG.md): the old spelling still works for one
+        // release, and says which name replaces it. The new one wins if both are given.
+        let renamed = |old: &str, new: &str, used: bool| {
+            if used {
+                eprintln!("synergy: warning: --{old} is now --{new} (its config key's name); --{old} goes in the next release");
+            }
+        };
+        renamed("thresh-wqd", "thresh-wqd-us", self.old_thresh_wqd.is_some());
+        renamed("ci-grace", "ci-grace-us", self.old_ci_grace.is_some());
+        renamed("darc-reserved", "darc-reserved-workers", self.old_darc_reserved.is_some());
+        renamed("no-pin", "pin false", self.old_no_pin);
+        let thresh_wqd_us = self.thresh_wqd_us.or(self.old_thresh_wqd);
+        let ci_grace_us = self.ci_grace_us.or(self.old_ci_grace);
+        let darc_reserved_workers = self.darc_reserved_workers.or(self.old_darc_reserved);
+        let pin = self.pin.or(self.old_no_pin.then_some(false));
         set!(workers <- self.workers, quantum_factor <- self.quantum_factor,
-             congested_quantum_factor <- self.congested_quantum_factor, thresh_wqd_us <- self.thresh_wqd,
-             steal_threshold <- self.steal_threshold, preempt <- self.preempt, ci_grace_us <- self.ci_grace,
+             congested_quantum_factor <- self.congested_quantum_factor, thresh_wqd_us <- thresh_wqd_us,
+             steal_threshold <- self.steal_threshold, preempt <- self.preempt, ci_grace_us <- ci_grace_us,
              stack_kib <- self.stack_kib,
              max_green_threads <- self.max_green_threads, rx_capacity <- self.rx_capacity,
-             policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- self.darc_reserved,
+             policy <- self.policy, long_kinds <- self.long_kinds, darc_reserved_workers <- darc_reserved_workers,
+             pin <- pin,
              shinjuku_queues <- self.shinjuku_queues, shinjuku_preempted <- self.shinjuku_preempted,
              shinjuku_slo_us <- self.shinjuku_slo_us, dispatchers <- self.dispatchers,
              shinjuku_quantum_us <- self.shinjuku_quantum_us, shinjuku_queue_limit <- self.shinjuku_queue_limit,
@@ -168,9 +196,6 @@ impl RuntimeArgs {
         }
         if self.timer_core.is_some() {
             c.timer_core = self.timer_core;
-        }
-        if self.no_pin {
-            c.pin = false;
         }
         let placement = c.validate(&synergy::cpu::allowed_cpus())?;
         Ok((c, placement))

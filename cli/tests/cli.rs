@@ -54,12 +54,15 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["microbench", "--preempt", "none"], "--preempt must name signal, ipi, uintr or ci"),
         (&["microbench", "--preempt", "ci+signal"], "run --preempt ci,signal"),
         (&["microbench", "--preempt", "signal,ci,signal"], "--preempt names signal twice"),
-        (&["demo", "--ci-grace", "2000000"], "ci_grace_us must be at most 1000000"),
+        (&["demo", "--ci-grace-us", "2000000"], "ci_grace_us must be at most 1000000"),
         (&["bench", "scan", "--workers", "0"], "--workers must list worker counts between 1 and 4096"),
         (&["bench", "xsave", "--pairs", "0"], "--rounds and --pairs must be at least 1"),
         (&["serve", "--policy", "linux"], "invalid value 'linux'"),
         (&["sweep", "--policies", "synergy,darc"], "policy darc reserves darc_reserved_workers (1)"),
-        (&["demo", "--policy", "darc", "--workers", "2", "--darc-reserved", "2", "--no-pin"], "darc_reserved_workers"),
+        (
+            &["demo", "--policy", "darc", "--workers", "2", "--darc-reserved-workers", "2", "--pin", "false"],
+            "darc_reserved_workers",
+        ),
         (&["simulate", "--policies", "synergy-d10"], "unknown policy \"synergy-d10\""),
         (&["demo", "--idle", "doze"], "invalid value 'doze'"),
         (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "mq"], "needs shinjuku_slo_us"),
@@ -129,6 +132,34 @@ fn commands_that_cannot_run_here_exit_3_and_say_why() {
         assert_eq!(o.status.code(), Some(3), "{args:?} must fail with status 3: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{args:?}: stderr {:?} should contain {needle:?}", stderr(&o));
         assert!(!String::from_utf8_lossy(&o.stdout).contains("synergy serve:"), "{args:?} served anyway");
+    }
+}
+
+/// One name per setting (issue 43, item 2): each flag that was spelled unlike its config key has
+/// the key's name now; the old spelling still works for one release and says what replaces it.
+#[test]
+fn renamed_flags_are_their_keys_and_the_old_names_warn() {
+    let cases: &[(&[&str], &[&str], &str, &str)] = &[
+        (&["--thresh-wqd-us", "15"], &["--thresh-wqd", "15"], "thresh_wqd_us = 15", "--thresh-wqd-us"),
+        (&["--ci-grace-us", "40"], &["--ci-grace", "40"], "ci_grace_us = 40", "--ci-grace-us"),
+        (
+            &["--darc-reserved-workers", "1", "--workers", "2", "--policy", "darc"],
+            &["--darc-reserved", "1", "--workers", "2", "--policy", "darc"],
+            "darc_reserved_workers = 1",
+            "--darc-reserved-workers",
+        ),
+        (&["--pin", "false"], &["--no-pin"], "pin = false", "--pin false"),
+    ];
+    for (new, old, line, named) in cases {
+        let run = |flags: &[&str]| synergy(&[&["config"], flags].concat());
+        let n = run(new);
+        assert!(n.status.success(), "{new:?}: {}", stderr(&n));
+        assert!(String::from_utf8_lossy(&n.stdout).contains(line), "{new:?} sets {line}");
+        assert!(!stderr(&n).contains("warning: --"), "the new name warns: {}", stderr(&n));
+        let o = run(old);
+        assert!(o.status.success(), "{old:?}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(line), "{old:?} still sets {line}");
+        assert!(stderr(&o).contains(&format!("is now {named}")), "{old:?} must name {named}: {}", stderr(&o));
     }
 }
 

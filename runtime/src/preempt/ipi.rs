@@ -36,7 +36,7 @@ impl Preempter for IpiPreempter {
         if cpu.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "--preempt=ipi needs pinned workers (drop --no-pin)",
+                "--preempt=ipi needs pinned workers (drop --pin false)",
             ));
         }
         let l = local::current();
