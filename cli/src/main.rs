@@ -8,6 +8,7 @@ mod config_file;
 mod demo;
 mod logging;
 mod net_commands;
+mod reference;
 mod sweep;
 mod validate;
 
@@ -59,6 +60,9 @@ enum Command {
     /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
     /// of p99.9 slowdown and latency vs throughput (like the thesis's Figure 6.1).
     Sweep(net_commands::SweepArgs),
+    /// The command-line reference as Markdown, from these definitions (docs/cli.md holds it).
+    #[command(hide = true)]
+    ReferenceMarkdown,
 }
 
 #[derive(clap::Args)]
@@ -1218,6 +1222,11 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate(args),
         Command::Serve(args) => net_commands::serve(args),
         Command::Loadgen(args) => net_commands::loadgen(args),
+        Command::ReferenceMarkdown => {
+            use clap::CommandFactory;
+            print!("{}", reference::markdown(&Cli::command()));
+            ExitCode::SUCCESS
+        }
         Command::Sweep(args) => net_commands::sweep(args),
         Command::Validate(args) => validate::run(args),
         Command::Config(args) => match args.runtime.resolve() {

@@ -163,6 +163,23 @@ fn renamed_flags_are_their_keys_and_the_old_names_warn() {
     }
 }
 
+/// docs/cli.md ends with the reference generated from the clap definitions (issue 43, item 9):
+/// an option added, renamed or re-documented without regenerating it fails here.
+#[test]
+fn docs_cli_md_holds_the_generated_reference() {
+    let o = synergy(&["reference-markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let generated = String::from_utf8(o.stdout).unwrap();
+    let marker = generated.lines().next().expect("the marker line first");
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
+    let at = page.find(marker).expect("docs/cli.md has the generated reference's marker line");
+    assert!(generated.contains("`--thresh-wqd-us <US>`") && generated.contains("### `synergy bench scale`"));
+    assert!(
+        page[at..] == generated,
+        "docs/cli.md's reference is stale: run `synergy reference-markdown` and replace everything from the marker line on"
+    );
+}
+
 #[test]
 fn config_file_errors_name_the_file_and_key() {
     let dir = std::env::temp_dir().join(format!("synergy-cli-{}", std::process::id()));
