@@ -63,6 +63,14 @@ enum Command {
     /// The command-line reference as Markdown, from these definitions (docs/cli.md holds it).
     #[command(hide = true)]
     ReferenceMarkdown,
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout. Example:
+    /// `synergy completions bash > /etc/bash_completion.d/synergy`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff), on stdout. Example: `synergy man | man -l -`.
+    Man,
 }
 
 #[derive(clap::Args)]
@@ -704,6 +712,16 @@ pub(crate) mod exit {
     pub(crate) const UNAVAILABLE: u8 = 3;
 }
 
+/// Writes generated text to stdout; a reader that went away (a closed pipe) is not an error.
+fn write_stdout(text: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => run_failed(format!("cannot write to stdout: {e}")),
+    }
+}
+
 /// A usage error (exit 2): a flag's or the configuration's value is wrong.
 pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("synergy: error: {msg}");
@@ -1222,6 +1240,21 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate(args),
         Command::Serve(args) => net_commands::serve(args),
         Command::Loadgen(args) => net_commands::loadgen(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "synergy", &mut text);
+            write_stdout(&text)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut text) {
+                Ok(()) => write_stdout(&text),
+                Err(e) => run_failed(format!("cannot render the manual page: {e}")),
+            }
+        }
         Command::ReferenceMarkdown => {
             use clap::CommandFactory;
             print!("{}", reference::markdown(&Cli::command()));

@@ -163,6 +163,26 @@ fn renamed_flags_are_their_keys_and_the_old_names_warn() {
     }
 }
 
+/// Shell completions and the manual page come from the clap definitions (issue 43, item 7):
+/// every command and a renamed flag are in them.
+#[test]
+fn completions_and_the_manual_page_name_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = synergy(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        for word in ["demo", "serve", "loadgen", "sweep", "validate", "thresh-wqd-us"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let o = synergy(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "an unknown shell is a usage error");
+    let o = synergy(&["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let man = String::from_utf8_lossy(&o.stdout);
+    assert!(man.contains(".TH synergy 1") && man.contains("serve") && man.contains("completions"), "{man}");
+}
+
 /// docs/cli.md ends with the reference generated from the clap definitions (issue 43, item 9):
 /// an option added, renamed or re-documented without regenerating it fails here.
 #[test]
