@@ -307,9 +307,8 @@ fn register(owner: u64, req: &abi::IpiRegister) -> Result<usize> {
     }
     let group = ThreadGroup::of_current()?;
     let exec_id = current_exec_id();
-    // Registrations an earlier image of this process left behind (an fd inherited across
-    // `execve`) are dropped here, so the new program can register on their CPUs.
-    unregister_all(|r| r.group.same_as(&group) && r.exec_id != exec_id);
+    // So the new program can register on CPUs an earlier image of it registered on.
+    unregister_stale(&group, exec_id);
     let me_owner_task = |r: &Receiver| r.task.as_ptr() == task_ptr;
     if (0..MAX_CPUS).any(|c| with_slot(c, |r| me_owner_task(r)).unwrap_or(false)) {
         return Err(EBUSY);
@@ -422,6 +421,13 @@ fn unpublish_where(cpu: usize, pred: &impl Fn(&Receiver) -> bool) -> Option<*mut
     Some(p)
 }
 
+/// Unregisters the receivers of process `group` that an earlier program image of it registered
+/// (an fd inherited across `execve` without `O_CLOEXEC`): their handler addresses mean nothing
+/// in image `exec_id`.
+fn unregister_stale(group: &ThreadGroup, exec_id: u64) {
+    unregister_all(|r| r.group.same_as(group) && r.exec_id != exec_id);
+}
+
 /// Unregisters every receiver `pred` holds for, with one grace period for all of them; returns
 /// how many.
 fn unregister_all(pred: impl Fn(&Receiver) -> bool) -> usize {
@@ -476,16 +482,15 @@ fn send(req: &abi::IpiSend) -> Result {
         return Err(EINVAL);
     }
     let r = receiver_ref(cpu).ok_or(ENOENT)?;
-    if !r.group.same_as(&ThreadGroup::of_current()?) {
+    let group = ThreadGroup::of_current()?;
+    if !r.group.same_as(&group) {
         return Err(EPERM);
     }
-    if r.exec_id != current_exec_id() {
+    let exec_id = current_exec_id();
+    if r.exec_id != exec_id {
         // Registered by this process before it exec'd: the handler address belongs to the old
-        // program. Drop the registration and say why.
-        // Our reference keeps it (and so its address) alive while the table's is dropped.
-        let stale: *const Receiver = &*r;
-        unregister_all(|x| core::ptr::eq(x, stale));
-        drop(r);
+        // program. Drop such registrations and say why.
+        unregister_stale(&group, exec_id);
         return Err(ESTALE);
     }
     r.stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -96,13 +96,21 @@ pub(crate) fn fake() -> bool {
     FAKE.load(Ordering::Relaxed)
 }
 
-/// The calling CPU's fake registers. Callers run with interrupts or preemption off (the
-/// scheduler callbacks, `on_own_cpu`, the hotplug callbacks) or only read a snapshot (the debug
-/// ioctl), so the CPU does not change under them.
-fn this_fake_cpu() -> &'static FakeCpu {
+/// The calling CPU. Callers run with interrupts or preemption off (the scheduler callbacks,
+/// `on_own_cpu`, the hotplug callbacks, the debug ioctl), so it does not change under them.
+fn this_cpu() -> usize {
     // SAFETY: raw_smp_processor_id has no preconditions.
-    let cpu = unsafe { bindings::raw_smp_processor_id() } as usize;
+    unsafe { bindings::raw_smp_processor_id() as usize }
+}
+
+/// `cpu`'s fake registers.
+fn fake_cpu(cpu: usize) -> &'static FakeCpu {
     &FAKE_CPU[cpu.min(FAKE_CPUS - 1)]
+}
+
+/// The calling CPU's fake registers (see `this_cpu`).
+fn this_fake_cpu() -> &'static FakeCpu {
+    fake_cpu(this_cpu())
 }
 
 fn fake_index(msr: u32) -> usize {
@@ -233,12 +241,12 @@ pub(crate) fn testui() -> bool {
 /// The calling CPU's fake registers, for the debug ioctl: addresses are reported only as set or
 /// not (no kernel address leaves the module).
 pub(crate) fn fake_state(
-    cpu: u32,
     switches: u64,
     grace_periods: u64,
     live_states: u32,
 ) -> abi::UintrFakeState {
-    let c = this_fake_cpu();
+    let cpu = this_cpu();
+    let c = fake_cpu(cpu);
     let m = |msr: u32| c.msrs[fake_index(msr)].load(Ordering::Relaxed);
     abi::UintrFakeState {
         handler: m(abi::MSR_IA32_UINTR_HANDLER),
@@ -249,7 +257,7 @@ pub(crate) fn fake_state(
         msr_writes: MSR_WRITES.load(Ordering::Relaxed),
         switches,
         grace_periods,
-        cpu,
+        cpu: cpu as u32,
         pd_set: u32::from(m(abi::MSR_IA32_UINTR_PD) != 0),
         tt_valid: u32::from(m(abi::MSR_IA32_UINTR_TT) & 1 != 0),
         uif: u32::from(c.uif.load(Ordering::Relaxed)),

@@ -529,10 +529,7 @@ impl ThreadState {
             self.attached.store(true, Ordering::Release);
             loaded = self.load(cpu);
             if !loaded {
-                let _ = self.save_and_clear();
-                // SAFETY: linked just above, on this thread, interrupts still off.
-                unsafe { bindings::preempt_notifier_unregister(n) };
-                self.attached.store(false, Ordering::Release);
+                self.unlink();
             }
         })?;
         if loaded {
@@ -547,14 +544,18 @@ impl ThreadState {
         if !self.attached.load(Ordering::Acquire) {
             return Ok(());
         }
-        let n = self.notifier.get();
-        self.on_own_cpu(&mut |_| {
-            // Detaching goes on whatever the registers say: a fault is counted (MSR_FAULTS).
-            let _ = self.save_and_clear();
-            // SAFETY: linked by `attach` on this same thread; we run as it, interrupts off.
-            unsafe { bindings::preempt_notifier_unregister(n) };
-            self.attached.store(false, Ordering::Release);
-        })
+        self.on_own_cpu(&mut |_| self.unlink())
+    }
+
+    /// Clears the MSRs and unlinks the notifier `attach` linked. Runs in `on_own_cpu` (as the
+    /// thread, interrupts off). It goes on whatever the registers say: a fault is counted
+    /// (MSR_FAULTS).
+    fn unlink(&self) {
+        let _ = self.save_and_clear();
+        // SAFETY: linked by `attach` on this same thread; we run as it, interrupts off, so no
+        // context switch walks its list meanwhile.
+        unsafe { bindings::preempt_notifier_unregister(self.notifier.get()) };
+        self.attached.store(false, Ordering::Release);
     }
 
     /// Applies a change of the image (made by `change`) to this thread's MSRs. Must be called by
@@ -597,8 +598,8 @@ unsafe extern "C" fn sched_in(n: *mut bindings::preempt_notifier, cpu: c_int) {
     if s.defunct.load(Ordering::Acquire) || exiting || !cr4_has_uintr() {
         return;
     }
-    // SAFETY: `task` is current (see above): reading its own exec generation does not race.
-    if unsafe { (*task).self_exec_id } != s.exec_id {
+    // `task` is current (see above).
+    if current_exec_id() != s.exec_id {
         // The thread exec'd: its handler address means nothing in the new program. Never load
         // the image again (the file's release tears the rest down).
         s.defunct.store(true, Ordering::Release);
@@ -998,14 +999,15 @@ fn register_receiver(owner: u64, r: &abi::UintrReceiver) -> Result<u32> {
         pr_err!("cannot encode IA32_UINTR_PD: {:?}\n", e);
         EINVAL
     })?;
-    let Ok(last) = LAST_RECEIVER_ID.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-        abi::next_receiver_id(last)
-    }) else {
+    // `fetch_update` answers the id before the one it stored: the new id is the one after it.
+    let Some(id) = LAST_RECEIVER_ID
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, abi::next_receiver_id)
+        .ok()
+        .and_then(abi::next_receiver_id)
+    else {
         pr_warn!("every receiver id has been handed out: reload kmod_uintr to register more\n");
         return Err(ENOSPC);
     };
-    // `fetch_update` returns the previous value; the one stored is the new id.
-    let id = last + 1;
     let res = s.update(&mut |img| {
         img.handler.store(handler, Ordering::Relaxed);
         img.stack_adjust.store(stack_adjust, Ordering::Relaxed);
@@ -1244,13 +1246,10 @@ impl MiscDevice for UintrFile {
             }
             abi::IOC_FAKE_STATE if hw::fake() => {
                 let live = REGISTRY.lock().len() as u32;
-                // Preemption off while the CPU's registers are read: one CPU's answer, named.
+                // Interrupts off while the CPU's registers are read: one CPU's answer, named.
                 let state = {
                     let _irqs_off = kernel::interrupt::local_interrupt_disable();
-                    // SAFETY: raw_smp_processor_id has no preconditions; interrupts are off.
-                    let cpu = unsafe { bindings::raw_smp_processor_id() } as u32;
                     hw::fake_state(
-                        cpu,
                         SWITCHES.load(Ordering::Relaxed),
                         GRACE_PERIODS.load(Ordering::Relaxed),
                         live,
