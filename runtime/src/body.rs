@@ -30,11 +30,33 @@ pub const POOL_BYTES_PER_CLASS: usize = 4 << 20;
 
 const CLASSES: usize = (Body::MAX_POOLED.trailing_zeros() - Body::MIN_POOLED.trailing_zeros() + 1) as usize;
 
+static POOLS: OnceLock<[Ring<Vec<u8>>; CLASSES]> = OnceLock::new();
+
+/// The pools, made on first use. While a `OnceLock` initializes it is an OS lock: a request
+/// preempted inside the initialization would park holding it, and the next request on the same
+/// worker that touches a body would block its OS thread in the lock's futex for good (the
+/// deadlock the live-state test's own lazy static caused in CI stop 49). So the pools are made
+/// when a runtime starts (`init`, before any handler runs), and a first use elsewhere makes them
+/// with preemption disabled.
 fn pools() -> &'static [Ring<Vec<u8>>; CLASSES] {
-    static POOLS: OnceLock<[Ring<Vec<u8>>; CLASSES]> = OnceLock::new();
-    POOLS.get_or_init(|| {
-        std::array::from_fn(|c| Ring::with_capacity((POOL_BYTES_PER_CLASS / (Body::MIN_POOLED << c)).max(16)))
+    POOLS.get().unwrap_or_else(|| {
+        crate::preempt::without_preemption(|| {
+            POOLS.get_or_init(|| {
+                std::array::from_fn(|c| Ring::with_capacity((POOL_BYTES_PER_CLASS / (Body::MIN_POOLED << c)).max(16)))
+            })
+        })
     })
+}
+
+/// Makes the pools now (a runtime's start), so that no handler initializes them.
+pub(crate) fn init() {
+    pools();
+}
+
+/// Whether the pools exist yet (for the test that they are made before any handler runs).
+#[doc(hidden)]
+pub fn pools_ready() -> bool {
+    POOLS.get().is_some()
 }
 
 /// The class whose buffers hold `len` bytes: the smallest power of two ≥ `len` (None above

@@ -210,6 +210,8 @@ impl Runtime {
         let allowed = crate::cpu::allowed_cpus();
         let placement = config.validate(&allowed).map_err(StartError::Config)?;
         crate::clock::init();
+        // Lazily made statics a handler would otherwise initialize inside a preemptible region.
+        crate::body::init();
         crate::worker::panic::install_hook();
         preempt::hook::set_handler(crate::worker::on_preempt, crate::worker::on_resume);
         // Every mode parks through the preemption entry (a compiler interrupt, a deferred

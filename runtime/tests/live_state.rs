@@ -24,7 +24,7 @@ mod common;
 
 use common::kernels;
 use std::arch::asm;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 use synergy::preempt::save_cost::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
@@ -46,10 +46,13 @@ fn has_xinuse() -> bool {
     core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 != 0
 }
 
-/// The image with only SSE in use (read-only after init).
-fn sse_only_image() -> &'static XsaveImage {
-    static IMAGE: OnceLock<XsaveImage> = OnceLock::new();
-    IMAGE.get_or_init(|| XsaveImage::with_components(0b10).expect("XSAVE with SSE enabled"))
+/// The image with only SSE in use. Made on the test thread before the runtime starts and moved
+/// into the handler: a lazily initialized static (`OnceLock`) would be an OS lock held inside the
+/// preemptible region. A probe preempted during the initialization parks with the lock held, and
+/// the next probe on the same worker blocks its OS thread in the lock's futex (the plain QEMU
+/// bench hung so under `--preempt ipi`, CI stop 49: 8 admitted, 0 completed, 0 preemptions).
+fn sse_only_image() -> XsaveImage {
+    XsaveImage::with_components(0b10).expect("XSAVE with SSE enabled")
 }
 
 /// The wide (AVX-512, else AVX2) kernel of `seed`, or 0 without AVX2.
@@ -65,8 +68,8 @@ fn wide_kernel(seed: u64) -> u64 {
 
 /// The probe: returns its status bits and the XINUSE bits it saw (for the report). `wide` is
 /// `wide_kernel(seed)` computed unpreempted.
-fn probe(seed: u64, iters: u64, wide: u64) -> (u32, u64) {
-    let img = sse_only_image().as_ptr();
+fn probe(image: &XsaveImage, seed: u64, iters: u64, wide: u64) -> (u32, u64) {
+    let img = image.as_ptr();
     let watch = if has_xinuse() { wide_components() } else { 0 };
     let mask = REGISTER_COMPONENTS & synergy::cpu::enabled_components();
     let mut saved_area = XsaveArea::standard().expect("XSAVE");
@@ -150,16 +153,19 @@ fn sse_only_requests_are_preempted_and_resume_into_avx512_intact() {
     const SEEDS: u64 = 64;
     // Computed here, on a thread that is never preempted.
     let wide: Arc<Vec<u64>> = Arc::new((0..SEEDS).map(wide_kernel).collect());
+    let image = Arc::new(sse_only_image());
     let cfg = common::one_worker();
     let transport = Arc::new(ChannelTransport::new(1, 4096, 1 << 14));
     let probe_iters = 20_000u64;
     let rt = Runtime::builder(&cfg)
         .transport(transport.clone())
-        // SAFETY: the probe computes on locals and registers only.
+        // SAFETY: the probe computes on locals and registers, reads the image and table made
+        // above, and allocates through the preemption-safe allocator; it takes no OS lock
+        // (no lazily initialized static either).
         .handler(unsafe {
             common::probe_handler(move |req: &Request| {
                 let seed = req.id % SEEDS;
-                let (status, seen) = probe(seed, probe_iters, wide[seed as usize]);
+                let (status, seen) = probe(&image, seed, probe_iters, wide[seed as usize]);
                 Reply::to(req).with_status(status).with_value(seen)
             })
         })

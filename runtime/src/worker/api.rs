@@ -29,6 +29,9 @@ use std::sync::atomic::Ordering;
 /// * hold an OS lock (a `std::sync::Mutex`/`RwLock` guard, a `Stdout` lock, a C library's
 ///   pthread mutex): a worker that runs the same lock's next taker on the same OS thread
 ///   deadlocks, and the unlock may come from a thread that does not own the lock;
+/// * initialize a lazily made static (`OnceLock::get_or_init`, `LazyLock`, `Once`): while it
+///   initializes it is such a lock, and the next request needing it blocks the worker for good;
+///   make it before the runtime starts, or inside `without_preemption`;
 /// * hold a `!Send` value whose other owners stay on the OS thread (an `Rc` also kept in a
 ///   thread-local, a guard of a thread-affine resource).
 ///
