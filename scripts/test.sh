@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project:
-#  0. formatting (cargo fmt --check, the workspace's rustfmt.toml) and clippy with -D warnings
-#     on every target and feature;
+#  0. formatting (cargo fmt --check, the workspace's rustfmt.toml), clippy with -D warnings
+#     on every target and feature, and every library's API docs (rustdoc, -D warnings);
 #  1. cargo test, with the DPDK transport compiled in: scheduling-policy and data-structure unit
 #     tests; the runtime's preemption, stress (>= 1,000,000 preemptions), migration,
 #     allocation/lock and CLI tests; the wire protocol, kernel-UDP end-to-end and overload tests;
@@ -51,6 +51,8 @@ step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets --features $features -- -D warnings"
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings
+step "cargo doc --workspace --no-deps --lib (every library's API docs, links checked: -D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib --features "$features"
 step "cargo test --workspace --features $features"
 cargo test --workspace --features "$features"
 step "panic guard with std as a shared library (-C prefer-dynamic: tests/panic_storm.rs)"

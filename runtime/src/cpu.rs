@@ -65,11 +65,11 @@ fn xcr0() -> Option<u64> {
     Some((u64::from(hi) << 32) | u64::from(lo))
 }
 
-/// The format to use and the bytes its area needs: XSAVEC where the CPU has it (CPUID.(0DH,1):EAX[1])
+/// The format to use and the bytes its area needs: XSAVEC where the CPU has it (CPUID.(0DH,1):EAX\[1\])
 /// unless `SYNERGY_XSAVE=standard` asks for the standard form (to compare them), else XSAVE.
 /// The compacted size is computed as the SDM's compacted layout (13.4.3): the 576-byte legacy
 /// area and header, then each XCR0 component from 2 up in order, 64-byte aligned where
-/// CPUID.(0DH,i):ECX[1] says so. None without XSAVE.
+/// CPUID.(0DH,i):ECX\[1\] says so. None without XSAVE.
 pub fn xsave_format() -> Option<(XsaveFormat, usize)> {
     let standard = xsave_area_size()?;
     let forced_standard = std::env::var("SYNERGY_XSAVE").is_ok_and(|v| v == "standard");
@@ -110,7 +110,7 @@ pub fn standard_regions(components: u64) -> Vec<Region> {
 
 /// Components 2 and up of `xcomp_bv` at their compacted-format offsets (SDM Vol. 1 §13.4.3):
 /// after the 576-byte legacy region and header, each component of XCOMP_BV in order, on the next
-/// 64-byte boundary where CPUID.(EAX=0DH,ECX=i):ECX[1] says so, else right after the previous one.
+/// 64-byte boundary where CPUID.(EAX=0DH,ECX=i):ECX\[1\] says so, else right after the previous one.
 pub fn compacted_regions(xcomp_bv: u64) -> Vec<Region> {
     let mut offset = 576usize;
     let mut out = Vec::new();

@@ -39,22 +39,41 @@ pub mod config;
 pub(crate) mod coresync;
 pub mod cpu;
 mod dispatcher;
-pub mod green;
+pub(crate) mod green;
 mod local;
 pub(crate) mod overload;
 pub(crate) mod park;
 pub mod preempt;
-pub mod queue;
+pub(crate) mod queue;
 pub mod request;
 pub mod runtime;
 pub mod stats;
 pub mod sync;
 mod timer_core;
-#[doc(hidden)]
-pub mod timer_scan;
+pub(crate) mod timer_scan;
 pub(crate) mod timer_sleep;
 pub mod transport;
 pub mod wait;
+/// Internals that the `synergy` CLI's microbenchmarks (`bench ctx`, `bench ring`, `bench scan`,
+/// `bench xsave`) and the register-state tests measure directly. Not the API a server is built
+/// on (that is the crate root): these may change in any release.
+pub mod bench {
+    /// Green-thread contexts and stacks, and the switch between them (`bench ctx`).
+    pub mod green {
+        pub use crate::green::context::switch;
+        pub use crate::green::{Context, Stack};
+    }
+    /// The bounded MPMC ring behind the receive and wait queues (`bench ring`).
+    pub use crate::queue::Ring;
+    /// What one timer-core pass costs per worker state (`bench scan`).
+    pub mod scan {
+        pub use crate::timer_scan::*;
+    }
+    /// XSAVE images, areas and save costs (`bench xsave`, the register-state tests).
+    pub mod xsave {
+        pub use crate::preempt::save_cost::*;
+    }
+}
 /// Time, as requests wait for it: [`sleep`](time::sleep).
 pub mod time {
     pub use crate::wait::sleep;

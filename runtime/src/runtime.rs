@@ -74,7 +74,7 @@ impl MigratableHandler {
     /// Every instruction of `handler` must meet the contract of a preemptible region (see
     /// [`feedback_start`](crate::feedback_start) and the crate docs): no reference into
     /// thread-local storage, no per-thread libc state and no OS lock held across a point where it
-    /// may migrate, except inside [`preempt::without_preemption`](crate::preempt::without_preemption).
+    /// may migrate, except inside [`preempt::without_preemption`].
     pub unsafe fn new(handler: SharedHandler) -> MigratableHandler {
         MigratableHandler(handler)
     }

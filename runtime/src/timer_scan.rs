@@ -30,14 +30,19 @@ use std::time::Instant;
 /// The state every worker of a scan is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {
+    /// No request armed a timer: the scan's one load and nothing more.
     Disarmed,
+    /// Armed, quantum not yet expired: a load and a compare.
     Running,
+    /// Quantum expired with work waiting: the scan decides a preemption for every worker.
     Expired,
 }
 
 impl WorkerState {
+    /// Every state, in the order the benchmark reports them.
     pub const ALL: [WorkerState; 3] = [WorkerState::Disarmed, WorkerState::Running, WorkerState::Expired];
 
+    /// The state's name in the benchmark's output.
     pub fn name(self) -> &'static str {
         match self {
             WorkerState::Disarmed => "disarmed",
@@ -50,8 +55,11 @@ impl WorkerState {
 /// One measurement: `loops` timer-core loops over `workers` workers in `state`.
 #[derive(Debug, Clone)]
 pub struct ScanCost {
+    /// Fake workers the timer core watched.
     pub workers: usize,
+    /// The state all of them were in.
     pub state: WorkerState,
+    /// Timer-core loops measured.
     pub loops: u64,
     /// Mean time of one loop (clock read, congestion tick, scan).
     pub ns_per_loop: f64,

@@ -26,7 +26,7 @@ use common::kernels;
 use std::arch::asm;
 use std::sync::Arc;
 use std::time::Instant;
-use synergy::preempt::save_cost::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
+use synergy::bench::xsave::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{Reply, Request, Runtime};
 

@@ -5,7 +5,7 @@
 //!
 //! Each probe request loads a state of its own (XRSTOR of an image whose registers hold a
 //! pattern made from its seed: no component is in its initial configuration, so each is in use
-//! on every CPU, Intel or AMD; see `synergy::preempt::save_cost`), spins on general-purpose
+//! on every CPU, Intel or AMD; see `synergy::bench::xsave`), spins on general-purpose
 //! registers only, then saves every register component with a standard-format XSAVE (which saves
 //! each requested component whether in use or not, SDM Vol. 1 §13.7) and compares it with the
 //! image byte for byte. Between the probes, other requests on the same worker run the AVX-512
@@ -18,8 +18,8 @@ mod common;
 use std::arch::asm;
 use std::sync::Arc;
 use std::time::Instant;
+use synergy::bench::xsave::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
 use synergy::cpu;
-use synergy::preempt::save_cost::{XsaveArea, XsaveImage, REGISTER_COMPONENTS};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{Reply, Request, Runtime};
 

@@ -16,7 +16,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use synergy::preempt::signal::SignalPreempter;
+use synergy::preempt::SignalPreempter;
 use synergy::preempt::{Preempter, Target};
 use synergy::transport::channel::ChannelTransport;
 use synergy::{clock, feedback_finished, feedback_start, send, PreemptMode, Reply, Request, Runtime};

@@ -17,7 +17,7 @@ pub const ABI_VERSION: u32 = 3;
 
 /// CPUID.(EAX=7, ECX=0):EDX bit 5: the CPU supports user interrupts.
 pub const CPUID_7_0_EDX_UINTR: u32 = 1 << 5;
-/// Whether this CPU supports user interrupts (CPUID.(7,0):EDX[5]). Used by the runtime, the
+/// Whether this CPU supports user interrupts (CPUID.(7,0):EDX\[5\]). Used by the runtime, the
 /// guest tests and the kernel module alike.
 pub fn cpu_has_uintr() -> bool {
     // cpuid exists on every x86-64 CPU, and leaf 7 on every CPU this project runs on.
@@ -229,7 +229,7 @@ pub const fn handler_msr(handler: u64) -> Result<u64, EncodeError> {
 pub struct UintrVersion {
     /// The module's `ABI_VERSION`.
     pub abi_version: u32,
-    /// 1 if the CPU supports UINTR (CPUID.7.0:EDX[5]), else 0: every registration then fails
+    /// 1 if the CPU supports UINTR (CPUID.7.0:EDX\[5\]), else 0: every registration then fails
     /// with EOPNOTSUPP.
     pub supported: u32,
     /// CPUs the module has prepared for user interrupts (CR4.UINTR set where `supported`): its

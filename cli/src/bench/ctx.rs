@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 use std::cell::Cell;
+use synergy::bench::green::switch;
+use synergy::bench::green::{Context, Stack};
 use synergy::clock;
-use synergy::green::context::switch;
-use synergy::green::{Context, Stack};
 
 thread_local! {
     // Single OS thread, no preemption: TLS is fine in the benchmark.

@@ -1,4 +1,4 @@
-//! `synergy bench ring`: the runtime's bounded MPMC ring (`synergy::queue::Ring`, the RX and wait
+//! `synergy bench ring`: the runtime's bounded MPMC ring (`synergy::bench::Ring`, the RX and wait
 //! queues) next to the crates that could replace it, measured side by side in one run:
 //! crossbeam-queue's `ArrayQueue` (the same bounded MPMC design) and crossbeam-deque's
 //! work-stealing `Worker`/`Stealer` (what an RX queue with stealing peers could be built on).
@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Instant;
-use synergy::queue::Ring;
+use synergy::bench::Ring;
 use synergy_eval::plot::{bar_chart, BarGroup};
 
 const CAPACITY: usize = 4096;

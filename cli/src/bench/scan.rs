@@ -1,11 +1,11 @@
 //! `synergy bench scan`: the timer core's cost per worker watched, at 1 to 30 workers, in each
-//! worker state (issue 23; `synergy::timer_scan` says what each state exercises). Fake workers, so
+//! worker state (issue 23; `synergy::bench::scan` says what each state exercises). Fake workers, so
 //! the worker count is not bounded by this machine's CPUs; the timer core's thread is pinned where
 //! `--cpu` says.
 
 use serde::Serialize;
 use std::fmt::Write;
-use synergy::timer_scan::{marginal_ns_per_worker, measure, ScanCost, WorkerState};
+use synergy::bench::scan::{marginal_ns_per_worker, measure, ScanCost, WorkerState};
 use synergy_eval::plot::{line_panel, svg_page, Series};
 
 #[derive(Debug, Clone, Serialize)]

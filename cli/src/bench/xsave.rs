@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 use std::fmt::Write;
+use synergy::bench::xsave::{measure, LiveState};
 use synergy::cpu::XsaveFormat;
-use synergy::preempt::save_cost::{measure, LiveState};
 use synergy_eval::plot::{bar_chart, BarGroup};
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +40,7 @@ pub fn run(rounds: usize, pairs: u64) -> XsaveBench {
         .iter()
         .flat_map(|&f| LiveState::ALL.iter().map(move |&l| (f, l)))
         .collect();
-    let mut samples: Vec<Vec<synergy::preempt::save_cost::SaveCost>> = vec![Vec::new(); cells.len()];
+    let mut samples: Vec<Vec<synergy::bench::xsave::SaveCost>> = vec![Vec::new(); cells.len()];
     for _ in 0..rounds {
         for (i, &(f, l)) in cells.iter().enumerate() {
             if let Some(c) = measure(f, l, pairs) {

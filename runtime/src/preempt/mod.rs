@@ -2,14 +2,18 @@
 //! single asm entry every method lands in, and the per-worker "preemption disabled" counter that
 //! defers (never drops) a preemption during allocation, locks and other TLS-dependent code.
 
-pub mod ci;
-pub mod decide;
-pub mod entry;
+pub(crate) mod ci;
+pub(crate) mod decide;
+pub(crate) mod entry;
 pub(crate) mod hook;
-pub mod ipi;
-pub mod save_cost;
-pub mod signal;
-pub mod uintr;
+pub(crate) mod ipi;
+pub(crate) mod save_cost;
+pub(crate) mod signal;
+pub(crate) mod uintr;
+
+pub use ipi::IpiPreempter;
+pub use signal::SignalPreempter;
+pub use uintr::UintrPreempter;
 
 use crate::local;
 use std::io;
