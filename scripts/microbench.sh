@@ -2,7 +2,7 @@
 # Regenerates docs/results/microbench-*: the interrupt-path microbenchmark with --preempt=signal
 # on this machine (500k runs per method), and — if the QEMU bench ran (scripts/test.sh or
 # scripts/kernel/qemu-test.sh) — the guest's --preempt=ipi run (a functional check under TCG).
-# Extra arguments go to `synergy microbench` (e.g. --runs 1000000 --sender-cpu 2 --receiver-cpu 3).
+# Extra arguments go to `synergy bench interrupt` (e.g. --runs 1000000 --sender-cpu 2 --receiver-cpu 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,7 +10,7 @@ require_cargo
 cargo build --release --quiet -p synergy-cli
 out=docs/results
 mkdir -p "$out"
-./target/release/synergy microbench --preempt signal \
+./target/release/synergy bench interrupt --preempt signal \
   --json "$out/microbench-signal.json" --csv "$out/microbench-signal.csv" --svg "$out/microbench-signal.svg" "$@" |
   tee "$out/microbench-signal.txt"
 guest=target/kernel-test/plain/results

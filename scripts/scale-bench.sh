@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-core runs of the real runtime beside the simulator (issue 20), as one self-contained job:
-# `synergy bench scale` places the timer core and N workers itself (default: every CPU but four),
+# `synergy sweep scale` places the timer core and N workers itself (default: every CPU but four),
 # measures this machine's preemption cost, sweeps the real server (kernel UDP, loopback) over a
 # load grid on the High, Extreme and ZippyDB workloads with Synergy and the baselines, in every
 # preemption mode the machine has (signal; ipi and uintr where their modules are loaded), and
@@ -8,7 +8,7 @@
 # kernel) and prints the table of the highest load under the 50x SLO per system, real beside
 # simulated, with the reason where they disagree.
 #
-#   scripts/scale-bench.sh [--bin PATH] [--quick] [other `synergy bench scale` options]
+#   scripts/scale-bench.sh [--bin PATH] [--quick] [other `synergy sweep scale` options]
 #
 #   --bin PATH   a synergy binary to run (e.g. the static one carried to a machine without Rust);
 #                default: build the static binary here (target/static/...)
@@ -46,7 +46,7 @@ mkdir -p "$out"
   echo "nproc: $(nproc)"
   lscpu 2>/dev/null || grep -m1 'model name' /proc/cpuinfo
 } > "$out/machine.txt"
-"$bin" bench scale --out "$out/scale" "${quick[@]}" "${args[@]}" | tee "$out/table.txt"
+"$bin" sweep scale --out "$out/scale" "${quick[@]}" "${args[@]}" | tee "$out/table.txt"
 for f in scale.json scale.csv scale.svg table.txt machine.txt; do
   [ -s "$out/$f" ] || { echo "[scale-bench] $out/$f was not written" >&2; exit 1; }
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The cooperative tier's tail cost against the preemptive tier (issue 41, item 3): the demo's
-High workload (`synergy demo --workload high`), long requests under `feedback_start` (any
+High workload (`synergy run --workload high`), long requests under `feedback_start` (any
 instruction, any worker) or `feedback_start_cooperative` (only at the probes of `long_work`, on
 their own worker), ROUNDS alternating rounds in one run; reports each round's short-request
 p99.9 latency and overall p99.9 slowdown, and the median ratio cooperative / preemptive.
@@ -18,7 +18,7 @@ import tempfile
 
 def run(args, tier, seed):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        argv = [args.synergy, "demo", "--workload", "high", "--load", str(args.load), "--duration-ms",
+        argv = [args.synergy, "run", "--workload", "high", "--load", str(args.load), "--duration-ms",
                 str(args.duration_ms), "--seed", str(seed), "--preempt", args.preempt, "--tier", tier,
                 "--json", f.name]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600)

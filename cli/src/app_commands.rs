@@ -14,7 +14,7 @@ use synergy_apps::Handler;
 pub enum AppName {
     /// Requests spin for their requested service time (the thesis's synthetic workloads).
     Synthetic,
-    /// Every request is answered at once with its own body (`synergy loadgen --body-bytes`).
+    /// Every request is answered at once with its own body (`synergy load --body-bytes`).
     Echo,
     /// memcached's text protocol over TCP (`serve` only; `--bind` is its TCP address).
     Memcached,

@@ -1,5 +1,5 @@
 //! The embedded demo: a synthetic workload replayed open-loop against an in-process runtime,
-//! summarised per request type. `synergy demo` runs it for the configured preemption mode and
+//! summarised per request type. `synergy run` runs it for the configured preemption mode and
 //! for `none` side by side, so the effect of preemption is measured in one run on one machine.
 
 use serde::Serialize;
@@ -165,7 +165,7 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-/// The latency table printed by `synergy demo`: per preemption mode and request type, the median
+/// The latency table printed by `synergy run`: per preemption mode and request type, the median
 /// over repeated runs of each percentile (a single run when not repeated).
 pub fn format_table(runs: &[RunResult]) -> String {
     let mut modes: Vec<&str> = Vec::new();

@@ -9,6 +9,7 @@ mod demo;
 mod logging;
 mod net_commands;
 mod reference;
+mod renamed;
 mod sweep;
 mod validate;
 
@@ -33,44 +34,115 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay a synthetic workload (the thesis's High/Extreme/ZippyDB) in process and print a
-    /// latency table, for the chosen preemption mode next to `--preempt=none`. The default command;
-    /// without --config it starts from the embedded cli/configs/demo.toml.
-    Demo(DemoArgs),
-    /// Microbenchmarks.
+    /// Replay a synthetic workload in process and print its latency table (the default command).
+    ///
+    /// The thesis's High/Extreme/ZippyDB workloads (and others), for the chosen preemption mode
+    /// next to `--preempt=none`. Without --config it starts from the embedded
+    /// cli/configs/demo.toml.
+    ///
+    /// Example: `synergy run --preempt signal --duration-ms 500`.
+    Run(DemoArgs),
+    /// Serve the synthetic application, LevelDB or memcached over the network.
+    ///
+    /// Kernel UDP, TCP or DPDK, with any of the runtime's policies and preemption modes.
+    ///
+    /// Example: `synergy serve --app memcached --transport tcp+udp --bind 127.0.0.1:11211`.
+    Serve(net_commands::ServeArgs),
+    /// Open-loop load generator.
+    ///
+    /// Poisson arrivals over many flows, latencies in HDR histograms.
+    ///
+    /// Example: `synergy load --target 127.0.0.1:7000 --rps 100000 --duration-ms 2000`.
+    Load(net_commands::LoadgenArgs),
+    /// A real server under load at several points (preempt, idle, overload, burst, scale).
+    ///
+    /// Per preemption mode (`preempt`), idle workers spinning or parked (`idle`), overload control
+    /// (`overload`), a step load (`burst`), N workers beside the simulator (`scale`).
+    ///
+    /// Example: `synergy sweep preempt --modes none,signal --loads 0.5,0.8 --out-dir results/sweep`.
+    #[command(subcommand)]
+    Sweep(SweepCommand),
+    /// Microbenchmarks, one mechanism each.
+    ///
+    /// The context switch, the interrupt path, the ring, the timer core's scan and loop, XSAVE,
+    /// compiler-interrupt probes, ingress steering, LevelDB's service times.
+    ///
+    /// Example: `synergy bench interrupt --preempt signal`.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Validate a configuration and print where every thread would run.
-    Config(ConfigArgs),
-    /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
-    /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
-    Microbench(MicrobenchArgs),
-    /// Discrete-event simulation of the thesis's setups (14+ workers) under every policy: p99.9
-    /// slowdown vs load, the highest load under the SLO, and the thesis's numbers next to it.
-    Simulate(SimulateArgs),
-    /// Serve the synthetic application (a workload's request types) over kernel UDP.
-    Serve(net_commands::ServeArgs),
-    /// Check this machine for every preemption mode (CPU, kernel, modules), run the modules'
-    /// tests, the interrupt-path microbenchmark and the demo per supported mode, and write one
-    /// report (Markdown, JSON, SVG) beside thesis Table 5.1; exit status 1 if anything is missing.
-    /// scripts/validate-hardware.sh builds what it needs and runs it.
+    /// Discrete-event simulations at the papers' scale.
+    ///
+    /// The thesis's setups, Shinjuku's, Syrup's, and CoreSync's and Hermes's figures.
+    ///
+    /// Example: `synergy sim thesis --workload high`.
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Build, package and test the kernel side (from a synergy checkout).
+    ///
+    /// Builds the Rust-enabled kernel, packages it and the modules for Debian, runs the QEMU test
+    /// bench or the modules' lint: the scripts under scripts/kernel/.
+    ///
+    /// Example: `synergy kernel test`.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+    /// Check this machine for every preemption mode and write one report.
+    ///
+    /// CPU, kernel, modules; runs the modules' tests, the interrupt-path microbenchmark and the
+    /// demo per supported mode, and writes one report (Markdown, JSON, SVG) beside thesis Table
+    /// 5.1; exit status 1 if anything is missing. scripts/validate-hardware.sh builds what it
+    /// needs and runs it.
+    ///
+    /// Example: `synergy validate --out report`.
     Validate(validate::ValidateArgs),
-    /// Open-loop load generator: Poisson arrivals over many flows, latencies in HDR histograms.
-    Loadgen(net_commands::LoadgenArgs),
-    /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
-    /// of p99.9 slowdown and latency vs throughput (like the thesis's Figure 6.1).
-    Sweep(net_commands::SweepArgs),
-    /// The command-line reference as Markdown, from these definitions (docs/cli.md holds it).
-    #[command(hide = true)]
-    ReferenceMarkdown,
-    /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout. Example:
-    /// `synergy completions bash > /etc/bash_completion.d/synergy`.
+    /// Print the effective configuration as TOML, and where every thread would run.
+    ///
+    /// Flags over --config over defaults; `--config` reads the output back.
+    ///
+    /// Example: `synergy config --workers 4 --preempt signal > my.toml`.
+    Config(ConfigArgs),
+    /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    ///
+    /// Example: `synergy completions bash > /etc/bash_completion.d/synergy`.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// The manual page (roff), on stdout. Example: `synergy man | man -l -`.
+    /// The manual page (roff) on stdout.
+    ///
+    /// Example: `synergy man | man -l -`.
     Man,
+    /// The command-line reference as Markdown, from these definitions (docs/cli.md holds it).
+    #[command(hide = true)]
+    ReferenceMarkdown,
+}
+
+/// `synergy kernel`: the scripts under scripts/kernel/ of the checkout this binary runs in.
+#[derive(Subcommand)]
+enum KernelCommand {
+    /// Build (or reuse from ~/.cache/synergy) the Rust-enabled test kernel; prints its tree
+    /// (scripts/kernel/build.sh; SYNERGY_KERNEL_VARIANT=kasan for the KASAN one).
+    ///
+    /// Example: `SYNERGY_KERNEL_VARIANT=kasan synergy kernel build`.
+    Build,
+    /// Debian packages of the kernel and of the synergy-modules package, checked
+    /// (scripts/kernel/package.sh; arguments after `--` are passed on, e.g. `-- --config test`).
+    ///
+    /// Example: `synergy kernel package -- --config test`.
+    Package {
+        /// Passed to the script.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The QEMU test bench: the modules' tests on the plain and the KASAN kernel
+    /// (scripts/kernel/qemu-test.sh).
+    ///
+    /// Example: `synergy kernel test`.
+    Test,
+    /// The modules checked with the kernel's rustfmt settings and clippy
+    /// (scripts/kernel/lint-modules.sh).
+    ///
+    /// Example: `synergy kernel lint`.
+    Lint,
 }
 
 #[derive(clap::Args)]
@@ -113,7 +185,7 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 100)]
     steal_ns: u64,
     /// Synergy's preemption cost (ns). Default: its compiler-interrupt path as measured by
-    /// `synergy microbench --preempt ci` (receive 192 + return 21 ns p50, Intel Xeon family 6
+    /// `synergy bench interrupt --preempt ci` (receive 192 + return 21 ns p50, Intel Xeon family 6
     /// model 167, docs/results/microbench-ci.txt), as the thesis's comparisons run Synergy with CI
     /// (§6.3.3); kmod_ipi's receive + return from Table 5.1 is 828, a signal's 2075.
     #[arg(long, default_value_t = 213)]
@@ -143,7 +215,7 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 5)]
     wake_delay_us: u64,
     /// --idle park: from a grant to the woken worker taking work (ns). Default: the mean futex
-    /// wake-up `synergy bench idle` measured on the project's KVM host at 10% load (49.4 µs,
+    /// wake-up `synergy sweep idle` measured on the project's KVM host at 10% load (49.4 µs,
     /// Intel Xeon family 6 model 167, docs/results/idle-high.json).
     #[arg(long, default_value_t = 49_400)]
     wake_ns: u64,
@@ -461,9 +533,13 @@ struct DemoArgs {
     svg: Option<PathBuf>,
 }
 
+// One value per process, parsed once: boxing `Timer`'s runtime flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Green-thread context switch vs the corosensei crate, measured side by side.
+    ///
+    /// Example: `synergy bench ctx --rounds 5 --json ctx.json`.
     Ctx {
         /// Alternating measurement rounds (the median is reported).
         #[arg(long, default_value_t = 15)]
@@ -481,9 +557,18 @@ enum BenchCommand {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
+    /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
+    ///
+    /// Example: `synergy bench interrupt --preempt signal --json interrupt.json`.
+    Interrupt(MicrobenchArgs),
     /// LevelDB GET and SCAN service times on this machine (Table 6.1), sequentially.
+    ///
+    /// Example: `synergy bench leveldb`.
     Leveldb(app_commands::BenchLeveldbArgs),
     /// The runtime's ring next to crossbeam's ArrayQueue and work-stealing deque, side by side.
+    ///
+    /// Example: `synergy bench ring --rounds 3 --out results/ring`.
     Ring {
         /// Alternating measurement rounds (the median is reported).
         #[arg(long, default_value_t = 7)]
@@ -495,58 +580,10 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
-    /// Syrup's socket-steering figures, simulated at the paper's scale (6 workers, no stealing):
-    /// Fig. 2 (hash vs round-robin, 50 flows, GET p99 ≤ 200 µs) and Fig. 6 (99.5% GET / 0.5%
-    /// SCAN of 700 µs: round-robin, SITA, SCAN-avoid, hash; GET p99 ≤ 150 µs, per-type tails).
-    SyrupSim {
-        /// Simulated requests per point.
-        #[arg(long, default_value_t = 200_000)]
-        requests: usize,
-        /// Seeds (hash secrets and arrival sequences): 1..=N.
-        #[arg(long, default_value_t = 5)]
-        seeds: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-syrup).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
-    },
-    /// Shinjuku's figures, simulated at the paper's scale with the faithful dispatcher model
-    /// (14 Shinjuku workers against 16 for d-FCFS/IX and c-FCFS/ZygOS): Fig. 5c (SQ, p99 <= 300 µs),
-    /// Fig. 6a/6b (MQ and SQ, p99 slowdown <= 10 and 50), Fig. 7b (1 and 2 dispatchers, 1 to 22
-    /// workers at saturation).
-    ShinjukuSim {
-        /// Simulated requests per point.
-        #[arg(long, default_value_t = 100_000)]
-        requests: usize,
-        /// Arrival sequence seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-shinjuku).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
-    },
-    /// CoreSync's and Hermes's experiments, simulated at their scale with the runtime's own
-    /// controllers (credit pool, AQM, core grants, CoreSync's parking gate): Table I (goodput at
-    /// 1.0/1.3/1.5x capacity), Fig. 3 (p99 against cores in use), Fig. 7 (R from 10 to 100), and
-    /// Hermes's burst test (1 µs requests, 100 k <-> 5 M req/s, 14 cores).
-    CoresyncSim {
-        /// Measured span of each CoreSync point, in ms (after a warm-up of a fifth of it).
-        #[arg(long, default_value_t = 100)]
-        duration_ms: u64,
-        /// Seeds (arrival sequences): 1..=N.
-        #[arg(long, default_value_t = 3)]
-        seeds: u64,
-        /// Length of each rate of the burst test, in ms (Hermes: 1000).
-        #[arg(long, default_value_t = 1000)]
-        burst_phase_ms: u64,
-        /// Low-high cycles of the burst test.
-        #[arg(long, default_value_t = 2)]
-        burst_cycles: usize,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-coresync).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
-    },
     /// Ingress steering's cost per datagram: hash (no program), random, sita, scan-avoid and tokens over a group
     /// of kernel UDP sockets, loopback, side by side in one run (issue 19).
+    ///
+    /// Example: `synergy bench steering --sockets 4`.
     Steering {
         /// Sockets in the group (workers).
         #[arg(long, default_value_t = 4)]
@@ -561,11 +598,9 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
-    /// The real runtime at N workers beside the simulator's prediction for the same N and this
-    /// machine's measured preemption cost: highest load under the SLO per system (issue 20;
-    /// scripts/scale-bench.sh runs it on a many-core machine).
-    Scale(ScaleArgs),
     /// Compiler-interrupt probe overhead: three loops plain, probed every iteration and every 64.
+    ///
+    /// Example: `synergy bench probes --rounds 5`.
     Probes {
         /// Alternating rounds (medians and the worst round are reported).
         #[arg(long, default_value_t = 11)]
@@ -581,6 +616,8 @@ enum BenchCommand {
         out: Option<PathBuf>,
     },
     /// The timer core's cost per worker watched, over 1 to 30 fake workers in each worker state.
+    ///
+    /// Example: `synergy bench scan --workers 1,8,16`.
     Scan {
         /// Worker counts to measure (comma-separated).
         #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8, 16, 30])]
@@ -600,6 +637,8 @@ enum BenchCommand {
     },
     /// The preemption entry's extended-state save + restore (XSAVE vs XSAVEC) with SSE, AVX2 or
     /// AVX-512 state live: bytes written and time.
+    ///
+    /// Example: `synergy bench xsave --out results/xsave`.
     Xsave {
         /// Alternating rounds (the median is reported).
         #[arg(long, default_value_t = 9)]
@@ -611,8 +650,97 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
+    /// The timer core's loop period with a sched_yield per loop and without, side by side.
+    ///
+    /// Example: `synergy bench timer --duration-ms 500`.
+    Timer {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+        /// Length of each of the two measurements, in ms.
+        #[arg(long, default_value_t = 1000)]
+        duration_ms: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/timer-loop).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Discrete-event simulation of the thesis's setups (14+ workers) under every policy: p99.9
+    /// slowdown vs load, the highest load under the SLO, and the thesis's numbers next to it.
+    ///
+    /// Example: `synergy sim thesis --workload zippydb --policies synergy,shinjuku`.
+    Thesis(SimulateArgs),
+    /// Syrup's socket-steering figures, simulated at the paper's scale (6 workers, no stealing):
+    /// Fig. 2 (hash vs round-robin, 50 flows, GET p99 ≤ 200 µs) and Fig. 6 (99.5% GET / 0.5%
+    /// SCAN of 700 µs: round-robin, SITA, SCAN-avoid, hash; GET p99 ≤ 150 µs, per-type tails).
+    ///
+    /// Example: `synergy sim syrup --seeds 2`.
+    Syrup {
+        /// Simulated requests per point.
+        #[arg(long, default_value_t = 200_000)]
+        requests: usize,
+        /// Seeds (hash secrets and arrival sequences): 1..=N.
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-syrup).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
+    /// Shinjuku's figures, simulated at the paper's scale with the faithful dispatcher model
+    /// (14 Shinjuku workers against 16 for d-FCFS/IX and c-FCFS/ZygOS): Fig. 5c (SQ, p99 <= 300 µs),
+    /// Fig. 6a/6b (MQ and SQ, p99 slowdown <= 10 and 50), Fig. 7b (1 and 2 dispatchers, 1 to 22
+    /// workers at saturation).
+    ///
+    /// Example: `synergy sim shinjuku --out results/sim-shinjuku`.
+    Shinjuku {
+        /// Simulated requests per point.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// Arrival sequence seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-shinjuku).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
+    /// CoreSync's and Hermes's experiments, simulated at their scale with the runtime's own
+    /// controllers (credit pool, AQM, core grants, CoreSync's parking gate): Table I (goodput at
+    /// 1.0/1.3/1.5x capacity), Fig. 3 (p99 against cores in use), Fig. 7 (R from 10 to 100), and
+    /// Hermes's burst test (1 µs requests, 100 k <-> 5 M req/s, 14 cores).
+    ///
+    /// Example: `synergy sim coresync --seeds 1`.
+    Coresync {
+        /// Measured span of each CoreSync point, in ms (after a warm-up of a fifth of it).
+        #[arg(long, default_value_t = 100)]
+        duration_ms: u64,
+        /// Seeds (arrival sequences): 1..=N.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Length of each rate of the burst test, in ms (Hermes: 1000).
+        #[arg(long, default_value_t = 1000)]
+        burst_phase_ms: u64,
+        /// Low-high cycles of the burst test.
+        #[arg(long, default_value_t = 2)]
+        burst_cycles: usize,
+        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-coresync).
+        #[arg(long, value_name = "BASE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Server + load generator over a range of loads, per preemption mode: JSON, CSV and an SVG
+    /// of p99.9 slowdown and latency vs throughput (like the thesis's Figure 6.1).
+    ///
+    /// Example: `synergy sweep preempt --modes none,signal --loads 0.5,0.8`.
+    Preempt(net_commands::SweepArgs),
     /// Idle workers spinning vs parking (--idle), alternating at each load: worker CPU over wall
     /// time, cores in use, short requests' latency, wake-ups.
+    ///
+    /// Example: `synergy sweep idle --loads 0.1,0.5 --idle-poll-us 5`.
     Idle {
         #[command(flatten)]
         runtime: RuntimeArgs,
@@ -634,6 +762,8 @@ enum BenchCommand {
     },
     /// Overload control over kernel UDP: --overload none (open-loop client) and credits (sessions
     /// obeying credits) at each load: goodput, rejects, kernel drops, client queueing, latency.
+    ///
+    /// Example: `synergy sweep overload --loads 1.0,1.5 --duration-ms 5000`.
     Overload {
         #[command(flatten)]
         runtime: RuntimeArgs,
@@ -657,6 +787,8 @@ enum BenchCommand {
     /// Hermes's burst test on the real server: a step load between two rates, served with
     /// --idle spin, park, and park with CoreSync's credits and coupling; per-step latency and the
     /// cores each burnt.
+    ///
+    /// Example: `synergy sweep burst --low 0.05 --high 0.4`.
     Burst {
         #[command(flatten)]
         runtime: RuntimeArgs,
@@ -682,23 +814,44 @@ enum BenchCommand {
         #[arg(long, value_name = "BASE")]
         out: Option<PathBuf>,
     },
-    /// The timer core's loop period with a sched_yield per loop and without, side by side.
-    Timer {
-        #[command(flatten)]
-        runtime: RuntimeArgs,
-        /// Length of each of the two measurements, in ms.
-        #[arg(long, default_value_t = 1000)]
-        duration_ms: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/timer-loop).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
-    },
+    /// The real runtime at N workers beside the simulator's prediction for the same N and this
+    /// machine's measured preemption cost: highest load under the SLO per system (issue 20;
+    /// scripts/scale-bench.sh runs it on a many-core machine).
+    ///
+    /// Example: `synergy sweep scale --workers 4`.
+    Scale(ScaleArgs),
 }
 
 #[derive(clap::Args)]
 struct ConfigArgs {
     #[command(flatten)]
     runtime: RuntimeArgs,
+}
+
+/// `synergy kernel ...`: runs the script under scripts/kernel/ of the synergy checkout that holds
+/// the working directory (or this binary), with the terminal's streams; its failure is ours (1).
+fn kernel_script(k: KernelCommand) -> ExitCode {
+    let (script, args) = match k {
+        KernelCommand::Build => ("build.sh", Vec::new()),
+        KernelCommand::Package { args } => ("package.sh", args),
+        KernelCommand::Test => ("qemu-test.sh", Vec::new()),
+        KernelCommand::Lint => ("lint-modules.sh", Vec::new()),
+    };
+    let roots = std::env::current_dir().ok().into_iter().chain(std::env::current_exe().ok());
+    let Some(root) = roots
+        .flat_map(|p| p.ancestors().map(std::path::Path::to_path_buf).collect::<Vec<_>>())
+        .find(|d| d.join("scripts/kernel").join(script).is_file() && d.join("kmod_ipi").is_dir())
+    else {
+        return unavailable(format!(
+            "'synergy kernel' runs scripts/kernel/{script} from a synergy checkout, and neither the working \
+             directory nor this binary is inside one: cd into a clone of the repository"
+        ));
+    };
+    match std::process::Command::new("bash").arg(root.join("scripts/kernel").join(script)).args(&args).status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => run_failed(format!("scripts/kernel/{script} failed ({s})")),
+        Err(e) => unavailable(format!("cannot run bash for scripts/kernel/{script}: {e}")),
+    }
 }
 
 /// Exit statuses (docs/cli.md, "Exit codes"): 0 success, and these.
@@ -806,7 +959,7 @@ fn demo(args: DemoArgs) -> ExitCode {
     let mix: Vec<String> =
         w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
     println!(
-        "synergy demo: --policy={}, workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
+        "synergy run: --policy={}, workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
         cfg.policy.name(),
         w.name,
         mix.join(", "),
@@ -871,7 +1024,7 @@ fn demo(args: DemoArgs) -> ExitCode {
             }
         }
         let title =
-            format!("synergy demo: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
+            format!("synergy run: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
         if let Err(e) = std::fs::write(path, bar_chart(&title, "latency (µs, log scale)", &groups, true)) {
             return run_failed(format!("cannot write {}: {e}", path.display()));
         }
@@ -885,9 +1038,13 @@ fn demo(args: DemoArgs) -> ExitCode {
 
 fn main() -> ExitCode {
     logging::init();
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Demo(DemoArgs::parse_default())) {
-        Command::Demo(args) => demo(args),
+    let (args, warning) = renamed::rewrite(std::env::args().collect());
+    if let Some(w) = warning {
+        eprintln!("synergy: warning: {w}");
+    }
+    let cli = Cli::parse_from(args);
+    match cli.command.unwrap_or(Command::Run(DemoArgs::parse_default())) {
+        Command::Run(args) => demo(args),
         Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, json, svg }) => {
             if rounds == 0 || round_trips == 0 {
                 return usage_error("--rounds and --round-trips must be at least 1");
@@ -928,8 +1085,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
-        Command::Bench(BenchCommand::Scale(a)) => bench_scale(a),
-        Command::Bench(BenchCommand::SyrupSim { requests, seeds, out }) => {
+        Command::Sweep(SweepCommand::Scale(a)) => bench_scale(a),
+        Command::Sim(SimCommand::Syrup { requests, seeds, out }) => {
             if requests < 1_000 || seeds == 0 || seeds > 100 {
                 return usage_error("--requests must be at least 1000, --seeds between 1 and 100");
             }
@@ -967,7 +1124,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(BenchCommand::CoresyncSim { duration_ms, seeds, burst_phase_ms, burst_cycles, out }) => {
+        Command::Sim(SimCommand::Coresync { duration_ms, seeds, burst_phase_ms, burst_cycles, out }) => {
             if !(10..=10_000).contains(&duration_ms) || !(1..=20).contains(&seeds) {
                 return usage_error("--duration-ms must be 10-10000 and --seeds 1-20");
             }
@@ -991,7 +1148,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(BenchCommand::ShinjukuSim { requests, seed, out }) => {
+        Command::Sim(SimCommand::Shinjuku { requests, seed, out }) => {
             if requests < 1_000 {
                 return usage_error("--requests must be at least 1000");
             }
@@ -1114,7 +1271,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(BenchCommand::Idle { runtime, workload, loads, duration_ms, rounds, out }) => {
+        Command::Sweep(SweepCommand::Idle { runtime, workload, loads, duration_ms, rounds, out }) => {
             if let Err(e) = check_loads(&loads) {
                 return usage_error(e);
             }
@@ -1141,7 +1298,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(BenchCommand::Overload { runtime, workload, loads, duration_ms, flows, out }) => {
+        Command::Sweep(SweepCommand::Overload { runtime, workload, loads, duration_ms, flows, out }) => {
             if let Err(e) = check_loads(&loads) {
                 return usage_error(e);
             }
@@ -1175,7 +1332,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(BenchCommand::Burst { runtime, workload, low, high, step_ms, duration_ms, flows, out }) => {
+        Command::Sweep(SweepCommand::Burst { runtime, workload, low, high, step_ms, duration_ms, flows, out }) => {
             if !(low > 0.0 && low < high && high <= 4.0) {
                 return usage_error("--low and --high must satisfy 0 < low < high <= 4 (fractions of capacity)");
             }
@@ -1236,10 +1393,11 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Microbench(args) => microbench(args),
-        Command::Simulate(args) => simulate(args),
+        Command::Bench(BenchCommand::Interrupt(args)) => microbench(args),
+        Command::Sim(SimCommand::Thesis(args)) => simulate(args),
         Command::Serve(args) => net_commands::serve(args),
-        Command::Loadgen(args) => net_commands::loadgen(args),
+        Command::Load(args) => net_commands::loadgen(args),
+        Command::Kernel(k) => kernel_script(k),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             // Into a buffer first: clap_complete panics on a write error (a closed pipe).
@@ -1260,7 +1418,7 @@ fn main() -> ExitCode {
             print!("{}", reference::markdown(&Cli::command()));
             ExitCode::SUCCESS
         }
-        Command::Sweep(args) => net_commands::sweep(args),
+        Command::Sweep(SweepCommand::Preempt(args)) => net_commands::sweep(args),
         Command::Validate(args) => validate::run(args),
         Command::Config(args) => match args.runtime.resolve() {
             Ok((cfg, placement)) => {
@@ -1305,5 +1463,52 @@ impl DemoArgs {
             d: DemoArgs,
         }
         Only::parse_from(["synergy"]).d
+    }
+}
+
+#[cfg(test)]
+mod help_examples {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    /// Every command's `Example: `...`` from its help, with the words after `synergy`.
+    fn examples(c: &clap::Command, out: &mut Vec<(String, String)>, path: &str) {
+        let help = c.get_long_about().or(c.get_about()).map(|s| s.to_string()).unwrap_or_default();
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some(rest) = flat.split_once("Example: `").map(|(_, r)| r) {
+            let example = rest.split('`').next().unwrap_or_default().to_string();
+            out.push((path.to_string(), example));
+        }
+        for sub in c.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+            examples(sub, out, &format!("{path} {}", sub.get_name()));
+        }
+    }
+
+    #[test]
+    fn every_command_shows_an_example_that_parses() {
+        let root = Cli::command();
+        let mut found = Vec::new();
+        examples(&root, &mut found, "synergy");
+        let mut paths = Vec::new();
+        for c in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+            paths.push(format!("synergy {}", c.get_name()));
+            for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+                paths.push(format!("synergy {} {}", c.get_name(), sub.get_name()));
+            }
+        }
+        for path in &paths {
+            assert!(found.iter().any(|(p, _)| p == path), "{path} has no example in its help");
+        }
+        for (path, example) in &found {
+            // What the shell does after the command is not ours to parse.
+            let command = example.split(" > ").next().unwrap().split(" | ").next().unwrap();
+            // Environment assignments before the command are the shell's too.
+            let words: Vec<&str> = command.split_whitespace().skip_while(|w| w.contains('=')).collect();
+            assert_eq!(words[0], "synergy", "{path}: {example}");
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!("{path}: the example `{example}` does not parse: {e}");
+            }
+        }
+        assert!(found.len() >= 10, "{found:?}");
     }
 }

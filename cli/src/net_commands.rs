@@ -29,8 +29,8 @@ pub struct ServeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<u64>,
-    /// Data plane: kernel UDP sockets, or DPDK (falls back to UDP, saying why, if DPDK cannot
-    /// start); `--app memcached`: tcp (its default), udp (memcached's frame header), or tcp+udp
+    /// Data plane: kernel UDP sockets, or DPDK (a build without DPDK, or a port that cannot
+    /// start, is an error with exit status 3, never a fallback to UDP); `--app memcached`: tcp (its default), udp (memcached's frame header), or tcp+udp
     /// (both on the same address and port, one store, as memcached's -p and -U together).
     #[arg(long, value_enum)]
     transport: Option<TransportKind>,
@@ -517,7 +517,7 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         }
         AppName::Memcached => {
             return usage_error(
-                "synergy loadgen does not speak memcached yet: drive `serve --app memcached` with memcaslap",
+                "synergy load does not speak memcached yet: drive `serve --app memcached` with memcaslap",
             );
         }
     };

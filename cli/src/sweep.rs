@@ -1,4 +1,4 @@
-//! `synergy sweep`: the thesis's Figure 6.1 measurement on one machine — for each preemption mode
+//! `synergy sweep preempt`: the thesis's Figure 6.1 measurement on one machine — for each preemption mode
 //! and each offered load, start a UDP server, drive it with the open-loop load generator, stop it,
 //! and record p99.9 slowdown and latency against achieved throughput. Writes JSON, CSV and an SVG
 //! with both panels (one line per mode), and reports the highest load meeting the slowdown SLO.

@@ -28,53 +28,53 @@ const LEVELDB_COUNT_ERROR: &str = if cfg!(feature = "leveldb") {
 #[test]
 fn bad_values_are_rejected_with_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[
-        (&["demo", "--workers", "0"], "workers must be between 1"),
-        (&["demo", "--quantum-factor", "-1"], "quantum_factor must be a positive number"),
-        (&["demo", "--load", "0"], "--load must be in (0, 2]"),
-        (&["demo", "--timer-core", "4096"], "timer core CPU 4096 is not available"),
-        (&["demo", "--preempt", "smoke"], "invalid value 'smoke'"),
-        (&["demo", "--workers", "many"], "invalid value 'many'"),
-        (&["demo", "--config", "/nonexistent.toml"], "cannot read config file /nonexistent.toml"),
+        (&["run", "--workers", "0"], "workers must be between 1"),
+        (&["run", "--quantum-factor", "-1"], "quantum_factor must be a positive number"),
+        (&["run", "--load", "0"], "--load must be in (0, 2]"),
+        (&["run", "--timer-core", "4096"], "timer core CPU 4096 is not available"),
+        (&["run", "--preempt", "smoke"], "invalid value 'smoke'"),
+        (&["run", "--workers", "many"], "invalid value 'many'"),
+        (&["run", "--config", "/nonexistent.toml"], "cannot read config file /nonexistent.toml"),
         (&["bench", "ctx", "--rounds", "0"], "--rounds and --round-trips must be at least 1"),
-        (&["microbench", "--runs", "0"], "--runs must be between 1"),
-        (&["loadgen", "--rps", "0"], "the offered load must be a positive number"),
-        (&["loadgen", "--rps", "100", "--target", "nonsense"], "--target \"nonsense\""),
-        (&["loadgen", "--rps", "100", "--flows", "0"], "--flows must be between 1 and 4096"),
-        (&["loadgen", "--rps", "100", "--duration-ms", "0"], "--duration-ms must be between 1"),
-        (&["sweep", "--loads", "3"], "--loads must be fractions of capacity"),
-        (&["sweep", "--slo", "0.5"], "--slo must be above 1"),
+        (&["bench", "interrupt", "--runs", "0"], "--runs must be between 1"),
+        (&["load", "--rps", "0"], "the offered load must be a positive number"),
+        (&["load", "--rps", "100", "--target", "nonsense"], "--target \"nonsense\""),
+        (&["load", "--rps", "100", "--flows", "0"], "--flows must be between 1 and 4096"),
+        (&["load", "--rps", "100", "--duration-ms", "0"], "--duration-ms must be between 1"),
+        (&["sweep", "preempt", "--loads", "3"], "--loads must be fractions of capacity"),
+        (&["sweep", "preempt", "--slo", "0.5"], "--slo must be above 1"),
         (&["serve", "--bind", "999.1.1.1:7"], "--bind \"999.1.1.1:7\""),
         (&["serve", "--transport", "carrier-pigeon"], "invalid value 'carrier-pigeon'"),
-        (&["simulate", "--policies", "fifo"], "unknown policy \"fifo\""),
-        (&["simulate", "--workers", "0"], "--workers must be between 1 and 1024"),
-        (&["simulate", "--requests", "5"], "--requests must be between 1000"),
-        (&["simulate", "--loads", "0"], "--loads must be fractions of capacity"),
-        (&["simulate", "--flows", "0"], "--flows must be at least 1"),
-        (&["simulate", "--shinjuku-quantum-us", "0"], "--shinjuku-quantum-us must be between 1 and 1000000"),
-        (&["microbench", "--preempt", "none"], "--preempt must name signal, ipi, uintr or ci"),
-        (&["microbench", "--preempt", "ci+signal"], "run --preempt ci,signal"),
-        (&["microbench", "--preempt", "signal,ci,signal"], "--preempt names signal twice"),
-        (&["demo", "--ci-grace-us", "2000000"], "ci_grace_us must be at most 1000000"),
+        (&["sim", "thesis", "--policies", "fifo"], "unknown policy \"fifo\""),
+        (&["sim", "thesis", "--workers", "0"], "--workers must be between 1 and 1024"),
+        (&["sim", "thesis", "--requests", "5"], "--requests must be between 1000"),
+        (&["sim", "thesis", "--loads", "0"], "--loads must be fractions of capacity"),
+        (&["sim", "thesis", "--flows", "0"], "--flows must be at least 1"),
+        (&["sim", "thesis", "--shinjuku-quantum-us", "0"], "--shinjuku-quantum-us must be between 1 and 1000000"),
+        (&["bench", "interrupt", "--preempt", "none"], "--preempt must name signal, ipi, uintr or ci"),
+        (&["bench", "interrupt", "--preempt", "ci+signal"], "run --preempt ci,signal"),
+        (&["bench", "interrupt", "--preempt", "signal,ci,signal"], "--preempt names signal twice"),
+        (&["run", "--ci-grace-us", "2000000"], "ci_grace_us must be at most 1000000"),
         (&["bench", "scan", "--workers", "0"], "--workers must list worker counts between 1 and 4096"),
         (&["bench", "xsave", "--pairs", "0"], "--rounds and --pairs must be at least 1"),
         (&["serve", "--policy", "linux"], "invalid value 'linux'"),
-        (&["sweep", "--policies", "synergy,darc"], "policy darc reserves darc_reserved_workers (1)"),
+        (&["sweep", "preempt", "--policies", "synergy,darc"], "policy darc reserves darc_reserved_workers (1)"),
         (
-            &["demo", "--policy", "darc", "--workers", "2", "--darc-reserved-workers", "2", "--pin", "false"],
+            &["run", "--policy", "darc", "--workers", "2", "--darc-reserved-workers", "2", "--pin", "false"],
             "darc_reserved_workers",
         ),
-        (&["simulate", "--policies", "synergy-d10"], "unknown policy \"synergy-d10\""),
-        (&["demo", "--idle", "doze"], "invalid value 'doze'"),
-        (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "mq"], "needs shinjuku_slo_us"),
+        (&["sim", "thesis", "--policies", "synergy-d10"], "unknown policy \"synergy-d10\""),
+        (&["run", "--idle", "doze"], "invalid value 'doze'"),
+        (&["run", "--policy", "shinjuku", "--shinjuku-queues", "mq"], "needs shinjuku_slo_us"),
         (
-            &["demo", "--policy", "shinjuku", "--shinjuku-quantum-us", "0"],
+            &["run", "--policy", "shinjuku", "--shinjuku-quantum-us", "0"],
             "shinjuku_quantum_us must be between 1 and 1000",
         ),
-        (&["demo", "--policy", "shinjuku", "--shinjuku-queues", "pq"], "invalid value 'pq'"),
-        (&["demo", "--policy", "shinjuku", "--shinjuku-preempted", "middle"], "invalid value 'middle'"),
-        (&["demo", "--policy", "shinjuku", "--dispatchers", "3"], "between 1 and workers (1) dispatchers"),
-        (&["demo", "--policy", "shinjuku", "--preempt", "ci"], "preempts by interrupt from its dispatcher"),
-        (&["demo", "--idle", "park", "--idle-poll-us", "5000000"], "idle_poll_us must be at most 1000000"),
+        (&["run", "--policy", "shinjuku", "--shinjuku-queues", "pq"], "invalid value 'pq'"),
+        (&["run", "--policy", "shinjuku", "--shinjuku-preempted", "middle"], "invalid value 'middle'"),
+        (&["run", "--policy", "shinjuku", "--dispatchers", "3"], "between 1 and workers (1) dispatchers"),
+        (&["run", "--policy", "shinjuku", "--preempt", "ci"], "preempts by interrupt from its dispatcher"),
+        (&["run", "--idle", "park", "--idle-poll-us", "5000000"], "idle_poll_us must be at most 1000000"),
         (&["bench", "idle", "--loads", "0"], "--loads must be fractions of capacity"),
         (&["bench", "burst", "--low", "0.5", "--high", "0.4"], "--low and --high must satisfy"),
         (&["serve", "--coresync-r=-1"], "coresync_r must be in [0, 1e6]"),
@@ -102,13 +102,13 @@ fn bad_values_are_rejected_with_a_clear_error() {
 #[test]
 fn commands_that_cannot_run_here_exit_3_and_say_why() {
     let cases: &[(&[&str], &str)] = &[
-        (&["microbench", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
+        (&["bench", "interrupt", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
         (&["bench", "scale", "--workers", "4096"], "need 4097 CPUs"),
         // kmod_ipi is never loaded on the host (the guest runs it).
-        (&["demo", "--preempt", "ipi"], "insmod kmod_ipi.ko"),
+        (&["run", "--preempt", "ipi"], "insmod kmod_ipi.ko"),
         // No UINTR under this VM (CPUID.7.0:EDX[5] = 0 on every host CI draws), and no kmod_uintr.
-        (&["microbench", "--preempt", "uintr"], "kmod_uintr"),
-        (&["demo", "--preempt", "uintr"], "kmod_uintr"),
+        (&["bench", "interrupt", "--preempt", "uintr"], "kmod_uintr"),
+        (&["run", "--preempt", "uintr"], "kmod_uintr"),
         // Without DPDK compiled in, or without the device: an error, not kernel UDP instead.
         // (the EAL arguments let a DPDK build start without hugepages, to find no such device).
         (
@@ -171,7 +171,7 @@ fn completions_and_the_manual_page_name_every_command() {
         let o = synergy(&["completions", shell]);
         assert!(o.status.success(), "{shell}: {}", stderr(&o));
         let text = String::from_utf8_lossy(&o.stdout);
-        for word in ["demo", "serve", "loadgen", "sweep", "validate", "thresh-wqd-us"] {
+        for word in ["run", "serve", "load", "sweep", "bench", "sim", "kernel", "validate", "thresh-wqd-us"] {
             assert!(text.contains(word), "{shell} completions lack {word}");
         }
     }
@@ -193,7 +193,7 @@ fn docs_cli_md_holds_the_generated_reference() {
     let marker = generated.lines().next().expect("the marker line first");
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
     let at = page.find(marker).expect("docs/cli.md has the generated reference's marker line");
-    assert!(generated.contains("`--thresh-wqd-us <US>`") && generated.contains("### `synergy bench scale`"));
+    assert!(generated.contains("`--thresh-wqd-us <US>`") && generated.contains("### `synergy sweep scale`"));
     assert!(
         page[at..] == generated,
         "docs/cli.md's reference is stale: run `synergy reference-markdown` and replace everything from the marker line on"
@@ -237,7 +237,7 @@ fn config_file_errors_name_the_file_and_key() {
 fn demo_prints_a_latency_table_and_answers_everything() {
     let _serial = common::serial();
     let json = std::env::temp_dir().join(format!("synergy-demo-{}.json", std::process::id()));
-    let o = synergy(&["demo", "--duration-ms", "300", "--json", json.to_str().unwrap()]);
+    let o = synergy(&["run", "--duration-ms", "300", "--json", json.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.contains("p99.9 µs") && out.contains("signal") && out.contains("none"), "{out}");
@@ -378,7 +378,8 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
     let mode = common::preempt_mode_name();
     let paths: Vec<&str> = if mode == "ci" { vec!["ci"] } else { vec![mode, "ci"] };
     let o = synergy(&[
-        "microbench",
+        "bench",
+        "interrupt",
         "--preempt",
         &paths.join(","),
         "--runs",
@@ -442,12 +443,13 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `synergy sweep` with `extra` arguments at one low load and returns its JSON result.
+/// Runs `synergy sweep preempt` with `extra` arguments at one low load and returns its JSON result.
 fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
     let _g = common::serial();
     let dir = std::env::temp_dir().join(format!("synergy-sweep-{name}-{}", std::process::id()));
     let mut args = vec![
         "sweep",
+        "preempt",
         "--loads",
         "0.1",
         "--duration-ms",
@@ -652,7 +654,7 @@ fn sweep_serves_leveldb_and_reports_its_service_times() {
 #[test]
 fn a_stripped_binary_says_it_cannot_guard_panics() {
     let _g = common::serial();
-    let built = synergy(&["demo", "--duration-ms", "200"]);
+    let built = synergy(&["run", "--duration-ms", "200"]);
     assert!(built.status.success(), "{}", stderr(&built));
     assert!(!stderr(&built).contains("cannot locate std's panic count"), "{}", stderr(&built));
     let stripped = std::env::temp_dir().join(format!("synergy-stripped-{}", std::process::id()));
@@ -663,7 +665,7 @@ fn a_stripped_binary_says_it_cannot_guard_panics() {
         .status()
         .expect("strip (binutils) must be installed for this test");
     assert!(s.success());
-    let o = Command::new(&stripped).args(["demo", "--duration-ms", "200"]).output().expect("run the stripped binary");
+    let o = Command::new(&stripped).args(["run", "--duration-ms", "200"]).output().expect("run the stripped binary");
     let _ = std::fs::remove_file(&stripped);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -729,5 +731,35 @@ fn validate_reports_what_this_machine_lacks_and_fails_on_it() {
     for f in ["microbench.json", "microbench.csv", "microbench.svg", "demo-signal.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The commands renamed by the grouping (issue 43, item 1) still run for one release, with a
+/// warning naming the new spelling (CHANGELOG.md).
+#[test]
+fn renamed_commands_still_run_for_one_release_with_a_warning() {
+    for (old, new, error) in [
+        (&["simulate", "--workers", "0"][..], "'synergy sim thesis'", "--workers must be between 1 and 1024"),
+        (&["loadgen", "--rps", "0"][..], "'synergy load'", "the offered load must be a positive number"),
+        (&["sweep", "--slo", "0.5"][..], "'synergy sweep preempt <flags>'", "--slo must be above 1"),
+    ] {
+        let o = synergy(old);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{old:?}: {e}");
+        assert!(e.contains(&format!("is now {new}")) && e.contains(error), "{old:?}: {e}");
+    }
+}
+
+/// `synergy kernel` runs the checkout's scripts; outside a checkout it says so, status 3.
+#[test]
+fn the_kernel_commands_need_a_checkout() {
+    let dir = std::env::temp_dir().join(format!("synergy-no-checkout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("synergy");
+    std::fs::copy(env!("CARGO_BIN_EXE_synergy"), &bin).unwrap();
+    let o = Command::new(&bin).args(["kernel", "lint"]).current_dir(&dir).output().unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(e.contains("scripts/kernel/lint-modules.sh from a synergy checkout"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

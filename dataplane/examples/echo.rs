@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p synergy-net --example echo -- 127.0.0.1:7000
-//! synergy loadgen --target 127.0.0.1:7000 --rps 10000 --body-bytes 64
+//! synergy load --target 127.0.0.1:7000 --rps 10000 --body-bytes 64
 //! ```
 //! Safe Rust, public API only: the handler is a plain closure (never preempted: it opens no
 //! preemptible region), the reply's body is the request's own buffer, moved, not copied.

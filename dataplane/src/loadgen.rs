@@ -1,4 +1,4 @@
-//! `synergy loadgen`: an open-loop load generator. Requests of a workload's mix leave at Poisson
+//! `synergy load`: an open-loop load generator. Requests of a workload's mix leave at Poisson
 //! arrival times over `flows` UDP sockets (one source port per flow, so SO_REUSEPORT spreads them
 //! over the server's workers), from a send thread that never waits for replies; a receive thread
 //! collects replies with epoll and records latency (now − the request's send timestamp) and

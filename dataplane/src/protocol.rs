@@ -1,4 +1,4 @@
-//! The wire format between `synergy loadgen` and a synergy server: a 128-byte request header and
+//! The wire format between `synergy load` and a synergy server: a 128-byte request header and
 //! a 64-byte reply header, little-endian, fixed offsets, each followed by its body in protocol
 //! version 2. Decoding never panics: anything that is not exactly a well-formed message is an
 //! error the transport counts and drops (or answers with `status::MALFORMED` when it can read

@@ -8,7 +8,7 @@ use synergy::clock;
 use synergy::request::{Reply, Request};
 use synergy::transport::Transport;
 
-/// An in-process transport that plays a fixed schedule of arrivals to the workers and records when each request was answered (`synergy demo`, the simulator comparisons).
+/// An in-process transport that plays a fixed schedule of arrivals to the workers and records when each request was answered (`synergy run`, the simulator comparisons).
 pub struct ReplayTransport {
     /// Per worker: requests sorted by `arrival_ns` offset from start.
     schedule: Box<[Box<[Request]>]>,

@@ -260,7 +260,7 @@ fn a_second_server_on_a_port_in_use_is_refused_instead_of_joining_its_group() {
 /// Before each request the test waits (on the server's counters, not on time) until the worker
 /// is parked and the timer core has slept again since the last reply, so every round starts from
 /// the state under test and must be answered through a grant. How much CPU an idle server uses is
-/// a number `synergy bench idle` reports, not something a test on a busy machine can assert
+/// a number `synergy sweep idle` reports, not something a test on a busy machine can assert
 /// (issue 38, C2).
 #[test]
 fn an_idle_parked_server_sleeps_its_timer_core_and_answers_every_request() {

@@ -149,7 +149,7 @@ impl Workload {
 
     /// LevelDB (Table 6.1): 50% GET of a random key of `entries` (short), 50% SCAN of all entries
     /// (long), with the given mean service times (the thesis's are `THESIS_LEVELDB_*_NS`;
-    /// `synergy sweep --app leveldb` measures this machine's). Kinds are `LEVELDB_GET` and
+    /// `synergy sweep preempt --app leveldb` measures this machine's). Kinds are `LEVELDB_GET` and
     /// `LEVELDB_SCAN`.
     pub fn leveldb(get_ns: u64, scan_ns: u64, entries: u32) -> Workload {
         Workload {

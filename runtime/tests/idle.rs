@@ -198,7 +198,7 @@ fn an_idle_parked_worker_uses_little_cpu() {
     let s = rt.shutdown();
     // No work, no wake-up: one park, ended by the shutdown; it lasted at least the interval the
     // test waited through (issue 38, C15/B5: a CPU fraction of wall time is a benchmark number,
-    // `synergy bench idle` reports it).
+    // `synergy sweep idle` reports it).
     assert_eq!((s.total.parks, s.total.wakeups), (1, 1), "{:?}", s.total);
     assert!(s.total.parked_ns >= waited.as_nanos() as u64, "parked {} ns of the {waited:?} waited", s.total.parked_ns);
     eprintln!("idle parked worker: {:.3} of its wall time on the CPU (informational)", s.cpu_per_worker_wall());

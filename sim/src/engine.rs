@@ -62,7 +62,7 @@ enum Event {
 /// parks (decided at the timer core's 5 µs looks, the simulator's resolution), the timer core's
 /// grants (`policy::idle::Grants`, the runtime's own decision code) wake one, and a woken worker
 /// takes work `wake_ns` later (the futex wake-up: 33-49 µs measured on this project's KVM host,
-/// `synergy bench idle`).
+/// `synergy sweep idle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SimIdle {
     /// Idle this long before parking (ns).

@@ -1,4 +1,4 @@
-//! `synergy simulate`: every policy over a range of loads on a simulated machine, the highest
+//! `synergy sim thesis`: every policy over a range of loads on a simulated machine, the highest
 //! load each sustains under the p99.9 slowdown SLO, and the thesis's numbers next to them.
 
 use super::engine::SimIdle;
@@ -9,7 +9,7 @@ use synergy_eval::plot::{line_panel, svg_page, Series};
 use synergy_eval::workload::Workload;
 
 #[derive(Debug, Clone)]
-/// A simulated load sweep (`synergy simulate --sweep`).
+/// A simulated load sweep (`synergy sim thesis --sweep`).
 pub struct SimSweepParams {
     /// The workload.
     pub workload: Workload,

@@ -1,4 +1,4 @@
-//! `synergy bench burst`: Hermes's burst test on the real server (issue 18), at this machine's
+//! `synergy sweep burst`: Hermes's burst test on the real server (issue 18), at this machine's
 //! scale. The load generator's rate switches between a low and a high rate every step (Hermes:
 //! 100k and 5M req/s every second on 14 cores); a UDP server runs the same step load once per
 //! idle mode: `spin`, `park`, and `park` with CoreSync's credits and coupling (sessions obeying

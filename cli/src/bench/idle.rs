@@ -1,4 +1,4 @@
-//! `synergy bench idle`: what parking idle workers saves and costs (issue 18). At each offered
+//! `synergy sweep idle`: what parking idle workers saves and costs (issue 18). At each offered
 //! load the demo's workload runs with `--idle spin` and with `--idle park`, alternating round by
 //! round; reported per load and mode (medians over the rounds): the workers' CPU time over their
 //! wall time, the time-weighted cores in use, short requests' p50/p99, parks and the mean

@@ -1,4 +1,4 @@
-//! `synergy microbench`: the interrupt paths of thesis Table 5.1, measured with the runtime's own
+//! `synergy bench interrupt`: the interrupt paths of thesis Table 5.1, measured with the runtime's own
 //! mechanisms. A one-worker runtime without timer core runs one long request whose green thread
 //! spins writing TSC stamps; the benchmark thread, pinned to another CPU, plays the timer core and
 //! interrupts it through the runtime's preempter (`Runtime::interrupt_worker`). The interrupt lands

@@ -1,4 +1,4 @@
-//! Presentation of `synergy microbench` results: the text table, CSV and the SVG bar chart.
+//! Presentation of `synergy bench interrupt` results: the text table, CSV and the SVG bar chart.
 
 use super::interrupt::{MicrobenchResult, THESIS_TABLE_5_1};
 use super::phases::Percentiles;

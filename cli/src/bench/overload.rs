@@ -1,4 +1,4 @@
-//! `synergy bench overload`: overload control over kernel UDP (issue 18). At each offered load
+//! `synergy sweep overload`: overload control over kernel UDP (issue 18). At each offered load
 //! (fractions of the workload's nominal capacity, e.g. 1.0 and 1.5) a UDP server runs once with
 //! `--overload none` against an open-loop load generator and once with `--overload credits`
 //! against sessions that obey their credits; reported side by side: goodput, rejects, requests

@@ -1,4 +1,4 @@
-//! `synergy bench scale`: the real runtime at N workers against the simulator's prediction for
+//! `synergy sweep scale`: the real runtime at N workers against the simulator's prediction for
 //! the same N and this machine's measured preemption cost (issue 20).
 //!
 //! On the machine it runs on, it places the timer core on the first allowed CPU and the workers

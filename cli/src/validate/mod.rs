@@ -162,7 +162,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
 
     let microbench_base = args.out.join("microbench");
     let mut mb = Command::new(&self_exe);
-    mb.args(["microbench", "--preempt", &modes.join(","), "--runs", &args.runs.to_string()]);
+    mb.args(["bench", "interrupt", "--preempt", &modes.join(","), "--runs", &args.runs.to_string()]);
     for ext in ["json", "csv", "svg"] {
         mb.arg(format!("--{ext}")).arg(microbench_base.with_extension(ext));
     }
@@ -176,7 +176,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     for mode in &modes {
         let id = format!("demo.{mode}");
         let mut demo = Command::new(&self_exe);
-        demo.args(["demo", "--preempt", mode, "--duration-ms", &args.demo_ms.to_string(), "--json"])
+        demo.args(["run", "--preempt", mode, "--duration-ms", &args.demo_ms.to_string(), "--json"])
             .arg(args.out.join(format!("demo-{mode}.json")));
         let step = run_step(&id, demo);
         checks.push(Check::new(&id, step.status, format!("{} in {:.0} s", step.status.label(), step.seconds)));

@@ -17,7 +17,7 @@ synergy-test-policies --test-threads=1
 # Preemptible regions and green-thread-locals; a short soak (panics, lock contention, flat memory).
 synergy-test-regions --test-threads=1
 SYNERGY_SOAK_SECS=10 synergy-test-soak --test-threads=1 --nocapture
-synergy demo --preempt ipi --duration-ms 300
+synergy run --preempt ipi --duration-ms 300
 # Unloading while a process has the device open is refused.
 exec 3</dev/synergy_ipi
 if rmmod kmod_ipi 2>/dev/null; then echo "rmmod succeeded while /dev/synergy_ipi was open"; exit 1; fi

@@ -26,7 +26,7 @@ if dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'; then
   SYNERGY_ALLOC_LOCK_REQUESTS=3000 synergy-test-alloc_lock --test-threads=1 one_worker --nocapture
   synergy-test-policies --test-threads=1
   unset SYNERGY_TEST_PREEMPT
-  synergy demo --preempt uintr --duration-ms 300
+  synergy run --preempt uintr --duration-ms 300
   # Bochs sets no CPUID hypervisor bit; bochs-uintr.sh names the emulator on the command line.
   SYNERGY_EMULATOR=$(sed -n 's/.*synergy\.emulator=\([^ ]*\).*/\1/p' /proc/cmdline) \
   synergy-microbench-emit uintr
@@ -38,7 +38,7 @@ else
   # Said loudly (issue 38, A14): the harness counts and prints SYNERGY-TEST-SKIP lines.
   echo "SYNERGY-TEST-SKIP 50-kmod-uintr: end-to-end user interrupts (uintr-deliver, the runtime's tests and the microbenchmark with --preempt uintr): this CPU has no UINTR; run scripts/kernel/bochs-uintr.sh"
   # The runtime names what is missing: the module's diagnosis, not just an echo of the flag (B9).
-  if synergy demo --preempt uintr --duration-ms 10 2>/tmp/err; then echo "--preempt uintr must fail here"; exit 1; fi
+  if synergy run --preempt uintr --duration-ms 10 2>/tmp/err; then echo "--preempt uintr must fail here"; exit 1; fi
   cat /tmp/err
   grep -q "kmod_uintr" /tmp/err
 fi

@@ -33,7 +33,7 @@ pub const BURST_CORES: usize = 14;
 pub const BURST_SESSIONS: usize = 50;
 /// Hermes Indirect's p99.9 peak in the burst test (ns).
 pub const HERMES_BEST_P999_NS: u64 = 54_000;
-/// This project's futex wake-up on its KVM host (`synergy bench idle`: 33-49 µs).
+/// This project's futex wake-up on its KVM host (`synergy sweep idle`: 33-49 µs).
 pub const MEASURED_WAKE_NS: u64 = 40_000;
 
 #[derive(Debug, Clone, Serialize)]
