@@ -73,6 +73,8 @@ step "kernel test bench (QEMU)"
 bash scripts/kernel/qemu-test.sh
 step "kernel packages for the test configuration (scripts/kernel/package.sh --config test)"
 bash scripts/kernel/package.sh --config test --out target/kernel-packages
+step "the synergy tools package (scripts/package-tools.sh: binary, completions, man page, examples, docs; checked)"
+bash scripts/package-tools.sh
 step "hardware validation of this machine (scripts/validate-hardware.sh)"
 set +e
 bash scripts/validate-hardware.sh --runs 20000 --demo-ms 300
