@@ -210,19 +210,19 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
         return run_failed(format!("cannot create {}: {e}", args.out_dir.display()));
     }
-    let csv = format!(
-        "type,count,mean_ns,p50_ns,p99_ns,thesis_mean_ns\nGET,{},{:.1},{},{},{}\nSCAN,{},{:.1},{},{},{}\n",
-        t.get.count,
-        t.get.mean_ns,
-        t.get.p50_ns,
-        t.get.p99_ns,
-        t.thesis_get_ns,
-        t.scan.count,
-        t.scan.mean_ns,
-        t.scan.p50_ns,
-        t.scan.p99_ns,
-        t.thesis_scan_ns
-    );
+    let mut table =
+        synergy_eval::csv::CsvTable::new(&["type", "count", "mean_ns", "p50_ns", "p99_ns", "thesis_mean_ns"]);
+    for (name, x, thesis) in [("GET", &t.get, t.thesis_get_ns), ("SCAN", &t.scan, t.thesis_scan_ns)] {
+        table.row([
+            name.to_string(),
+            x.count.to_string(),
+            format!("{:.1}", x.mean_ns),
+            x.p50_ns.to_string(),
+            x.p99_ns.to_string(),
+            thesis.to_string(),
+        ]);
+    }
+    let csv = table.finish();
     let groups = vec![
         BarGroup {
             label: "GET".into(),

@@ -4,7 +4,6 @@
 //! with both panels (one line per mode), and reports the highest load meeting the slowdown SLO.
 
 use serde::Serialize;
-use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use synergy::config::Config;
@@ -249,54 +248,83 @@ pub fn run(
 }
 
 pub fn csv(r: &SweepResult) -> String {
-    let mut s = String::from(
-        "policy,preempt,load,offered_rps,achieved_rps,sent,answered,lost,send_errors,bad_replies,error_replies,max_send_lag_ns,preemptions,ci_requests,ci_taken,ci_unanswered,slowdown_p999,latency_p999_ns,kernel_drops,rejected,goodput_rps,unsent,client_queue_p99_ns,end_to_end_p99_ns,server_slowdown_p999,server_latency_p999_ns\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "policy",
+        "preempt",
+        "load",
+        "offered_rps",
+        "achieved_rps",
+        "sent",
+        "answered",
+        "lost",
+        "send_errors",
+        "bad_replies",
+        "error_replies",
+        "max_send_lag_ns",
+        "preemptions",
+        "ci_requests",
+        "ci_taken",
+        "ci_unanswered",
+        "slowdown_p999",
+        "latency_p999_ns",
+        "kernel_drops",
+        "rejected",
+        "goodput_rps",
+        "unsent",
+        "client_queue_p99_ns",
+        "end_to_end_p99_ns",
+        "server_slowdown_p999",
+        "server_latency_p999_ns",
+    ]);
     for p in &r.points {
         let x = &p.result;
-        let _ = writeln!(
-            s,
-            "{},{},{:.3},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{:.1},{},{},{},{:.2},{}",
-            p.policy,
-            p.preempt,
-            p.load,
-            x.offered_rps,
-            x.achieved_rps,
-            x.sent,
-            x.answered,
-            x.lost,
-            x.send_errors,
-            x.bad_replies,
-            x.error_replies,
-            x.max_send_lag_ns,
-            p.preemptions,
-            p.ci_requests,
-            p.ci_taken,
-            p.ci_unanswered,
-            x.overall_slowdown_p999,
-            x.overall_latency_p999_ns,
-            p.kernel_drops,
-            x.rejected,
-            x.goodput_rps,
-            x.unsent,
-            x.client_queue_p99_ns,
-            x.end_to_end_p99_ns,
-            x.server_slowdown_p999,
-            x.server_latency_p999_ns
-        );
+        table.row([
+            p.policy.to_string(),
+            p.preempt.to_string(),
+            format!("{:.3}", p.load),
+            format!("{:.1}", x.offered_rps),
+            format!("{:.1}", x.achieved_rps),
+            x.sent.to_string(),
+            x.answered.to_string(),
+            x.lost.to_string(),
+            x.send_errors.to_string(),
+            x.bad_replies.to_string(),
+            x.error_replies.to_string(),
+            x.max_send_lag_ns.to_string(),
+            p.preemptions.to_string(),
+            p.ci_requests.to_string(),
+            p.ci_taken.to_string(),
+            p.ci_unanswered.to_string(),
+            format!("{:.2}", x.overall_slowdown_p999),
+            x.overall_latency_p999_ns.to_string(),
+            p.kernel_drops.to_string(),
+            x.rejected.to_string(),
+            format!("{:.1}", x.goodput_rps),
+            x.unsent.to_string(),
+            x.client_queue_p99_ns.to_string(),
+            x.end_to_end_p99_ns.to_string(),
+            format!("{:.2}", x.server_slowdown_p999),
+            x.server_latency_p999_ns.to_string(),
+        ]);
     }
-    s
+    table.finish()
 }
 
 /// Every kept sample, one line per measured reply: `policy,preempt,load,kind,latency_ns`.
 pub fn samples_csv(r: &SweepResult) -> String {
-    let mut s = String::from("policy,preempt,load,kind,latency_ns\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&["policy", "preempt", "load", "kind", "latency_ns"]);
     for p in &r.points {
         for (kind, l) in &p.result.samples {
-            s.push_str(&format!("{},{},{},{kind},{l}\n", p.policy, p.preempt, p.load));
+            table.row([
+                p.policy.to_string(),
+                p.preempt.to_string(),
+                p.load.to_string(),
+                kind.to_string(),
+                l.to_string(),
+            ]);
         }
     }
-    s
+    table.finish()
 }
 
 /// Two panels like the thesis's Figure 6.1: p99.9 slowdown and p99.9 latency (µs) against

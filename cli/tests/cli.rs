@@ -717,7 +717,7 @@ fn validate_reports_what_this_machine_lacks_and_fails_on_it() {
         assert!(md.contains(&format!("`{p}`")), "report.md must list {p}");
     }
     // CPUID.7.0:EDX[5], read here independently.
-    let uintr = core::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 5) != 0;
+    let uintr = synergy_uapi::uintr::cpu_has_uintr();
     assert_eq!(status("cpu.uintr"), if uintr { "pass" } else { "missing" });
     // Without the modules nothing is loaded or tested; signal is measured and demonstrated.
     assert_eq!(status("modules.load.kmod_ipi"), "not-run");

@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+pub mod csv;
 pub mod plot;
 pub mod report;
 pub mod rng;

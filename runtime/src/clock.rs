@@ -16,8 +16,7 @@ static CAL: OnceLock<Calibration> = OnceLock::new();
 /// Whether the CPU claims an invariant TSC (CPUID 0x8000_0007 EDX bit 8: constant rate in every
 /// power state), whatever SYNERGY_NO_TSC says.
 pub fn cpu_has_invariant_tsc() -> bool {
-    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
-    max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+    raw_cpuid::CpuId::new().get_advanced_power_mgmt_info().is_some_and(|a| a.has_invariant_tsc())
 }
 
 fn invariant_tsc() -> bool {

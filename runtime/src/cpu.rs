@@ -1,6 +1,33 @@
-//! CPU facts and thread placement.
+//! CPU facts and thread placement. CPUID is decoded by name through `raw-cpuid` (leaf 0xD's
+//! sizes, offsets and alignment; the XSAVEC and XINUSE flags); XCR0 itself is an `xgetbv`.
 
+use raw_cpuid::{CpuId, ExtendedState, ExtendedStateInfo};
 use std::io;
+
+/// CPUID leaf 0xD (the XSAVE features and layout), None where the CPU has no XSAVE or the OS
+/// did not enable it (CPUID.1:ECX.OSXSAVE).
+fn xsave_leaf() -> Option<ExtendedStateInfo<raw_cpuid::CpuIdReaderNative>> {
+    if !std::arch::is_x86_feature_detected!("xsave") {
+        return None;
+    }
+    CpuId::new().get_extended_state_info()
+}
+
+/// Leaf 0xD's sub-leaf for state component `i` (2 and up): its size, standard-format offset
+/// and 64-byte alignment in the compacted format. None for a component the CPU does not have.
+fn component_layout(i: u32) -> Option<ExtendedState> {
+    xsave_leaf()?.iter().find(|c| c.subleaf == i)
+}
+
+/// Whether XSAVEC and the compacted form of XRSTOR exist (CPUID.(0DH,1):EAX\[1\]).
+pub fn has_xsavec() -> bool {
+    xsave_leaf().is_some_and(|l| l.has_xsavec())
+}
+
+/// Whether XGETBV with ECX = 1 (XINUSE) exists (CPUID.(0DH,1):EAX\[2\]).
+pub fn has_xinuse() -> bool {
+    xsave_leaf().is_some_and(|l| l.has_xgetbv())
+}
 
 /// CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -33,11 +60,7 @@ pub fn gettid() -> i32 {
 /// Bytes XSAVE writes for the state components enabled in XCR0 (CPUID.(EAX=0DH,ECX=0):EBX), or
 /// None if the CPU or OS lacks XSAVE.
 pub fn xsave_area_size() -> Option<usize> {
-    if !std::arch::is_x86_feature_detected!("xsave") {
-        return None;
-    }
-    let leaf = core::arch::x86_64::__cpuid_count(0xD, 0);
-    Some(leaf.ebx as usize)
+    Some(xsave_leaf()?.xsave_area_size_enabled_features() as usize)
 }
 
 /// How the preemption entry saves the extended state.
@@ -73,7 +96,7 @@ fn xcr0() -> Option<u64> {
 pub fn xsave_format() -> Option<(XsaveFormat, usize)> {
     let standard = xsave_area_size()?;
     let forced_standard = std::env::var("SYNERGY_XSAVE").is_ok_and(|v| v == "standard");
-    if forced_standard || !std::arch::is_x86_feature_detected!("xsavec") {
+    if forced_standard || !has_xsavec() {
         return Some((XsaveFormat::Standard, standard));
     }
     Some((XsaveFormat::Compacted, compacted_size(xcr0()?)))
@@ -102,8 +125,12 @@ pub fn standard_regions(components: u64) -> Vec<Region> {
     (2..63)
         .filter(|i| components & (1u64 << i) != 0)
         .map(|i| {
-            let leaf = core::arch::x86_64::__cpuid_count(0xD, i);
-            Region { component: i, offset: leaf.ebx as usize, size: leaf.eax as usize }
+            let c = component_layout(i);
+            Region {
+                component: i,
+                offset: c.as_ref().map_or(0, |c| c.offset() as usize),
+                size: c.as_ref().map_or(0, |c| c.size() as usize),
+            }
         })
         .collect()
 }
@@ -118,12 +145,15 @@ pub fn compacted_regions(xcomp_bv: u64) -> Vec<Region> {
         if xcomp_bv & (1u64 << i) == 0 {
             continue;
         }
-        let leaf = core::arch::x86_64::__cpuid_count(0xD, i);
-        if leaf.ecx & 2 != 0 {
+        let c = component_layout(i);
+        // ECX[1] of the sub-leaf (raw-cpuid names it `is_compacted_format`): the component
+        // starts on a 64-byte boundary in the compacted format.
+        if c.as_ref().is_some_and(|c| c.is_compacted_format()) {
             offset = offset.next_multiple_of(64);
         }
-        out.push(Region { component: i, offset, size: leaf.eax as usize });
-        offset += leaf.eax as usize;
+        let size = c.as_ref().map_or(0, |c| c.size() as usize);
+        out.push(Region { component: i, offset, size });
+        offset += size;
     }
     out
 }
@@ -167,7 +197,7 @@ mod xsave_tests {
         let xcr0 = xcr0().unwrap();
         let size = compacted_size(xcr0);
         // CPUID.(0DH,1).EBX is the compacted size of XCR0 | IA32_XSS: an upper bound.
-        let with_supervisor = core::arch::x86_64::__cpuid_count(0xD, 1).ebx as usize;
+        let with_supervisor = xsave_leaf().unwrap().xsave_size() as usize;
         assert!(size <= with_supervisor, "{size} > {with_supervisor}");
         // Never larger than the standard format, which has room for every XCR0 component.
         assert!(size <= xsave_area_size().unwrap());

@@ -43,7 +43,7 @@ fn wide_components() -> u64 {
 /// XGETBV with ECX = 1 (XINUSE) exists, CPUID.(EAX=0DH,ECX=1):EAX[2]. What it reports is
 /// printed, never asserted (see the module's comment).
 fn has_xinuse() -> bool {
-    core::arch::x86_64::__cpuid_count(0xD, 1).eax & 4 != 0
+    synergy::cpu::has_xinuse()
 }
 
 /// The image with only SSE in use. Made on the test thread before the runtime starts and moved

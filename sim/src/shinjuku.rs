@@ -390,35 +390,58 @@ pub fn table(r: &ShinjukuResult) -> String {
 
 /// The curves as CSV, one row per system, load and request type.
 pub fn csv(r: &ShinjukuResult) -> String {
-    let mut s = String::from("figure,system,workers,load,offered_rps,completed_all,kept_up,p99_ns,slowdown_p99,class,class_p99_ns,class_slowdown_p99,preemptions\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "figure",
+        "system",
+        "workers",
+        "load",
+        "offered_rps",
+        "completed_all",
+        "kept_up",
+        "p99_ns",
+        "slowdown_p99",
+        "class",
+        "class_p99_ns",
+        "class_slowdown_p99",
+        "preemptions",
+    ]);
     for c in &r.curves {
         for k in 0..c.class_p99_ns.len() {
-            let _ = writeln!(
-                s,
-                "{},{},{},{:.2},{:.0},{},{},{},{:.2},{k},{},{:.2},{}",
-                c.figure,
-                c.system,
-                c.workers,
-                c.load,
-                c.offered_rps,
-                c.completed_all,
-                c.kept_up,
-                c.p99_ns,
-                c.slowdown_p99,
-                c.class_p99_ns[k],
-                c.class_slowdown_p99[k],
-                c.preemptions
-            );
+            table.row([
+                c.figure.to_string(),
+                c.system.to_string(),
+                c.workers.to_string(),
+                format!("{:.2}", c.load),
+                format!("{:.0}", c.offered_rps),
+                c.completed_all.to_string(),
+                c.kept_up.to_string(),
+                c.p99_ns.to_string(),
+                format!("{:.2}", c.slowdown_p99),
+                k.to_string(),
+                c.class_p99_ns[k].to_string(),
+                format!("{:.2}", c.class_slowdown_p99[k]),
+                c.preemptions.to_string(),
+            ]);
         }
     }
     for p in &r.scale {
-        let _ = writeln!(
-            s,
-            "fig7b,shinjuku {} dispatcher(s) {} ns,{},,{:.0},true,true,,,,,,",
-            p.dispatchers, p.dispatch_ns, p.workers, p.throughput_rps
-        );
+        table.row([
+            String::from("fig7b"),
+            format!("shinjuku {} dispatcher(s) {} ns", p.dispatchers, p.dispatch_ns),
+            p.workers.to_string(),
+            String::new(),
+            format!("{:.0}", p.throughput_rps),
+            String::from("true"),
+            String::from("true"),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
     }
-    s
+    table.finish()
 }
 
 /// Fig. 5c (p99 µs), 6a and 6b (p99 slowdown), log y, against offered load in M req/s; Fig. 7b

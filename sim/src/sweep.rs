@@ -179,29 +179,37 @@ pub fn run(p: &SimSweepParams, mut progress: impl FnMut(&str, f64, &SimResult)) 
 
 /// The points as CSV.
 pub fn csv(r: &SimSweepResult) -> String {
-    let mut s = String::from(
-        "policy,load,offered_rps,slowdown_p999,short_p999_ns,long_p999_ns,mean_wait_ns,preemptions,steals,cores_in_use,wakeups\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "policy",
+        "load",
+        "offered_rps",
+        "slowdown_p999",
+        "short_p999_ns",
+        "long_p999_ns",
+        "mean_wait_ns",
+        "preemptions",
+        "steals",
+        "cores_in_use",
+        "wakeups",
+    ]);
     for (load, x) in &r.points {
         let short = x.classes.first().map_or(0, |c| c.p999_ns);
         let long = x.classes.last().map_or(0, |c| c.p999_ns);
-        let _ = writeln!(
-            s,
-            "{},{:.3},{:.0},{:.2},{},{},{:.0},{},{},{:.3},{}",
-            x.policy,
-            load,
-            x.offered_rps,
-            x.overall_slowdown_p999,
-            short,
-            long,
-            x.mean_wait_ns,
-            x.preemptions,
-            x.steals,
-            x.cores_in_use,
-            x.wakeups
-        );
+        table.row([
+            x.policy.to_string(),
+            format!("{:.3}", load),
+            format!("{:.0}", x.offered_rps),
+            format!("{:.2}", x.overall_slowdown_p999),
+            short.to_string(),
+            long.to_string(),
+            format!("{:.0}", x.mean_wait_ns),
+            x.preemptions.to_string(),
+            x.steals.to_string(),
+            format!("{:.3}", x.cores_in_use),
+            x.wakeups.to_string(),
+        ]);
     }
-    s
+    table.finish()
 }
 
 /// p99.9 slowdown and p99.9 latency of the longest class against offered load, one line per policy.

@@ -12,7 +12,6 @@ use super::engine;
 use super::steered::{Rule, Steered};
 use super::{arrivals, Overheads};
 use serde::Serialize;
-use std::fmt::Write;
 use synergy_eval::plot::{line_panel, svg_page, Series};
 use synergy_eval::workload::{RequestType, Workload};
 
@@ -202,28 +201,38 @@ impl SyrupFigure {
 
 /// Every point as CSV.
 pub fn csv(r: &SyrupResult) -> String {
-    let mut s = String::from("figure,rule,seed,load,offered_rps,class,p99_ns,p999_ns,slowdown_p99,slowdown_p999\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "figure",
+        "rule",
+        "seed",
+        "load",
+        "offered_rps",
+        "class",
+        "p99_ns",
+        "p999_ns",
+        "slowdown_p99",
+        "slowdown_p999",
+    ]);
     for f in [&r.fig2, &r.fig6] {
         for p in &f.points {
             for c in 0..p.p99_ns.len() {
                 let class = if c == 0 { "get" } else { "scan" };
-                let _ = writeln!(
-                    s,
-                    "{},{},{},{:.2},{:.0},{class},{},{},{:.2},{:.2}",
-                    f.figure,
-                    p.rule,
-                    p.seed,
-                    p.load,
-                    p.offered_rps,
-                    p.p99_ns[c],
-                    p.p999_ns[c],
-                    p.slowdown_p99[c],
-                    p.slowdown_p999[c]
-                );
+                table.row([
+                    f.figure.to_string(),
+                    p.rule.to_string(),
+                    p.seed.to_string(),
+                    format!("{:.2}", p.load),
+                    format!("{:.0}", p.offered_rps),
+                    class.to_string(),
+                    p.p99_ns[c].to_string(),
+                    p.p999_ns[c].to_string(),
+                    format!("{:.2}", p.slowdown_p99[c]),
+                    format!("{:.2}", p.slowdown_p999[c]),
+                ]);
             }
         }
     }
-    s
+    table.finish()
 }
 
 /// p99 (µs, log) against offered load (k req/s) for the first seed: Fig. 2, Fig. 6's GETs and

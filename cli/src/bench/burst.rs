@@ -203,28 +203,35 @@ pub fn table(b: &BurstBench) -> String {
 
 /// One row per mode and step.
 pub fn csv(b: &BurstBench) -> String {
-    let mut s = String::from(
-        "mode,cores_in_use,worker_cpu_per_wall,timer_cpu_per_wall,step_start_ms,offered_rps,served,p50_ns,p99_ns,p999_ns\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "mode",
+        "cores_in_use",
+        "worker_cpu_per_wall",
+        "timer_cpu_per_wall",
+        "step_start_ms",
+        "offered_rps",
+        "served",
+        "p50_ns",
+        "p99_ns",
+        "p999_ns",
+    ]);
     for r in &b.runs {
         for st in &r.result.steps {
-            let _ = writeln!(
-                s,
-                "{},{:.4},{:.4},{:.4},{:.1},{:.1},{},{},{},{}",
-                r.mode,
-                r.cores_in_use,
-                r.worker_cpu_per_wall,
-                r.timer_cpu_per_wall,
-                st.start_ms,
-                st.offered_rps,
-                st.served,
-                st.p50_ns,
-                st.p99_ns,
-                st.p999_ns
-            );
+            table.row([
+                r.mode.to_string(),
+                format!("{:.4}", r.cores_in_use),
+                format!("{:.4}", r.worker_cpu_per_wall),
+                format!("{:.4}", r.timer_cpu_per_wall),
+                format!("{:.1}", st.start_ms),
+                format!("{:.1}", st.offered_rps),
+                st.served.to_string(),
+                st.p50_ns.to_string(),
+                st.p99_ns.to_string(),
+                st.p999_ns.to_string(),
+            ]);
         }
     }
-    s
+    table.finish()
 }
 
 /// Each step's p99.9 and p50 over time, one line per mode (log scale).

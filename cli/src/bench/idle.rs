@@ -146,29 +146,37 @@ pub fn table(b: &IdleBench) -> String {
 }
 
 pub fn csv(b: &IdleBench) -> String {
-    let mut s = String::from(
-        "load,idle,cpu_per_worker_wall,cores_in_use,short_p50_ns,short_p99_ns,long_p99_ns,parks,mean_wake_latency_ns,answered,requests\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "load",
+        "idle",
+        "cpu_per_worker_wall",
+        "cores_in_use",
+        "short_p50_ns",
+        "short_p99_ns",
+        "long_p99_ns",
+        "parks",
+        "mean_wake_latency_ns",
+        "answered",
+        "requests",
+    ]);
     for p in &b.points {
         for m in [&p.spin, &p.park] {
-            let _ = writeln!(
-                s,
-                "{},{},{:.4},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{},{}",
-                p.load,
-                m.idle,
-                m.cpu_per_worker_wall,
-                m.cores_in_use,
-                m.short_p50_ns,
-                m.short_p99_ns,
-                m.long_p99_ns,
-                m.parks,
-                m.mean_wake_latency_ns,
-                m.answered,
-                m.requests
-            );
+            table.row([
+                p.load.to_string(),
+                m.idle.to_string(),
+                format!("{:.4}", m.cpu_per_worker_wall),
+                format!("{:.3}", m.cores_in_use),
+                format!("{:.0}", m.short_p50_ns),
+                format!("{:.0}", m.short_p99_ns),
+                format!("{:.0}", m.long_p99_ns),
+                format!("{:.0}", m.parks),
+                format!("{:.0}", m.mean_wake_latency_ns),
+                m.answered.to_string(),
+                m.requests.to_string(),
+            ]);
         }
     }
-    s
+    table.finish()
 }
 
 /// Two panels: cores in use against load, and short requests' p99 against load.

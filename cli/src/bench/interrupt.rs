@@ -142,17 +142,17 @@ pub fn platform() -> (String, bool) {
     if let Some(name) = std::env::var("SYNERGY_EMULATOR").ok().filter(|n| !n.is_empty()) {
         return (format!("emulator \"{name}\" (SYNERGY_EMULATOR)"), true);
     }
-    // cpuid exists on every x86-64 CPU; leaf 1 always exists.
-    let leaf1 = core::arch::x86_64::__cpuid(1);
-    if leaf1.ecx & (1 << 31) == 0 {
+    let cpuid = raw_cpuid::CpuId::new();
+    if !cpuid.get_feature_info().is_some_and(|f| f.has_hypervisor()) {
         return ("bare metal".into(), false);
     }
-    // With the hypervisor bit set, leaf 0x4000_0000 is the hypervisor's vendor leaf.
-    let h = core::arch::x86_64::__cpuid(0x4000_0000);
-    let bytes: Vec<u8> = [h.ebx, h.ecx, h.edx].iter().flat_map(|r| r.to_le_bytes()).collect();
-    let vendor = String::from_utf8_lossy(&bytes).trim_end_matches('\0').to_string();
-    let emulated = vendor.starts_with("TCGTCG");
-    (format!("hypervisor \"{vendor}\""), emulated)
+    // With the hypervisor bit set, leaf 0x4000_0000 is the hypervisor's vendor leaf; QEMU's TCG
+    // signs it "TCGTCGTCGTCG".
+    match cpuid.get_hypervisor_info().map(|h| h.identify()) {
+        Some(raw_cpuid::Hypervisor::QEMU) => ("hypervisor \"TCGTCGTCGTCG\" (QEMU TCG)".into(), true),
+        Some(h) => (format!("hypervisor {h:?}"), false),
+        None => ("hypervisor (no vendor leaf)".into(), false),
+    }
 }
 
 fn install_baseline_handler() -> std::io::Result<()> {

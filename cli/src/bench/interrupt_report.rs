@@ -71,25 +71,48 @@ pub fn table(r: &MicrobenchResult) -> String {
 
 /// One row per (source, method, phase): source is "measured" or "thesis".
 pub fn csv(r: &MicrobenchResult) -> String {
-    let mut s = String::from("source,method,phase,p50_ns,p999_ns,runs\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&["source", "method", "phase", "p50_ns", "p999_ns", "runs"]);
     for m in &r.methods {
         for (name, p) in PHASES.iter().zip(phase_values(m)) {
-            let _ = writeln!(s, "measured,{},{},{:.1},{:.1},{}", m.method, name, p.p50_ns, p.p999_ns, m.phases.runs);
+            table.row([
+                String::from("measured"),
+                m.method.to_string(),
+                name.to_string(),
+                format!("{:.1}", p.p50_ns),
+                format!("{:.1}", p.p999_ns),
+                m.phases.runs.to_string(),
+            ]);
         }
-        let _ = writeln!(
-            s,
-            "measured,{},total,{:.1},{:.1},{}",
-            m.method, m.phases.total.p50_ns, m.phases.total.p999_ns, m.phases.runs
-        );
+        table.row([
+            String::from("measured"),
+            m.method.to_string(),
+            String::from("total"),
+            format!("{:.1}", m.phases.total.p50_ns),
+            format!("{:.1}", m.phases.total.p999_ns),
+            m.phases.runs.to_string(),
+        ]);
     }
-    let _ =
-        writeln!(s, "measured,context-switch,switch,{:.2},{:.2},", r.context_switch.p50_ns, r.context_switch.p999_ns);
+    table.row([
+        String::from("measured"),
+        String::from("context-switch"),
+        String::from("switch"),
+        format!("{:.2}", r.context_switch.p50_ns),
+        format!("{:.2}", r.context_switch.p999_ns),
+        String::new(),
+    ]);
     for t in THESIS_TABLE_5_1.iter() {
         for (name, v) in PHASES.iter().zip([t.send, t.propagation, t.receive, t.ret]) {
-            let _ = writeln!(s, "thesis,{},{},{},{},500000", t.method, name, v[0], v[1]);
+            table.row([
+                String::from("thesis"),
+                t.method.to_string(),
+                name.to_string(),
+                v[0].to_string(),
+                v[1].to_string(),
+                String::from("500000"),
+            ]);
         }
     }
-    s
+    table.finish()
 }
 
 /// Bar chart of the p50 of each phase: our measured methods next to the thesis's rows.

@@ -191,40 +191,56 @@ pub fn table(b: &OverloadBench) -> String {
 }
 
 pub fn csv(b: &OverloadBench) -> String {
-    let mut s = String::from(
-        "overload,load,offered_rps,goodput_rps,goodput_vs_first_load,sent,answered,rejected,server_rejected,lost,unsent,\
-         kernel_drops,client_queue_p50_ns,client_queue_p99_ns,service_p99_ns,end_to_end_p50_ns,end_to_end_p99_ns,\
-         end_to_end_p999_ns,mean_credits,credits_total,max_d_m_ns\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "overload",
+        "load",
+        "offered_rps",
+        "goodput_rps",
+        "goodput_vs_first_load",
+        "sent",
+        "answered",
+        "rejected",
+        "server_rejected",
+        "lost",
+        "unsent",
+        "kernel_drops",
+        "client_queue_p50_ns",
+        "client_queue_p99_ns",
+        "service_p99_ns",
+        "end_to_end_p50_ns",
+        "end_to_end_p99_ns",
+        "end_to_end_p999_ns",
+        "mean_credits",
+        "credits_total",
+        "max_d_m_ns",
+    ]);
     for p in &b.points {
         let r = &p.result;
-        let _ = writeln!(
-            s,
-            "{},{},{:.1},{:.1},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.1},{}",
-            p.overload,
-            p.load,
-            r.offered_rps,
-            r.goodput_rps,
-            p.goodput_vs_first_load,
-            r.sent,
-            r.answered,
-            r.rejected,
-            p.server_rejected,
-            r.lost,
-            r.unsent,
-            p.kernel_drops,
-            r.client_queue_p50_ns,
-            r.client_queue_p99_ns,
-            served_p99_ns(r),
-            r.end_to_end_p50_ns,
-            r.end_to_end_p99_ns,
-            r.end_to_end_p999_ns,
-            r.mean_credits,
-            p.credits_total,
-            p.max_d_m_ns
-        );
+        table.row([
+            p.overload.to_string(),
+            p.load.to_string(),
+            format!("{:.1}", r.offered_rps),
+            format!("{:.1}", r.goodput_rps),
+            format!("{:.4}", p.goodput_vs_first_load),
+            r.sent.to_string(),
+            r.answered.to_string(),
+            r.rejected.to_string(),
+            p.server_rejected.to_string(),
+            r.lost.to_string(),
+            r.unsent.to_string(),
+            p.kernel_drops.to_string(),
+            r.client_queue_p50_ns.to_string(),
+            r.client_queue_p99_ns.to_string(),
+            served_p99_ns(r).to_string(),
+            r.end_to_end_p50_ns.to_string(),
+            r.end_to_end_p99_ns.to_string(),
+            r.end_to_end_p999_ns.to_string(),
+            format!("{:.2}", r.mean_credits),
+            format!("{:.1}", p.credits_total),
+            p.max_d_m_ns.to_string(),
+        ]);
     }
-    s
+    table.finish()
 }
 
 /// Two panels against offered load: goodput, and admitted requests' service p99 (log scale).

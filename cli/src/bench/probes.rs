@@ -206,15 +206,25 @@ pub fn table(b: &ProbeBench) -> String {
 }
 
 pub fn csv(b: &ProbeBench) -> String {
-    let mut s = String::from("cpu_model,kernel,build,ns_per_iteration,slowdown_median,slowdown_max\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "cpu_model",
+        "kernel",
+        "build",
+        "ns_per_iteration",
+        "slowdown_median",
+        "slowdown_max",
+    ]);
     for r in &b.rows {
-        let _ = writeln!(
-            s,
-            "\"{}\",\"{}\",\"{}\",{:.4},{:.4},{:.4}",
-            b.cpu_model, r.kernel, r.build, r.ns_per_iteration, r.slowdown_median, r.slowdown_max
-        );
+        table.row([
+            b.cpu_model.to_string(),
+            r.kernel.to_string(),
+            r.build.to_string(),
+            format!("{:.4}", r.ns_per_iteration),
+            format!("{:.4}", r.slowdown_median),
+            format!("{:.4}", r.slowdown_max),
+        ]);
     }
-    s
+    table.finish()
 }
 
 pub fn svg(b: &ProbeBench) -> String {

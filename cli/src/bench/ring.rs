@@ -7,7 +7,6 @@
 //! rounds; ns per item.
 
 use serde::Serialize;
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use synergy::bench::Ring;
@@ -144,11 +143,11 @@ pub fn run(rounds: usize, items: u64) -> RingBench {
 }
 
 pub fn csv(b: &RingBench) -> String {
-    let mut s = String::from("pattern,implementation,ns_per_item\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&["pattern", "implementation", "ns_per_item"]);
     for (p, i, v) in &b.results {
-        let _ = writeln!(s, "{p},{i},{v:.2}");
+        table.row([p.to_string(), i.to_string(), format!("{v:.2}")]);
     }
-    s
+    table.finish()
 }
 
 pub fn svg(b: &RingBench) -> String {

@@ -361,24 +361,33 @@ pub fn table(r: &ScaleResult) -> String {
 }
 
 pub fn csv(r: &ScaleResult) -> String {
-    let mut s = String::from("workload,policy,preempt,workers,capacity_rps,real_max_rps_under_slo,real_server_max_rps_under_slo,sim_max_rps_under_slo,real_over_sim,note\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "workload",
+        "policy",
+        "preempt",
+        "workers",
+        "capacity_rps",
+        "real_max_rps_under_slo",
+        "real_server_max_rps_under_slo",
+        "sim_max_rps_under_slo",
+        "real_over_sim",
+        "note",
+    ]);
     for row in &r.rows {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{:.0},{:.0},{:.0},{:.0},{},\"{}\"",
-            row.workload,
-            row.policy,
-            row.preempt,
-            r.placement.worker_cores.len(),
-            row.capacity_rps,
-            row.real_max_rps_under_slo,
-            row.real_server_max_rps_under_slo,
-            row.sim_max_rps_under_slo,
+        table.row([
+            row.workload.to_string(),
+            row.policy.to_string(),
+            row.preempt.to_string(),
+            r.placement.worker_cores.len().to_string(),
+            format!("{:.0}", row.capacity_rps),
+            format!("{:.0}", row.real_max_rps_under_slo),
+            format!("{:.0}", row.real_server_max_rps_under_slo),
+            format!("{:.0}", row.sim_max_rps_under_slo),
             row.real_over_sim.map_or_else(String::new, |x| format!("{x:.3}")),
-            row.note.replace('"', "'")
-        );
+            row.note.clone(),
+        ]);
     }
-    s
+    table.finish()
 }
 
 /// Bars: per (workload, policy, mode), the real and the simulated highest load as a fraction of

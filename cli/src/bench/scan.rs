@@ -111,26 +111,33 @@ pub fn table(b: &ScanBench) -> String {
 }
 
 pub fn csv(b: &ScanBench) -> String {
-    let mut s = String::from(
-        "cpu_model,state,workers,loops,ns_per_loop,ns_per_worker,period_p50_ns,period_p99_ns,period_p999_ns,period_max_ns\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "cpu_model",
+        "state",
+        "workers",
+        "loops",
+        "ns_per_loop",
+        "ns_per_worker",
+        "period_p50_ns",
+        "period_p99_ns",
+        "period_p999_ns",
+        "period_max_ns",
+    ]);
     for r in &b.rows {
-        let _ = writeln!(
-            s,
-            "\"{}\",{},{},{},{:.2},{:.3},{},{},{},{}",
-            b.cpu_model,
-            r.state,
-            r.workers,
-            r.loops,
-            r.ns_per_loop,
-            r.ns_per_worker,
-            r.period_p50_ns,
-            r.period_p99_ns,
-            r.period_p999_ns,
-            r.period_max_ns
-        );
+        table.row([
+            b.cpu_model.to_string(),
+            r.state.to_string(),
+            r.workers.to_string(),
+            r.loops.to_string(),
+            format!("{:.2}", r.ns_per_loop),
+            format!("{:.3}", r.ns_per_worker),
+            r.period_p50_ns.to_string(),
+            r.period_p99_ns.to_string(),
+            r.period_p999_ns.to_string(),
+            r.period_max_ns.to_string(),
+        ]);
     }
-    s
+    table.finish()
 }
 
 /// Two panels: ns per loop against the worker count, and ns per worker.

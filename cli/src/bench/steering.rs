@@ -7,7 +7,6 @@
 //! median is reported, with its ratio to hash's median of the same run.
 
 use serde::Serialize;
-use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 use synergy::request::Request;
@@ -124,12 +123,17 @@ pub fn run(sockets: usize, datagrams: usize, rounds: usize) -> Result<SteeringBe
 }
 
 pub fn csv(b: &SteeringBench) -> String {
-    let mut s = String::from("steering,ns_per_datagram,vs_hash,per_socket\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&["steering", "ns_per_datagram", "vs_hash", "per_socket"]);
     for p in &b.points {
         let counts: Vec<String> = p.per_socket.iter().map(u64::to_string).collect();
-        let _ = writeln!(s, "{},{:.1},{:.3},{}", p.steering, p.ns_per_datagram, p.vs_hash, counts.join(";"));
+        table.row([
+            p.steering.to_string(),
+            format!("{:.1}", p.ns_per_datagram),
+            format!("{:.3}", p.vs_hash),
+            counts.join(";"),
+        ]);
     }
-    s
+    table.finish()
 }
 
 pub fn svg(b: &SteeringBench) -> String {

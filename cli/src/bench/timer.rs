@@ -4,7 +4,6 @@
 //! check the wait queue's indexes and each worker's deadline).
 
 use serde::Serialize;
-use std::fmt::Write;
 use std::sync::Arc;
 use synergy::config::{Config, TimerYield};
 use synergy::stats::PeriodSnapshot;
@@ -73,13 +72,20 @@ pub fn run(base: &Config, duration_ms: u64) -> Result<TimerBench, String> {
 }
 
 pub fn csv(b: &TimerBench) -> String {
-    let mut s = String::from("timer_yield,loops,loops_per_s,quantile,period_upper_ns\n");
+    let mut table =
+        synergy_eval::csv::CsvTable::new(&["timer_yield", "loops", "loops_per_s", "quantile", "period_upper_ns"]);
     for r in &b.runs {
         for (q, ns) in &r.period_upper_ns {
-            let _ = writeln!(s, "{},{},{:.0},{q},{ns}", r.timer_yield, r.loops, r.loops_per_s);
+            table.row([
+                r.timer_yield.to_string(),
+                r.loops.to_string(),
+                format!("{:.0}", r.loops_per_s),
+                q.to_string(),
+                ns.to_string(),
+            ]);
         }
     }
-    s
+    table.finish()
 }
 
 pub fn svg(b: &TimerBench) -> String {

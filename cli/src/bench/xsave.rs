@@ -89,15 +89,25 @@ pub fn table(b: &XsaveBench) -> String {
 }
 
 pub fn csv(b: &XsaveBench) -> String {
-    let mut s = String::from("cpu_model,format,live,saved_components,bytes_written,ns_per_pair\n");
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "cpu_model",
+        "format",
+        "live",
+        "saved_components",
+        "bytes_written",
+        "ns_per_pair",
+    ]);
     for r in &b.rows {
-        let _ = writeln!(
-            s,
-            "\"{}\",{},{},{},{},{:.2}",
-            b.cpu_model, r.format, r.live, r.saved_components, r.bytes_written, r.ns_per_pair
-        );
+        table.row([
+            b.cpu_model.to_string(),
+            r.format.to_string(),
+            r.live.to_string(),
+            r.saved_components.to_string(),
+            r.bytes_written.to_string(),
+            format!("{:.2}", r.ns_per_pair),
+        ]);
     }
-    s
+    table.finish()
 }
 
 pub fn svg(b: &XsaveBench) -> String {

@@ -66,17 +66,16 @@ pub struct CpuFacts {
 impl CpuFacts {
     /// Reads this CPU's.
     pub fn read() -> CpuFacts {
-        use core::arch::x86_64::{__cpuid, __cpuid_count};
-        // cpuid exists on every x86-64 CPU and leaves 0 and 1 always do; leaf 7 is read only
-        // when the maximum leaf says it exists.
-        let max = __cpuid(0).eax;
-        let leaf1 = __cpuid(1);
-        let uintr = max >= 7 && __cpuid_count(7, 0).edx & (1 << 5) != 0;
+        let cpuid = raw_cpuid::CpuId::new();
+        let features = cpuid.get_feature_info();
+        // raw-cpuid does not name UINTR (leaf 7 EDX bit 5); the uapi crate's check is the one the
+        // modules and the runtime use. Leaf 7 is read only where the maximum leaf has it.
+        let uintr = cpuid.get_extended_feature_info().is_some() && synergy_uapi::uintr::cpu_has_uintr();
         CpuFacts {
             uintr,
-            x2apic: leaf1.ecx & (1 << 21) != 0,
+            x2apic: features.as_ref().is_some_and(|f| f.has_x2apic()),
             invariant_tsc: synergy::clock::cpu_has_invariant_tsc(),
-            hypervisor: leaf1.ecx & (1 << 31) != 0,
+            hypervisor: features.as_ref().is_some_and(|f| f.has_hypervisor()),
         }
     }
 }

@@ -364,63 +364,96 @@ pub fn table(r: &CoreSyncResult) -> String {
 
 /// The results as CSV, one row per run.
 pub fn csv(r: &CoreSyncResult) -> String {
-    let mut s = String::from(
-        "figure,allocator,load,seed,window_start_ms,offered_rps,goodput_rps,rejected_rps,p99_us,p999_us,server_p999_us,client_wait_p99_us,cores_in_use,efficiency,parks,wakeups,withdrawals,drained_vetoes\n",
-    );
+    let mut table = synergy_eval::csv::CsvTable::new(&[
+        "figure",
+        "allocator",
+        "load",
+        "seed",
+        "window_start_ms",
+        "offered_rps",
+        "goodput_rps",
+        "rejected_rps",
+        "p99_us",
+        "p999_us",
+        "server_p999_us",
+        "client_wait_p99_us",
+        "cores_in_use",
+        "efficiency",
+        "parks",
+        "wakeups",
+        "withdrawals",
+        "drained_vetoes",
+    ]);
     for row in &r.table1 {
-        let _ = writeln!(
-            s,
-            "table1,{},{},mean,,,{:.0},{:.0},{:.2},,,,{:.3},,,,,",
-            row.allocator,
-            row.load,
-            row.goodput_rps,
-            row.rejected_rps,
-            row.p99_ns as f64 / 1e3,
-            row.cores_in_use
-        );
+        table.row([
+            String::from("table1"),
+            row.allocator.to_string(),
+            row.load.to_string(),
+            String::from("mean"),
+            String::new(),
+            String::new(),
+            format!("{:.0}", row.goodput_rps),
+            format!("{:.0}", row.rejected_rps),
+            format!("{:.2}", row.p99_ns as f64 / 1e3),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{:.3}", row.cores_in_use),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
     }
     for x in r.fig3.iter().chain(&r.fig7) {
         let o = &x.outcome;
-        let _ = writeln!(
-            s,
-            "{},{},{},{},,{:.0},{:.0},{:.0},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{},{},{},{}",
-            x.figure,
-            o.allocator,
-            x.load,
-            x.seed,
-            o.offered_rps,
-            o.goodput_rps,
-            o.rejected_rps,
-            o.p99_ns as f64 / 1e3,
-            o.p999_ns as f64 / 1e3,
-            o.server_p999_ns as f64 / 1e3,
-            o.client_wait_p99_ns as f64 / 1e3,
-            o.cores_in_use,
-            o.efficiency,
-            o.parks,
-            o.wakeups,
-            o.withdrawals,
-            o.drained_vetoes
-        );
+        table.row([
+            x.figure.to_string(),
+            o.allocator.to_string(),
+            x.load.to_string(),
+            x.seed.to_string(),
+            String::new(),
+            format!("{:.0}", o.offered_rps),
+            format!("{:.0}", o.goodput_rps),
+            format!("{:.0}", o.rejected_rps),
+            format!("{:.2}", o.p99_ns as f64 / 1e3),
+            format!("{:.2}", o.p999_ns as f64 / 1e3),
+            format!("{:.2}", o.server_p999_ns as f64 / 1e3),
+            format!("{:.2}", o.client_wait_p99_ns as f64 / 1e3),
+            format!("{:.3}", o.cores_in_use),
+            format!("{:.3}", o.efficiency),
+            o.parks.to_string(),
+            o.wakeups.to_string(),
+            o.withdrawals.to_string(),
+            o.drained_vetoes.to_string(),
+        ]);
     }
     for b in &r.burst {
         for w in &b.outcome.timeline {
-            let _ = writeln!(
-                s,
-                "burst,{} {},,{},{:.0},{:.0},{:.0},,,{:.2},{:.2},,,{:.3},,,,,",
-                b.allocator.name(),
-                b.label(),
-                r.params.seeds.first().copied().unwrap_or(1),
-                w.start_ns as f64 / 1e6,
-                w.offered_rps,
-                w.completed as f64 * 1e9 / r.params.burst_window_ns as f64,
-                w.p99_ns as f64 / 1e3,
-                w.p999_ns as f64 / 1e3,
-                w.cores_in_use
-            );
+            table.row([
+                String::from("burst"),
+                format!("{} {}", b.allocator.name(), b.label()),
+                String::new(),
+                r.params.seeds.first().copied().unwrap_or(1).to_string(),
+                format!("{:.0}", w.start_ns as f64 / 1e6),
+                format!("{:.0}", w.offered_rps),
+                format!("{:.0}", w.completed as f64 * 1e9 / r.params.burst_window_ns as f64),
+                String::new(),
+                format!("{:.2}", w.p99_ns as f64 / 1e3),
+                format!("{:.2}", w.p999_ns as f64 / 1e3),
+                String::new(),
+                String::new(),
+                format!("{:.3}", w.cores_in_use),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
     }
-    s
+    table.finish()
 }
 
 /// The results drawn as an SVG page.
