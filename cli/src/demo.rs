@@ -143,10 +143,12 @@ pub fn run_demo(cfg: &Config, params: &DemoParams, repeat: usize) -> Result<Vec<
         modes.push(PreemptMode::None);
     }
     let mut runs = Vec::new();
+    let mut progress = synergy_eval::progress::task("synergy run", (repeat.max(1) * modes.len()) as u64, "runs");
     for round in 0..repeat.max(1) {
         for &m in &modes {
             let p = DemoParams { seed: params.seed + round as u64, ..params.clone() };
             runs.push(run_workload(&Config { preempt: m, ..cfg.clone() }, &p)?);
+            progress.inc();
         }
     }
     Ok(runs)

@@ -8,6 +8,7 @@ mod config_file;
 mod demo;
 mod logging;
 mod net_commands;
+mod progress_bar;
 mod reference;
 mod renamed;
 mod sweep;
@@ -30,6 +31,9 @@ use synergy_eval::workload::{Workload, WorkloadName};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// No progress bars (they are drawn only when stdout and stderr are terminals anyway).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -299,16 +303,19 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     };
     let total = p.policies.len() * p.loads.len();
     let mut k = 0;
+    let mut progress = synergy_eval::progress::task("synergy sim thesis", total as u64, "points");
     let r = sweep::run(&p, |name, load, x| {
         k += 1;
-        eprintln!(
+        progress.inc();
+        synergy_eval::progress::note(&format!(
             "[{k}/{total}] {name} load {:.0}%: p99.9 slowdown {:.1}, {} preemptions, {:.2} cores in use",
             load * 100.0,
             x.overall_slowdown_p999,
             x.preemptions,
             x.cores_in_use
-        );
+        ));
     });
+    drop(progress);
     let r = match r {
         Ok(r) => r,
         Err(e) => return usage_error(e),
@@ -407,7 +414,7 @@ fn bench_scale(a: ScaleArgs) -> ExitCode {
         microbench_runs: a.microbench_runs,
         max_green_threads: a.max_green_threads,
     };
-    let r = match scale::run(&p, |line| eprintln!("[scale] {line}")) {
+    let r = match scale::run(&p, |line| synergy_eval::progress::note(&format!("[scale] {line}"))) {
         Ok(r) => r,
         Err(e) => return run_failed(e),
     };
@@ -1043,6 +1050,7 @@ fn main() -> ExitCode {
         eprintln!("synergy: warning: {w}");
     }
     let cli = Cli::parse_from(args);
+    progress_bar::install(cli.quiet);
     match cli.command.unwrap_or(Command::Run(DemoArgs::parse_default())) {
         Command::Run(args) => demo(args),
         Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, json, svg }) => {

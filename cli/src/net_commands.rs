@@ -539,7 +539,8 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
         },
         body_bytes: t.body_bytes,
     };
-    match loadgen::run(&p) {
+    let expected = Duration::from_millis(t.warmup_ms + t.duration_ms);
+    match synergy_eval::progress::Task::timed("synergy load", expected, || loadgen::run(&p)) {
         Ok(r) => {
             print_result(&r);
             if let Some(path) = &args.json {
@@ -615,17 +616,20 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         keep_samples: args.samples,
         body_bytes: t.body_bytes,
     };
+    let points = (p.modes.len() * p.policies.len() * p.loads.len()) as u64;
+    let mut progress = synergy_eval::progress::task("synergy sweep preempt", points, "points");
     let r = sweep::run(&cfg, &p, |k, n, pt| {
-        let bar: String = (0..20).map(|i| if i * n < 20 * k { '#' } else { '.' }).collect();
-        eprintln!(
-            "[{bar}] {k}/{n}  {} load {:.0}%: {:.0} req/s achieved, p99.9 slowdown {:.1}, lost {}",
+        progress.inc();
+        synergy_eval::progress::note(&format!(
+            "{k}/{n}  {} load {:.0}%: {:.0} req/s achieved, p99.9 slowdown {:.1}, lost {}",
             pt.line(),
             pt.load * 100.0,
             pt.result.achieved_rps,
             pt.result.overall_slowdown_p999,
             pt.result.lost
-        );
+        ));
     });
+    drop(progress);
     let mut r = match r {
         Ok(r) => r,
         Err(e) => return run_failed(e),

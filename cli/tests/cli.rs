@@ -763,3 +763,29 @@ fn the_kernel_commands_need_a_checkout() {
     assert!(e.contains("scripts/kernel/lint-modules.sh from a synergy checkout"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Progress bars (issue 43, item 6) are drawn on a terminal only: under a pseudo-terminal
+/// (`script`) a simulation shows its bar with an ETA; with `--quiet`, or with stdout a pipe, not
+/// one control character reaches the output.
+#[test]
+fn progress_bars_appear_on_a_terminal_only_and_never_with_quiet() {
+    let bin = env!("CARGO_BIN_EXE_synergy");
+    let dir = std::env::temp_dir().join(format!("synergy-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim = format!("{bin} sim syrup --requests 2000 --seeds 1 --out {}/syrup", dir.display());
+    let under_pty = |cmd: &str| {
+        let o = Command::new("script").args(["-qec", cmd, "/dev/null"]).output().expect("script (bsdutils) runs");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{cmd}: {out}{}", stderr(&o));
+        out
+    };
+    let shown = under_pty(&sim);
+    assert!(shown.contains("synergy sim syrup") && shown.contains("figures") && shown.contains("ETA"), "{shown}");
+    let quiet = under_pty(&format!("{sim} --quiet"));
+    assert!(!quiet.contains("ETA") && !quiet.contains('\u{1b}'), "{quiet}");
+    let piped = Command::new(bin).args(sim.split_whitespace().skip(1)).output().unwrap();
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    let all = [piped.stdout.as_slice(), piped.stderr.as_slice()].concat();
+    assert!(!all.contains(&0x1b) && !String::from_utf8_lossy(&all).contains("ETA"), "control characters in a pipe");
+    let _ = std::fs::remove_dir_all(&dir);
+}

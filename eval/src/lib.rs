@@ -6,6 +6,7 @@
 
 pub mod csv;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod workload;

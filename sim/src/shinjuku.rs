@@ -301,10 +301,12 @@ pub fn scale_point(dispatchers: usize, dispatch_ns: u64, workers: usize, request
 
 /// Runs every figure with `p`.
 pub fn run(p: &ShinjukuParams) -> ShinjukuResult {
+    let mut progress = synergy_eval::progress::task("synergy sim shinjuku", 4, "figures");
     let extreme = Workload::named(WorkloadName::Extreme);
     let mut fig5c = baselines();
     fig5c.push(shinjuku_system("shinjuku SQ (tail)", ShinjukuPolicy::sq_tail(QUANTUM_NS)));
     let mut curves = curve("fig5c", &extreme, &fig5c, p);
+    progress.inc();
 
     let mut mq_slo_ns = Vec::new();
     for (figure, name) in [("fig6a", WorkloadName::High), ("fig6b", WorkloadName::Trimodal)] {
@@ -322,6 +324,7 @@ pub fn run(p: &ShinjukuParams) -> ShinjukuResult {
         systems.push(shinjuku_system("shinjuku MQ (head)", mq));
         curves.extend(curve(figure, &w, &systems, p));
         mq_slo_ns.push((figure, slo));
+        progress.inc();
     }
 
     let mut max = maxima(&curves, "fig5c", "p99 <= 300 us", |c| c.p99_ns <= FIG5C_P99_BOUND_NS);
@@ -339,6 +342,7 @@ pub fn run(p: &ShinjukuParams) -> ShinjukuResult {
             }
         }
     }
+    progress.inc();
     ShinjukuResult {
         requests_per_point: p.requests,
         costs: ShinjukuCosts::PAPER,

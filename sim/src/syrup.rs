@@ -187,8 +187,11 @@ fn figure(
 
 /// Runs both figures with `p`.
 pub fn run(p: &SyrupParams) -> SyrupResult {
+    let mut progress = synergy_eval::progress::task("synergy sim syrup", 2, "figures");
     let fig2 = figure("fig2", &fig2_workload(), &[Rule::Hash, Rule::RoundRobin], FIG2_FLOWS, FIG2_P99_BOUND_NS, p);
+    progress.inc();
     let fig6 = figure("fig6", &fig6_workload(), &Rule::ALL, FIG2_FLOWS, FIG6_GET_P99_BOUND_NS, p);
+    progress.inc();
     SyrupResult { requests_per_point: p.requests, fig2, fig6 }
 }
 

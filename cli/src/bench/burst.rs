@@ -69,6 +69,7 @@ pub fn run(base: &Config, placement: &Placement, p: &BurstParams) -> Result<Burs
     let loadgen_cpu = super::overload::loadgen_cpu(placement);
     let warmup = Duration::from_millis(500);
     let mut runs = Vec::new();
+    let mut progress = synergy_eval::progress::task("synergy sweep burst", (MODES.len()) as u64, "modes");
     for mode in MODES {
         let cfg = match mode {
             "spin" => Config { idle: IdleMode::Spin, overload: OverloadMode::None, ..base.clone() },
@@ -123,6 +124,7 @@ pub fn run(base: &Config, placement: &Placement, p: &BurstParams) -> Result<Burs
         };
         eprintln!("{}", row(&run));
         runs.push(run);
+        progress.inc();
     }
     Ok(BurstBench {
         workload: p.workload.name.to_string(),

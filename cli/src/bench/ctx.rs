@@ -89,9 +89,11 @@ pub fn run(rounds: usize, round_trips: u64, cpu: Option<usize>) -> CtxResult {
     ours(round_trips / 10 + 1);
     corosensei(round_trips / 10 + 1);
     let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut progress = synergy_eval::progress::task("synergy bench ctx", (rounds) as u64, "rounds");
     for _ in 0..rounds {
         a.push(ours(round_trips));
         b.push(corosensei(round_trips));
+        progress.inc();
     }
     let (sa, sb) = (median(a), median(b));
     CtxResult {

@@ -77,6 +77,7 @@ fn summarize(idle: IdleMode, runs: &[&RunResult]) -> ModeAtLoad {
 pub fn run(cfg: &Config, params: &DemoParams, loads: &[f64], rounds: usize) -> Result<IdleBench, String> {
     let mut points = Vec::new();
     let mut all = Vec::new();
+    let mut progress = synergy_eval::progress::task("synergy sweep idle", (loads.len() * rounds) as u64, "rounds");
     for &load in loads {
         let mut by_mode: [Vec<RunResult>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
@@ -85,6 +86,7 @@ pub fn run(cfg: &Config, params: &DemoParams, loads: &[f64], rounds: usize) -> R
                 let r = run_workload(&Config { idle, ..cfg.clone() }, &p).map_err(|e| e.to_string())?;
                 by_mode[i].push(r);
             }
+            progress.inc();
         }
         let spin = summarize(IdleMode::Spin, &by_mode[0].iter().collect::<Vec<_>>());
         let park = summarize(IdleMode::Park, &by_mode[1].iter().collect::<Vec<_>>());

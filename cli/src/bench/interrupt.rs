@@ -226,6 +226,7 @@ fn run_exclusive(p: &Params) -> Result<MicrobenchResult, String> {
     install_baseline_handler().map_err(|e| format!("cannot install the baseline's signal handler: {e}"))?;
     let blocks = if p.modes.len() > 1 { BLOCKS.min(p.runs) } else { 1 };
     let mut gathered: Vec<PathSamples> = p.modes.iter().map(|_| PathSamples::default()).collect();
+    let mut progress = synergy_eval::progress::task("synergy bench interrupt", (blocks) as u64, "blocks");
     for block in 0..blocks {
         let runs = p.runs / blocks + usize::from(block < p.runs % blocks);
         for (&mode, into) in p.modes.iter().zip(gathered.iter_mut()) {
@@ -235,6 +236,7 @@ fn run_exclusive(p: &Params) -> Result<MicrobenchResult, String> {
             into.resent[0] += resent[0];
             into.resent[1] += resent[1];
         }
+        progress.inc();
     }
     let ns_per_tick = synergy::clock::measure_ns_per_tick(100);
 

@@ -72,6 +72,7 @@ pub fn run(base: &Config, placement: &Placement, p: &OverloadParams) -> Result<O
     let capacity = p.workload.capacity_rps(base.workers);
     let loadgen_cpu = loadgen_cpu(placement);
     let mut points: Vec<OverloadPoint> = Vec::new();
+    let mut progress = synergy_eval::progress::task("synergy sweep overload", (2 * p.loads.len()) as u64, "loads");
     for mode in [OverloadMode::None, OverloadMode::Credits] {
         let mut first_goodput = None;
         for &load in &p.loads {
@@ -110,6 +111,7 @@ pub fn run(base: &Config, placement: &Placement, p: &OverloadParams) -> Result<O
             };
             eprintln!("{}", row(&point));
             points.push(point);
+            progress.inc();
         }
     }
     Ok(OverloadBench {

@@ -109,6 +109,7 @@ fn random_cycle(len: usize) -> Vec<u64> {
 
 fn measure(loops: &[Loop], rounds: usize) -> Vec<ProbeRow> {
     let mut rows = Vec::new();
+    let mut progress = synergy_eval::progress::task("synergy bench probes", (loops.len() * rounds) as u64, "rounds");
     for Loop { name, builds, data, iterations: n } in loops {
         // times[build][round], ns per iteration
         let mut times = [vec![], vec![], vec![]];
@@ -120,6 +121,7 @@ fn measure(loops: &[Loop], rounds: usize) -> Vec<ProbeRow> {
                 black_box(builds[b].1(black_box(data), black_box(*n)));
                 times[b].push(t0.elapsed().as_nanos() as f64 / *n as f64);
             }
+            progress.inc();
         }
         for (b, (build, _)) in builds.iter().enumerate() {
             let mut ratios: Vec<f64> = times[b].iter().zip(&times[0]).map(|(t, p)| t / p).collect();

@@ -99,6 +99,7 @@ pub fn run(rounds: usize, items: u64) -> RingBench {
         Some((_, _, s)) => s.push(v),
         None => samples.push((pattern.into(), imp.into(), vec![v])),
     };
+    let mut progress = synergy_eval::progress::task("synergy bench ring", (rounds) as u64, "rounds");
     for _ in 0..rounds {
         add("same thread", "synergy Ring", same_thread_ring(items));
         add("same thread", "crossbeam ArrayQueue", same_thread_array_queue(items));
@@ -133,6 +134,7 @@ pub fn run(rounds: usize, items: u64) -> RingBench {
         }
         consumer.join().unwrap();
         add("thread to thread", "crossbeam-deque Worker", per_item(t0, items));
+        progress.inc();
     }
     RingBench {
         cpu_model: synergy::cpu::model_name(),

@@ -221,6 +221,8 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
         .collect();
     let mut rows = Vec::new();
     let mut sweeps = Vec::new();
+    let mut workloads_done =
+        synergy_eval::progress::task("synergy sweep scale", (p.workloads.len()) as u64, "workloads");
     for &name in &p.workloads {
         let workload = Workload::named(name);
         let mut cfg = synergy::Config {
@@ -307,6 +309,7 @@ pub fn run(p: &ScaleParams, mut progress: impl FnMut(&str)) -> Result<ScaleResul
             }
         }
         sweeps.push(real);
+        workloads_done.inc();
     }
     Ok(ScaleResult {
         cpu_model: synergy::cpu::model_name(),

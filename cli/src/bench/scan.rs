@@ -45,12 +45,14 @@ pub fn run(worker_counts: &[usize], loops_per_worker: u64, rounds: usize, cpu: O
     let cells: Vec<(WorkerState, usize)> =
         WorkerState::ALL.iter().flat_map(|&s| worker_counts.iter().map(move |&n| (s, n))).collect();
     let mut samples: Vec<Vec<ScanCost>> = vec![Vec::new(); cells.len()];
+    let mut progress = synergy_eval::progress::task("synergy bench scan", (rounds) as u64, "rounds");
     for _ in 0..rounds {
         for (i, &(state, n)) in cells.iter().enumerate() {
             // The same number of worker checks per cell: fewer loops over more workers.
             let loops = (loops_per_worker / n as u64).max(1);
             samples[i].push(measure(n, state, loops));
         }
+        progress.inc();
     }
     let mut rows = Vec::new();
     let mut medians: Vec<ScanCost> = Vec::new();

@@ -102,10 +102,12 @@ pub fn run(sockets: usize, datagrams: usize, rounds: usize) -> Result<SteeringBe
         // Warm-up, not recorded.
         round(t, client, datagrams / 4 + 1, &mut vec![0; sockets])?;
     }
+    let mut progress = synergy_eval::progress::task("synergy bench steering", (rounds) as u64, "rounds");
     for _ in 0..rounds {
         for (i, (t, client)) in groups.iter().enumerate() {
             samples[i].push(round(t, client, datagrams, &mut per_socket[i])?);
         }
+        progress.inc();
     }
     let medians: Vec<f64> = samples.into_iter().map(median).collect();
     let points = policies

@@ -41,12 +41,14 @@ pub fn run(rounds: usize, pairs: u64) -> XsaveBench {
         .flat_map(|&f| LiveState::ALL.iter().map(move |&l| (f, l)))
         .collect();
     let mut samples: Vec<Vec<synergy::bench::xsave::SaveCost>> = vec![Vec::new(); cells.len()];
+    let mut progress = synergy_eval::progress::task("synergy bench xsave", (rounds) as u64, "rounds");
     for _ in 0..rounds {
         for (i, &(f, l)) in cells.iter().enumerate() {
             if let Some(c) = measure(f, l, pairs) {
                 samples[i].push(c);
             }
         }
+        progress.inc();
     }
     let rows = samples
         .into_iter()

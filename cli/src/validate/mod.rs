@@ -118,6 +118,8 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     if args.cpu_hotplug {
         scripts.push("60-cpu-hotplug.sh");
     }
+    // The modes (so the demo runs) are known once the modules loaded: up to three.
+    let mut progress = synergy_eval::progress::task("synergy validate", (scripts.len() + 4) as u64, "steps");
     for script in scripts {
         let id = format!("ktest.{}", script.trim_end_matches(".sh"));
         let (Some(dir), Some(mods)) = (args.guest_scripts.as_deref(), modules.as_deref()) else {
@@ -134,7 +136,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
         if let Some(bin) = &args.bin_dir {
             cmd.env("PATH", prepend_path(bin));
         }
-        let step = run_step(&id, cmd);
+        let step = run_step(&id, cmd, &mut progress);
         checks.push(Check::new(&id, step.status, format!("{} in {:.0} s", step.status.label(), step.seconds)));
         steps.push(step);
     }
@@ -160,13 +162,14 @@ pub fn run(args: ValidateArgs) -> ExitCode {
         }
     }
 
+    progress.set_total((steps.len() + 1 + modes.len()) as u64);
     let microbench_base = args.out.join("microbench");
     let mut mb = Command::new(&self_exe);
     mb.args(["bench", "interrupt", "--preempt", &modes.join(","), "--runs", &args.runs.to_string()]);
     for ext in ["json", "csv", "svg"] {
         mb.arg(format!("--{ext}")).arg(microbench_base.with_extension(ext));
     }
-    let step = run_step("microbench", mb);
+    let step = run_step("microbench", mb, &mut progress);
     checks.push(Check::new(
         "microbench",
         step.status,
@@ -178,7 +181,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
         let mut demo = Command::new(&self_exe);
         demo.args(["run", "--preempt", mode, "--duration-ms", &args.demo_ms.to_string(), "--json"])
             .arg(args.out.join(format!("demo-{mode}.json")));
-        let step = run_step(&id, demo);
+        let step = run_step(&id, demo, &mut progress);
         checks.push(Check::new(&id, step.status, format!("{} in {:.0} s", step.status.label(), step.seconds)));
         steps.push(step);
     }
@@ -317,9 +320,9 @@ fn tail(bytes: &[u8], lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join(" | ")
 }
 
-fn run_step(id: &str, mut cmd: Command) -> Step {
+fn run_step(id: &str, mut cmd: Command, progress: &mut synergy_eval::progress::Task) -> Step {
     let command = format!("{cmd:?}");
-    eprintln!("[validate] {id}: {command}");
+    synergy_eval::progress::note(&format!("[validate] {id}: {command}"));
     let start = std::time::Instant::now();
     let (status, output) = match cmd.output() {
         Ok(o) => {
@@ -331,5 +334,6 @@ fn run_step(id: &str, mut cmd: Command) -> Step {
     };
     // The microbenchmark's whole table; the last 40 lines of anything else.
     let output = if id == "microbench" { output } else { tail(output.as_bytes(), 40).replace(" | ", "\n") };
+    progress.inc();
     Step { id: id.into(), command, status, seconds: start.elapsed().as_secs_f64(), output }
 }

@@ -195,13 +195,17 @@ pub fn burst_setup(allocator: Allocator, wake_ns: u64, p: &FigureParams) -> Setu
 
 /// Runs every figure with `p`.
 pub fn run(p: &FigureParams) -> CoreSyncResult {
+    let mut progress = synergy_eval::progress::task("synergy sim coresync", 4, "figures");
     let table_grid: Vec<(Allocator, f64)> = TABLE1_LOADS.iter().flat_map(|&l| baselines().map(|a| (a, l))).collect();
     let table_points = points("table1", &table_grid, p);
+    progress.inc();
     let fig3_grid: Vec<(Allocator, f64)> = FIG3_LOADS.iter().flat_map(|&l| baselines().map(|a| (a, l))).collect();
     let fig3 = points("fig3", &fig3_grid, p);
+    progress.inc();
     let fig7_grid: Vec<(Allocator, f64)> =
         FIG3_LOADS.iter().flat_map(|&l| FIG7_R.map(|r| (Allocator::CoreSync { r }, l))).collect();
     let fig7 = points("fig7", &fig7_grid, p);
+    progress.inc();
     let burst_runs =
         [(Allocator::Shenango, 5_000), (Allocator::Shenango, MEASURED_WAKE_NS), (Allocator::Static, 5_000)];
     let setups: Vec<Setup> = burst_runs.iter().map(|&(a, w)| burst_setup(a, w, p)).collect();
@@ -216,6 +220,7 @@ pub fn run(p: &FigureParams) -> CoreSyncResult {
             outcome,
         })
         .collect();
+    progress.inc();
     CoreSyncResult {
         params: p.clone(),
         capacity_rps: capacity_rps(16, Service::Exponential { mean_ns: 10_000 }),
