@@ -11,7 +11,7 @@ cargo build --release --quiet -p synergy-cli
 out=docs/results
 mkdir -p "$out"
 ./target/release/synergy bench interrupt --preempt signal \
-  --json "$out/microbench-signal.json" --csv "$out/microbench-signal.csv" --svg "$out/microbench-signal.svg" "$@" |
+  --out "$out" --name microbench-signal "$@" |
   tee "$out/microbench-signal.txt"
 guest=target/kernel-test/plain/results
 if [ -f "$guest/microbench-ipi.json" ]; then

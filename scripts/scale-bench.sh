@@ -46,7 +46,7 @@ mkdir -p "$out"
   echo "nproc: $(nproc)"
   lscpu 2>/dev/null || grep -m1 'model name' /proc/cpuinfo
 } > "$out/machine.txt"
-"$bin" sweep scale --out "$out/scale" "${quick[@]}" "${args[@]}" | tee "$out/table.txt"
+"$bin" sweep scale --out "$out" "${quick[@]}" "${args[@]}" | tee "$out/table.txt"
 for f in scale.json scale.csv scale.svg table.txt machine.txt; do
   [ -s "$out/$f" ] || { echo "[scale-bench] $out/$f was not written" >&2; exit 1; }
 done

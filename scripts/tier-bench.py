@@ -17,14 +17,14 @@ import tempfile
 
 
 def run(args, tier, seed):
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+    with tempfile.TemporaryDirectory() as d:
         argv = [args.synergy, "run", "--workload", "high", "--load", str(args.load), "--duration-ms",
                 str(args.duration_ms), "--seed", str(seed), "--preempt", args.preempt, "--tier", tier,
-                "--json", f.name]
+                "--out", d]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(argv)}: {out.stderr}")
-        r = json.load(open(f.name))[0]
+        r = json.load(open(f"{d}/run.json"))[0]
     short = next(c for c in r["classes"] if not c["long"])
     long = next(c for c in r["classes"] if c["long"])
     return {"tier": tier, "seed": seed, "short_p999_us": short["latency"]["p999_ns"] / 1e3,

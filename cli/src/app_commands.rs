@@ -156,17 +156,15 @@ pub(crate) struct BenchLeveldbArgs {
     gets: usize,
     #[arg(long, default_value_t = 20_000)]
     scans: usize,
-    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
-    #[arg(long, default_value = "results")]
-    out_dir: PathBuf,
-    #[arg(long, default_value = "leveldb-service")]
-    name: String,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 #[cfg(feature = "leveldb")]
 pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
     use synergy_apps::leveldb;
     use synergy_eval::plot::{bar_chart, BarGroup};
+    crate::output::begin(&args.output);
     if args.gets == 0 || args.scans == 0 || args.leveldb_entries == 0 {
         return usage_error("--gets, --scans and --leveldb-entries must be at least 1");
     }
@@ -180,7 +178,7 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
         Err(e) => return run_failed(e),
     };
     drop(store);
-    println!(
+    crate::table!(
         "LevelDB {} on {} ({} entries, {} on tmpfs):",
         t.leveldb_version,
         dir.display(),
@@ -191,9 +189,17 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
             None => "unknown if",
         }
     );
-    println!("{:>6} {:>9} {:>10} {:>10} {:>10} {:>12}", "type", "count", "mean µs", "p50 µs", "p99 µs", "thesis µs");
+    crate::table!(
+        "{:>6} {:>9} {:>10} {:>10} {:>10} {:>12}",
+        "type",
+        "count",
+        "mean µs",
+        "p50 µs",
+        "p99 µs",
+        "thesis µs"
+    );
     for (name, s, thesis) in [("GET", &t.get, t.thesis_get_ns), ("SCAN", &t.scan, t.thesis_scan_ns)] {
-        println!(
+        crate::table!(
             "{name:>6} {:>9} {:>10.3} {:>10.3} {:>10.3} {:>12.2}",
             s.count,
             s.mean_ns / 1e3,
@@ -202,14 +208,11 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
             thesis / 1e3
         );
     }
-    println!(
+    crate::table!(
         "SCAN/GET ratio: {:.0} here, {:.0} in the thesis",
         t.scan.mean_ns / t.get.mean_ns,
         t.thesis_scan_ns / t.thesis_get_ns
     );
-    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
-        return run_failed(format!("cannot create {}: {e}", args.out_dir.display()));
-    }
     let mut table =
         synergy_eval::csv::CsvTable::new(&["type", "count", "mean_ns", "p50_ns", "p99_ns", "thesis_mean_ns"]);
     for (name, x, thesis) in [("GET", &t.get, t.thesis_get_ns), ("SCAN", &t.scan, t.thesis_scan_ns)] {
@@ -234,12 +237,10 @@ pub(crate) fn bench_leveldb(args: BenchLeveldbArgs) -> ExitCode {
         },
     ];
     let svg = bar_chart("LevelDB mean service time (log scale)", "µs", &groups, true);
-    let base = args.out_dir.join(&args.name);
-    if let Err(e) = crate::write_results(&base, &t, csv, svg) {
-        return run_failed(e);
-    }
-    println!("wrote {}.{{json,csv,svg}}", base.display());
-    ExitCode::SUCCESS
+    crate::output::finish(
+        &args.output,
+        crate::output::Results { name: "leveldb-service", value: &t, csv, svg: Some(svg) },
+    )
 }
 
 #[cfg(not(feature = "leveldb"))]

@@ -8,6 +8,7 @@ mod config_file;
 mod demo;
 mod logging;
 mod net_commands;
+mod output;
 mod progress_bar;
 mod reference;
 mod renamed;
@@ -21,7 +22,6 @@ static ALLOC: synergy::PreemptSafeAlloc = synergy::PreemptSafeAlloc;
 use crate::cli::RuntimeArgs;
 use crate::demo::DemoParams;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use synergy_eval::plot::{bar_chart, BarGroup};
 use synergy_eval::workload::{Workload, WorkloadName};
@@ -63,7 +63,7 @@ enum Command {
     /// Per preemption mode (`preempt`), idle workers spinning or parked (`idle`), overload control
     /// (`overload`), a step load (`burst`), N workers beside the simulator (`scale`).
     ///
-    /// Example: `synergy sweep preempt --modes none,signal --loads 0.5,0.8 --out-dir results/sweep`.
+    /// Example: `synergy sweep preempt --modes none,signal --loads 0.5,0.8 --out results`.
     #[command(subcommand)]
     Sweep(SweepCommand),
     /// Microbenchmarks, one mechanism each.
@@ -223,14 +223,12 @@ struct SimulateArgs {
     /// Intel Xeon family 6 model 167, docs/results/idle-high.json).
     #[arg(long, default_value_t = 49_400)]
     wake_ns: u64,
-    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
-    #[arg(long, default_value = "results")]
-    out_dir: PathBuf,
-    #[arg(long, default_value = "simulate")]
-    name: String,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 fn simulate(a: SimulateArgs) -> ExitCode {
+    crate::output::begin(&a.output);
     use synergy_sim::{self as sim, sweep};
     if a.workers == 0 || a.workers > 1024 {
         return usage_error(format!("--workers must be between 1 and 1024, got {}", a.workers));
@@ -259,9 +257,6 @@ fn simulate(a: SimulateArgs) -> ExitCode {
             "--shinjuku-quantum-us must be between 1 and 1000000, got {}",
             a.shinjuku_quantum_us
         ));
-    }
-    if let Err(e) = std::fs::create_dir_all(&a.out_dir) {
-        return run_failed(format!("cannot create {}: {e}", a.out_dir.display()));
     }
     let p = sweep::SimSweepParams {
         workload: Workload::named(a.workload),
@@ -320,13 +315,11 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
-    print!("{}", sweep::table(&r));
-    let base = a.out_dir.join(&a.name);
-    if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
-        return run_failed(e);
-    }
-    println!("wrote {}.{{json,csv,svg}}", base.display());
-    ExitCode::SUCCESS
+    crate::table_print!("{}", sweep::table(&r));
+    crate::output::finish(
+        &a.output,
+        crate::output::Results { name: "sim-thesis", value: &r, csv: sweep::csv(&r), svg: Some(sweep::svg(&r)) },
+    )
 }
 
 #[derive(clap::Args)]
@@ -361,12 +354,12 @@ struct ScaleArgs {
     /// holds a green thread until it resumes.
     #[arg(long, default_value_t = synergy::Config::default().max_green_threads)]
     max_green_threads: usize,
-    /// Writes <BASE>.json, <BASE>.csv and <BASE>.svg.
-    #[arg(long, value_name = "BASE", default_value = "target/scale-bench/scale")]
-    out: PathBuf,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 fn bench_scale(a: ScaleArgs) -> ExitCode {
+    crate::output::begin(&a.output);
     use crate::bench::scale;
     if let Err(e) = check_loads(&a.loads) {
         return usage_error(e);
@@ -418,16 +411,11 @@ fn bench_scale(a: ScaleArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return run_failed(e),
     };
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return run_failed(format!("cannot create {}: {e}", dir.display()));
-        }
-    }
-    if let Err(e) = write_results(&a.out, &r, scale::csv(&r), scale::svg(&r)) {
-        return run_failed(e);
-    }
-    print!("{}", scale::table(&r));
-    ExitCode::SUCCESS
+    crate::table_print!("{}", scale::table(&r));
+    crate::output::finish(
+        &a.output,
+        crate::output::Results { name: "scale", value: &r, csv: scale::csv(&r), svg: Some(scale::svg(&r)) },
+    )
 }
 
 #[derive(clap::Args)]
@@ -445,19 +433,14 @@ struct MicrobenchArgs {
     /// CPU of the interrupted worker. Default: the second allowed CPU.
     #[arg(long)]
     receiver_cpu: Option<usize>,
-    /// Also write the results as JSON here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Also write the results as CSV here.
-    #[arg(long, value_name = "FILE")]
-    csv: Option<PathBuf>,
-    /// Also draw the p50 of every phase, with the thesis's numbers, as an SVG bar chart here.
-    #[arg(long, value_name = "FILE")]
-    svg: Option<PathBuf>,
+    /// The SVG draws the p50 of every phase with the thesis's numbers.
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 fn microbench(args: MicrobenchArgs) -> ExitCode {
     use crate::bench::{interrupt, interrupt_report};
+    crate::output::begin(&args.output);
     if args.runs == 0 || args.runs > 100_000_000 {
         return usage_error(format!("--runs must be between 1 and 100000000, got {}", args.runs));
     }
@@ -489,20 +472,16 @@ fn microbench(args: MicrobenchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
-    print!("{}", interrupt_report::table(&r));
-    let outputs: [(&Option<PathBuf>, String); 3] = [
-        (&args.json, serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"),
-        (&args.csv, interrupt_report::csv(&r)),
-        (&args.svg, interrupt_report::svg(&r)),
-    ];
-    for (path, text) in outputs {
-        if let Some(path) = path {
-            if let Err(e) = std::fs::write(path, text) {
-                return run_failed(format!("cannot write {}: {e}", path.display()));
-            }
-        }
-    }
-    ExitCode::SUCCESS
+    crate::table_print!("{}", interrupt_report::table(&r));
+    crate::output::finish(
+        &args.output,
+        crate::output::Results {
+            name: "microbench",
+            value: &r,
+            csv: interrupt_report::csv(&r),
+            svg: Some(interrupt_report::svg(&r)),
+        },
+    )
 }
 
 #[derive(clap::Args)]
@@ -532,12 +511,9 @@ struct DemoArgs {
     /// the probes of their instrumented loop, and resumed on their own worker).
     #[arg(long, value_parser = ["preemptive", "cooperative"], default_value = "preemptive")]
     tier: String,
-    /// Also write the results as JSON here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Also draw p99.9 latency per request type and mode as an SVG bar chart here.
-    #[arg(long, value_name = "FILE")]
-    svg: Option<PathBuf>,
+    /// The SVG draws p50/p99/p99.9 latency per request type and mode.
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 // One value per process, parsed once: boxing `Timer`'s runtime flags would buy nothing.
@@ -546,7 +522,7 @@ struct DemoArgs {
 enum BenchCommand {
     /// Green-thread context switch vs the corosensei crate, measured side by side.
     ///
-    /// Example: `synergy bench ctx --rounds 5 --json ctx.json`.
+    /// Example: `synergy bench ctx --rounds 5 --out results`.
     Ctx {
         /// Alternating measurement rounds (the median is reported).
         #[arg(long, default_value_t = 15)]
@@ -557,17 +533,13 @@ enum BenchCommand {
         /// CPU to run on.
         #[arg(long)]
         cpu: Option<usize>,
-        /// Also write the result as JSON here.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Also draw the result as an SVG bar chart here.
-        #[arg(long, value_name = "FILE")]
-        svg: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// Interrupt-path microbenchmark (thesis Table 5.1): send, propagation, receive and return
     /// of synergy's preemption path next to a bare tgkill + sigreturn, plus the context switch.
     ///
-    /// Example: `synergy bench interrupt --preempt signal --json interrupt.json`.
+    /// Example: `synergy bench interrupt --preempt signal --format json`.
     Interrupt(MicrobenchArgs),
     /// LevelDB GET and SCAN service times on this machine (Table 6.1), sequentially.
     ///
@@ -575,7 +547,7 @@ enum BenchCommand {
     Leveldb(app_commands::BenchLeveldbArgs),
     /// The runtime's ring next to crossbeam's ArrayQueue and work-stealing deque, side by side.
     ///
-    /// Example: `synergy bench ring --rounds 3 --out results/ring`.
+    /// Example: `synergy bench ring --rounds 3 --out results`.
     Ring {
         /// Alternating measurement rounds (the median is reported).
         #[arg(long, default_value_t = 7)]
@@ -583,9 +555,8 @@ enum BenchCommand {
         /// Items per pattern and round.
         #[arg(long, default_value_t = 2_000_000)]
         items: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/bench-ring).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// Ingress steering's cost per datagram: hash (no program), random, sita, scan-avoid and tokens over a group
     /// of kernel UDP sockets, loopback, side by side in one run (issue 19).
@@ -601,9 +572,8 @@ enum BenchCommand {
         /// Alternating rounds (the median is reported).
         #[arg(long, default_value_t = 9)]
         rounds: usize,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/bench-steering).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// Compiler-interrupt probe overhead: three loops plain, probed every iteration and every 64.
     ///
@@ -618,9 +588,8 @@ enum BenchCommand {
         /// CPU of the worker that runs the loops.
         #[arg(long)]
         cpu: Option<usize>,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/ci-probes).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// The timer core's cost per worker watched, over 1 to 30 fake workers in each worker state.
     ///
@@ -638,14 +607,13 @@ enum BenchCommand {
         /// CPU to pin the measuring thread to.
         #[arg(long)]
         cpu: Option<usize>,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/timer-scan).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// The preemption entry's extended-state save + restore (XSAVE vs XSAVEC) with SSE, AVX2 or
     /// AVX-512 state live: bytes written and time.
     ///
-    /// Example: `synergy bench xsave --out results/xsave`.
+    /// Example: `synergy bench xsave --out results --name xsave-here`.
     Xsave {
         /// Alternating rounds (the median is reported).
         #[arg(long, default_value_t = 9)]
@@ -653,9 +621,8 @@ enum BenchCommand {
         /// Save + restore pairs per round and cell.
         #[arg(long, default_value_t = 200_000)]
         pairs: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/xsave).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// The timer core's loop period with a sched_yield per loop and without, side by side.
     ///
@@ -666,9 +633,8 @@ enum BenchCommand {
         /// Length of each of the two measurements, in ms.
         #[arg(long, default_value_t = 1000)]
         duration_ms: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/timer-loop).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
 }
 
@@ -691,16 +657,15 @@ enum SimCommand {
         /// Seeds (hash secrets and arrival sequences): 1..=N.
         #[arg(long, default_value_t = 5)]
         seeds: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-syrup).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// Shinjuku's figures, simulated at the paper's scale with the faithful dispatcher model
     /// (14 Shinjuku workers against 16 for d-FCFS/IX and c-FCFS/ZygOS): Fig. 5c (SQ, p99 <= 300 µs),
     /// Fig. 6a/6b (MQ and SQ, p99 slowdown <= 10 and 50), Fig. 7b (1 and 2 dispatchers, 1 to 22
     /// workers at saturation).
     ///
-    /// Example: `synergy sim shinjuku --out results/sim-shinjuku`.
+    /// Example: `synergy sim shinjuku --out results`.
     Shinjuku {
         /// Simulated requests per point.
         #[arg(long, default_value_t = 100_000)]
@@ -708,9 +673,8 @@ enum SimCommand {
         /// Arrival sequence seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-shinjuku).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// CoreSync's and Hermes's experiments, simulated at their scale with the runtime's own
     /// controllers (credit pool, AQM, core grants, CoreSync's parking gate): Table I (goodput at
@@ -731,9 +695,8 @@ enum SimCommand {
         /// Low-high cycles of the burst test.
         #[arg(long, default_value_t = 2)]
         burst_cycles: usize,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/sim-coresync).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
 }
 
@@ -763,9 +726,8 @@ enum SweepCommand {
         /// Alternating spin/park rounds per load (medians are reported).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/idle).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// Overload control over kernel UDP: --overload none (open-loop client) and credits (sessions
     /// obeying credits) at each load: goodput, rejects, kernel drops, client queueing, latency.
@@ -787,9 +749,8 @@ enum SweepCommand {
         /// Sessions (UDP flows).
         #[arg(long, default_value_t = 8)]
         flows: u32,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/overload).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// Hermes's burst test on the real server: a step load between two rates, served with
     /// --idle spin, park, and park with CoreSync's credits and coupling; per-step latency and the
@@ -817,9 +778,8 @@ enum SweepCommand {
         /// Client flows (sessions).
         #[arg(long, default_value_t = 8)]
         flows: u32,
-        /// Writes <name>.json, <name>.csv and <name>.svg here (e.g. docs/results/burst).
-        #[arg(long, value_name = "BASE")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: crate::output::OutputArgs,
     },
     /// The real runtime at N workers beside the simulator's prediction for the same N and this
     /// machine's measured preemption cost: highest load under the SLO per system (issue 20;
@@ -910,21 +870,6 @@ pub(crate) fn start_error(e: synergy::StartError) -> ExitCode {
     }
 }
 
-/// Writes `<base>.json` (`value`), `<base>.csv` and `<base>.svg`: every benchmark's outputs.
-pub(crate) fn write_results(
-    base: &std::path::Path,
-    value: &impl serde::Serialize,
-    csv: String,
-    svg: String,
-) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
-    for (ext, text) in [("json", json), ("csv", csv), ("svg", svg)] {
-        let path = base.with_extension(ext);
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Offered loads given as fractions of capacity: at least one, each in (0, 2].
 pub(crate) fn check_loads(loads: &[f64]) -> Result<(), String> {
     if loads.is_empty() || loads.iter().any(|l| !(*l > 0.0 && *l <= 2.0)) {
@@ -933,12 +878,8 @@ pub(crate) fn check_loads(loads: &[f64]) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 fn demo(args: DemoArgs) -> ExitCode {
+    crate::output::begin(&args.output);
     let (mut cfg, placement) = match args.runtime.resolve_over(demo::default_config()) {
         Ok(v) => v,
         Err(e) => return usage_error(e),
@@ -965,7 +906,7 @@ fn demo(args: DemoArgs) -> ExitCode {
     let w = Workload::named(args.workload);
     let mix: Vec<String> =
         w.types.iter().map(|t| format!("{} µs {}%", t.service_ns as f64 / 1000.0, t.share * 100.0)).collect();
-    println!(
+    crate::table!(
         "synergy run: --policy={}, workload {} ({}), {} worker(s) on CPU {:?}, timer core on CPU {}",
         cfg.policy.name(),
         w.name,
@@ -974,7 +915,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         placement.worker_cores,
         placement.timer_core
     );
-    println!(
+    crate::table!(
         "offered load {:.0}% of capacity = {:.0} requests/s for {} ms, QUANTUM_FACTOR {}, THRESH_WQD {} µs, clock {}",
         args.load * 100.0,
         w.capacity_rps(cfg.workers) * args.load,
@@ -995,15 +936,9 @@ fn demo(args: DemoArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return run_failed(e),
     };
-    println!();
-    print!("{}", demo::format_table(&runs));
-    if let Some(path) = &args.json {
-        if let Err(e) = write_json(path, &runs) {
-            return run_failed(e);
-        }
-        println!("results written to {}", path.display());
-    }
-    if let Some(path) = &args.svg {
+    crate::table!();
+    crate::table_print!("{}", demo::format_table(&runs));
+    let svg = {
         // Per request type and percentile, one bar per mode: the median over the repeated runs.
         let modes: Vec<String> = runs.iter().map(|r| r.preempt.clone()).fold(Vec::new(), |mut v, m| {
             if !v.contains(&m) {
@@ -1032,10 +967,48 @@ fn demo(args: DemoArgs) -> ExitCode {
         }
         let title =
             format!("synergy run: latency by request type, {} at {:.0}% load", runs[0].workload, args.load * 100.0);
-        if let Err(e) = std::fs::write(path, bar_chart(&title, "latency (µs, log scale)", &groups, true)) {
-            return run_failed(format!("cannot write {}: {e}", path.display()));
+        bar_chart(&title, "latency (µs, log scale)", &groups, true)
+    };
+    let mut csv = synergy_eval::csv::CsvTable::new(&[
+        "preempt",
+        "tier",
+        "workload",
+        "workers",
+        "offered_rps",
+        "service_ns",
+        "long",
+        "count",
+        "p50_ns",
+        "p99_ns",
+        "p999_ns",
+        "max_ns",
+        "slowdown_p999",
+    ]);
+    for r in &runs {
+        for c in &r.classes {
+            csv.row([
+                r.preempt.clone(),
+                r.tier.clone(),
+                r.workload.clone(),
+                r.workers.to_string(),
+                format!("{:.0}", r.offered_rps),
+                c.service_ns.to_string(),
+                c.long.to_string(),
+                c.latency.count.to_string(),
+                c.latency.p50_ns.to_string(),
+                c.latency.p99_ns.to_string(),
+                c.latency.p999_ns.to_string(),
+                c.latency.max_ns.to_string(),
+                format!("{:.3}", c.slowdown_p999),
+            ]);
         }
-        println!("plot written to {}", path.display());
+    }
+    let code = crate::output::finish(
+        &args.output,
+        crate::output::Results { name: "run", value: &runs, csv: csv.finish(), svg: Some(svg) },
+    );
+    if code != ExitCode::SUCCESS {
+        return code;
     }
     if runs.iter().any(|r| r.answered != r.requests || r.duplicates != 0) {
         return run_failed("some requests were not answered exactly once");
@@ -1053,7 +1026,8 @@ fn main() -> ExitCode {
     progress_bar::install(cli.quiet);
     match cli.command.unwrap_or(Command::Run(DemoArgs::parse_default())) {
         Command::Run(args) => demo(args),
-        Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, json, svg }) => {
+        Command::Bench(BenchCommand::Ctx { rounds, round_trips, cpu, output }) => {
+            crate::output::begin(&output);
             if rounds == 0 || round_trips == 0 {
                 return usage_error("--rounds and --round-trips must be at least 1");
             }
@@ -1063,45 +1037,59 @@ fn main() -> ExitCode {
                 }
             }
             let r = crate::bench::ctx::run(rounds, round_trips, cpu);
-            println!("green-thread switch (median of {} rounds × {} round trips):", r.rounds, r.round_trips_per_round);
-            println!("  synergy     {:>7.2} ns/switch", r.synergy_ns_per_switch);
-            println!("  corosensei  {:>7.2} ns/switch", r.corosensei_ns_per_switch);
-            println!(
+            crate::table!(
+                "green-thread switch (median of {} rounds × {} round trips):",
+                r.rounds,
+                r.round_trips_per_round
+            );
+            crate::table!("  synergy     {:>7.2} ns/switch", r.synergy_ns_per_switch);
+            crate::table!("  corosensei  {:>7.2} ns/switch", r.corosensei_ns_per_switch);
+            crate::table!(
                 "  ratio       {:>7.3}× (ours also keeps MXCSR and the x87 control word; corosensei does not)",
                 r.ratio
             );
-            if let Some(path) = &json {
-                if let Err(e) = write_json(path, &r) {
-                    return run_failed(e);
-                }
+            let groups = vec![BarGroup {
+                label: "one context switch".into(),
+                bars: vec![
+                    ("synergy".into(), r.synergy_ns_per_switch),
+                    ("corosensei".into(), r.corosensei_ns_per_switch),
+                ],
+            }];
+            let mut csv = synergy_eval::csv::CsvTable::new(&[
+                "implementation",
+                "ns_per_switch",
+                "rounds",
+                "round_trips_per_round",
+            ]);
+            for (name, ns) in [("synergy", r.synergy_ns_per_switch), ("corosensei", r.corosensei_ns_per_switch)] {
+                csv.row([
+                    name.to_string(),
+                    format!("{ns:.3}"),
+                    r.rounds.to_string(),
+                    r.round_trips_per_round.to_string(),
+                ]);
             }
-            if let Some(path) = &svg {
-                let groups = vec![BarGroup {
-                    label: "one context switch".into(),
-                    bars: vec![
-                        ("synergy".into(), r.synergy_ns_per_switch),
-                        ("corosensei".into(), r.corosensei_ns_per_switch),
-                    ],
-                }];
-                if let Err(e) = std::fs::write(
-                    path,
-                    bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false),
-                ) {
-                    return run_failed(format!("cannot write {}: {e}", path.display()));
-                }
-            }
-            ExitCode::SUCCESS
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "bench-ctx",
+                    value: &r,
+                    csv: csv.finish(),
+                    svg: Some(bar_chart("Green-thread switch cost (median)", "ns per switch", &groups, false)),
+                },
+            )
         }
         Command::Bench(BenchCommand::Leveldb(args)) => app_commands::bench_leveldb(args),
         Command::Sweep(SweepCommand::Scale(a)) => bench_scale(a),
-        Command::Sim(SimCommand::Syrup { requests, seeds, out }) => {
+        Command::Sim(SimCommand::Syrup { requests, seeds, output }) => {
+            crate::output::begin(&output);
             if requests < 1_000 || seeds == 0 || seeds > 100 {
                 return usage_error("--requests must be at least 1000, --seeds between 1 and 100");
             }
             let p = synergy_sim::syrup::SyrupParams { requests, seeds: (1..=seeds).collect(), ..Default::default() };
             let r = synergy_sim::syrup::run(&p);
             for f in [&r.fig2, &r.fig6] {
-                println!(
+                crate::table!(
                     "Syrup {} (simulated): {} on {} workers, {} flows, capacity {:.0} k req/s; highest load with GET p99 <= {} µs, per seed:",
                     f.figure,
                     f.workload,
@@ -1122,17 +1110,21 @@ fn main() -> ExitCode {
                             None => format!("{:.0}k", m.max_rps / 1e3),
                         })
                         .collect();
-                    println!("  {rule:<12} {}", per_seed.join(", "));
+                    crate::table!("  {rule:<12} {}", per_seed.join(", "));
                 }
             }
-            if let Some(base) = &out {
-                if let Err(e) = write_results(base, &r, synergy_sim::syrup::csv(&r), synergy_sim::syrup::svg(&r)) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "sim-syrup",
+                    value: &r,
+                    csv: synergy_sim::syrup::csv(&r),
+                    svg: Some(synergy_sim::syrup::svg(&r)),
+                },
+            )
         }
-        Command::Sim(SimCommand::Coresync { duration_ms, seeds, burst_phase_ms, burst_cycles, out }) => {
+        Command::Sim(SimCommand::Coresync { duration_ms, seeds, burst_phase_ms, burst_cycles, output }) => {
+            crate::output::begin(&output);
             if !(10..=10_000).contains(&duration_ms) || !(1..=20).contains(&seeds) {
                 return usage_error("--duration-ms must be 10-10000 and --seeds 1-20");
             }
@@ -1147,16 +1139,19 @@ fn main() -> ExitCode {
                 burst_window_ns: (burst_phase_ms * 1_000_000 / 100).max(1_000_000),
             };
             let r = synergy_sim::coresync::figures::run(&p);
-            print!("{}", synergy_sim::coresync::figures::table(&r));
-            if let Some(base) = &out {
-                let (csv, svg) = (synergy_sim::coresync::figures::csv(&r), synergy_sim::coresync::figures::svg(&r));
-                if let Err(e) = write_results(base, &r, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", synergy_sim::coresync::figures::table(&r));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "sim-coresync",
+                    value: &r,
+                    csv: synergy_sim::coresync::figures::csv(&r),
+                    svg: Some(synergy_sim::coresync::figures::svg(&r)),
+                },
+            )
         }
-        Command::Sim(SimCommand::Shinjuku { requests, seed, out }) => {
+        Command::Sim(SimCommand::Shinjuku { requests, seed, output }) => {
+            crate::output::begin(&output);
             if requests < 1_000 {
                 return usage_error("--requests must be at least 1000");
             }
@@ -1167,16 +1162,19 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let r = synergy_sim::shinjuku::run(&p);
-            println!("{}", synergy_sim::shinjuku::table(&r));
-            if let Some(base) = &out {
-                if let Err(e) = write_results(base, &r, synergy_sim::shinjuku::csv(&r), synergy_sim::shinjuku::svg(&r))
-                {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table!("{}", synergy_sim::shinjuku::table(&r));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "sim-shinjuku",
+                    value: &r,
+                    csv: synergy_sim::shinjuku::csv(&r),
+                    svg: Some(synergy_sim::shinjuku::svg(&r)),
+                },
+            )
         }
-        Command::Bench(BenchCommand::Steering { sockets, datagrams, rounds, out }) => {
+        Command::Bench(BenchCommand::Steering { sockets, datagrams, rounds, output }) => {
+            crate::output::begin(&output);
             if !(2..=64).contains(&sockets) || datagrams == 0 || rounds == 0 {
                 return usage_error("--sockets must be between 2 and 64, --datagrams and --rounds at least 1");
             }
@@ -1184,41 +1182,51 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return run_failed(e),
             };
-            println!(
+            crate::table!(
                 "ingress steering over {sockets} sockets ({}), median of {rounds} rounds × {datagrams} datagrams:",
                 b.cpu_model
             );
             for p in &b.points {
-                println!(
+                crate::table!(
                     "  {:<10} {:>8.1} ns/datagram ({:.3}× hash), per socket {:?}",
-                    p.steering, p.ns_per_datagram, p.vs_hash, p.per_socket
+                    p.steering,
+                    p.ns_per_datagram,
+                    p.vs_hash,
+                    p.per_socket
                 );
             }
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::steering::csv(&b), crate::bench::steering::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "bench-steering",
+                    value: &b,
+                    csv: crate::bench::steering::csv(&b),
+                    svg: Some(crate::bench::steering::svg(&b)),
+                },
+            )
         }
-        Command::Bench(BenchCommand::Ring { rounds, items, out }) => {
+        Command::Bench(BenchCommand::Ring { rounds, items, output }) => {
+            crate::output::begin(&output);
             if rounds == 0 || items == 0 {
                 return usage_error("--rounds and --items must be at least 1");
             }
             let b = crate::bench::ring::run(rounds, items);
-            println!("bounded queues ({}), median of {rounds} rounds × {items} items:", b.cpu_model);
+            crate::table!("bounded queues ({}), median of {rounds} rounds × {items} items:", b.cpu_model);
             for (p, i, v) in &b.results {
-                println!("  {p:<17} {i:<24} {v:>7.2} ns/item");
+                crate::table!("  {p:<17} {i:<24} {v:>7.2} ns/item");
             }
-            if let Some(base) = &out {
-                if let Err(e) = write_results(base, &b, crate::bench::ring::csv(&b), crate::bench::ring::svg(&b)) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "bench-ring",
+                    value: &b,
+                    csv: crate::bench::ring::csv(&b),
+                    svg: Some(crate::bench::ring::svg(&b)),
+                },
+            )
         }
-        Command::Bench(BenchCommand::Probes { rounds, iterations, cpu, out }) => {
+        Command::Bench(BenchCommand::Probes { rounds, iterations, cpu, output }) => {
+            crate::output::begin(&output);
             if rounds == 0 || iterations < 1000 {
                 return usage_error("--rounds must be at least 1 and --iterations at least 1000");
             }
@@ -1231,16 +1239,19 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return run_failed(e),
             };
-            print!("{}", crate::bench::probes::table(&b));
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::probes::csv(&b), crate::bench::probes::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", crate::bench::probes::table(&b));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "ci-probes",
+                    value: &b,
+                    csv: crate::bench::probes::csv(&b),
+                    svg: Some(crate::bench::probes::svg(&b)),
+                },
+            )
         }
-        Command::Bench(BenchCommand::Scan { workers, checks, rounds, cpu, out }) => {
+        Command::Bench(BenchCommand::Scan { workers, checks, rounds, cpu, output }) => {
+            crate::output::begin(&output);
             if workers.is_empty() || workers.contains(&0) || workers.iter().any(|&n| n > 4096) {
                 return usage_error("--workers must list worker counts between 1 and 4096");
             }
@@ -1253,16 +1264,19 @@ fn main() -> ExitCode {
                 }
             }
             let b = crate::bench::scan::run(&workers, checks, rounds, cpu);
-            print!("{}", crate::bench::scan::table(&b));
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::scan::csv(&b), crate::bench::scan::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", crate::bench::scan::table(&b));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "timer-scan",
+                    value: &b,
+                    csv: crate::bench::scan::csv(&b),
+                    svg: Some(crate::bench::scan::svg(&b)),
+                },
+            )
         }
-        Command::Bench(BenchCommand::Xsave { rounds, pairs, out }) => {
+        Command::Bench(BenchCommand::Xsave { rounds, pairs, output }) => {
+            crate::output::begin(&output);
             if rounds == 0 || pairs == 0 {
                 return usage_error("--rounds and --pairs must be at least 1");
             }
@@ -1270,16 +1284,19 @@ fn main() -> ExitCode {
                 return unavailable("this CPU or OS has no XSAVE: nothing to measure");
             }
             let b = crate::bench::xsave::run(rounds, pairs);
-            print!("{}", crate::bench::xsave::table(&b));
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::xsave::csv(&b), crate::bench::xsave::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", crate::bench::xsave::table(&b));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "xsave",
+                    value: &b,
+                    csv: crate::bench::xsave::csv(&b),
+                    svg: Some(crate::bench::xsave::svg(&b)),
+                },
+            )
         }
-        Command::Sweep(SweepCommand::Idle { runtime, workload, loads, duration_ms, rounds, out }) => {
+        Command::Sweep(SweepCommand::Idle { runtime, workload, loads, duration_ms, rounds, output }) => {
+            crate::output::begin(&output);
             if let Err(e) = check_loads(&loads) {
                 return usage_error(e);
             }
@@ -1297,16 +1314,19 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return run_failed(e),
             };
-            print!("{}", crate::bench::idle::table(&b));
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::idle::csv(&b), crate::bench::idle::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", crate::bench::idle::table(&b));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "idle",
+                    value: &b,
+                    csv: crate::bench::idle::csv(&b),
+                    svg: Some(crate::bench::idle::svg(&b)),
+                },
+            )
         }
-        Command::Sweep(SweepCommand::Overload { runtime, workload, loads, duration_ms, flows, out }) => {
+        Command::Sweep(SweepCommand::Overload { runtime, workload, loads, duration_ms, flows, output }) => {
+            crate::output::begin(&output);
             if let Err(e) = check_loads(&loads) {
                 return usage_error(e);
             }
@@ -1331,16 +1351,19 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return run_failed(e),
             };
-            print!("{}", crate::bench::overload::table(&b));
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::overload::csv(&b), crate::bench::overload::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", crate::bench::overload::table(&b));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "overload",
+                    value: &b,
+                    csv: crate::bench::overload::csv(&b),
+                    svg: Some(crate::bench::overload::svg(&b)),
+                },
+            )
         }
-        Command::Sweep(SweepCommand::Burst { runtime, workload, low, high, step_ms, duration_ms, flows, out }) => {
+        Command::Sweep(SweepCommand::Burst { runtime, workload, low, high, step_ms, duration_ms, flows, output }) => {
+            crate::output::begin(&output);
             if !(low > 0.0 && low < high && high <= 4.0) {
                 return usage_error("--low and --high must satisfy 0 < low < high <= 4 (fractions of capacity)");
             }
@@ -1367,16 +1390,19 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return run_failed(e),
             };
-            print!("{}", crate::bench::burst::table(&b));
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::burst::csv(&b), crate::bench::burst::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::table_print!("{}", crate::bench::burst::table(&b));
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "burst",
+                    value: &b,
+                    csv: crate::bench::burst::csv(&b),
+                    svg: Some(crate::bench::burst::svg(&b)),
+                },
+            )
         }
-        Command::Bench(BenchCommand::Timer { runtime, duration_ms, out }) => {
+        Command::Bench(BenchCommand::Timer { runtime, duration_ms, output }) => {
+            crate::output::begin(&output);
             if duration_ms == 0 {
                 return usage_error("--duration-ms must be at least 1");
             }
@@ -1388,18 +1414,20 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return run_failed(e),
             };
-            println!("timer-core loop period on CPU {} ({}), {duration_ms} ms each:", b.timer_core, b.cpu_model);
+            crate::table!("timer-core loop period on CPU {} ({}), {duration_ms} ms each:", b.timer_core, b.cpu_model);
             for r in &b.runs {
                 let q: Vec<String> = r.period_upper_ns.iter().map(|(l, ns)| format!("{l} < {ns} ns")).collect();
-                println!("  sched_yield {:<6} {:>10.0} loops/s   {}", r.timer_yield, r.loops_per_s, q.join(", "));
+                crate::table!("  sched_yield {:<6} {:>10.0} loops/s   {}", r.timer_yield, r.loops_per_s, q.join(", "));
             }
-            if let Some(base) = &out {
-                let (csv, svg) = (crate::bench::timer::csv(&b), crate::bench::timer::svg(&b));
-                if let Err(e) = write_results(base, &b, csv, svg) {
-                    return run_failed(e);
-                }
-            }
-            ExitCode::SUCCESS
+            crate::output::finish(
+                &output,
+                crate::output::Results {
+                    name: "timer-loop",
+                    value: &b,
+                    csv: crate::bench::timer::csv(&b),
+                    svg: Some(crate::bench::timer::svg(&b)),
+                },
+            )
         }
         Command::Bench(BenchCommand::Interrupt(args)) => microbench(args),
         Command::Sim(SimCommand::Thesis(args)) => simulate(args),
@@ -1518,5 +1546,32 @@ mod help_examples {
             }
         }
         assert!(found.len() >= 10, "{found:?}");
+    }
+
+    /// Every command that produces results takes the one output convention's options
+    /// (`--format`, `--out`, `--name`; cli/src/output.rs).
+    #[test]
+    fn every_results_command_takes_format_out_and_name() {
+        let root = Cli::command();
+        let mut leaves = Vec::new();
+        for c in root.get_subcommands() {
+            match c.get_name() {
+                "run" | "load" => leaves.push(c.clone()),
+                "sweep" | "bench" | "sim" => {
+                    leaves.extend(c.get_subcommands().filter(|s| s.get_name() != "help").cloned())
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(leaves.len(), 2 + 5 + 9 + 4);
+        for c in &leaves {
+            let ids: Vec<&str> = c.get_arguments().map(|a| a.get_id().as_str()).collect();
+            for want in ["format", "out", "name"] {
+                assert!(ids.contains(&want), "{} lacks --{want}: {ids:?}", c.get_name());
+            }
+            for gone in ["json", "svg", "csv", "out_dir"] {
+                assert!(!ids.contains(&gone), "{} still has --{gone}", c.get_name());
+            }
+        }
     }
 }

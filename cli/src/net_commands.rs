@@ -5,9 +5,8 @@ use crate::app_commands::AppArgs;
 use crate::app_commands::AppName;
 use crate::cli::RuntimeArgs;
 use crate::sweep;
-use crate::{check_loads, run_failed, start_error, unavailable, usage_error, write_json, write_results};
+use crate::{check_loads, run_failed, start_error, unavailable, usage_error};
 use std::net::{SocketAddrV4, ToSocketAddrs};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -114,9 +113,8 @@ pub struct LoadgenArgs {
     rps: f64,
     #[command(flatten)]
     traffic: TrafficArgs,
-    /// Also write the result as JSON here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
     /// Each flow is a session that keeps at most as many requests outstanding as its latest
     /// reply's credits (one before any; for a server run with --overload credits). Arrivals
     /// stay Poisson; a request without a credit waits at the client.
@@ -156,13 +154,10 @@ pub struct SweepArgs {
     /// p99.9 slowdown SLO.
     #[arg(long, default_value_t = 50.0)]
     slo: f64,
-    /// Writes <name>.json, <name>.csv and <name>.svg into this directory.
-    #[arg(long, default_value = "results")]
-    out_dir: PathBuf,
-    #[arg(long, default_value = "sweep")]
-    name: String,
-    /// Also writes <name>-samples.csv: every measured reply's latency (policy, preempt, load,
-    /// kind, latency_ns), the raw data behind the reported percentiles.
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
+    /// With --out, also writes NAME-samples.csv: every measured reply's latency (policy,
+    /// preempt, load, kind, latency_ns), the raw data behind the reported percentiles.
     #[arg(long)]
     samples: bool,
 }
@@ -436,7 +431,7 @@ fn print_overload(stats: &synergy::stats::RunStats) {
 }
 
 fn print_result(r: &loadgen::LoadgenResult) {
-    println!(
+    crate::table!(
         "offered {:.0} req/s, achieved {:.0} req/s, goodput {:.0} req/s; sent {}, answered {}, rejected {}, lost {}, \
          unsent {}, send errors {}, bad replies {}, error replies {}, duplicates {}",
         r.offered_rps,
@@ -452,7 +447,7 @@ fn print_result(r: &loadgen::LoadgenResult) {
         r.error_replies,
         r.duplicates
     );
-    println!(
+    crate::table!(
         "client queueing p50 {:.1} µs, p99 {:.1} µs; end to end p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs; mean credits {:.1}",
         r.client_queue_p50_ns as f64 / 1e3,
         r.client_queue_p99_ns as f64 / 1e3,
@@ -461,12 +456,17 @@ fn print_result(r: &loadgen::LoadgenResult) {
         r.end_to_end_p999_ns as f64 / 1e3,
         r.mean_credits
     );
-    println!(
+    crate::table!(
         "{:>10} {:>9} {:>10} {:>10} {:>10} {:>14}",
-        "class", "count", "p50 µs", "p99 µs", "p99.9 µs", "p99.9 slowdown"
+        "class",
+        "count",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "p99.9 slowdown"
     );
     for c in &r.classes {
-        println!(
+        crate::table!(
             "{:>7.1} µs {:>9} {:>10.1} {:>10.1} {:>10.1} {:>14.1}",
             c.service_ns as f64 / 1000.0,
             c.count,
@@ -476,18 +476,23 @@ fn print_result(r: &loadgen::LoadgenResult) {
             c.slowdown_p999
         );
     }
-    println!(
+    crate::table!(
         "overall p99.9 slowdown {:.1}, p99.9 latency {:.1} µs",
         r.overall_slowdown_p999,
         r.overall_latency_p999_ns as f64 / 1000.0
     );
     if !r.steps.is_empty() {
-        println!(
+        crate::table!(
             "{:>10} {:>12} {:>9} {:>10} {:>10} {:>10}",
-            "step at ms", "offered/s", "served", "p50 µs", "p99 µs", "p99.9 µs"
+            "step at ms",
+            "offered/s",
+            "served",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs"
         );
         for st in &r.steps {
-            println!(
+            crate::table!(
                 "{:>10.0} {:>12.0} {:>9} {:>10.1} {:>10.1} {:>10.1}",
                 st.start_ms,
                 st.offered_rps,
@@ -501,6 +506,7 @@ fn print_result(r: &loadgen::LoadgenResult) {
 }
 
 pub fn loadgen(args: LoadgenArgs) -> ExitCode {
+    crate::output::begin(&args.output);
     let target = match parse_v4(&args.target, "--target") {
         Ok(a) => a,
         Err(e) => return usage_error(e),
@@ -543,12 +549,36 @@ pub fn loadgen(args: LoadgenArgs) -> ExitCode {
     match synergy_eval::progress::Task::timed("synergy load", expected, || loadgen::run(&p)) {
         Ok(r) => {
             print_result(&r);
-            if let Some(path) = &args.json {
-                if let Err(e) = write_json(path, &r) {
-                    return run_failed(e);
-                }
+            let mut csv = synergy_eval::csv::CsvTable::new(&[
+                "service_ns",
+                "long",
+                "count",
+                "p50_ns",
+                "p99_ns",
+                "p999_ns",
+                "slowdown_p999",
+                "offered_rps",
+                "achieved_rps",
+                "goodput_rps",
+            ]);
+            for c in &r.classes {
+                csv.row([
+                    c.service_ns.to_string(),
+                    c.long.to_string(),
+                    c.count.to_string(),
+                    c.p50_ns.to_string(),
+                    c.p99_ns.to_string(),
+                    c.p999_ns.to_string(),
+                    format!("{:.3}", c.slowdown_p999),
+                    format!("{:.1}", r.offered_rps),
+                    format!("{:.1}", r.achieved_rps),
+                    format!("{:.1}", r.goodput_rps),
+                ]);
             }
-            ExitCode::SUCCESS
+            crate::output::finish(
+                &args.output,
+                crate::output::Results { name: "load", value: &r, csv: csv.finish(), svg: None },
+            )
         }
         Err(e) => loadgen_error(e),
     }
@@ -563,6 +593,7 @@ pub(crate) fn long_kinds_from(runtime: &RuntimeArgs, cfg: &mut synergy::Config, 
 }
 
 pub fn sweep(args: SweepArgs) -> ExitCode {
+    crate::output::begin(&args.output);
     let (mut cfg, _) = match args.runtime.resolve() {
         Ok(v) => v,
         Err(e) => return usage_error(e),
@@ -581,8 +612,8 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
     if args.slo.is_nan() || args.slo <= 1.0 {
         return usage_error(format!("--slo must be above 1, got {}", args.slo));
     }
-    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
-        return run_failed(format!("cannot create {}: {e}", args.out_dir.display()));
+    if args.samples && args.output.out.is_none() {
+        return usage_error("--samples writes NAME-samples.csv beside the results: give --out DIR");
     }
     if let Err(e) = args.traffic.check() {
         return usage_error(e);
@@ -635,25 +666,28 @@ pub fn sweep(args: SweepArgs) -> ExitCode {
         Err(e) => return run_failed(e),
     };
     r.service_times = app.measured.clone();
-    let base = args.out_dir.join(&args.name);
-    if let Err(e) = write_results(&base, &r, sweep::csv(&r), sweep::svg(&r)) {
-        return run_failed(e);
+    for s in &r.summary {
+        crate::table!(
+            "--policy={} --preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s",
+            s.policy,
+            s.preempt,
+            r.slo,
+            s.max_rps_under_slo
+        );
     }
-    if args.samples {
-        let path = args.out_dir.join(format!("{}-samples.csv", args.name));
+    let code = crate::output::finish(
+        &args.output,
+        crate::output::Results { name: "sweep", value: &r, csv: sweep::csv(&r), svg: Some(sweep::svg(&r)) },
+    );
+    if let (true, Some(dir), ExitCode::SUCCESS) = (args.samples, &args.output.out, code) {
+        let name = args.output.name.as_deref().unwrap_or("sweep");
+        let path = dir.join(format!("{name}-samples.csv"));
         if let Err(e) = std::fs::write(&path, sweep::samples_csv(&r)) {
             return run_failed(format!("cannot write {}: {e}", path.display()));
         }
-        println!("wrote {}", path.display());
+        eprintln!("samples: {}", path.display());
     }
-    for s in &r.summary {
-        println!(
-            "--policy={} --preempt={}: highest load with p99.9 slowdown <= {} and no loss: {:.0} req/s",
-            s.policy, s.preempt, r.slo, s.max_rps_under_slo
-        );
-    }
-    println!("wrote {}.{{json,csv,svg}}", base.display());
-    ExitCode::SUCCESS
+    code
 }
 
 /// The load generator's errors: bad parameters are usage errors, a CPU it may not use is the

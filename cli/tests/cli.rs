@@ -75,8 +75,8 @@ fn bad_values_are_rejected_with_a_clear_error() {
         (&["run", "--policy", "shinjuku", "--dispatchers", "3"], "between 1 and workers (1) dispatchers"),
         (&["run", "--policy", "shinjuku", "--preempt", "ci"], "preempts by interrupt from its dispatcher"),
         (&["run", "--idle", "park", "--idle-poll-us", "5000000"], "idle_poll_us must be at most 1000000"),
-        (&["bench", "idle", "--loads", "0"], "--loads must be fractions of capacity"),
-        (&["bench", "burst", "--low", "0.5", "--high", "0.4"], "--low and --high must satisfy"),
+        (&["sweep", "idle", "--loads", "0"], "--loads must be fractions of capacity"),
+        (&["sweep", "burst", "--low", "0.5", "--high", "0.4"], "--low and --high must satisfy"),
         (&["serve", "--coresync-r=-1"], "coresync_r must be in [0, 1e6]"),
     ];
     // LevelDB's bad values are usage errors where it is built in; without it, exit 3.
@@ -103,7 +103,7 @@ fn bad_values_are_rejected_with_a_clear_error() {
 fn commands_that_cannot_run_here_exit_3_and_say_why() {
     let cases: &[(&[&str], &str)] = &[
         (&["bench", "interrupt", "--receiver-cpu", "4096"], "--receiver-cpu 4096: that CPU is not available"),
-        (&["bench", "scale", "--workers", "4096"], "need 4097 CPUs"),
+        (&["sweep", "scale", "--workers", "4096"], "need 4097 CPUs"),
         // kmod_ipi is never loaded on the host (the guest runs it).
         (&["run", "--preempt", "ipi"], "insmod kmod_ipi.ko"),
         // No UINTR under this VM (CPUID.7.0:EDX[5] = 0 on every host CI draws), and no kmod_uintr.
@@ -236,8 +236,9 @@ fn config_file_errors_name_the_file_and_key() {
 #[test]
 fn demo_prints_a_latency_table_and_answers_everything() {
     let _serial = common::serial();
-    let json = std::env::temp_dir().join(format!("synergy-demo-{}.json", std::process::id()));
-    let o = synergy(&["run", "--duration-ms", "300", "--json", json.to_str().unwrap()]);
+    let dir = std::env::temp_dir().join(format!("synergy-demo-{}", std::process::id()));
+    let json = dir.join("run.json");
+    let o = synergy(&["run", "--duration-ms", "300", "--out", dir.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.contains("p99.9 µs") && out.contains("signal") && out.contains("none"), "{out}");
@@ -260,7 +261,7 @@ fn bench_idle_compares_spinning_and_parking_workers() {
     std::fs::create_dir_all(&dir).unwrap();
     let base = dir.join("idle");
     let o = synergy(&[
-        "bench",
+        "sweep",
         "idle",
         "--loads",
         "0.1,0.4",
@@ -269,7 +270,7 @@ fn bench_idle_compares_spinning_and_parking_workers() {
         "--rounds",
         "1",
         "--out",
-        base.to_str().unwrap(),
+        dir.to_str().unwrap(),
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
@@ -306,7 +307,7 @@ fn bench_burst_serves_a_step_load_spinning_parking_and_coupled() {
     let dir = std::env::temp_dir().join(format!("synergy-burst-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let base = dir.join("burst");
-    let o = synergy(&["bench", "burst", "--duration-ms", "400", "--step-ms", "100", "--out", base.to_str().unwrap()]);
+    let o = synergy(&["sweep", "burst", "--duration-ms", "400", "--step-ms", "100", "--out", dir.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     let v: serde_json::Value =
@@ -343,8 +344,9 @@ fn bench_burst_serves_a_step_load_spinning_parking_and_coupled() {
 #[test]
 fn bench_ctx_reports_both_switches_and_the_ratio() {
     let _serial = common::serial();
-    let json = std::env::temp_dir().join(format!("synergy-ctx-{}.json", std::process::id()));
-    let o = synergy(&["bench", "ctx", "--rounds", "3", "--round-trips", "20000", "--json", json.to_str().unwrap()]);
+    let dir = std::env::temp_dir().join(format!("synergy-ctx-{}", std::process::id()));
+    let json = dir.join("bench-ctx.json");
+    let o = synergy(&["bench", "ctx", "--rounds", "3", "--round-trips", "20000", "--out", dir.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
     // The two costs and their ratio, parsed (issue 38, A18: only three words were checked).
@@ -384,12 +386,10 @@ fn microbench_measures_every_interrupt_with_ordered_stamps() {
         &paths.join(","),
         "--runs",
         "3001",
-        "--json",
-        json.to_str().unwrap(),
-        "--csv",
-        csv.to_str().unwrap(),
-        "--svg",
-        svg.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--name",
+        "mb",
     ]);
     assert_eq!(o.status.code(), Some(0), "microbench failed: {}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -462,7 +462,7 @@ fn short_sweep(name: &str, extra: &[&str]) -> serde_json::Value {
         name,
         "--samples",
     ];
-    args.extend_from_slice(&["--out-dir", dir.to_str().unwrap()]);
+    args.extend_from_slice(&["--out", dir.to_str().unwrap()]);
     args.extend_from_slice(extra);
     let o = synergy(&args);
     assert!(o.status.success(), "sweep {extra:?} failed: {}", stderr(&o));
@@ -772,7 +772,7 @@ fn progress_bars_appear_on_a_terminal_only_and_never_with_quiet() {
     let bin = env!("CARGO_BIN_EXE_synergy");
     let dir = std::env::temp_dir().join(format!("synergy-progress-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sim = format!("{bin} sim syrup --requests 2000 --seeds 1 --out {}/syrup", dir.display());
+    let sim = format!("{bin} sim syrup --requests 2000 --seeds 1 --out {}", dir.display());
     let under_pty = |cmd: &str| {
         let o = Command::new("script").args(["-qec", cmd, "/dev/null"]).output().expect("script (bsdutils) runs");
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -788,4 +788,36 @@ fn progress_bars_appear_on_a_terminal_only_and_never_with_quiet() {
     let all = [piped.stdout.as_slice(), piped.stderr.as_slice()].concat();
     assert!(!all.contains(&0x1b) && !String::from_utf8_lossy(&all).contains("ETA"), "control characters in a pipe");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One output convention (issue 43, item 4): `--format json|csv` puts the results on stdout
+/// instead of the table, `--out DIR` writes NAME.json/.csv/.svg and names them on stderr, and
+/// `--name` renames them.
+#[test]
+fn every_results_command_speaks_the_output_convention() {
+    let bench = ["bench", "ring", "--rounds", "1", "--items", "2000"];
+    let table = synergy(&bench);
+    assert!(table.status.success(), "{}", stderr(&table));
+    assert!(String::from_utf8_lossy(&table.stdout).contains("ns/item"), "the table by default");
+    let json = synergy(&[&bench[..], &["--format", "json"]].concat());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("stdout is exactly the JSON");
+    assert!(v["results"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+    let csv = synergy(&[&bench[..], &["--format", "csv"]].concat());
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(text.starts_with("pattern,implementation,ns_per_item\n") && !text.contains("ns/item"), "{text}");
+    let dir = std::env::temp_dir().join(format!("synergy-output-{}", std::process::id())).join("fresh");
+    let o = synergy(&[&bench[..], &["--out", dir.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for ext in ["json", "csv", "svg"] {
+        let path = dir.join(format!("bench-ring.{ext}"));
+        assert!(
+            path.exists() && stderr(&o).contains(&path.display().to_string()),
+            "{}: {}",
+            path.display(),
+            stderr(&o)
+        );
+    }
+    let o = synergy(&[&bench[..], &["--out", dir.to_str().unwrap(), "--name", "mine", "--format", "csv"]].concat());
+    assert!(o.status.success() && dir.join("mine.csv").exists() && dir.join("mine.svg").exists());
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }

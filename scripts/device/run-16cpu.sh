@@ -44,9 +44,9 @@ grep -E "Model name|^CPU\(s\)|Thread|NUMA node\(s\)|Flags" "$res/lscpu.txt" | cu
 # executables; `validate` reports them as not run.
 step validate 45 "$bin" validate --out "$res/validate" --runs 100000 --demo-ms 500
 # 2. the context switch and the interrupt paths, each with its baseline in the same run.
-step bench-ctx 30 "$bin" bench ctx --rounds 9 --json "$res/ctx.json" --svg "$res/ctx.svg"
+step bench-ctx 30 "$bin" bench ctx --rounds 9 --out "$res" --name ctx
 step microbench 75 "$bin" bench interrupt --preempt signal,ci --runs 200000 \
-  --json "$res/microbench.json" --csv "$res/microbench.csv" --svg "$res/microbench.svg"
+  --out "$res" --name microbench
 # 3. 12 workers plus the timer core, real beside simulated. The green-thread pool: 32,768 (the
 # 2026-11-27 runs exhausted 4,096 from 60% load: every preempted long request holds a green
 # thread until it resumes, and the wait queue's capacity is the budget; 32,768 threads of
@@ -57,8 +57,8 @@ step scale 210 env OUT="$res/scale" bash scripts/scale-bench.sh --bin "$bin" --w
 # 4. parked against polling workers, coupled against uncoupled core allocation (bench burst:
 # spin, park, park + CoreSync coupling, a step load crossing capacity), and overload control
 # (none against credits) at loads below and above capacity.
-step burst 50 "$bin" sweep burst --workers 12 --low 0.3 --high 1.3 --duration-ms 2000 --out "$res/burst"
-step overload 40 "$bin" sweep overload --workers 12 --loads 0.5,1.0,1.5 --duration-ms 800 --out "$res/overload"
+step burst 50 "$bin" sweep burst --workers 12 --low 0.3 --high 1.3 --duration-ms 2000 --out "$res"
+step overload 40 "$bin" sweep overload --workers 12 --loads 0.5,1.0,1.5 --duration-ms 800 --out "$res"
 # 5. memcached (-t 8) beside synergy (timer core + 7 workers) on CPUs 2-9, the generator on 10-13.
 if [ -x "$dev/bin/memcached" ] && command -v python3 >/dev/null; then
   step memcached 120 python3 scripts/memcached-bench.py --synergy "$bin" --mcload "$PWD/$dev/bin/mcload" \

@@ -163,12 +163,10 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     }
 
     progress.set_total((steps.len() + 1 + modes.len()) as u64);
-    let microbench_base = args.out.join("microbench");
     let mut mb = Command::new(&self_exe);
-    mb.args(["bench", "interrupt", "--preempt", &modes.join(","), "--runs", &args.runs.to_string()]);
-    for ext in ["json", "csv", "svg"] {
-        mb.arg(format!("--{ext}")).arg(microbench_base.with_extension(ext));
-    }
+    mb.args(["bench", "interrupt", "--preempt", &modes.join(","), "--runs", &args.runs.to_string(), "--out"])
+        .arg(&args.out)
+        .args(["--name", "microbench"]);
     let step = run_step("microbench", mb, &mut progress);
     checks.push(Check::new(
         "microbench",
@@ -179,8 +177,9 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     for mode in &modes {
         let id = format!("demo.{mode}");
         let mut demo = Command::new(&self_exe);
-        demo.args(["run", "--preempt", mode, "--duration-ms", &args.demo_ms.to_string(), "--json"])
-            .arg(args.out.join(format!("demo-{mode}.json")));
+        demo.args(["run", "--preempt", mode, "--duration-ms", &args.demo_ms.to_string(), "--out"])
+            .arg(&args.out)
+            .args(["--name", &format!("demo-{mode}")]);
         let step = run_step(&id, demo, &mut progress);
         checks.push(Check::new(&id, step.status, format!("{} in {:.0} s", step.status.label(), step.seconds)));
         steps.push(step);
@@ -191,7 +190,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
         }
     }
 
-    let report = report::Report::new(host, checks, steps, &microbench_base.with_extension("json"));
+    let report = report::Report::new(host, checks, steps, &args.out.join("microbench.json"));
     if let Err(e) = report.write(&args.out) {
         return crate::run_failed(format!("cannot write the report in {}: {e}", args.out.display()));
     }
