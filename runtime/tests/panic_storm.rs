@@ -34,8 +34,15 @@ use synergy::{
 /// Kernel iterations per chunk of work (a few µs), and chunks per request.
 const CHUNK: u32 = 150;
 const CHUNKS: u32 = 5;
+/// A watchdog, not a rate: how long the storm may take to see its first escaping panic from a
+/// preempted request.
 const LIMIT: Duration = Duration::from_secs(600);
-const MIN_PREEMPTED_PANICS: u64 = 20;
+/// The storm runs until at least this many escaping panics came from preempted requests. It was
+/// 20, a count of timed events: beside `stress-ng --cpu 2` the ci+signal storm saw 22
+/// preemptions and 7 such panics in 600 s (scripts/test-under-load.sh, 2026-12-07, Zen 4) and
+/// failed, though nothing was wrong. One is the event the test must see; on an idle machine the
+/// 100,000 requests bring hundreds anyway.
+const MIN_PREEMPTED_PANICS: u64 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
