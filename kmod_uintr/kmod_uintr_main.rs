@@ -1050,11 +1050,16 @@ fn unregister_receiver(owner: u64) -> Result {
 }
 
 /// The UPID of receiver `id`, which must belong to the caller's process.
+///
+/// A defunct state is not skipped: `sched_in` marks a thread defunct when it finds it exec'd,
+/// and its receiver must then answer its own process ESTALE (the exec-generation check below),
+/// as the README says, not ENOENT; another process still gets EPERM. (Skipping it made ESTALE
+/// reachable only before the exec'd thread's first context switch: the ioctl fuzzer never saw it.)
 fn receiver_upid(id: u32) -> Result<Arc<Upid>> {
     let me = ThreadGroup::of_current()?;
     let reg = REGISTRY.lock();
     for s in reg.iter() {
-        if s.dead.load(Ordering::Acquire) || s.defunct.load(Ordering::Acquire) {
+        if s.dead.load(Ordering::Acquire) {
             continue;
         }
         let parts = s.parts.lock();

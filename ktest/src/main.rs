@@ -9,6 +9,7 @@ mod ipi_deliver;
 mod ipi_exec;
 mod ipi_lifetime;
 mod uintr;
+mod uintr_exec;
 mod uintr_fake;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ const CASES: &[(&str, &str, Check)] = &[
     ("cpu-hotplug", "kmod_uintr and kmod_ipi: a CPU with a registered receiver offline and online 3 times; kmod_uintr prepares each CPU that comes online", hotplug::cpu_hotplug),
     ("uintr-refusal", "kmod_uintr: UINTR support reported as CPUID says; every bad argument gets its errno; valid registrations refused without UINTR, accepted with it", uintr::refusal),
     ("uintr-fake", "kmod_uintr on its fake backend (a test build loaded with fake_hardware=1): registration, context switches, migration, sender, unregistration, thread and process exit; MSR accesses per switch", uintr_fake::fake),
+    ("uintr-exec", "kmod_uintr on its fake backend: a receiver inherited across execve answers the new program ESTALE (as a sender's target and as its own state), after a context switch too", uintr_exec::exec_inherited),
     ("uintr-deliver", "kmod_uintr on a UINTR CPU: self and cross-thread user interrupts, posted while asleep, across migrations, registers intact, clean-up", uintr::deliver),
 ];
 
@@ -36,7 +38,9 @@ const CASES: &[(&str, &str, Check)] = &[
 type CheckWithArgs = fn(&[String]) -> Result<(), String>;
 const CASES_WITH_ARGS: &[(&str, &str, CheckWithArgs)] = &[
     ("ipi-exec-helper", "the program ipi-exec execs: ipi-exec-helper <fd> <cpu>", ipi_exec::exec_helper),
+    ("uintr-exec-helper", "the program uintr-exec execs: uintr-exec-helper <fd> <receiver id>", uintr_exec::exec_helper),
     ("fuzz", "random ioctls against one module: fuzz <ipi|uintr> <count> [seed]", fuzz::run),
+    ("fuzz-exec", "what a fuzz child execs into (internal): fuzz-exec <ipi|uintr> <dev fd> <counters fd> <cpu> <receiver> <seed>", fuzz::exec_child),
     ("fuzz-report", "the ioctl x outcome table the fuzz runs added to SYNERGY_FUZZ_TABLE: fuzz-report <ipi|uintr> <file>", fuzz::report),
     (
         "ipi-rmmod-race",

@@ -46,7 +46,7 @@ run_guest() {
   timeout "${SYNERGY_QEMU_TIMEOUT:-$((900 * ($# + 1)))}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
     -device intel-iommu,intremap=on,eim=on \
     -nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
-    -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable $watchdogs" </dev/null 2>&1 | tee "$log"
+    -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable $watchdogs ${guest_env:-}" </dev/null 2>&1 | tee "$log"
   local qemu_rc=${PIPESTATUS[0]}
   set -e
   fail_on_splat "$log"
@@ -112,6 +112,10 @@ if [ -z "${SYNERGY_KDIR:-}" ]; then
   kasan_kdir=$(SYNERGY_KERNEL_VARIANT=kasan scripts/kernel/build.sh | tail -n 1)
   log "time: KASAN kernel build (or cache check) $((SECONDS - phase_start)) s"
   phase_start=$SECONDS
+  # Issue 40, item 11: 1,000,000 fuzzed ioctls per module here (50 cycles x 20,000; the plain
+  # kernel runs 100,000). The kernel hands unknown name=value parameters to init's environment.
+  # The fuzzer takes about 6 minutes of this guest's time; its script gets twice the usual limit.
+  guest_env="SYNERGY_FUZZ_PER_CYCLE=20000 SYNERGY_GUEST_SCRIPT_LIMIT=1800"
   run_guest kasan "$kasan_kdir" scripts/kernel/guest/10-kmod-ipi-load.sh scripts/kernel/guest/20-kmod-ipi-abi.sh \
     scripts/kernel/guest/50-kmod-uintr.sh scripts/kernel/guest/60-cpu-hotplug.sh scripts/kernel/guest/70-ioctl-fuzz.sh
   log "time: KASAN kernel guest run $((SECONDS - phase_start)) s"

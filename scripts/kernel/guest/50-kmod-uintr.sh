@@ -50,6 +50,7 @@ if [ -z "${SYNERGY_MODULES:-}" ]; then
   insmod "$modules"/kmod_uintr.ko fake_hardware=1
   dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'
   synergy-ktest uintr-fake
+  synergy-ktest uintr-exec
   rmmod kmod_uintr
   test ! -e /dev/synergy_uintr
 else
