@@ -2,6 +2,7 @@
 //! (scripts/kernel/qemu-test.sh). Prints what it checked; exits non-zero on the first failure.
 //! On the host it refuses to run unless the module's device exists, saying so.
 
+mod exec_case;
 mod fuzz;
 mod hotplug;
 mod ipi;
