@@ -49,7 +49,13 @@ test ! -e /dev/synergy_uintr
 if [ -z "${SYNERGY_MODULES:-}" ]; then
   insmod "$modules"/kmod_uintr.ko fake_hardware=1
   dmesg | grep -q 'kmod_uintr: loaded.*UINTR enabled'
-  synergy-ktest uintr-fake
+  # uintr-fake migrates receivers over 4 CPUs; the Bochs run (scripts/kernel/bochs-uintr.sh)
+  # emulates 2, and checks the same paths on real (emulated) UINTR with uintr-deliver above.
+  if [ "$(nproc)" -ge 4 ]; then
+    synergy-ktest uintr-fake
+  else
+    echo "SYNERGY-TEST-SKIP 50-kmod-uintr: uintr-fake needs 4 CPUs and this guest has $(nproc) (the QEMU bench has 4; Bochs runs 2)"
+  fi
   synergy-ktest uintr-exec
   rmmod kmod_uintr
   test ! -e /dev/synergy_uintr
