@@ -1,7 +1,7 @@
 //! The binary's progress reporter (issue 43, item 6): an `indicatif` bar with the elapsed time
 //! and an ETA on stderr, for the loops that report through `synergy_eval::progress`. Installed
-//! only when both stdout and stderr are terminals and `--quiet` was not given, so a pipe, a file
-//! or CI gets no bars and no control characters.
+//! only when both stdout and stderr are terminals (not `TERM=dumb`) and `--quiet` was not given,
+//! so a pipe, a file or CI gets no bars and no control characters.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -44,9 +44,14 @@ impl synergy_eval::progress::Reporter for Bars {
     }
 }
 
-/// Whether bars are drawn for this run: both streams on a terminal, and not `--quiet`.
+/// Whether bars are drawn for this run: both streams on a terminal that can redraw a line (not
+/// `TERM=dumb`, as a serial console logged to a file is: the QEMU bench's guest sets it), and not
+/// `--quiet`.
 pub fn wanted(quiet: bool) -> bool {
-    !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+    !quiet
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// Installs the bar reporter if `wanted`.

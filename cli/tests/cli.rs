@@ -774,7 +774,11 @@ fn progress_bars_appear_on_a_terminal_only_and_never_with_quiet() {
     std::fs::create_dir_all(&dir).unwrap();
     let sim = format!("{bin} sim syrup --requests 2000 --seeds 1 --out {}", dir.display());
     let under_pty = |cmd: &str| {
-        let o = Command::new("script").args(["-qec", cmd, "/dev/null"]).output().expect("script (bsdutils) runs");
+        let o = Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .expect("script (bsdutils) runs");
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         assert!(o.status.success(), "{cmd}: {out}{}", stderr(&o));
         out
@@ -783,6 +787,8 @@ fn progress_bars_appear_on_a_terminal_only_and_never_with_quiet() {
     assert!(shown.contains("synergy sim syrup") && shown.contains("figures") && shown.contains("ETA"), "{shown}");
     let quiet = under_pty(&format!("{sim} --quiet"));
     assert!(!quiet.contains("ETA") && !quiet.contains('\u{1b}'), "{quiet}");
+    let dumb = under_pty(&format!("TERM=dumb {sim}"));
+    assert!(!dumb.contains("ETA") && !dumb.contains('\u{1b}'), "a dumb terminal gets no bar: {dumb}");
     let piped = Command::new(bin).args(sim.split_whitespace().skip(1)).output().unwrap();
     assert!(piped.status.success(), "{}", stderr(&piped));
     let all = [piped.stdout.as_slice(), piped.stderr.as_slice()].concat();
