@@ -54,7 +54,7 @@ step microbench 75 "$bin" bench interrupt --preempt signal,ci --runs 200000 \
 step scale 210 env OUT="$res/scale" bash scripts/scale-bench.sh --bin "$bin" --workers 12 \
   --workloads high,zippydb --policies synergy,shinjuku,cfcfs --loads 0.2,0.4,0.6,0.8,0.9 \
   --duration-ms 500 --sim-requests 100000 --microbench-runs 20000 --max-green-threads 32768
-# 4. parked against polling workers, coupled against uncoupled core allocation (bench burst:
+# 4. parked against polling workers, coupled against uncoupled core allocation (sweep burst:
 # spin, park, park + CoreSync coupling, a step load crossing capacity), and overload control
 # (none against credits) at loads below and above capacity.
 step burst 50 "$bin" sweep burst --workers 12 --low 0.3 --high 1.3 --duration-ms 2000 --out "$res"
