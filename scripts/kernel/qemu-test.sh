@@ -50,7 +50,11 @@ run_guest() {
   # microseconds and the runtime's time-based spins and timer core crawl.
   # The whole run's watchdog: each script's own (guest/init, 900 s) for every script and one more
   # for booting (issue 38, C24); a real hang is reported by guest/init long before.
-  timeout "${SYNERGY_QEMU_TIMEOUT:-$((900 * ($# + 1)))}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
+  # The per-script watchdog is the guest's (900 s, or what guest_env sets), so the whole run's is
+  # that times the scripts plus one: a KASAN quick run of the fuzzer alone was cut off at 1,800 s.
+  local script_limit
+  script_limit=$(sed -n 's/.*SYNERGY_GUEST_SCRIPT_LIMIT=\([0-9]*\).*/\1/p' <<< "${guest_env:-}")
+  timeout "${SYNERGY_QEMU_TIMEOUT:-$((${script_limit:-900} * ($# + 1)))}" "$qemu" -machine q35 -accel tcg -cpu max,+x2apic -smp 4 -m 1024 \
     -device intel-iommu,intremap=on,eim=on \
     -nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
     -append "console=ttyS0 panic=-1 loglevel=7 tsc=reliable $watchdogs ${guest_env:-}" </dev/null 2>&1 | tee "$log"
