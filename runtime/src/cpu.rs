@@ -13,15 +13,10 @@ fn xsave_leaf() -> Option<ExtendedStateInfo<raw_cpuid::CpuIdReaderNative>> {
     CpuId::new().get_extended_state_info()
 }
 
-/// Leaf 0xD's sub-leaf for state component `i` (2 and up): its size, standard-format offset
-/// and 64-byte alignment in the compacted format. None for a component the CPU does not have.
-fn component_layout(i: u32) -> Option<ExtendedState> {
-    xsave_leaf()?.iter().find(|c| c.subleaf == i)
-}
-
-/// Whether XSAVEC and the compacted form of XRSTOR exist (CPUID.(0DH,1):EAX\[1\]).
-pub fn has_xsavec() -> bool {
-    xsave_leaf().is_some_and(|l| l.has_xsavec())
+/// Leaf 0xD's sub-leaves of the components 2 and up the CPU has, read once per caller: each
+/// component's size, standard-format offset and 64-byte alignment in the compacted format.
+fn component_layouts() -> Vec<ExtendedState> {
+    xsave_leaf().map(|l| l.iter().collect()).unwrap_or_default()
 }
 
 /// Whether XGETBV with ECX = 1 (XINUSE) exists (CPUID.(0DH,1):EAX\[2\]).
@@ -96,7 +91,7 @@ fn xcr0() -> Option<u64> {
 pub fn xsave_format() -> Option<(XsaveFormat, usize)> {
     let standard = xsave_area_size()?;
     let forced_standard = std::env::var("SYNERGY_XSAVE").is_ok_and(|v| v == "standard");
-    if forced_standard || !has_xsavec() {
+    if forced_standard || !std::arch::is_x86_feature_detected!("xsavec") {
         return Some((XsaveFormat::Standard, standard));
     }
     Some((XsaveFormat::Compacted, compacted_size(xcr0()?)))
@@ -122,14 +117,15 @@ pub struct Region {
 /// EBX (offset) and EAX (size), SDM Vol. 1 §13.2 and §13.4.3; the APM's CPUID Fn0000_000D_EBX_x
 /// and EAX_x give the same.
 pub fn standard_regions(components: u64) -> Vec<Region> {
+    let layouts = component_layouts();
     (2..63)
         .filter(|i| components & (1u64 << i) != 0)
         .map(|i| {
-            let c = component_layout(i);
+            let c = layouts.iter().find(|c| c.subleaf == i);
             Region {
                 component: i,
-                offset: c.as_ref().map_or(0, |c| c.offset() as usize),
-                size: c.as_ref().map_or(0, |c| c.size() as usize),
+                offset: c.map_or(0, |c| c.offset() as usize),
+                size: c.map_or(0, |c| c.size() as usize),
             }
         })
         .collect()
@@ -139,19 +135,20 @@ pub fn standard_regions(components: u64) -> Vec<Region> {
 /// after the 576-byte legacy region and header, each component of XCOMP_BV in order, on the next
 /// 64-byte boundary where CPUID.(EAX=0DH,ECX=i):ECX\[1\] says so, else right after the previous one.
 pub fn compacted_regions(xcomp_bv: u64) -> Vec<Region> {
+    let layouts = component_layouts();
     let mut offset = 576usize;
     let mut out = Vec::new();
     for i in 2..63 {
         if xcomp_bv & (1u64 << i) == 0 {
             continue;
         }
-        let c = component_layout(i);
+        let c = layouts.iter().find(|c| c.subleaf == i);
         // ECX[1] of the sub-leaf (raw-cpuid names it `is_compacted_format`): the component
         // starts on a 64-byte boundary in the compacted format.
-        if c.as_ref().is_some_and(|c| c.is_compacted_format()) {
+        if c.is_some_and(|c| c.is_compacted_format()) {
             offset = offset.next_multiple_of(64);
         }
-        let size = c.as_ref().map_or(0, |c| c.size() as usize);
+        let size = c.map_or(0, |c| c.size() as usize);
         out.push(Region { component: i, offset, size });
         offset += size;
     }
