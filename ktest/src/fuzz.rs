@@ -153,11 +153,45 @@ fn random_cmd(rng: &mut Rng, m: &Module) -> u32 {
 const OUTCOMES: usize = 134;
 const ROWS: usize = 8;
 
-/// The shared counters: ioctls done, and outcomes per (command row, errno).
+/// Where the fuzzer's time goes, in nanoseconds summed over every process (the KASAN guest's
+/// million ioctls per module cost CI half an hour before these said why).
+#[repr(C)]
+#[derive(Default)]
+struct Spent {
+    /// Inside the fuzzed ioctls.
+    ioctl: AtomicU64,
+    /// Forking a foreign process and waiting for it.
+    foreign: AtomicU64,
+    /// Spawning and joining a thread that exits registered.
+    thread: AtomicU64,
+    /// Filling a UITT.
+    fill: AtomicU64,
+    /// execs done (a count, not a time: the exec'd program's whole life is in `exec_life`).
+    execs: AtomicU64,
+    /// From exec to the exec'd program's end.
+    exec_life: AtomicU64,
+}
+
+/// The shared counters: ioctls done, outcomes per (command row, errno), and time spent.
 #[repr(C)]
 struct Shared {
     done: AtomicU64,
     outcomes: [[AtomicU64; OUTCOMES]; ROWS],
+    spent: Spent,
+}
+
+/// Nanoseconds on the monotonic clock, comparable across processes (unlike `Instant`, which
+/// does not cross an exec).
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Adds the time since `t0` (from `now_ns`) to `counter`.
+fn charge(counter: &AtomicU64, t0: u64) {
+    counter.fetch_add(now_ns().saturating_sub(t0), Ordering::Relaxed);
 }
 
 fn row_of(m: &Module, cmd: u32) -> usize {
@@ -197,8 +231,10 @@ fn map_shared(fd: i32) -> Result<&'static Shared, String> {
 /// Issues one ioctl and counts it (done, and its outcome in the command's row); returns ioctl's
 /// answer.
 fn counted(m: &Module, shared: &Shared, fd: i32, cmd: u32, arg: usize) -> i32 {
+    let t0 = now_ns();
     // SAFETY: the kernel validates every argument; wild pointers are what is being tested.
     let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
+    charge(&shared.spent.ioctl, t0);
     let outcome = if r >= 0 {
         0
     } else {
@@ -220,6 +256,7 @@ fn buffer(words: &[u64]) -> Vec<u64> {
 /// thread group) aims at the child's receivers: kmod_ipi SEND to its CPU and kmod_uintr
 /// REGISTER_SENDER for its receiver id must answer EPERM; then it exits.
 fn foreign_process(m: &Module, shared: &Shared, fd: i32, my_cpu: u32, my_receiver: u64) {
+    let t0 = now_ns();
     // SAFETY: this process is single-threaded here (every dying thread was joined); the
     // grandchild only issues ioctls and _exit()s.
     let pid = unsafe { libc::fork() };
@@ -243,11 +280,13 @@ fn foreign_process(m: &Module, shared: &Shared, fd: i32, my_cpu: u32, my_receive
         // SAFETY: waits for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
     }
+    charge(&shared.spent.foreign, t0);
 }
 
 /// A thread that registers (kmod_ipi: as its CPU's receiver; kmod_uintr: as a receiver, and a
 /// sender to it) and exits still registered: the modules' thread-exit paths.
 fn dying_thread(m: &Module, shared: &Shared, fd: i32, code: u64, slot: u64) {
+    let t0 = now_ns();
     let shared_addr = shared as *const Shared as usize;
     let magic = m.magic;
     let t = std::thread::spawn(move || {
@@ -267,6 +306,7 @@ fn dying_thread(m: &Module, shared: &Shared, fd: i32, code: u64, slot: u64) {
         }
     });
     let _ = t.join();
+    charge(&shared.spent.thread, t0);
 }
 
 /// Entries of a thread's UITT in kmod_uintr (its UITT_LEN; the README's "256 entries used").
@@ -274,12 +314,14 @@ const UITT_ENTRIES: usize = 256;
 
 /// Registers senders to `my_receiver` until the UITT is full (ENOSPC).
 fn fill_uitt(shared: &Shared, fd: i32, my_receiver: u64) {
+    let t0 = now_ns();
     for _ in 0..=UITT_ENTRIES {
         let mut b = buffer(&[my_receiver]);
         if counted(&UINTR, shared, fd, uintr::IOC_REGISTER_SENDER, b.as_mut_ptr() as usize) != 0 {
             break;
         }
     }
+    charge(&shared.spent.fill, t0);
 }
 
 /// Replaces this process by `synergy-ktest fuzz-exec`, handing it the device and the counters
@@ -298,10 +340,11 @@ fn exec_self(m: &Module, dev: i32, shared_fd: i32, my_cpu: u32, my_receiver: u64
         &my_cpu.to_string(),
         &my_receiver.to_string(),
         &seed.to_string(),
+        &now_ns().to_string(),
     ]));
 }
 
-/// `fuzz-exec <ipi|uintr> <device fd> <counters fd> <cpu> <receiver id> <seed>`: the program a
+/// `fuzz-exec <ipi|uintr> <device fd> <counters fd> <cpu> <receiver id> <seed> <exec time>`: the program a
 /// fuzz child exec'd into. Through the descriptor it inherited it sends to and registers with
 /// the old program's registrations: ESTALE where they were the old image's (then, for kmod_ipi,
 /// ENOENT: the stale registration was dropped), and registers anew; counted like the child's.
@@ -313,6 +356,8 @@ pub fn exec_child(args: &[String]) -> Result<(), String> {
     let (dev, shared) = (num(1)? as i32, map_shared(num(2)? as i32)?);
     let (my_cpu, my_receiver) = (num(3)? as u32, num(4)?);
     let mut rng = Rng(num(5)? | 1);
+    let exec_at = num(6)?;
+    shared.spent.execs.fetch_add(1, Ordering::Relaxed);
     for _ in 0..8 {
         if m.magic == ipi::IOC_MAGIC {
             let b = buffer(&[u64::from(my_cpu)]);
@@ -331,11 +376,14 @@ pub fn exec_child(args: &[String]) -> Result<(), String> {
             counted(m, shared, dev, uintr::IOC_REGISTER_RECEIVER, r.as_mut_ptr() as usize);
         }
     }
+    charge(&shared.spent.exec_life, exec_at);
     Ok(())
 }
 
-/// One child's work: `n` ioctls, each counted in `done` and by outcome.
-fn child(m: &Module, seed: u64, n: u64, shared: &Shared, shared_fd: i32) -> Result<(), String> {
+/// One child's work: `n` ioctls, each counted in `done` and by outcome. The lifetime events
+/// in its loop (a foreign process, a dying thread, a full UITT, exec) come once per a few
+/// hundred to 1,500 ioctls, times `spacing`.
+fn child(m: &Module, seed: u64, n: u64, spacing: u64, shared: &Shared, shared_fd: i32) -> Result<(), String> {
     let mut rng = Rng(seed | 1);
     let arena = Arena::new()?;
     let open = || crate::open_device(m.path, "the module").map(std::os::fd::IntoRawFd::into_raw_fd);
@@ -391,13 +439,13 @@ fn child(m: &Module, seed: u64, n: u64, shared: &Shared, shared_fd: i32) -> Resu
     for _ in 0..n {
         // The lifetime events: another process, a thread that exits registered, a full UITT,
         // failing register writes (the fake backend only: ENOTTY elsewhere), exec.
-        if rng.chance(400) {
+        if rng.chance(400 * spacing) {
             foreign_process(m, shared, fds[0], my_cpu, my_receiver);
         }
-        if rng.chance(300) {
+        if rng.chance(300 * spacing) {
             dying_thread(m, shared, fds[0], code, arena.slot_page as u64);
         }
-        if m.magic == uintr::IOC_MAGIC && rng.chance(1500) {
+        if m.magic == uintr::IOC_MAGIC && rng.chance(1500 * spacing) {
             fill_uitt(shared, fds[0], my_receiver);
         }
         if m.magic == uintr::IOC_MAGIC && rng.chance(100) {
@@ -405,7 +453,7 @@ fn child(m: &Module, seed: u64, n: u64, shared: &Shared, shared_fd: i32) -> Resu
             // SAFETY: a valid u32 argument; the test-only command of the fake backend.
             unsafe { libc::ioctl(fds[0], uintr::IOC_FAKE_FAIL_WRITES as _, &n as *const u32) };
         }
-        if rng.chance(1500) {
+        if rng.chance(1500 * spacing) {
             exec_self(m, fds[0], shared_fd, my_cpu, my_receiver, rng.next());
         }
         if rng.chance(200) && fds.len() < 4 {
@@ -440,6 +488,15 @@ fn child(m: &Module, seed: u64, n: u64, shared: &Shared, shared_fd: i32) -> Resu
             // The answer names the CPU registered on (IpiRegister::cpu, the third word's low half).
             // SAFETY: the call succeeded, so `arg` was a readable and writable 24-byte buffer.
             my_cpu = unsafe { ((arg + 16) as *const u32).read_unaligned() };
+        }
+        if r >= 0 && cmd == uintr::IOC_REGISTER_RECEIVER && m.magic == uintr::IOC_MAGIC && arg >= arena.rw as usize {
+            // Senders then aim at the newest receiver: the first one is usually unregistered by
+            // a random call within a few dozen, after which well-formed REGISTER_SENDERs got
+            // ENOENT and UNREGISTER_SENDER almost never found a sender (55 successes in a
+            // million KASAN-guest ioctls).
+            // SAFETY: the call succeeded, so `arg` was a readable and writable 24-byte buffer;
+            // UintrReceiver::receiver_id is at offset 20.
+            my_receiver = u64::from(unsafe { ((arg + 20) as *const u32).read_unaligned() });
         }
         if r >= 0 && m.cmds.contains(&cmd) && ioc::ioc_size(cmd) > 0 && rng.chance(4) && slot_mapped {
             // After a successful call that may have registered: pull the slot page away or make
@@ -502,12 +559,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
         }
     };
-    println!("fuzz {}: {total} ioctls, seed {seed}", m.path);
+    // SYNERGY_FUZZ_LIFETIME_SPACING=k makes the lifetime events k times rarer per ioctl: they
+    // cost 20-150 ms each on the KASAN kernel under TCG against about 0.1 ms for an ioctl, so
+    // the KASAN guest's million ioctls per module take k=5 (still twice the plain run's 100,000
+    // ioctls' events in all).
+    let spacing: u64 = match std::env::var("SYNERGY_FUZZ_LIFETIME_SPACING") {
+        Ok(s) => {
+            s.parse().ok().filter(|&k| k >= 1).ok_or("fuzz: SYNERGY_FUZZ_LIFETIME_SPACING must be a number >= 1")?
+        }
+        Err(_) => 1,
+    };
+    println!("fuzz {}: {total} ioctls, seed {seed}, lifetime events spaced x{spacing}", m.path);
     // The children's ioctl counts, in memory shared across fork and exec.
     let (shared_fd, shared) = shared_memfd()?;
     let done = &shared.done;
     let mut rng = Rng(seed | 1);
-    let (mut children, mut killed, mut died) = (0u64, 0u64, 0u64);
+    let (mut children, mut killed, mut stuck, mut died) = (0u64, 0u64, 0u64, 0u64);
+    let started = now_ns();
     while done.load(Ordering::Relaxed) < total {
         let child_seed = rng.next();
         let n = (total - done.load(Ordering::Relaxed)).min(2000);
@@ -518,7 +586,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             return Err(format!("fork: {}", std::io::Error::last_os_error()));
         }
         if pid == 0 {
-            let code = match child(m, child_seed, n, shared, shared_fd) {
+            let code = match child(m, child_seed, n, spacing, shared, shared_fd) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("fuzz child: {e}");
@@ -529,33 +597,28 @@ pub fn run(args: &[String]) -> Result<(), String> {
             unsafe { libc::_exit(code) };
         }
         children += 1;
+        // The parent sleeps in poll(2) on the child's pidfd instead of spinning on waitpid: a
+        // spinning parent took a vCPU from the children (4 vCPUs on 2 host CPUs under TCG).
+        let child_fd = PidFd::open(pid)?;
         if rng.chance(4) {
-            let before = done.load(Ordering::Relaxed);
-            let at = before + rng.below(n);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while done.load(Ordering::Relaxed) < at && std::time::Instant::now() < deadline {
-                std::hint::spin_loop();
-            }
-            // SAFETY: our own child.
+            // SIGKILL at a random moment: once the children have done `at` ioctls (or after 5 s).
+            let at = done.load(Ordering::Relaxed) + rng.below(n);
+            let give_up = now_ns() + 5_000_000_000;
+            while done.load(Ordering::Relaxed) < at && now_ns() < give_up && !child_fd.exited_within(1)? {}
+            // SAFETY: our own child, not yet reaped (a zombie if it already exited).
             unsafe { libc::kill(pid, libc::SIGKILL) };
             killed += 1;
         }
         // A child redirected into random code may also spin forever: 30 s, then SIGKILL.
+        if !child_fd.exited_within(30_000)? {
+            // SAFETY: our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            stuck += 1;
+        }
         let mut status = 0;
-        let mut deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(30));
-        loop {
-            // SAFETY: polls our own child.
-            match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
-                0 if deadline.is_some_and(|d| std::time::Instant::now() > d) => {
-                    // SAFETY: our own child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    killed += 1;
-                    deadline = None;
-                }
-                0 => std::thread::yield_now(),
-                r if r == pid => break,
-                _ => return Err(format!("waitpid: {}", std::io::Error::last_os_error())),
-            }
+        // SAFETY: reaps our own child.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
         }
         if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3 {
             return Err("a fuzz child could not set up (see above)".into());
@@ -565,9 +628,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     println!(
-        "fuzz {}: {} ioctls in {children} processes ({killed} killed with SIGKILL, {died} died of a delivery to a random handler)",
+        "fuzz {}: {} ioctls in {children} processes ({killed} killed with SIGKILL at a random moment, {stuck} after 30 s, {died} died of a delivery to a random handler)",
         m.path,
         done.load(Ordering::Relaxed)
+    );
+    let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) / 1_000_000;
+    let sp = &shared.spent;
+    println!(
+        "fuzz {}: {} ms in all; summed over processes: ioctls {} ms, foreign processes {} ms, dying threads {} ms, UITT fills {} ms, {} execs {} ms",
+        m.path,
+        (now_ns() - started) / 1_000_000,
+        ms(&sp.ioctl),
+        ms(&sp.foreign),
+        ms(&sp.thread),
+        ms(&sp.fill),
+        sp.execs.load(Ordering::Relaxed),
+        ms(&sp.exec_life),
     );
     // Add this run's outcomes to the table file the guest script sums over every run.
     if let Ok(path) = std::env::var("SYNERGY_FUZZ_TABLE") {
@@ -582,6 +658,41 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
+}
+
+/// A pidfd (pidfd_open(2)): a child's exit as a readable descriptor, so the parent can sleep in
+/// poll(2) until it exits or a timeout passes, without reaping it.
+struct PidFd(i32);
+
+impl PidFd {
+    fn open(pid: libc::pid_t) -> Result<PidFd, String> {
+        // SAFETY: pidfd_open with no flags on our own, unreaped child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(format!("pidfd_open: {}", std::io::Error::last_os_error()));
+        }
+        Ok(PidFd(fd as i32))
+    }
+
+    /// Whether the child has exited, waiting at most `ms` milliseconds for it.
+    fn exited_within(&self, ms: i32) -> Result<bool, String> {
+        let mut p = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
+        loop {
+            // SAFETY: one valid pollfd.
+            match unsafe { libc::poll(&mut p, 1, ms) } {
+                r if r >= 0 => return Ok(r > 0),
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+                _ => return Err(format!("poll: {}", std::io::Error::last_os_error())),
+            }
+        }
+    }
+}
+
+impl Drop for PidFd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.0) };
+    }
 }
 
 fn read_table(path: &str) -> Vec<[u64; OUTCOMES]> {

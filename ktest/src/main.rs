@@ -41,7 +41,7 @@ const CASES_WITH_ARGS: &[(&str, &str, CheckWithArgs)] = &[
     ("ipi-exec-helper", "the program ipi-exec execs: ipi-exec-helper <fd> <cpu>", ipi_exec::exec_helper),
     ("uintr-exec-helper", "the program uintr-exec execs: uintr-exec-helper <fd> <receiver id>", uintr_exec::exec_helper),
     ("fuzz", "random ioctls against one module: fuzz <ipi|uintr> <count> [seed]", fuzz::run),
-    ("fuzz-exec", "what a fuzz child execs into (internal): fuzz-exec <ipi|uintr> <dev fd> <counters fd> <cpu> <receiver> <seed>", fuzz::exec_child),
+    ("fuzz-exec", "what a fuzz child execs into (internal): fuzz-exec <ipi|uintr> <dev fd> <counters fd> <cpu> <receiver> <seed> <exec time>", fuzz::exec_child),
     ("fuzz-report", "the ioctl x outcome table the fuzz runs added to SYNERGY_FUZZ_TABLE: fuzz-report <ipi|uintr> <file>", fuzz::report),
     (
         "ipi-rmmod-race",

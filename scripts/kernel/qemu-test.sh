@@ -12,6 +12,9 @@
 #                              run only these guest scripts on one kernel, the plain one unless
 #                              SYNERGY_GUEST_VARIANT=kasan (a developer's quick run; CI runs
 #                              everything)
+#   SYNERGY_GUEST_ENV="SYNERGY_FUZZ_CYCLES=2"
+#                              name=value words added to the guest's environment (after the
+#                              KASAN guest's own), e.g. a shorter fuzzer for a measurement
 # Two kernels are booted: the plain one with every guest test, then the KASAN variant
 # (SYNERGY_KERNEL_VARIANT=kasan in build.sh) with the kernel modules' own tests.
 set -euo pipefail
@@ -24,10 +27,11 @@ require_cargo
 qemu=$(scripts/kernel/qemu.sh)
 # The KASAN guest's environment (issue 40, item 11): 1,000,000 fuzzed ioctls per module there (50
 # cycles x 20,000; the plain kernel runs 100,000). The kernel hands unknown name=value parameters
-# to init's environment. The fuzzer's script gets a 3,600 s watchdog instead of 900: on this 2-CPU
-# host beside other work a cycle (2 x 20,000 ioctls) took 38 s of guest time (2026-12-07, load
-# average 8.8).
-kasan_env="SYNERGY_FUZZ_PER_CYCLE=20000 SYNERGY_GUEST_SCRIPT_LIMIT=3600"
+# to init's environment. The fuzzer's lifetime events (fork, thread exit, exec, a full UITT; 20 to
+# 150 ms each there against about 0.1 ms an ioctl) come 5 times rarer per ioctl, still twice the
+# plain run's number: at the plain run's rate they were most of the script's time (2 cycles of
+# 2 x 20,000 ioctls took 18 s, ioctls 4.5 s of it; 2026-12-07). Its script's watchdog is 3,600 s.
+kasan_env="SYNERGY_FUZZ_PER_CYCLE=20000 SYNERGY_FUZZ_LIFETIME_SPACING=5 SYNERGY_GUEST_SCRIPT_LIMIT=3600"
 
 # run_guest VARIANT KDIR SCRIPT...: boots KDIR with the given guest scripts as its tests; fails
 # on a splat, a failed test, a hung guest or a guest not in x2APIC mode.
@@ -43,6 +47,7 @@ run_guest() {
   # that a TCG guest sharing 2 host CPUs with other work can trip with no kernel bug (issue 38,
   # C22). 300 s is the largest stall timeout the kernel accepts.
   local watchdogs="rcupdate.rcu_cpu_stall_timeout=300 sysctl.kernel.hung_task_timeout_secs=600"
+  local guest_env="${guest_env:-} ${SYNERGY_GUEST_ENV:-}"
   log "booting $(basename "$kdir") in QEMU (TCG, 4 CPUs); console: $log"
   set +e
   # tsc=reliable: under TCG the clocksource watchdog soon declares the TSC unstable and the kernel
