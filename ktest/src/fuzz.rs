@@ -599,18 +599,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         children += 1;
         // The parent sleeps in poll(2) on the child's pidfd instead of spinning on waitpid: a
         // spinning parent took a vCPU from the children (4 vCPUs on 2 host CPUs under TCG).
-        let child_fd = PidFd::open(pid)?;
+        let child_fd = crate::pidfd::open(pid)?;
         if rng.chance(4) {
             // SIGKILL at a random moment: once the children have done `at` ioctls (or after 5 s).
             let at = done.load(Ordering::Relaxed) + rng.below(n);
             let give_up = now_ns() + 5_000_000_000;
-            while done.load(Ordering::Relaxed) < at && now_ns() < give_up && !child_fd.exited_within(1)? {}
+            while done.load(Ordering::Relaxed) < at && now_ns() < give_up && !crate::pidfd::exited_within(&child_fd, 1)?
+            {
+            }
             // SAFETY: our own child, not yet reaped (a zombie if it already exited).
             unsafe { libc::kill(pid, libc::SIGKILL) };
             killed += 1;
         }
         // A child redirected into random code may also spin forever: 30 s, then SIGKILL.
-        if !child_fd.exited_within(30_000)? {
+        if !crate::pidfd::exited_within(&child_fd, 30_000)? {
             // SAFETY: our own child, not yet reaped.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             stuck += 1;
@@ -658,41 +660,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
-}
-
-/// A pidfd (pidfd_open(2)): a child's exit as a readable descriptor, so the parent can sleep in
-/// poll(2) until it exits or a timeout passes, without reaping it.
-struct PidFd(i32);
-
-impl PidFd {
-    fn open(pid: libc::pid_t) -> Result<PidFd, String> {
-        // SAFETY: pidfd_open with no flags on our own, unreaped child.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(format!("pidfd_open: {}", std::io::Error::last_os_error()));
-        }
-        Ok(PidFd(fd as i32))
-    }
-
-    /// Whether the child has exited, waiting at most `ms` milliseconds for it.
-    fn exited_within(&self, ms: i32) -> Result<bool, String> {
-        let mut p = libc::pollfd { fd: self.0, events: libc::POLLIN, revents: 0 };
-        loop {
-            // SAFETY: one valid pollfd.
-            match unsafe { libc::poll(&mut p, 1, ms) } {
-                r if r >= 0 => return Ok(r > 0),
-                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-                _ => return Err(format!("poll: {}", std::io::Error::last_os_error())),
-            }
-        }
-    }
-}
-
-impl Drop for PidFd {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours and closed once.
-        unsafe { libc::close(self.0) };
-    }
 }
 
 fn read_table(path: &str) -> Vec<[u64; OUTCOMES]> {

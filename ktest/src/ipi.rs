@@ -2,7 +2,7 @@
 //! between processes, and clean-up when a registered process is killed.
 
 use crate::{expect_err, ioctl, open_device, pin_to};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use synergy_uapi::ipi;
 
 static SLOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -26,18 +26,6 @@ pub(crate) fn send_to(fd: i32, cpu: u32) -> Result<i64, i32> {
     ioctl(fd, ipi::IOC_SEND, &s as *const _ as usize)
 }
 
-/// A pidfd for `pid` (taken before the process is killed, so that it names that process even
-/// once a pid that is not our child's is reaped and reused).
-fn pidfd(pid: libc::pid_t) -> Result<OwnedFd, String> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(format!("pidfd_open({pid}): {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// Waits until the process behind `pidfd` has exited (issue 38, D4: this was a poll every
 /// 10 ms, bounded by tries, which KASAN under TCG could outlast). A pidfd becomes readable when
 /// the process's exit is reported, and the kernel reports it only after `do_exit` closed the
@@ -45,15 +33,10 @@ fn pidfd(pid: libc::pid_t) -> Result<OwnedFd, String> {
 /// `exit_notify`), so by then a file that process alone held has been released. The timeout is
 /// a watchdog against a hang, not the synchronization.
 fn wait_for_exit(pidfd: &OwnedFd, what: &str) -> Result<(), String> {
-    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    loop {
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut p, 1, 300_000) } {
-            1 => return Ok(()),
-            0 => return Err(format!("{what} did not exit within 300 s of SIGKILL")),
-            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
-            _ => return Err(format!("poll on the pidfd of {what}: {}", std::io::Error::last_os_error())),
-        }
+    if crate::pidfd::exited_within(pidfd, 300_000).map_err(|e| format!("{what}: {e}"))? {
+        Ok(())
+    } else {
+        Err(format!("{what} did not exit within 300 s of SIGKILL"))
     }
 }
 
@@ -338,7 +321,7 @@ pub fn pid_namespaces() -> Result<(), String> {
     };
     // It is not our child (its intermediate exited, so it was reparented to init): its exit is
     // waited for through a pidfd taken while it still lives.
-    let receiver = pidfd(a)?;
+    let receiver = crate::pidfd::open(a)?;
     // SAFETY: kills the receiver.
     unsafe { libc::kill(a, libc::SIGKILL) };
     wait_for_exit(&receiver, "the namespaced receiver")?;

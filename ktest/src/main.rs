@@ -9,6 +9,7 @@ mod ipi;
 mod ipi_deliver;
 mod ipi_exec;
 mod ipi_lifetime;
+mod pidfd;
 mod uintr;
 mod uintr_exec;
 mod uintr_fake;
